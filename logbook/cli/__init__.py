@@ -1,0 +1,83 @@
+"""The `logbook` command: parse, call one library function, render. No heavy imports here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from logbook.cli import commands_query, commands_run, commands_store
+from logbook.errors import BadQuery, LogbookError
+from logbook.exitcodes import ExitCode
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+class _WarningHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"Warning: {record.getMessage()}", err=True)
+
+
+class _Failure(click.ClickException):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LogbookGroup(click.Group):
+    """The one boundary: LogbookError -> 'Error: ...' (exit 1, bad SQL 2); a bug -> one line (exit 3)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _route_warnings()
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except BadQuery as e:
+            raise _Failure(str(e), ExitCode.USAGE) from e
+        except LogbookError as e:
+            raise _Failure(str(e), ExitCode.ERROR) from e
+        except Exception as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            chain, cur = [], e  # type: ignore[var-annotated]
+            while cur is not None:
+                chain.append(f"{type(cur).__name__}: {cur}")
+                cur = cur.__cause__ or cur.__context__
+            raise _Failure(f"logbook failed: {' <- '.join(chain)} (rerun with --debug for the traceback)",
+                           ExitCode.INTERNAL) from e
+
+
+def _route_warnings() -> None:
+    logger = logging.getLogger("logbook")
+    if not any(isinstance(h, _WarningHandler) for h in logger.handlers):
+        logger.addHandler(_WarningHandler())
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
+@click.group(cls=LogbookGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="training-logbook", prog_name="logbook")
+@click.option("--debug", is_flag=True, help="Show the full traceback when logbook itself fails.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """An open-training logbook: wrap a training command, record every attempt, query it with SQL.
+
+    \b
+        logbook run --run gpt-small -- python train.py --lr 3e-4
+        logbook runs
+        logbook show gpt-small
+        logbook query "select label, status, exit_code from attempts"
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+for module in (commands_run, commands_query, commands_store):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> Any:
+    """Console-script entry point."""
+    return cli(prog_name="logbook")

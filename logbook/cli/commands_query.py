@@ -1,0 +1,57 @@
+"""logbook query, runs, show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from logbook.cli.options import format_option, open_store, store_option
+from logbook.cli.render import render
+
+
+@click.command()
+@click.argument("sql")
+@store_option
+@format_option
+def query(sql: str, store: Path | None, fmt: str) -> None:
+    """Run SQL (DuckDB) over the logbook's tables: runs, attempts, events, metrics, samples, snapshots.
+
+    \b
+        logbook query "select label, status, exit_code, duration_s from attempts where run = 'gpt-small'"
+    """
+    from logbook.query import run_sql
+
+    render(run_sql(open_store(store), sql), fmt)
+
+
+@click.command()
+@store_option
+@format_option
+def runs(store: Path | None, fmt: str) -> None:
+    """List the runs: attempts, status of the latest, first start, last end, total wall time.
+
+    \b
+        logbook runs --format json
+    """
+    from logbook.query import list_runs
+
+    render(list_runs(open_store(store)), fmt)
+
+
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@store_option
+@format_option
+def show(run_name: str, store: Path | None, fmt: str) -> None:
+    """Show the lineage of a run: one line per attempt.
+
+    \b
+        logbook show gpt-small
+    """
+    from logbook.query import show_run
+
+    render(show_run(open_store(store), run_name), fmt, title=f"run {run_name}" if fmt == "table" else None)
+
+
+COMMANDS = [query, runs, show]

@@ -1,0 +1,124 @@
+"""DuckDB views over the store's tables, free SQL, and the canned reports.
+
+Every table in schemas/ is a view of the same name. `attempts` keeps the newest row of each
+attempt (its current state); `attempt_changes` holds every row; `runs` keeps the first row of
+each run. Reports bind user values as parameters; none is pasted into SQL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from logbook import schema as schemas
+from logbook.errors import BadQuery
+from logbook.store import Store, parts
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+_STATUS_RANK = "case status when 'running' then 0 else 1 end"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(store: Store) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per table of `store`."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute("set TimeZone = 'UTC'")
+    for table in schemas.tables():
+        name = "attempt_changes" if table == "attempts" else table
+        _create_view(con, store, table, name)
+    con.execute(
+        "create view attempts as select * exclude (_n) from (select *, row_number() over "
+        f"(partition by attempt_id order by recorded_at desc, {_STATUS_RANK} desc) as _n "
+        "from attempt_changes) where _n = 1"
+    )
+    return con
+
+
+def _create_view(con: duckdb.DuckDBPyConnection, store: Store, table: str, name: str) -> None:
+    sch = schemas.load(table)
+    journal = parts.to_arrow(table, store.journal_rows(table), with_partitions=True)
+    con.register(f"_journal_{table}", journal)
+    cols = ", ".join(f'"{c}"' for c in sch.names)
+    files = store.part_files(table)
+    source = f"select {cols} from _journal_{table}"
+    if files:
+        listing = ", ".join(_quote(str(p)) for p in files)
+        source = (
+            f"select {cols} from read_parquet([{listing}], hive_partitioning = true, "
+            f"union_by_name = true, hive_types = {{'run': 'VARCHAR'}}) union all by name {source}"
+        )
+    if table == "runs":  # the first declaration of each run wins
+        source = (
+            f"select {cols} from (select *, row_number() over (partition by run order by created_at) "
+            f"as _n from ({source})) where _n = 1"
+        )
+    con.execute(f"create view {name} as select {cols} from ({source})")
+
+
+def run_sql(store: Store, sql: str, params: list[Any] | None = None) -> pa.Table:
+    """Run SQL over the views and return the result.
+
+    Raises:
+        BadQuery: DuckDB refused the SQL; the message is DuckDB's.
+    """
+    import duckdb
+
+    con = connect(store)
+    try:
+        result = con.sql(sql, params=params or None)
+        if result is None:  # a statement with no result set (set, create view ...)
+            import pyarrow as pa
+
+            return pa.table({})
+        return result.to_arrow_table()
+    except duckdb.Error as e:
+        raise BadQuery(str(e).strip()) from e
+    finally:
+        con.close()
+
+
+def list_runs(store: Store) -> pa.Table:
+    """One row per run: attempts, status of the latest, first start, last end, total wall time."""
+    return run_sql(
+        store,
+        """
+        select run,
+               count(*) as attempts,
+               arg_max(status, start_time) as latest_status,
+               min(start_time) as first_start,
+               max(coalesce(end_time, start_time)) as last_end,
+               sum(coalesce(duration_s, epoch(now() - start_time))) as wall_s
+        from attempts group by run order by first_start
+        """,
+    )
+
+
+def show_run(store: Store, run: str) -> pa.Table:
+    """The lineage of one run: one row per attempt, oldest first.
+
+    Raises:
+        NoSuchRun: the store has no such run.
+    """
+    store.check_run(run)
+    return run_sql(
+        store,
+        """
+        select a.label, a.parent_label as parent, a.status, a.exit_code, a.signal_name as signal,
+               a.duration_s, a.start_time, a.host,
+               left(g.value, 12) as git_commit,
+               d.value = 'true' as git_dirty
+        from attempts a
+        left join snapshots g on g.attempt_id = a.attempt_id and g.kind = 'git' and g.name = 'commit'
+        left join snapshots d on d.attempt_id = a.attempt_id and d.kind = 'git' and d.name = 'dirty'
+        where a.run = ?
+        order by a.start_time, a.label
+        """,
+        [run],
+    )

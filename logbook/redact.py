@@ -1,0 +1,250 @@
+"""Secret redaction for everything logbook records: env, command lines, URLs, git diffs.
+
+Two tools, used together. `is_secret_name` judges a *name* (an environment variable,
+a command-line option, a config key): a secret-looking name hides its value whatever
+it is. `redact_text` judges *text*: it replaces values in well-known token formats
+(GitHub, GitLab, AWS, Slack, OpenAI, Hugging Face, Google, Stripe, JWT, PEM private
+keys), `name = value` assignments to secret-looking names, and credentials in URLs.
+Both lean towards hiding too much: a published chronicle must never leak a key, and
+a hidden `max_tokens` costs little (it is in the config snapshot anyway).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+REDACTED = "***"
+
+# A name part containing one of these is secret (HF_TOKEN, DB_PASSWORD, NGROK_AUTHTOKEN,
+# GOOGLE_APPLICATION_CREDENTIALS, OPENAI_APIKEY, X_AMZ_SIGNATURE).
+_SECRET_SUBSTRINGS = (
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASSPHRASE",
+    "CREDENTIAL",
+    "PRIVATE",
+    "COOKIE",
+    "SIGNATURE",
+    "APIKEY",
+    "ACCESSKEY",
+    "AUTHORIZATION",
+)
+# Short words are secret only as a whole part, so KEYBOARD, PATH, PASSTHROUGH-style
+# compounds and GIT_AUTHOR_NAME stay visible while WANDB_API_KEY, GH_PAT, SMTP_PASS do not.
+_SECRET_PARTS = frozenset({"KEY", "KEYS", "PASS", "PAT", "AUTH", "OAUTH", "CREDS", "DSN", "PWD"})
+# Known-benign names that the rules above would hide. Kept short on purpose: each entry
+# is a variable whose value is a path or a switch that helps explain a run.
+#   TOKENIZERS_PARALLELISM  Hugging Face tokenizers switch ("true"/"false")
+#   SSH_AUTH_SOCK           path of the ssh-agent socket, not a key
+#   PWD / OLDPWD            the shell's working directories
+#   PASSWORD_STORE_DIR      where `pass` keeps its (encrypted) store
+_BENIGN_NAMES = frozenset(
+    {"TOKENIZERS_PARALLELISM", "SSH_AUTH_SOCK", "PWD", "OLDPWD", "PASSWORD_STORE_DIR"}
+)
+# Splits FOO_BAR, foo-bar, fooBar and FOOBar into parts.
+_NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def is_secret_name(name: str) -> bool:
+    """Tell whether a variable, option or key name suggests its value is a secret.
+
+    Args:
+        name: an environment variable (`HF_TOKEN`), option (`--api-key`) or key
+            (`db.password`); case and leading dashes do not matter.
+
+    Returns:
+        True when the value should be hidden.
+    """
+    bare = name.strip().lstrip("-+~")
+    if bare.upper() in _BENIGN_NAMES:
+        return False
+    for part in _NAME_PARTS.findall(bare):
+        upper = part.upper()
+        if upper in _SECRET_PARTS:
+            return True
+        # TOKENIZER/TOKENIZERS are the tokenizer, not a token.
+        if any(s in upper for s in _SECRET_SUBSTRINGS) and not upper.startswith("TOKENIZ"):
+            return True
+    return False
+
+
+# Names whose assigned value is hidden inside free text (diffs, shell strings).
+_ASSIGN_NAME = r"(?:pass(?:word|wd|phrase)|secret|token|(?:api|access|private)[_-]?key)"
+# Private key blocks span lines, so they get their own pass; the literal prefix makes it
+# a fast scan. An unterminated block (a truncated diff) is hidden to the end.
+_PEM_PATTERN = re.compile(
+    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?"
+    r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)"
+)
+# Everything else is line-local (separators are [ \t], never a newline), so long text
+# can be scanned in line-aligned chunks. One regex, one pass per chunk.
+_TEXT_PATTERN = re.compile(
+    "|".join(
+        [
+            # scheme://user:password@host keeps scheme and host. Anchored on "://" rather
+            # than on the scheme, which would rescan every word of the text.
+            r"(?P<url>(?<=[A-Za-z0-9])://)(?P<userinfo>[^\s/?#@:'\"]+:[^\s/?#'\"]*@)",
+            # Vendor token formats (prefixes documented by each vendor).
+            r"(?P<token>"
+            r"\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic and app tokens
+            r"|\bgithub_pat_[A-Za-z0-9_]{20,}"  # GitHub fine-grained tokens
+            r"|\bglpat-[A-Za-z0-9_\-]{20,}"  # GitLab personal access tokens
+            r"|\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"  # AWS access key ids
+            r"|\bxox[abposre]-[A-Za-z0-9\-]{10,}"  # Slack
+            r"|\bsk-[A-Za-z0-9_\-]{20,}"  # OpenAI, Anthropic (sk-ant-...), DeepSeek...
+            r"|\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe
+            r"|\bhf_[A-Za-z0-9]{30,}"  # Hugging Face
+            r"|\bAIza[0-9A-Za-z_\-]{35}"  # Google API keys
+            r"|\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"  # JWT
+            r")",
+            # Authorization headers in curl lines and configs.
+            r"(?i:(?P<scheme>\b(?:bearer|basic)[ \t]+)(?P<credential>[A-Za-z0-9._~+/\-]{16,}=*))",
+            # name = "value", name: value, NAME=value with a secret-ish name; short values
+            # and literals (max_token = 2048 is 4 digits, token = None) stay.
+            r"(?i:(?P<assign>" + _ASSIGN_NAME + r"['\"]?(?:[ \t]*[:=][ \t]*|[ \t]+(?=['\"]))"
+            r"['\"]?)(?P<value>(?!(?:none|null|true|false)\b)[^\s'\",;)}\]]{4,}))",
+            # --name value inside a shell string ("bash -c '... --hf-token abc'").
+            r"(?i:(?P<opt>--[\w\-]*" + _ASSIGN_NAME + r"[\w\-]*[ \t]+)"
+            r"(?P<optvalue>[^\s'\"\-][^\s'\"]*))",
+            # 40-hex keys (W&B, .netrc passwords) after a key-ish word; bare commit ids stay.
+            r"(?i:(?P<hexname>\b(?:key|pat|auth|login|password)[^\w\n]{1,3})"
+            r"(?P<hex>[0-9a-f]{40})\b)",
+        ]
+    )
+)
+# sre holds the GIL for a whole sub() call (about 0.25 s per MB here); scanning in
+# chunks lets the supervisor's output threads run in between.
+_CHUNK = 64 * 1024
+
+
+def _replace(match: re.Match[str]) -> str:
+    """Build the replacement for one `_TEXT_PATTERN` match, keeping the harmless parts."""
+    kept = match.group("url") or match.group("scheme") or match.group("assign")
+    kept = kept or match.group("opt") or match.group("hexname")
+    if match.group("url") is not None:
+        return kept + REDACTED + "@"
+    return (kept or "") + REDACTED
+
+
+def redact_text(text: str) -> str:
+    """Replace secrets in free text (a diff, a log line, a shell string) with `REDACTED`.
+
+    Args:
+        text: any text; megabytes are fine.
+
+    Returns:
+        The text with token-like values, secret assignments, private keys and URL
+        credentials replaced; everything else unchanged.
+    """
+    if "PRIVATE KEY-----" in text:
+        text = _PEM_PATTERN.sub(REDACTED, text)
+    if len(text) <= _CHUNK:
+        return _TEXT_PATTERN.sub(_replace, text)
+    parts: list[str] = []
+    start = 0
+    while start < len(text):
+        # Cut after a newline so no line (and so no match) is split between chunks.
+        cut = text.find("\n", start + _CHUNK)
+        end = len(text) if cut < 0 else cut + 1
+        parts.append(_TEXT_PATTERN.sub(_replace, text[start:end]))
+        start = end
+    return "".join(parts)
+
+
+_URL_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """Drop the user-info part of a URL, then redact what is left.
+
+    `https://user:tok@github.com/x` becomes `https://github.com/x`; scp-like
+    `git@github.com:org/repo.git` is not a URL with credentials and stays as it is.
+
+    Args:
+        url: a remote URL, index URL or similar.
+
+    Returns:
+        The URL without user name or password, with `redact_text` applied.
+    """
+    return redact_text(_URL_USERINFO.sub(r"\g<scheme>", url, count=1))
+
+
+def redact_value(name: str, value: str) -> tuple[str, str | None]:
+    """Redact one named value, saying why.
+
+    Args:
+        name: the variable or key name.
+        value: its value.
+
+    Returns:
+        `(value, None)` when nothing was hidden, `(REDACTED, "secret name")` when
+        the name is secret-looking, or `(partly redacted value, "token-like value")`
+        when `redact_text` found a secret inside it (so a URL keeps its host).
+    """
+    if is_secret_name(name):
+        return REDACTED, "secret name"
+    cleaned = redact_text(value)
+    if cleaned != value:
+        return cleaned, "token-like value"
+    return value, None
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, tuple[str, str | None]]:
+    """Redact a whole environment.
+
+    Args:
+        env: variable names to values.
+
+    Returns:
+        For each name, `(value, reason)` as `redact_value` gives it; `reason` is
+        None for values kept as they are.
+    """
+    return {name: redact_value(name, value) for name, value in env.items()}
+
+
+# NAME=value arguments (env-style, Hydra overrides like +db.password=x).
+_ASSIGN_ARG = re.compile(r"^(?P<name>[+~]{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>.*)$", re.S)
+
+
+def redact_command(argv: Sequence[str]) -> list[str]:
+    """Redact secrets in a command line, keeping its shape.
+
+    Hides the value of `--token X`, `--api-key=X`, `--password X` and any option
+    with a secret-looking name; `HF_TOKEN=abc`-style arguments with a secret name;
+    and token-like values or URL credentials anywhere. Short options such as `-p`
+    are left alone: too many tools use them for ports, paths or projects.
+
+    Args:
+        argv: the command and its arguments.
+
+    Returns:
+        A new list of the same length.
+    """
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            hide_next = False
+            # A boolean flag such as --use-auth-token is followed by another option.
+            if not arg.startswith("-"):
+                out.append(REDACTED)
+                continue
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, _value = arg.partition("=")
+            if is_secret_name(name):
+                if eq:
+                    out.append(name + "=" + REDACTED)
+                else:
+                    out.append(arg)
+                    hide_next = True
+                continue
+        else:
+            assign = _ASSIGN_ARG.match(arg)
+            if assign is not None and is_secret_name(assign.group("name")):
+                out.append(assign.group("name") + "=" + REDACTED)
+                continue
+        out.append(redact_text(arg))
+    return out

@@ -1,0 +1,96 @@
+"""Table schemas, built from the JSON files in schemas/ and nowhere else."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_HERE = Path(__file__).resolve().parent
+# An installed wheel carries the files as logbook/_schemas; a source checkout has them beside the package.
+SCHEMA_DIRS = (_HERE / "_schemas", _HERE.parent / "schemas")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    table: str
+    version: int
+    description: str
+    partitioning: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def stored_columns(self) -> tuple[Column, ...]:
+        """Columns inside a part file: the partition keys live in the path."""
+        return tuple(c for c in self.columns if c.name not in self.partitioning)
+
+    def arrow(self, *, with_partitions: bool = False) -> pa.Schema:
+        """The pyarrow schema of a part file (or of the whole table with `with_partitions`)."""
+        import pyarrow as pa
+
+        cols = self.columns if with_partitions else self.stored_columns
+        return pa.schema(
+            [pa.field(c.name, _arrow_type(c.type), nullable=c.nullable) for c in cols],
+            metadata={"logbook.table": self.table, "logbook.schema_version": str(self.version)},
+        )
+
+
+def _arrow_type(name: str) -> Any:
+    import pyarrow as pa
+
+    simple = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "int32": pa.int32(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
+    if name in simple:
+        return simple[name]
+    if name.startswith("list<") and name.endswith(">"):
+        return pa.list_(_arrow_type(name[5:-1]))
+    raise ValueError(f"unknown column type {name!r} in schemas/")
+
+
+def schema_dir() -> Path:
+    for d in SCHEMA_DIRS:
+        if d.is_dir():
+            return d
+    raise FileNotFoundError(f"no schemas/ folder beside the logbook package (looked in {SCHEMA_DIRS})")
+
+
+@cache
+def load(table: str) -> TableSchema:
+    """Read the schema of one table from schemas/<table>.json."""
+    doc = json.loads((schema_dir() / f"{table}.json").read_text())
+    return TableSchema(
+        table=doc["table"],
+        version=int(doc["version"]),
+        description=doc["description"],
+        partitioning=tuple(doc.get("partitioning", ())),
+        columns=tuple(Column(**c) for c in doc["columns"]),
+    )
+
+
+@cache
+def tables() -> tuple[str, ...]:
+    """Names of every table, from the files in schemas/."""
+    return tuple(sorted(p.stem for p in schema_dir().glob("*.json") if not p.stem.startswith("hook")))

@@ -1,0 +1,189 @@
+"""The store: a folder of Hive-partitioned Parquet parts plus the journals of live wrappers.
+
+    >>> store = Store.open(Path(".logbook"))
+    >>> store.read("attempts", run="gpt-small")      # a pyarrow Table, corrupt parts skipped
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from logbook import schema as schemas
+from logbook.errors import NoSuchRun, StoreCorrupt
+from logbook.store import journal as journals
+from logbook.store import layout, parts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger("logbook")
+MARKER = "logbook-store.json"
+FORMAT = 1
+
+
+class Store:
+    """An open store. Cheap to make; reads the disk only when asked."""
+
+    def __init__(self, root: Path, *, source: str = "given") -> None:
+        self.root = Path(root)
+        self.source = source  # where the path came from: --store, LOGBOOK_STORE, logbook.toml, ...
+        self.problems: list[str] = []  # parts skipped while reading, for the CLI to warn about
+        self._folded = False
+
+    @classmethod
+    def open(cls, root: Path, *, create: bool = False, source: str = "given") -> Store:
+        """Open the store at `root`, making it when `create` is true.
+
+        Raises:
+            StoreCorrupt: `root` is not a store (or is a file) and `create` is false.
+        """
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise StoreCorrupt(f"{root} is a file, not a logbook store")
+        if not root.exists():
+            if not create:
+                raise StoreCorrupt(
+                    f"no logbook store at {root}",
+                    hint='record a run with "logbook run -- CMD" or pass --store',
+                )
+            root.mkdir(parents=True, exist_ok=True)
+        marker = root / MARKER
+        if create and not marker.exists():
+            doc = {"format": FORMAT, "created": datetime.now(timezone.utc).isoformat()}
+            marker.write_text(json.dumps(doc) + "\n")
+        return cls(root, source=source)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # writing ---------------------------------------------------------------------------------
+
+    def write(self, table: str, run: str, rows: Sequence[Mapping[str, Any]]) -> Path | None:
+        """Append rows to `table` as one new part; None when there is nothing to write."""
+        if not rows:
+            return None
+        return parts.write_part(layout.run_dir(self.root, table, run), parts.to_arrow(table, rows))
+
+    def journal(self, run: str) -> journals.Journal:
+        """A new journal for one wrapper's lifecycle rows of `run`."""
+        return journals.Journal(self.root, run)
+
+    # reading ---------------------------------------------------------------------------------
+
+    def run_names(self) -> list[str]:
+        """Every run with at least one attempt, in the parts or in a live journal."""
+        names = {layout.run_of(p) for p in (self.root / "attempts").glob("run=*")}
+        names |= {layout.run_of(p) for p in (self.root / layout.JOURNAL_DIR).glob("run=*") if any(p.iterdir())}
+        return sorted(n for n in names if n)
+
+    def check_run(self, run: str) -> str:
+        """Return `run` if the store has it.
+
+        Raises:
+            NoSuchRun: with the closest known names.
+        """
+        layout.check_run_name(run)
+        known = self.run_names()
+        if run in known:
+            return run
+        import difflib
+
+        close = difflib.get_close_matches(run, known, n=3, cutoff=0.5)
+        listing = ", ".join(close or known[:8]) or "none yet"
+        label = "did you mean" if close else "known"
+        raise NoSuchRun(f'no run "{run}" in {self.root} ({label}: {listing})', hint='see "logbook runs"')
+
+    def part_files(self, table: str, run: str | None = None) -> list[Path]:
+        """Parts of `table` that look whole; torn ones are skipped and noted in `problems`."""
+        good = []
+        for path in parts.iter_part_files(self.root, table, run):
+            if parts.looks_whole(path):
+                good.append(path)
+            else:
+                self._problem(f"skipped {path.relative_to(self.root)}: torn or not Parquet "
+                              '(run "logbook doctor" to quarantine it)')
+        return good
+
+    def journal_rows(self, table: str, run: str | None = None) -> list[dict[str, Any]]:
+        """Rows of `table` that are only in journals so far (live wrappers, unfoldable ones)."""
+        self.fold_dead_journals()
+        out: list[dict[str, Any]] = []
+        for path in journals.list_journals(self.root, run):
+            jf = journals.read(path)
+            if jf is None:
+                continue
+            jrun = jf.header.get("run") or layout.run_of(path.parent)
+            folded = layout.run_dir(self.root, table, jrun) / layout.journal_part_name(jf.id)
+            if folded.exists():  # folded a moment ago; its part already holds these rows
+                continue
+            rows = jf.rows if jf.is_alive() else jf.rows + journals.lost_rows(jf)
+            out.extend({**r, "run": jrun} for t, r in rows if t == table)
+        return out
+
+    def read(self, table: str, run: str | None = None) -> pa.Table:
+        """The whole of `table` (one run's, or all) as a pyarrow Table with the run column."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        target = schemas.load(table).arrow(with_partitions=True)
+        pieces = []
+        for path in self.part_files(table, run):
+            try:
+                data = pq.read_table(path)
+            except Exception as e:  # a damaged part must not stop the read
+                self._problem(f"skipped {path.relative_to(self.root)}: {e}")
+                continue
+            data = data.append_column("run", pa.array([layout.run_of(path.parent)] * len(data), pa.string()))
+            pieces.append(conform(data, target))
+        pieces.append(parts.to_arrow(table, self.journal_rows(table, run), with_partitions=True))
+        return pa.concat_tables(pieces)
+
+    def fold_dead_journals(self) -> None:
+        """Fold the journals of wrappers that died, marking their running attempts lost. Once per Store."""
+        if self._folded:
+            return
+        self._folded = True
+        for path in journals.list_journals(self.root):
+            jf = journals.read(path)
+            if jf is None or jf.is_alive():
+                continue
+            run = jf.header.get("run") or layout.run_of(path.parent)
+            try:
+                journals.write_folded(self.root, run, jf.id, jf.rows + journals.lost_rows(jf))
+                path.unlink(missing_ok=True)
+            except OSError as e:  # a read-only store: the rows are still read from the journal
+                log.debug("cannot fold %s: %s", path, e)
+
+    def _problem(self, text: str) -> None:
+        if text not in self.problems:
+            self.problems.append(text)
+            log.warning(text)
+
+
+def conform(data: pa.Table, target: pa.Schema) -> pa.Table:
+    """Cast a part read from disk to the current schema: missing columns become null, extra ones go."""
+    import pyarrow as pa
+
+    cols = []
+    for f in target:
+        if f.name in data.column_names:
+            col = data.column(f.name)
+            cols.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            cols.append(pa.nulls(len(data), f.type))
+    return pa.Table.from_arrays(cols, schema=target)
+
+
+def user_name() -> str | None:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return os.environ.get("USER")

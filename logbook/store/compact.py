@@ -1,0 +1,161 @@
+"""Merge small parts into one, without losing or duplicating a row even if interrupted.
+
+In each `<table>/run=<name>/` folder: take a lock, write a manifest naming the inputs and the
+output, write the merged part, delete the inputs, delete the manifest. A reader that finds a
+manifest whose output exists ignores the inputs still there; one whose output is missing changed
+nothing. Writers never take the lock: they only add parts with new names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logbook import schema as schemas
+from logbook.store import journal as journals
+from logbook.store import layout, parts
+
+MANIFEST_PREFIX = "_compact-"
+LOCK_NAME = "_compact.lock"
+STALE_LOCK_S = 3600.0
+SMALL_PART_BYTES = 32 * 1024 * 1024
+
+
+def replaced_parts(directory: Path, names: Iterable[str]) -> set[str]:
+    """Inputs of a finished but interrupted compaction in `directory`."""
+    names = set(names)
+    out: set[str] = set()
+    for name in names:
+        if not (name.startswith(MANIFEST_PREFIX) and name.endswith(".json")):
+            continue
+        try:
+            doc = json.loads((directory / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if doc.get("output") in names:
+            out.update(doc.get("inputs", []))
+    return out
+
+
+@dataclass
+class CompactResult:
+    folders: int = 0
+    parts_before: int = 0
+    parts_after: int = 0
+    rows: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def compact(store, tables: Iterable[str] | None = None) -> CompactResult:  # type: ignore[no-untyped-def]
+    """Merge the small parts of every table and run of `store`.
+
+    Returns:
+        Counts of folders touched and parts before and after.
+    """
+    store.fold_dead_journals()
+    live = {p.stem for p in journals.list_journals(store.root)}
+    result = CompactResult()
+    for table in tables or schemas.tables():
+        for directory in sorted((store.root / table).glob("run=*")):
+            _compact_folder(store.root, table, directory, live, result)
+    return result
+
+
+def _compact_folder(root: Path, table: str, directory: Path, live: set[str], result: CompactResult) -> None:
+    finish_interrupted(directory)
+    inputs = []
+    for path in parts.iter_part_files(root, table, layout.run_of(directory)):
+        if path.name.startswith("j-") and path.stem[2:] in live:
+            continue  # its journal is still there; the pair must stay recognisable
+        if not parts.looks_whole(path):
+            result.skipped.append(str(path.relative_to(root)))
+            continue
+        if path.stat().st_size < SMALL_PART_BYTES:
+            inputs.append(path)
+    if len(inputs) < 2:
+        return
+    lock = directory / LOCK_NAME
+    if not _take_lock(lock):
+        result.skipped.append(f"{directory.relative_to(root)} (another compaction holds the lock)")
+        return
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        target = schemas.load(table).arrow()
+        pieces = []
+        for path in inputs:
+            try:
+                pieces.append(_conform_stored(pq.read_table(path), target))
+            except Exception:  # damaged inside; leave it for `logbook doctor`
+                result.skipped.append(str(path.relative_to(root)))
+        if len(pieces) < 2:
+            return
+        merged = pa.concat_tables(pieces)
+        kept = [p for p in inputs if str(p.relative_to(root)) not in result.skipped]
+        output = layout.new_part_name("c")
+        manifest = directory / f"{MANIFEST_PREFIX}{uuid.uuid4().hex[:12]}.json"
+        _write_durably(manifest, {"output": output, "inputs": [p.name for p in kept], "rows": len(merged)})
+        parts.write_part(directory, merged, output)
+        for p in kept:
+            p.unlink(missing_ok=True)
+        manifest.unlink()
+        result.folders += 1
+        result.parts_before += len(kept)
+        result.parts_after += 1
+        result.rows += len(merged)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _conform_stored(data, target):  # type: ignore[no-untyped-def]
+    from logbook.store import conform
+
+    return conform(data, target)
+
+
+def finish_interrupted(directory: Path) -> None:
+    """Complete or undo a compaction that was interrupted in `directory`."""
+    names = [p.name for p in directory.iterdir()]
+    for name in names:
+        if not (name.startswith(MANIFEST_PREFIX) and name.endswith(".json")):
+            continue
+        manifest = directory / name
+        try:
+            doc = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        if doc.get("output") in names:  # merged part is whole: finish deleting inputs
+            for inp in doc.get("inputs", []):
+                (directory / inp).unlink(missing_ok=True)
+        manifest.unlink(missing_ok=True)
+
+
+def _take_lock(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            if time.time() - lock.stat().st_mtime < STALE_LOCK_S:
+                return False
+            lock.unlink()
+        except FileNotFoundError:
+            pass
+        return _take_lock(lock)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    os.close(fd)
+    return True
+
+
+def _write_durably(path: Path, doc: dict) -> None:  # type: ignore[type-arg]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,203 @@
+"""A small fsync'd journal of lifecycle rows, so that `kill -9` of the wrapper loses none of them.
+
+A wrapper appends each lifecycle row (attempt start and end, signals, warnings) as one JSON line and
+fsyncs it, and touches the file as a heartbeat. At the end of the attempt it folds the journal into
+Parquet parts named after the journal, then deletes it. A journal whose wrapper died is folded by
+the next command that reads the store, which also marks its running attempts `lost`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from logbook.store import layout
+
+# A wrapper touches its journal this often; one on another host silent for LOST_AFTER_S is lost.
+HEARTBEAT_S = 15.0
+LOST_AFTER_S = 8 * HEARTBEAT_S
+SUFFIX = ".jsonl"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _process_start(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.Error, OSError):
+        return None
+
+
+class Journal:
+    """The journal of one wrapper for one run."""
+
+    def __init__(self, root: Path, run: str) -> None:
+        self.run = run
+        self.id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:16]}"
+        directory = layout.journal_dir(root, run)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{self.id}{SUFFIX}"
+        self.root = root
+        self.rows: list[tuple[str, dict[str, Any]]] = []  # kept so a fold never depends on the file
+        self._lock = threading.Lock()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        header = {
+            "journal": 1,
+            "id": self.id,
+            "run": run,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_start": _process_start(os.getpid()),
+        }
+        self._write_line(header)
+
+    def _write_line(self, obj: dict[str, Any]) -> None:
+        data = (json.dumps(obj, default=_json_default, allow_nan=True) + "\n").encode()
+        os.write(self._fd, data)
+        os.fsync(self._fd)
+
+    def append(self, table: str, row: dict[str, Any]) -> None:
+        """Record one row durably before returning."""
+        with self._lock:
+            self.rows.append((table, dict(row)))
+            self._write_line({"table": table, "row": row})
+
+    def touch(self) -> None:
+        """Heartbeat: readers take a journal untouched for LOST_AFTER_S on another host as dead."""
+        os.utime(self.path)
+
+    def fold(self) -> None:
+        """Write the rows as Parquet parts, then delete the journal."""
+        with self._lock:
+            write_folded(self.root, self.run, self.id, self.rows)
+            os.close(self._fd)
+            self._fd = -1
+            self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop writing without folding (the rows stay for the next reader to fold)."""
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def write_folded(root: Path, run: str, journal_id: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    from logbook.store import parts
+
+    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for table, row in rows:
+        by_table[table].append(row)
+    for table, table_rows in by_table.items():
+        data = parts.to_arrow(table, table_rows)
+        parts.write_part(layout.run_dir(root, table, run), data, layout.journal_part_name(journal_id))
+
+
+@dataclass
+class JournalFile:
+    path: Path
+    header: dict[str, Any]
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return str(self.header.get("id") or self.path.stem)
+
+    def is_alive(self) -> bool:
+        """Is the wrapper that writes this journal still running?"""
+        try:
+            age = datetime.now(timezone.utc).timestamp() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if self.header.get("host") == socket.gethostname():
+            pid = self.header.get("pid")
+            if not isinstance(pid, int):
+                return age < LOST_AFTER_S
+            started = _process_start(pid)
+            want = self.header.get("pid_start")
+            return started is not None and (want is None or abs(started - float(want)) < 1.0)
+        return age < LOST_AFTER_S
+
+
+def read(path: Path) -> JournalFile | None:
+    """Parse a journal, skipping a torn last line; None if it vanished or has no header."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return None
+    docs = []
+    for line in lines:
+        try:
+            docs.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by a kill mid-write
+    if not docs or "journal" not in docs[0]:
+        return None
+    jf = JournalFile(path, docs[0])
+    jf.rows = [(d["table"], d["row"]) for d in docs[1:] if "table" in d and "row" in d]
+    return jf
+
+
+def list_journals(root: Path, run: str | None = None) -> list[Path]:
+    base = root / layout.JOURNAL_DIR
+    dirs = [layout.journal_dir(root, run)] if run else sorted(base.glob("run=*"))
+    out: list[Path] = []
+    for d in dirs:
+        out.extend(sorted(d.glob(f"*{SUFFIX}")))
+    return out
+
+
+def lost_rows(jf: JournalFile) -> list[tuple[str, dict[str, Any]]]:
+    """Rows that close the attempts a dead wrapper left running: status lost, ended at its heartbeat."""
+    from logbook.store import parts
+
+    try:
+        last_seen = datetime.fromtimestamp(jf.path.stat().st_mtime, timezone.utc)
+    except FileNotFoundError:
+        last_seen = parts.now()
+    latest: dict[str, dict[str, Any]] = {}
+    for table, row in jf.rows:
+        if table == "attempts":
+            latest[row["attempt_id"]] = row
+    out: list[tuple[str, dict[str, Any]]] = []
+    for attempt_id, row in latest.items():
+        if row.get("status") != "running":
+            continue
+        start = datetime.fromisoformat(row["start_time"]) if isinstance(row["start_time"], str) else row["start_time"]
+        out.append(("attempts", {
+            **row,
+            "status": "lost",
+            "end_time": last_seen,
+            "duration_s": max(0.0, (last_seen - start).total_seconds()),
+            "recorded_at": parts.now(),
+        }))
+        out.append(("events", {
+            "run": jf.header.get("run"),
+            "attempt_id": attempt_id,
+            "event_id": uuid.uuid4().hex,
+            "time": last_seen,
+            "kind": "lost",
+            "severity": "error",
+            "source": "logbook",
+            "message": f"attempt {row.get('label')} lost: its wrapper stopped without recording an end "
+            f"(killed, or its host died); last sign of life {last_seen:%Y-%m-%d %H:%M:%S} UTC",
+            "data": json.dumps({"host": jf.header.get("host"), "wrapper_pid": jf.header.get("pid")}),
+        }))
+    return out

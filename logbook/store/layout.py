@@ -1,0 +1,68 @@
+"""Where things live inside a store, and which run names are safe to put there.
+
+    <store>/<table>/run=<name>/<part>.parquet   Hive-partitioned, immutable parts
+    <store>/_journal/run=<name>/<id>.jsonl      fsync'd lifecycle rows of live wrappers
+    <store>/logs/run=<name>/<attempt_id>/stdout.log, stderr.log   raw output per attempt
+    <store>/_quarantine/...                     parts that `logbook doctor` set aside
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from logbook.errors import ConfigError
+
+PART_SUFFIX = ".parquet"
+JOURNAL_DIR = "_journal"
+QUARANTINE_DIR = "_quarantine"
+LOGS_DIR = "logs"
+# Letters, digits and . _ + @ - only: a name must be one path component on every filesystem and
+# object store, survive Hive partition parsing unescaped, and never be read as a path (#2).
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,127}")
+
+
+def check_run_name(name: str) -> str:
+    """Return `name` if it is a safe run name.
+
+    Raises:
+        ConfigError: the name could escape the store or break partitioning.
+    """
+    if not _RUN_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"run name {name!r} is not allowed",
+            hint="use letters, digits and . _ + @ - (at most 128, starting with a letter or "
+            "digit, no '..')",
+        )
+    return name
+
+
+def run_dir(root: Path, table: str, run: str) -> Path:
+    return root / table / f"run={check_run_name(run)}"
+
+
+def journal_dir(root: Path, run: str) -> Path:
+    return root / JOURNAL_DIR / f"run={check_run_name(run)}"
+
+
+def attempt_log_dir(root: Path, run: str, attempt_id: str) -> Path:
+    return root / LOGS_DIR / f"run={check_run_name(run)}" / attempt_id
+
+
+def run_of(path: Path) -> str | None:
+    """The run named by a `run=<name>` folder, or None."""
+    name = path.name
+    return name[4:] if name.startswith("run=") else None
+
+
+def new_part_name(prefix: str = "part") -> str:
+    """A part name no other writer on any host will pick: time first, so `ls` sorts by age."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:16]}{PART_SUFFIX}"
+
+
+def journal_part_name(journal_id: str) -> str:
+    """The part a journal folds into: fixed, so folding twice replaces instead of duplicating."""
+    return f"j-{journal_id}{PART_SUFFIX}"

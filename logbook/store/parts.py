@@ -1,0 +1,133 @@
+"""Immutable Parquet parts: written whole to a temporary name, fsync'd, renamed into place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from logbook import schema as schemas
+from logbook.store import layout
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_MAGIC = b"PAR1"
+
+
+def to_arrow(table: str, rows: Sequence[Mapping[str, Any]], *, with_partitions: bool = False) -> pa.Table:
+    """Rows (dicts) as a pyarrow table with exactly the schema of `table`.
+
+    Timestamps may be datetimes or ISO strings (as the journal keeps them); missing keys are null.
+    """
+    import pyarrow as pa
+
+    sch = schemas.load(table)
+    arrow_schema = sch.arrow(with_partitions=with_partitions)
+    ts_cols = [c.name for c in sch.columns if c.type == "timestamp"]
+    fixed = []
+    for row in rows:
+        r = {name: row.get(name) for name in arrow_schema.names}
+        for c in ts_cols:
+            if isinstance(r.get(c), str):
+                r[c] = datetime.fromisoformat(r[c])
+        fixed.append(r)
+    return pa.Table.from_pylist(fixed, schema=arrow_schema)
+
+
+def write_part(directory: Path, data: pa.Table, name: str | None = None) -> Path:
+    """Write `data` as one part in `directory`, atomically.
+
+    Returns:
+        The path of the new part.
+    """
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / (name or layout.new_part_name())
+    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(data, f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    return final
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; some filesystems (and Windows) cannot open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def iter_part_files(root: Path, table: str, run: str | None = None) -> Iterator[Path]:
+    """Every part file of `table` (of one run, or all), compaction leftovers excluded."""
+    base = root / table
+    dirs = [layout.run_dir(root, table, run)] if run else _subdirs(base)
+    for d in dirs:
+        try:
+            names = [e.name for e in os.scandir(d) if e.is_file()]
+        except FileNotFoundError:
+            continue
+        replaced = _replaced_by_compaction(d, names)
+        for name in sorted(names):
+            if name.endswith(layout.PART_SUFFIX) and not name.startswith(".") and name not in replaced:
+                yield d / name
+
+
+def _subdirs(base: Path) -> list[Path]:
+    try:
+        return sorted(Path(e.path) for e in os.scandir(base) if e.is_dir() and e.name.startswith("run="))
+    except FileNotFoundError:
+        return []
+
+
+def _replaced_by_compaction(directory: Path, names: list[str]) -> set[str]:
+    """Parts that a finished compaction merged but had not yet deleted when it was interrupted."""
+    from logbook.store import compact
+
+    return compact.replaced_parts(directory, names)
+
+
+def looks_whole(path: Path) -> bool:
+    """Cheap test for a torn part: a Parquet file starts and ends with PAR1."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(-4, os.SEEK_END)
+            tail = f.read(4)
+    except OSError:
+        return False
+    return head == _MAGIC and tail == _MAGIC
+
+
+def check_part(path: Path) -> str | None:
+    """Why a part cannot be read, or None if it reads in full."""
+    import pyarrow.parquet as pq
+
+    if not looks_whole(path):
+        return "not a whole Parquet file (torn or truncated)"
+    try:
+        pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for damaged files
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,142 @@
+"""What the supervisor writes about one attempt. It never raises: a store that is unwritable or
+full becomes one warning on stderr saying what was not recorded, and the training goes on (#2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from logbook.store import Store, journal, layout, user_name
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Recorder:
+    """Records the lifecycle of one attempt of `run` into `store` (None: record nothing)."""
+
+    def __init__(self, store: Store | None, run: str, attempt_id: str, *, warn_stream: Any = None) -> None:
+        self.store = store
+        self.run = run
+        self.attempt_id = attempt_id
+        self._warned: set[str] = set()
+        self._stream = warn_stream or sys.stderr
+        self._journal: journal.Journal | None = None
+        self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.attempt: dict[str, Any] = {}
+
+    # safety ----------------------------------------------------------------------------------
+
+    def warn(self, text: str, *, event: bool = True) -> None:
+        """One line on stderr (once per text) and, when possible, a logbook_warning event."""
+        if text in self._warned:
+            return
+        self._warned.add(text)
+        try:
+            self._stream.write(f"logbook: warning: {text}\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+        if event and self._journal is not None:
+            self.event("logbook_warning", text, severity="warning", source="logbook")
+
+    def _safe(self, what: str, fn: Callable[[], Any]) -> Any:
+        if self.store is None:
+            return None
+        try:
+            return fn()
+        except Exception as e:  # anything: the training must not notice
+            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            self.warn(f"could not record {what} in {self.store.root}: {reason}; the training goes on",
+                      event=False)
+            return None
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    def log_dir(self) -> Path | None:
+        def make() -> Path:
+            assert self.store is not None
+            d = layout.attempt_log_dir(self.store.root, self.run, self.attempt_id)
+            d.mkdir(parents=True, exist_ok=True)
+            return d
+
+        return self._safe("the raw logs", make)  # type: ignore[no-any-return]
+
+    def started(self, attempt: dict[str, Any], *, first_of_run: bool) -> None:
+        """Journal the start (durably) and begin the heartbeat."""
+        self.attempt = dict(attempt)
+
+        def begin() -> None:
+            assert self.store is not None
+            self._journal = self.store.journal(self.run)
+            if first_of_run:
+                self._journal.append("runs", {
+                    "run": self.run, "created_at": attempt["start_time"], "host": attempt.get("host"),
+                    "user": attempt.get("user"), "description": None,
+                })
+            self._journal.append("attempts", self.attempt)
+
+        self._safe("the start of the attempt", begin)
+        self._thread = threading.Thread(target=self._heartbeat, name="logbook-journal", daemon=True)
+        self._thread.start()
+
+    def event(self, kind: str, message: str, *, severity: str = "info", source: str = "supervisor",
+              data: dict[str, Any] | None = None, step: int | None = None) -> None:
+        """Queue an event; safe to call from a signal handler."""
+        self._queue.put(("events", {
+            "run": self.run, "attempt_id": self.attempt_id, "event_id": uuid.uuid4().hex,
+            "time": _now(), "step": step, "kind": kind, "severity": severity, "source": source,
+            "message": message, "data": json.dumps(data) if data is not None else None,
+        }))
+
+    def snapshots(self, rows: list[dict[str, Any]]) -> None:
+        stamp = _now()
+        full = [{**r, "run": self.run, "attempt_id": self.attempt_id, "time": stamp} for r in rows]
+        self._safe("the launch snapshot", lambda: self.store.write("snapshots", self.run, full))  # type: ignore[union-attr]
+
+    def ended(self, **fields: Any) -> None:
+        """Journal the end, then fold the journal into Parquet."""
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.attempt.update(fields, recorded_at=_now())
+        j = self._journal
+        if j is None:
+            return
+        self._safe("the end of the attempt", lambda: j.append("attempts", self.attempt))
+        self._safe("the attempt's rows as Parquet (they stay in the journal)", j.fold)
+        j.close()
+
+    def _heartbeat(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=journal.HEARTBEAT_S)
+            except queue.Empty:
+                if self._journal is not None:
+                    self._safe("the heartbeat", self._journal.touch)
+                continue
+            if item is None:
+                return
+            if self._journal is not None:
+                table, row = item
+                self._safe(f"a {row.get('kind', 'row')} event", lambda: self._journal.append(table, row))  # type: ignore[union-attr]
+
+
+def base_attempt(run: str, attempt_id: str, command: list[str], cwd: Path) -> dict[str, Any]:
+    from logbook import __version__
+
+    return {
+        "run": run, "attempt_id": attempt_id, "host": socket.gethostname(), "user": user_name(),
+        "wrapper_pid": os.getpid(), "command": command, "cwd": str(cwd), "logbook_version": __version__,
+    }

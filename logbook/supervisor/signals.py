@@ -1,0 +1,75 @@
+"""Pass the signals the wrapper gets on to the child's process group; kill it after a grace period."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+# These ask the job to stop; SIGUSR1/2 are notices (a SLURM warning, a checkpoint request).
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Forwarder:
+    """Installs handlers that forward to process group `pgid`, and restores the old ones."""
+
+    def __init__(
+        self,
+        pgid: int,
+        *,
+        grace_s: float,
+        on_signal: Callable[[int], None],
+        on_winch: Callable[[], None] | None = None,
+    ) -> None:
+        self.pgid = pgid
+        self.grace_s = grace_s
+        self.on_signal = on_signal  # called in the main thread; must only queue work
+        self.on_winch = on_winch
+        self.received: list[int] = []
+        self.killed_after_grace = False
+        self._timer: threading.Timer | None = None
+        self._old: dict[int, object] = {}
+
+    def install(self) -> None:
+        for sig in FORWARDED:
+            self._old[sig] = signal.signal(sig, self._handle)
+        if self.on_winch is not None:
+            self._old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._winch)
+
+    def restore(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        self._old.clear()
+
+    @property
+    def stopping_signal(self) -> int | None:
+        """The first signal received that asked the job to stop, if any."""
+        return next((s for s in self.received if s in STOPPING), None)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.append(signum)
+        self._send(signum)
+        self.on_signal(signum)
+        if signum in STOPPING and self._timer is None and self.grace_s >= 0:
+            self._timer = threading.Timer(self.grace_s, self._kill)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _winch(self, signum: int, frame: object) -> None:
+        if self.on_winch is not None:
+            self.on_winch()
+        self._send(signum)
+
+    def _kill(self) -> None:
+        self.killed_after_grace = True
+        self._send(signal.SIGKILL)
+
+    def _send(self, signum: int) -> None:
+        try:
+            os.killpg(self.pgid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone already
