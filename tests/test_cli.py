@@ -69,6 +69,7 @@ def test_run_names_that_escape_the_store_are_refused(invoke, store_path: Path, t
         r = invoke(["run", "--store", str(store_path), "--run", bad, "--", "true"], code=1)
         assert "is not allowed" in r.stderr, bad
     assert not (tmp_path / "evil").exists()
+    invoke(["run", "--store", str(store_path), "--run", "fine", "--", "true"])
     r = invoke(["show", "../x", "--store", str(store_path)], code=1)
     assert "is not allowed" in r.stderr
 

@@ -15,7 +15,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def store_option(f: F) -> F:
     return click.option(
-        "--store", "store", type=click.Path(path_type=Path, file_okay=False), default=None,
+        "--store", "store", type=click.Path(path_type=Path), default=None,
         help="Store folder. Default: LOGBOOK_STORE, else the nearest .logbook/ (or logbook.toml "
         "[store] path) walking up from here, else ./.logbook.",
     )(f)

@@ -75,14 +75,25 @@ def run(opts: RunOptions) -> int:
     }
     log_dir = recorder.log_dir()
     streams = [launch.open_stream("stdout", 1, opts.tty), launch.open_stream("stderr", 2, opts.tty)]
+    ptys = [s for s in streams if s.is_pty]
+    forwarder = Forwarder(
+        grace_s=opts.grace_s,
+        on_signal=lambda sig: recorder.event(
+            "signal", f"received {signal.Signals(sig).name}; passed to the command",
+            data={"signal": signal.Signals(sig).name}),
+        on_winch=(lambda: [launch.copy_window_size(s.ours, s.read_fd) for s in ptys]) if ptys else None,
+    )
+    forwarder.install()
     start = _now()
     try:
         proc = launch.spawn(opts.command, env=env, cwd=cwd, stdout=streams[0], stderr=streams[1])
     except OSError as e:
+        forwarder.restore()
         for s in streams:
             os.close(s.read_fd)
         return _could_not_start(recorder, attempt, start, e, first=not previous, command=opts.command)
 
+    forwarder.attach(proc.pid)
     pumps = [Pump(s.read_fd, s.ours, log_dir / f"{s.name}.log" if log_dir else None, name=s.name,
                   warn=recorder.warn) for s in streams]
     for p in pumps:
@@ -91,15 +102,6 @@ def run(opts: RunOptions) -> int:
                       "recorded_at": _now()}, first_of_run=not previous)
     capture = _start_capture(recorder, opts, env, cwd) if opts.capture and store is not None else None
 
-    ptys = [s for s in streams if s.is_pty]
-    forwarder = Forwarder(
-        proc.pid, grace_s=opts.grace_s,
-        on_signal=lambda sig: recorder.event(
-            "signal", f"received {signal.Signals(sig).name}; passed to the command",
-            data={"signal": signal.Signals(sig).name}),
-        on_winch=(lambda: [launch.copy_window_size(s.ours, s.read_fd) for s in ptys]) if ptys else None,
-    )
-    forwarder.install()
     try:
         returncode = proc.wait()
     finally:

@@ -17,13 +17,12 @@ class Forwarder:
 
     def __init__(
         self,
-        pgid: int,
         *,
         grace_s: float,
         on_signal: Callable[[int], None],
         on_winch: Callable[[], None] | None = None,
     ) -> None:
-        self.pgid = pgid
+        self.pgid: int | None = None  # set by attach() once the child exists
         self.grace_s = grace_s
         self.on_signal = on_signal  # called in the main thread; must only queue work
         self.on_winch = on_winch
@@ -37,6 +36,14 @@ class Forwarder:
             self._old[sig] = signal.signal(sig, self._handle)
         if self.on_winch is not None:
             self._old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._winch)
+
+    def attach(self, pgid: int) -> None:
+        """Start forwarding to `pgid`, passing on what arrived while the child was being started."""
+        self.pgid = pgid
+        for sig in self.received:
+            self._send(sig)
+        if self.killed_after_grace:
+            self._send(signal.SIGKILL)
 
     def restore(self) -> None:
         if self._timer is not None:
@@ -69,6 +76,8 @@ class Forwarder:
         self._send(signal.SIGKILL)
 
     def _send(self, signum: int) -> None:
+        if self.pgid is None:
+            return
         try:
             os.killpg(self.pgid, signum)
         except (ProcessLookupError, PermissionError):

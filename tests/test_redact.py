@@ -1,0 +1,257 @@
+"""Tests for logbook.redact: names, free text, URLs, environments, command lines."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logbook.redact import (
+    REDACTED,
+    is_secret_name,
+    redact_command,
+    redact_env,
+    redact_text,
+    redact_url,
+    redact_value,
+)
+
+# Realistic-looking but fake tokens, one per supported format.
+TOKENS = {
+    "github classic": "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+    "github oauth": "gho_" + "a" * 36,
+    "github user-to-server": "ghu_" + "B" * 36,
+    "github server": "ghs_" + "c1" * 18,
+    "github refresh": "ghr_" + "d2" * 18,
+    "github fine-grained": "github_pat_11ABCDEFG0" + "x" * 60,
+    "gitlab": "glpat-" + "Ab3_dEf-GhIjKlMnOpQr",
+    "aws access key id": "AKIAIOSFODNN7EXAMPLE",
+    "aws session key id": "ASIAIOSFODNN7EXAMPLE",
+    "slack bot": "xoxb-123456789012-abcdefABCDEF",
+    "openai": "sk-proj-" + "Ab1" * 15,
+    "anthropic": "sk-ant-api03-" + "Zy9" * 20,
+    "stripe": "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+    "hugging face": "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh",
+    "google": "AIza" + "SyA-" + "b" * 31,
+    "jwt": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmN",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "HF_TOKEN",
+        "GITHUB_TOKEN",
+        "hf_token",
+        "AWS_SECRET_ACCESS_KEY",
+        "WANDB_API_KEY",
+        "OPENAI_APIKEY",
+        "DB_PASSWORD",
+        "MYSQL_PWD",
+        "SMTP_PASS",
+        "GH_PAT",
+        "NGROK_AUTHTOKEN",
+        "BASIC_AUTH",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "SESSION_COOKIE",
+        "SSH_PRIVATE_KEY",
+        "X_AMZ_SIGNATURE",
+        "SENTRY_DSN",
+        "--api-key",
+        "--hf_token",
+        "apiKey",
+        "db.password",
+    ],
+)
+def test_secret_names(name: str) -> None:
+    assert is_secret_name(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PATH",
+        "HOME",
+        "TOKENIZERS_PARALLELISM",
+        "GIT_AUTHOR_NAME",
+        "KEYBOARD_LAYOUT",
+        "SSH_AUTH_SOCK",
+        "PWD",
+        "OLDPWD",
+        "CUDA_VISIBLE_DEVICES",
+        "MASTER_PORT",
+        "XAUTHORITY",
+        "--lr",
+        "--tokenizer_name",
+    ],
+)
+def test_benign_names(name: str) -> None:
+    assert not is_secret_name(name)
+
+
+@pytest.mark.parametrize("kind", sorted(TOKENS))
+def test_token_formats_are_redacted(kind: str) -> None:
+    token = TOKENS[kind]
+    text = f"line one\n+    value = call({token!r})  # {kind}\n"
+    out = redact_text(text)
+    assert token not in out
+    assert REDACTED in out
+    assert out.startswith("line one\n+    value = call(")
+
+
+def test_url_credentials_keep_scheme_and_host() -> None:
+    text = "pip install --index-url https://alice:s3cr3t@pypi.example.com/simple pkg"
+    assert redact_text(text) == "pip install --index-url https://***@pypi.example.com/simple pkg"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('api_key = "abc123xyz"', 'api_key = "***"'),
+        ("password: hunter22", "password: ***"),
+        ("export DB_PASSWORD=correcthorse", "export DB_PASSWORD=***"),
+        ("bash -c 'python t.py --hf-token abcdef'", "bash -c 'python t.py --hf-token ***'"),
+        ("Authorization: Bearer abcdefghijklmnop1234", "Authorization: Bearer ***"),
+        (
+            "machine api.wandb.ai login user password 0123456789abcdef0123456789abcdef01234567",
+            "machine api.wandb.ai login user password ***",
+        ),
+    ],
+)
+def test_secret_assignments(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "commit 0123456789abcdef0123456789abcdef01234567",
+        "max_tokens=2048",
+        "token = None",
+        "tokenizer = AutoTokenizer.from_pretrained('gpt2')",
+        "ssh://git@github.com/org/repo.git",
+        "git@github.com:org/repo.git",
+        "loss=2.31 lr=3e-4 step=120",
+        "sk-short",
+    ],
+)
+def test_ordinary_text_is_kept(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_private_key_block() -> None:
+    text = (
+        "+config\n+-----BEGIN OPENSSH PRIVATE KEY-----\n+b3BlbnNzaC1rZXktdjEAAAAA\n"
+        "+-----END OPENSSH PRIVATE KEY-----\n+after\n"
+    )
+    assert redact_text(text) == "+config\n+***\n+after\n"
+
+
+def test_unterminated_private_key_is_hidden_to_the_end() -> None:
+    text = "+-----BEGIN RSA PRIVATE KEY-----\n+MIIEowIBAAKCAQEA\n+more"
+    assert redact_text(text) == "+***"
+
+
+def test_large_text_is_fast_and_chunks_agree() -> None:
+    token = TOKENS["github classic"]
+    line = "+    loss = model(batch).loss  # compute the loss over some tokens\n"
+    text = (line * 20_000 + f"+ remote = 'https://u:{token}@github.com/x'\n") * 2
+    started = time.perf_counter()
+    out = redact_text(text)
+    elapsed = time.perf_counter() - started
+    assert token not in out
+    assert out.count("https://***@github.com/x") == 2
+    assert len(out.splitlines()) == len(text.splitlines())
+    assert elapsed < 5  # about 0.5 s on a slow CI core; catches catastrophic backtracking
+
+
+@given(st.text(), st.sampled_from(sorted(TOKENS)), st.text())
+def test_inserted_token_never_survives(before: str, kind: str, after: str) -> None:
+    token = TOKENS[kind]
+    # Separate with spaces: a token glued to word characters is not a token any more.
+    out = redact_text(f"{before} {token} {after}")
+    assert token not in out
+
+
+@given(st.text())
+def test_redact_text_never_raises_and_is_idempotent(text: str) -> None:
+    once = redact_text(text)
+    assert redact_text(once) == once
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:ghp_abc@github.com/x/y.git", "https://github.com/x/y.git"),
+        ("https://oauth2:tok@gitlab.com/x.git", "https://gitlab.com/x.git"),
+        ("https://token@github.com/x", "https://github.com/x"),
+        ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+        ("ssh://git@host:22/repo.git", "ssh://host:22/repo.git"),
+        ("https://github.com/org/repo", "https://github.com/org/repo"),
+        ("https://x.example/?access_token=abcdefgh", "https://x.example/?access_token=***"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_value_and_env() -> None:
+    assert redact_value("HF_TOKEN", "abc") == (REDACTED, "secret name")
+    assert redact_value("MY_URL", "https://u:p@h/x") == ("https://***@h/x", "token-like value")
+    assert redact_value("PATH", "/usr/bin") == ("/usr/bin", None)
+    env = {"HOME": "/root", "GITHUB_TOKEN": "x", "NOTE": TOKENS["hugging face"]}
+    assert redact_env(env) == {
+        "HOME": ("/root", None),
+        "GITHUB_TOKEN": (REDACTED, "secret name"),
+        "NOTE": (REDACTED, "token-like value"),
+    }
+
+
+def test_redact_command() -> None:
+    argv = [
+        "python",
+        "train.py",
+        "--token",
+        "abc",
+        "--api-key=xyz",
+        "--password",
+        "pw",
+        "HF_TOKEN=abc",
+        "+db.password=x",
+        "--use_auth_token",
+        "--lr",
+        "3e-4",
+        "-p",
+        "8080",
+        "--push",
+        TOKENS["hugging face"],
+        "--repo",
+        "https://u:p@github.com/x",
+    ]
+    assert redact_command(argv) == [
+        "python",
+        "train.py",
+        "--token",
+        REDACTED,
+        "--api-key=" + REDACTED,
+        "--password",
+        REDACTED,
+        "HF_TOKEN=" + REDACTED,
+        "+db.password=" + REDACTED,
+        "--use_auth_token",
+        "--lr",
+        "3e-4",
+        "-p",
+        "8080",
+        "--push",
+        REDACTED,
+        "--repo",
+        "https://***@github.com/x",
+    ]
+
+
+@given(st.lists(st.text()))
+def test_redact_command_keeps_length(argv: list[str]) -> None:
+    assert len(redact_command(argv)) == len(argv)
