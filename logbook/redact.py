@@ -100,8 +100,8 @@ _TEXT_PATTERN = re.compile(
             r"|\bAIza[0-9A-Za-z_\-]{35}"  # Google API keys
             r"|\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"  # JWT
             r")",
-            # Authorization headers in curl lines and configs.
-            r"(?i:(?P<scheme>\b(?:bearer|basic)[ \t]+)(?P<credential>[A-Za-z0-9._~+/\-]{16,}=*))",
+            # Authorization headers in curl lines and configs (RFC 6750 b64token characters).
+            r"(?i:(?P<scheme>\b(?:bearer|basic)[ \t]+)(?P<credential>[A-Za-z0-9._~+/_\-]{16,}=*))",
             # name = "value", name: value, NAME=value with a secret-ish name; short values
             # and literals (max_token = 2048 is 4 digits, token = None) stay.
             r"(?i:(?P<assign>" + _ASSIGN_NAME + r"['\"]?(?:[ \t]*[:=][ \t]*|[ \t]+(?=['\"]))"

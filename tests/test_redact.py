@@ -255,3 +255,13 @@ def test_redact_command() -> None:
 @given(st.lists(st.text()))
 def test_redact_command_keeps_length(argv: list[str]) -> None:
     assert len(redact_command(argv)) == len(argv)
+
+
+@pytest.mark.parametrize("prefix", ["Bearer ", "token=", "https://u:", "--api-key ", "key: ", "'"])
+@pytest.mark.parametrize("kind", sorted(TOKENS))
+def test_no_fragment_of_a_token_survives(prefix: str, kind: str) -> None:
+    # Two patterns can both start on a token; whichever wins must hide all of it.
+    token = TOKENS[kind]
+    out = redact_text(f"x {prefix}{token}@host y")
+    fragments = {token[i : i + 8] for i in range(len(token) - 7)}
+    assert not any(fragment in out for fragment in fragments), out

@@ -139,7 +139,14 @@ def _diff(repo: Any, root: Path) -> Row:
 def _untracked(repo: Any, root: Path) -> Row:
     def read() -> Row:
         # --directory lists a wholly untracked folder once (data/, not its million files).
-        args = ["ls-files", "--others", "--exclude-standard", "--directory", "--no-empty-directory", "-z"]
+        args = [
+            "ls-files",
+            "--others",
+            "--exclude-standard",
+            "--directory",
+            "--no-empty-directory",
+            "-z",
+        ]
         data, size = _run_capped(repo, args, root, 1024 * 1024)
         paths = [p for p in data.decode("utf-8", errors="replace").split("\0") if p]
         if size > len(data):

@@ -10,7 +10,12 @@ import psutil
 import pytest
 
 from logbook.capture._row import Row
-from logbook.capture.hardware import GPU_QUERY_FIELDS, capture_gpus, capture_host, parse_nvidia_smi_csv
+from logbook.capture.hardware import (
+    GPU_QUERY_FIELDS,
+    capture_gpus,
+    capture_host,
+    parse_nvidia_smi_csv,
+)
 
 FakeSmi = Callable[..., dict[str, str]]
 
@@ -144,7 +149,11 @@ def test_no_devices(fake_nvidia_smi: FakeSmi) -> None:
     ("output", "code", "expected"),
     [
         (NVML_MISMATCH, 18, "nvidia-smi failed (exit 18): " + NVML_MISMATCH.strip()),
-        (NO_DRIVER, 9, "nvidia-smi failed (exit 9, NVIDIA driver is not loaded): " + NO_DRIVER.strip()),
+        (
+            NO_DRIVER,
+            9,
+            "nvidia-smi failed (exit 9, NVIDIA driver is not loaded): " + NO_DRIVER.strip(),
+        ),
         ("", 255, "nvidia-smi failed (exit 255, other or internal driver error): no output"),
         (NVML_MISMATCH, 0, "nvidia-smi: " + NVML_MISMATCH.strip()),
     ],
@@ -153,7 +162,12 @@ def test_failures(fake_nvidia_smi: FakeSmi, output: str, code: int, expected: st
     rows = capture_gpus(fake_nvidia_smi(output, code))
     assert len(rows) == 1
     row = rows[0]
-    assert (row["kind"], row["name"], row["value"], row["status"]) == ("gpu", "count", None, "unknown")
+    assert (row["kind"], row["name"], row["value"], row["status"]) == (
+        "gpu",
+        "count",
+        None,
+        "unknown",
+    )
     assert row["detail"] is not None
     assert row["detail"].startswith(expected + "; NVML: ")
 
@@ -169,4 +183,11 @@ def test_no_nvidia_smi(tmp_path: Path, env: dict[str, str]) -> None:
 
 
 def test_query_fields_are_the_documented_ones() -> None:
-    assert GPU_QUERY_FIELDS == ("index", "name", "uuid", "memory.total", "driver_version", "pci.bus_id")
+    assert GPU_QUERY_FIELDS == (
+        "index",
+        "name",
+        "uuid",
+        "memory.total",
+        "driver_version",
+        "pci.bus_id",
+    )

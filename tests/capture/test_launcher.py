@@ -63,7 +63,11 @@ def test_slurm_and_kubernetes_together() -> None:
     assert rows["JOB_COMPLETION_INDEX"]["value"] == "0"
     assert "USER" not in rows
     secret = rows["SLURM_JOB_ACCOUNT_TOKEN"]
-    assert (secret["value"], secret["status"], secret["detail"]) == (REDACTED, "redacted", "secret name")
+    assert (secret["value"], secret["status"], secret["detail"]) == (
+        REDACTED,
+        "redacted",
+        "secret name",
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,7 +79,11 @@ def test_slurm_and_kubernetes_together() -> None:
         (["srun", "python", "train.py"], SLURM_ENV, ["slurm"]),
         (["deepspeed", "train.py"], {}, ["deepspeed"]),
         (["python", "t.py"], {"OMPI_COMM_WORLD_RANK": "3"}, ["mpi"]),
-        (["python", "t.py"], {"ACCELERATE_MIXED_PRECISION": "bf16", **TORCHRUN_ENV}, ["torchrun", "accelerate"]),
+        (
+            ["python", "t.py"],
+            {"ACCELERATE_MIXED_PRECISION": "bf16", **TORCHRUN_ENV},
+            ["torchrun", "accelerate"],
+        ),
         ([], {"RANK": "0"}, []),  # RANK alone is too common a name to mean torchrun
     ],
 )

@@ -80,7 +80,9 @@ def test_long_path_shebang_written_by_pip(tmp_path: Path) -> None:
 
 def test_python_after_a_launcher(tmp_path: Path) -> None:
     env = {"PATH": f"/usr/bin{os.pathsep}/bin{os.pathsep}{HERE}"}
-    interpreter, how = find_interpreter(["env", "OMP_NUM_THREADS=4", "python", "t.py"], env, tmp_path)
+    interpreter, how = find_interpreter(
+        ["env", "OMP_NUM_THREADS=4", "python", "t.py"], env, tmp_path
+    )
     assert how == "command"
     assert os.path.basename(interpreter) == "python"
 
