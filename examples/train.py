@@ -24,7 +24,7 @@ def make_data(n: int, dim: int, seed: int) -> tuple[list[list[float]], list[int]
     xs, ys = [], []
     for _ in range(n):
         x = [rng.gauss(0, 1) for _ in range(dim)]
-        p = 1 / (1 + math.exp(-sum(a * b for a, b in zip(true_w, x))))
+        p = 1 / (1 + math.exp(-sum(a * b for a, b in zip(true_w, x, strict=True))))
         xs.append(x)
         ys.append(1 if rng.random() < p else 0)
     return xs, ys
@@ -58,12 +58,12 @@ def main() -> int:
         idx = [rng.randrange(len(xs)) for _ in range(args.batch)]
         grad, loss = [0.0] * args.dim, 0.0
         for i in idx:
-            z = sum(a * b for a, b in zip(w, xs[i]))
+            z = sum(a * b for a, b in zip(w, xs[i], strict=True))
             p = 1 / (1 + math.exp(-z))
             loss -= math.log(p if ys[i] else 1 - p + 1e-12)
             for d in range(args.dim):
                 grad[d] += (p - ys[i]) * xs[i][d]
-        w = [wi - args.lr * g / args.batch for wi, g in zip(w, grad)]
+        w = [wi - args.lr * g / args.batch for wi, g in zip(w, grad, strict=True)]
         if step % 10 == 0:
             rate = (step - start) / max(time.time() - t0, 1e-9)
             print(f"step={step} loss={loss / args.batch:.4f} lr={args.lr:g} steps/s={rate:.1f}")

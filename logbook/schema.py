@@ -74,7 +74,9 @@ def schema_dir() -> Path:
     for d in SCHEMA_DIRS:
         if d.is_dir():
             return d
-    raise FileNotFoundError(f"no schemas/ folder beside the logbook package (looked in {SCHEMA_DIRS})")
+    raise FileNotFoundError(
+        f"no schemas/ folder beside the logbook package (looked in {SCHEMA_DIRS})"
+    )
 
 
 @cache
@@ -93,4 +95,6 @@ def load(table: str) -> TableSchema:
 @cache
 def tables() -> tuple[str, ...]:
     """Names of every table, from the files in schemas/."""
-    return tuple(sorted(p.stem for p in schema_dir().glob("*.json") if not p.stem.startswith("hook")))
+    return tuple(
+        sorted(p.stem for p in schema_dir().glob("*.json") if not p.stem.startswith("hook"))
+    )

@@ -33,7 +33,9 @@ def store(store_path: Path) -> Store:
 def _invoke(args: list[str], *, code: int = 0, env: dict[str, str] | None = None) -> Result:
     """Run the CLI in-process (capturing child processes too) and check its exit code."""
     result = CliRunner(capture="fd").invoke(cli, args, env=env, catch_exceptions=False)
-    assert result.exit_code == code, f"exit {result.exit_code} != {code}\n{result.output}\n{result.stderr}"
+    assert result.exit_code == code, (
+        f"exit {result.exit_code} != {code}\n{result.output}\n{result.stderr}"
+    )
     return result
 
 
@@ -44,7 +46,9 @@ def logbook_cmd(*args: str) -> list[str]:
 def _run_logbook(*args: str, check: int | None = None, **kw) -> subprocess.CompletedProcess[bytes]:  # type: ignore[no-untyped-def]
     """`python -m logbook ARGS` as a real process (signals and exit codes are real)."""
     env = {**os.environ, **kw.pop("env", {})}
-    proc = subprocess.run(logbook_cmd(*args), capture_output=True, env=env, timeout=kw.pop("timeout", 120), **kw)
+    proc = subprocess.run(
+        logbook_cmd(*args), capture_output=True, env=env, timeout=kw.pop("timeout", 120), **kw
+    )
     if check is not None:
         assert proc.returncode == check, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     return proc

@@ -7,15 +7,23 @@ from pathlib import Path
 
 
 def test_run_then_runs_show_query(invoke, store_path: Path, train_script: Path) -> None:
-    r = invoke(["run", "--store", str(store_path), "--run", "gpt-small", "--", "python", str(train_script)])
+    r = invoke(
+        ["run", "--store", str(store_path), "--run", "gpt-small", "--", "python", str(train_script)]
+    )
     assert "step=4 loss=0.4000" in r.stdout and r.stdout.rstrip().endswith("done")
 
     runs = json.loads(invoke(["runs", "--store", str(store_path), "--format", "json"]).stdout)
-    assert [(r["run"], r["attempts"], r["latest_status"]) for r in runs] == [("gpt-small", 1, "completed")]
+    assert [(r["run"], r["attempts"], r["latest_status"]) for r in runs] == [
+        ("gpt-small", 1, "completed")
+    ]
     assert runs[0]["first_start"].endswith("+00:00") and runs[0]["wall_s"] > 0
 
-    show = json.loads(invoke(["show", "gpt-small", "--store", str(store_path), "--format", "json"]).stdout)
-    assert [(a["label"], a["parent"], a["status"], a["exit_code"]) for a in show] == [("1.00", None, "completed", 0)]
+    show = json.loads(
+        invoke(["show", "gpt-small", "--store", str(store_path), "--format", "json"]).stdout
+    )
+    assert [(a["label"], a["parent"], a["status"], a["exit_code"]) for a in show] == [
+        ("1.00", None, "completed", 0)
+    ]
 
     sql = "select label, status, exit_code, duration_s from attempts where run = 'gpt-small'"
     csv = invoke(["query", sql, "--store", str(store_path), "--format", "csv"]).stdout.splitlines()
@@ -24,7 +32,17 @@ def test_run_then_runs_show_query(invoke, store_path: Path, train_script: Path) 
 
 
 def test_table_format_when_piped_keeps_whole_values(invoke, store_path: Path) -> None:
-    invoke(["run", "--store", str(store_path), "--run", "a-rather-long-run-name-for-the-table", "--", "true"])
+    invoke(
+        [
+            "run",
+            "--store",
+            str(store_path),
+            "--run",
+            "a-rather-long-run-name-for-the-table",
+            "--",
+            "true",
+        ]
+    )
     out = invoke(["runs", "--store", str(store_path)]).stdout
     assert "a-rather-long-run-name-for-the-table" in out  # not folded across lines
     assert "\x1b[" not in out  # no colour on a pipe
@@ -32,9 +50,27 @@ def test_table_format_when_piped_keeps_whole_values(invoke, store_path: Path) ->
 
 def test_markdown_and_jsonl(invoke, store_path: Path) -> None:
     invoke(["run", "--store", str(store_path), "--run", "md", "--", "true"])
-    md = invoke(["query", "select run, status from attempts", "--store", str(store_path), "--format", "markdown"]).stdout
+    md = invoke(
+        [
+            "query",
+            "select run, status from attempts",
+            "--store",
+            str(store_path),
+            "--format",
+            "markdown",
+        ]
+    ).stdout
     assert md.splitlines()[:3] == ["| run | status |", "|---|---|", "| md | completed |"]
-    jl = invoke(["query", "select 1 as a union all select 2", "--store", str(store_path), "--format", "jsonl"]).stdout
+    jl = invoke(
+        [
+            "query",
+            "select 1 as a union all select 2",
+            "--store",
+            str(store_path),
+            "--format",
+            "jsonl",
+        ]
+    ).stdout
     assert [json.loads(line)["a"] for line in jl.splitlines()] == [1, 2]
 
 
@@ -64,7 +100,9 @@ def test_missing_command_is_usage_error(invoke, store_path: Path) -> None:
     assert "Missing argument" in r.stderr
 
 
-def test_run_names_that_escape_the_store_are_refused(invoke, store_path: Path, tmp_path: Path) -> None:
+def test_run_names_that_escape_the_store_are_refused(
+    invoke, store_path: Path, tmp_path: Path
+) -> None:
     for bad in ["../evil", "a/b", "..", "x\ny", ".hidden", "a..b", ""]:
         r = invoke(["run", "--store", str(store_path), "--run", bad, "--", "true"], code=1)
         assert "is not allowed" in r.stderr, bad

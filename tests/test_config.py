@@ -18,9 +18,17 @@ def test_order_of_places(tmp_path: Path) -> None:
     assert find_store(None, cwd=deep, env={})[0] == tmp_path / "proj" / ".logbook"
     (tmp_path / "proj" / "src" / "logbook.toml").write_text('[store]\npath = "../shared-store"\n')
     path, source = find_store(None, cwd=deep, env={})
-    assert path == tmp_path / "proj" / "src" / ".." / "shared-store" and source.endswith("logbook.toml")
-    assert find_store(None, cwd=deep, env={"LOGBOOK_STORE": "/x/env"}) == (Path("/x/env"), "LOGBOOK_STORE")
-    assert find_store("/x/flag", cwd=deep, env={"LOGBOOK_STORE": "/x/env"}) == (Path("/x/flag"), "--store")
+    assert path == tmp_path / "proj" / "src" / ".." / "shared-store" and source.endswith(
+        "logbook.toml"
+    )
+    assert find_store(None, cwd=deep, env={"LOGBOOK_STORE": "/x/env"}) == (
+        Path("/x/env"),
+        "LOGBOOK_STORE",
+    )
+    assert find_store("/x/flag", cwd=deep, env={"LOGBOOK_STORE": "/x/env"}) == (
+        Path("/x/flag"),
+        "--store",
+    )
 
 
 def test_a_toml_without_store_is_passed_over(tmp_path: Path) -> None:
@@ -40,12 +48,26 @@ def test_malformed_toml_is_a_clear_error(tmp_path: Path, invoke) -> None:  # typ
 def test_cli_reports_malformed_toml_without_traceback(tmp_path: Path, run_logbook) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "logbook.toml").write_text("store = [\n")
     p = run_logbook("runs", cwd=tmp_path, check=1)
-    assert p.stderr.decode().startswith("Error: ") and b"not valid TOML" in p.stderr and b"Traceback" not in p.stderr
+    assert (
+        p.stderr.decode().startswith("Error: ")
+        and b"not valid TOML" in p.stderr
+        and b"Traceback" not in p.stderr
+    )
     p = run_logbook("run", "--", "true", cwd=tmp_path, check=1)
     assert b"not valid TOML" in p.stderr
 
 
 def test_env_store_is_used_by_the_cli(tmp_path: Path, run_logbook) -> None:  # type: ignore[no-untyped-def]
-    run_logbook("run", "--run", "e", "--", "true", env={"LOGBOOK_STORE": str(tmp_path / "envstore")}, check=0,
-                cwd=tmp_path)
-    assert (tmp_path / "envstore" / "attempts" / "run=e").is_dir() and not (tmp_path / ".logbook").exists()
+    run_logbook(
+        "run",
+        "--run",
+        "e",
+        "--",
+        "true",
+        env={"LOGBOOK_STORE": str(tmp_path / "envstore")},
+        check=0,
+        cwd=tmp_path,
+    )
+    assert (tmp_path / "envstore" / "attempts" / "run=e").is_dir() and not (
+        tmp_path / ".logbook"
+    ).exists()

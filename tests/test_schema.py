@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import logbook_cmd  # noqa: I001
 
 from logbook import schema
 from logbook.store import Store
-
-from conftest import logbook_cmd  # noqa: I001
 
 REQUIRED = {"runs", "attempts", "events", "metrics", "samples", "snapshots"}
 TYPES = {"string", "int64", "int32", "float64", "bool", "timestamp", "list<string>"}
@@ -27,11 +26,20 @@ def test_every_table_has_a_complete_versioned_file() -> None:
         doc = json.loads((schema.schema_dir() / f"{name}.json").read_text())
         assert doc["table"] == name and isinstance(doc["version"], int) and doc["description"]
         names = [c["name"] for c in doc["columns"]]
-        assert len(names) == len(set(names)) and names[0] == "run" and doc["partitioning"] == ["run"]
+        assert (
+            len(names) == len(set(names)) and names[0] == "run" and doc["partitioning"] == ["run"]
+        )
         for c in doc["columns"]:
             assert set(c) == {"name", "type", "nullable", "description"}, c
-            assert c["type"] in TYPES and isinstance(c["nullable"], bool) and len(c["description"]) > 10, c
-        assert schema.load(name).arrow().metadata[b"logbook.schema_version"] == str(doc["version"]).encode()
+            assert (
+                c["type"] in TYPES
+                and isinstance(c["nullable"], bool)
+                and len(c["description"]) > 10
+            ), c
+        assert (
+            schema.load(name).arrow().metadata[b"logbook.schema_version"]
+            == str(doc["version"]).encode()
+        )
 
 
 def _check_parts(root: Path, table: str) -> int:
@@ -39,17 +47,25 @@ def _check_parts(root: Path, table: str) -> int:
     found = 0
     for part in (root / table).rglob("*.parquet"):
         got = pq.read_schema(part)
-        assert [(f.name, f.type, f.nullable) for f in got] == [(f.name, f.type, f.nullable) for f in want], part
+        assert [(f.name, f.type, f.nullable) for f in got] == [
+            (f.name, f.type, f.nullable) for f in want
+        ], part
         found += 1
     return found
 
 
 def test_every_table_the_code_writes_matches_its_file(tmp_path: Path, store_path: Path) -> None:
     script = tmp_path / "t.py"
-    script.write_text("import signal, time\nsignal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n"
-                      "print('ready', flush=True)\ntime.sleep(1)\n")
-    proc = subprocess.Popen(logbook_cmd("run", "--store", str(store_path), "--run", "s", "--", sys.executable,
-                                        str(script)), stdout=subprocess.PIPE)
+    script.write_text(
+        "import signal, time\nsignal.signal(signal.SIGUSR1, lambda *a: print('usr1', flush=True))\n"
+        "print('ready', flush=True)\ntime.sleep(1)\n"
+    )
+    proc = subprocess.Popen(
+        logbook_cmd(
+            "run", "--store", str(store_path), "--run", "s", "--", sys.executable, str(script)
+        ),
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     proc.send_signal(signal.SIGUSR1)  # a signal event, so events are written too
     proc.communicate(timeout=60)
@@ -57,9 +73,23 @@ def test_every_table_the_code_writes_matches_its_file(tmp_path: Path, store_path
     # metrics and samples have no writer in the supervisor yet (#4, #5): write them through the store API.
     store = Store(store_path)
     now = datetime.now(timezone.utc)
-    store.write("metrics", "s", [{"attempt_id": "a", "time": now, "step": 1, "name": "loss", "value": 2.0,
-                                  "source": "api"}])
-    store.write("samples", "s", [{"attempt_id": "a", "time": now, "scope": "host", "cpu_pct": 12.5}])
+    store.write(
+        "metrics",
+        "s",
+        [
+            {
+                "attempt_id": "a",
+                "time": now,
+                "step": 1,
+                "name": "loss",
+                "value": 2.0,
+                "source": "api",
+            }
+        ],
+    )
+    store.write(
+        "samples", "s", [{"attempt_id": "a", "time": now, "scope": "host", "cpu_pct": 12.5}]
+    )
     for table in sorted(REQUIRED):
         assert _check_parts(store_path, table) >= 1, f"nothing written to {table}"
 

@@ -20,9 +20,15 @@ class _WarningHandler(logging.Handler):
 
 
 class _Failure(click.ClickException):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    exit_code = ExitCode.ERROR
+
+
+class _BadQueryFailure(_Failure):
+    exit_code = ExitCode.USAGE
+
+
+class _InternalFailure(_Failure):
+    exit_code = ExitCode.INTERNAL
 
 
 class LogbookGroup(click.Group):
@@ -35,18 +41,20 @@ class LogbookGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except BadQuery as e:
-            raise _Failure(str(e), ExitCode.USAGE) from e
+            raise _BadQueryFailure(str(e)) from e
         except LogbookError as e:
-            raise _Failure(str(e), ExitCode.ERROR) from e
+            raise _Failure(str(e)) from e
         except Exception as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            chain, cur = [], e  # type: ignore[var-annotated]
+            chain: list[str] = []
+            cur: BaseException | None = e
             while cur is not None:
                 chain.append(f"{type(cur).__name__}: {cur}")
                 cur = cur.__cause__ or cur.__context__
-            raise _Failure(f"logbook failed: {' <- '.join(chain)} (rerun with --debug for the traceback)",
-                           ExitCode.INTERNAL) from e
+            raise _InternalFailure(
+                f"logbook failed: {' <- '.join(chain)} (rerun with --debug for the traceback)"
+            ) from e
 
 
 def _route_warnings() -> None:

@@ -51,7 +51,11 @@ def show(run_name: str, store: Path | None, fmt: str) -> None:
     """
     from logbook.query import show_run
 
-    render(show_run(open_store(store), run_name), fmt, title=f"run {run_name}" if fmt == "table" else None)
+    render(
+        show_run(open_store(store), run_name),
+        fmt,
+        title=f"run {run_name}" if fmt == "table" else None,
+    )
 
 
 COMMANDS = [query, runs, show]

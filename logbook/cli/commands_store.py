@@ -32,8 +32,15 @@ def doctor(dry_run: bool, store: Path | None, fmt: str) -> None:
     if not problems:
         click.echo("no problems found", err=True)
         return
-    render(pa.Table.from_pylist([{"path": str(p.path), "problem": p.what, "action": p.action or "none (dry run)"}
-                                 for p in problems]), fmt)
+    render(
+        pa.Table.from_pylist(
+            [
+                {"path": str(p.path), "problem": p.what, "action": p.action or "none (dry run)"}
+                for p in problems
+            ]
+        ),
+        fmt,
+    )
     raise click.exceptions.Exit(1)
 
 
@@ -48,8 +55,10 @@ def compact(store: Path | None) -> None:
     from logbook.store.compact import compact as do_compact
 
     result = do_compact(open_store(store))
-    click.echo(f"merged {result.parts_before} parts into {result.parts_after} in {result.folders} "
-               f"folders ({result.rows} rows)")
+    click.echo(
+        f"merged {result.parts_before} parts into {result.parts_after} in {result.folders} "
+        f"folders ({result.rows} rows)"
+    )
     for s in result.skipped:
         click.echo(f"Warning: skipped {s}", err=True)
 

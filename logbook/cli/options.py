@@ -15,7 +15,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def store_option(f: F) -> F:
     return click.option(
-        "--store", "store", type=click.Path(path_type=Path), default=None,
+        "--store",
+        "store",
+        type=click.Path(path_type=Path),
+        default=None,
         help="Store folder. Default: LOGBOOK_STORE, else the nearest .logbook/ (or logbook.toml "
         "[store] path) walking up from here, else ./.logbook.",
     )(f)
@@ -23,7 +26,11 @@ def store_option(f: F) -> F:
 
 def format_option(f: F) -> F:
     return click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
         help="table for people (plain when piped); csv, json, jsonl or markdown for scripts.",
     )(f)
 

@@ -79,7 +79,11 @@ def render(data: pa.Table, fmt: str, *, out: Any = None, title: str | None = Non
         out.write("| " + " | ".join(names) + " |\n")
         out.write("|" + "|".join("---" for _ in names) + "|\n")
         for r in rows:
-            out.write("| " + " | ".join(_cell(v).replace("|", "\\|").replace("\n", " ") for v in r.values()) + " |\n")
+            out.write(
+                "| "
+                + " | ".join(_cell(v).replace("|", "\\|").replace("\n", " ") for v in r.values())
+                + " |\n"
+            )
     else:
         _rich_table(names, rows, out, title)
 
@@ -93,8 +97,12 @@ def _rich_table(names: list[str], rows: list[dict[str, Any]], out: Any, title: s
     console = Console(file=out, highlight=False)
     if not console.is_terminal:  # a pipe or file gets whole values, never folded to 80 columns
         console = Console(file=out, highlight=False, width=1 << 16, color_system=None)
-    table = Table(title=title if console.is_terminal else None, box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2,
-                  show_edge=console.is_terminal, title_justify="left")
+    table = Table(
+        title=title if console.is_terminal else None,
+        box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2,
+        show_edge=console.is_terminal,
+        title_justify="left",
+    )
     for name in names:
         table.add_column(name, overflow="fold", no_wrap=not console.is_terminal)
     for r in rows:

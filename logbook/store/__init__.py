@@ -1,7 +1,7 @@
 """The store: a folder of Hive-partitioned Parquet parts plus the journals of live wrappers.
 
-    >>> store = Store.open(Path(".logbook"))
-    >>> store.read("attempts", run="gpt-small")      # a pyarrow Table, corrupt parts skipped
+>>> store = Store.open(Path(".logbook"))
+>>> store.read("attempts", run="gpt-small")      # a pyarrow Table, corrupt parts skipped
 """
 
 from __future__ import annotations
@@ -79,7 +79,11 @@ class Store:
     def run_names(self) -> list[str]:
         """Every run with at least one attempt, in the parts or in a live journal."""
         names = {layout.run_of(p) for p in (self.root / "attempts").glob("run=*")}
-        names |= {layout.run_of(p) for p in (self.root / layout.JOURNAL_DIR).glob("run=*") if any(p.iterdir())}
+        names |= {
+            layout.run_of(p)
+            for p in (self.root / layout.JOURNAL_DIR).glob("run=*")
+            if any(p.iterdir())
+        }
         return sorted(n for n in names if n)
 
     def check_run(self, run: str) -> str:
@@ -97,7 +101,9 @@ class Store:
         close = difflib.get_close_matches(run, known, n=3, cutoff=0.5)
         listing = ", ".join(close or known[:8]) or "none yet"
         label = "did you mean" if close else "known"
-        raise NoSuchRun(f'no run "{run}" in {self.root} ({label}: {listing})', hint='see "logbook runs"')
+        raise NoSuchRun(
+            f'no run "{run}" in {self.root} ({label}: {listing})', hint='see "logbook runs"'
+        )
 
     def part_files(self, table: str, run: str | None = None) -> list[Path]:
         """Parts of `table` that look whole; torn ones are skipped and noted in `problems`."""
@@ -106,8 +112,10 @@ class Store:
             if parts.looks_whole(path):
                 good.append(path)
             else:
-                self._problem(f"skipped {path.relative_to(self.root)}: torn or not Parquet "
-                              '(run "logbook doctor" to quarantine it)')
+                self._problem(
+                    f"skipped {path.relative_to(self.root)}: torn or not Parquet "
+                    '(run "logbook doctor" to quarantine it)'
+                )
         return good
 
     def journal_rows(self, table: str, run: str | None = None) -> list[dict[str, Any]]:
@@ -118,7 +126,7 @@ class Store:
             jf = journals.read(path)
             if jf is None:
                 continue
-            jrun = jf.header.get("run") or layout.run_of(path.parent)
+            jrun = str(jf.header.get("run") or layout.run_of(path.parent))
             folded = layout.run_dir(self.root, table, jrun) / layout.journal_part_name(jf.id)
             if folded.exists():  # folded a moment ago; its part already holds these rows
                 continue
@@ -139,7 +147,9 @@ class Store:
             except Exception as e:  # a damaged part must not stop the read
                 self._problem(f"skipped {path.relative_to(self.root)}: {e}")
                 continue
-            data = data.append_column("run", pa.array([layout.run_of(path.parent)] * len(data), pa.string()))
+            data = data.append_column(
+                "run", pa.array([layout.run_of(path.parent)] * len(data), pa.string())
+            )
             pieces.append(conform(data, target))
         pieces.append(parts.to_arrow(table, self.journal_rows(table, run), with_partitions=True))
         return pa.concat_tables(pieces)
@@ -153,7 +163,7 @@ class Store:
             jf = journals.read(path)
             if jf is None or jf.is_alive():
                 continue
-            run = jf.header.get("run") or layout.run_of(path.parent)
+            run = str(jf.header.get("run") or layout.run_of(path.parent))
             try:
                 journals.write_folded(self.root, run, jf.id, jf.rows + journals.lost_rows(jf))
                 path.unlink(missing_ok=True)

@@ -66,7 +66,9 @@ def compact(store, tables: Iterable[str] | None = None) -> CompactResult:  # typ
     return result
 
 
-def _compact_folder(root: Path, table: str, directory: Path, live: set[str], result: CompactResult) -> None:
+def _compact_folder(
+    root: Path, table: str, directory: Path, live: set[str], result: CompactResult
+) -> None:
     finish_interrupted(directory)
     inputs = []
     for path in parts.iter_part_files(root, table, layout.run_of(directory)):
@@ -100,7 +102,9 @@ def _compact_folder(root: Path, table: str, directory: Path, live: set[str], res
         kept = [p for p in inputs if str(p.relative_to(root)) not in result.skipped]
         output = layout.new_part_name("c")
         manifest = directory / f"{MANIFEST_PREFIX}{uuid.uuid4().hex[:12]}.json"
-        _write_durably(manifest, {"output": output, "inputs": [p.name for p in kept], "rows": len(merged)})
+        _write_durably(
+            manifest, {"output": output, "inputs": [p.name for p in kept], "rows": len(merged)}
+        )
         parts.write_part(directory, merged, output)
         for p in kept:
             p.unlink(missing_ok=True)

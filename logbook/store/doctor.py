@@ -39,7 +39,11 @@ def examine(store, *, fix: bool = True) -> list[Problem]:  # type: ignore[no-unt
                     problems.append(Problem(path.relative_to(root), why))
             for tmp in directory.glob(".*.tmp"):
                 if time.time() - tmp.stat().st_mtime > STALE_TMP_S:
-                    problems.append(Problem(tmp.relative_to(root), "temporary file left by an interrupted write"))
+                    problems.append(
+                        Problem(
+                            tmp.relative_to(root), "temporary file left by an interrupted write"
+                        )
+                    )
     if fix:
         for p in problems:
             src = root / p.path

@@ -99,7 +99,9 @@ class Journal:
                 self._fd = -1
 
 
-def write_folded(root: Path, run: str, journal_id: str, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
+def write_folded(
+    root: Path, run: str, journal_id: str, rows: Iterable[tuple[str, dict[str, Any]]]
+) -> None:
     from logbook.store import parts
 
     by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -107,7 +109,9 @@ def write_folded(root: Path, run: str, journal_id: str, rows: Iterable[tuple[str
         by_table[table].append(row)
     for table, table_rows in by_table.items():
         data = parts.to_arrow(table, table_rows)
-        parts.write_part(layout.run_dir(root, table, run), data, layout.journal_part_name(journal_id))
+        parts.write_part(
+            layout.run_dir(root, table, run), data, layout.journal_part_name(journal_id)
+        )
 
 
 @dataclass
@@ -180,24 +184,40 @@ def lost_rows(jf: JournalFile) -> list[tuple[str, dict[str, Any]]]:
     for attempt_id, row in latest.items():
         if row.get("status") != "running":
             continue
-        start = datetime.fromisoformat(row["start_time"]) if isinstance(row["start_time"], str) else row["start_time"]
-        out.append(("attempts", {
-            **row,
-            "status": "lost",
-            "end_time": last_seen,
-            "duration_s": max(0.0, (last_seen - start).total_seconds()),
-            "recorded_at": parts.now(),
-        }))
-        out.append(("events", {
-            "run": jf.header.get("run"),
-            "attempt_id": attempt_id,
-            "event_id": uuid.uuid4().hex,
-            "time": last_seen,
-            "kind": "lost",
-            "severity": "error",
-            "source": "logbook",
-            "message": f"attempt {row.get('label')} lost: its wrapper stopped without recording an end "
-            f"(killed, or its host died); last sign of life {last_seen:%Y-%m-%d %H:%M:%S} UTC",
-            "data": json.dumps({"host": jf.header.get("host"), "wrapper_pid": jf.header.get("pid")}),
-        }))
+        start = (
+            datetime.fromisoformat(row["start_time"])
+            if isinstance(row["start_time"], str)
+            else row["start_time"]
+        )
+        out.append(
+            (
+                "attempts",
+                {
+                    **row,
+                    "status": "lost",
+                    "end_time": last_seen,
+                    "duration_s": max(0.0, (last_seen - start).total_seconds()),
+                    "recorded_at": parts.now(),
+                },
+            )
+        )
+        out.append(
+            (
+                "events",
+                {
+                    "run": jf.header.get("run"),
+                    "attempt_id": attempt_id,
+                    "event_id": uuid.uuid4().hex,
+                    "time": last_seen,
+                    "kind": "lost",
+                    "severity": "error",
+                    "source": "logbook",
+                    "message": f"attempt {row.get('label')} lost: its wrapper stopped without recording an end "
+                    f"(killed, or its host died); last sign of life {last_seen:%Y-%m-%d %H:%M:%S} UTC",
+                    "data": json.dumps(
+                        {"host": jf.header.get("host"), "wrapper_pid": jf.header.get("pid")}
+                    ),
+                },
+            )
+        )
     return out

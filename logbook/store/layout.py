@@ -1,9 +1,9 @@
 """Where things live inside a store, and which run names are safe to put there.
 
-    <store>/<table>/run=<name>/<part>.parquet   Hive-partitioned, immutable parts
-    <store>/_journal/run=<name>/<id>.jsonl      fsync'd lifecycle rows of live wrappers
-    <store>/logs/run=<name>/<attempt_id>/stdout.log, stderr.log   raw output per attempt
-    <store>/_quarantine/...                     parts that `logbook doctor` set aside
+<store>/<table>/run=<name>/<part>.parquet   Hive-partitioned, immutable parts
+<store>/_journal/run=<name>/<id>.jsonl      fsync'd lifecycle rows of live wrappers
+<store>/logs/run=<name>/<attempt_id>/stdout.log, stderr.log   raw output per attempt
+<store>/_quarantine/...                     parts that `logbook doctor` set aside
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 _MAGIC = b"PAR1"
 
 
-def to_arrow(table: str, rows: Sequence[Mapping[str, Any]], *, with_partitions: bool = False) -> pa.Table:
+def to_arrow(
+    table: str, rows: Sequence[Mapping[str, Any]], *, with_partitions: bool = False
+) -> pa.Table:
     """Rows (dicts) as a pyarrow table with exactly the schema of `table`.
 
     Timestamps may be datetimes or ISO strings (as the journal keeps them); missing keys are null.
@@ -31,8 +33,9 @@ def to_arrow(table: str, rows: Sequence[Mapping[str, Any]], *, with_partitions: 
     for row in rows:
         r = {name: row.get(name) for name in arrow_schema.names}
         for c in ts_cols:
-            if isinstance(r.get(c), str):
-                r[c] = datetime.fromisoformat(r[c])
+            value = r.get(c)
+            if isinstance(value, str):
+                r[c] = datetime.fromisoformat(value)
         fixed.append(r)
     return pa.Table.from_pylist(fixed, schema=arrow_schema)
 
@@ -86,13 +89,19 @@ def iter_part_files(root: Path, table: str, run: str | None = None) -> Iterator[
             continue
         replaced = _replaced_by_compaction(d, names)
         for name in sorted(names):
-            if name.endswith(layout.PART_SUFFIX) and not name.startswith(".") and name not in replaced:
+            if (
+                name.endswith(layout.PART_SUFFIX)
+                and not name.startswith(".")
+                and name not in replaced
+            ):
                 yield d / name
 
 
 def _subdirs(base: Path) -> list[Path]:
     try:
-        return sorted(Path(e.path) for e in os.scandir(base) if e.is_dir() and e.name.startswith("run="))
+        return sorted(
+            Path(e.path) for e in os.scandir(base) if e.is_dir() and e.name.startswith("run=")
+        )
     except FileNotFoundError:
         return []
 

@@ -1,7 +1,7 @@
 """`logbook run`: launch the command, pass its output and signals through, record the attempt.
 
-    >>> supervisor.run(RunOptions(command=["python", "train.py"], run="gpt-small", store=path))
-    0
+>>> supervisor.run(RunOptions(command=["python", "train.py"], run="gpt-small", store=path))
+0
 """
 
 from __future__ import annotations
@@ -56,32 +56,50 @@ def run(opts: RunOptions) -> int:
     """
     from logbook.store import layout
 
-    run_name = layout.check_run_name(lineage.default_run_name(opts.command) if opts.run is None else opts.run)
+    run_name = layout.check_run_name(
+        lineage.default_run_name(opts.command) if opts.run is None else opts.run
+    )
     cwd = (opts.cwd or Path.cwd()).absolute()
     attempt_id = uuid.uuid4().hex
     store, previous = _open_for_recording(opts, run_name)
     placement = lineage.place(previous, opts.label)  # may raise ConfigError: nothing started yet
     recorder = Recorder(store, run_name, attempt_id)
     if store is None:
-        recorder.warn(f"cannot write to the store {opts.store}; this attempt is not recorded", event=False)
+        recorder.warn(
+            f"cannot write to the store {opts.store}; this attempt is not recorded", event=False
+        )
 
-    env = child_env(opts.env if opts.env is not None else os.environ, store_root=opts.store,
-                    run=run_name, label=placement.label, attempt_id=attempt_id)
+    env = child_env(
+        opts.env if opts.env is not None else os.environ,
+        store_root=opts.store,
+        run=run_name,
+        label=placement.label,
+        attempt_id=attempt_id,
+    )
     from logbook.redact import redact_command
 
     attempt = {
         **base_attempt(run_name, attempt_id, redact_command(opts.command), cwd),
-        "label": placement.label, "parent_id": placement.parent_id, "parent_label": placement.parent_label,
+        "label": placement.label,
+        "parent_id": placement.parent_id,
+        "parent_label": placement.parent_label,
     }
     log_dir = recorder.log_dir()
     streams = [launch.open_stream("stdout", 1, opts.tty), launch.open_stream("stderr", 2, opts.tty)]
     ptys = [s for s in streams if s.is_pty]
+
+    def resize_ptys() -> None:
+        for s in ptys:
+            launch.copy_window_size(s.ours, s.read_fd)
+
     forwarder = Forwarder(
         grace_s=opts.grace_s,
         on_signal=lambda sig: recorder.event(
-            "signal", f"received {signal.Signals(sig).name}; passed to the command",
-            data={"signal": signal.Signals(sig).name}),
-        on_winch=(lambda: [launch.copy_window_size(s.ours, s.read_fd) for s in ptys]) if ptys else None,
+            "signal",
+            f"received {signal.Signals(sig).name}; passed to the command",
+            data={"signal": signal.Signals(sig).name},
+        ),
+        on_winch=resize_ptys if ptys else None,
     )
     forwarder.install()
     start = _now()
@@ -91,16 +109,36 @@ def run(opts: RunOptions) -> int:
         forwarder.restore()
         for s in streams:
             os.close(s.read_fd)
-        return _could_not_start(recorder, attempt, start, e, first=not previous, command=opts.command)
+        return _could_not_start(
+            recorder, attempt, start, e, first=not previous, command=opts.command
+        )
 
     forwarder.attach(proc.pid)
-    pumps = [Pump(s.read_fd, s.ours, log_dir / f"{s.name}.log" if log_dir else None, name=s.name,
-                  warn=recorder.warn) for s in streams]
+    pumps = [
+        Pump(
+            s.read_fd,
+            s.ours,
+            log_dir / f"{s.name}.log" if log_dir else None,
+            name=s.name,
+            warn=recorder.warn,
+        )
+        for s in streams
+    ]
     for p in pumps:
         p.start()
-    recorder.started({**attempt, "status": "running", "start_time": start, "pid": proc.pid,
-                      "recorded_at": _now()}, first_of_run=not previous)
-    capture = _start_capture(recorder, opts, env, cwd) if opts.capture and store is not None else None
+    recorder.started(
+        {
+            **attempt,
+            "status": "running",
+            "start_time": start,
+            "pid": proc.pid,
+            "recorded_at": _now(),
+        },
+        first_of_run=not previous,
+    )
+    capture = (
+        _start_capture(recorder, opts, env, cwd) if opts.capture and store is not None else None
+    )
 
     try:
         returncode = proc.wait()
@@ -113,7 +151,9 @@ def run(opts: RunOptions) -> int:
     if capture is not None:
         capture.join(timeout=CAPTURE_WAIT_S)
         if capture.is_alive():
-            recorder.warn(f"the launch snapshot took over {CAPTURE_WAIT_S:.0f} s; it is not recorded")
+            recorder.warn(
+                f"the launch snapshot took over {CAPTURE_WAIT_S:.0f} s; it is not recorded"
+            )
 
     sig = -returncode if returncode < 0 else None
     stopping = forwarder.stopping_signal
@@ -126,9 +166,14 @@ def run(opts: RunOptions) -> int:
     else:
         status = "failed"
     recorder.ended(
-        status=status, end_time=end, duration_s=(end - start).total_seconds(),
-        exit_code=None if sig else returncode, signal=sig,
-        signal_name=signal.Signals(sig).name if sig and sig in signal.Signals._value2member_map_ else None,
+        status=status,
+        end_time=end,
+        duration_s=(end - start).total_seconds(),
+        exit_code=None if sig else returncode,
+        signal=sig,
+        signal_name=signal.Signals(sig).name
+        if sig and sig in signal.Signals._value2member_map_
+        else None,
         forwarded_signal=signal.Signals(stopping).name if stopping else None,
     )
     if any(p.reader_gone for p in pumps) and sig is None and returncode == 0:
@@ -136,7 +181,9 @@ def run(opts: RunOptions) -> int:
     return ExitCode.SIGNAL_BASE + sig if sig else returncode
 
 
-def child_env(base: Mapping[str, str], *, store_root: Path, run: str, label: str, attempt_id: str) -> dict[str, str]:
+def child_env(
+    base: Mapping[str, str], *, store_root: Path, run: str, label: str, attempt_id: str
+) -> dict[str, str]:
     """The command's environment: ours, plus where to record, and Python unbuffered (#2)."""
     env = dict(base)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -154,15 +201,19 @@ def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[
         data = store.read("attempts", run=run)
     except Exception:  # unwritable, full, or damaged beyond reading: run unrecorded
         return None, []
-    rows = sorted(data.select(["attempt_id", "label", "start_time", "recorded_at"]).to_pylist(),
-                  key=lambda r: (r["start_time"], r["recorded_at"]))
+    rows = sorted(
+        data.select(["attempt_id", "label", "start_time", "recorded_at"]).to_pylist(),
+        key=lambda r: (r["start_time"], r["recorded_at"]),
+    )
     seen: dict[str, str] = {}
     for r in rows:
         seen.setdefault(r["attempt_id"], r["label"])
     return store, list(seen.items())
 
 
-def _start_capture(recorder: Recorder, opts: RunOptions, env: Mapping[str, str], cwd: Path) -> threading.Thread:
+def _start_capture(
+    recorder: Recorder, opts: RunOptions, env: Mapping[str, str], cwd: Path
+) -> threading.Thread:
     def work() -> None:
         try:
             from logbook.capture import capture_launch
@@ -178,15 +229,26 @@ def _start_capture(recorder: Recorder, opts: RunOptions, env: Mapping[str, str],
     return t
 
 
-def _could_not_start(recorder: Recorder, attempt: dict[str, Any], start: Any, e: OSError, *,
-                     first: bool, command: list[str]) -> int:
+def _could_not_start(
+    recorder: Recorder,
+    attempt: dict[str, Any],
+    start: Any,
+    e: OSError,
+    *,
+    first: bool,
+    command: list[str],
+) -> int:
     # The shell's codes: 127 not found, 126 found but not runnable.
     code = 127 if isinstance(e, FileNotFoundError) else 126
     message = f"logbook: cannot run {command[0]}: {e.strerror or e}"
     print(message, file=sys.stderr)
-    recorder.started({**attempt, "status": "running", "start_time": start, "recorded_at": _now()},
-                     first_of_run=first)
+    recorder.started(
+        {**attempt, "status": "running", "start_time": start, "recorded_at": _now()},
+        first_of_run=first,
+    )
     recorder.event("launch_failed", message, severity="error", data={"errno": e.errno})
     end = _now()
-    recorder.ended(status="failed", end_time=end, duration_s=(end - start).total_seconds(), exit_code=code)
+    recorder.ended(
+        status="failed", end_time=end, duration_s=(end - start).total_seconds(), exit_code=code
+    )
     return code

@@ -13,8 +13,25 @@ from logbook.store import layout
 
 _TRAILING_NUMBER = re.compile(r"^(.*\.)(\d+)$")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}")
-_LAUNCHERS = {"python", "python3", "torchrun", "accelerate", "deepspeed", "srun", "mpirun", "bash", "sh",
-              "uv", "poetry", "conda", "env", "nohup", "time", "numactl", "taskset"}
+_LAUNCHERS = {
+    "python",
+    "python3",
+    "torchrun",
+    "accelerate",
+    "deepspeed",
+    "srun",
+    "mpirun",
+    "bash",
+    "sh",
+    "uv",
+    "poetry",
+    "conda",
+    "env",
+    "nohup",
+    "time",
+    "numactl",
+    "taskset",
+}
 
 
 @dataclass(frozen=True)
@@ -34,9 +51,14 @@ def place(previous: Sequence[tuple[str, str]], label: str | None) -> Placement:
     parent_id, parent_label = previous[-1] if previous else (None, None)
     if label is not None:
         if not _LABEL.fullmatch(label):
-            raise ConfigError(f"label {label!r} is not allowed", hint="use letters, digits and . _ + @ -")
+            raise ConfigError(
+                f"label {label!r} is not allowed", hint="use letters, digits and . _ + @ -"
+            )
         if label in used:
-            raise ConfigError(f"label {label} is already used in this run", hint="pick another or leave --label out")
+            raise ConfigError(
+                f"label {label} is already used in this run",
+                hint="pick another or leave --label out",
+            )
         return Placement(label, parent_id, parent_label)
     new = "1.00" if parent_label is None else next_label(parent_label)
     while new in used:
@@ -63,7 +85,12 @@ def default_run_name(command: Sequence[str]) -> str:
             return _safe(stem)
     for arg in command:
         base = os.path.basename(arg)
-        if base and not arg.startswith("-") and base not in _LAUNCHERS and not base.startswith("python"):
+        if (
+            base
+            and not arg.startswith("-")
+            and base not in _LAUNCHERS
+            and not base.startswith("python")
+        ):
             return _safe(base)
     return _safe(os.path.basename(command[0]) if command else "run")
 

@@ -53,7 +53,9 @@ class Pump(threading.Thread):
             try:
                 self._log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             except OSError as e:
-                warn(f"cannot write the raw {name} log {log_path}: {e.strerror}; output is not logged")
+                warn(
+                    f"cannot write the raw {name} log {log_path}: {e.strerror}; output is not logged"
+                )
 
     def run(self) -> None:
         try:
@@ -89,7 +91,9 @@ class Pump(threading.Thread):
                 try:
                     write_all(self._log_fd, data)
                 except OSError as e:
-                    self.warn(f"raw {self.stream} log stopped: {e.strerror}; the output still reaches you")
+                    self.warn(
+                        f"raw {self.stream} log stopped: {e.strerror}; the output still reaches you"
+                    )
                     os.close(self._log_fd)
                     self._log_fd = None
                     self.unlogged_bytes += len(data)

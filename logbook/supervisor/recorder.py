@@ -3,6 +3,7 @@ full becomes one warning on stderr saying what was not recorded, and the trainin
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -10,7 +11,7 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ def _now() -> datetime:
 class Recorder:
     """Records the lifecycle of one attempt of `run` into `store` (None: record nothing)."""
 
-    def __init__(self, store: Store | None, run: str, attempt_id: str, *, warn_stream: Any = None) -> None:
+    def __init__(
+        self, store: Store | None, run: str, attempt_id: str, *, warn_stream: Any = None
+    ) -> None:
         self.store = store
         self.run = run
         self.attempt_id = attempt_id
@@ -58,8 +61,10 @@ class Recorder:
             return fn()
         except Exception as e:  # anything: the training must not notice
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
-            self.warn(f"could not record {what} in {self.store.root}: {reason}; the training goes on",
-                      event=False)
+            self.warn(
+                f"could not record {what} in {self.store.root}: {reason}; the training goes on",
+                event=False,
+            )
             return None
 
     # lifecycle -------------------------------------------------------------------------------
@@ -81,26 +86,52 @@ class Recorder:
             assert self.store is not None
             self._journal = self.store.journal(self.run)
             if first_of_run:
-                self._journal.append("runs", {
-                    "run": self.run, "created_at": attempt["start_time"], "host": attempt.get("host"),
-                    "user": attempt.get("user"), "description": None,
-                })
+                self._journal.append(
+                    "runs",
+                    {
+                        "run": self.run,
+                        "created_at": attempt["start_time"],
+                        "host": attempt.get("host"),
+                        "user": attempt.get("user"),
+                        "description": None,
+                    },
+                )
             self._journal.append("attempts", self.attempt)
 
         self._safe("the start of the attempt", begin)
         self._thread = threading.Thread(target=self._heartbeat, name="logbook-journal", daemon=True)
         self._thread.start()
 
-    def event(self, kind: str, message: str, *, severity: str = "info", source: str = "supervisor",
-              data: dict[str, Any] | None = None, step: int | None = None) -> None:
+    def event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        severity: str = "info",
+        source: str = "supervisor",
+        data: dict[str, Any] | None = None,
+        step: int | None = None,
+    ) -> None:
         """Queue an event; safe to call from a signal handler."""
-        self._queue.put(("events", {
-            "run": self.run, "attempt_id": self.attempt_id, "event_id": uuid.uuid4().hex,
-            "time": _now(), "step": step, "kind": kind, "severity": severity, "source": source,
-            "message": message, "data": json.dumps(data) if data is not None else None,
-        }))
+        self._queue.put(
+            (
+                "events",
+                {
+                    "run": self.run,
+                    "attempt_id": self.attempt_id,
+                    "event_id": uuid.uuid4().hex,
+                    "time": _now(),
+                    "step": step,
+                    "kind": kind,
+                    "severity": severity,
+                    "source": source,
+                    "message": message,
+                    "data": json.dumps(data) if data is not None else None,
+                },
+            )
+        )
 
-    def snapshots(self, rows: list[dict[str, Any]]) -> None:
+    def snapshots(self, rows: Sequence[Mapping[str, Any]]) -> None:
         stamp = _now()
         full = [{**r, "run": self.run, "attempt_id": self.attempt_id, "time": stamp} for r in rows]
         self._safe("the launch snapshot", lambda: self.store.write("snapshots", self.run, full))  # type: ignore[union-attr]
@@ -130,13 +161,20 @@ class Recorder:
                 return
             if self._journal is not None:
                 table, row = item
-                self._safe(f"a {row.get('kind', 'row')} event", lambda: self._journal.append(table, row))  # type: ignore[union-attr]
+                append = functools.partial(self._journal.append, table, row)
+                self._safe(f"a {row.get('kind', 'row')} event", append)
 
 
 def base_attempt(run: str, attempt_id: str, command: list[str], cwd: Path) -> dict[str, Any]:
     from logbook import __version__
 
     return {
-        "run": run, "attempt_id": attempt_id, "host": socket.gethostname(), "user": user_name(),
-        "wrapper_pid": os.getpid(), "command": command, "cwd": str(cwd), "logbook_version": __version__,
+        "run": run,
+        "attempt_id": attempt_id,
+        "host": socket.gethostname(),
+        "user": user_name(),
+        "wrapper_pid": os.getpid(),
+        "command": command,
+        "cwd": str(cwd),
+        "logbook_version": __version__,
     }

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from test_store import event  # noqa: I001
+
 from logbook.query import run_sql
 from logbook.store import Store, compact, layout, parts
 
-from test_store import event  # noqa: I001
-
 
 def _rows(store: Store) -> list[tuple]:
-    return sorted((r["run"], r["step"], r["message"]) for r in Store(store.root).read("events").to_pylist())
+    return sorted(
+        (r["run"], r["step"], r["message"]) for r in Store(store.root).read("events").to_pylist()
+    )
 
 
 def test_compact_merges_and_keeps_every_row(store: Store, invoke) -> None:  # type: ignore[no-untyped-def]
     for i in range(30):
-        store.write("events", "a" if i % 3 else "b", [event(i, "a" if i % 3 else "b"), event(100 + i)])
+        store.write(
+            "events", "a" if i % 3 else "b", [event(i, "a" if i % 3 else "b"), event(100 + i)]
+        )
     before = _rows(store)
     out = invoke(["compact", "--store", str(store.root)]).stdout
     assert out.startswith("merged 30 parts into 2 in 2 folders (60 rows)")
@@ -35,23 +39,44 @@ def test_an_interrupted_compaction_never_shows_rows_twice(store: Store) -> None:
     # Stop right after the merged part was written, before the inputs were deleted.
     merged = Store(store.root).read("events").drop(["run"])
     out = layout.new_part_name("c")
-    (directory / f"{compact.MANIFEST_PREFIX}x.json").write_text(json.dumps({"output": out, "inputs": inputs}))
+    (directory / f"{compact.MANIFEST_PREFIX}x.json").write_text(
+        json.dumps({"output": out, "inputs": inputs})
+    )
     parts.write_part(directory, merged, out)
-    assert sorted(run_sql(Store(store.root), "select step from events").column(0).to_pylist()) == [0, 1, 2, 3]
+    assert sorted(run_sql(Store(store.root), "select step from events").column(0).to_pylist()) == [
+        0,
+        1,
+        2,
+        3,
+    ]
     compact.finish_interrupted(directory)
     assert [p.name for p in directory.glob("*.parquet")] == [out]
-    assert sorted(run_sql(Store(store.root), "select step from events").column(0).to_pylist()) == [0, 1, 2, 3]
+    assert sorted(run_sql(Store(store.root), "select step from events").column(0).to_pylist()) == [
+        0,
+        1,
+        2,
+        3,
+    ]
 
 
 def test_a_compaction_that_died_before_its_output_changes_nothing(store: Store) -> None:
     for i in range(3):
         store.write("events", "r", [event(i)])
     directory = layout.run_dir(store.root, "events", "r")
-    (directory / f"{compact.MANIFEST_PREFIX}y.json").write_text(json.dumps({"output": "c-never.parquet",
-                                                                           "inputs": ["whatever"]}))
-    assert sorted(run_sql(Store(store.root), "select step from events").column(0).to_pylist()) == [0, 1, 2]
+    (directory / f"{compact.MANIFEST_PREFIX}y.json").write_text(
+        json.dumps({"output": "c-never.parquet", "inputs": ["whatever"]})
+    )
+    assert sorted(run_sql(Store(store.root), "select step from events").column(0).to_pylist()) == [
+        0,
+        1,
+        2,
+    ]
     compact.compact(Store(store.root))
-    assert sorted(run_sql(Store(store.root), "select step from events").column(0).to_pylist()) == [0, 1, 2]
+    assert sorted(run_sql(Store(store.root), "select step from events").column(0).to_pylist()) == [
+        0,
+        1,
+        2,
+    ]
     assert not list(directory.glob(f"{compact.MANIFEST_PREFIX}*"))
 
 
@@ -67,14 +92,19 @@ def test_doctor_lists_and_quarantines_a_part_cut_in_half(store: Store, invoke) -
     r = invoke(["doctor", "--store", str(store.root)])
     assert "no problems found" in r.stderr
     fresh = Store(store.root)
-    assert run_sql(fresh, "select step from events").column(0).to_pylist() == [1] and not fresh.problems
+    assert (
+        run_sql(fresh, "select step from events").column(0).to_pylist() == [1]
+        and not fresh.problems
+    )
 
 
 def test_doctor_dry_run_moves_nothing(store: Store, invoke, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bad = store.write("events", "r", [event(1)])
     assert bad is not None
     bad.write_bytes(b"PAR1 garbage PAR1")
-    out = invoke(["doctor", "--store", str(store.root), "--dry-run", "--format", "json"], code=1).stdout
+    out = invoke(
+        ["doctor", "--store", str(store.root), "--dry-run", "--format", "json"], code=1
+    ).stdout
     [problem] = json.loads(out)
     assert problem["path"] == f"events/run=r/{bad.name}" and problem["action"] == "none (dry run)"
     assert bad.exists()

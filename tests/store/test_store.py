@@ -20,8 +20,18 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def event(i: int, run: str = "r") -> dict:
-    return {"run": run, "attempt_id": "a", "event_id": uuid.uuid4().hex, "time": T0 + timedelta(seconds=i),
-            "step": i, "kind": "note", "severity": "info", "source": "cli", "message": f"note {i}", "data": None}
+    return {
+        "run": run,
+        "attempt_id": "a",
+        "event_id": uuid.uuid4().hex,
+        "time": T0 + timedelta(seconds=i),
+        "step": i,
+        "kind": "note",
+        "severity": "info",
+        "source": "cli",
+        "message": f"note {i}",
+        "data": None,
+    }
 
 
 def test_parts_are_hive_partitioned_and_atomic(store: Store) -> None:
@@ -33,22 +43,26 @@ def test_parts_are_hive_partitioned_and_atomic(store: Store) -> None:
     assert store.read("events").column("message").to_pylist() == ["note 1", "note 2"]
 
 
-_metric = st.fixed_dictionaries({
-    "step": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
-    "name": st.text(min_size=1, max_size=30),
-    "value": st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
-    "source": st.sampled_from(["parser", "api"]),
-})
+_metric = st.fixed_dictionaries(
+    {
+        "step": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+        "name": st.text(min_size=1, max_size=30),
+        "value": st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+        "source": st.sampled_from(["parser", "api"]),
+    }
+)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=st.lists(_metric, min_size=1, max_size=20))
 def test_metrics_round_trip(tmp_path: Path, rows: list[dict]) -> None:
     store = Store.open(tmp_path / f"s{uuid.uuid4().hex}", create=True)
     full = [{**r, "run": "r", "attempt_id": "a", "time": T0} for r in rows]
     store.write("metrics", "r", full)
     back = store.read("metrics").to_pylist()
-    for want, got in zip(full, back):
+    for want, got in zip(full, back, strict=True):
         assert got["name"] == want["name"] and got["step"] == want["step"]
         if want["value"] != want["value"]:  # NaN stays NaN
             assert got["value"] != got["value"]
@@ -70,7 +84,11 @@ def test_many_processes_write_at_once_and_lose_nothing(store: Store) -> None:
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    steps = run_sql(store, "select step from events where run = 'shared' order by step").column(0).to_pylist()
+    steps = (
+        run_sql(store, "select step from events where run = 'shared' order by step")
+        .column(0)
+        .to_pylist()
+    )
     assert steps == sorted(w * 1000 + i for w in range(4) for i in range(40))
 
 
@@ -83,14 +101,19 @@ def test_a_part_cut_in_half_is_skipped_with_a_warning(store: Store, caplog) -> N
     with caplog.at_level(logging.WARNING, logger="logbook"):
         fresh = Store(store.root)
         assert run_sql(fresh, "select step from events").column(0).to_pylist() == [1]
-    assert any("torn or not Parquet" in r.getMessage() and bad.name in r.getMessage() for r in caplog.records)
+    assert any(
+        "torn or not Parquet" in r.getMessage() and bad.name in r.getMessage()
+        for r in caplog.records
+    )
     assert fresh.problems and "logbook doctor" in fresh.problems[0]
 
 
 def test_journal_rows_are_read_while_the_writer_lives_and_folded_once(store: Store) -> None:
     j = store.journal("r")
     j.append("events", event(7))
-    assert Store(store.root).read("events").column("step").to_pylist() == [7]  # live: from the journal
+    assert Store(store.root).read("events").column("step").to_pylist() == [
+        7
+    ]  # live: from the journal
     j.fold()
     assert not j.path.exists()
     folded = layout.run_dir(store.root, "events", "r") / layout.journal_part_name(j.id)
@@ -111,8 +134,15 @@ def test_a_torn_last_journal_line_is_skipped(store: Store) -> None:
 
 def test_a_journal_left_on_another_host_is_lost_after_its_heartbeat_stops(store: Store) -> None:
     j = store.journal("r")
-    row = {"run": "r", "attempt_id": "x", "label": "1.00", "status": "running", "start_time": T0,
-           "command": ["train"], "recorded_at": T0}
+    row = {
+        "run": "r",
+        "attempt_id": "x",
+        "label": "1.00",
+        "status": "running",
+        "start_time": T0,
+        "command": ["train"],
+        "recorded_at": T0,
+    }
     j.append("attempts", row)
     j.close()
     # Rewrite the header as if another host wrote it, then age the file past LOST_AFTER_S.

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import logbook_cmd  # noqa: I001  (tests/ is on sys.path through rootdir conftest)
 
 from logbook.query import run_sql
 from logbook.store import Store
 
-from conftest import logbook_cmd  # noqa: I001  (tests/ is on sys.path through rootdir conftest)
-
 
 def attempts(store_path: Path, run: str) -> list[dict]:
-    return run_sql(Store(store_path), "select * from attempts where run = ? order by start_time", [run]).to_pylist()
+    return run_sql(
+        Store(store_path), "select * from attempts where run = ? order by start_time", [run]
+    ).to_pylist()
 
 
 def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -32,10 +33,24 @@ def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyp
     raise AssertionError("timed out")
 
 
-def test_exit_code_and_output_pass_through(run_logbook, store_path: Path, train_script: Path) -> None:
-    p = run_logbook("run", "--store", str(store_path), "--run", "t", "--", sys.executable, str(train_script),
-                    env={"TRAIN_MODE": "exit", "TRAIN_EXIT": "7"}, check=7)
-    assert p.stdout.decode().splitlines() == [f"step={i} loss={2.0 / (i + 1):.4f}" for i in range(5)]
+def test_exit_code_and_output_pass_through(
+    run_logbook, store_path: Path, train_script: Path
+) -> None:
+    p = run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "t",
+        "--",
+        sys.executable,
+        str(train_script),
+        env={"TRAIN_MODE": "exit", "TRAIN_EXIT": "7"},
+        check=7,
+    )
+    assert p.stdout.decode().splitlines() == [
+        f"step={i} loss={2.0 / (i + 1):.4f}" for i in range(5)
+    ]
     [a] = attempts(store_path, "t")
     assert (a["status"], a["exit_code"], a["signal"]) == ("failed", 7, None)
     assert a["command"] == [sys.executable, str(train_script)]
@@ -43,9 +58,21 @@ def test_exit_code_and_output_pass_through(run_logbook, store_path: Path, train_
     assert a["duration_s"] > 0 and a["end_time"] > a["start_time"]
 
 
-def test_python_exception_keeps_traceback_and_logs(run_logbook, store_path: Path, train_script: Path) -> None:
-    p = run_logbook("run", "--store", str(store_path), "--run", "t", "--", sys.executable, str(train_script),
-                    env={"TRAIN_MODE": "raise"}, check=1)
+def test_python_exception_keeps_traceback_and_logs(
+    run_logbook, store_path: Path, train_script: Path
+) -> None:
+    p = run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "t",
+        "--",
+        sys.executable,
+        str(train_script),
+        env={"TRAIN_MODE": "raise"},
+        check=1,
+    )
     assert b"RuntimeError: boom at step 2" in p.stderr
     [a] = attempts(store_path, "t")
     logs = store_path / "logs" / "run=t" / a["attempt_id"]
@@ -53,11 +80,28 @@ def test_python_exception_keeps_traceback_and_logs(run_logbook, store_path: Path
     assert b"RuntimeError: boom at step 2" in (logs / "stderr.log").read_bytes()
 
 
-def test_killed_by_signal_exits_128_plus_n(run_logbook, store_path: Path, train_script: Path) -> None:
-    run_logbook("run", "--store", str(store_path), "--run", "k", "--", sys.executable, str(train_script),
-                env={"TRAIN_MODE": "kill"}, check=128 + 9)
+def test_killed_by_signal_exits_128_plus_n(
+    run_logbook, store_path: Path, train_script: Path
+) -> None:
+    run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "k",
+        "--",
+        sys.executable,
+        str(train_script),
+        env={"TRAIN_MODE": "kill"},
+        check=128 + 9,
+    )
     [a] = attempts(store_path, "k")
-    assert (a["status"], a["exit_code"], a["signal"], a["signal_name"]) == ("killed", None, 9, "SIGKILL")
+    assert (a["status"], a["exit_code"], a["signal"], a["signal_name"]) == (
+        "killed",
+        None,
+        9,
+        "SIGKILL",
+    )
 
 
 def test_bytes_pass_unchanged(run_logbook, store_path: Path, tmp_path: Path) -> None:
@@ -71,14 +115,36 @@ def test_bytes_pass_unchanged(run_logbook, store_path: Path, tmp_path: Path) -> 
 
 
 def test_child_sees_its_attempt_and_runs_unbuffered(run_logbook, store_path: Path) -> None:
-    code = "import os, json; print(json.dumps({k: os.environ.get(k) for k in " \
-           "['LOGBOOK_RUN','LOGBOOK_ATTEMPT','LOGBOOK_STORE','PYTHONUNBUFFERED']}))"
-    p = run_logbook("run", "--store", str(store_path), "--run", "env", "--", sys.executable, "-c", code, check=0)
-    assert json.loads(p.stdout) == {"LOGBOOK_RUN": "env", "LOGBOOK_ATTEMPT": "1.00",
-                                    "LOGBOOK_STORE": str(store_path), "PYTHONUNBUFFERED": "1"}
-    p = run_logbook("run", "--store", str(store_path), "--run", "env", "--", sys.executable, "-c", code,
-                    env={"PYTHONUNBUFFERED": ""}, check=0)
-    assert json.loads(p.stdout)["PYTHONUNBUFFERED"] == "" and json.loads(p.stdout)["LOGBOOK_ATTEMPT"] == "1.01"
+    code = (
+        "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
+        "['LOGBOOK_RUN','LOGBOOK_ATTEMPT','LOGBOOK_STORE','PYTHONUNBUFFERED']}))"
+    )
+    p = run_logbook(
+        "run", "--store", str(store_path), "--run", "env", "--", sys.executable, "-c", code, check=0
+    )
+    assert json.loads(p.stdout) == {
+        "LOGBOOK_RUN": "env",
+        "LOGBOOK_ATTEMPT": "1.00",
+        "LOGBOOK_STORE": str(store_path),
+        "PYTHONUNBUFFERED": "1",
+    }
+    p = run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "env",
+        "--",
+        sys.executable,
+        "-c",
+        code,
+        env={"PYTHONUNBUFFERED": ""},
+        check=0,
+    )
+    assert (
+        json.loads(p.stdout)["PYTHONUNBUFFERED"] == ""
+        and json.loads(p.stdout)["LOGBOOK_ATTEMPT"] == "1.01"
+    )
 
 
 def test_lineage_labels_and_parents(run_logbook, store_path: Path) -> None:
@@ -91,13 +157,18 @@ def test_lineage_labels_and_parents(run_logbook, store_path: Path) -> None:
     assert b"label 1.01 is already used" in p.stderr
     rows = attempts(store_path, "lin")
     assert [(r["label"], r["parent_label"], r["status"]) for r in rows] == [
-        ("1.00", None, "completed"), ("1.01", "1.00", "failed"),
-        ("12.00", "1.01", "completed"), ("12.01", "12.00", "completed")]
+        ("1.00", None, "completed"),
+        ("1.01", "1.00", "failed"),
+        ("12.00", "1.01", "completed"),
+        ("12.01", "12.00", "completed"),
+    ]
     assert rows[1]["parent_id"] == rows[0]["attempt_id"]
 
 
 def test_command_not_found_is_127_and_recorded(run_logbook, store_path: Path) -> None:
-    p = run_logbook("run", "--store", str(store_path), "--run", "nf", "--", "no-such-program-xyz", check=127)
+    p = run_logbook(
+        "run", "--store", str(store_path), "--run", "nf", "--", "no-such-program-xyz", check=127
+    )
     assert b"cannot run no-such-program-xyz" in p.stderr
     [a] = attempts(store_path, "nf")
     assert (a["status"], a["exit_code"]) == ("failed", 127)
@@ -105,9 +176,21 @@ def test_command_not_found_is_127_and_recorded(run_logbook, store_path: Path) ->
 
 def _start(store_path: Path, train_script: Path, mode: str, *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        logbook_cmd("run", "--store", str(store_path), "--run", "sig", *extra, "--", sys.executable,
-                    str(train_script)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "TRAIN_MODE": mode})
+        logbook_cmd(
+            "run",
+            "--store",
+            str(store_path),
+            "--run",
+            "sig",
+            *extra,
+            "--",
+            sys.executable,
+            str(train_script),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TRAIN_MODE": mode},
+    )
     assert proc.stdout is not None
     for line in proc.stdout:  # wait until the trainer has installed its handlers
         if line.strip() == b"ready":
@@ -116,18 +199,26 @@ def _start(store_path: Path, train_script: Path, mode: str, *extra: str) -> subp
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_stopping_signals_are_forwarded_to_the_group(store_path: Path, train_script: Path, sig: int) -> None:
+def test_stopping_signals_are_forwarded_to_the_group(
+    store_path: Path, train_script: Path, sig: int
+) -> None:
     proc = _start(store_path, train_script, "trap" if sig == signal.SIGTERM else "sleep")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     if sig == signal.SIGTERM:
         assert proc.returncode == 42 and b"got signal 15" in out
     else:  # the trainer dies of it: the wrapper says so the shell way
-        assert proc.returncode in (128 + sig, 1), err  # SIGINT in Python is KeyboardInterrupt (exit 1)
+        assert proc.returncode in (128 + sig, 1), (
+            err
+        )  # SIGINT in Python is KeyboardInterrupt (exit 1)
     [a] = attempts(store_path, "sig")
     assert a["status"] == "interrupted" and a["forwarded_signal"] == signal.Signals(sig).name
-    events = run_sql(Store(store_path), "select kind, message from events where kind = 'signal'").to_pylist()
-    assert events == [{"kind": "signal", "message": f"received {signal.Signals(sig).name}; passed to the command"}]
+    events = run_sql(
+        Store(store_path), "select kind, message from events where kind = 'signal'"
+    ).to_pylist()
+    assert events == [
+        {"kind": "signal", "message": f"received {signal.Signals(sig).name}; passed to the command"}
+    ]
 
 
 def test_group_is_killed_after_grace(store_path: Path, train_script: Path) -> None:
@@ -137,7 +228,11 @@ def test_group_is_killed_after_grace(store_path: Path, train_script: Path) -> No
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + 9 and 0.9 < time.monotonic() - t0 < 10
     [a] = attempts(store_path, "sig")
-    assert (a["status"], a["signal_name"], a["forwarded_signal"]) == ("interrupted", "SIGKILL", "SIGTERM")
+    assert (a["status"], a["signal_name"], a["forwarded_signal"]) == (
+        "interrupted",
+        "SIGKILL",
+        "SIGTERM",
+    )
 
 
 def test_usr1_is_passed_on_without_stopping(store_path: Path, tmp_path: Path) -> None:
@@ -145,9 +240,23 @@ def test_usr1_is_passed_on_without_stopping(store_path: Path, tmp_path: Path) ->
     script.write_text(
         "import signal, sys, time\n"
         "signal.signal(signal.SIGUSR1, lambda s, f: (print('checkpoint now', flush=True), sys.exit(0)))\n"
-        "print('ready', flush=True)\ntime.sleep(60)\n")
-    proc = subprocess.Popen(logbook_cmd("run", "--store", str(store_path), "--run", "u", "--grace", "0.5", "--",
-                                        sys.executable, str(script)), stdout=subprocess.PIPE)
+        "print('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        logbook_cmd(
+            "run",
+            "--store",
+            str(store_path),
+            "--run",
+            "u",
+            "--grace",
+            "0.5",
+            "--",
+            sys.executable,
+            str(script),
+        ),
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     proc.send_signal(signal.SIGUSR1)
     out, _ = proc.communicate(timeout=30)
@@ -167,15 +276,30 @@ def test_kill_9_of_the_wrapper_leaves_a_lost_attempt(store_path: Path, train_scr
     [a] = attempts(store_path, "sig")
     assert a["status"] == "lost" and a["end_time"] is not None
     assert not list((store_path / "_journal").rglob("*.jsonl"))  # folded into Parquet
-    lost = run_sql(Store(store_path), "select kind, severity from events where kind = 'lost'").to_pylist()
+    lost = run_sql(
+        Store(store_path), "select kind, severity from events where kind = 'lost'"
+    ).to_pylist()
     assert lost == [{"kind": "lost", "severity": "error"}]
 
 
 def test_wrapper_memory_stays_bounded_on_a_huge_line(store_path: Path, tmp_path: Path) -> None:
     # 300 MB with no newline at all, written as fast as Python can.
     code = "import sys\nchunk = b'x' * (1 << 20)\nfor _ in range(300): sys.stdout.buffer.write(chunk)\n"
-    proc = subprocess.Popen(logbook_cmd("run", "--store", str(store_path), "--run", "big", "--no-capture", "--",
-                                        sys.executable, "-c", code), stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        logbook_cmd(
+            "run",
+            "--store",
+            str(store_path),
+            "--run",
+            "big",
+            "--no-capture",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ),
+        stdout=subprocess.PIPE,
+    )
     wrapper = psutil.Process(proc.pid)
     peak, total = 0, 0
     assert proc.stdout is not None
@@ -190,7 +314,9 @@ def test_wrapper_memory_stays_bounded_on_a_huge_line(store_path: Path, tmp_path:
     assert peak < 100 << 20, f"wrapper RSS peaked at {peak >> 20} MiB"
 
 
-def _in_tiny_filesystem(tmp_path: Path, options: str, inner: str) -> subprocess.CompletedProcess[bytes]:
+def _in_tiny_filesystem(
+    tmp_path: Path, options: str, inner: str
+) -> subprocess.CompletedProcess[bytes]:
     """Run `inner` (a shell line) with a fresh tmpfs mounted at tmp_path/mnt, in a private namespace."""
     import shutil
 
@@ -199,21 +325,48 @@ def _in_tiny_filesystem(tmp_path: Path, options: str, inner: str) -> subprocess.
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     script = f"mount -t tmpfs -o {options} tmpfs {mnt} && {inner}"
-    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", f"mount -t tmpfs tmpfs {mnt}"],
-                           capture_output=True)
+    probe = subprocess.run(
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            f"mount -t tmpfs tmpfs {mnt}",
+        ],
+        capture_output=True,
+    )
     if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {probe.stderr.decode().strip()}")
-    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                          capture_output=True, timeout=120)
+        pytest.skip(
+            f"cannot mount a tmpfs in a user namespace here: {probe.stderr.decode().strip()}"
+        )
+    return subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def test_full_store_never_stops_the_child(tmp_path: Path) -> None:
     # 2 MB of output into a 256 KiB filesystem: the raw log fills it, then every write fails.
-    code = "import sys\nfor i in range(20000): print(f'step={i} loss=1.0 ' + 'x' * 80)\nsys.exit(4)\n"
+    code = (
+        "import sys\nfor i in range(20000): print(f'step={i} loss=1.0 ' + 'x' * 80)\nsys.exit(4)\n"
+    )
     script = tmp_path / "chatty.py"
     script.write_text(code)
-    cmd = " ".join(logbook_cmd("run", "--store", str(tmp_path / "mnt" / "store"), "--run", "full", "--",
-                               sys.executable, str(script)))
+    cmd = " ".join(
+        logbook_cmd(
+            "run",
+            "--store",
+            str(tmp_path / "mnt" / "store"),
+            "--run",
+            "full",
+            "--",
+            sys.executable,
+            str(script),
+        )
+    )
     p = _in_tiny_filesystem(tmp_path, "size=256k", cmd)
     assert p.returncode == 4, p.stderr[-2000:]
     lines = p.stdout.decode().splitlines()
@@ -222,17 +375,33 @@ def test_full_store_never_stops_the_child(tmp_path: Path) -> None:
 
 
 def test_read_only_store_never_stops_the_child(tmp_path: Path, train_script: Path) -> None:
-    cmd = " ".join(logbook_cmd("run", "--store", str(tmp_path / "mnt" / "store"), "--", sys.executable,
-                               str(train_script)))
+    cmd = " ".join(
+        logbook_cmd(
+            "run",
+            "--store",
+            str(tmp_path / "mnt" / "store"),
+            "--",
+            sys.executable,
+            str(train_script),
+        )
+    )
     p = _in_tiny_filesystem(tmp_path, "ro", f"TRAIN_MODE=exit TRAIN_EXIT=5 {cmd}")
     assert p.returncode == 5, p.stderr[-2000:]
     assert p.stdout.decode().count("step=") == 5
-    assert b"logbook: warning: cannot write to the store" in p.stderr and b"not recorded" in p.stderr
+    assert (
+        b"logbook: warning: cannot write to the store" in p.stderr and b"not recorded" in p.stderr
+    )
 
 
-def test_store_path_that_is_a_file_never_stops_the_child(run_logbook, tmp_path: Path, train_script: Path) -> None:
+def test_store_path_that_is_a_file_never_stops_the_child(
+    run_logbook, tmp_path: Path, train_script: Path
+) -> None:
     blocker = tmp_path / "afile"
     blocker.write_text("not a store")
-    p = run_logbook("run", "--store", str(blocker), "--", sys.executable, str(train_script), check=0)
+    p = run_logbook(
+        "run", "--store", str(blocker), "--", sys.executable, str(train_script), check=0
+    )
     assert p.stdout.decode().splitlines()[-1] == "done"
-    assert b"logbook: warning: cannot write to the store" in p.stderr and b"not recorded" in p.stderr
+    assert (
+        b"logbook: warning: cannot write to the store" in p.stderr and b"not recorded" in p.stderr
+    )
