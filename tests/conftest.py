@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers import logbook_cmd
 
 from logbook.cli import cli
 from logbook.store import Store
@@ -37,10 +37,6 @@ def _invoke(args: list[str], *, code: int = 0, env: dict[str, str] | None = None
         f"exit {result.exit_code} != {code}\n{result.output}\n{result.stderr}"
     )
     return result
-
-
-def logbook_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "logbook", *args]
 
 
 def _run_logbook(*args: str, check: int | None = None, **kw) -> subprocess.CompletedProcess[bytes]:  # type: ignore[no-untyped-def]

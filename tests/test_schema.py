@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import logbook_cmd  # noqa: I001
+from helpers import logbook_cmd
 
 from logbook import schema
 from logbook.store import Store

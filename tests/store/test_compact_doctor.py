@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_store import event  # noqa: I001
+from helpers import event
 
 from logbook.query import run_sql
 from logbook.store import Store, compact, layout, parts

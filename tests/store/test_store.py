@@ -10,28 +10,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from helpers import T0, event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logbook.query import run_sql
 from logbook.store import Store, journal, layout
-
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-def event(i: int, run: str = "r") -> dict:
-    return {
-        "run": run,
-        "attempt_id": "a",
-        "event_id": uuid.uuid4().hex,
-        "time": T0 + timedelta(seconds=i),
-        "step": i,
-        "kind": "note",
-        "severity": "info",
-        "source": "cli",
-        "message": f"note {i}",
-        "data": None,
-    }
 
 
 def test_parts_are_hive_partitioned_and_atomic(store: Store) -> None:

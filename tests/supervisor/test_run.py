@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import logbook_cmd  # noqa: I001  (tests/ is on sys.path through rootdir conftest)
+from helpers import logbook_cmd
 
 from logbook.query import run_sql
 from logbook.store import Store

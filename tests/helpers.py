@@ -1,0 +1,31 @@
+"""Helpers shared by test modules (tests/ is on sys.path, see pyproject's pythonpath)."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def logbook_cmd(*args: str) -> list[str]:
+    """The argv of `python -m logbook ARGS`, for real subprocesses."""
+    return [sys.executable, "-m", "logbook", *args]
+
+
+def event(i: int, run: str = "r") -> dict[str, Any]:
+    """An events row with step i."""
+    return {
+        "run": run,
+        "attempt_id": "a",
+        "event_id": uuid.uuid4().hex,
+        "time": T0 + timedelta(seconds=i),
+        "step": i,
+        "kind": "note",
+        "severity": "info",
+        "source": "cli",
+        "message": f"note {i}",
+        "data": None,
+    }
