@@ -1,13 +1,14 @@
 """Benchmarks of logbook's overhead: output passthrough, a fast-printing Python child, start-up,
 and a query over many small parts before and after compaction.
 
-    .venv/bin/python benchmarks/bench.py                  # defaults: a few minutes on 2 cores
+    .venv/bin/python benchmarks/bench.py                  # defaults: ~3 minutes on 2 cores
     .venv/bin/python benchmarks/bench.py --size-mb 256 --parts 2000 --json
     .venv/bin/python benchmarks/bench.py --only startup,query
 
-Every figure comes from this one invocation, so ratios compare like with like. Speed aims are
-printed beside the figures and never fail the script; a failed correctness check (bytes lost,
-counts that differ, a command that errs) makes it exit 1. Temporary folders are removed.
+Every figure comes from this one invocation, so ratios compare like with like; every command's
+stdout goes to a pipe that this script drains. Speed aims are printed beside the figures and never
+fail the script; a failed correctness check (bytes lost, counts that differ, a command that errs)
+makes it exit 1. Temporary folders are removed. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -28,373 +29,256 @@ from pathlib import Path
 
 import psutil
 
-LINE_KINDS = (
-    "step={i} loss={loss:.3f} lr=3.0e-04 grad_norm={g:.2f} tokens/s={t}\n",
-    "epoch 1: {pct:3d}%|{bar:<20}| {i}/100000 [01:23<04:56, {it:.2f}it/s]\r",
-    "[rank0] step={i} loss={loss:.4f} ppl={ppl:.2f} mem=38.1GiB\n",
+LINES = (  # mostly step lines, some tqdm-like \r lines
+    "step={i} loss={x:.3f} lr=3.0e-04 grad_norm={g:.2f} tokens/s={t}\n",
+    "epoch 1: {p:3d}%|{bar:<20}| {i}/100000 [01:23<04:56, {g:.2f}it/s]\r",
+    "[rank0] step={i} loss={x:.4f} ppl={g:.2f} mem=38.1GiB\n",
 )
 PY_CHILD = """import sys
-n = int(sys.argv[1])
-for i in range(n):
-    print(f"step={i} loss={2.0 + (i % 997) / 1000:.3f} lr=3.0e-04 "
-          f"grad_norm={(i % 89) / 31:.2f} tokens/s={12000 + i % 700}")
+for i in range(int(sys.argv[1])):
+    print(f"step={i} loss={2 + i % 997 / 1000:.3f} lr=3.0e-04 grad_norm={i % 89 / 31:.2f} "
+          f"tokens/s={12000 + i % 700}")
 """
 
 
 def make_log_file(path: Path, size_mb: int) -> int:
-    """Write ~size_mb MB of training-log lines: a varied ~4 MB block written repeatedly."""
-    lines, i, size = [], 0, 0
+    """Write size_mb MB of training-log lines: a varied ~4 MB block, repeated."""
+    lines, size, i = [], 0, 0
     while size < 4 << 20:
-        k = LINE_KINDS[i % 7 % 3]  # mostly step lines, some tqdm \r lines
-        lines.append(
-            k.format(
-                i=i,
-                loss=2 + (i % 997) / 1000,
-                g=(i % 89) / 31,
-                t=12000 + i % 777,
-                pct=i % 100,
-                bar="#" * (i % 20),
-                it=7.5 + i % 13,
-                ppl=7 + i % 5,
-            )
-        )
-        size += len(lines[-1])
-        i += 1
-    block, target, written = "".join(lines).encode(), size_mb << 20, 0
+        kind, x, g = LINES[i % 7 % 3], 2 + i % 997 / 1000, i % 89 / 31
+        lines.append(kind.format(i=i, x=x, g=g, t=12000 + i % 777, p=i % 100, bar="#" * (i % 20)))
+        size, i = size + len(lines[-1]), i + 1
+    block, left = "".join(lines).encode(), size_mb << 20
     with open(path, "wb") as f:
-        while written < target:
-            chunk = block[: target - written]
-            f.write(chunk)
-            written += len(chunk)
-    return written
+        while left > 0:
+            left -= f.write(block[:left])
+    return size_mb << 20
 
 
-def drain(cmd: list[str], *, watch_rss: bool = False, env: dict | None = None) -> dict:
-    """Run cmd, its stdout to a pipe we read and discard: wall time, bytes, peak RSS of its pid."""
+def drain(cmd: list[str], *, watch_rss: bool = False, env: dict | None = None, keep=False) -> dict:
+    """Run cmd, its stdout to a pipe we read (and discard unless keep): time, bytes, peak RSS."""
     err = tempfile.TemporaryFile()
+    peak, stop = [0], threading.Event()
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env)
-    peak, stop = [0], threading.Event()
 
     def poll() -> None:
         try:
             proc = psutil.Process(p.pid)
-            while not stop.is_set():
+            while not stop.wait(0.02):
                 peak[0] = max(peak[0], proc.memory_info().rss)
-                stop.wait(0.02)
-        except psutil.Error:
+        except psutil.Error:  # it ended
             pass
 
     watcher = threading.Thread(target=poll, daemon=True)
     if watch_rss:
         watcher.start()
-    fd, n = p.stdout.fileno(), 0
+    fd, n, out = p.stdout.fileno(), 0, []
     while data := os.read(fd, 1 << 20):
         n += len(data)
+        out.append(data) if keep else None
     rc = p.wait()
     wall = time.perf_counter() - t0
     stop.set()
-    if watch_rss:
-        watcher.join()
+    watcher.join() if watch_rss else None
     err.seek(0)
     stderr = err.read().decode(errors="replace")
     if rc != 0:
-        raise RuntimeError(f"{' '.join(cmd[:6])} exited {rc}: {stderr.strip()[-800:]}")
-    return {"wall_s": wall, "bytes": n, "peak_rss_mb": peak[0] / 2**20, "stderr": stderr}
+        raise RuntimeError(f"{' '.join(cmd[:8])} exited {rc}: {stderr.strip()[-800:]}")
+    out = b"".join(out).decode(errors="replace")
+    return {"wall_s": wall, "bytes": n, "rss_mb": peak[0] / 2**20, "stderr": stderr, "out": out}
 
 
-def raw_log_bytes(store: Path, stream: str = "stdout") -> list[int]:
-    return [p.stat().st_size for p in sorted((store / "logs").glob(f"run=*/*/{stream}.log"))]
+def raw_logs(store: Path) -> list[int]:
+    return [p.stat().st_size for p in sorted(store.glob("logs/run=*/*/stdout.log"))]
+
+
+def med(results: list[dict]) -> float:
+    return statistics.median(r["wall_s"] for r in results)
 
 
 class Bench:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.a, self.tmp, self.rows, self.failures = args, tmp, [], []
-        self.lb = args.logbook
 
-    def add(self, section: str, name: str, value, unit: str = "", aim: str = "", ok=None) -> None:
-        self.rows.append(
-            {"section": section, "figure": name, "value": value, "unit": unit, "aim": aim, "ok": ok}
-        )
+    def wrap(self, store: Path, *cmd: str, capture: bool = False) -> list[str]:
+        opts = [] if capture else ["--no-capture"]
+        return [self.a.logbook, "run", "--run", "bench", *opts, "--store", str(store), "--", *cmd]
 
-    def check(self, section: str, what: str, good: bool, detail: str = "") -> None:
-        self.add(section, f"check: {what}", detail or ("same" if good else "DIFFERENT"), ok=good)
+    def add(self, sec: str, name: str, value, unit: str = "", aim: str = "", ok=None) -> None:
+        self.rows.append(dict(section=sec, figure=name, value=value, unit=unit, aim=aim, ok=ok))
+
+    def check(self, sec: str, what: str, good: bool, detail: str) -> None:
+        self.rows.append(dict(section=sec, figure=f"check: {what}", value=detail, unit="",
+                              aim="", ok=good, check=True))  # fmt: skip
         if not good:
-            self.failures.append(f"{section}: {what} {detail}")
+            self.failures.append(f"{sec}: {what}: {detail}")
 
     def passthrough(self) -> None:
-        s, f = "passthrough", self.tmp / "train.log"
+        s, f, n = "passthrough", self.tmp / "train.log", self.a.repeats
         t0 = time.perf_counter()
         size = make_log_file(f, self.a.size_mb)
-        self.add(s, "generate file", round(time.perf_counter() - t0, 2), "s")
+        self.add(s, "generate the file (once)", round(time.perf_counter() - t0, 2), "s")
         drain(["cat", str(f)])  # warm the page cache
-        base = drain(["cat", str(f)])
-        tee = drain(["sh", "-c", 'cat "$1" | tee "$2"', "sh", str(f), str(self.tmp / "tee.log")])
-        (self.tmp / "tee.log").unlink()
-        store = self.tmp / "pt-store"
-        wrapped = drain(
-            [
-                self.lb,
-                "run",
-                "--run",
-                "pt",
-                "--no-capture",
-                "--store",
-                str(store),
-                "--",
-                "cat",
-                str(f),
-            ],
-            watch_rss=True,
-        )
+        base, wrapped, tee = [], [], []
+        for k in range(n):  # alternate the cases; each run's log is checked, then removed
+            base.append(drain(["cat", str(f)]))
+            store = self.tmp / f"pt-store-{k}"
+            wrapped.append(drain(self.wrap(store, "cat", str(f)), watch_rss=True))
+            logs = raw_logs(store)
+            self.check(s, f"raw log size, run {k + 1}", logs == [size], f"{logs} vs {size}")
+            shutil.rmtree(store)
+            tee.append(drain(["sh", "-c", 'cat "$1" | tee "$2"', "-", str(f), str(store)]))
+            os.unlink(store)
         mb = size / 2**20
-        b, w, t = (mb / r["wall_s"] for r in (base, wrapped, tee))
+        b, w, t = (mb / med(r) for r in (base, wrapped, tee))
         self.add(s, "file size", round(mb, 1), "MB")
-        self.add(s, "cat FILE | reader", round(b, 1), "MB/s")
-        self.add(s, "logbook run -- cat FILE | reader", round(w, 1), "MB/s")
+        self.add(s, f"cat FILE | reader (median of {n})", round(b, 1), "MB/s")
+        self.add(s, f"logbook run -- cat FILE | reader (median of {n})", round(w, 1), "MB/s")
         self.add(s, "ratio wrapped/plain", round(w / b, 3), "", ">= 0.5", w / b >= 0.5)
         self.add(s, "(reference) cat FILE | tee LOG | reader", round(t, 1), "MB/s")
         self.add(s, "(reference) ratio wrapped/tee", round(w / t, 3))
-        self.add(
-            s,
-            "wrapper peak RSS",
-            round(wrapped["peak_rss_mb"], 1),
-            "MB",
-            "< 100",
-            wrapped["peak_rss_mb"] < 100,
-        )
-        self.check(
-            s, "bytes passed through", wrapped["bytes"] == size, f"{wrapped['bytes']} of {size}"
-        )
-        logs = raw_log_bytes(store)
-        self.check(s, "raw log size", logs == [size], f"{logs} vs {size}")
+        rss = max(r["rss_mb"] for r in wrapped)
+        self.add(s, "wrapper peak RSS", round(rss, 1), "MB", "< 100", rss < 100)
+        got = {r["bytes"] for r in base + wrapped + tee}
+        self.check(s, "bytes passed through", got == {size}, f"{sorted(got)} of {size}")
 
     def python_child(self) -> None:
         s, script = "python child", self.tmp / "child.py"
         script.write_text(PY_CHILD)
-        plain_cmd = [sys.executable, str(script), str(self.a.py_lines)]
-        store = self.tmp / "py-store"
-        wrapped_cmd = [
-            self.lb,
-            "run",
-            "--run",
-            "py",
-            "--no-capture",
-            "--store",
-            str(store),
-            "--",
-            *plain_cmd,
-        ]
+        child = [sys.executable, str(script), str(self.a.py_lines)]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # block-buffered
-        plain, wrapped = [], []
+        cases = {  # logbook run sets PYTHONUNBUFFERED=1 for its child unless it is already set
+            "plain": (child, env),
+            "plain, PYTHONUNBUFFERED=1": (child, {**env, "PYTHONUNBUFFERED": "1"}),
+            "wrapped": (self.wrap(self.tmp / "py-store", *child), env),
+            "wrapped, PYTHONUNBUFFERED='' (buffered)": (
+                self.wrap(self.tmp / "py-store", *child), {**env, "PYTHONUNBUFFERED": ""}),
+        }  # fmt: skip
+        res: dict[str, list[dict]] = {k: [] for k in cases}
         for _ in range(self.a.repeats):
-            plain.append(drain(plain_cmd, env=env))
-            wrapped.append(drain(wrapped_cmd, env=env))
-        p = statistics.median(r["wall_s"] for r in plain)
-        w = statistics.median(r["wall_s"] for r in wrapped)
-        self.add(s, "output per run", round(plain[0]["bytes"] / 2**20, 1), "MB")
-        self.add(s, f"plain (median of {self.a.repeats})", round(p, 3), "s")
-        self.add(s, f"wrapped (median of {self.a.repeats})", round(w, 3), "s")
-        self.add(s, "ratio wrapped/plain", round(w / p, 3), "", "<= 1.05", w / p <= 1.05)
-        n = plain[0]["bytes"]
-        self.check(
-            s,
-            "bytes passed through",
-            all(r["bytes"] == n for r in plain + wrapped),
-            str(sorted({r["bytes"] for r in plain + wrapped})),
-        )
-        logs = raw_log_bytes(store)
-        self.check(
-            s, "raw logs", logs == [n] * len(wrapped), f"{len(logs)} logs of {set(logs)} bytes"
-        )
+            for k, (cmd, e) in cases.items():
+                res[k].append(drain(cmd, env=e))
+        t = {k: med(r) for k, r in res.items()}
+        self.add(s, "output per run", round(res["plain"][0]["bytes"] / 2**20, 1), "MB")
+        for k in cases:
+            self.add(s, f"{k} (median of {self.a.repeats})", round(t[k], 3), "s")
+        r = t["wrapped"] / t["plain"]
+        self.add(s, "ratio wrapped/plain", round(r, 3), "", "<= 1.05", r <= 1.05)
+        unbuf, buf = (t[k] for k in list(t)[1::2])
+        self.add(s, "ratio wrapped/plain with PYTHONUNBUFFERED=1", round(t["wrapped"] / unbuf, 3))
+        self.add(s, "ratio wrapped buffered/plain", round(buf / t["plain"], 3))
+        got, n = {x["bytes"] for v in res.values() for x in v}, res["plain"][0]["bytes"]
+        self.check(s, "bytes passed through", got == {n}, str(sorted(got)))
+        logs = raw_logs(self.tmp / "py-store")
+        want = [n] * (2 * self.a.repeats)
+        self.check(s, "raw logs", logs == want, f"{len(logs)} logs of {sorted(set(logs))} bytes")
 
     def startup(self) -> None:
         s, store = "start-up", self.tmp / "su-store"
         cases = {
             "true": ["true"],
-            "logbook run -- true": [
-                self.lb,
-                "run",
-                "--run",
-                "su",
-                "--store",
-                str(store),
-                "--",
-                "true",
-            ],
-            "logbook run --no-capture -- true": [
-                self.lb,
-                "run",
-                "--run",
-                "su",
-                "--no-capture",
-                "--store",
-                str(store),
-                "--",
-                "true",
-            ],
+            "logbook run -- true": self.wrap(store, "true", capture=True),
+            "logbook run --no-capture -- true": self.wrap(store, "true"),
         }
         times: dict[str, list[float]] = {k: [] for k in cases}
-        noisy: set[str] = set()
-        for cmd in cases.values():
-            drain(cmd)  # warm-up (creates the store, fills caches)
+        for k, cmd in cases.items():  # warm-up: creates the store, fills the caches
+            if err := drain(cmd)["stderr"].strip():
+                self.add(s, f"stderr of {k}", err[:150])
         for _ in range(self.a.startup_runs):
             for k, cmd in cases.items():
-                r = drain(cmd)
-                times[k].append(r["wall_s"])
-                if r["stderr"].strip() and k not in noisy:
-                    noisy.add(k)
-                    self.add(s, f"stderr of {k}", r["stderr"].strip()[:120])
+                times[k].append(drain(cmd)["wall_s"])
         for k, ts in times.items():
-            med = statistics.median(ts)
-            aim = "" if k == "true" else "< 0.5"
+            m, aim = statistics.median(ts), "" if k == "true" else "< 0.5"
             self.add(
-                s, f"{k} (median of {len(ts)})", round(med, 3), "s", aim, med < 0.5 if aim else None
+                s, f"{k} (median of {len(ts)})", round(m, 3), "s", aim, m < 0.5 if aim else None
             )
 
     def query(self) -> None:
-        s, store = "query", self.tmp / "q-store"
         from logbook.store import Store
 
+        s, store, lb = "query", self.tmp / "q-store", self.a.logbook
         Store.open(store, create=True)
         parts, rows, runs = self.a.parts, self.a.rows_per_part, self.a.runs
         t0 = time.perf_counter()
         with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            jobs = [
-                pool.submit(write_parts, str(store), f"r{k}", range(k, parts, runs), rows)
-                for k in range(runs)
-            ]
+            jobs = [pool.submit(write_parts, store, f"r{k}", range(k, parts, runs), rows)
+                    for k in range(runs)]  # fmt: skip
             written = sum(j.result() for j in jobs)
-        self.add(
-            s,
-            f"build {parts} parts x {rows} rows in {runs} runs",
-            round(time.perf_counter() - t0, 2),
-            "s",
-        )
+        took = round(time.perf_counter() - t0, 2)
+        self.add(s, f"build {parts} parts x {rows} rows in {runs} runs (Store.write)", took, "s")
         self.check(s, "parts written", written == parts, f"{written} of {parts}")
-        sql = "select count(*) as n from events"
-
-        before_t, before_n = timed_count(self.lb, sql, store)
-        self.add(s, f"query before compact ({parts} parts)", round(before_t, 3), "s")
-        t0 = time.perf_counter()
-        drain([self.lb, "compact", "--store", str(store)])
-        self.add(s, "compact", round(time.perf_counter() - t0, 2), "s")
-        after_t, after_n = timed_count(self.lb, sql, store)
-        files = len(list((store / "events").glob("run=*/*.parquet")))
+        cmd = [lb, "query", "select count(*) as n from events", "--store", str(store), "--format"]
+        before = drain([*cmd, "json"], keep=True)
         self.add(
-            s, f"query after compact ({files} parts)", round(after_t, 3), "s", "< 1", after_t < 1
+            s, f"query count(*) before compact ({parts} parts)", round(before["wall_s"], 3), "s"
         )
-        self.check(
-            s,
-            "count before = after = written",
-            before_n == after_n == parts * rows,
-            f"{before_n} / {after_n} / {parts * rows}",
-        )
+        took = drain([lb, "compact", "--store", str(store)])["wall_s"]
+        self.add(s, "logbook compact", round(took, 2), "s")
+        after = drain([*cmd, "json"], keep=True)
+        files = len(list(store.glob("events/run=*/*.parquet")))
+        t = after["wall_s"]
+        self.add(s, f"query count(*) after compact ({files} parts)", round(t, 3), "s", "< 1", t < 1)
+        counts = [json.loads(r["out"])[0]["n"] for r in (before, after)]
+        want = parts * rows
+        ok = counts == [want, want]
+        self.check(s, "count before = after = written", ok, f"{counts[0]} / {counts[1]} / {want}")
 
 
-def timed_count(lb: str, sql: str, store: Path) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    p = subprocess.run(
-        [lb, "query", sql, "--store", str(store), "--format", "json"],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise RuntimeError(f"logbook query exited {p.returncode}: {p.stderr.strip()[-800:]}")
-    return wall, int(json.loads(p.stdout)[0]["n"])
-
-
-def write_parts(store: str, run: str, indices: range, rows: int) -> int:
+def write_parts(store: Path, run: str, indices: range, rows: int) -> int:
     from logbook.store import Store
 
-    st, now = Store.open(Path(store)), datetime.now(timezone.utc)
+    st, now = Store.open(store), datetime.now(timezone.utc)
     for i in indices:
-        st.write(
-            "events",
-            run,
-            [
-                {
-                    "attempt_id": f"a{i}",
-                    "event_id": f"e{i}-{j}",
-                    "time": now,
-                    "step": i * 10 + j,
-                    "kind": "note",
-                    "severity": "info",
-                    "source": "api",
-                    "message": f"bench {i}/{j}",
-                    "data": json.dumps({"i": i, "j": j}),
-                }
-                for j in range(rows)
-            ],
-        )
+        data = [
+            dict(attempt_id=f"a{i}", event_id=f"e{i}-{j}", time=now, step=i * 10 + j, kind="note",
+                 severity="info", source="api", message=f"bench {i}/{j}", data=f'{{"j": {j}}}')
+            for j in range(rows)
+        ]  # fmt: skip
+        st.write("events", run, data)
     return len(indices)
 
 
-SECTIONS = {
-    "passthrough": Bench.passthrough,
-    "python": Bench.python_child,
-    "startup": Bench.startup,
-    "query": Bench.query,
-}
+SECTIONS = {"passthrough": Bench.passthrough, "python": Bench.python_child,
+            "startup": Bench.startup, "query": Bench.query}  # fmt: skip
 
 
-def show(rows: list[dict], as_json: bool, meta: dict) -> None:
-    if as_json:
-        print(json.dumps({**meta, "figures": rows}, indent=2))
-        return
-    mark = {True: "ok", False: "MISSED", None: ""}
+def show(rows: list[dict], meta: dict) -> None:
+    def mark(r: dict) -> str:
+        if r.get("check"):
+            return "ok" if r["ok"] else "FAILED"
+        return {True: "ok", False: "missed", None: ""}[r["ok"]]
+
     try:
         from rich.console import Console
         from rich.table import Table
-
-        t = Table(title=f"logbook benchmarks ({meta['cpus']} CPUs, {meta['python']})")
-        for col in ("section", "figure", "value", "aim", ""):
-            t.add_column(col, justify="right" if col == "value" else "left")
-        for r in rows:
-            m = (
-                mark[r["ok"]]
-                if r["aim"] or not r["figure"].startswith("check")
-                else ("ok" if r["ok"] else "FAILED")
-            )
-            t.add_row(r["section"], r["figure"], f"{r['value']} {r['unit']}".strip(), r["aim"], m)
-        Console(width=max(110, shutil.get_terminal_size().columns)).print(t)
     except ImportError:
         for r in rows:
-            print(
-                f"{r['section']:<13} {r['figure']:<45} {r['value']!s:>12} {r['unit']:<5} "
-                f"{r['aim']:<8} {mark[r['ok']]}"
-            )
+            value = f"{r['value']} {r['unit']}"
+            print(f"{r['section']:<13} {r['figure']:<52} {value:>16} {r['aim']:<8} {mark(r)}")
+        return
+    t = Table(title=f"logbook benchmarks ({meta['cpus']} CPUs, Python {meta['python']})")
+    for col in ("section", "figure", "value", "aim", ""):
+        t.add_column(col, justify="right" if col == "value" else "left")
+    for r in rows:
+        t.add_row(r["section"], r["figure"], f"{r['value']} {r['unit']}".strip(), r["aim"], mark(r))
+    Console(width=max(120, shutil.get_terminal_size().columns)).print(t)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    default_lb = Path(sys.executable).with_name("logbook")
-    ap.add_argument(
-        "--logbook",
-        help="the logbook command (default: next to this Python, else on PATH)",
-        default=str(default_lb) if default_lb.exists() else shutil.which("logbook"),
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    here = Path(sys.executable).with_name("logbook")
+    default = str(here) if here.exists() else shutil.which("logbook")
+    ap.add_argument("--logbook", default=default, help="the command (default: beside this Python)")
     ap.add_argument("--size-mb", type=int, default=1024, help="passthrough file size (MB)")
-    ap.add_argument(
-        "--py-lines", type=int, default=2_700_000, help="lines the Python child prints (~200 MB)"
-    )
-    ap.add_argument(
-        "--repeats", type=int, default=3, help="runs of each Python-child case (median)"
-    )
-    ap.add_argument(
-        "--startup-runs", type=int, default=10, help="runs of each start-up case (median)"
-    )
+    ap.add_argument("--py-lines", type=int, default=2_700_000, help="lines the Python child prints")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per case in sections 1-2 (median)")
+    ap.add_argument("--startup-runs", type=int, default=10, help="runs per start-up case (median)")
     ap.add_argument("--parts", type=int, default=10_000, help="events parts in the query store")
     ap.add_argument("--rows-per-part", type=int, default=3)
     ap.add_argument("--runs", type=int, default=10, help="runs the parts are spread over")
-    ap.add_argument(
-        "--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}"
-    )
-    ap.add_argument("--tmp", help="parent of the temporary folder (default: system temp)")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"some of {','.join(SECTIONS)}")
+    ap.add_argument("--tmp", help="parent of the temporary folder (default: the system's)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = ap.parse_args()
     if not a.logbook:
@@ -403,12 +287,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="logbook-bench-", dir=a.tmp) as tmp:
         b = Bench(a, Path(tmp))
         for name in a.only.split(","):
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             try:
                 SECTIONS[name.strip()](b)
-            except Exception as e:  # report and go on with the other sections
-                b.check(name, "ran without error", False, f"{type(e).__name__}: {e}"[:300])
-            print(f"[bench] {name} done", file=sys.stderr, flush=True)
-    show(b.rows, a.json, {**meta, "failures": b.failures})
+            except Exception as e:  # report it and go on with the other sections
+                b.check(name, "ran without error", False, f"{type(e).__name__}: {e}"[:400])
+    if a.json:
+        print(json.dumps({**meta, "failures": b.failures, "figures": b.rows}, indent=2))
+    else:
+        show(b.rows, meta)
     sys.stdout.flush()
     for f in b.failures:
         print(f"FAILED {f}", file=sys.stderr)

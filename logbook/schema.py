@@ -98,3 +98,35 @@ def tables() -> tuple[str, ...]:
     return tuple(
         sorted(p.stem for p in schema_dir().glob("*.json") if not p.stem.startswith("hook"))
     )
+
+
+def reference_markdown() -> str:
+    """The table reference in schemas/README.md, generated from the JSON files (tests check it)."""
+    out = [
+        "# Tables",
+        "",
+        "Generated from the JSON files here by `python -m logbook.schema > schemas/README.md`;",
+        "a test fails when it is out of date. Each file is the single source of truth for one table:",
+        "the code builds its pyarrow schemas from them and nowhere else.",
+        "",
+    ]
+    for name in tables():
+        t = load(name)
+        out += [
+            f"## {t.table} (version {t.version})",
+            "",
+            t.description,
+            "",
+            "| column | type | null | description |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.description} |"
+            for c in t.columns
+        ]
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

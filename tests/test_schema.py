@@ -97,3 +97,9 @@ def test_every_table_the_code_writes_matches_its_file(tmp_path: Path, store_path
 def test_an_unknown_type_in_a_schema_file_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown column type"):
         schema._arrow_type("decimal")
+
+
+def test_the_table_reference_is_up_to_date() -> None:
+    assert (schema.schema_dir() / "README.md").read_text() == schema.reference_markdown(), (
+        "run: python -m logbook.schema > schemas/README.md"
+    )

@@ -235,12 +235,16 @@ def test_group_is_killed_after_grace(store_path: Path, train_script: Path) -> No
     )
 
 
-def test_usr1_is_passed_on_without_stopping(store_path: Path, tmp_path: Path) -> None:
-    script = tmp_path / "usr1.py"
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGUSR2])
+def test_usr_signals_are_passed_on_without_stopping(
+    store_path: Path, tmp_path: Path, sig: int
+) -> None:
+    # The trainer checkpoints on the notice and runs on past the grace period: nobody kills it.
+    script = tmp_path / "usr.py"
     script.write_text(
         "import signal, sys, time\n"
-        "signal.signal(signal.SIGUSR1, lambda s, f: (print('checkpoint now', flush=True), sys.exit(0)))\n"
-        "print('ready', flush=True)\ntime.sleep(60)\n"
+        f"signal.signal({int(sig)}, lambda s, f: print('checkpoint now', flush=True))\n"
+        "print('ready', flush=True)\ntime.sleep(1.5)\ntime.sleep(0.5)\n"
     )
     proc = subprocess.Popen(
         logbook_cmd(
@@ -258,7 +262,7 @@ def test_usr1_is_passed_on_without_stopping(store_path: Path, tmp_path: Path) ->
         stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-    proc.send_signal(signal.SIGUSR1)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
     assert out == b"checkpoint now\n" and proc.returncode == 0
     [a] = attempts(store_path, "u")
