@@ -249,14 +249,9 @@ def show(rows: list[dict], meta: dict) -> None:
             return "ok" if r["ok"] else "FAILED"
         return {True: "ok", False: "missed", None: ""}[r["ok"]]
 
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        for r in rows:
-            value = f"{r['value']} {r['unit']}"
-            print(f"{r['section']:<13} {r['figure']:<52} {value:>16} {r['aim']:<8} {mark(r)}")
-        return
+    from rich.console import Console  # rich is a dependency of logbook
+    from rich.table import Table
+
     t = Table(title=f"logbook benchmarks ({meta['cpus']} CPUs, Python {meta['python']})")
     for col in ("section", "figure", "value", "aim", ""):
         t.add_column(col, justify="right" if col == "value" else "left")
@@ -283,13 +278,15 @@ def main() -> int:
     a = ap.parse_args()
     if not a.logbook:
         ap.error("no logbook command found; pass --logbook")
+    if bad := set(a.only.split(",")) - set(SECTIONS):
+        ap.error(f"unknown sections {sorted(bad)}; choose from {list(SECTIONS)}")
     meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "logbook": a.logbook}
     with tempfile.TemporaryDirectory(prefix="logbook-bench-", dir=a.tmp) as tmp:
         b = Bench(a, Path(tmp))
         for name in a.only.split(","):
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             try:
-                SECTIONS[name.strip()](b)
+                SECTIONS[name](b)
             except Exception as e:  # report it and go on with the other sections
                 b.check(name, "ran without error", False, f"{type(e).__name__}: {e}"[:400])
     if a.json:

@@ -36,6 +36,14 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _pid_namespace() -> str | None:
+    """Which pid namespace we are in: containers on one host share a hostname but not pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def _process_start(pid: int) -> float | None:
     import psutil
 
@@ -65,6 +73,7 @@ class Journal:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "pid_start": _process_start(os.getpid()),
+            "pid_namespace": _pid_namespace(),
         }
         self._write_line(header)
 
@@ -130,7 +139,8 @@ class JournalFile:
             age = datetime.now(timezone.utc).timestamp() - self.path.stat().st_mtime
         except FileNotFoundError:
             return False
-        if self.header.get("host") == socket.gethostname():
+        same_pids = self.header.get("pid_namespace") == _pid_namespace()
+        if self.header.get("host") == socket.gethostname() and same_pids:
             pid = self.header.get("pid")
             if not isinstance(pid, int):
                 return age < LOST_AFTER_S

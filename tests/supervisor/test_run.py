@@ -206,7 +206,7 @@ def test_stopping_signals_are_forwarded_to_the_group(
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     if sig == signal.SIGTERM:
-        assert proc.returncode == 42 and b"got signal 15" in out
+        assert proc.returncode == 42 and b"got signal 15" in out, (proc.returncode, out, err)
     else:  # the trainer dies of it: the wrapper says so the shell way
         assert proc.returncode in (128 + sig, 1), (
             err
