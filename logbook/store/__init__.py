@@ -137,13 +137,12 @@ class Store:
     def read(self, table: str, run: str | None = None) -> pa.Table:
         """The whole of `table` (one run's, or all) as a pyarrow Table with the run column."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         target = schemas.load(table).arrow(with_partitions=True)
         pieces = []
         for path in self.part_files(table, run):
             try:
-                data = pq.read_table(path)
+                data = parts.read_part(path)
             except Exception as e:  # a damaged part must not stop the read
                 self._problem(f"skipped {path.relative_to(self.root)}: {e}")
                 continue

@@ -87,13 +87,12 @@ def _compact_folder(
         return
     try:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         target = schemas.load(table).arrow()
         pieces = []
         for path in inputs:
             try:
-                pieces.append(_conform_stored(pq.read_table(path), target))
+                pieces.append(_conform_stored(parts.read_part(path), target))
             except Exception:  # damaged inside; leave it for `logbook doctor`
                 result.skipped.append(str(path.relative_to(root)))
         if len(pieces) < 2:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -141,7 +142,7 @@ def run(opts: RunOptions) -> int:
     )
 
     try:
-        returncode = proc.wait()
+        returncode = _wait(proc)
     finally:
         forwarder.restore()
     end = _now()
@@ -179,6 +180,16 @@ def run(opts: RunOptions) -> int:
     if any(p.reader_gone for p in pumps) and sig is None and returncode == 0:
         return 0
     return ExitCode.SIGNAL_BASE + sig if sig else returncode
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for the command, waking often: the kernel may hand a signal to any of our threads, and
+    Python runs its handler (our forwarding) only when the main thread wakes up."""
+    while True:
+        try:
+            return proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def child_env(

@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Bigger pipes mean fewer wake-ups per megabyte for a chatty child (Linux only; best effort).
-_PIPE_SIZE = 1 << 20
+from logbook.supervisor import _zerocopy
 
 
 @dataclass
@@ -37,10 +36,7 @@ def open_stream(name: str, ours: int, tty_mode: str) -> Stream:
         copy_window_size(ours, master)
         return Stream(name, ours, master, slave, True)
     r, w = os.pipe()
-    try:
-        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-    except (OSError, AttributeError):
-        pass
+    _zerocopy.widen_pipe(w)
     return Stream(name, ours, r, w, False)
 
 

@@ -1,7 +1,8 @@
 """Copy one output stream of the child to the wrapper's own stream and to a raw log, unchanged.
 
-The copy reads and writes fixed-size chunks, never lines, so memory stays bounded whatever the
-child prints, and it does nothing else: parsing (a later issue) reads the raw log behind it.
+The copy moves fixed-size chunks, never lines, so memory stays bounded whatever the child prints,
+and it does nothing else: parsing (a later issue) reads the raw log behind it. Between two pipes
+it uses tee(2) and splice(2), so the bytes never pass through our memory; otherwise read/write.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-CHUNK = 1 << 16
+from logbook.supervisor import _zerocopy
+
+CHUNK = 1 << 18
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -51,7 +54,9 @@ class Pump(threading.Thread):
         self._log_fd: int | None = None
         if log_path is not None:
             try:
-                self._log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                # Not O_APPEND: splice(2) refuses such files. We are the only writer of this log.
+                self._log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT, 0o644)
+                os.lseek(self._log_fd, 0, os.SEEK_END)
             except OSError as e:
                 warn(
                     f"cannot write the raw {name} log {log_path}: {e.strerror}; output is not logged"
@@ -59,10 +64,18 @@ class Pump(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._copy()
+            try:
+                if self.dest is not None and _zerocopy.available(self.src, self.dest):
+                    _zerocopy.widen_pipe(self.dest)
+                    self._copy_zero()
+                else:
+                    self._copy()
+            except Exception as e:  # a bug of ours must not stop the training's output
+                self.warn(f"{self.stream} copy failed ({e!r}); passing it on without the raw log")
+                self._close_log()
+                self._copy()
         finally:
-            if self._log_fd is not None:
-                os.close(self._log_fd)
+            self._close_log()
             os.close(self.src)
 
     def _copy(self) -> None:
@@ -81,21 +94,63 @@ class Pump(threading.Thread):
             if self.dest is not None:
                 try:
                     write_all(self.dest, data)
-                except (BrokenPipeError, OSError) as e:
-                    if isinstance(e, BrokenPipeError) or e.errno in (errno.EPIPE, errno.EBADF):
-                        # Our reader left; unwrapped, the child would now get EPIPE, so close its side too.
+                except OSError as e:
+                    if e.errno in (errno.EPIPE, errno.EBADF):
+                        # Our reader left; unwrapped, the child would now get EPIPE: close its side too.
                         self.reader_gone = True
                         return
-                    raise
+                    self.warn(
+                        f"cannot pass {self.stream} on ({e.strerror}); it still goes to the raw log"
+                    )
+                    self.dest = None
             if self._log_fd is not None:
                 try:
                     write_all(self._log_fd, data)
                 except OSError as e:
-                    self.warn(
-                        f"raw {self.stream} log stopped: {e.strerror}; the output still reaches you"
-                    )
-                    os.close(self._log_fd)
-                    self._log_fd = None
+                    self._log_failed(e)
                     self.unlogged_bytes += len(data)
             else:
                 self.unlogged_bytes += len(data)
+
+    def _copy_zero(self) -> None:
+        assert self.dest is not None
+        while True:
+            try:
+                n = _zerocopy.tee(self.src, self.dest, 1 << 20)
+            except OSError as e:
+                if e.errno == errno.EPIPE:
+                    self.reader_gone = True
+                    return
+                if e.errno == errno.EINVAL:  # this kernel or these pipes cannot tee
+                    self._copy()
+                    return
+                raise
+            if n == 0:
+                return
+            self.bytes += n
+            self._consume(n)
+
+    def _consume(self, n: int) -> None:
+        """Take the `n` bytes just passed on out of the pipe: into the log, or dropped."""
+        while n and self._log_fd is not None:
+            try:
+                n -= os.splice(self.src, self._log_fd, n)
+            except InterruptedError:
+                continue
+            except OSError as e:
+                self._log_failed(e)
+        self.unlogged_bytes += n
+        while n:
+            n -= len(os.read(self.src, min(n, CHUNK)))
+
+    def _log_failed(self, e: OSError) -> None:
+        self.warn(f"raw {self.stream} log stopped: {e.strerror}; the output still reaches you")
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_fd is not None:
+            try:
+                os.close(self._log_fd)
+            except OSError:
+                pass
+            self._log_fd = None
