@@ -414,3 +414,32 @@ def test_store_path_that_is_a_file_never_stops_the_child(
     assert (
         b"logbook: warning: cannot write to the store" in p.stderr and b"not recorded" in p.stderr
     )
+
+
+def test_output_to_a_file_passes_unchanged(store_path: Path, tmp_path: Path) -> None:
+    # stdout a file, not a pipe: the read/write path rather than tee/splice.
+    blob = b"".join(b"step=%d loss=1.5\r\x1b[1mbold\x1b[0m\n" % i for i in range(50000))
+    src, dest = tmp_path / "in.bin", tmp_path / "out.bin"
+    src.write_bytes(blob)
+    with open(dest, "wb") as f:
+        code = subprocess.run(
+            logbook_cmd("run", "--store", str(store_path), "--run", "f", "--", "cat", str(src)),
+            stdout=f,
+            timeout=60,
+        ).returncode
+    assert code == 0 and dest.read_bytes() == blob
+    [a] = attempts(store_path, "f")
+    assert (store_path / "logs" / "run=f" / a["attempt_id"] / "stdout.log").read_bytes() == blob
+
+
+def test_a_reader_that_leaves_stops_the_command_as_without_logbook(store_path: Path) -> None:
+    # `yes | head -1`: when head leaves, yes gets SIGPIPE; wrapped, the same must happen.
+    p = subprocess.run(
+        f"{' '.join(logbook_cmd('run', '--store', str(store_path), '--run', 'y', '--', 'yes'))} | head -1",
+        shell=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert p.stdout == b"y\n"
+    [a] = attempts(store_path, "y")
+    assert (a["status"], a["signal_name"]) == ("killed", "SIGPIPE")
