@@ -122,3 +122,28 @@ def show_run(store: Store, run: str) -> pa.Table:
         """,
         [run],
     )
+
+
+def read_attempt(store: Store, run: str, label: str) -> dict[str, Any]:
+    """The current state of one attempt, found by its label.
+
+    Raises:
+        NoSuchRun: the store has no such run.
+        LogbookError: the run has no attempt with that label.
+    """
+    from logbook.errors import LogbookError
+
+    store.check_run(run)
+    rows = run_sql(
+        store, "select * from attempts where run = ? and label = ?", [run, label]
+    ).to_pylist()
+    if not rows:
+        labels = run_sql(
+            store, "select label from attempts where run = ? order by start_time", [run]
+        )
+        known = ", ".join(labels.column(0).to_pylist())
+        raise LogbookError(
+            f'run "{run}" has no attempt {label} (it has: {known})',
+            hint=f'see "logbook show {run}"',
+        )
+    return rows[0]  # type: ignore[no-any-return]
