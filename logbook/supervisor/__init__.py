@@ -14,13 +14,13 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from logbook.exitcodes import ExitCode
 from logbook.store import Store
-from logbook.supervisor import launch, lineage
+from logbook.supervisor import classify, launch, lineage
 from logbook.supervisor.pump import Pump
 from logbook.supervisor.recorder import Recorder, _now, base_attempt
 from logbook.supervisor.signals import Forwarder
@@ -43,7 +43,6 @@ class RunOptions:
     env: Mapping[str, str] | None = None
     capture: bool = True
     store_source: str = "given"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run(opts: RunOptions) -> int:
@@ -156,30 +155,13 @@ def run(opts: RunOptions) -> int:
                 f"the launch snapshot took over {CAPTURE_WAIT_S:.0f} s; it is not recorded"
             )
 
-    sig = -returncode if returncode < 0 else None
-    stopping = forwarder.stopping_signal
-    if returncode == 0:
-        status = "completed"
-    elif stopping is not None or forwarder.killed_after_grace:
-        status = "interrupted"
-    elif sig is not None:
-        status = "killed"
-    else:
-        status = "failed"
-    recorder.ended(
-        status=status,
-        end_time=end,
-        duration_s=(end - start).total_seconds(),
-        exit_code=None if sig else returncode,
-        signal=sig,
-        signal_name=signal.Signals(sig).name
-        if sig and sig in signal.Signals._value2member_map_
-        else None,
-        forwarded_signal=signal.Signals(stopping).name if stopping else None,
+    end_fields = classify.end_of(
+        returncode,
+        forwarded=forwarder.stopping_signal,
+        killed_after_grace=forwarder.killed_after_grace,
     )
-    if any(p.reader_gone for p in pumps) and sig is None and returncode == 0:
-        return 0
-    return ExitCode.SIGNAL_BASE + sig if sig else returncode
+    recorder.ended(end_time=end, duration_s=(end - start).total_seconds(), **end_fields)
+    return ExitCode.SIGNAL_BASE - returncode if returncode < 0 else returncode
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> int:
