@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
-from logbook.errors import BadQuery
+from logbook.errors import BadQuery, StoreCorrupt
 from logbook.store import Store, parts
 
 if TYPE_CHECKING:
@@ -70,7 +70,34 @@ def run_sql(store: Store, sql: str, params: list[Any] | None = None) -> pa.Table
     """
     import duckdb
 
-    con = connect(store)
+    try:
+        return _execute(store, sql, params)
+    except _ViewsFailed as e:
+        damaged = store.check_all_parts()
+        if not damaged:
+            raise StoreCorrupt(f"cannot read {store.root}: {e}", hint='run "logbook doctor"') from e
+    except duckdb.Error as e:
+        users_mistake = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
+        # A part can look whole and still be damaged inside: then check them all and try again.
+        if isinstance(e, users_mistake) or not store.check_all_parts():
+            raise BadQuery(str(e).strip()) from e
+    try:
+        return _execute(store, sql, params)
+    except (duckdb.Error, _ViewsFailed) as e:
+        raise BadQuery(str(e).strip()) from e
+
+
+class _ViewsFailed(Exception):
+    """Our own views did not bind: a part's contents are damaged, not the user's SQL."""
+
+
+def _execute(store: Store, sql: str, params: list[Any] | None) -> pa.Table:
+    import duckdb
+
+    try:
+        con = connect(store)
+    except duckdb.Error as e:
+        raise _ViewsFailed(str(e).strip()) from e
     try:
         result = con.sql(sql, params=params or None)
         if result is None:  # a statement with no result set (set, create view ...)
@@ -78,8 +105,6 @@ def run_sql(store: Store, sql: str, params: list[Any] | None = None) -> pa.Table
 
             return pa.table({})
         return result.to_arrow_table()
-    except duckdb.Error as e:
-        raise BadQuery(str(e).strip()) from e
     finally:
         con.close()
 

@@ -35,6 +35,7 @@ class Store:
         self.source = source  # where the path came from: --store, LOGBOOK_STORE, logbook.toml, ...
         self.problems: list[str] = []  # parts skipped while reading, for the CLI to warn about
         self._folded = False
+        self._damaged: set[Path] = set()  # found unreadable by check_all_parts
 
     @classmethod
     def open(cls, root: Path, *, create: bool = False, source: str = "given") -> Store:
@@ -109,6 +110,8 @@ class Store:
         """Parts of `table` that look whole; torn ones are skipped and noted in `problems`."""
         good = []
         for path in parts.iter_part_files(self.root, table, run):
+            if path in self._damaged:
+                continue
             if parts.looks_whole(path):
                 good.append(path)
             else:
@@ -117,6 +120,22 @@ class Store:
                     '(run "logbook doctor" to quarantine it)'
                 )
         return good
+
+    def check_all_parts(self) -> int:
+        """Read every part in full and leave out the damaged ones from now on (slow; used when a
+        part that looked whole fails to read). Returns how many were newly found damaged."""
+        found = 0
+        for table in schemas.tables():
+            for path in self.part_files(table):
+                why = parts.check_part(path)
+                if why:
+                    self._damaged.add(path)
+                    self._problem(
+                        f"skipped {path.relative_to(self.root)}: {why} "
+                        '(run "logbook doctor" to quarantine it)'
+                    )
+                    found += 1
+        return found
 
     def journal_rows(self, table: str, run: str | None = None) -> list[dict[str, Any]]:
         """Rows of `table` that are only in journals so far (live wrappers, unfoldable ones)."""

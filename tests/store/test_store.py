@@ -138,3 +138,16 @@ def test_a_journal_left_on_another_host_is_lost_after_its_heartbeat_stops(store:
     os.utime(j.path, (old, old))
     rows = run_sql(Store(store.root), "select status from attempts").to_pylist()
     assert rows == [{"status": "lost"}] and not j.path.exists()
+
+
+def test_a_part_damaged_inside_is_skipped_with_a_warning(store: Store, caplog) -> None:  # type: ignore[no-untyped-def]
+    store.write("events", "r", [event(1)])
+    bad = store.write("events", "r", [event(i) for i in range(2, 200)])
+    assert bad is not None
+    data = bytearray(bad.read_bytes())
+    data[8:-64] = b"\xff" * (len(data) - 72)  # magic bytes intact, contents garbage
+    bad.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="logbook"):
+        fresh = Store(store.root)
+        assert run_sql(fresh, "select step from events").column(0).to_pylist() == [1]
+    assert any(bad.name in r.getMessage() for r in caplog.records)
