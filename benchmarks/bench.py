@@ -225,6 +225,26 @@ class Bench:
         self.check(s, "count before = after = written", ok, f"{counts[0]} / {counts[1]} / {want}")
 
 
+def quiet(self: Bench) -> None:
+    """Supervisor CPU while a child runs quietly (#3): the hang watch, follower and heartbeat on."""
+    import psutil
+
+    s, secs = "quiet child", self.a.quiet_s
+    cmd = self.wrap(self.tmp / "quiet-store", "sleep", str(secs))
+    cmd[cmd.index("--"):cmd.index("--")] = ["--hang-timeout", "1h", "--checkpoint-dir", str(self.tmp)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wrapper, cpu = psutil.Process(proc.pid), 0.0
+    while proc.poll() is None:
+        try:
+            t = wrapper.cpu_times()
+            cpu = t.user + t.system
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.5)
+    share = 100 * cpu / secs
+    self.add(s, f"wrapper CPU over a {secs:g} s quiet child", round(share, 2), "% of a core", "< 1", share < 1)
+
+
 def write_parts(store: Path, run: str, indices: range, rows: int) -> int:
     from logbook.store import Store
 
@@ -240,7 +260,7 @@ def write_parts(store: Path, run: str, indices: range, rows: int) -> int:
 
 
 SECTIONS = {"passthrough": Bench.passthrough, "python": Bench.python_child,
-            "startup": Bench.startup, "query": Bench.query}  # fmt: skip
+            "startup": Bench.startup, "query": Bench.query, "quiet": quiet}  # fmt: skip
 
 
 def show(rows: list[dict], meta: dict) -> None:
@@ -272,6 +292,7 @@ def main() -> int:
     ap.add_argument("--parts", type=int, default=10_000, help="events parts in the query store")
     ap.add_argument("--rows-per-part", type=int, default=3)
     ap.add_argument("--runs", type=int, default=10, help="runs the parts are spread over")
+    ap.add_argument("--quiet-s", type=float, default=60.0, help="how long the quiet child sleeps")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"some of {','.join(SECTIONS)}")
     ap.add_argument("--tmp", help="parent of the temporary folder (default: the system's)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")

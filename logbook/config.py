@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,3 +64,46 @@ def find_store(
         if (d / STORE_DIR).is_dir():
             return d / STORE_DIR, f"found walking up from {cwd}"
     return (cwd / STORE_DIR).absolute(), "default (./.logbook)"
+
+
+def find_config(cwd: Path | None = None) -> tuple[Path | None, dict[str, Any]]:
+    """The nearest logbook.toml walking up from `cwd`, parsed; (None, {}) when there is none.
+
+    Raises:
+        ConfigError: it is malformed.
+    """
+    cwd = Path.cwd() if cwd is None else cwd
+    for d in (cwd, *cwd.parents):
+        toml = d / CONFIG_NAME
+        if toml.is_file():
+            return toml, load_toml(toml)
+    return None, {}
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str | float | int, *, what: str = "duration") -> float:
+    """'90' or '90s' -> 90.0, '30m' -> 1800.0, '1h30m' -> 5400.0.
+
+    Raises:
+        ConfigError: not a duration.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        s = str(text).strip().replace(" ", "")
+        pos, seconds = 0, 0.0
+        for m in _DURATION_PART.finditer(s):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _UNIT_S[(m.group(2) or "s").lower()]
+            pos = m.end()
+        if not s or pos != len(s):
+            raise ConfigError(
+                f"{what}: {text!r} is not a duration", hint="write e.g. 90, 90s, 30m, 1h30m"
+            )
+    if seconds < 0:
+        raise ConfigError(f"{what}: {text!r} is negative")
+    return seconds

@@ -38,7 +38,40 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
         f"(partition by attempt_id order by recorded_at desc, {_STATUS_RANK} desc) as _n "
         "from attempt_changes) where _n = 1"
     )
+    for sql in _DERIVED_VIEWS:
+        con.execute(sql)
     return con
+
+
+FAILURES = ("crashed", "hung", "lost", "failed", "killed")  # failed/killed: stores from before #3
+_DERIVED_VIEWS = (
+    # Each attempt beside the one that followed it: what its end cost.
+    """
+    create view incidents as
+    with a as (
+        select *, (last_step_time - first_step_time) as _span,
+               case when last_step > first_step
+                    then epoch(last_step_time - first_step_time) / (last_step - first_step) end as s_per_step
+        from attempts
+    )
+    select a.run, a.label, a.attempt_id, a.status,
+           coalesce(a.crash_class, a.status) as class,
+           a.summary, a.end_time as time, a.last_step,
+           coalesce(n.resumed_from_step, a.last_checkpoint_step) as restart_step,
+           greatest(a.last_step - coalesce(n.resumed_from_step, a.last_checkpoint_step), 0) as lost_steps,
+           greatest(a.last_step - coalesce(n.resumed_from_step, a.last_checkpoint_step), 0) * a.s_per_step
+               as lost_work_s,
+           a.hung_s,
+           epoch(n.start_time - a.end_time) as downtime_s,
+           epoch(n.first_step_time - n.start_time) as restart_startup_s,
+           coalesce(greatest(a.last_step - coalesce(n.resumed_from_step, a.last_checkpoint_step), 0)
+                    * a.s_per_step, 0) + coalesce(a.hung_s, 0) + coalesce(epoch(n.start_time - a.end_time), 0)
+               + coalesce(epoch(n.first_step_time - n.start_time), 0) as time_lost_s,
+           n.label as next_label, a.decision, a.decision_reason
+    from a left join attempts n on n.parent_id = a.attempt_id
+    where a.status not in ('completed', 'running')
+    """,
+)
 
 
 def _create_view(con: duckdb.DuckDBPyConnection, store: Store, table: str, name: str) -> None:
@@ -62,7 +95,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, store: Store, table: str, name:
     con.execute(f"create view {name} as select {cols} from ({source})")
 
 
-def run_sql(store: Store, sql: str, params: list[Any] | None = None) -> pa.Table:
+def run_sql(store: Store, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
     """Run SQL over the views and return the result.
 
     Raises:
@@ -91,7 +124,7 @@ class _ViewsFailed(Exception):
     """Our own views did not bind: a part's contents are damaged, not the user's SQL."""
 
 
-def _execute(store: Store, sql: str, params: list[Any] | None) -> pa.Table:
+def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) -> pa.Table:
     import duckdb
 
     try:
@@ -116,7 +149,8 @@ def list_runs(store: Store) -> pa.Table:
         """
         select run,
                count(*) as attempts,
-               arg_max(status, start_time) as latest_status,
+               arg_max(case when decision = 'gave_up' then 'gave_up' else status end, start_time)
+                   as latest_status,
                min(start_time) as first_start,
                max(coalesce(end_time, start_time)) as last_end,
                sum(coalesce(duration_s, epoch(now() - start_time))) as wall_s
@@ -135,11 +169,18 @@ def show_run(store: Store, run: str) -> pa.Table:
     return run_sql(
         store,
         """
-        select a.label, a.parent_label as parent, a.status, a.exit_code, a.signal_name as signal,
-               a.duration_s, a.start_time, a.host,
-               left(g.value, 12) as git_commit,
+        select a.label, a.parent_label as parent, a.status,
+               coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
+               coalesce(cast(a.exit_code as varchar), a.signal_name) as exit,
+               round(a.duration_s, 1) as duration_s,
+               a.resumed_from_step as resumed_from,
+               case when a.first_step is not null then concat(a.first_step, '-', a.last_step) end as steps,
+               i.lost_steps, round(i.downtime_s, 1) as downtime_s,
+               a.decision as then, a.summary,
+               a.start_time, left(g.value, 12) as git_commit,
                d.value = 'true' as git_dirty
         from attempts a
+        left join incidents i on i.attempt_id = a.attempt_id
         left join snapshots g on g.attempt_id = a.attempt_id and g.kind = 'git' and g.name = 'commit'
         left join snapshots d on d.attempt_id = a.attempt_id and d.kind = 'git' and d.name = 'dirty'
         where a.run = ?
@@ -172,3 +213,56 @@ def read_attempt(store: Store, run: str, label: str) -> dict[str, Any]:
             hint=f'see "logbook show {run}"',
         )
     return rows[0]  # type: ignore[no-any-return]
+
+
+def incidents_by_class(store: Store, run: str) -> pa.Table:
+    """Failures of a run by class: count, steps and time lost, mean time between failures.
+
+    Raises:
+        NoSuchRun: the store has no such run.
+    """
+    store.check_run(run)
+    failures = ", ".join(f"'{f}'" for f in FAILURES)
+    return run_sql(
+        store,
+        f"""
+        with i as (select * from incidents where run = $run),
+             total as (select sum(coalesce(duration_s, epoch(now() - start_time))) as wall_s
+                       from attempts where run = $run),
+             by_class as (
+                 select class, count(*) as count, sum(lost_steps) as lost_steps,
+                        round(sum(time_lost_s), 1) as time_lost_s,
+                        round(sum(coalesce(hung_s, 0)), 1) as hung_s,
+                        round(sum(coalesce(downtime_s, 0)), 1) as downtime_s,
+                        bool_or(status in ({failures})) as is_failure
+                 from i group by class)
+        select class, count, lost_steps, time_lost_s, hung_s, downtime_s,
+               case when is_failure then round((select wall_s from total) / count, 1) end as mtbf_s
+        from by_class
+        union all
+        select 'all failures', sum(count), sum(lost_steps), sum(time_lost_s), sum(hung_s), sum(downtime_s),
+               round((select wall_s from total) / nullif(sum(count), 0), 1)
+        from by_class where is_failure
+        order by class = 'all failures', count desc, class
+        """,
+        {"run": run},
+    )
+
+
+def list_incidents(store: Store, run: str) -> pa.Table:
+    """Every attempt of a run that did not complete, with what it cost, oldest first.
+
+    Raises:
+        NoSuchRun: the store has no such run.
+    """
+    store.check_run(run)
+    return run_sql(
+        store,
+        """
+        select label, time, class, summary, last_step, restart_step, lost_steps,
+               round(lost_work_s, 1) as lost_work_s, round(hung_s, 1) as hung_s,
+               round(downtime_s, 1) as downtime_s, round(time_lost_s, 1) as time_lost_s, next_label, decision
+        from incidents where run = ? order by time
+        """,
+        [run],
+    )

@@ -21,8 +21,8 @@ def test_run_then_runs_show_query(invoke, store_path: Path, train_script: Path) 
     show = json.loads(
         invoke(["show", "gpt-small", "--store", str(store_path), "--format", "json"]).stdout
     )
-    assert [(a["label"], a["parent"], a["status"], a["exit_code"]) for a in show] == [
-        ("1.00", None, "completed", 0)
+    assert [(a["label"], a["parent"], a["status"], a["exit"]) for a in show] == [
+        ("1.00", None, "completed", "0")
     ]
 
     sql = "select label, status, exit_code, duration_s from attempts where run = 'gpt-small'"

@@ -21,7 +21,7 @@ def test_open_store_list_runs_read_an_attempt(run_logbook, store_path: Path, mon
     assert query.list_runs(store).column("attempts").to_pylist() == [2]
     a = query.read_attempt(store, "lib", "1.01")
     assert (a["status"], a["exit_code"], a["parent_label"], a["cwd"]) == (
-        "failed",
+        "crashed",
         1,
         "1.00",
         os.getcwd(),

@@ -59,3 +59,25 @@ def show(run_name: str, store: Path | None, fmt: str) -> None:
 
 
 COMMANDS = [query, runs, show]
+
+
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@click.option("--each", is_flag=True, help="One line per incident instead of totals by class.")
+@store_option
+@format_option
+def incidents(run_name: str, each: bool, store: Path | None, fmt: str) -> None:
+    """Failures of a run by class: count, steps and time lost, mean time between failures.
+
+    \b
+        logbook incidents opt-mini
+        logbook incidents opt-mini --each --format json
+    """
+    from logbook.query import incidents_by_class, list_incidents
+
+    s = open_store(store)
+    data = list_incidents(s, run_name) if each else incidents_by_class(s, run_name)
+    render(data, fmt, title=f"incidents of {run_name}" if fmt == "table" else None)
+
+
+COMMANDS.append(incidents)

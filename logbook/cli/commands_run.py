@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from logbook.cli.options import store_option
+
+_RUN_SETTINGS = (
+    "restarts",
+    "restart_on",
+    "no_restart_on",
+    "backoff",
+    "backoff_max",
+    "max_same_failures",
+    "hang_timeout",
+    "checkpoint_dir",
+    "resume_cmd",
+    "grace",
+)
 
 
 @click.command(
@@ -21,8 +36,61 @@ from logbook.cli.options import store_option
 @click.option(
     "--label",
     metavar="LABEL",
-    help="Label of this attempt, e.g. 12.00 to start a new lineage. "
+    help="Label of the first attempt, e.g. 12.00 to start a new lineage. "
     "Default: the previous attempt's label plus one (1.00, 1.01, ...).",
+)
+@click.option(
+    "--restarts",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Relaunch up to N times after an end worth retrying. [default: 0]",
+)
+@click.option(
+    "--restart-on",
+    metavar="CLASSES",
+    help="Comma-separated classes to relaunch after (or 'all'). "
+    "Default: every crash class but configuration, and hung.",
+)
+@click.option("--no-restart-on", metavar="CLASSES", help="Classes never to relaunch after.")
+@click.option(
+    "--backoff",
+    metavar="DURATION",
+    help="Wait before the first relaunch; doubles while failures make no progress. [default: 10s]",
+)
+@click.option(
+    "--backoff-max", metavar="DURATION", help="Longest wait between relaunches. [default: 5m]"
+)
+@click.option(
+    "--max-same-failures",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Give up after the same failure K times in a row with no progress. [default: 3]",
+)
+@click.option(
+    "--hang-timeout",
+    metavar="DURATION",
+    help="No output and no new step for this long is a hang "
+    "(e.g. 30m): recorded, on_hang hooks run, the command is stopped.",
+)
+@click.option(
+    "--checkpoint-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the training writes checkpoints; their steps measure lost work.",
+)
+@click.option(
+    "--resume-cmd",
+    metavar="CMD",
+    help="Command line for relaunches, if it differs (e.g. adds --resume).",
+)
+@click.option(
+    "--hook",
+    "hook_specs",
+    multiple=True,
+    metavar="EVENT=COMMAND",
+    help="Run COMMAND on on_start, on_crash, on_hang, on_restart or on_end (repeatable).",
 )
 @click.option(
     "--tty/--no-tty",
@@ -33,11 +101,9 @@ from logbook.cli.options import store_option
 )
 @click.option(
     "--grace",
-    "grace_s",
-    type=click.FloatRange(min=0),
-    default=20.0,
-    show_default=True,
-    help="Seconds between passing on SIGINT/SIGTERM/SIGHUP and killing the command's group.",
+    metavar="DURATION",
+    help="Between passing on SIGINT/SIGTERM/SIGHUP (or a hang) and killing "
+    "the command's group. [default: 20s]",
 )
 @click.option(
     "--no-capture", is_flag=True, help="Skip the launch snapshot (git, packages, env, hardware)."
@@ -48,22 +114,26 @@ def run(
     run_name: str | None,
     label: str | None,
     tty: bool | None,
-    grace_s: float,
     no_capture: bool,
     store: Path | None,
     command: tuple[str, ...],
+    hook_specs: tuple[str, ...],
+    **flags: Any,
 ) -> None:
-    """Run a training command and record it as an attempt of a run.
+    """Run a training command, relaunch it by policy, and record every attempt.
 
     \b
         logbook run --run gpt-small -- python train.py --lr 3e-4
+        logbook run --restarts 20 --hang-timeout 30m --checkpoint-dir ckpt -- torchrun ... train.py
 
-    Exits with the command's own exit code (128+N if signal N ended it).
+    Settings not given as flags come from logbook.toml's [run] table. Exits with the last
+    attempt's exit code (128+N if signal N ended it).
     """
     from logbook import supervisor
-    from logbook.config import find_store
+    from logbook.config import find_config, find_store
 
     root, source = find_store(store)
+    config_path, config = find_config()
     opts = supervisor.RunOptions(
         command=list(command),
         store=root,
@@ -71,10 +141,68 @@ def run(
         run=run_name,
         label=label,
         tty={None: "auto", True: "always", False: "never"}[tty],
-        grace_s=grace_s,
         capture=not no_capture,
+        **resolve_run_settings(flags, config, hook_specs, config_path),
     )
     sys.exit(supervisor.run(opts))
+
+
+def resolve_run_settings(
+    flags: dict[str, Any],
+    config: dict[str, Any],
+    hook_specs: tuple[str, ...],
+    config_path: Path | None,
+) -> dict[str, Any]:
+    """Flags over logbook.toml's [run] table over defaults; errors before anything starts (#3)."""
+    from logbook.config import parse_duration
+    from logbook.errors import ConfigError
+    from logbook.forensics.rules import load_rules
+    from logbook.hooks import check_hooks, hooks_from_config, parse_hook_option
+    from logbook.supervisor.policy import RestartPolicy
+
+    table = config.get("run", {})
+    where = f"{config_path} [run]" if config_path else "[run]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - {k.replace("_", "-") for k in _RUN_SETTINGS} - set(_RUN_SETTINGS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown setting {', '.join(unknown)}",
+            hint=f"known: {', '.join(s.replace('_', '-') for s in _RUN_SETTINGS)}",
+        )
+
+    def get(name: str, default: Any) -> Any:
+        if flags.get(name) is not None:
+            return flags[name]
+        return table.get(name.replace("_", "-"), table.get(name, default))
+
+    def duration(name: str, default: str | None) -> float | None:
+        value = get(name, default)
+        return None if value is None else parse_duration(value, what=f"--{name.replace('_', '-')}")
+
+    policy = RestartPolicy.build(
+        max_restarts=int(get("restarts", 0)),
+        restart_on=get("restart_on", None),
+        no_restart_on=get("no_restart_on", None),
+        backoff_s=duration("backoff", "10s") or 0.0,
+        backoff_max_s=duration("backoff_max", "5m") or 0.0,
+        same_failure_limit=int(get("max_same_failures", 3)),
+    )
+    hooks = [*hooks_from_config(config), *(parse_hook_option(h) for h in hook_specs)]
+    check_hooks(hooks, Path.cwd(), dict(__import__("os").environ))
+    crash = config.get("crash", {})
+    rules = load_rules(crash.get("rule") if isinstance(crash, dict) else None)
+    resume = get("resume_cmd", None)
+    checkpoint_dir = get("checkpoint_dir", None)
+    return {
+        "policy": policy,
+        "hang_timeout_s": duration("hang_timeout", None) or None,
+        "hooks": hooks,
+        "rules": rules,
+        "grace_s": duration("grace", "20s"),
+        "resume_command": shlex.split(resume) if resume else None,
+        "checkpoint_dir": Path(checkpoint_dir).absolute() if checkpoint_dir else None,
+    }
 
 
 COMMANDS = [run]

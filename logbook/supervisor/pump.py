@@ -42,12 +42,14 @@ class Pump(threading.Thread):
         *,
         name: str,
         warn: Callable[[str], None],
+        on_output: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"logbook-pump-{name}", daemon=True)
         self.src = src
         self.dest = dest
         self.stream = name
         self.warn = warn
+        self.on_output = on_output or (lambda: None)  # the hang watch's clock: must be cheap
         self.bytes = 0
         self.unlogged_bytes = 0
         self.reader_gone = False  # our own stdout/stderr was closed (e.g. `| head`)
@@ -90,6 +92,7 @@ class Pump(threading.Thread):
                 raise
             if not data:
                 return
+            self.on_output()
             self.bytes += len(data)
             if self.dest is not None:
                 try:
@@ -127,6 +130,7 @@ class Pump(threading.Thread):
                 raise
             if n == 0:
                 return
+            self.on_output()
             self.bytes += n
             self._consume(n)
 

@@ -38,6 +38,7 @@ class Recorder:
         self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.attempt: dict[str, Any] = {}
+        self._log_dir: Path | None = None
 
     # safety ----------------------------------------------------------------------------------
 
@@ -70,13 +71,18 @@ class Recorder:
     # lifecycle -------------------------------------------------------------------------------
 
     def log_dir(self) -> Path | None:
+        """The attempt's raw-log folder, made on first use; None when it cannot be."""
+        if self._log_dir is not None:
+            return self._log_dir
+
         def make() -> Path:
             assert self.store is not None
             d = layout.attempt_log_dir(self.store.root, self.run, self.attempt_id)
             d.mkdir(parents=True, exist_ok=True)
             return d
 
-        return self._safe("the raw logs", make)  # type: ignore[no-any-return]
+        self._log_dir = self._safe("the raw logs", make)
+        return self._log_dir
 
     def started(self, attempt: dict[str, Any], *, first_of_run: bool) -> None:
         """Journal the start (durably) and begin the heartbeat."""

@@ -12,6 +12,16 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signa
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def signal_name(number: int | None) -> str | None:
+    """SIGKILL for 9; None for None or a number this platform does not name."""
+    if number is None:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return None
+
+
 class Forwarder:
     """Installs handlers that forward to process group `pgid`, and restores the old ones."""
 
@@ -26,7 +36,8 @@ class Forwarder:
         self.grace_s = grace_s
         self.on_signal = on_signal  # called in the main thread; must only queue work
         self.on_winch = on_winch
-        self.received: list[int] = []
+        self.received: list[int] = []  # signals for the current attempt
+        self.asked_to_stop: int | None = None  # the first stopping signal of the whole session
         self.killed_after_grace = False
         self._timer: threading.Timer | None = None
         self._old: dict[int, object] = {}
@@ -34,8 +45,7 @@ class Forwarder:
     def install(self) -> None:
         for sig in FORWARDED:
             self._old[sig] = signal.signal(sig, self._handle)
-        if self.on_winch is not None:
-            self._old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._winch)
+        self._old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._winch)
 
     def attach(self, pgid: int) -> None:
         """Start forwarding to `pgid`, passing on what arrived while the child was being started."""
@@ -44,6 +54,28 @@ class Forwarder:
             self._send(sig)
         if self.killed_after_grace:
             self._send(signal.SIGKILL)
+
+    def detach(self) -> None:
+        """The command has ended: stop forwarding to its group (the next attempt attaches anew)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self.pgid = None
+        self.received.clear()
+        self.killed_after_grace = False
+
+    def stop_group(self, grace_s: float) -> None:
+        """Stop the command ourselves (a hang): SIGTERM now, SIGKILL after `grace_s`."""
+        self._send(signal.SIGTERM)
+        if self._timer is None:
+            self._timer = threading.Timer(grace_s, self._kill)
+            self._timer.daemon = True
+            self._timer.start()
+
+    @property
+    def stopping(self) -> bool:
+        """Has logbook itself been asked to stop (so it must not relaunch)?"""
+        return self.asked_to_stop is not None
 
     def restore(self) -> None:
         if self._timer is not None:
@@ -59,6 +91,8 @@ class Forwarder:
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received.append(signum)
+        if signum in STOPPING and self.asked_to_stop is None:
+            self.asked_to_stop = signum
         self._send(signum)
         self.on_signal(signum)
         if signum in STOPPING and self._timer is None and self.grace_s >= 0:

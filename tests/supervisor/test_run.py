@@ -52,7 +52,7 @@ def test_exit_code_and_output_pass_through(
         f"step={i} loss={2.0 / (i + 1):.4f}" for i in range(5)
     ]
     [a] = attempts(store_path, "t")
-    assert (a["status"], a["exit_code"], a["signal"]) == ("failed", 7, None)
+    assert (a["status"], a["exit_code"], a["signal"]) == ("crashed", 7, None)
     assert a["command"] == [sys.executable, str(train_script)]
     assert a["pid"] and a["wrapper_pid"] and a["host"] and a["cwd"] == os.getcwd()
     assert a["duration_s"] > 0 and a["end_time"] > a["start_time"]
@@ -97,7 +97,7 @@ def test_killed_by_signal_exits_128_plus_n(
     )
     [a] = attempts(store_path, "k")
     assert (a["status"], a["exit_code"], a["signal"], a["signal_name"]) == (
-        "killed",
+        "crashed",
         None,
         9,
         "SIGKILL",
@@ -158,7 +158,7 @@ def test_lineage_labels_and_parents(run_logbook, store_path: Path) -> None:
     rows = attempts(store_path, "lin")
     assert [(r["label"], r["parent_label"], r["status"]) for r in rows] == [
         ("1.00", None, "completed"),
-        ("1.01", "1.00", "failed"),
+        ("1.01", "1.00", "crashed"),
         ("12.00", "1.01", "completed"),
         ("12.01", "12.00", "completed"),
     ]
@@ -171,7 +171,7 @@ def test_command_not_found_is_127_and_recorded(run_logbook, store_path: Path) ->
     )
     assert b"cannot run no-such-program-xyz" in p.stderr
     [a] = attempts(store_path, "nf")
-    assert (a["status"], a["exit_code"]) == ("failed", 127)
+    assert (a["status"], a["exit_code"], a["crash_class"]) == ("crashed", 127, "configuration")
 
 
 def _start(store_path: Path, train_script: Path, mode: str, *extra: str) -> subprocess.Popen[bytes]:
@@ -442,4 +442,4 @@ def test_a_reader_that_leaves_stops_the_command_as_without_logbook(store_path: P
     )
     assert p.stdout == b"y\n"
     [a] = attempts(store_path, "y")
-    assert (a["status"], a["signal_name"]) == ("killed", "SIGPIPE")
+    assert (a["status"], a["signal_name"]) == ("interrupted", "SIGPIPE")

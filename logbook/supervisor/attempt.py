@@ -1,0 +1,156 @@
+"""One attempt: start the command, pass its output and signals through, watch it, wait for its end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from logbook.supervisor import launch
+from logbook.supervisor.progress import Progress
+from logbook.supervisor.pump import Pump
+from logbook.supervisor.recorder import _now
+from logbook.supervisor.signals import Forwarder
+
+DRAIN_WAIT_S = 5.0  # after the child ends, how long its output may keep flowing (grandchildren)
+WATCH_EVERY_S = 0.25
+
+
+@dataclass
+class Launch:
+    """What to start, and how to watch it."""
+
+    command: list[str]
+    env: Mapping[str, str]
+    cwd: Path
+    tty: str
+    grace_s: float
+    hang_timeout_s: float | None
+    log_dir: Path | None
+    checkpoint_dir: Path | None
+
+
+@dataclass
+class Ended:
+    """How the command ended, as the supervisor saw it."""
+
+    returncode: int  # Popen's: negative for a signal; 127/126 when it could not start
+    start: datetime
+    end: datetime
+    pid: int | None
+    forwarded: int | None  # the stopping signal logbook passed on, if any
+    killed_after_grace: bool
+    hung_s: float | None  # seconds without progress when the hang watch stopped it
+    progress: Progress | None
+    start_error: OSError | None = None
+    reader_gone: bool = False
+
+
+class Watch:
+    """Callbacks from a running attempt to the recording side (all must be quick and never raise)."""
+
+    def __init__(
+        self,
+        *,
+        started: Callable[[int, datetime], None],
+        signal: Callable[[int], None],
+        hang: Callable[[int, float, Progress], None],
+        warn: Callable[[str], None],
+        checkpoint: Callable[[object], None],
+    ) -> None:
+        self.started, self.signal, self.hang, self.warn, self.checkpoint = (
+            started,
+            signal,
+            hang,
+            warn,
+            checkpoint,
+        )
+
+
+def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
+    """Start the command and return when it has ended and its output is drained.
+
+    The forwarder is installed by the caller for the whole session, so a signal that arrives
+    between two attempts is not lost.
+    """
+    streams = [launch.open_stream("stdout", 1, spec.tty), launch.open_stream("stderr", 2, spec.tty)]
+    ptys = [s for s in streams if s.is_pty]
+    forwarder.on_winch = (
+        (lambda: [launch.copy_window_size(s.ours, s.read_fd) for s in ptys] and None)
+        if ptys
+        else None
+    )
+    log_paths = [spec.log_dir / f"{s.name}.log" for s in streams] if spec.log_dir else []
+    progress = Progress(log_paths, spec.checkpoint_dir, on_checkpoint=watch.checkpoint)
+    start = _now()
+    try:
+        proc = launch.spawn(
+            spec.command, env=spec.env, cwd=spec.cwd, stdout=streams[0], stderr=streams[1]
+        )
+    except OSError as e:
+        for s in streams:
+            os.close(s.read_fd)
+        code = 127 if isinstance(e, FileNotFoundError) else 126  # the shell's codes
+        return Ended(code, start, _now(), None, None, False, None, None, start_error=e)
+    forwarder.attach(proc.pid)
+    pumps = [
+        Pump(
+            s.read_fd,
+            s.ours,
+            spec.log_dir / f"{s.name}.log" if spec.log_dir else None,
+            name=s.name,
+            warn=watch.warn,
+            on_output=progress.saw_output,
+        )
+        for s in streams
+    ]
+    for p in pumps:
+        p.start()
+    progress.start()
+    watch.started(proc.pid, start)
+    hung_s = _wait(proc, spec, forwarder, progress, watch)
+    end = _now()
+    forwarder.detach()
+    deadline = time.monotonic() + DRAIN_WAIT_S
+    for p in pumps:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    progress.stop()
+    return Ended(
+        proc.returncode,
+        start,
+        end,
+        proc.pid,
+        forwarder.stopping_signal,
+        forwarder.killed_after_grace,
+        hung_s,
+        progress,
+        reader_gone=any(p.reader_gone for p in pumps),
+    )
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    spec: Launch,
+    forwarder: Forwarder,
+    progress: Progress,
+    watch: Watch,
+) -> float | None:
+    """Wait for the command, waking often: to watch for a hang, and because the kernel may hand a
+    signal to any of our threads while Python runs handlers (our forwarding) only in the main one."""
+    hung_s: float | None = None
+    while True:
+        try:
+            proc.wait(timeout=WATCH_EVERY_S)
+            return hung_s
+        except subprocess.TimeoutExpired:
+            pass
+        if spec.hang_timeout_s and hung_s is None:
+            quiet = time.monotonic() - progress.last_activity()
+            if quiet >= spec.hang_timeout_s:
+                hung_s = quiet
+                watch.hang(proc.pid, quiet, progress)  # records it and runs on_hang hooks (bounded)
+                forwarder.stop_group(spec.grace_s)

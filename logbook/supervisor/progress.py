@@ -1,0 +1,211 @@
+"""What the wrapper knows of the training's progress: when it last printed, which step it is at,
+which checkpoint it last saved, and the step it resumed from.
+
+It reads the raw logs behind the passthrough (never in its way) and, with --checkpoint-dir,
+looks at that folder now and then. A later issue's metric parsers follow the logs the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+# `step=12`, `step: 12`, `global_step 12`, `iter 12`, `"step": 12`, Megatron `iteration   12/ 5000 |`.
+_STEP = re.compile(
+    rb"""(?:^|[\s,|{(\["'])(?:global_step|step|iteration|iter)["']?\s*[=:]?\s*(\d+)(?:\s*/\s*\d+)?(?=[\s,|})\]]|$)""",
+    re.IGNORECASE,
+)
+_RESUMED = re.compile(rb"resum\w*\b[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE)
+_SAVED = re.compile(
+    rb"(?:sav\w*|wr[io]te?\w*)\b[^\n]{0,40}?checkpoint[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE
+)
+_NUMBER_IN_NAME = re.compile(r"(\d+)(?!.*\d)")  # the last number in a checkpoint's name
+READ_EVERY_S = 0.5
+CHECKPOINT_EVERY_S = 5.0
+MAX_READ = 4 << 20  # bytes per log per read, so one burst cannot stall the watcher
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def find_step(line: bytes) -> int | None:
+    """The training step a log line reports, if it reports one."""
+    m = _STEP.search(line)
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class Checkpoint:
+    step: int | None
+    time: datetime
+    path: str | None
+
+
+class Progress:
+    """Progress of one attempt, updated by the pumps (output activity) and by a follower thread."""
+
+    def __init__(
+        self,
+        log_paths: list[Path],
+        checkpoint_dir: Path | None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    ) -> None:
+        self.started = time.monotonic()
+        self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
+        self.last_output_time: datetime | None = None
+        self.first_step: int | None = None
+        self.last_step: int | None = None
+        self.first_step_time: datetime | None = None
+        self.last_step_time: datetime | None = None
+        self.last_step_mono = self.started
+        self.resumed_from_step: int | None = None
+        self.checkpoint: Checkpoint | None = None
+        self.checkpoint_mono = self.started
+        self._paths = log_paths
+        self._offsets = {p: 0 for p in log_paths}
+        self._partial = {p: b"" for p in log_paths}
+        self._ckpt_dir = checkpoint_dir
+        self._ckpt_seen: dict[str, float] = {}
+        self._on_checkpoint = on_checkpoint
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if checkpoint_dir is not None:
+            latest = self._scan_checkpoints(report=False)
+            if latest is not None:
+                self.resumed_from_step = latest.step
+
+    # --- fed by the pumps -------------------------------------------------------------------
+
+    def saw_output(self) -> None:
+        self.last_output = time.monotonic()
+
+    # --- the follower -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._follow, name="logbook-progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Read what is left of the logs, then stop."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.read_logs(final=True)
+        self._scan_checkpoints(report=True)
+
+    def last_activity(self) -> float:
+        """Monotonic time of the last output, step or checkpoint."""
+        return max(self.last_output, self.last_step_mono, self.checkpoint_mono)
+
+    def _follow(self) -> None:
+        next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
+        while not self._stop.wait(READ_EVERY_S):
+            try:
+                self.read_logs()
+                if self._ckpt_dir is not None and time.monotonic() >= next_ckpt:
+                    next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
+                    self._scan_checkpoints(report=True)
+            except Exception:  # a bug here must never touch the training
+                continue
+
+    def read_logs(self, final: bool = False) -> None:
+        for path in self._paths:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self._offsets[path])
+                    data = f.read(MAX_READ if not final else -1)
+            except OSError:
+                continue
+            if not data:
+                continue
+            self._offsets[path] += len(data)
+            data = self._partial[path] + data
+            cut = data.rfind(b"\n")
+            if cut < 0 and not final:
+                self._partial[path] = data[-65536:]  # a line with no end yet; keep it bounded
+                continue
+            lines, self._partial[path] = (
+                (data, b"") if final or cut < 0 else (data[: cut + 1], data[cut + 1 :])
+            )
+            self._scan_lines(lines)
+
+    def _scan_lines(self, chunk: bytes) -> None:
+        stamp, mono = _now(), time.monotonic()
+        self.last_output_time = stamp
+        for line in chunk.split(b"\n"):
+            if not line:
+                continue
+            line = (
+                line.rsplit(b"\r", 1)[-1] if b"\r" in line else line
+            )  # progress bars: the last redraw
+            step = find_step(line)
+            if step is not None:
+                if self.first_step is None:
+                    self.first_step, self.first_step_time = step, stamp
+                if self.last_step is None or step != self.last_step:
+                    self.last_step_mono = mono
+                self.last_step, self.last_step_time = step, stamp
+            if b"esum" in line and self.resumed_from_step is None:
+                m = _RESUMED.search(line)
+                if m:
+                    self.resumed_from_step = int(m.group(1))
+            if b"heckpoint" in line:
+                m = _SAVED.search(line)
+                if m:
+                    self._saw_checkpoint(Checkpoint(int(m.group(1)), stamp, None))
+
+    def _saw_checkpoint(self, ckpt: Checkpoint) -> None:
+        self.checkpoint = ckpt
+        self.checkpoint_mono = time.monotonic()
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(ckpt)
+
+    def _scan_checkpoints(self, *, report: bool) -> Checkpoint | None:
+        """The newest checkpoint in --checkpoint-dir; new ones are reported as seen."""
+        if self._ckpt_dir is None:
+            return None
+        try:
+            entries = [
+                (e.name, e.stat().st_mtime)
+                for e in os.scandir(self._ckpt_dir)
+                if not e.name.startswith(".")
+            ]
+        except OSError:
+            return None
+        newest: Checkpoint | None = None
+        for name, mtime in sorted(entries, key=lambda x: x[1]):
+            step = _step_of_checkpoint(self._ckpt_dir / name)
+            ckpt = Checkpoint(
+                step, datetime.fromtimestamp(mtime, timezone.utc), str(self._ckpt_dir / name)
+            )
+            if report and self._ckpt_seen.get(name) != mtime:
+                if ckpt.step is None:
+                    ckpt.step = self.last_step  # a name with no number: the step we were at
+                self._saw_checkpoint(ckpt)
+            self._ckpt_seen[name] = mtime
+            newest = ckpt
+        return newest
+
+
+def _step_of_checkpoint(path: Path) -> int | None:
+    """checkpoint-1200, step_1200.pt, global_step1200/ -> 1200; a small JSON with "step" -> its value."""
+    m = _NUMBER_IN_NAME.search(path.name.split(".")[0])
+    if m:
+        return int(m.group(1))
+    if path.suffix == ".json":
+        try:
+            import json
+
+            if path.stat().st_size < 1 << 20:
+                value = json.loads(path.read_text()).get("step")
+                return int(value) if isinstance(value, (int, float)) else None
+        except (OSError, ValueError, AttributeError):
+            return None
+    return None
