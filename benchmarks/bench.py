@@ -231,7 +231,12 @@ def quiet(self: Bench) -> None:
 
     s, secs = "quiet child", self.a.quiet_s
     cmd = self.wrap(self.tmp / "quiet-store", "sleep", str(secs))
-    cmd[cmd.index("--"):cmd.index("--")] = ["--hang-timeout", "1h", "--checkpoint-dir", str(self.tmp)]
+    cmd[cmd.index("--") : cmd.index("--")] = [
+        "--hang-timeout",
+        "1h",
+        "--checkpoint-dir",
+        str(self.tmp),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wrapper, cpu = psutil.Process(proc.pid), 0.0
     while proc.poll() is None:
@@ -242,7 +247,14 @@ def quiet(self: Bench) -> None:
             break
         time.sleep(0.5)
     share = 100 * cpu / secs
-    self.add(s, f"wrapper CPU over a {secs:g} s quiet child", round(share, 2), "% of a core", "< 1", share < 1)
+    self.add(
+        s,
+        f"wrapper CPU over a {secs:g} s quiet child",
+        round(share, 2),
+        "% of a core",
+        "< 1",
+        share < 1,
+    )
 
 
 def write_parts(store: Path, run: str, indices: range, rows: int) -> int:

@@ -11,6 +11,7 @@ import json
 import math
 import sys
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ def _plain(value: Any) -> Any:
     """A JSON-safe value: ISO-8601 times with zone, NaN/inf as null, bytes as hex."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, Decimal):  # DuckDB sums of integers
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -45,6 +48,8 @@ def _cell(value: Any) -> str:
     """A value as people read it in a table."""
     if value is None:
         return ""
+    if isinstance(value, Decimal):
+        value = _plain(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)

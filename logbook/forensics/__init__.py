@@ -1,8 +1,10 @@
 """Crash forensics: how an attempt ended, read from its exit status and the tail of its logs (#3).
 
-    from logbook.forensics import classify_end, load_rules
+Example:
+    from logbook.forensics import classify_end
+
     verdict = classify_end(returncode=1, log_paths=[log_dir / "stderr.log", log_dir / "stdout.log"])
-    verdict.status, verdict.crash_class, verdict.summary   # "crashed", "gpu_oom", "CUDA out of ..."
+    verdict.status, verdict.crash_class, verdict.summary  # "crashed", "gpu_oom", "CUDA out of ..."
 """
 
 from __future__ import annotations

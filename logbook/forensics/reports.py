@@ -33,14 +33,13 @@ class PythonException:
         type: as printed, e.g. "torch.OutOfMemoryError".
         message: the first line of the message.
         frames: outermost first.
-        first_line, last_line: where the traceback starts and ends in the tail's lines.
+        lines: the indices of its lines in the tail (other ranks' lines in between left out).
     """
 
     type: str
     message: str
     frames: tuple[Frame, ...]
-    first_line: int
-    last_line: int
+    lines: tuple[int, ...]
 
     @property
     def innermost(self) -> Frame | None:
@@ -96,6 +95,7 @@ def last_exception(
 def _parse_traceback(tail: LogTail, first: int) -> PythonException | None:
     tag = rank_tag(tail.lines[first])
     frames: list[Frame] = []
+    used = [first]
     frame_indent = 0
     stop = min(len(tail.lines), first + _MAX_TRACEBACK_LINES)
     for i in range(first + 1, stop):
@@ -104,6 +104,7 @@ def _parse_traceback(tail: LogTail, first: int) -> PythonException | None:
         line = tail.stripped(i)
         if not line.strip():
             continue
+        used.append(i)
         indent = len(line) - len(line.lstrip())
         m = _FRAME.match(line)
         if m:
@@ -115,13 +116,16 @@ def _parse_traceback(tail: LogTail, first: int) -> PythonException | None:
         m = _EXC.match(line.strip())
         if m is None:
             return None
-        return PythonException(m["type"], m["message"] or "", tuple(frames), first, i)
+        return PythonException(m["type"], m["message"] or "", tuple(frames), tuple(used))
     return None
 
 
 @dataclass(frozen=True)
 class TorchrunFailure:
-    """The "Root Cause (first observed failure)" of a torchrun failure report."""
+    """The "Root Cause (first observed failure)" of a torchrun failure report.
+
+    `line` and `end_line` bound the root cause's block (its traceback included) in the tail.
+    """
 
     rank: int | None
     local_rank: int | None
@@ -132,6 +136,7 @@ class TorchrunFailure:
     error_file: str | None
     failures: int
     line: int
+    end_line: int
 
     @property
     def signal(self) -> int | None:
@@ -161,7 +166,9 @@ class TorchrunFailure:
 
 
 _ROOT = "Root Cause (first observed failure):"
-_FIELD = re.compile(r"^\s*(?P<key>time|host|rank|exitcode|error_file|traceback)\s*: ?(?P<value>.*)$")
+_FIELD = re.compile(
+    r"^\s*(?P<key>time|host|rank|exitcode|error_file|traceback)\s*: ?(?P<value>.*)$"
+)
 _RANK = re.compile(r"(-?\d+) \(local_rank: (\d+)\)")
 _EXIT = re.compile(r"(-?\d+) \(pid: (\d+)\)")
 
@@ -173,9 +180,11 @@ def torchrun_failure(tail: LogTail) -> TorchrunFailure | None:
         return None
     first = tail.line_of(pos)
     fields: dict[str, str] = {}
-    for i in range(first + 1, min(len(tail.lines), first + 40)):
+    end = min(len(tail.lines), first + 40)
+    for i in range(first + 1, end):
         line = tail.stripped(i)
         if line.startswith("==="):
+            end = i
             break
         m = _FIELD.match(line)
         if m and m["key"] not in fields:
@@ -195,4 +204,5 @@ def torchrun_failure(tail: LogTail) -> TorchrunFailure | None:
         error_file=None if error_file in (None, "<N/A>") else error_file,
         failures=1 + len(re.findall(r"^\s*\[\d+\]:\s*$", listed, re.MULTILINE)),
         line=first,
+        end_line=end,
     )

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from logbook.errors import ConfigError
+from logbook.forensics._needles import needles
 
 CLASSES: tuple[str, ...] = (
     "gpu_oom",
@@ -78,6 +78,7 @@ class Rule:
     examples: tuple[str, ...] = ()
     origin: str = "shipped"
     regex: re.Pattern[str] = field(repr=False, compare=False, default=re.compile(""))
+    needles: tuple[frozenset[str], ...] = field(repr=False, compare=False, default=())
 
     def describe(self, match: re.Match[str]) -> str:
         """The summary for `match`, its named groups filled in ("?" for one that did not match)."""
@@ -126,6 +127,8 @@ def rules_markdown() -> str:
 
 @lru_cache(maxsize=1)
 def _shipped() -> tuple[Rule, ...]:
+    from importlib import resources
+
     text = resources.files("logbook.forensics").joinpath("crash_rules.toml").read_text("utf-8")
     if sys.version_info >= (3, 11):
         import tomllib
@@ -201,6 +204,7 @@ def _parse(table: Mapping[str, Any], *, origin: str, where: str) -> Rule:
         examples=tuple(examples),
         origin=origin,
         regex=regex,
+        needles=needles(pattern),
     )
 
 

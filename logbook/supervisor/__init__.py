@@ -219,6 +219,17 @@ class _Session:
         status = (
             "hung" if ended.hung_s is not None and verdict.status != "completed" else verdict.status
         )
+        if ended.reader_gone and verdict.status != "completed":
+            # `logbook run ... | head`: our reader left and the command got EPIPE, as it would unwrapped.
+            verdict = replace(
+                verdict,
+                status="interrupted",
+                crash_class=None,
+                retryable=False,
+                rule="reader-gone",
+                summary="the reader of its output went away (broken pipe)",
+            )
+            status = "interrupted"
         last_step = progress.last_step if progress else None
         progressed = last_step is not None and (
             self.best_step is None or last_step > self.best_step
@@ -246,7 +257,11 @@ class _Session:
             "crash_class": outcome.crash_class,
             "retryable": outcome.retryable if status != "completed" else None,
             "summary": f"hung: {verdict.summary}" if status == "hung" else verdict.summary,
-            "rule": "hang-timeout" if status == "hung" else verdict.rule,
+            "rule": "hang-timeout"
+            if status == "hung"
+            else None
+            if status == "completed"
+            else verdict.rule,
             "evidence": json.dumps(verdict.evidence, default=str),
             "decision": decision.action,
             "decision_reason": decision.reason,
@@ -283,8 +298,12 @@ class _Session:
                 f"{decision.reason}; relaunching in {decision.delay_s:g} s",
                 data={"delay_s": decision.delay_s},
             )
-            next_label = lineage.place([*self.previous, (attempt["attempt_id"], attempt["label"])], None).label
-            self.hooks("on_restart", {**payload, "delay_s": decision.delay_s, "next_attempt": next_label})
+            next_label = lineage.place(
+                [*self.previous, (attempt["attempt_id"], attempt["label"])], None
+            ).label
+            self.hooks(
+                "on_restart", {**payload, "delay_s": decision.delay_s, "next_attempt": next_label}
+            )
         else:
             self.hooks("on_end", {**payload, "decision": decision.action})
         recorder.ended(**fields)

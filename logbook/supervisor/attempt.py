@@ -79,11 +79,12 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
     """
     streams = [launch.open_stream("stdout", 1, spec.tty), launch.open_stream("stderr", 2, spec.tty)]
     ptys = [s for s in streams if s.is_pty]
-    forwarder.on_winch = (
-        (lambda: [launch.copy_window_size(s.ours, s.read_fd) for s in ptys] and None)
-        if ptys
-        else None
-    )
+
+    def resize_ptys() -> None:
+        for s in ptys:
+            launch.copy_window_size(s.ours, s.read_fd)
+
+    forwarder.on_winch = resize_ptys if ptys else None
     log_paths = [spec.log_dir / f"{s.name}.log" for s in streams] if spec.log_dir else []
     progress = Progress(log_paths, spec.checkpoint_dir, on_checkpoint=watch.checkpoint)
     start = _now()
@@ -114,6 +115,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
     watch.started(proc.pid, start)
     hung_s = _wait(proc, spec, forwarder, progress, watch)
     end = _now()
+    forwarded, killed_after_grace = forwarder.stopping_signal, forwarder.killed_after_grace
     forwarder.detach()
     deadline = time.monotonic() + DRAIN_WAIT_S
     for p in pumps:
@@ -124,8 +126,8 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         start,
         end,
         proc.pid,
-        forwarder.stopping_signal,
-        forwarder.killed_after_grace,
+        forwarded,
+        killed_after_grace,
         hung_s,
         progress,
         reader_gone=any(p.reader_gone for p in pumps),

@@ -145,6 +145,13 @@ class Progress:
             line = (
                 line.rsplit(b"\r", 1)[-1] if b"\r" in line else line
             )  # progress bars: the last redraw
+            if b"esum" in line and (m := _RESUMED.search(line)):
+                if self.resumed_from_step is None:
+                    self.resumed_from_step = int(m.group(1))
+                continue  # where it starts from is not progress
+            if b"heckpoint" in line and (m := _SAVED.search(line)):
+                self._saw_checkpoint(Checkpoint(int(m.group(1)), stamp, None))
+                continue
             step = find_step(line)
             if step is not None:
                 if self.first_step is None:
@@ -152,14 +159,6 @@ class Progress:
                 if self.last_step is None or step != self.last_step:
                     self.last_step_mono = mono
                 self.last_step, self.last_step_time = step, stamp
-            if b"esum" in line and self.resumed_from_step is None:
-                m = _RESUMED.search(line)
-                if m:
-                    self.resumed_from_step = int(m.group(1))
-            if b"heckpoint" in line:
-                m = _SAVED.search(line)
-                if m:
-                    self._saw_checkpoint(Checkpoint(int(m.group(1)), stamp, None))
 
     def _saw_checkpoint(self, ckpt: Checkpoint) -> None:
         self.checkpoint = ckpt
