@@ -38,6 +38,7 @@ class Forwarder:
         self.on_winch = on_winch
         self.received: list[int] = []  # signals for the current attempt
         self.asked_to_stop: int | None = None  # the first stopping signal of the whole session
+        self._strays: set[int] = set()
         self.killed_after_grace = False
         self._timer: threading.Timer | None = None
         self._old: dict[int, object] = {}
@@ -61,6 +62,7 @@ class Forwarder:
             self._timer.cancel()
         self._timer = None
         self.pgid = None
+        self._strays.clear()
         self.received.clear()
         self.killed_after_grace = False
 
@@ -112,7 +114,30 @@ class Forwarder:
     def _send(self, signum: int) -> None:
         if self.pgid is None:
             return
+        stopping = signum in (*STOPPING, signal.SIGKILL)
+        if stopping:
+            self._find_strays()  # before the signal: once the leader is dead its tree is out of reach
         try:
             os.killpg(self.pgid, signum)
         except (ProcessLookupError, PermissionError):
             pass  # the group is gone already
+        if stopping:
+            self._send_to_strays(signum)
+
+    def _find_strays(self) -> None:
+        import psutil
+
+        try:
+            self._strays.update(p.pid for p in psutil.Process(self.pgid).children(recursive=True))
+        except (psutil.Error, OSError):
+            pass
+
+    def _send_to_strays(self, signum: int) -> None:
+        """The same signal to descendants that left the group (setsid'd ranks, daemons): the whole
+        tree stops together (#3). Those seen once are remembered, for after their parent died."""
+        for pid in list(self._strays):
+            try:
+                if os.getpgid(pid) != self.pgid:
+                    os.kill(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                self._strays.discard(pid)

@@ -378,3 +378,47 @@ def test_a_hook_that_is_not_executable_is_refused_before_start(
         "run", "--store", str(store_path), "--hook", f"on_crash={hook}", "--", "true", check=1
     )
     assert b"Error:" in p.stderr and b"chmod" in p.stderr
+
+
+def test_a_hang_stops_the_whole_tree_even_ranks_that_left_the_group(
+    store_path: Path, tmp_path: Path
+) -> None:
+    # A launcher whose two "ranks" hang; one of them left the process group with setsid.
+    pids = tmp_path / "pids"
+    script = tmp_path / "launcher.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        rank = [sys.executable, "-c", "import time; time.sleep(600)"]
+        a = subprocess.Popen(rank)
+        b = subprocess.Popen(rank, start_new_session=True)
+        open({str(pids)!r}, "w").write(f"{{a.pid}} {{b.pid}}")
+        print("step=1", flush=True)
+        time.sleep(600)
+    """)
+    )
+    p = _run(
+        store_path,
+        "--run",
+        "tree",
+        "--hang-timeout",
+        "1.5",
+        "--grace",
+        "1",
+        "--no-capture",
+        "--",
+        sys.executable,
+        str(script),
+    )
+    assert p.returncode in (128 + 15, 128 + 9), p.stderr.decode()[-2000:]
+    import psutil
+
+    for pid in map(int, pids.read_text().split()):
+        try:
+            proc = psutil.Process(pid)
+            proc.wait(timeout=5)
+        except psutil.NoSuchProcess:
+            pass
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    [row] = _attempts(store_path, "tree")
+    assert row["status"] == "hung"

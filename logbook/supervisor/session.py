@@ -1,0 +1,457 @@
+"""The attempts of one `logbook run`: launch, classify, decide, record, relaunch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from logbook.exitcodes import ExitCode
+from logbook.store import Store
+from logbook.supervisor import lineage
+from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
+from logbook.supervisor.policy import Decision, History, Outcome, decide
+from logbook.supervisor.recorder import Recorder, _now, base_attempt
+from logbook.supervisor.signals import Forwarder, signal_name
+
+if TYPE_CHECKING:
+    from logbook.supervisor import RunOptions
+
+CAPTURE_WAIT_S = 60.0  # after the child ends, how long to wait for the launch snapshot to finish
+SCHEDULER_VARS = ("SLURM_JOB_ID", "KUBERNETES_SERVICE_HOST", "PBS_JOBID", "LSB_JOBID")
+
+
+class Session:
+    """The attempts of one `logbook run`."""
+
+    def __init__(self, opts: RunOptions, run_name: str) -> None:
+        self.opts = opts
+        self.run = run_name
+        self.cwd = (opts.cwd or Path.cwd()).absolute()
+        self.store, self.previous = _open_for_recording(opts, run_name)
+        self.placement = lineage.place(
+            self.previous, opts.label
+        )  # ConfigError: nothing started yet
+        self.under_scheduler = any(v in (opts.env or os.environ) for v in SCHEDULER_VARS)
+        self.recorder: Recorder | None = None
+        self.history = History()
+        self.best_step: int | None = None
+
+    def on_signal(self, sig: int) -> None:
+        if self.recorder is not None:
+            name = signal.Signals(sig).name
+            self.recorder.event(
+                "signal", f"received {name}; passed to the command", data={"signal": name}
+            )
+
+    def loop(self, forwarder: Forwarder) -> int:
+        restart_count = 0
+        while True:
+            code, decision = self.attempt(forwarder, restart_count)
+            if decision.action != "restart":
+                return code
+            if not self.backoff(decision.delay_s, forwarder):
+                return code
+            restart_count += 1
+            self.previous.append(
+                (self.recorder.attempt_id if self.recorder else "", self.placement.label)
+            )
+            self.placement = lineage.place(self.previous, None)
+
+    def backoff(self, delay_s: float, forwarder: Forwarder) -> bool:
+        """Wait before relaunching; False if logbook was asked to stop meanwhile."""
+        end = time.monotonic() + delay_s
+        while time.monotonic() < end:
+            if forwarder.stopping:
+                return False
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+        return not forwarder.stopping
+
+    def attempt(self, forwarder: Forwarder, restart_count: int) -> tuple[int, Decision]:
+        opts, first_of_run = self.opts, not self.previous
+        attempt_id = uuid.uuid4().hex
+        recorder = self.recorder = Recorder(self.store, self.run, attempt_id)
+        if self.store is None and restart_count == 0:
+            recorder.warn(
+                f"cannot write to the store {opts.store}; this attempt is not recorded", event=False
+            )
+        command = opts.resume_command if restart_count and opts.resume_command else opts.command
+        env = child_env(
+            opts.env if opts.env is not None else os.environ,
+            store_root=opts.store,
+            run=self.run,
+            label=self.placement.label,
+            attempt_id=attempt_id,
+            restart_count=restart_count,
+        )
+        from logbook.redact import redact_command
+
+        attempt: dict[str, Any] = {
+            **base_attempt(self.run, attempt_id, redact_command(command), self.cwd),
+            "label": self.placement.label,
+            "parent_id": self.placement.parent_id,
+            "parent_label": self.placement.parent_label,
+            "restart_count": restart_count,
+        }
+        spec = Launch(
+            command,
+            env,
+            self.cwd,
+            opts.tty,
+            opts.grace_s,
+            opts.hang_timeout_s,
+            recorder.log_dir(),
+            opts.checkpoint_dir,
+        )
+        capture: list[Any] = []
+
+        def started(pid: int, start: Any) -> None:
+            recorder.started(
+                {
+                    **attempt,
+                    "status": "running",
+                    "start_time": start,
+                    "pid": pid,
+                    "recorded_at": _now(),
+                },
+                first_of_run=first_of_run,
+            )
+            if opts.capture and self.store is not None:
+                capture.append(_start_capture(recorder, command, env, self.cwd))
+            self.hooks(
+                "on_start", self.payload(attempt, pid=pid, status="running"), background=True
+            )
+
+        def hang(pid: int, quiet_s: float, progress: Any) -> None:
+            tail = _tail_lines(spec.log_dir)
+            message = f"no output and no progress for {quiet_s:.0f} s (--hang-timeout {opts.hang_timeout_s:g} s)"
+            data = {"quiet_s": round(quiet_s, 1), "last_step": progress.last_step, "lines": tail}
+            recorder.event("hang", message, severity="error", data=data, step=progress.last_step)
+            self.hooks(
+                "on_hang",
+                self.payload(attempt, pid=pid, status="hung", summary=message, evidence=data),
+            )
+
+        def checkpoint(ckpt: Any) -> None:
+            recorder.event(
+                "checkpoint",
+                f"checkpoint at step {ckpt.step}" if ckpt.step is not None else "checkpoint",
+                step=ckpt.step,
+                data={"path": ckpt.path},
+            )
+
+        watch = Watch(
+            started=started,
+            signal=self.on_signal,
+            hang=hang,
+            warn=recorder.warn,
+            checkpoint=checkpoint,
+        )
+        ended = run_attempt(spec, forwarder, watch)
+        if ended.start_error is not None:
+            return self.could_not_start(recorder, attempt, ended, first_of_run)
+        for t in capture:
+            t.join(timeout=CAPTURE_WAIT_S)
+            if t.is_alive():
+                recorder.warn(
+                    f"the launch snapshot took over {CAPTURE_WAIT_S:.0f} s; it is not recorded"
+                )
+        return self.finish(recorder, attempt, ended, forwarder)
+
+    def finish(
+        self, recorder: Recorder, attempt: dict[str, Any], ended: Ended, forwarder: Forwarder
+    ) -> tuple[int, Decision]:
+        verdict = self.classify(ended)
+        progress = ended.progress
+        status = (
+            "hung" if ended.hung_s is not None and verdict.status != "completed" else verdict.status
+        )
+        if ended.reader_gone and verdict.status != "completed":
+            # `logbook run ... | head`: our reader left and the command got EPIPE, as it would unwrapped.
+            verdict = replace(
+                verdict,
+                status="interrupted",
+                crash_class=None,
+                retryable=False,
+                rule="reader-gone",
+                summary="the reader of its output went away (broken pipe)",
+            )
+            status = "interrupted"
+        last_step = progress.last_step if progress else None
+        progressed = last_step is not None and (
+            self.best_step is None or last_step > self.best_step
+        )
+        if progressed:
+            self.best_step = last_step
+        outcome = Outcome(
+            status,
+            verdict.crash_class if status == "crashed" else None,
+            True if status == "hung" else verdict.retryable,
+            f"{status}:{verdict.crash_class}:{verdict.rule}",
+            progressed,
+            forwarder.stopping,
+        )
+        decision = decide(self.opts.policy, outcome, self.history)
+        sig = -ended.returncode if ended.returncode < 0 else None
+        fields: dict[str, Any] = {
+            "status": status,
+            "end_time": ended.end,
+            "duration_s": (ended.end - ended.start).total_seconds(),
+            "exit_code": None if sig else ended.returncode,
+            "signal": sig,
+            "signal_name": signal_name(sig),
+            "forwarded_signal": signal_name(ended.forwarded),
+            "crash_class": outcome.crash_class,
+            "retryable": outcome.retryable if status != "completed" else None,
+            "summary": f"hung: {verdict.summary}" if status == "hung" else verdict.summary,
+            "rule": "hang-timeout"
+            if status == "hung"
+            else None
+            if status == "completed"
+            else verdict.rule,
+            "evidence": json.dumps(verdict.evidence, default=str),
+            "decision": decision.action,
+            "decision_reason": decision.reason,
+            "hung_s": ended.hung_s,
+        }
+        if progress is not None:
+            fields.update(
+                first_step=progress.first_step,
+                last_step=progress.last_step,
+                first_step_time=progress.first_step_time,
+                last_step_time=progress.last_step_time,
+                resumed_from_step=progress.resumed_from_step,
+                last_output_time=progress.last_output_time,
+                last_checkpoint_step=progress.checkpoint.step if progress.checkpoint else None,
+                last_checkpoint_time=progress.checkpoint.time if progress.checkpoint else None,
+            )
+        if status not in ("completed",):
+            kind = {"crashed": "crash", "hung": "hang_stopped"}.get(status, status)
+            recorder.event(
+                kind,
+                fields["summary"],
+                severity="error" if status in ("crashed", "hung") else "warning",
+                step=last_step,
+                data={"class": outcome.crash_class, **verdict.evidence},
+            )
+        if decision.action == "gave_up":
+            recorder.event("gave_up", decision.reason, severity="error")
+        payload = self.payload({**attempt, **fields}, pid=ended.pid)
+        if status in ("crashed", "hung"):
+            self.hooks("on_crash", payload)
+        if decision.action == "restart":
+            recorder.event(
+                "restart",
+                f"{decision.reason}; relaunching in {decision.delay_s:g} s",
+                data={"delay_s": decision.delay_s},
+            )
+            next_label = lineage.place(
+                [*self.previous, (attempt["attempt_id"], attempt["label"])], None
+            ).label
+            self.hooks(
+                "on_restart", {**payload, "delay_s": decision.delay_s, "next_attempt": next_label}
+            )
+        else:
+            self.hooks("on_end", {**payload, "decision": decision.action})
+        recorder.ended(**fields)
+        code = ExitCode.SIGNAL_BASE + sig if sig else ended.returncode
+        return int(code), decision
+
+    def classify(self, ended: Ended) -> Any:
+        from logbook.forensics.classify import classify_end
+
+        logs = (
+            [recorder_dir / f"{n}.log" for n in ("stdout", "stderr")]
+            if (recorder_dir := self._log_dir())
+            else []
+        )
+        return classify_end(
+            returncode=ended.returncode,
+            log_paths=logs,
+            rules=self.opts.rules,
+            forwarded_signal=signal_name(ended.forwarded),
+            under_scheduler=self.under_scheduler,
+            killed_after_grace=ended.killed_after_grace,
+        )
+
+    def _log_dir(self) -> Path | None:
+        return (
+            self.recorder.log_dir()
+            if self.recorder is not None and self.store is not None
+            else None
+        )
+
+    def could_not_start(
+        self, recorder: Recorder, attempt: dict[str, Any], ended: Ended, first_of_run: bool
+    ) -> tuple[int, Decision]:
+        e = ended.start_error
+        assert e is not None
+        message = f"logbook: cannot run {attempt['command'][0]}: {e.strerror or e}"
+        print(message, file=__import__("sys").stderr)
+        recorder.started(
+            {**attempt, "status": "running", "start_time": ended.start, "recorded_at": _now()},
+            first_of_run=first_of_run,
+        )
+        recorder.event("launch_failed", message, severity="error", data={"errno": e.errno})
+        decision = Decision("stop", "the command could not be started: no restart can fix that")
+        recorder.ended(
+            status="crashed",
+            crash_class="configuration",
+            retryable=False,
+            summary=message,
+            rule="launch-failed",
+            end_time=ended.end,
+            exit_code=ended.returncode,
+            duration_s=(ended.end - ended.start).total_seconds(),
+            decision=decision.action,
+            decision_reason=decision.reason,
+        )
+        return ended.returncode, decision
+
+    def payload(self, attempt: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        """What a hook gets (logbook.hook/1)."""
+        return {
+            "run": self.run,
+            "attempt": attempt.get("label"),
+            "attempt_id": attempt.get("attempt_id"),
+            "status": attempt.get("status"),
+            "crash_class": attempt.get("crash_class"),
+            "summary": attempt.get("summary"),
+            "exit_code": attempt.get("exit_code"),
+            "signal": attempt.get("signal_name"),
+            "restart_count": attempt.get("restart_count"),
+            "retryable": attempt.get("retryable"),
+            "store": str(self.opts.store),
+            "log_dir": str(self._log_dir() or ""),
+            "host": attempt.get("host"),
+            "time": _now().isoformat(),
+            "evidence": json.loads(attempt["evidence"])
+            if isinstance(attempt.get("evidence"), str)
+            else None,
+            **extra,
+        }
+
+    def hooks(self, event: str, payload: dict[str, Any], *, background: bool = False) -> None:
+        """Run the hooks of `event`; each result becomes a hook event. Never raises."""
+        hooks = [h for h in self.opts.hooks if h.event == event]
+        if not hooks or self.recorder is None:
+            return
+        recorder, cwd = self.recorder, self.cwd
+        env = dict(self.opts.env if self.opts.env is not None else os.environ)
+
+        def work() -> None:
+            from logbook.hooks import run_hooks
+
+            try:
+                results = run_hooks(event, hooks, payload, env=env, cwd=cwd)
+            except Exception as e:  # the hook runner promises not to raise; be sure anyway
+                recorder.warn(f"{event} hooks failed: {e!r}")
+                return
+            for r in results:
+                ok = r.exit_code == 0 and not r.timed_out and r.error is None
+                what = r.error or ("timed out" if r.timed_out else f"exited {r.exit_code}")
+                recorder.event(
+                    "hook",
+                    f"{event} hook {shlex.split(r.hook.command)[0]} {what} in {r.duration_s:.1f} s",
+                    severity="info" if ok else "warning",
+                    source="hook",
+                    data={
+                        "event": event,
+                        "command": r.hook.command,
+                        "exit_code": r.exit_code,
+                        "timed_out": r.timed_out,
+                        "duration_s": round(r.duration_s, 3),
+                        "output": r.output,
+                        "error": r.error,
+                    },
+                )
+                if not ok:
+                    recorder.warn(f"{event} hook {r.hook.command!r} {what}", event=False)
+
+        if background:
+            import threading
+
+            threading.Thread(target=work, name=f"logbook-hook-{event}", daemon=True).start()
+        else:
+            work()
+
+
+def child_env(
+    base: Mapping[str, str],
+    *,
+    store_root: Path,
+    run: str,
+    label: str,
+    attempt_id: str,
+    restart_count: int = 0,
+) -> dict[str, str]:
+    """The command's environment: ours, plus where to record, and Python unbuffered (#2)."""
+    env = dict(base)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env["LOGBOOK_STORE"] = str(store_root)
+    env["LOGBOOK_RUN"] = run
+    env["LOGBOOK_ATTEMPT"] = label
+    env["LOGBOOK_ATTEMPT_ID"] = attempt_id
+    env["LOGBOOK_RESTART_COUNT"] = str(restart_count)
+    return env
+
+
+def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[tuple[str, str]]]:
+    """The store and the run's earlier attempts; (None, []) when the store cannot be used."""
+    try:
+        store = Store.open(opts.store, create=True, source=opts.store_source)
+        data = store.read("attempts", run=run)
+    except Exception:  # unwritable, full, or damaged beyond reading: run unrecorded
+        return None, []
+    rows = sorted(
+        data.select(["attempt_id", "label", "start_time", "recorded_at"]).to_pylist(),
+        key=lambda r: (r["start_time"], r["recorded_at"]),
+    )
+    seen: dict[str, str] = {}
+    for r in rows:
+        seen.setdefault(r["attempt_id"], r["label"])
+    return store, list(seen.items())
+
+
+def _start_capture(
+    recorder: Recorder, command: list[str], env: Mapping[str, str], cwd: Path
+) -> Any:
+    import threading
+
+    def work() -> None:
+        try:
+            from logbook.capture import capture_launch
+
+            rows = capture_launch(list(command), env, cwd)
+        except Exception as e:  # capture promises not to raise; a bug there must not matter either
+            recorder.warn(f"the launch snapshot failed: {e}")
+            return
+        recorder.snapshots(rows)
+
+    t = threading.Thread(target=work, name="logbook-capture", daemon=True)
+    t.start()
+    return t
+
+
+def _tail_lines(log_dir: Path | None, n: int = 20) -> list[str]:
+    """The last lines of each raw log, for a hang's evidence."""
+    out: list[str] = []
+    for name in ("stdout", "stderr"):
+        path = log_dir / f"{name}.log" if log_dir else None
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+                lines = f.read().decode("utf-8", "replace").splitlines()[-n:]
+        except OSError:
+            continue
+        out += [f"{name}: {line[:500]}" for line in lines]
+    return out
