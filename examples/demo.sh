@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The demo: a real training wrapped by logbook; it crashes, is resumed from its checkpoint, and is reported.
-# Run from anywhere; it records into ./.logbook (or --store/LOGBOOK_STORE) and checkpoints into ./demo-ckpt.
+# The demo: a real training wrapped by logbook crashes twice, is relaunched from its checkpoint each
+# time, finishes, and is reported. Run from anywhere; it records into ./.logbook (or --store /
+# LOGBOOK_STORE) and checkpoints into ./demo-ckpt.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 rm -rf demo-ckpt
-echo "== attempt 1: crashes at step 180 (its last checkpoint is step 150)"
-logbook run --run demo -- python3 "$here/train.py" --ckpt-dir demo-ckpt --crash-at 180 --step-delay 0.002
-echo "== exit code $? passed through; attempt 2 resumes from the checkpoint"
-logbook run --run demo -- python3 "$here/train.py" --ckpt-dir demo-ckpt --step-delay 0.002
-echo "== the record"
+echo "== logbook run --restarts 3: the training crashes at step 180 in its first two launches"
+logbook run --run demo --restarts 3 --backoff 1s --checkpoint-dir demo-ckpt -- \
+    python3 "$here/train.py" --ckpt-dir demo-ckpt --crash-at 180 --crash-times 2 --step-delay 0.002
+echo "== exit code $?; the record:"
 logbook show demo
-logbook query "select label, status, exit_code, round(duration_s, 2) as seconds from attempts where run = 'demo' order by start_time"
+logbook incidents demo

@@ -39,6 +39,8 @@ def main() -> int:
     ap.add_argument("--ckpt-dir", default="ckpt")
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--crash-at", type=int, default=None, help="raise an error at this step")
+    ap.add_argument("--crash-times", type=int, default=1,
+                    help="crash only in the first N launches (LOGBOOK_RESTART_COUNT < N)")
     ap.add_argument("--step-delay", type=float, default=0.0, help="seconds to sleep per step")
     args = ap.parse_args()
 
@@ -53,7 +55,8 @@ def main() -> int:
         print(f"resumed from checkpoint at step {start}")
     t0 = time.time()
     for step in range(start + 1, args.steps + 1):
-        if args.crash_at is not None and step == args.crash_at:
+        launches = int(os.environ.get("LOGBOOK_RESTART_COUNT", "0"))
+        if args.crash_at is not None and step == args.crash_at and launches < args.crash_times:
             raise RuntimeError(f"injected failure at step {step}")
         idx = [rng.randrange(len(xs)) for _ in range(args.batch)]
         grad, loss = [0.0] * args.dim, 0.0

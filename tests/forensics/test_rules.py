@@ -210,3 +210,22 @@ def test_needles_of_simple_patterns() -> None:
     assert needles(r"(?:foo|)bar") == (frozenset({"bar"}),)
     assert needles(r"(?i)loss") == ()
     assert needles(r"\d+ errors?") == (frozenset({" error"}),)
+
+
+def test_the_rules_document_is_up_to_date() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import logbook.forensics.rules as rules_module
+
+    doc = Path(rules_module.__file__).with_name("crash_rules.md")
+    out = subprocess.run(
+        [sys.executable, "-m", "logbook.forensics"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert doc.read_text() == out, (
+        "run: python -m logbook.forensics > logbook/forensics/crash_rules.md"
+    )
