@@ -49,9 +49,13 @@ _DERIVED_VIEWS = (
     """
     create view incidents as
     with a as (
-        select *, (last_step_time - first_step_time) as _span,
-               case when last_step > first_step
-                    then epoch(last_step_time - first_step_time) / (last_step - first_step) end as s_per_step
+        select *,
+               -- Step times are when logbook read the lines (every 0.5 s): for a short attempt fall
+               -- back on its whole duration over the steps it made.
+               case when last_step > first_step and epoch(last_step_time - first_step_time) >= 2
+                    then epoch(last_step_time - first_step_time) / (last_step - first_step)
+                    when last_step > coalesce(resumed_from_step, 0)
+                    then duration_s / (last_step - coalesce(resumed_from_step, 0)) end as s_per_step
         from attempts
     )
     select a.run, a.label, a.attempt_id, a.status,
