@@ -150,6 +150,7 @@ def _wait(
             return hung_s
         except subprocess.TimeoutExpired:
             pass
+        forwarder.service()
         if spec.hang_timeout_s and hung_s is None:
             quiet = time.monotonic() - progress.last_activity()
             if quiet >= spec.hang_timeout_s:

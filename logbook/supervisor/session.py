@@ -69,6 +69,7 @@ class Session:
         """Wait before relaunching; False if logbook was asked to stop meanwhile."""
         end = time.monotonic() + delay_s
         while time.monotonic() < end:
+            forwarder.service()
             if forwarder.stopping:
                 return False
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))

@@ -1,10 +1,16 @@
-"""Pass the signals the wrapper gets on to the child's process group; kill it after a grace period."""
+"""Pass the signals the wrapper gets on to the child's process group; kill it after a grace period.
+
+The handlers only record the signal and call kill(2): a Python signal handler runs in the main
+thread between two bytecodes, perhaps inside a lock (threading's own, an import's), so starting a
+timer thread or importing there can deadlock the wrapper. The rest (the grace deadline, ranks
+that left the group) is done by `service()`, which the main thread calls every fraction of a second.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import threading
+import time
 from collections.abc import Callable
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -23,7 +29,7 @@ def signal_name(number: int | None) -> str | None:
 
 
 class Forwarder:
-    """Installs handlers that forward to process group `pgid`, and restores the old ones."""
+    """Installs handlers that forward to the command's process group, and restores the old ones."""
 
     def __init__(
         self,
@@ -32,15 +38,16 @@ class Forwarder:
         on_signal: Callable[[int], None],
         on_winch: Callable[[], None] | None = None,
     ) -> None:
-        self.pgid: int | None = None  # set by attach() once the child exists
+        self.pgid: int | None = None  # set by attach() once the command exists
         self.grace_s = grace_s
-        self.on_signal = on_signal  # called in the main thread; must only queue work
+        self.on_signal = on_signal  # called in the handler: must only queue work (SimpleQueue.put)
         self.on_winch = on_winch
         self.received: list[int] = []  # signals for the current attempt
         self.asked_to_stop: int | None = None  # the first stopping signal of the whole session
-        self._strays: set[int] = set()
         self.killed_after_grace = False
-        self._timer: threading.Timer | None = None
+        self._kill_at: float | None = None  # monotonic deadline for SIGKILL
+        self._unsent_to_strays: list[int] = []
+        self._strays: set[int] = set()
         self._old: dict[int, object] = {}
 
     def install(self) -> None:
@@ -48,93 +55,103 @@ class Forwarder:
             self._old[sig] = signal.signal(sig, self._handle)
         self._old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, self._winch)
 
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        self._old.clear()
+
     def attach(self, pgid: int) -> None:
-        """Start forwarding to `pgid`, passing on what arrived while the child was being started."""
+        """Start forwarding to `pgid`, passing on what arrived while the command was being started."""
         self.pgid = pgid
         for sig in self.received:
-            self._send(sig)
-        if self.killed_after_grace:
-            self._send(signal.SIGKILL)
+            self._killpg(sig)
+            self._unsent_to_strays.append(sig)
 
     def detach(self) -> None:
         """The command has ended: stop forwarding to its group (the next attempt attaches anew)."""
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
         self.pgid = None
-        self._strays.clear()
         self.received.clear()
         self.killed_after_grace = False
+        self._kill_at = None
+        self._unsent_to_strays.clear()
+        self._strays.clear()
 
     def stop_group(self, grace_s: float) -> None:
         """Stop the command ourselves (a hang): SIGTERM now, SIGKILL after `grace_s`."""
-        self._send(signal.SIGTERM)
-        if self._timer is None:
-            self._timer = threading.Timer(grace_s, self._kill)
-            self._timer.daemon = True
-            self._timer.start()
+        self._find_strays()
+        self._killpg(signal.SIGTERM)
+        self._signal_strays(signal.SIGTERM)
+        if self._kill_at is None:
+            self._kill_at = time.monotonic() + grace_s
+
+    def service(self) -> None:
+        """Main-thread work the handlers leave: signal strays, kill when the grace period is over."""
+        if self.pgid is None:
+            return
+        if self._unsent_to_strays:
+            self._find_strays()
+            while self._unsent_to_strays:
+                self._signal_strays(self._unsent_to_strays.pop(0))
+        if (
+            self._kill_at is not None
+            and time.monotonic() >= self._kill_at
+            and not self.killed_after_grace
+        ):
+            self.killed_after_grace = True
+            self._find_strays()
+            self._killpg(signal.SIGKILL)
+            self._signal_strays(signal.SIGKILL)
 
     @property
     def stopping(self) -> bool:
         """Has logbook itself been asked to stop (so it must not relaunch)?"""
         return self.asked_to_stop is not None
 
-    def restore(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        for sig, old in self._old.items():
-            signal.signal(sig, old)  # type: ignore[arg-type]
-        self._old.clear()
-
     @property
     def stopping_signal(self) -> int | None:
-        """The first signal received that asked the job to stop, if any."""
+        """The first signal of this attempt that asked the command to stop, if any."""
         return next((s for s in self.received if s in STOPPING), None)
+
+    # --- in the signal handler: record and kill(2), nothing else ---------------------------------
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received.append(signum)
-        if signum in STOPPING and self.asked_to_stop is None:
-            self.asked_to_stop = signum
-        self._send(signum)
+        self._killpg(signum)
+        if signum in STOPPING:
+            self._unsent_to_strays.append(signum)
+            if self.asked_to_stop is None:
+                self.asked_to_stop = signum
+            if self._kill_at is None and self.grace_s >= 0:
+                self._kill_at = time.monotonic() + self.grace_s
         self.on_signal(signum)
-        if signum in STOPPING and self._timer is None and self.grace_s >= 0:
-            self._timer = threading.Timer(self.grace_s, self._kill)
-            self._timer.daemon = True
-            self._timer.start()
 
     def _winch(self, signum: int, frame: object) -> None:
         if self.on_winch is not None:
-            self.on_winch()
-        self._send(signum)
+            self.on_winch()  # ioctl(2) calls only
+        self._killpg(signum)
 
-    def _kill(self) -> None:
-        self.killed_after_grace = True
-        self._send(signal.SIGKILL)
-
-    def _send(self, signum: int) -> None:
+    def _killpg(self, signum: int) -> None:
         if self.pgid is None:
             return
-        stopping = signum in (*STOPPING, signal.SIGKILL)
-        if stopping:
-            self._find_strays()  # before the signal: once the leader is dead its tree is out of reach
         try:
             os.killpg(self.pgid, signum)
         except (ProcessLookupError, PermissionError):
             pass  # the group is gone already
-        if stopping:
-            self._send_to_strays(signum)
+
+    # --- in the main thread ---------------------------------------------------------------------
 
     def _find_strays(self) -> None:
+        """Remember the command's descendants: once its leader is dead they are out of reach."""
         import psutil
 
         try:
             self._strays.update(p.pid for p in psutil.Process(self.pgid).children(recursive=True))
-        except (psutil.Error, OSError):
+        except (psutil.Error, OSError, ValueError):
             pass
 
-    def _send_to_strays(self, signum: int) -> None:
+    def _signal_strays(self, signum: int) -> None:
         """The same signal to descendants that left the group (setsid'd ranks, daemons): the whole
-        tree stops together (#3). Those seen once are remembered, for after their parent died."""
+        tree stops together (#3)."""
         for pid in list(self._strays):
             try:
                 if os.getpgid(pid) != self.pgid:

@@ -443,3 +443,45 @@ def test_a_reader_that_leaves_stops_the_command_as_without_logbook(store_path: P
     assert p.stdout == b"y\n"
     [a] = attempts(store_path, "y")
     assert (a["status"], a["signal_name"]) == ("interrupted", "SIGPIPE")
+
+
+def test_a_storm_of_signals_while_starting_never_deadlocks(
+    store_path: Path, tmp_path: Path
+) -> None:
+    # Handlers run between two bytecodes of the main thread, maybe inside threading's own locks
+    # while it starts the pumps: they must take no lock. Signals land all through start-up here;
+    # a wrapper still importing dies of the first one (no handler yet), which is fine: it must
+    # only never hang.
+    script = tmp_path / "quiet.py"
+    script.write_text(
+        "import signal, time\nsignal.signal(signal.SIGUSR1, signal.SIG_IGN)\ntime.sleep(30)\n"
+    )
+    survived = 0
+    for i in range(8):
+        proc = subprocess.Popen(
+            logbook_cmd(
+                "run",
+                "--store",
+                str(store_path),
+                "--run",
+                "storm",
+                "--grace",
+                "1",
+                "--no-capture",
+                "--",
+                sys.executable,
+                str(script),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.1 + 0.04 * i)  # sweep the start-up window
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end and proc.poll() is None:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.001)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)  # a deadlocked wrapper would never get here
+        survived += code == 128 + signal.SIGTERM
+    assert survived >= 3
