@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from logbook.supervisor import launch
+from logbook.supervisor.oom import OomWatch
 from logbook.supervisor.progress import Progress
 from logbook.supervisor.pump import Pump
 from logbook.supervisor.recorder import _now
@@ -48,6 +49,8 @@ class Ended:
     progress: Progress | None
     start_error: OSError | None = None
     reader_gone: bool = False
+    oom_kills: int = 0  # kills the command's memory cgroup counted while it ran
+    oom_cgroup: str | None = None
 
 
 class Watch:
@@ -98,6 +101,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         code = 127 if isinstance(e, FileNotFoundError) else 126  # the shell's codes
         return Ended(code, start, _now(), None, None, False, None, None, start_error=e)
     forwarder.attach(proc.pid)
+    oom = OomWatch(proc.pid)
     pumps = [
         Pump(
             s.read_fd,
@@ -131,6 +135,8 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         hung_s,
         progress,
         reader_gone=any(p.reader_gone for p in pumps),
+        oom_kills=oom.kills_since_start(),
+        oom_cgroup=oom.cgroup,
     )
 
 

@@ -174,6 +174,26 @@ class Session:
         status = (
             "hung" if ended.hung_s is not None and verdict.status != "completed" else verdict.status
         )
+        if ended.oom_kills and ended.returncode in (-9, 137) and not ended.forwarded:
+            from logbook.supervisor.oom import kernel_lines
+
+            lines = kernel_lines()
+            verdict = replace(
+                verdict,
+                status="crashed",
+                crash_class="host_oom",
+                retryable=True,
+                rule="cgroup-oom-kill",
+                summary=f"killed by the kernel OOM killer (memory cgroup {ended.oom_cgroup}: "
+                f"{ended.oom_kills} kill{'s' if ended.oom_kills > 1 else ''})",
+                evidence={
+                    **verdict.evidence,
+                    "oom_kills": ended.oom_kills,
+                    "cgroup": ended.oom_cgroup,
+                    **({"lines": lines} if lines else {}),
+                },
+            )
+            status = "crashed"
         if ended.reader_gone and verdict.status != "completed":
             # `logbook run ... | head`: our reader left and the command got EPIPE, as it would unwrapped.
             verdict = replace(
