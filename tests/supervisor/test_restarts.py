@@ -422,3 +422,75 @@ def test_a_hang_stops_the_whole_tree_even_ranks_that_left_the_group(
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     [row] = _attempts(store_path, "tree")
     assert row["status"] == "hung"
+
+
+def test_on_hang_hooks_run_while_the_command_is_still_alive(
+    store_path: Path, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen"
+    hook = tmp_path / "on_hang.sh"
+    hook.write_text(
+        f'#!/bin/sh\nif kill -0 "$LOGBOOK_PID"; then echo alive > {seen}; else echo dead > {seen}; fi\n'
+    )
+    hook.chmod(0o755)
+    script = tmp_path / "hang.py"
+    script.write_text("import time\nprint('step=1', flush=True)\ntime.sleep(600)\n")
+    p = _run(
+        store_path,
+        "--run",
+        "oh",
+        "--hang-timeout",
+        "1",
+        "--hook",
+        f"on_hang={hook}",
+        "--no-capture",
+        "--",
+        sys.executable,
+        str(script),
+    )
+    assert p.returncode == 128 + 15, p.stderr.decode()[-2000:]
+    assert seen.read_text().strip() == "alive"
+
+
+def test_a_rule_from_logbook_toml_names_the_crash(store_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "logbook.toml").write_text(
+        '[[crash.rule]]\nid = "lustre-evicted"\npattern = \'lustre: .* evicted\'\nclass = "data_io"\n'
+        'summary = "the Lustre client was evicted"\n'
+    )
+    script = tmp_path / "evicted.py"
+    script.write_text(
+        "import sys\nprint('lustre: client 42 evicted by the MDS', file=sys.stderr)\nsys.exit(5)\n"
+    )
+    p = subprocess.run(
+        logbook_cmd(
+            "run",
+            "--store",
+            str(store_path),
+            "--run",
+            "lu",
+            "--no-capture",
+            "--",
+            sys.executable,
+            str(script),
+        ),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert p.returncode == 5
+    [row] = _attempts(store_path, "lu")
+    assert (row["crash_class"], row["rule"], row["summary"]) == (
+        "data_io",
+        "lustre-evicted",
+        "the Lustre client was evicted",
+    )
+    (tmp_path / "logbook.toml").write_text(
+        '[[crash.rule]]\nid = "x"\npattern = \'(\'\nclass = "data_io"\n'
+    )
+    p = subprocess.run(
+        logbook_cmd("run", "--store", str(store_path), "--", "true"),
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert p.returncode == 1 and b"Error:" in p.stderr and b"Traceback" not in p.stderr
