@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from logbook.errors import ConfigError
+from logbook.forensics.rules import CLASSES
 
-CRASH_CLASSES = (
-    "gpu_oom",
-    "host_oom",
-    "communication",
-    "gpu_hardware",
-    "numerical",
-    "data_io",
-    "python_exception",
-    "fatal_signal",
-    "configuration",
-    "unknown",
-)
+CRASH_CLASSES = CLASSES
 # What --restart-on names: crash classes, plus the ends that are not crashes but may be retried.
-RESTARTABLE = (*CRASH_CLASSES, "hung", "lost")
-DEFAULT_RESTART_ON = frozenset(c for c in RESTARTABLE if c not in ("configuration", "lost"))
+RESTARTABLE = (*CRASH_CLASSES, "hung")
+DEFAULT_RESTART_ON = frozenset(c for c in RESTARTABLE if c != "configuration")
 
 
 def parse_classes(text: str, *, option: str) -> set[str]:
@@ -135,6 +124,3 @@ def decide(policy: RestartPolicy, outcome: Outcome, history: History) -> Decisio
         "restart", f"{kind}: restart {history.restarts} of {policy.max_restarts}", delay
     )
 
-
-def names(classes: Iterable[str]) -> str:
-    return ", ".join(sorted(classes))
