@@ -51,8 +51,17 @@ class CompactResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def compact(store, tables: Iterable[str] | None = None) -> CompactResult:  # type: ignore[no-untyped-def]
-    """Merge the small parts of every table and run of `store`.
+def compact(
+    store,
+    tables: Iterable[str] | None = None,
+    *,
+    run: str | None = None,  # type: ignore[no-untyped-def]
+    min_parts: int = 2,
+) -> CompactResult:
+    """Merge the small parts of every table and run of `store` (or of one run).
+
+    Args:
+        min_parts: leave a folder alone while it has fewer small parts than this.
 
     Returns:
         Counts of folders touched and parts before and after.
@@ -61,13 +70,19 @@ def compact(store, tables: Iterable[str] | None = None) -> CompactResult:  # typ
     live = {p.stem for p in journals.list_journals(store.root)}
     result = CompactResult()
     for table in tables or schemas.tables():
-        for directory in sorted((store.root / table).glob("run=*")):
-            _compact_folder(store.root, table, directory, live, result)
+        pattern = f"run={layout.check_run_name(run)}" if run else "run=*"
+        for directory in sorted((store.root / table).glob(pattern)):
+            _compact_folder(store.root, table, directory, live, result, min_parts)
     return result
 
 
 def _compact_folder(
-    root: Path, table: str, directory: Path, live: set[str], result: CompactResult
+    root: Path,
+    table: str,
+    directory: Path,
+    live: set[str],
+    result: CompactResult,
+    min_parts: int = 2,
 ) -> None:
     finish_interrupted(directory)
     inputs = []
@@ -79,7 +94,7 @@ def _compact_folder(
             continue
         if path.stat().st_size < SMALL_PART_BYTES:
             inputs.append(path)
-    if len(inputs) < 2:
+    if len(inputs) < max(2, min_parts):
         return
     lock = directory / LOCK_NAME
     if not _take_lock(lock):

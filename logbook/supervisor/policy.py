@@ -123,4 +123,3 @@ def decide(policy: RestartPolicy, outcome: Outcome, history: History) -> Decisio
     return Decision(
         "restart", f"{kind}: restart {history.restarts} of {policy.max_restarts}", delay
     )
-

@@ -24,6 +24,7 @@ from logbook.supervisor.signals import Forwarder, signal_name
 if TYPE_CHECKING:
     from logbook.supervisor import RunOptions
 
+AUTO_COMPACT_PARTS = 64  # a folder with this many small parts is merged when `logbook run` ends
 CAPTURE_WAIT_S = 60.0  # after the child ends, how long to wait for the launch snapshot to finish
 SCHEDULER_VARS = ("SLURM_JOB_ID", "KUBERNETES_SERVICE_HOST", "PBS_JOBID", "LSB_JOBID")
 
@@ -56,6 +57,7 @@ class Session:
         while True:
             code, decision = self.attempt(forwarder, restart_count)
             if decision.action != "restart":
+                self.tidy()
                 return code
             if not self.backoff(decision.delay_s, forwarder):
                 return code
@@ -64,6 +66,19 @@ class Session:
                 (self.recorder.attempt_id if self.recorder else "", self.placement.label)
             )
             self.placement = lineage.place(self.previous, None)
+
+    def tidy(self) -> None:
+        """Merge this run's parts once they are many: each attempt adds a few, and reading them
+        all is what the next `logbook run` and every query pay (#2: ~2 ms a part)."""
+        if self.store is None:
+            return
+        try:
+            from logbook.store.compact import compact
+
+            compact(self.store, run=self.run, min_parts=AUTO_COMPACT_PARTS)
+        except Exception as e:  # tidying is optional; the record is complete without it
+            if self.recorder is not None:
+                self.recorder.warn(f"could not merge the run's parts: {e}", event=False)
 
     def backoff(self, delay_s: float, forwarder: Forwarder) -> bool:
         """Wait before relaunching; False if logbook was asked to stop meanwhile."""

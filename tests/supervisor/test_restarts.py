@@ -494,3 +494,30 @@ def test_a_rule_from_logbook_toml_names_the_crash(store_path: Path, tmp_path: Pa
         timeout=60,
     )
     assert p.returncode == 1 and b"Error:" in p.stderr and b"Traceback" not in p.stderr
+
+
+def test_a_run_with_many_parts_is_merged_when_logbook_run_ends(store_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    store = Store.open(store_path, create=True)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for i in range(70):  # as many restarts' worth of parts
+        store.write(
+            "attempts",
+            "many",
+            [
+                {
+                    "attempt_id": f"a{i}",
+                    "label": f"1.{i:02d}",
+                    "status": "crashed",
+                    "start_time": t0 + timedelta(minutes=i),
+                    "command": ["train"],
+                    "recorded_at": t0 + timedelta(minutes=i),
+                }
+            ],
+        )
+    p = _run(store_path, "--run", "many", "--no-capture", "--", "true")
+    assert p.returncode == 0
+    rows = _attempts(store_path, "many")
+    assert len(rows) == 71 and rows[-1]["label"] == "1.70" and rows[-1]["parent_label"] == "1.69"
+    assert len(list((store_path / "attempts" / "run=many").glob("*.parquet"))) <= 2
