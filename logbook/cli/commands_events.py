@@ -1,0 +1,130 @@
+"""logbook note, event add, events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from logbook.cli.options import format_option, open_store, store_option
+from logbook.cli.render import render
+
+
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@click.argument("text")
+@click.option(
+    "--at", "at", metavar="TIME", help="When (ISO 8601; no zone = local time). Default: now."
+)
+@click.option("--step", type=int, help="Training step it refers to.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option(
+    "--attempt",
+    metavar="LABEL",
+    help="Attempt it belongs to. Default: the one running at that time.",
+)
+@store_option
+def note(
+    run_name: str,
+    text: str,
+    at: str | None,
+    step: int | None,
+    tags: tuple[str, ...],
+    attempt: str | None,
+    store: Path | None,
+) -> None:
+    """Put a note on a run's record, as the OPT logbook's authors did by hand.
+
+    \b
+        logbook note gpt "Lowered LR to 0.8x after the spike at 23k" --step 23000 --tag lr
+    """
+    from logbook.events import add_event, parse_time
+
+    row = add_event(
+        open_store(store),
+        run_name,
+        "note",
+        text,
+        at=parse_time(at),
+        step=step,
+        data={"tags": list(tags)} if tags else None,
+        attempt=attempt,
+    )
+    click.echo(f"noted on {run_name} at {row['time']:%Y-%m-%d %H:%M:%S} UTC", err=True)
+
+
+@click.group()
+def event() -> None:
+    """Add events by hand."""
+
+
+@event.command("add")
+@click.argument("run_name", metavar="RUN")
+@click.argument("fields", nargs=-1, metavar="[KEY=VALUE]...")
+@click.option("--kind", required=True, help="What happened, e.g. hardware_fault, lr_change.")
+@click.option("--message", "-m", help="One line for people.")
+@click.option(
+    "--at", "at", metavar="TIME", help="When (ISO 8601; no zone = local time). Default: now."
+)
+@click.option("--step", type=int, help="Training step it refers to.")
+@click.option(
+    "--severity", type=click.Choice(["info", "warning", "error"]), default="info", show_default=True
+)
+@click.option(
+    "--attempt",
+    metavar="LABEL",
+    help="Attempt it belongs to. Default: the one running at that time.",
+)
+@store_option
+def event_add(
+    run_name: str,
+    fields: tuple[str, ...],
+    kind: str,
+    message: str | None,
+    at: str | None,
+    step: int | None,
+    severity: str,
+    attempt: str | None,
+    store: Path | None,
+) -> None:
+    """Record an event of any kind, with KEY=VALUE details.
+
+    \b
+        logbook event add opt-175b --kind hardware_fault --step 41200 node=ip-10-0-3-7 xid=79
+    """
+    from logbook.events import add_event, parse_fields, parse_time
+
+    add_event(
+        open_store(store),
+        run_name,
+        kind,
+        message,
+        at=parse_time(at),
+        step=step,
+        severity=severity,
+        data=parse_fields(fields),
+        attempt=attempt,
+    )
+
+
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@click.option("--kind", "kinds", metavar="KINDS", help="Only these kinds (comma-separated).")
+@click.option("--limit", type=int, help="Only the last N.")
+@store_option
+@format_option
+def events(
+    run_name: str, kinds: str | None, limit: int | None, store: Path | None, fmt: str
+) -> None:
+    """A run's events in time order: crashes, restarts, hangs, signals, hooks, checkpoints, notes.
+
+    \b
+        logbook events gpt --kind crash,restart,note
+    """
+    from logbook.events import list_events
+
+    wanted = [k.strip() for k in (kinds or "").split(",") if k.strip()]
+    render(list_events(open_store(store), run_name, kinds=wanted, limit=limit), fmt)
+
+
+COMMANDS = [note, event, events]
