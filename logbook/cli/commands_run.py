@@ -12,6 +12,7 @@ import click
 from logbook.cli.options import store_option
 
 _RUN_SETTINGS = (
+    "config",
     "restarts",
     "restart_on",
     "no_restart_on",
@@ -79,6 +80,13 @@ _RUN_SETTINGS = (
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Where the training writes checkpoints; their steps measure lost work.",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The training's config file (YAML, JSON or TOML): snapshotted per attempt; its changes "
+    "from the parent attempt are hparam_change events, as are the command line's.",
 )
 @click.option(
     "--resume-cmd",
@@ -193,6 +201,11 @@ def resolve_run_settings(
     crash = config.get("crash", {})
     rules = load_rules(crash.get("rule") if isinstance(crash, dict) else None)
     resume = get("resume_cmd", None)
+    config_file = get("config", None)
+    if config_file is not None:
+        from logbook.hparams import load_config
+
+        load_config(Path(config_file))  # a malformed file is an error before the command starts
     checkpoint_dir = get("checkpoint_dir", None)
     return {
         "policy": policy,
@@ -202,6 +215,7 @@ def resolve_run_settings(
         "grace_s": duration("grace", "20s"),
         "resume_command": shlex.split(resume) if resume else None,
         "checkpoint_dir": Path(checkpoint_dir).absolute() if checkpoint_dir else None,
+        "config_path": Path(config_file).absolute() if config_file else None,
     }
 
 

@@ -141,6 +141,12 @@ class Session:
             )
             if opts.capture and self.store is not None:
                 capture.append(_start_capture(recorder, command, env, self.cwd))
+            if self.store is not None:
+                capture.append(
+                    _start_hparams(
+                        recorder, self.store, opts.config_path, command, self.placement.parent_id
+                    )
+                )
             self.hooks(
                 "on_start", self.payload(attempt, pid=pid, status="running"), background=True
             )
@@ -472,6 +478,55 @@ def _start_capture(
         recorder.snapshots(rows)
 
     t = threading.Thread(target=work, name="logbook-capture", daemon=True)
+    t.start()
+    return t
+
+
+def _start_hparams(
+    recorder: Recorder,
+    store: Store,
+    config_path: Path | None,
+    command: list[str],
+    parent_id: str | None,
+) -> Any:
+    """Snapshot the config and command-line settings; their changes from the parent are events."""
+    import threading
+
+    def work() -> None:
+        from logbook import hparams
+
+        try:
+            rows = hparams.snapshot_rows(config_path, command)
+        except Exception as e:  # checked before the first launch; the file may have changed since
+            recorder.warn(f"could not snapshot the settings: {e}")
+            return
+        recorder.snapshots(rows)
+        if parent_id is None:
+            return
+        try:
+            kinds = ("config", "arg")
+            old_rows = store.read("snapshots", run=recorder.run).to_pylist()
+            old = {
+                f"{r['kind']}:{r['name']}": r["value"]
+                for r in old_rows
+                if r["attempt_id"] == parent_id and r["kind"] in kinds
+            }
+        except Exception as e:  # a damaged part: no diff this time, and say so
+            recorder.warn(f"could not compare settings with the parent attempt: {e}")
+            return
+        new = {f"{r['kind']}:{r['name']}": r["value"] for r in rows if r["kind"] in kinds}
+        for ch in hparams.changes(old, new):
+            source, _, key = ch["key"].partition(":")
+            message = f"{key}: {json.dumps(ch['old'])} -> {json.dumps(ch['new'])}"
+            data = {
+                "key": key,
+                "old": ch["old"],
+                "new": ch["new"],
+                "source": "config" if source == "config" else "argv",
+            }
+            recorder.event("hparam_change", message, data=data)
+
+    t = threading.Thread(target=work, name="logbook-hparams", daemon=True)
     t.start()
     return t
 
