@@ -28,7 +28,9 @@ _SAVED = re.compile(
 _NUMBER_IN_NAME = re.compile(r"(\d+)(?!.*\d)")  # the last number in a checkpoint's name
 READ_EVERY_S = 0.5
 CHECKPOINT_EVERY_S = 5.0
-MAX_READ = 4 << 20  # bytes per log per read, so one burst cannot stall the watcher
+MAX_READ = 1 << 20  # bytes per log per read
+SKIP_AHEAD_BYTES = 8 << 20  # a backlog larger than this is skipped...
+TAIL_BYTES = 1 << 20  # ...but for its last megabyte
 
 
 def _now() -> datetime:
@@ -71,6 +73,8 @@ class Progress:
         self._paths = log_paths
         self._offsets = {p: 0 for p in log_paths}
         self._partial = {p: b"" for p in log_paths}
+        self._resync = {p: False for p in log_paths}
+        self.skipped_bytes = 0  # output never scanned for progress because it came too fast
         self._ckpt_dir = checkpoint_dir
         self._ckpt_seen: dict[str, float] = {}
         self._on_checkpoint = on_checkpoint
@@ -116,25 +120,47 @@ class Progress:
                 continue
 
     def read_logs(self, final: bool = False) -> None:
+        """Scan what the logs gained since the last call, in bounded chunks. When the command
+        prints faster than we scan (a flood of output), jump to the last TAIL_BYTES and count what
+        was skipped: progress needs the newest lines, and the wrapper must never fall minutes
+        behind, hold the backlog in memory, or take CPU from the command (#2 benchmarks)."""
         for path in self._paths:
             try:
                 with open(path, "rb") as f:
-                    f.seek(self._offsets[path])
-                    data = f.read(MAX_READ if not final else -1)
+                    while True:
+                        size = os.fstat(f.fileno()).st_size
+                        offset = self._offsets[path]
+                        if size - offset > SKIP_AHEAD_BYTES:
+                            self.skipped_bytes += size - TAIL_BYTES - offset
+                            offset = self._offsets[path] = size - TAIL_BYTES
+                            self._partial[path] = b""
+                            self._resync[path] = True
+                        f.seek(offset)
+                        data = f.read(MAX_READ)
+                        if not data:
+                            break
+                        self._offsets[path] += len(data)
+                        self._take(path, data, final and len(data) < MAX_READ)
+                        if not final:
+                            break
             except OSError:
                 continue
-            if not data:
-                continue
-            self._offsets[path] += len(data)
-            data = self._partial[path] + data
-            cut = data.rfind(b"\n")
-            if cut < 0 and not final:
-                self._partial[path] = data[-65536:]  # a line with no end yet; keep it bounded
-                continue
-            lines, self._partial[path] = (
-                (data, b"") if final or cut < 0 else (data[: cut + 1], data[cut + 1 :])
-            )
-            self._scan_lines(lines)
+
+    def _take(self, path: Path, data: bytes, last: bool) -> None:
+        if self._resync[path]:  # after a jump we are mid-line: start at the next one
+            cut = data.find(b"\n")
+            if cut < 0:
+                return
+            data, self._resync[path] = data[cut + 1 :], False
+        data = self._partial[path] + data
+        cut = data.rfind(b"\n")
+        if cut < 0 and not last:
+            self._partial[path] = data[-65536:]  # a line with no end yet; keep it bounded
+            return
+        lines, self._partial[path] = (
+            (data, b"") if last or cut < 0 else (data[: cut + 1], data[cut + 1 :])
+        )
+        self._scan_lines(lines)
 
     def _scan_lines(self, chunk: bytes) -> None:
         stamp, mono = _now(), time.monotonic()

@@ -283,6 +283,15 @@ class Session:
                 step=last_step,
                 data={"class": outcome.crash_class, **verdict.evidence},
             )
+        if progress is not None and progress.skipped_bytes:
+            recorder.event(
+                "logbook_warning",
+                f"the output came faster than logbook scans it: {progress.skipped_bytes / 1e6:.1f} MB were "
+                "not scanned for steps and checkpoints (the raw log has all of it)",
+                severity="warning",
+                source="logbook",
+                data={"skipped_bytes": progress.skipped_bytes},
+            )
         if decision.action == "gave_up":
             recorder.event("gave_up", decision.reason, severity="error")
         payload = self.payload({**attempt, **fields}, pid=ended.pid)

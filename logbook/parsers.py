@@ -1,0 +1,398 @@
+"""Output lines -> metrics: what `--metrics auto|none|regex:PATTERN` finds in a training's output.
+
+`LineParser.parse` turns one line into a `Parsed` (the step, if the line names one, and the other
+numbers under canonical names), or None for a line that carries no metric. It never raises (#4: a
+parser bug must not touch the training) and looks at no more than the first 4 KiB of a line.
+
+What `auto` reads:
+
+- JSON objects (`{"loss": 1.2, "step": 3}`); nested objects are flattened with `/`
+  (`{"train": {"loss": 1}}` -> `train/loss`); lists, strings and booleans are skipped.
+- Python dict reprs as the Hugging Face Trainer prints them (`{'loss': 0.69, 'epoch': 0.5}`):
+  the quoted `'name': number` pairs, without nesting.
+- `key=value` and `key: value` pairs, several per line, separated by spaces, commas, `;`, tabs or
+  `|`; a whole `|`-separated field may have a name of several words (Megatron's
+  `| lm loss: 2.3E+00 |`).
+- `key value` pairs (fairseq's `| loss 2.345 | lr 0.0005 |`, nanoGPT's `iter 100: loss 2.3456`)
+  when each is a whole field and the line also names a step, epoch, loss, learning rate or grad
+  norm, so that prose (`Found 3, expected 4`) stays out.
+- tqdm bars: the postfix after the rate (Lightning's `v_num=0, train_loss=0.693`), the rate itself
+  (`4.20it/s` -> `iters_per_s`) and an `Epoch N` description, when the postfix has a metric.
+
+Numbers: ints, floats, exponents, `1,234` (thousands), `nan`, `inf`, `-inf` in any case; a number
+too large for a double (`1e400`) becomes +/-inf, as Python's `float` and `json` make it, so that a
+blow-up still reaches the NaN/inf detectors. Units after a number:
+
+- `%` is dropped and the value kept as printed (`mfu: 12.3%` -> `mfu` = 12.3);
+- `k K M G T B` scale the number (`3.2k` -> 3200, `1.5M` -> 1.5e6, `7B` -> 7e9);
+- times, sizes and rates keep the printed value and move the unit into the name
+  (`time 45.6ms` -> `time_ms` = 45.6, `memory: 12.3GiB` -> `memory_gib`,
+  `throughput: 120 samples/s` -> `throughput_samples_per_s`), so that a trainer switching from
+  `ms` to `s` starts a second series rather than mixing scales in one.
+
+Names go through `canonical_name`: lower case, `/s` and "per second" -> `_per_s`, other runs of
+punctuation or spaces -> `_`, then `ALIASES`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from logbook.errors import ConfigError
+
+MAX_LINE = 4096  # bytes (or characters) of a line looked at: bounds the work on a runaway line
+_MAX_STEP = 2**63 - 1  # steps land in an int64 column
+_MAX_DEPTH = 8  # nesting flattened in a JSON line
+
+# Canonical names, keyed by names already normalised (see `canonical_name`), so that `lm loss`,
+# `lm_loss` and `LM-Loss` all meet here.
+ALIASES: dict[str, str] = {
+    # the step
+    "iter": "step",
+    "iteration": "step",
+    "global_step": "step",
+    "update": "step",
+    "num_updates": "step",  # fairseq
+    "it": "step",
+    "steps": "step",
+    "trainer/global_step": "step",
+    # the learning rate
+    "lr": "learning_rate",
+    # gradient norm
+    "gnorm": "grad_norm",
+    "gradient_norm": "grad_norm",
+    "grad_norm": "grad_norm",
+    # Megatron's "lm loss" is its training loss; other trainers' train_loss/eval_loss stay as named,
+    # since a trainer that prints both must not have them merged.
+    "lm_loss": "loss",
+    # throughput
+    "tok_per_s": "tokens_per_s",
+    "tokens_per_sec": "tokens_per_s",
+    "tps": "tokens_per_s",  # torchtitan
+    "sample_per_s": "samples_per_s",
+    "it_per_s": "iters_per_s",  # tqdm
+    "iter_per_s": "iters_per_s",
+    # mixed precision
+    "scale": "loss_scale",
+    "lossscale": "loss_scale",
+}
+
+# Names that look like a key=value but never are a metric (ids, versions, host:port, `file.py:12`).
+_NOT_METRIC = re.compile(
+    r"(?:^|_)(?:version|pid|port|host|localhost|addr|id|line|lineno|seed|sha|commit|hash)$"
+    r"|(?:error|exception|warning)$"
+    r"|\.(?:py|pyx|c|cc|cpp|cu|h|hpp|so|js|go|rs|java|sh|log|txt|json|yaml|yml|toml)$"  # file:line
+)
+# A line's field names one of these for `key value` fields to count (see module docstring).
+_ANCHORS = frozenset({"step", "epoch", "loss", "learning_rate", "grad_norm"})
+
+_NUM = (
+    r"[-+]?(?:\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+    r"|[-+]?(?i:nan|inf(?:inity)?)"
+)
+# A unit that may follow after one space (`120 samples/s`), then one that must touch the number.
+_UNIT = (
+    r"(?:\ ?(?P<lu>[A-Za-z]+/s(?:ec)?|s/[A-Za-z]+|[kKMGT]i?B|ns|us|ms|sec|min)"
+    r"|(?P<su>%|[kKMGTB]|s|h))?"
+)
+# A value: a number (in brackets for DeepSpeed's one-group `lr=[0.0001]`) and its unit.
+_VALUE = rf"(?P<lb>\[)?(?P<num>{_NUM})(?(lb)\]){_UNIT}"
+_END = r"(?=[\s,|;)\]}(]|$)"
+_NAME = r"[A-Za-z_][\w.\-/]*"
+
+# `name=value` or `name: value` inside a field; the name starts a word (not `--lr=`, not a path).
+_PAIR = re.compile(
+    rf"""(?<![\w./\-?&])["']?(?P<key>{_NAME})["']?\s*(?P<sep>[=:])\s*{_VALUE}{_END}"""
+)
+# After a `name: value`, what must come for it to be a pair and not prose (`Error: 3 workers died`).
+_AFTER_COLON = re.compile(rf"""\s*(?:$|[,|;)\]}}(]|["']?{_NAME}["']?\s*[:=])""")
+# A whole field `name words (unit): value`, the name of up to 6 words (Megatron).
+_FIELD = re.compile(
+    rf"\s*(?P<key>{_NAME}(?:\ +(?:{_NAME}|\([A-Za-z%/]+\))){{0,5}})\s*[=:]\s*{_VALUE}\s*"
+)
+# A whole field `name value` or `name 120/ 5000` (fairseq, nanoGPT, Megatron's iteration).
+_SPACED = re.compile(rf"\s*(?P<key>{_NAME})\s+{_VALUE}(?:\s*/\s*\d+)?\s*")
+# A whole field that is a rate alone (tqdm's `4.20it/s`).
+_RATE = re.compile(r"\s*(?P<num>\d+(?:\.\d*)?)(?P<lu>[A-Za-z]+/s|s/[A-Za-z]+)\]?\s*")
+# Fields: split on | ; tabs, and on commas that are not thousands separators.
+_FIELDS = re.compile(r"[|;\t]|,(?!\d{3}(?!\d))")
+_COLON_SPACE = re.compile(r":\s+")
+# JSON or Python dict repr: `"name": number` / `'name': number`.
+_QUOTED = re.compile(rf"""["'](?P<key>[^"'\n]{{1,200}})["']\s*:\s*{_VALUE}(?=\s*[,}}])""")
+# tqdm: `desc: 50%|█████     | 5/10 [00:01<00:01, 4.20it/s, postfix]`.
+_TQDM = re.compile(
+    r"(?P<desc>.*?)\d+%\|[^|]*\|[^\[]*\[[^,\]]*(?:,\s*(?P<rate>[^,\]]*))?(?:,\s*(?P<post>.*?))?\]\s*$"
+)
+_URL = re.compile(r"\w+://\S*")
+_SCALE = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "B": 1e9}
+_SEPARATORS = re.compile(r"[^a-z0-9_./]+")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The metrics of one output line.
+
+    Attributes:
+        step: the step the line names (after aliasing), if any.
+        values: the other numeric metrics under canonical names; nan and inf kept.
+    """
+
+    step: int | None
+    values: dict[str, float]
+
+
+def canonical_name(name: str) -> str:
+    """The name a metric is recorded under.
+
+    Lower case (trainers print `Loss`, `loss` and `LOSS` for one thing); a rate's `/s`, `/sec`,
+    `per second` or `_per_sec` becomes `_per_s`; runs of other characters than letters, digits,
+    `_`, `.` and `/` become one `_` (`elapsed time per iteration (ms)` ->
+    `elapsed_time_per_iteration_ms`); `/` and `.` stay, as they namespace (`train/loss`); then
+    `ALIASES` (`lr` -> `learning_rate`, `iteration` -> `step`).
+
+    Args:
+        name: the name as printed.
+
+    Returns:
+        The canonical name; "" for a name with no letters or digits.
+    """
+    n = name.strip().strip("\"'").lower()
+    n = re.sub(r"\s*(?:/\s*sec(?:ond)?|/\s*s|[\s_]+per[\s_]+sec(?:ond)?)$", "_per_s", n)
+    n = _SEPARATORS.sub("_", n).strip("_")
+    return ALIASES.get(n, n)
+
+
+def _number(text: str) -> float | None:
+    """The float of a number as `_NUM` matched it; +/-inf for one beyond a double."""
+    try:
+        return float(text.replace(",", ""))
+    except (ValueError, OverflowError):  # float() gives inf for 1e400; this is belt and braces
+        return None
+
+
+class LineParser:
+    """Finds metrics in output lines.
+
+    Args:
+        mode: "auto" (the formats in the module docstring), "none" (no metrics), or
+            "regex:PATTERN", whose named groups are the metrics (a group named `step`, or an alias of
+            it, is the step) and which is searched anywhere in the line.
+
+    Raises:
+        ConfigError: an unknown mode, or a regex that does not compile or has no named groups.
+    """
+
+    def __init__(self, mode: str = "auto") -> None:
+        self.mode = mode
+        self._regex: re.Pattern[str] | None = None
+        if mode.startswith("regex:"):
+            pattern = mode[len("regex:") :]
+            try:
+                self._regex = re.compile(pattern)
+            except (re.error, RecursionError, OverflowError) as e:
+                raise ConfigError(
+                    f"bad --metrics regex {pattern!r}: {e}",
+                    hint="use Python re syntax, e.g. regex:loss=(?P<loss>\\S+)",
+                ) from None
+            if not self._regex.groupindex:
+                raise ConfigError(
+                    f"--metrics regex {pattern!r} has no named groups",
+                    hint="name each metric's group, e.g. regex:step (?P<step>\\d+) loss (?P<loss>\\S+)",
+                )
+        elif mode not in ("auto", "none"):
+            raise ConfigError(
+                f"unknown --metrics mode {mode!r}", hint="use auto, none or regex:PATTERN"
+            )
+
+    def parse(self, line: bytes | str) -> Parsed | None:
+        """The metrics on one line, or None when it carries none. Never raises.
+
+        Args:
+            line: one line of output, with or without its newline; bytes are decoded as UTF-8
+                with errors replaced. Only the first `MAX_LINE` bytes are read.
+
+        Returns:
+            A `Parsed` with a step or at least one value, or None.
+        """
+        if self.mode == "none":
+            return None
+        try:
+            if isinstance(line, bytes):
+                line = line[:MAX_LINE].decode("utf-8", "replace")
+            else:
+                line = line[:MAX_LINE]
+            if "\r" in line:  # a progress bar redrawn in place: its last drawing
+                line = line.rstrip("\r\n").rsplit("\r", 1)[-1]
+            if self._regex is not None:
+                return self._parse_regex(line)
+            return self._parse_auto(line)
+        except Exception:  # a parser bug must never reach the training (#4)
+            return None
+
+    # --- regex mode ---------------------------------------------------------------------------
+
+    def _parse_regex(self, line: str) -> Parsed | None:
+        assert self._regex is not None
+        m = self._regex.search(line)
+        if m is None:
+            return None
+        pairs = []
+        for key, text in m.groupdict().items():
+            if text is None:
+                continue
+            v = _VALUE_ONLY.fullmatch(text.strip())
+            if v is not None:
+                pairs.append((key, v))
+        return _collect(pairs)
+
+    # --- auto mode ----------------------------------------------------------------------------
+
+    def _parse_auto(self, line: str) -> Parsed | None:
+        # Cheap rejection first (#4: non-metric lines must cost little): every form needs one of
+        # these characters and a digit, or nan/inf.
+        if not ("=" in line or ":" in line or "|" in line or "," in line):
+            return None
+        stripped = line.lstrip()
+        if stripped.startswith(("Traceback", 'File "')):
+            return None
+        if "{" in line:
+            found = _parse_dict(line)
+            if found is not None:
+                return found
+        if "://" in line:
+            line = _URL.sub(" ", line)
+        if "%|" in line:
+            m = _TQDM.match(line)
+            if m is not None:
+                return _parse_tqdm(m)
+        return _parse_fields(line)
+
+
+_VALUE_ONLY = re.compile(_VALUE)
+
+
+def _parse_fields(line: str, extra: list[tuple[str, re.Match[str]]] | None = None) -> Parsed | None:
+    """`key=value`, `key: value` and `key value` pairs, field by field."""
+    pairs: list[tuple[str, re.Match[str]]] = []
+    spaced: list[tuple[str, re.Match[str]]] = list(extra or ())
+    fields = (
+        _FIELDS.split(line)
+        if ("|" in line or "," in line or ";" in line or "\t" in line)
+        else [line]
+    )
+    for field in fields:
+        if not field or field.isspace():
+            continue
+        m = _FIELD.fullmatch(field)
+        if m is not None:
+            pairs.append((m.group("key"), m))
+            continue
+        found = False
+        for m in _PAIR.finditer(field):
+            if m.group("sep") == ":" and not _AFTER_COLON.match(field, m.end()):
+                continue
+            pairs.append((m.group("key"), m))
+            found = True
+        if found:
+            continue
+        for part in _COLON_SPACE.split(field):
+            m = _SPACED.fullmatch(part)
+            if m is not None:
+                spaced.append((m.group("key"), m))
+    if spaced and len(pairs) + len(spaced) >= 2:
+        names = {canonical_name(k) for k, _ in pairs + spaced}
+        if names & _ANCHORS or any(n.endswith("loss") for n in names):
+            pairs += spaced
+    return _collect(pairs)
+
+
+def _parse_tqdm(m: re.Match[str]) -> Parsed | None:
+    """A tqdm bar: its postfix, and its rate and `Epoch N` description when the postfix has metrics."""
+    post = m.group("post")
+    parsed = _parse_fields(post) if post else None
+    if parsed is None:
+        return None
+    extra: list[tuple[str, re.Match[str]]] = []
+    rate = _RATE.fullmatch(m.group("rate") or "")
+    if rate is not None:
+        extra.append((rate.group("lu"), rate))
+    desc = _SPACED.fullmatch(m.group("desc").rstrip().rstrip(":"))
+    if desc is not None:
+        extra.append((desc.group("key"), desc))
+    more = _collect(extra)
+    if more is None:
+        return parsed
+    values = {**more.values, **parsed.values}
+    return Parsed(parsed.step if parsed.step is not None else more.step, values)
+
+
+def _parse_dict(line: str) -> Parsed | None:
+    """A JSON object, else the quoted pairs of a Python dict repr, from the first `{` on."""
+    start, end = line.find("{"), line.rfind("}")
+    if end > start:
+        try:
+            obj = json.loads(line[start : end + 1])
+        except (ValueError, RecursionError):
+            obj = None
+        if isinstance(obj, dict):
+            values: dict[str, float] = {}
+            _flatten(obj, "", values, 0)
+            return _split_step(values)
+    pairs = [(m.group("key"), m) for m in _QUOTED.finditer(line, start)]
+    return _collect(pairs) if pairs else None
+
+
+def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, float], depth: int) -> None:
+    """Numbers of a JSON object under `a/b` names; booleans, strings and lists skipped."""
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if depth < _MAX_DEPTH:
+                _flatten(value, name + "/", out, depth + 1)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                f = float(value)
+            except OverflowError:  # an int beyond a double, like 1e400 written out
+                f = math.inf if value > 0 else -math.inf
+            canon = canonical_name(name)
+            if canon and canon not in out and not _NOT_METRIC.search(canon):
+                out[canon] = f
+
+
+def _collect(pairs: list[tuple[str, re.Match[str]]]) -> Parsed | None:
+    """Named value matches -> canonical names, scaled numbers, units in names; the step apart."""
+    values: dict[str, float] = {}
+    for key, m in pairs:
+        v = _number(m.group("num"))
+        if v is None:
+            continue
+        groups = m.groupdict()
+        long_unit, short_unit = groups.get("lu"), groups.get("su")
+        if key == long_unit:  # a rate alone: its unit is its name (tqdm's 4.2it/s)
+            name = canonical_name(key)
+        else:
+            name = canonical_name(key)
+            unit = long_unit or (short_unit if short_unit in ("s", "h") else None)
+            if unit:
+                suffix = canonical_name(unit)
+                name = name if name.endswith(suffix) else f"{name}_{suffix}"
+            elif short_unit in _SCALE:
+                v *= _SCALE[short_unit]
+        if name and name not in values and not _NOT_METRIC.search(name):
+            values[name] = v
+    return _split_step(values)
+
+
+def _split_step(values: dict[str, float]) -> Parsed | None:
+    """Take `step` out of the values when it is a whole number that fits an int64."""
+    step = None
+    s = values.get("step")
+    if s is not None and math.isfinite(s) and s == int(s) and 0 <= s <= _MAX_STEP:
+        step = int(values.pop("step"))
+    if step is None and not values:
+        return None
+    return Parsed(step, values)
