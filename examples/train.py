@@ -39,8 +39,12 @@ def main() -> int:
     ap.add_argument("--ckpt-dir", default="ckpt")
     ap.add_argument("--ckpt-every", type=int, default=50)
     ap.add_argument("--crash-at", type=int, default=None, help="raise an error at this step")
-    ap.add_argument("--crash-times", type=int, default=1,
-                    help="crash only in the first N launches (LOGBOOK_RESTART_COUNT < N)")
+    ap.add_argument(
+        "--crash-times",
+        type=int,
+        default=1,
+        help="crash only in the first N launches (LOGBOOK_RESTART_COUNT < N)",
+    )
     ap.add_argument("--step-delay", type=float, default=0.0, help="seconds to sleep per step")
     args = ap.parse_args()
 

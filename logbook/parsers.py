@@ -117,7 +117,7 @@ _FIELD = re.compile(
 # A whole field `name value` or `name 120/ 5000` (fairseq, nanoGPT, Megatron's iteration).
 _SPACED = re.compile(rf"\s*(?P<key>{_NAME})\s+{_VALUE}(?:\s*/\s*\d+)?\s*")
 # A whole field that is a rate alone (tqdm's `4.20it/s`).
-_RATE = re.compile(r"\s*(?P<num>\d+(?:\.\d*)?)(?P<lu>[A-Za-z]+/s|s/[A-Za-z]+)\]?\s*")
+_RATE = re.compile(r"\s*(?P<num>\d+(?:\.\d*)?)(?P<lu>[A-Za-z]+/s|s/[A-Za-z]+)(?P<su>(?!))?\]?\s*")
 # Fields: split on | ; tabs, and on commas that are not thousands separators.
 _FIELDS = re.compile(r"[|;\t]|,(?!\d{3}(?!\d))")
 _COLON_SPACE = re.compile(r":\s+")
@@ -126,6 +126,12 @@ _QUOTED = re.compile(rf"""["'](?P<key>[^"'\n]{{1,200}})["']\s*:\s*{_VALUE}(?=\s*
 # tqdm: `desc: 50%|█████     | 5/10 [00:01<00:01, 4.20it/s, postfix]`.
 _TQDM = re.compile(
     r"(?P<desc>.*?)\d+%\|[^|]*\|[^\[]*\[[^,\]]*(?:,\s*(?P<rate>[^,\]]*))?(?:,\s*(?P<post>.*?))?\]\s*$"
+)
+# What every form has somewhere: a name (perhaps closed by `)`, `]`, a quote) then `=` or `:` then a number
+# (not `12:00`), or a `name number` field after `|`, `,` or `:`. One scan rejects most prose.
+_MAYBE = re.compile(
+    r"""(?<![\w./\-])[A-Za-z_][\w./\-]*[)\]"'%]?\s*[=:]\s*[\["']?[-+]?(?:\.?\d|(?i:nan|inf))"""
+    r"|(?:^|[|,:])\s*[A-Za-z_][\w./\-]*\s+[-+]?\.?\d"
 )
 _URL = re.compile(r"\w+://\S*")
 _SCALE = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "B": 1e9}
@@ -169,9 +175,12 @@ def canonical_name(name: str) -> str:
 def _number(text: str) -> float | None:
     """The float of a number as `_NUM` matched it; +/-inf for one beyond a double."""
     try:
-        return float(text.replace(",", ""))
-    except (ValueError, OverflowError):  # float() gives inf for 1e400; this is belt and braces
-        return None
+        return float(text)  # float() itself gives inf for 1e400
+    except ValueError:
+        try:
+            return float(text.replace(",", ""))  # 1,234
+        except ValueError:
+            return None
 
 
 class LineParser:
@@ -252,9 +261,8 @@ class LineParser:
     # --- auto mode ----------------------------------------------------------------------------
 
     def _parse_auto(self, line: str) -> Parsed | None:
-        # Cheap rejection first (#4: non-metric lines must cost little): every form needs one of
-        # these characters and a digit, or nan/inf.
-        if not ("=" in line or ":" in line or "|" in line or "," in line):
+        # Cheap rejection first (#4: non-metric lines must cost little).
+        if _MAYBE.search(line) is None:
             return None
         stripped = line.lstrip()
         if stripped.startswith(("Traceback", 'File "')):
@@ -341,6 +349,10 @@ def _parse_dict(line: str) -> Parsed | None:
         if isinstance(obj, dict):
             values: dict[str, float] = {}
             _flatten(obj, "", values, 0)
+            step = next((v for k, v in obj.items() if canonical_name(k) == "step"), None)
+            if type(step) is int and 0 <= step <= _MAX_STEP:  # exact, as float loses past 2**53
+                values.pop("step", None)
+                return Parsed(step, values)
             return _split_step(values)
     pairs = [(m.group("key"), m) for m in _QUOTED.finditer(line, start)]
     return _collect(pairs) if pairs else None
@@ -366,31 +378,54 @@ def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, float], depth: int
 def _collect(pairs: list[tuple[str, re.Match[str]]]) -> Parsed | None:
     """Named value matches -> canonical names, scaled numbers, units in names; the step apart."""
     values: dict[str, float] = {}
+    step = None
     for key, m in pairs:
-        v = _number(m.group("num"))
+        num, long_unit, short_unit = m.group("num", "lu", "su")
+        name = _metric_name(key, long_unit, short_unit)
+        if name is None or name in values or (name == "step" and step is not None):
+            continue
+        if name == "step" and step is None and num.isdigit() and short_unit is None:
+            if int(num) <= _MAX_STEP:  # as an int: a float loses steps past 2**53
+                step = int(num)
+                continue
+        v = _number(num)
         if v is None:
             continue
-        groups = m.groupdict()
-        long_unit, short_unit = groups.get("lu"), groups.get("su")
-        if key == long_unit:  # a rate alone: its unit is its name (tqdm's 4.2it/s)
-            name = canonical_name(key)
-        else:
-            name = canonical_name(key)
-            unit = long_unit or (short_unit if short_unit in ("s", "h") else None)
-            if unit:
-                suffix = canonical_name(unit)
-                name = name if name.endswith(suffix) else f"{name}_{suffix}"
-            elif short_unit in _SCALE:
-                v *= _SCALE[short_unit]
-        if name and name not in values and not _NOT_METRIC.search(name):
-            values[name] = v
-    return _split_step(values)
+        values[name] = v * _SCALE[short_unit] if short_unit in _SCALE else v
+    return _split_step(values, step)
 
 
-def _split_step(values: dict[str, float]) -> Parsed | None:
+_names: dict[tuple[str, str | None, str | None], str | None] = {}
+
+
+def _metric_name(key: str, long_unit: str | None, short_unit: str | None) -> str | None:
+    """The name a value is recorded under, its unit added; None for a name that is no metric.
+
+    Cached: a training prints the same few names on every line, and this is most of the work on
+    a `key=value` line otherwise. The cache is emptied if a training prints very many names.
+    """
+    cache_key = (key, long_unit, short_unit)
+    name = _names.get(cache_key, "")
+    if name != "":
+        return name
+    if key == long_unit:  # a rate alone: its unit is its name (tqdm's 4.2it/s)
+        name = canonical_name(key)
+    else:
+        name = canonical_name(key)
+        unit = long_unit or (short_unit if short_unit in ("s", "h") else None)
+        if unit:
+            suffix = canonical_name(unit)
+            name = name if name.endswith(suffix) else f"{name}_{suffix}"
+    result = name if name and not _NOT_METRIC.search(name) else None
+    if len(_names) >= 10_000:
+        _names.clear()
+    _names[cache_key] = result
+    return result
+
+
+def _split_step(values: dict[str, float], step: int | None = None) -> Parsed | None:
     """Take `step` out of the values when it is a whole number that fits an int64."""
-    step = None
-    s = values.get("step")
+    s = values.get("step") if step is None else None
     if s is not None and math.isfinite(s) and s == int(s) and 0 <= s <= _MAX_STEP:
         step = int(values.pop("step"))
     if step is None and not values:

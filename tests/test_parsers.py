@@ -340,3 +340,9 @@ def test_key_value_lines_round_trip(values: dict[str, float], step: int, sep: st
 @given(st.dictionaries(_NAMES, st.floats(allow_nan=False), min_size=1, max_size=8))
 def test_python_dict_repr_round_trips(values: dict[str, float]) -> None:
     assert auto.parse(repr(values)) == Parsed(None, values)
+
+
+def test_steps_are_exact_past_two_to_the_53() -> None:
+    big = 2**53 + 1
+    assert auto.parse(f"step={big} a=1") == Parsed(big, {"a": 1.0})
+    assert auto.parse(f'{{"step": {big}}}') == Parsed(big, {})
