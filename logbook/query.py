@@ -7,6 +7,7 @@ each run. Reports bind user values as parameters; none is pasted into SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
@@ -270,3 +271,43 @@ def list_incidents(store: Store, run: str) -> pa.Table:
         """,
         [run],
     )
+
+
+def read_metrics(
+    store: Store,
+    run: str,
+    *,
+    names: Sequence[str] = (),
+    every: int | None = None,
+    attempt: str | None = None,
+) -> pa.Table:
+    """A run's metrics, oldest step first; with `every`, the last value in each bucket of that many steps.
+
+    Raises:
+        NoSuchRun: the store has no such run.
+        LogbookError: `every` is not positive.
+    """
+    from logbook.errors import LogbookError
+
+    store.check_run(run)
+    if every is not None and every < 1:
+        raise LogbookError("--every must be at least 1")
+    where = (
+        "m.run = $run and (len($names) = 0 or list_contains($names, m.name)) "
+        "and ($attempt is null or a.label = $attempt)"
+    )
+    base = (
+        f"select a.label as attempt, m.step, m.name, m.value, m.time from metrics m "
+        f"left join attempts a on a.attempt_id = m.attempt_id where {where}"
+    )
+    params: dict[str, Any] = {"run": run, "names": list(names), "attempt": attempt}
+    if every:
+        params["every"] = every
+        sql = (
+            f"select attempt, max(step) as step, name, arg_max(value, coalesce(step, 0)) as value, "
+            f"max(time) as time from ({base}) group by attempt, name, step // $every "
+            "order by min(time), step, name"
+        )
+    else:
+        sql = f"{base} order by m.time, m.step, m.name"
+    return run_sql(store, sql, params)

@@ -81,3 +81,36 @@ def incidents(run_name: str, each: bool, store: Path | None, fmt: str) -> None:
 
 
 COMMANDS.append(incidents)
+
+
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@click.option("--name", "names", metavar="NAMES", help="Only these metrics (comma-separated).")
+@click.option(
+    "--every", type=int, metavar="N", help="One point per N steps (the last in each bucket)."
+)
+@click.option("--attempt", metavar="LABEL", help="Only this attempt.")
+@store_option
+@format_option
+def metrics(
+    run_name: str,
+    names: str | None,
+    every: int | None,
+    attempt: str | None,
+    store: Path | None,
+    fmt: str,
+) -> None:
+    """A run's metrics: step, name, value, and the attempt that logged them.
+
+    \b
+        logbook metrics gpt --name loss --every 1000
+    """
+    from logbook.query import read_metrics
+
+    wanted = [n.strip() for n in (names or "").split(",") if n.strip()]
+    render(
+        read_metrics(open_store(store), run_name, names=wanted, every=every, attempt=attempt), fmt
+    )
+
+
+COMMANDS.append(metrics)

@@ -13,6 +13,7 @@ from logbook.cli.options import store_option
 
 _RUN_SETTINGS = (
     "config",
+    "metrics",
     "restarts",
     "restart_on",
     "no_restart_on",
@@ -80,6 +81,12 @@ _RUN_SETTINGS = (
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Where the training writes checkpoints; their steps measure lost work.",
+)
+@click.option(
+    "--metrics",
+    metavar="MODE",
+    help="Metrics from the output: auto (key=value, key: value, JSON, dict reprs, Megatron, tqdm), "
+    "regex:PATTERN (named groups), or none. [default: auto]",
 )
 @click.option(
     "--config",
@@ -200,6 +207,11 @@ def resolve_run_settings(
     check_hooks(hooks, Path.cwd(), dict(__import__("os").environ))
     crash = config.get("crash", {})
     rules = load_rules(crash.get("rule") if isinstance(crash, dict) else None)
+    metrics = str(get("metrics", "auto"))
+    if metrics != "none":
+        from logbook.parsers import LineParser
+
+        LineParser(metrics)  # a bad mode or regex is an error before the command starts
     resume = get("resume_cmd", None)
     config_file = get("config", None)
     if config_file is not None:
@@ -216,6 +228,7 @@ def resolve_run_settings(
         "resume_command": shlex.split(resume) if resume else None,
         "checkpoint_dir": Path(checkpoint_dir).absolute() if checkpoint_dir else None,
         "config_path": Path(config_file).absolute() if config_file else None,
+        "metrics": metrics,
     }
 
 

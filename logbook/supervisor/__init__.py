@@ -37,6 +37,7 @@ class RunOptions:
     hang_timeout_s: float | None = None
     checkpoint_dir: Path | None = None
     resume_command: list[str] | None = None
+    metrics: str = "auto"  # auto | none | regex:PATTERN: metrics from the output
     config_path: Path | None = None  # --config: snapshotted per attempt, diffed against the parent
     hooks: Sequence[Any] = ()  # logbook.hooks.Hook
     rules: Sequence[Any] | None = None  # logbook.forensics.rules.Rule; None: the shipped ones

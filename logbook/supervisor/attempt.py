@@ -9,7 +9,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from logbook.parsers import LineParser
 from logbook.supervisor import launch
 from logbook.supervisor.oom import OomWatch
 from logbook.supervisor.progress import Progress
@@ -33,6 +35,7 @@ class Launch:
     hang_timeout_s: float | None
     log_dir: Path | None
     checkpoint_dir: Path | None
+    parser: LineParser | None = None  # metrics from the output; None: steps only
 
 
 @dataclass
@@ -53,25 +56,16 @@ class Ended:
     oom_cgroup: str | None = None
 
 
+@dataclass
 class Watch:
     """Callbacks from a running attempt to the recording side (all must be quick and never raise)."""
 
-    def __init__(
-        self,
-        *,
-        started: Callable[[int, datetime], None],
-        signal: Callable[[int], None],
-        hang: Callable[[int, float, Progress], None],
-        warn: Callable[[str], None],
-        checkpoint: Callable[[object], None],
-    ) -> None:
-        self.started, self.signal, self.hang, self.warn, self.checkpoint = (
-            started,
-            signal,
-            hang,
-            warn,
-            checkpoint,
-        )
+    started: Callable[[int, datetime], None]
+    signal: Callable[[int], None]
+    hang: Callable[[int, float, Progress], None]
+    warn: Callable[[str], None]
+    checkpoint: Callable[[Any], None]
+    metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None
 
 
 def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
@@ -89,7 +83,13 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
 
     forwarder.on_winch = resize_ptys if ptys else None
     log_paths = [spec.log_dir / f"{s.name}.log" for s in streams] if spec.log_dir else []
-    progress = Progress(log_paths, spec.checkpoint_dir, on_checkpoint=watch.checkpoint)
+    progress = Progress(
+        log_paths,
+        spec.checkpoint_dir,
+        on_checkpoint=watch.checkpoint,
+        parser=spec.parser,
+        on_metrics=watch.metrics,
+    )
     start = _now()
     try:
         proc = launch.spawn(

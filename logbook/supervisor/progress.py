@@ -15,6 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from logbook.parsers import LineParser
 
 # `step=12`, `step: 12`, `global_step 12`, `iter 12`, `"step": 12`, Megatron `iteration   12/ 5000 |`.
 _STEP = re.compile(
@@ -58,6 +62,8 @@ class Progress:
         log_paths: list[Path],
         checkpoint_dir: Path | None,
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
+        parser: LineParser | None = None,
+        on_metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -78,6 +84,8 @@ class Progress:
         self._ckpt_dir = checkpoint_dir
         self._ckpt_seen: dict[str, float] = {}
         self._on_checkpoint = on_checkpoint
+        self._parser = parser  # None: steps only, by find_step
+        self._on_metrics = on_metrics
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if checkpoint_dir is not None:
@@ -178,13 +186,22 @@ class Progress:
             if b"heckpoint" in line and (m := _SAVED.search(line)):
                 self._saw_checkpoint(Checkpoint(int(m.group(1)), stamp, None))
                 continue
-            step = find_step(line)
+            parsed = self._parser.parse(line) if self._parser is not None else None
+            step = (
+                parsed.step
+                if parsed is not None
+                else find_step(line)
+                if self._parser is None
+                else None
+            )
             if step is not None:
                 if self.first_step is None:
                     self.first_step, self.first_step_time = step, stamp
                 if self.last_step is None or step != self.last_step:
                     self.last_step_mono = mono
                 self.last_step, self.last_step_time = step, stamp
+            if parsed is not None and parsed.values and self._on_metrics is not None:
+                self._on_metrics(step if step is not None else self.last_step, parsed.values, stamp)
 
     def _saw_checkpoint(self, ckpt: Checkpoint) -> None:
         self.checkpoint = ckpt

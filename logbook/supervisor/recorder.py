@@ -10,6 +10,7 @@ import queue
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -184,3 +185,74 @@ def base_attempt(run: str, attempt_id: str, command: list[str], cwd: Path) -> di
         "cwd": str(cwd),
         "logbook_version": __version__,
     }
+
+
+class MetricBuffer:
+    """Metrics parsed from the output, written as Parquet parts every FLUSH_S or FLUSH_ROWS and at
+    the end. At most MAX_NAMES distinct names per attempt: a line full of ids must not explode the
+    table; the rest are counted and reported (#4)."""
+
+    FLUSH_S = 10.0
+    FLUSH_ROWS = 50_000
+    MAX_NAMES = 1000
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.rows: list[dict[str, Any]] = []
+        self.names: set[str] = set()
+        self.dropped_names: set[str] = set()
+        self.dropped_points = 0
+        self.written = 0
+        self._next_flush = time.monotonic() + self.FLUSH_S
+        self._lock = threading.Lock()
+
+    def add(self, step: int | None, values: Mapping[str, float], at: datetime) -> None:
+        with self._lock:
+            for name, value in values.items():
+                if name not in self.names:
+                    if len(self.names) >= self.MAX_NAMES:
+                        if (
+                            len(self.dropped_names) < 100_000
+                        ):  # the count of names stays bounded too
+                            self.dropped_names.add(name)
+                        self.dropped_points += 1
+                        continue
+                    self.names.add(name)
+                self.rows.append(
+                    {"time": at, "step": step, "name": name, "value": value, "source": "parser"}
+                )
+            due = len(self.rows) >= self.FLUSH_ROWS or time.monotonic() >= self._next_flush
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self.rows = self.rows, []
+            self._next_flush = time.monotonic() + self.FLUSH_S
+        if rows:
+            full = [
+                {**r, "run": self.recorder.run, "attempt_id": self.recorder.attempt_id}
+                for r in rows
+            ]
+            store = self.recorder.store
+            if store is not None:
+                self.recorder._safe(
+                    "metrics", lambda: store.write("metrics", self.recorder.run, full)
+                )
+            self.written += len(rows)
+
+    def close(self) -> None:
+        """Write what is left, and say what was dropped."""
+        self.flush()
+        if self.dropped_points:
+            self.recorder.event(
+                "logbook_warning",
+                f"{len(self.names)} metric names recorded; {self.dropped_points} values of "
+                f"{len(self.dropped_names)} more names were not (at most {self.MAX_NAMES} per attempt)",
+                severity="warning",
+                source="logbook",
+                data={
+                    "dropped_points": self.dropped_points,
+                    "example_names": sorted(self.dropped_names)[:20],
+                },
+            )

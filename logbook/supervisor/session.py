@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logbook.exitcodes import ExitCode
+from logbook.parsers import LineParser
 from logbook.store import Store
 from logbook.supervisor import lineage
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.policy import Decision, History, Outcome, decide
-from logbook.supervisor.recorder import Recorder, _now, base_attempt
+from logbook.supervisor.recorder import MetricBuffer, Recorder, _now, base_attempt
 from logbook.supervisor.signals import Forwarder, signal_name
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Session:
         self.under_scheduler = any(v in (opts.env or os.environ) for v in SCHEDULER_VARS)
         self.recorder: Recorder | None = None
         self.history = History()
+        # Metrics from the output (#4): "none" keeps only the step finder of the hang watch.
+        self.parser = LineParser(opts.metrics) if opts.metrics != "none" else None
         self.best_step: int | None = None
 
     def on_signal(self, sig: int) -> None:
@@ -125,6 +128,10 @@ class Session:
             opts.hang_timeout_s,
             recorder.log_dir(),
             opts.checkpoint_dir,
+            self.parser,
+        )
+        metrics = (
+            MetricBuffer(recorder) if self.store is not None and self.parser is not None else None
         )
         capture: list[Any] = []
 
@@ -175,8 +182,11 @@ class Session:
             hang=hang,
             warn=recorder.warn,
             checkpoint=checkpoint,
+            metrics=metrics.add if metrics is not None else None,
         )
         ended = run_attempt(spec, forwarder, watch)
+        if metrics is not None:
+            metrics.close()
         if ended.start_error is not None:
             return self.could_not_start(recorder, attempt, ended, first_of_run)
         for t in capture:

@@ -103,8 +103,8 @@ def test_crashes_twice_then_succeeds_from_its_checkpoint(
         for r in rows
     ]
     assert got == [
-        ("1.00", None, "crashed", "python_exception", 0, "restart", 10, 135, None, 100),
-        ("1.01", "1.00", "crashed", "python_exception", 1, "restart", 110, 235, 100, 200),
+        ("1.00", None, "crashed", "python_exception", 0, "restart", 10, 130, None, 100),
+        ("1.01", "1.00", "crashed", "python_exception", 1, "restart", 110, 230, 100, 200),
         ("1.02", "1.01", "completed", None, 2, "stop", 210, 300, 200, 300),
     ]
     assert (
@@ -117,15 +117,15 @@ def test_crashes_twice_then_succeeds_from_its_checkpoint(
         "where run = 'flaky' order by time",
     ).to_pylist()
     assert [(i["label"], i["class"], i["lost_steps"]) for i in incidents] == [
-        ("1.00", "python_exception", 35),
-        ("1.01", "python_exception", 35),
+        ("1.00", "python_exception", 30),
+        ("1.01", "python_exception", 30),
     ]
     assert all(0.05 < i["downtime_s"] < 30 for i in incidents)
     out = invoke(["incidents", "flaky", "--store", str(store_path), "--format", "json"]).stdout
     by_class = {r["class"]: r for r in json.loads(out)}
     assert (
         by_class["python_exception"]["count"] == 2
-        and by_class["python_exception"]["lost_steps"] == 70
+        and by_class["python_exception"]["lost_steps"] == 60
     )
     assert by_class["all failures"]["mtbf_s"] > 0
     show = json.loads(
@@ -134,8 +134,8 @@ def test_crashes_twice_then_succeeds_from_its_checkpoint(
     assert [
         (s["label"], s["steps"], s["resumed_from"], s["lost_steps"], s["then"]) for s in show
     ] == [
-        ("1.00", "10-135", None, 35, "restart"),
-        ("1.01", "110-235", 100, 35, "restart"),
+        ("1.00", "10-130", None, 30, "restart"),
+        ("1.01", "110-230", 100, 30, "restart"),
         ("1.02", "210-300", 200, None, "stop"),
     ]
     events = run_sql(

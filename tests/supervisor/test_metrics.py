@@ -1,0 +1,176 @@
+"""Metrics from the output of a real command, recorded when the attempt ends (#4, part 1)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from logbook.query import run_sql
+from logbook.store import Store
+
+TRAINER = r"""
+import json, sys
+for step in range(1, 201):
+    if step % 4 == 0:
+        print(f"step={step} loss={1/step:.6f} lr=3e-4 tokens/s=12.5k")
+    elif step % 4 == 1:
+        print(json.dumps({"step": step, "loss": 1/step, "grad_norm": float("nan") if step == 101 else 1.0}))
+    elif step % 4 == 2:
+        print({"loss": round(1/step, 6), "learning_rate": 3e-4, "epoch": step / 200}, "step", step)
+    else:
+        print(f" iteration {step:8d}/     200 | lm loss: {1/step:.6E} | grad norm: 0.5 |", file=sys.stderr)
+    if step % 50 == 0:
+        print("Loading 3 shards from /data/web, version 2.3.0")
+"""
+
+
+def _metrics(
+    store_path: Path, sql: str = "select step, name, value from metrics order by step, name"
+) -> list[dict]:
+    return run_sql(Store(store_path), sql).to_pylist()
+
+
+def test_every_format_on_stdout_and_stderr_is_recorded(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "t.py"
+    script.write_text(TRAINER)
+    run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "m",
+        "--no-capture",
+        "--",
+        sys.executable,
+        str(script),
+        check=0,
+    )
+    losses = _metrics(store_path, "select step, value from metrics where name = 'loss'")
+    # A line with no step of its own (the dict repr) counts at the last step seen.
+    want = {(s - 1 if s % 4 == 2 else s, round(1 / s, 6)) for s in range(1, 201)}
+    assert {(r["step"], round(r["value"], 6)) for r in losses} == want and len(losses) == 200
+    names = {r["name"] for r in _metrics(store_path, "select distinct name from metrics")}
+    assert {"loss", "learning_rate", "tokens_per_s", "grad_norm", "epoch"} <= names
+    [nan] = _metrics(
+        store_path, "select value from metrics where name = 'grad_norm' and step = 101"
+    )
+    assert math.isnan(nan["value"])
+    assert not any(n.startswith(("version", "shards")) for n in names)
+
+
+def test_metrics_command_downsamples(run_logbook, invoke, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "t.py"
+    script.write_text("for s in range(1, 1001):\n    print(f'step={s} loss={1000 - s}')\n")
+    run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "d",
+        "--no-capture",
+        "--",
+        sys.executable,
+        str(script),
+        check=0,
+    )
+    rows = json.loads(
+        invoke(
+            [
+                "metrics",
+                "d",
+                "--name",
+                "loss",
+                "--every",
+                "100",
+                "--store",
+                str(store_path),
+                "--format",
+                "json",
+            ]
+        ).stdout
+    )
+    assert [(r["step"], r["value"]) for r in rows] == [(99, 901.0)] + [
+        (s + 99, 901.0 - s) for s in range(100, 901, 100)
+    ] + [(1000, 0.0)]
+
+
+def test_regex_mode_and_none(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "t.py"
+    script.write_text(
+        "for s in range(1, 6):\n    print(f'[{s}] perplexity is {s * 1.5} now; step={s}')\n"
+    )
+    run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "r",
+        "--no-capture",
+        "--metrics",
+        r"regex:\[(?P<step>\d+)\] perplexity is (?P<ppl>[\d.]+)",
+        "--",
+        sys.executable,
+        str(script),
+        check=0,
+    )
+    assert [(r["step"], r["name"], r["value"]) for r in _metrics(store_path)] == [
+        (s, "ppl", s * 1.5) for s in range(1, 6)
+    ]
+    run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "n",
+        "--no-capture",
+        "--metrics",
+        "none",
+        "--",
+        sys.executable,
+        str(script),
+        check=0,
+    )
+    [row] = run_sql(Store(store_path), "select last_step from attempts where run = 'n'").to_pylist()
+    assert row["last_step"] == 5 and len(_metrics(store_path)) == 5  # steps still seen, no metrics
+
+
+def test_a_bad_metrics_mode_is_refused_before_start(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    p = run_logbook(
+        "run", "--store", str(store_path), "--metrics", "regex:(unclosed", "--", "true", check=1
+    )
+    assert b"Error:" in p.stderr and b"Traceback" not in p.stderr
+    p = run_logbook(
+        "run", "--store", str(store_path), "--metrics", "sometimes", "--", "true", check=1
+    )
+    assert b"Error:" in p.stderr
+
+
+def test_ten_thousand_names_are_capped_and_counted(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "t.py"
+    script.write_text("for i in range(10000):\n    print(f'step={i} metric_{i}=1.5')\n")
+    run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "many",
+        "--no-capture",
+        "--",
+        sys.executable,
+        str(script),
+        check=0,
+    )
+    [n] = _metrics(store_path, "select count(distinct name) as n from metrics")
+    assert n["n"] == 1000
+    [warning] = run_sql(
+        Store(store_path), "select message from events where kind = 'logbook_warning'"
+    ).to_pylist()
+    assert "9000 values of 9000 more names were not" in warning["message"]
