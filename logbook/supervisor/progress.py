@@ -32,9 +32,11 @@ _SAVED = re.compile(
 _NUMBER_IN_NAME = re.compile(r"(\d+)(?!.*\d)")  # the last number in a checkpoint's name
 READ_EVERY_S = 0.5
 CHECKPOINT_EVERY_S = 5.0
-MAX_READ = 1 << 20  # bytes per log per read
+MAX_READ = (
+    256 << 10
+)  # bytes per log per read: about 60 ms of parsing, so a flood costs the command little CPU
 SKIP_AHEAD_BYTES = 8 << 20  # a backlog larger than this is skipped...
-TAIL_BYTES = 1 << 20  # ...but for its last megabyte
+TAIL_BYTES = 256 << 10  # ...but for its newest bytes
 
 
 def _now() -> datetime:
@@ -117,6 +119,10 @@ class Progress:
         return max(self.last_output, self.last_step_mono, self.checkpoint_mono)
 
     def _follow(self) -> None:
+        try:  # Linux niceness is per thread: parsing yields the CPU to the command and the passthrough
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
+        except (OSError, AttributeError):
+            pass
         next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
         while not self._stop.wait(READ_EVERY_S):
             try:
@@ -138,7 +144,8 @@ class Progress:
                     while True:
                         size = os.fstat(f.fileno()).st_size
                         offset = self._offsets[path]
-                        if size - offset > SKIP_AHEAD_BYTES:
+                        # At the end the wrapper waits for us: never more than a tail's worth.
+                        if size - offset > (2 * TAIL_BYTES if final else SKIP_AHEAD_BYTES):
                             self.skipped_bytes += size - TAIL_BYTES - offset
                             offset = self._offsets[path] = size - TAIL_BYTES
                             self._partial[path] = b""

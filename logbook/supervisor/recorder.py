@@ -193,7 +193,7 @@ class MetricBuffer:
     table; the rest are counted and reported (#4)."""
 
     FLUSH_S = 10.0
-    FLUSH_ROWS = 50_000
+    FLUSH_ROWS = 10_000
     MAX_NAMES = 1000
 
     def __init__(self, recorder: Recorder) -> None:
