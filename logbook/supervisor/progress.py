@@ -211,9 +211,11 @@ class Progress:
                 self._on_metrics(step if step is not None else self.last_step, parsed.values, stamp)
 
     def _saw_checkpoint(self, ckpt: Checkpoint) -> None:
-        self.checkpoint = ckpt
+        # The same checkpoint is often both announced in the output and seen in the folder.
+        same = self.checkpoint is not None and ckpt.step is not None and ckpt.step == self.checkpoint.step
+        self.checkpoint = ckpt if not same or ckpt.path else self.checkpoint
         self.checkpoint_mono = time.monotonic()
-        if self._on_checkpoint is not None:
+        if self._on_checkpoint is not None and not same:
             self._on_checkpoint(ckpt)
 
     def _scan_checkpoints(self, *, report: bool) -> Checkpoint | None:

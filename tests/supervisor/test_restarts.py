@@ -143,6 +143,12 @@ def test_crashes_twice_then_succeeds_from_its_checkpoint(
     ).to_pylist()
     counts = {e["kind"]: e["n"] for e in events}
     assert counts["crash"] == 2 and counts["restart"] == 2 and counts["checkpoint"] >= 6
+    twice = run_sql(
+        Store(store_path),
+        "select attempt_id, step from events where kind = 'checkpoint' "
+        "group by all having count(*) > 1",
+    ).to_pylist()
+    assert twice == []  # announced in the output and seen in the folder: one event
 
 
 def test_a_hang_is_caught_stopped_and_restarted(store_path: Path, tmp_path: Path) -> None:
