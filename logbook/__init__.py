@@ -5,14 +5,27 @@ The library is the product; the `logbook` command is a thin layer over it. Nothi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from logbook.api import Recorder
     from logbook.store import Store
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "open_store"]
+__all__ = [
+    "Recorder",
+    "__version__",
+    "config",
+    "data_mix",
+    "event",
+    "flush",
+    "log",
+    "note",
+    "open_store",
+]
 
 
 def open_store(path: str | None = None) -> Store:
@@ -27,3 +40,64 @@ def open_store(path: str | None = None) -> Store:
 
     root, source = find_store(path)
     return Store.open(root, source=source)
+
+
+# The Python API (#4): module-level calls use a default Recorder made on first use from the
+# environment (joins the attempt under `logbook run`, else starts one); see logbook.api.
+
+
+def log(values: Mapping[str, float], *, step: int | None = None) -> None:
+    """Record metric values, e.g. `logbook.log({"loss": 2.31}, step=1200)`."""
+    from logbook.api import get_recorder
+
+    get_recorder().log(values, step=step)
+
+
+def event(
+    kind: str,
+    message: str | None = None,
+    *,
+    step: int | None = None,
+    severity: str = "info",
+    **data: Any,
+) -> None:
+    """Record an event of `kind`; keyword arguments become its JSON data."""
+    from logbook.api import get_recorder
+
+    get_recorder().event(kind, message, step=step, severity=severity, **data)
+
+
+def note(text: str, *, step: int | None = None) -> None:
+    """Record a note for people."""
+    from logbook.api import get_recorder
+
+    get_recorder().note(text, step=step)
+
+
+def data_mix(mix: Mapping[str, float | Mapping[str, Any]], *, step: int | None = None) -> None:
+    """Declare the data mix; a change from the previous declaration is a data_mix_change event."""
+    from logbook.api import get_recorder
+
+    get_recorder().data_mix(mix, step=step)
+
+
+def config(values: Mapping[str, Any]) -> None:
+    """Record settings as snapshot rows of kind config (nested keys joined with dots)."""
+    from logbook.api import get_recorder
+
+    get_recorder().config(values)
+
+
+def flush() -> None:
+    """Write what the default recorder has buffered now."""
+    from logbook.api import get_recorder
+
+    get_recorder().flush()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Recorder":
+        from logbook.api import Recorder
+
+        return Recorder
+    raise AttributeError(f"module 'logbook' has no attribute {name!r}")

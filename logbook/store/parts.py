@@ -40,8 +40,11 @@ def to_arrow(
     return pa.Table.from_pylist(fixed, schema=arrow_schema)
 
 
-def write_part(directory: Path, data: pa.Table, name: str | None = None) -> Path:
+def write_part(directory: Path, data: pa.Table, name: str | None = None, **options: Any) -> Path:
     """Write `data` as one part in `directory`, atomically.
+
+    Args:
+        options: passed to pyarrow.parquet.write_table (encodings for a big table, say).
 
     Returns:
         The path of the new part.
@@ -53,7 +56,7 @@ def write_part(directory: Path, data: pa.Table, name: str | None = None) -> Path
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
-            pq.write_table(data, f, compression="zstd")
+            pq.write_table(data, f, **{"compression": "zstd", **options})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)

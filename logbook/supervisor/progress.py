@@ -212,7 +212,11 @@ class Progress:
 
     def _saw_checkpoint(self, ckpt: Checkpoint) -> None:
         # The same checkpoint is often both announced in the output and seen in the folder.
-        same = self.checkpoint is not None and ckpt.step is not None and ckpt.step == self.checkpoint.step
+        same = (
+            self.checkpoint is not None
+            and ckpt.step is not None
+            and ckpt.step == self.checkpoint.step
+        )
         self.checkpoint = ckpt if not same or ckpt.path else self.checkpoint
         self.checkpoint_mono = time.monotonic()
         if self._on_checkpoint is not None and not same:

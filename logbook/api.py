@@ -1,0 +1,610 @@
+"""The Python API: `Recorder` records metrics, events, notes, data mixes and settings from the
+training process itself (#4, STYLE §8).
+
+    rec = Recorder()                       # or logbook.log(...), which uses a default Recorder
+    rec.log({"loss": 2.31, "lr": 3e-4}, step=1200)
+    rec.data_mix({"web": 0.6, "code": 0.4}, step=1200)
+
+Where the rows go:
+
+- Under `logbook run` (LOGBOOK_ATTEMPT_ID set) the recorder joins the wrapper's attempt: its rows
+  carry that attempt_id, and it writes no attempt rows (the wrapper owns the attempt).
+- On its own it starts an attempt of `run` (default: the script's stem) after the run's previous
+  ones, journaled as running; at `close()` or at exit it journals the end and folds the journal.
+  The end is `crashed` when the process ends with an uncaught exception (we chain
+  `sys.excepthook`), else `completed`. `sys.exit(1)` is not an exception that reaches the hook, so
+  such an ending is recorded as completed.
+
+Cost: `log` appends to per-column arrays under a lock (no per-point objects); a daemon thread
+writes one Parquet part every FLUSH_S seconds, and a buffer of FLUSH_POINTS points is handed to it
+at once, so memory stays bounded. A store failure never reaches the training: one warning on stderr
+and the rows are dropped. Values that are not numbers are skipped and counted; nan and inf are kept.
+
+Ranks: where RANK, SLURM_PROCID or LOCAL_RANK (the first set) is not 0, every method is a no-op
+unless `all_ranks=True`.
+
+Fork: the child drops the parent's unflushed rows (the parent writes them) and starts its own
+writer thread on its next call; its rows join the same attempt, and it never writes attempt rows.
+A child that ends with `os._exit` (multiprocessing does) skips atexit: call `flush()` before.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+import weakref
+from array import array
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from logbook.store import Store
+    from logbook.store.journal import Journal
+
+__all__ = ["Recorder", "get_recorder"]
+
+FLUSH_S = 5.0  # the writer thread writes what is buffered this often
+FLUSH_POINTS = 250_000  # a buffer this full is handed to the writer at once (bounded memory)
+MAX_NAMES = 10_000  # distinct metric names per recorder; values of more are skipped and counted
+HEARTBEAT_S = 15.0
+_NO_STEP = -(2**63)  # null marker inside the int64 step buffer
+_RANK_VARS = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
+
+_live: weakref.WeakSet[Recorder] = weakref.WeakSet()
+_crashed: list[str] = []  # the uncaught exception's type name, once the excepthook saw one
+_hooked = False
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _rank(env: Mapping[str, str]) -> int:
+    for var in _RANK_VARS:
+        value = env.get(var)
+        if value not in (None, ""):
+            try:
+                return int(str(value))
+            except ValueError:
+                return 0
+    return 0
+
+
+class _Columns:
+    """Unflushed metric points, one array per column."""
+
+    __slots__ = ("codes", "values", "times", "steps")
+
+    def __init__(self) -> None:
+        self.codes = array("i")
+        self.values = array("d")
+        self.times = array("q")
+        self.steps = array("q")
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+class Recorder:
+    """Records from inside the training into the store; see the module docstring.
+
+    Args:
+        store: the store's folder; default as the CLI finds it (LOGBOOK_STORE, logbook.toml, ...).
+        run: the run; default LOGBOOK_RUN under `logbook run`, else the script's stem.
+        all_ranks: record on every rank, not only rank 0.
+    """
+
+    def __init__(
+        self, store: str | Path | None = None, run: str | None = None, *, all_ranks: bool = False
+    ) -> None:
+        env = os.environ
+        self.active = all_ranks or _rank(env) == 0
+        self.store: Store | None = None
+        self.run = run or env.get("LOGBOOK_RUN") or _script_stem()
+        self.attempt_id: str = env.get("LOGBOOK_ATTEMPT_ID") or ""
+        self.label: str | None = env.get("LOGBOOK_ATTEMPT") if self.attempt_id else None
+        self.joined = bool(self.attempt_id)  # under `logbook run`: the wrapper owns the attempt
+        self.skipped = 0  # values that were not numbers, or of names past MAX_NAMES
+        self.written = 0  # metric points written
+        self.dropped = 0  # metric points lost to a store failure
+        self._lock = threading.Lock()
+        self._cols = _Columns()
+        self._rows: dict[str, list[dict[str, Any]]] = {"events": [], "snapshots": []}
+        self._codes: dict[str, int] = {}
+        self._names: list[str] = []
+        self._key_cache: dict[tuple[str, ...], array[int]] = {}
+        self._mix: dict[str, Any] | None = None
+        self._warned: set[str] = set()
+        self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._handoff: list[tuple[_Columns, dict[str, list[dict[str, Any]]]]] = []
+        self._write_lock = threading.Lock()
+        self._journal: Journal | None = None
+        self._attempt: dict[str, Any] = {}
+        self._closed = False
+        self._owner = False  # this process journals the attempt's start and end
+        if not self.active:
+            return
+        self._open(store)
+        _live.add(self)
+        _install_hooks()
+
+    # setup -----------------------------------------------------------------------------------
+
+    def _open(self, store: str | Path | None) -> None:
+        from logbook.config import find_store
+        from logbook.store import Store, layout
+
+        try:
+            root = Path(os.environ["LOGBOOK_STORE"]) if self.joined and store is None else None
+            if root is None:
+                root, _ = find_store(store)
+            layout.check_run_name(self.run)
+            self.store = Store.open(root, create=True)
+        except Exception as e:
+            self._warn(
+                f"cannot use the store ({_reason(e)}); nothing from this process is recorded"
+            )
+            self.store = None
+            return
+        if not self.joined:
+            self._start_attempt()
+
+    def _start_attempt(self) -> None:
+        from logbook.supervisor import lineage
+        from logbook.supervisor.recorder import base_attempt
+
+        assert self.store is not None
+        store = self.store
+        self.attempt_id = uuid.uuid4().hex
+        from logbook.redact import redact_command
+
+        try:
+            data = store.read("attempts", run=self.run)
+            rows = sorted(
+                data.select(["attempt_id", "label", "start_time", "recorded_at"]).to_pylist(),
+                key=lambda r: (r["start_time"], r["recorded_at"]),
+            )
+            seen: dict[str, str] = {}
+            for r in rows:
+                seen.setdefault(r["attempt_id"], r["label"])
+            placement = lineage.place(list(seen.items()), None)
+            start = _now()
+            self._attempt = {
+                **base_attempt(
+                    self.run, self.attempt_id, redact_command(list(sys.argv)), Path.cwd()
+                ),
+                "label": placement.label,
+                "parent_id": placement.parent_id,
+                "parent_label": placement.parent_label,
+                "status": "running",
+                "start_time": start,
+                "pid": os.getpid(),
+                "restart_count": 0,
+                "recorded_at": start,
+            }
+            self.label = placement.label
+            self._journal = store.journal(self.run)
+            if not seen:
+                self._journal.append(
+                    "runs",
+                    {
+                        "run": self.run,
+                        "created_at": start,
+                        "host": self._attempt.get("host"),
+                        "user": self._attempt.get("user"),
+                        "description": None,
+                    },
+                )
+            self._journal.append("attempts", self._attempt)
+            self._owner = True
+        except Exception as e:
+            self._warn(f"could not start an attempt of {self.run} ({_reason(e)}); not recorded")
+            self.store = None
+
+    # the API ---------------------------------------------------------------------------------
+
+    def log(self, values: Mapping[str, float], *, step: int | None = None) -> None:
+        """Record metric values seen now, at `step` when known."""
+        if self.store is None or self._closed:
+            return
+        t = time.time_ns() // 1000
+        s = _NO_STEP if step is None else int(step)
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._start_thread()
+            cols = self._cols
+            keys = tuple(values)
+            codes = self._key_cache.get(keys)
+            n0 = len(cols.values)
+            if codes is not None:
+                try:
+                    cols.values.extend(values.values())  # type: ignore[arg-type]
+                except (TypeError, ValueError, OverflowError):
+                    del cols.values[n0:]
+                    codes = None
+            if codes is None:
+                codes = self._slow_points(values, cols)
+            else:
+                cols.codes.extend(codes)
+            n = len(codes)
+            if n:
+                cols.times.extend(array("q", (t,)) * n)
+                cols.steps.extend(array("q", (s,)) * n)
+            full = len(cols) >= FLUSH_POINTS
+            if full:
+                self._handoff_locked()
+        if full:
+            self._wake.set()
+            self._backpressure()
+
+    def _slow_points(self, values: Mapping[str, Any], cols: _Columns) -> array[int]:
+        """Append the numbers of `values` one by one; cache the keys when all were usable."""
+        codes = array("i")
+        for name, value in values.items():
+            if isinstance(value, (str, bytes)) or not isinstance(name, str):
+                self.skipped += 1
+                continue
+            try:
+                x = float(value)
+            except (TypeError, ValueError, OverflowError):
+                self.skipped += 1
+                continue
+            code = self._codes.get(name)
+            if code is None:
+                if len(self._names) >= MAX_NAMES:
+                    self.skipped += 1
+                    continue
+                code = self._codes[name] = len(self._names)
+                self._names.append(name)
+            codes.append(code)
+            cols.values.append(x)
+        cols.codes.extend(codes)
+        if len(codes) == len(values) and len(self._key_cache) < 1000:
+            self._key_cache[tuple(values)] = codes
+        return codes
+
+    def event(
+        self,
+        kind: str,
+        message: str | None = None,
+        *,
+        step: int | None = None,
+        severity: str = "info",
+        **data: Any,
+    ) -> None:
+        """Record an event of `kind`; keyword arguments become its JSON data."""
+        self._event(kind, message, step=step, severity=severity, data=data or None)
+
+    def note(self, text: str, *, step: int | None = None) -> None:
+        """Record a note for people, as `logbook note` does."""
+        self._event("note", text, step=step)
+
+    def data_mix(
+        self, mix: Mapping[str, float | Mapping[str, Any]], *, step: int | None = None
+    ) -> None:
+        """Declare the data mix (source -> weight, or -> {weight, tokens, path...}). A change
+        from the previous declaration in this process also becomes a `data_mix_change` event."""
+        if self.store is None or self._closed:
+            return
+        new = json.loads(json.dumps(dict(mix), default=str))
+        self._event("data_mix", f"data mix of {len(new)} sources", step=step, data={"mix": new})
+        old, self._mix = self._mix, new
+        if old is not None and old != new:
+            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            self._event(
+                "data_mix_change",
+                f"data mix changed: {', '.join(changed)}",
+                step=step,
+                data={"old": old, "new": new, "changed": changed},
+            )
+
+    def config(self, values: Mapping[str, Any]) -> None:
+        """Record settings as snapshot rows of kind `config`, nested keys joined with dots and
+        values as JSON; secrets redacted by name."""
+        if self.store is None or self._closed:
+            return
+        from logbook.hparams import flatten
+        from logbook.redact import redact_value
+
+        stamp = _now()
+        rows = []
+        for key, value in flatten(values).items():
+            shown, why = redact_value(key, json.dumps(value, default=str))
+            rows.append(
+                {
+                    "run": self.run,
+                    "attempt_id": self.attempt_id,
+                    "time": stamp,
+                    "kind": "config",
+                    "name": key,
+                    "value": shown,
+                    "status": "redacted" if why else "ok",
+                    "detail": why,
+                }
+            )
+        with self._lock:
+            self._rows["snapshots"].extend(rows)
+            if self._thread is None or self._pid != os.getpid():
+                self._start_thread()
+
+    def flush(self) -> None:
+        """Write everything buffered now (one part per table)."""
+        if self.store is None:
+            return
+        with self._lock:
+            self._handoff_locked()
+        self._drain()
+
+    def close(self) -> None:
+        """Flush, and end the attempt when this process started it. Later calls do nothing."""
+        if self.store is None or self._closed:
+            return
+        if self.skipped:
+            self._event(
+                "logbook_warning",
+                f"{self.skipped} metric values were not numbers (or past {MAX_NAMES} names) "
+                "and were skipped",
+                severity="warning",
+                data={"skipped": self.skipped},
+            )
+        self.flush()
+        self._closed = True
+        self._wake.set()
+        if self._owner and self._journal is not None:
+            status = "crashed" if _crashed else "completed"
+            end = _now()
+            self._attempt.update(
+                status=status,
+                end_time=end,
+                duration_s=(end - self._attempt["start_time"]).total_seconds(),
+                summary=f"uncaught {_crashed[0]}" if _crashed else None,
+                recorded_at=end,
+            )
+            j = self._journal
+            self._safe("the end of the attempt", lambda: j.append("attempts", self._attempt))
+            self._safe("the attempt's rows as Parquet (they stay in the journal)", j.fold)
+            self._safe("the journal", j.close)
+            self._journal = None
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            _crashed.append(exc_type.__name__)
+        self.close()
+
+    # internals -------------------------------------------------------------------------------
+
+    def _event(
+        self,
+        kind: str,
+        message: str | None,
+        *,
+        step: int | None = None,
+        severity: str = "info",
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        if self.store is None or self._closed:
+            return
+        row = {
+            "run": self.run,
+            "attempt_id": self.attempt_id,
+            "event_id": uuid.uuid4().hex,
+            "time": _now(),
+            "step": step,
+            "kind": kind,
+            "severity": severity,
+            "source": "api",
+            "message": message,
+            "data": json.dumps(data, default=str) if data is not None else None,
+        }
+        with self._lock:
+            self._rows["events"].append(row)
+            if self._thread is None or self._pid != os.getpid():
+                self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._loop, name="logbook-api", daemon=True)
+        self._thread.start()
+
+    def _handoff_locked(self) -> None:
+        """Move the buffers to the writer's queue (the caller holds the lock)."""
+        rows = {k: v for k, v in self._rows.items() if v}
+        if len(self._cols) or rows:
+            self._handoff.append((self._cols, rows))
+            self._cols = _Columns()
+            self._rows = {"events": [], "snapshots": []}
+
+    def _backpressure(self) -> None:
+        """Bounded memory: a caller that fills buffers faster than the writer writes them
+        writes one itself."""
+        if len(self._handoff) > 1:
+            self._drain()
+
+    def _loop(self) -> None:
+        last_beat = time.monotonic()
+        while not self._closed:
+            self._wake.wait(FLUSH_S)
+            self._wake.clear()
+            if self._pid != os.getpid():
+                return
+            with self._lock:
+                self._handoff_locked()
+            self._drain()
+            if self._journal is not None and time.monotonic() - last_beat >= HEARTBEAT_S:
+                j = self._journal
+                self._safe("the heartbeat", j.touch)
+                last_beat = time.monotonic()
+
+    def _drain(self) -> None:
+        with self._write_lock:
+            while True:
+                with self._lock:
+                    if not self._handoff:
+                        return
+                    cols, rows = self._handoff.pop(0)
+                self._write(cols, rows)
+
+    def _write(self, cols: _Columns, rows: dict[str, list[dict[str, Any]]]) -> None:
+        store = self.store
+        if store is None:
+            return
+        n = len(cols)
+        if n:
+            names = list(self._names)
+            if self._safe("metrics", lambda: self._write_metrics(store, cols, names)):
+                self.written += n
+            else:
+                self.dropped += n
+        for table, table_rows in rows.items():
+            self._safe(table, functools.partial(store.write, table, self.run, table_rows))
+
+    def _write_metrics(self, store: Store, cols: _Columns, names: list[str]) -> bool:
+        from logbook.store import layout, parts
+
+        parts.write_part(
+            layout.run_dir(store.root, "metrics", self.run),
+            metrics_table(cols, names, self.attempt_id),
+            **METRICS_PARQUET,
+        )
+        return True
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._cols = _Columns()
+        self._rows = {"events": [], "snapshots": []}
+        self._handoff = []
+        self._thread = None
+        self._owner = False
+        self._journal = None  # the parent's; its descriptor stays open in the child, unused
+
+    def _safe(self, what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except Exception as e:  # anything: the training must not notice
+            root = self.store.root if self.store is not None else "the store"
+            self._warn(f"could not record {what} in {root}: {_reason(e)}; dropped")
+            return None
+
+    def _warn(self, text: str) -> None:
+        if text in self._warned:
+            return
+        self._warned.add(text)
+        try:
+            sys.stderr.write(f"logbook: warning: {text}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def metrics_table(cols: _Columns, names: list[str], attempt_id: str) -> pa.Table:
+    """The buffered points as a metrics part: sorted by name (stable, so each name's points stay
+    in time order), which lets Parquet encode names, times and steps in a few bits each."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from logbook import schema as schemas
+
+    schema = schemas.load("metrics").arrow()
+    n = len(cols)
+    codes = pa.array(cols.codes, type=pa.int32())
+    order = pc.sort_indices(codes)
+    steps = pa.array(cols.steps, type=pa.int64())
+    steps = pc.if_else(pc.equal(steps, _NO_STEP), pa.scalar(None, pa.int64()), steps)
+    arrays = [
+        pa.repeat(pa.scalar(attempt_id, pa.string()), n),
+        pa.array(cols.times, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")).take(order),
+        steps.take(order),
+        pa.array(names, pa.string()).take(codes.take(order)),
+        pa.array(cols.values, type=pa.float64()).take(order),
+        pa.repeat(pa.scalar("api", pa.string()), n),
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# Encodings for metrics parts: names, times and steps in a few bits each (#4: ≤ 10 bytes a point).
+METRICS_PARQUET: dict[str, Any] = {
+    "use_dictionary": ["attempt_id", "name", "source"],
+    "column_encoding": {
+        "time": "DELTA_BINARY_PACKED",
+        "step": "DELTA_BINARY_PACKED",
+        "value": "BYTE_STREAM_SPLIT",
+    },
+}
+
+
+def _reason(e: BaseException) -> str:
+    return str(getattr(e, "strerror", None) or e or type(e).__name__)
+
+
+def _script_stem() -> str:
+    arg = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    stem = Path(arg).stem if arg else "python"
+    return stem or "python"
+
+
+# process-wide hooks ----------------------------------------------------------------------------
+
+
+def _install_hooks() -> None:
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    previous = sys.excepthook
+
+    def hook(exc_type: Any, exc: Any, tb: Any) -> None:
+        if not issubclass(exc_type, KeyboardInterrupt):
+            _crashed.append(exc_type.__name__)
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+    atexit.register(_close_all)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_all() -> None:
+    for rec in list(_live):
+        rec.close()
+
+
+def _after_fork_in_child() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
+    for rec in list(_live):
+        rec._after_fork_in_child()
+
+
+# the default recorder (logbook.log and friends) --------------------------------------------------
+
+_default: Recorder | None = None
+_default_lock = threading.Lock()
+
+
+def get_recorder() -> Recorder:
+    """The default Recorder, made from the environment on first use (as rich's `get_console`)."""
+    global _default
+    rec = _default
+    if rec is None:
+        with _default_lock:
+            if _default is None:
+                _default = Recorder()
+            rec = _default
+    return rec
