@@ -212,6 +212,12 @@ def resolve_run_settings(
         from logbook.parsers import LineParser
 
         LineParser(metrics)  # a bad mode or regex is an error before the command starts
+    detectors = config.get("detectors", {})
+    if not isinstance(detectors, dict):
+        raise ConfigError(f"{config_path}: [detectors] must be a table")
+    from logbook.detectors import Detectors
+
+    Detectors(detectors)  # unknown settings are an error before the command starts
     resume = get("resume_cmd", None)
     config_file = get("config", None)
     if config_file is not None:
@@ -229,6 +235,7 @@ def resolve_run_settings(
         "checkpoint_dir": Path(checkpoint_dir).absolute() if checkpoint_dir else None,
         "config_path": Path(config_file).absolute() if config_file else None,
         "metrics": metrics,
+        "detectors": detectors,
     }
 
 

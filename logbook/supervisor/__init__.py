@@ -37,6 +37,7 @@ class RunOptions:
     hang_timeout_s: float | None = None
     checkpoint_dir: Path | None = None
     resume_command: list[str] | None = None
+    detectors: dict[str, Any] = field(default_factory=dict)  # logbook.toml [detectors] settings
     metrics: str = "auto"  # auto | none | regex:PATTERN: metrics from the output
     config_path: Path | None = None  # --config: snapshotted per attempt, diffed against the parent
     hooks: Sequence[Any] = ()  # logbook.hooks.Hook

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logbook.detectors import Detectors
 from logbook.exitcodes import ExitCode
 from logbook.parsers import LineParser
 from logbook.store import Store
@@ -133,6 +134,21 @@ class Session:
         metrics = (
             MetricBuffer(recorder) if self.store is not None and self.parser is not None else None
         )
+        detectors = Detectors(opts.detectors)
+
+        def on_metrics(step: int | None, values: dict[str, float], at: Any) -> None:
+            assert metrics is not None
+            metrics.add(step, values, at)
+            for f in detectors.observe(step, values):
+                recorder.event(
+                    f.kind,
+                    f.message,
+                    severity="error" if f.kind == "nan" else "warning",
+                    source="detector",
+                    step=f.step,
+                    data={"metric": f.name, "value": f.value, **f.evidence},
+                )
+
         capture: list[Any] = []
 
         def started(pid: int, start: Any) -> None:
@@ -182,7 +198,7 @@ class Session:
             hang=hang,
             warn=recorder.warn,
             checkpoint=checkpoint,
-            metrics=metrics.add if metrics is not None else None,
+            metrics=on_metrics if metrics is not None else None,
         )
         ended = run_attempt(spec, forwarder, watch)
         if metrics is not None:

@@ -174,3 +174,42 @@ def test_ten_thousand_names_are_capped_and_counted(
         Store(store_path), "select message from events where kind = 'logbook_warning'"
     ).to_pylist()
     assert "9000 values of 9000 more names were not" in warning["message"]
+
+
+def test_detectors_turn_the_output_into_instability_events(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "spiky.py"
+    script.write_text(
+        "import math, random\nrng = random.Random(0)\n"
+        "for s in range(1, 1201):\n"
+        "    loss = (8 * (s + 10) ** -0.3 + 1.5) * (1 + rng.gauss(0, 0.03))\n"
+        "    if s == 900: loss *= 1.7\n"
+        "    if s == 1100: loss = math.nan\n"
+        "    print(f'step={s} loss={loss:.5f}')\n"
+    )
+    run_logbook(
+        "run",
+        "--store",
+        str(store_path),
+        "--run",
+        "sp",
+        "--no-capture",
+        "--",
+        sys.executable,
+        str(script),
+        check=0,
+    )
+    events = run_sql(
+        Store(store_path),
+        "select kind, step, source from events where source = 'detector' order by step",
+    ).to_pylist()
+    assert [(e["kind"], e["step"]) for e in events] == [("loss_spike", 900), ("nan", 1100)]
+
+
+def test_unknown_detector_settings_are_refused(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "logbook.toml").write_text("[detectors]\nspike = 3\n")
+    p = run_logbook("run", "--store", str(store_path), "--", "true", cwd=tmp_path, check=1)
+    assert b"unknown setting spike" in p.stderr

@@ -1,0 +1,71 @@
+"""Detectors on real-looking curves: quiet on noise, loud on the real thing (#4, part 4)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from logbook.detectors import Detectors
+from logbook.errors import ConfigError
+
+
+def healthy_loss(steps: int, seed: int = 0) -> list[float]:
+    """A pre-training loss curve: power-law decay with 3% multiplicative noise and rare bumps."""
+    rng = random.Random(seed)
+    return [(8.0 * (s + 10) ** -0.3 + 1.5) * (1 + rng.gauss(0, 0.03)) for s in range(steps)]
+
+
+def run(det: Detectors, name: str, values: list[float]) -> list:  # type: ignore[type-arg]
+    found = []
+    for step, v in enumerate(values):
+        found += det.observe(step, {name: v})
+    return found
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_noisy_healthy_curve_has_no_spike(seed: int) -> None:
+    assert run(Detectors(), "loss", healthy_loss(5000, seed)) == []
+
+
+def test_a_planted_spike_is_found_at_its_step() -> None:
+    curve = healthy_loss(3000)
+    curve[2000] *= 1.6
+    [f] = run(Detectors(), "train/loss", curve)
+    assert (f.kind, f.step, f.name) == ("loss_spike", 2000, "train/loss")
+    assert f.evidence["median"] < f.value
+
+
+def test_nan_and_inf_are_found_once_per_cooldown() -> None:
+    curve = healthy_loss(200)
+    curve[100:105] = [math.nan] * 5
+    curve[180] = math.inf
+    found = run(Detectors(), "loss", curve)
+    assert [(f.kind, f.step) for f in found] == [("nan", 100), ("nan", 180)]
+
+
+def test_grad_norm_explosion_loss_scale_collapse_and_throughput_drop() -> None:
+    det = Detectors()
+    rng = random.Random(1)
+    found = []
+    for step in range(300):
+        values = {
+            "grad_norm": 1.0 + rng.random() * 0.2 if step != 250 else 40.0,
+            "loss_scale": 65536.0 if step < 280 else 0.5,
+            "tokens_per_s": 12000 * (1 + rng.gauss(0, 0.02)) if not 200 <= step < 210 else 3000,
+        }
+        found += det.observe(step, values)
+    assert [(f.kind, f.step) for f in found] == [
+        ("throughput_drop", 202),
+        ("grad_norm_explosion", 250),
+        ("loss_scale_collapse", 280),
+    ]
+
+
+def test_settings() -> None:
+    curve = healthy_loss(3000)
+    curve[2000] *= 1.6
+    assert run(Detectors({"spike_mads": 100, "spike_min_rise": 1.0}), "loss", curve) == []
+    with pytest.raises(ConfigError, match="unknown setting spike"):
+        Detectors({"spike": 3})
