@@ -399,18 +399,18 @@ class Recorder:
     ) -> None:
         if self.store is None or self._closed:
             return
-        row = {
-            "run": self.run,
-            "attempt_id": self.attempt_id,
-            "event_id": uuid.uuid4().hex,
-            "time": _now(),
-            "step": step,
-            "kind": kind,
-            "severity": severity,
-            "source": "api",
-            "message": message,
-            "data": json.dumps(data, default=str) if data is not None else None,
-        }
+        from logbook.events import event_row
+
+        row = event_row(
+            self.run,
+            self.attempt_id,
+            kind,
+            message,
+            source="api",
+            step=step,
+            severity=severity,
+            data=data,
+        )
         with self._lock:
             self._rows["events"].append(row)
             if self._thread is None or self._pid != os.getpid():

@@ -21,6 +21,33 @@ if TYPE_CHECKING:
 SEVERITIES = ("info", "warning", "error")
 
 
+def event_row(
+    run: str,
+    attempt_id: str | None,
+    kind: str,
+    message: str | None,
+    *,
+    source: str,
+    at: datetime | None = None,
+    step: int | None = None,
+    severity: str = "info",
+    data: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One row of the events table (the single place its shape is spelled out in code)."""
+    return {
+        "run": run,
+        "attempt_id": attempt_id,
+        "event_id": uuid.uuid4().hex,
+        "time": at or datetime.now(timezone.utc),
+        "step": step,
+        "kind": kind,
+        "severity": severity,
+        "source": source,
+        "message": message,
+        "data": json.dumps(dict(data), default=str) if data is not None else None,
+    }
+
+
 def parse_time(text: str | None) -> datetime:
     """'now', ISO 8601 with a zone, or without one (taken as this machine's local time).
 
@@ -98,18 +125,17 @@ def add_event(
             {"run": run, "at": at},
         ).to_pylist()
         attempt_id = rows[0]["attempt_id"] if rows else None
-    row = {
-        "run": run,
-        "attempt_id": attempt_id,
-        "event_id": uuid.uuid4().hex,
-        "time": at,
-        "step": step,
-        "kind": kind,
-        "severity": severity,
-        "source": source,
-        "message": message,
-        "data": json.dumps(dict(data), default=str) if data else None,
-    }
+    row = event_row(
+        run,
+        attempt_id,
+        kind,
+        message,
+        source=source,
+        at=at,
+        step=step,
+        severity=severity,
+        data=data or None,
+    )
     store.write("events", run, [row])
     return row
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from logbook.exitcodes import signal_name
 from logbook.forensics.logtail import LogTail, read_tails
 from logbook.forensics.reports import (
     PythonException,
@@ -129,7 +130,7 @@ def classify_end(
     evidence: dict[str, Any] = {
         "exit_code": returncode if returncode >= 0 else None,
         "signal": sig,
-        "signal_name": _signal_name(sig),
+        "signal_name": signal_name(sig),
     }
     if forwarded_signal:
         evidence["forwarded_signal"] = forwarded_signal
@@ -163,7 +164,7 @@ def classify_end(
     if sig in _STOPS:
         preempted = under_scheduler and sig != signal.SIGINT
         status = "preempted" if preempted else "interrupted"
-        summary = f"stopped by {_signal_name(sig)} (not sent through logbook)"
+        summary = f"stopped by {signal_name(sig)} (not sent through logbook)"
         return _with_lines(Verdict(status, None, preempted, "signal", summary, evidence), tails)
 
     crash_hits = [h for h in hits if not h.rule.status]
@@ -193,7 +194,7 @@ def classify_end(
         )
         return _with_lines(verdict, tails, lines=lines, log=tail.path.name)
     if root_sig is not None:
-        name = _signal_name(root_sig)
+        name = signal_name(root_sig)
         why = _WHY.get(signal.Signals(root_sig), None) if name else None
         summary = f"{sig_who}killed by {name or f'signal {root_sig}'}" + (
             f" ({why})" if why else ""
@@ -398,12 +399,3 @@ def _death_signal(returncode: int) -> int | None:
     if returncode < 0:
         return -returncode
     return _SHELL.get(returncode)
-
-
-def _signal_name(number: int | None) -> str | None:
-    if number is None:
-        return None
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return None

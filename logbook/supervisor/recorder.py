@@ -4,19 +4,18 @@ full becomes one warning on stderr saying what was not recorded, and the trainin
 from __future__ import annotations
 
 import functools
-import json
 import os
 import queue
 import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from logbook.events import event_row
 from logbook.store import Store, journal, layout, user_name
 
 
@@ -119,24 +118,18 @@ class Recorder:
         data: dict[str, Any] | None = None,
         step: int | None = None,
     ) -> None:
-        """Queue an event; safe to call from a signal handler."""
-        self._queue.put(
-            (
-                "events",
-                {
-                    "run": self.run,
-                    "attempt_id": self.attempt_id,
-                    "event_id": uuid.uuid4().hex,
-                    "time": _now(),
-                    "step": step,
-                    "kind": kind,
-                    "severity": severity,
-                    "source": source,
-                    "message": message,
-                    "data": json.dumps(data) if data is not None else None,
-                },
-            )
+        """Queue an event; safe to call from a signal handler (no import, no lock but the queue's)."""
+        row = event_row(
+            self.run,
+            self.attempt_id,
+            kind,
+            message,
+            source=source,
+            step=step,
+            severity=severity,
+            data=data,
         )
+        self._queue.put(("events", row))
 
     def snapshots(self, rows: Sequence[Mapping[str, Any]]) -> None:
         stamp = _now()

@@ -13,19 +13,13 @@ import signal
 import time
 from collections.abc import Callable
 
+from logbook.exitcodes import signal_name
+
+__all__ = ["FORWARDED", "STOPPING", "Forwarder", "signal_name"]
+
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 # These ask the job to stop; SIGUSR1/2 are notices (a SLURM warning, a checkpoint request).
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def signal_name(number: int | None) -> str | None:
-    """SIGKILL for 9; None for None or a number this platform does not name."""
-    if number is None:
-        return None
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return None
 
 
 class Forwarder:
