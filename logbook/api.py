@@ -171,15 +171,8 @@ class Recorder:
         from logbook.redact import redact_command
 
         try:
-            data = store.read("attempts", run=self.run)
-            rows = sorted(
-                data.select(["attempt_id", "label", "start_time", "recorded_at"]).to_pylist(),
-                key=lambda r: (r["start_time"], r["recorded_at"]),
-            )
-            seen: dict[str, str] = {}
-            for r in rows:
-                seen.setdefault(r["attempt_id"], r["label"])
-            placement = lineage.place(list(seen.items()), None)
+            previous = lineage.previous_attempts(store, self.run)
+            placement = lineage.place(previous, None)
             start = _now()
             self._attempt = {
                 **base_attempt(
@@ -196,7 +189,7 @@ class Recorder:
             }
             self.label = placement.label
             self._journal = store.journal(self.run)
-            if not seen:
+            if not previous:
                 self._journal.append(
                     "runs",
                     {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -204,7 +205,7 @@ def resolve_run_settings(
         same_failure_limit=int(get("max_same_failures", 3)),
     )
     hooks = [*hooks_from_config(config), *(parse_hook_option(h) for h in hook_specs)]
-    check_hooks(hooks, Path.cwd(), dict(__import__("os").environ))
+    check_hooks(hooks, Path.cwd(), dict(os.environ))
     crash = config.get("crash", {})
     rules = load_rules(crash.get("rule") if isinstance(crash, dict) else None)
     metrics = str(get("metrics", "auto"))

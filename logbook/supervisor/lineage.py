@@ -7,9 +7,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from logbook.errors import ConfigError
 from logbook.store import layout
+
+if TYPE_CHECKING:
+    from logbook.store import Store
 
 _TRAILING_NUMBER = re.compile(r"^(.*\.)(\d+)$")
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}")
@@ -64,6 +68,19 @@ def place(previous: Sequence[tuple[str, str]], label: str | None) -> Placement:
     while new in used:
         new = next_label(new)
     return Placement(new, parent_id, parent_label)
+
+
+def previous_attempts(store: Store, run: str) -> list[tuple[str, str]]:
+    """The run's attempts so far as (attempt_id, label), oldest first, for `place`."""
+    data = store.read("attempts", run=run)
+    rows = sorted(
+        data.select(["attempt_id", "label", "start_time", "recorded_at"]).to_pylist(),
+        key=lambda r: (r["start_time"], r["recorded_at"]),
+    )
+    seen: dict[str, str] = {}
+    for r in rows:
+        seen.setdefault(r["attempt_id"], r["label"])
+    return list(seen.items())
 
 
 def next_label(label: str) -> str:

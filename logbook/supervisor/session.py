@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -371,7 +372,7 @@ class Session:
         e = ended.start_error
         assert e is not None
         message = f"logbook: cannot run {attempt['command'][0]}: {e.strerror or e}"
-        print(message, file=__import__("sys").stderr)
+        print(message, file=sys.stderr)
         recorder.started(
             {**attempt, "status": "running", "start_time": ended.start, "recorded_at": _now()},
             first_of_run=first_of_run,
@@ -484,17 +485,10 @@ def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[
     """The store and the run's earlier attempts; (None, []) when the store cannot be used."""
     try:
         store = Store.open(opts.store, create=True, source=opts.store_source)
-        data = store.read("attempts", run=run)
+        previous = lineage.previous_attempts(store, run)
     except Exception:  # unwritable, full, or damaged beyond reading: run unrecorded
         return None, []
-    rows = sorted(
-        data.select(["attempt_id", "label", "start_time", "recorded_at"]).to_pylist(),
-        key=lambda r: (r["start_time"], r["recorded_at"]),
-    )
-    seen: dict[str, str] = {}
-    for r in rows:
-        seen.setdefault(r["attempt_id"], r["label"])
-    return store, list(seen.items())
+    return store, previous
 
 
 def _start_capture(
