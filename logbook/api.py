@@ -287,21 +287,29 @@ class Recorder:
     def data_mix(
         self, mix: Mapping[str, float | Mapping[str, Any]], *, step: int | None = None
     ) -> None:
-        """Declare the data mix (source -> weight, or -> {weight, tokens, path...}). A change
-        from the previous declaration in this process also becomes a `data_mix_change` event."""
+        """Declare the data mix: source -> weight, or -> {weight, tokens, path(s), ...}; paths
+        (relative to the working folder) are fingerprinted. A change from the mix in force before
+        (this process's last declaration, else the newest on record for the run) also becomes a
+        `data_mix_change` event. A malformed mix is skipped with a warning."""
         if self.store is None or self._closed:
             return
-        new = json.loads(json.dumps(dict(mix), default=str))
-        self._event("data_mix", f"data mix of {len(new)} sources", step=step, data={"mix": new})
+        from logbook import datamix
+
+        try:
+            new = datamix.with_fingerprints(datamix.normalise(mix), Path.cwd())
+        except Exception as e:
+            self._warn(f"logbook.data_mix: {_reason(e)}; not recorded")
+            return
+        self._event("data_mix", datamix.summary(new), step=step, data={"mix": new})
         old, self._mix = self._mix, new
-        if old is not None and old != new:
-            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-            self._event(
-                "data_mix_change",
-                f"data mix changed: {', '.join(changed)}",
-                step=step,
-                data={"old": old, "new": new, "changed": changed},
-            )
+        if old is None:
+            try:
+                old = datamix.last_recorded(self.store, self.run)
+            except Exception as e:  # a damaged part: no comparison this time
+                self._warn(f"could not read the data mix on record: {_reason(e)}")
+        change = datamix.change_data(old, new) if old is not None else None
+        if change is not None:
+            self._event("data_mix_change", change[0], step=step, data=change[1])
 
     def config(self, values: Mapping[str, Any]) -> None:
         """Record settings as snapshot rows of kind `config`, nested keys joined with dots and

@@ -14,20 +14,20 @@ from logbook.errors import ConfigError
 MAX_CONFIG_BYTES = 16 << 20
 
 
-def load_config(path: Path) -> dict[str, Any]:
-    """A YAML, JSON or TOML file (by its suffix) as a dict.
+def load_config(path: Path, *, what: str = "--config") -> dict[str, Any]:
+    """A YAML, JSON or TOML file (by its suffix) as a dict; `what` names it in errors.
 
     Raises:
         ConfigError: missing, unreadable, too large, malformed (naming the line), or not a mapping.
     """
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"--config {path} is larger than {MAX_CONFIG_BYTES >> 20} MB")
+            raise ConfigError(f"{what} {path} is larger than {MAX_CONFIG_BYTES >> 20} MB")
         text = path.read_text()
     except OSError as e:
-        raise ConfigError(f"cannot read --config {path}: {e.strerror or e}") from e
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from e
     except UnicodeDecodeError as e:
-        raise ConfigError(f"--config {path} is not UTF-8 text") from e
+        raise ConfigError(f"{what} {path} is not UTF-8 text") from e
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
@@ -41,16 +41,16 @@ def load_config(path: Path) -> dict[str, Any]:
 
             doc = yaml.safe_load(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"--config {path}, line {e.lineno}: {e.msg}") from e
+        raise ConfigError(f"{what} {path}, line {e.lineno}: {e.msg}") from e
     except Exception as e:  # yaml.YAMLError; imported lazily
         mark = getattr(e, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"--config {path}{where}: {getattr(e, 'problem', None) or e}") from e
+        raise ConfigError(f"{what} {path}{where}: {getattr(e, 'problem', None) or e}") from e
     if doc is None:
         return {}
     if not isinstance(doc, dict):
         raise ConfigError(
-            f"--config {path} must hold a mapping of settings, not a {type(doc).__name__}"
+            f"{what} {path} must hold a mapping of settings, not a {type(doc).__name__}"
         )
     return doc
 

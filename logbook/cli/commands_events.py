@@ -1,4 +1,4 @@
-"""logbook note, event add, events."""
+"""logbook note, event add, events, data-mix."""
 
 from __future__ import annotations
 
@@ -127,4 +127,27 @@ def events(
     render(list_events(open_store(store), run_name, kinds=wanted, limit=limit), fmt)
 
 
-COMMANDS = [note, event, events]
+@click.command("data-mix")
+@click.argument("run_name", metavar="RUN")
+@store_option
+@format_option
+def data_mix(run_name: str, store: Path | None, fmt: str) -> None:
+    """A run's data-mix history: each declared mix, one line per source, with what changed.
+
+    \b
+        logbook data-mix gpt
+        logbook data-mix gpt --format json
+    """
+    from logbook.datamix import history
+
+    table = history(open_store(store), run_name)
+    if table.num_rows == 0:
+        click.echo(
+            f"no data mix on record for {run_name}; declare one with `logbook run --data-mix "
+            "FILE` or logbook.data_mix(...)",
+            err=True,
+        )
+    render(table, fmt)
+
+
+COMMANDS = [note, event, events, data_mix]

@@ -14,6 +14,7 @@ from logbook.cli.options import store_option
 
 _RUN_SETTINGS = (
     "config",
+    "data_mix",
     "metrics",
     "restarts",
     "restart_on",
@@ -95,6 +96,14 @@ _RUN_SETTINGS = (
     default=None,
     help="The training's config file (YAML, JSON or TOML): snapshotted per attempt; its changes "
     "from the parent attempt are hparam_change events, as are the command line's.",
+)
+@click.option(
+    "--data-mix",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The data mix (YAML, JSON or TOML: source -> weight, or -> {weight, tokens, path}): "
+    "recorded per attempt with fingerprints of its paths; changes from the parent attempt are "
+    "data_mix_change events.",
 )
 @click.option(
     "--resume-cmd",
@@ -225,6 +234,11 @@ def resolve_run_settings(
         from logbook.hparams import load_config
 
         load_config(Path(config_file))  # a malformed file is an error before the command starts
+    data_mix = get("data_mix", None)
+    if data_mix is not None:
+        from logbook.datamix import load_mix
+
+        load_mix(Path(data_mix))  # likewise
     checkpoint_dir = get("checkpoint_dir", None)
     return {
         "policy": policy,
@@ -235,6 +249,7 @@ def resolve_run_settings(
         "resume_command": shlex.split(resume) if resume else None,
         "checkpoint_dir": Path(checkpoint_dir).absolute() if checkpoint_dir else None,
         "config_path": Path(config_file).absolute() if config_file else None,
+        "data_mix_path": Path(data_mix).absolute() if data_mix else None,
         "metrics": metrics,
         "detectors": detectors,
     }

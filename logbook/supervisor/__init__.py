@@ -40,6 +40,7 @@ class RunOptions:
     detectors: dict[str, Any] = field(default_factory=dict)  # logbook.toml [detectors] settings
     metrics: str = "auto"  # auto | none | regex:PATTERN: metrics from the output
     config_path: Path | None = None  # --config: snapshotted per attempt, diffed against the parent
+    data_mix_path: Path | None = None  # --data-mix: recorded per attempt, diffed against the parent
     hooks: Sequence[Any] = ()  # logbook.hooks.Hook
     rules: Sequence[Any] | None = None  # logbook.forensics.rules.Rule; None: the shipped ones
 

@@ -167,9 +167,7 @@ class Session:
                 capture.append(_start_capture(recorder, command, env, self.cwd))
             if self.store is not None:
                 capture.append(
-                    _start_hparams(
-                        recorder, self.store, opts.config_path, command, self.placement.parent_id
-                    )
+                    _start_settings(recorder, self.store, opts, command, self.placement.parent_id)
                 )
             self.hooks(
                 "on_start", self.payload(attempt, pid=pid, status="running"), background=True
@@ -511,53 +509,88 @@ def _start_capture(
     return t
 
 
-def _start_hparams(
+def _start_settings(
+    recorder: Recorder,
+    store: Store,
+    opts: RunOptions,
+    command: list[str],
+    parent_id: str | None,
+) -> Any:
+    """In the background: snapshot the config and command-line settings, and declare the data
+    mix; their changes from the parent attempt are events."""
+    import threading
+
+    def work() -> None:
+        _record_hparams(recorder, store, opts.config_path, command, parent_id)
+        if opts.data_mix_path is not None:
+            _record_data_mix(recorder, store, opts.data_mix_path, parent_id)
+
+    t = threading.Thread(target=work, name="logbook-settings", daemon=True)
+    t.start()
+    return t
+
+
+def _record_data_mix(recorder: Recorder, store: Store, path: Path, parent_id: str | None) -> None:
+    from logbook import datamix
+
+    try:  # read again for each attempt: it may have been edited between restarts
+        mix = datamix.with_fingerprints(datamix.load_mix(path), path.parent)
+    except Exception as e:
+        recorder.warn(f"could not record the data mix: {e}")
+        return
+    recorder.event("data_mix", datamix.summary(mix), data={"mix": mix, "file": str(path)})
+    if parent_id is None:
+        return
+    try:
+        old = datamix.last_recorded(store, recorder.run, {parent_id})
+    except Exception as e:  # a damaged part: no diff this time, and say so
+        recorder.warn(f"could not compare the data mix with the parent attempt: {e}")
+        return
+    change = datamix.change_data(old, mix) if old is not None else None
+    if change is not None:
+        recorder.event("data_mix_change", change[0], data=change[1])
+
+
+def _record_hparams(
     recorder: Recorder,
     store: Store,
     config_path: Path | None,
     command: list[str],
     parent_id: str | None,
-) -> Any:
+) -> None:
     """Snapshot the config and command-line settings; their changes from the parent are events."""
-    import threading
+    from logbook import hparams
 
-    def work() -> None:
-        from logbook import hparams
-
-        try:
-            rows = hparams.snapshot_rows(config_path, command)
-        except Exception as e:  # checked before the first launch; the file may have changed since
-            recorder.warn(f"could not snapshot the settings: {e}")
-            return
-        recorder.snapshots(rows)
-        if parent_id is None:
-            return
-        try:
-            kinds = ("config", "arg")
-            old_rows = store.read("snapshots", run=recorder.run).to_pylist()
-            old = {
-                f"{r['kind']}:{r['name']}": r["value"]
-                for r in old_rows
-                if r["attempt_id"] == parent_id and r["kind"] in kinds
-            }
-        except Exception as e:  # a damaged part: no diff this time, and say so
-            recorder.warn(f"could not compare settings with the parent attempt: {e}")
-            return
-        new = {f"{r['kind']}:{r['name']}": r["value"] for r in rows if r["kind"] in kinds}
-        for ch in hparams.changes(old, new):
-            source, _, key = ch["key"].partition(":")
-            message = f"{key}: {json.dumps(ch['old'])} -> {json.dumps(ch['new'])}"
-            data = {
-                "key": key,
-                "old": ch["old"],
-                "new": ch["new"],
-                "source": "config" if source == "config" else "argv",
-            }
-            recorder.event("hparam_change", message, data=data)
-
-    t = threading.Thread(target=work, name="logbook-hparams", daemon=True)
-    t.start()
-    return t
+    try:
+        rows = hparams.snapshot_rows(config_path, command)
+    except Exception as e:  # checked before the first launch; the file may have changed since
+        recorder.warn(f"could not snapshot the settings: {e}")
+        return
+    recorder.snapshots(rows)
+    if parent_id is None:
+        return
+    try:
+        kinds = ("config", "arg")
+        old_rows = store.read("snapshots", run=recorder.run).to_pylist()
+        old = {
+            f"{r['kind']}:{r['name']}": r["value"]
+            for r in old_rows
+            if r["attempt_id"] == parent_id and r["kind"] in kinds
+        }
+    except Exception as e:  # a damaged part: no diff this time, and say so
+        recorder.warn(f"could not compare settings with the parent attempt: {e}")
+        return
+    new = {f"{r['kind']}:{r['name']}": r["value"] for r in rows if r["kind"] in kinds}
+    for ch in hparams.changes(old, new):
+        source, _, key = ch["key"].partition(":")
+        message = f"{key}: {json.dumps(ch['old'])} -> {json.dumps(ch['new'])}"
+        data = {
+            "key": key,
+            "old": ch["old"],
+            "new": ch["new"],
+            "source": "config" if source == "config" else "argv",
+        }
+        recorder.event("hparam_change", message, data=data)
 
 
 def _tail_lines(log_dir: Path | None, n: int = 20) -> list[str]:
