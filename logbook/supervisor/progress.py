@@ -1,8 +1,8 @@
 """What the wrapper knows of the training's progress: when it last printed, which step it is at,
 which checkpoint it last saved, and the step it resumed from.
 
-It reads the raw logs behind the passthrough (never in its way) and, with --checkpoint-dir,
-looks at that folder now and then. A later issue's metric parsers follow the logs the same way.
+It reads the raw logs behind the passthrough (never in its way), parsing metrics from them, and,
+with --checkpoint-dir, looks at that folder every CHECKPOINT_EVERY_S (checkpoints.py).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from logbook.supervisor.checkpoints import Checkpoint, FolderWatch
 
 if TYPE_CHECKING:
     from logbook.parsers import LineParser
@@ -29,7 +30,6 @@ _RESUMED = re.compile(rb"resum\w*\b[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECAS
 _SAVED = re.compile(
     rb"(?:sav\w*|wr[io]te?\w*)\b[^\n]{0,40}?checkpoint[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE
 )
-_NUMBER_IN_NAME = re.compile(r"(\d+)(?!.*\d)")  # the last number in a checkpoint's name
 READ_EVERY_S = 0.5
 CHECKPOINT_EVERY_S = 5.0
 MAX_READ = (
@@ -47,13 +47,6 @@ def find_step(line: bytes) -> int | None:
     """The training step a log line reports, if it reports one."""
     m = _STEP.search(line)
     return int(m.group(1)) if m else None
-
-
-@dataclass
-class Checkpoint:
-    step: int | None
-    time: datetime
-    path: str | None
 
 
 class Progress:
@@ -84,16 +77,16 @@ class Progress:
         self._resync = {p: False for p in log_paths}
         self.skipped_bytes = 0  # output never scanned for progress because it came too fast
         self._ckpt_dir = checkpoint_dir
-        self._ckpt_seen: dict[str, float] = {}
+        self._folder = FolderWatch(checkpoint_dir) if checkpoint_dir is not None else None
+        self._announced: dict[int, tuple[Checkpoint, float]] = {}  # step -> (it, monotonic time)
+        self._reported: set[int] = set()  # steps whose checkpoint is on record
         self._on_checkpoint = on_checkpoint
         self._parser = parser  # None: steps only, by find_step
         self._on_metrics = on_metrics
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if checkpoint_dir is not None:
-            latest = self._scan_checkpoints(report=False)
-            if latest is not None:
-                self.resumed_from_step = latest.step
+        if self._folder is not None and self._folder.latest_at_start is not None:
+            self.resumed_from_step = self._folder.latest_at_start.step
 
     # --- fed by the pumps -------------------------------------------------------------------
 
@@ -112,7 +105,7 @@ class Progress:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.read_logs(final=True)
-        self._scan_checkpoints(report=True)
+        self._scan_checkpoints(final=True)
 
     def last_activity(self) -> float:
         """Monotonic time of the last output, step or checkpoint."""
@@ -129,7 +122,7 @@ class Progress:
                 self.read_logs()
                 if self._ckpt_dir is not None and time.monotonic() >= next_ckpt:
                     next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
-                    self._scan_checkpoints(report=True)
+                    self._scan_checkpoints()
             except Exception:  # a bug here must never touch the training
                 continue
 
@@ -191,7 +184,7 @@ class Progress:
                     self.resumed_from_step = int(m.group(1))
                 continue  # where it starts from is not progress
             if b"heckpoint" in line and (m := _SAVED.search(line)):
-                self._saw_checkpoint(Checkpoint(int(m.group(1)), stamp, None))
+                self._announce(Checkpoint(int(m.group(1)), stamp, None, seen_by="output"))
                 continue
             parsed = self._parser.parse(line) if self._parser is not None else None
             step = (
@@ -210,57 +203,46 @@ class Progress:
             if parsed is not None and parsed.values and self._on_metrics is not None:
                 self._on_metrics(step if step is not None else self.last_step, parsed.values, stamp)
 
-    def _saw_checkpoint(self, ckpt: Checkpoint) -> None:
-        # The same checkpoint is often both announced in the output and seen in the folder.
-        same = (
-            self.checkpoint is not None
-            and ckpt.step is not None
-            and ckpt.step == self.checkpoint.step
-        )
-        self.checkpoint = ckpt if not same or ckpt.path else self.checkpoint
+    def _announce(self, ckpt: Checkpoint) -> None:
+        """A save announced in the output. With --checkpoint-dir it waits for the folder to show
+        the same step (one event, with the size); alone it is reported at once."""
         self.checkpoint_mono = time.monotonic()
-        if self._on_checkpoint is not None and not same:
+        if self._folder is None:
+            self._report(ckpt)
+        elif ckpt.step not in self._reported:
+            assert ckpt.step is not None  # _SAVED always has one
+            self._announced.setdefault(ckpt.step, (ckpt, time.monotonic()))
+
+    def _scan_checkpoints(self, *, final: bool = False) -> None:
+        """Report the checkpoints complete in --checkpoint-dir, and announcements the folder did
+        not confirm in time (a file rewritten in place may already hold a later step)."""
+        if self._folder is None:
+            return
+        done, busy = self._folder.scan(time.time(), final=final)
+        if busy:  # a long save with no output is not a hang
+            self.checkpoint_mono = time.monotonic()
+        for ckpt in done:
+            if ckpt.step is None:
+                ckpt.step = self.last_step  # a name with no number: the step we were at
+        confirmed = {c.step for c in done if self._announced.pop(c.step or -1, None) is not None}
+        late = time.monotonic() - 2 * CHECKPOINT_EVERY_S
+        for step, (ckpt, seen) in sorted(self._announced.items()):
+            if final or seen < late:
+                del self._announced[step]
+                self._report(ckpt)
+        for ckpt in done:
+            if ckpt.step in confirmed:
+                ckpt.seen_by = "folder+output"
+            self._report(ckpt)
+
+    def _report(self, ckpt: Checkpoint) -> None:
+        if ckpt.step is not None:
+            if ckpt.step in self._reported:
+                return
+            self._reported.add(ckpt.step)
+        latest = self.checkpoint
+        if latest is None or latest.step is None or (ckpt.step or 0) >= latest.step:
+            self.checkpoint = ckpt
+        self.checkpoint_mono = time.monotonic()
+        if self._on_checkpoint is not None:
             self._on_checkpoint(ckpt)
-
-    def _scan_checkpoints(self, *, report: bool) -> Checkpoint | None:
-        """The newest checkpoint in --checkpoint-dir; new ones are reported as seen."""
-        if self._ckpt_dir is None:
-            return None
-        try:
-            entries = [
-                (e.name, e.stat().st_mtime)
-                for e in os.scandir(self._ckpt_dir)
-                if not e.name.startswith(".")
-            ]
-        except OSError:
-            return None
-        newest: Checkpoint | None = None
-        for name, mtime in sorted(entries, key=lambda x: x[1]):
-            step = _step_of_checkpoint(self._ckpt_dir / name)
-            ckpt = Checkpoint(
-                step, datetime.fromtimestamp(mtime, timezone.utc), str(self._ckpt_dir / name)
-            )
-            if report and self._ckpt_seen.get(name) != mtime:
-                if ckpt.step is None:
-                    ckpt.step = self.last_step  # a name with no number: the step we were at
-                self._saw_checkpoint(ckpt)
-            self._ckpt_seen[name] = mtime
-            newest = ckpt
-        return newest
-
-
-def _step_of_checkpoint(path: Path) -> int | None:
-    """checkpoint-1200, step_1200.pt, global_step1200/ -> 1200; a small JSON with "step" -> its value."""
-    m = _NUMBER_IN_NAME.search(path.name.split(".")[0])
-    if m:
-        return int(m.group(1))
-    if path.suffix == ".json":
-        try:
-            import json
-
-            if path.stat().st_size < 1 << 20:
-                value = json.loads(path.read_text()).get("step")
-                return int(value) if isinstance(value, (int, float)) else None
-        except (OSError, ValueError, AttributeError):
-            return None
-    return None

@@ -188,7 +188,13 @@ class Session:
                 "checkpoint",
                 f"checkpoint at step {ckpt.step}" if ckpt.step is not None else "checkpoint",
                 step=ckpt.step,
-                data={"path": ckpt.path},
+                data={
+                    "path": ckpt.path,
+                    "size_bytes": ckpt.size,
+                    "files": ckpt.files,
+                    "write_s": ckpt.write_s,
+                    "seen_by": ckpt.seen_by,
+                },
             )
 
         watch = Watch(
