@@ -25,8 +25,10 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
+import duckdb
 import psutil
 
 LINES = (  # mostly step lines, some tqdm-like \r lines
@@ -101,8 +103,8 @@ class Bench:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.a, self.tmp, self.rows, self.failures = args, tmp, [], []
 
-    def wrap(self, store: Path, *cmd: str, capture: bool = False) -> list[str]:
-        opts = [] if capture else ["--no-capture"]
+    def wrap(self, store: Path, *cmd: str, capture: bool = False, opts: tuple = ()) -> list[str]:
+        opts = (*opts, *([] if capture else ["--no-capture"]))
         return [self.a.logbook, "run", "--run", "bench", *opts, "--store", str(store), "--", *cmd]
 
     def add(self, sec: str, name: str, value, unit: str = "", aim: str = "", ok=None) -> None:
@@ -124,7 +126,10 @@ class Bench:
         for k in range(n):  # alternate the cases; each run's log is checked, then removed
             base.append(drain(["cat", str(f)]))
             store = self.tmp / f"pt-store-{k}"
-            wrapped.append(drain(self.wrap(store, "cat", str(f)), watch_rss=True))
+            # --catch-up 0: the output's throughput, not the parsing after the end (timed below)
+            wrapped.append(
+                drain(self.wrap(store, "cat", str(f), opts=("--catch-up", "0")), watch_rss=True)
+            )
             logs = raw_logs(store)
             self.check(s, f"raw log size, run {k + 1}", logs == [size], f"{logs} vs {size}")
             shutil.rmtree(store)
@@ -142,6 +147,38 @@ class Bench:
         self.add(s, "wrapper peak RSS", round(rss, 1), "MB", "< 100", rss < 100)
         got = {r["bytes"] for r in base + wrapped + tee}
         self.check(s, "bytes passed through", got == {size}, f"{sorted(got)} of {size}")
+        self.catch_up(f)
+
+    def catch_up(self, f: Path) -> None:
+        """The same file with the default --catch-up (10 s): how many of its metric lines are on
+        record when the attempt ends, and how fast the skipped output is parsed after the end."""
+        s, store = "passthrough", self.tmp / "pt-catch-up"
+        lines = sum(
+            chunk.count(b"loss=") for chunk in iter(partial(f.open("rb").read, 1 << 24), b"")
+        )
+        r = drain(self.wrap(store, "cat", str(f)))
+        con = duckdb.connect()
+        glob = f"{store}/metrics/**/*.parquet"
+        [(points,)] = con.execute(
+            f"select count(*) from read_parquet('{glob}') where name = 'loss'"
+        ).fetchall()
+        [(data,)] = con.execute(
+            f"select data from read_parquet('{store}/events/**/*.parquet') where kind = 'logbook_warning'"
+        ).fetchall() or [("{}",)]
+        w = json.loads(data)
+        self.add(s, "metric lines in the file (loss=)", lines)
+        self.add(
+            s, "of them on record at the end (--catch-up 10s)", points, "", "all", points == lines
+        )
+        self.add(
+            s,
+            "lines parsed after the end",
+            w.get("caught_up_lines", 0),
+            f"in {w.get('catch_up_s', 0)} s",
+        )
+        self.add(s, "lines never parsed (counted)", w.get("unparsed_lines", 0))
+        self.add(s, "wall time with the catch-up", round(r["wall_s"], 1), "s")
+        shutil.rmtree(store)
 
     def python_child(self) -> None:
         s, script = "python child", self.tmp / "child.py"

@@ -16,6 +16,7 @@ _RUN_SETTINGS = (
     "config",
     "data_mix",
     "metrics",
+    "catch_up",
     "restarts",
     "restart_on",
     "no_restart_on",
@@ -89,6 +90,12 @@ _RUN_SETTINGS = (
     metavar="MODE",
     help="Metrics from the output: auto (key=value, key: value, JSON, dict reprs, Megatron, tqdm), "
     "regex:PATTERN (named groups), or none. [default: auto]",
+)
+@click.option(
+    "--catch-up",
+    metavar="DURATION",
+    help="When output came faster than it could be parsed live, parse what was skipped for at "
+    "most this long after the command ends; lines left are counted. 0: count only. [default: 10s]",
 )
 @click.option(
     "--config",
@@ -251,6 +258,7 @@ def resolve_run_settings(
         "config_path": Path(config_file).absolute() if config_file else None,
         "data_mix_path": Path(data_mix).absolute() if data_mix else None,
         "metrics": metrics,
+        "catch_up_s": duration("catch_up", "10s") or 0.0,
         "detectors": detectors,
     }
 

@@ -36,6 +36,7 @@ class Launch:
     log_dir: Path | None
     checkpoint_dir: Path | None
     parser: LineParser | None = None  # metrics from the output; None: steps only
+    catch_up_s: float = 10.0  # after the end, parse output skipped in a flood for this long
 
 
 @dataclass
@@ -88,6 +89,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         spec.checkpoint_dir,
         on_checkpoint=watch.checkpoint,
         parser=spec.parser,
+        catch_up_s=spec.catch_up_s,
         on_metrics=watch.metrics,
     )
     start = _now()

@@ -37,6 +37,7 @@ MAX_READ = (
 )  # bytes per log per read: about 60 ms of parsing, so a flood costs the command little CPU
 SKIP_AHEAD_BYTES = 8 << 20  # a backlog larger than this is skipped...
 TAIL_BYTES = 256 << 10  # ...but for its newest bytes
+COUNT_S = 10.0  # then count the lines left unparsed for at most this long (else estimate)
 
 
 def _now() -> datetime:
@@ -59,6 +60,7 @@ class Progress:
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
         parser: LineParser | None = None,
         on_metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None,
+        catch_up_s: float = 10.0,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -75,7 +77,13 @@ class Progress:
         self._offsets = {p: 0 for p in log_paths}
         self._partial = {p: b"" for p in log_paths}
         self._resync = {p: False for p in log_paths}
-        self.skipped_bytes = 0  # output never scanned for progress because it came too fast
+        self.skipped_bytes = 0  # output not scanned live because it came too fast
+        self._skipped: list[tuple[Path, int, int, datetime]] = []  # (log, start, end, when)
+        self.caught_up_lines = 0  # skipped lines parsed for metrics after the command ended
+        self.unparsed_lines = 0  # skipped lines never parsed
+        self.unparsed_estimated = False  # too many to count in COUNT_S: estimated from sizes
+        self.catch_up_s = 0.0  # how long the catch-up took
+        self._catch_up_budget = catch_up_s
         self._ckpt_dir = checkpoint_dir
         self._folder = FolderWatch(checkpoint_dir) if checkpoint_dir is not None else None
         self._announced: dict[int, tuple[Checkpoint, float]] = {}  # step -> (it, monotonic time)
@@ -106,6 +114,8 @@ class Progress:
             self._thread.join(timeout=10)
         self.read_logs(final=True)
         self._scan_checkpoints(final=True)
+        if self._skipped:
+            self._catch_up()
 
     def last_activity(self) -> float:
         """Monotonic time of the last output, step or checkpoint."""
@@ -139,6 +149,8 @@ class Progress:
                         offset = self._offsets[path]
                         # At the end the wrapper waits for us: never more than a tail's worth.
                         if size - offset > (2 * TAIL_BYTES if final else SKIP_AHEAD_BYTES):
+                            start = offset - len(self._partial[path])  # with the line cut short
+                            self._skipped.append((path, start, size - TAIL_BYTES, _now()))
                             self.skipped_bytes += size - TAIL_BYTES - offset
                             offset = self._offsets[path] = size - TAIL_BYTES
                             self._partial[path] = b""
@@ -153,6 +165,66 @@ class Progress:
                             break
             except OSError:
                 continue
+
+    def _catch_up(self) -> None:
+        """Parse the skipped stretches of the logs for metrics, now that the command has ended
+        and the CPU is free, for at most --catch-up seconds; count the lines left (#4: no metric line is
+        dropped silently). Their points carry the time of the skip; their steps are their own."""
+        started = time.monotonic()
+        deadline = started + self._catch_up_budget
+        left: list[tuple[Path, int, int]] = []
+        for path, start, end, stamp in self._skipped:
+            if self._parser is None or self._on_metrics is None or time.monotonic() > deadline:
+                left.append((path, start, end))
+                continue
+            try:
+                stopped_at = self._parse_stretch(path, start, end, stamp, deadline)
+            except OSError:
+                stopped_at = start
+            if stopped_at < end:
+                left.append((path, stopped_at, end))
+        self.catch_up_s = time.monotonic() - started
+        count_until = time.monotonic() + COUNT_S
+        for path, start, end in left:
+            counted, lines = _count_lines(path, start, end, count_until)
+            lines += 1  # the line that crosses `end`, which the live reader skipped to the end of
+            if counted < end - start:  # out of time: estimate from the bytes per line so far
+                per_line = (counted / lines) if lines else 80.0
+                lines += round((end - start - counted) / max(per_line, 1.0))
+                self.unparsed_estimated = True
+            self.unparsed_lines += lines
+
+    def _parse_stretch(
+        self, path: Path, start: int, end: int, stamp: datetime, deadline: float
+    ) -> int:
+        """Parse whole lines from `start` up to the line that crosses `end`; the offset reached."""
+        assert self._parser is not None and self._on_metrics is not None
+        with open(path, "rb") as f:
+            f.seek(start)
+            offset, rest = start, b""
+            while offset < end:
+                if time.monotonic() > deadline:
+                    return offset - len(rest)
+                data = f.read(min(MAX_READ, end - offset))
+                if not data:
+                    return end
+                offset += len(data)
+                if offset >= end:  # finish the line the live reader skipped to the end of
+                    data += f.readline(65536)
+                chunk = rest + data
+                cut = chunk.rfind(b"\n") + 1
+                chunk, rest = chunk[:cut], chunk[cut:]
+                if len(rest) > 65536:  # a line with no end in sight: not a metric line
+                    rest = b""
+                for line in chunk.split(b"\n"):
+                    if not line:
+                        continue
+                    self.caught_up_lines += 1
+                    line = line.rsplit(b"\r", 1)[-1] if b"\r" in line else line
+                    parsed = self._parser.parse(line)
+                    if parsed is not None and parsed.values:
+                        self._on_metrics(parsed.step, parsed.values, stamp)
+        return end
 
     def _take(self, path: Path, data: bytes, last: bool) -> None:
         if self._resync[path]:  # after a jump we are mid-line: start at the next one
@@ -246,3 +318,19 @@ class Progress:
         self.checkpoint_mono = time.monotonic()
         if self._on_checkpoint is not None:
             self._on_checkpoint(ckpt)
+
+
+def _count_lines(path: Path, start: int, end: int, until: float) -> tuple[int, int]:
+    """(bytes counted, newlines in them) of a stretch of a file, stopping at `until`."""
+    counted = lines = 0
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            while counted < end - start and time.monotonic() < until:
+                data = f.read(min(1 << 20, end - start - counted))
+                if not data:
+                    break
+                counted, lines = counted + len(data), lines + data.count(b"\n")
+    except OSError:
+        pass
+    return counted, lines

@@ -191,7 +191,8 @@ class MetricBuffer:
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
-        self.rows: list[dict[str, Any]] = []
+        # Columns, not a dict per point: a flood caught up after the end fills FLUSH_ROWS fast.
+        self.rows: tuple[list[Any], list[int | None], list[str], list[float]] = ([], [], [], [])
         self.names: set[str] = set()
         self.dropped_names: set[str] = set()
         self.dropped_points = 0
@@ -211,28 +212,43 @@ class MetricBuffer:
                         self.dropped_points += 1
                         continue
                     self.names.add(name)
-                self.rows.append(
-                    {"time": at, "step": step, "name": name, "value": value, "source": "parser"}
-                )
-            due = len(self.rows) >= self.FLUSH_ROWS or time.monotonic() >= self._next_flush
+                times, steps, names, values_ = self.rows
+                times.append(at)
+                steps.append(step)
+                names.append(name)
+                values_.append(value)
+            due = len(self.rows[0]) >= self.FLUSH_ROWS or time.monotonic() >= self._next_flush
         if due:
             self.flush()
 
     def flush(self) -> None:
         with self._lock:
-            rows, self.rows = self.rows, []
+            rows, self.rows = self.rows, ([], [], [], [])
             self._next_flush = time.monotonic() + self.FLUSH_S
-        if rows:
-            full = [
-                {**r, "run": self.recorder.run, "attempt_id": self.recorder.attempt_id}
-                for r in rows
-            ]
-            store = self.recorder.store
-            if store is not None:
-                self.recorder._safe(
-                    "metrics", lambda: store.write("metrics", self.recorder.run, full)
-                )
-            self.written += len(rows)
+        count = len(rows[0])
+        store = self.recorder.store
+        if count and store is not None:
+            self.recorder._safe("metrics", lambda: self._write(store, rows))
+        self.written += count
+
+    def _write(self, store: Any, rows: tuple[list[Any], ...]) -> None:
+        import pyarrow as pa
+
+        from logbook import schema as schemas
+        from logbook.store import layout, parts
+
+        schema = schemas.load("metrics").arrow()
+        n = len(rows[0])
+        columns = {
+            "attempt_id": pa.repeat(pa.scalar(self.recorder.attempt_id, pa.string()), n),
+            "time": pa.array(rows[0], schema.field("time").type),
+            "step": pa.array(rows[1], pa.int64()),
+            "name": pa.array(rows[2], pa.string()),
+            "value": pa.array(rows[3], pa.float64()),
+            "source": pa.repeat(pa.scalar("parser", pa.string()), n),
+        }
+        table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+        parts.write_part(layout.run_dir(store.root, "metrics", self.recorder.run), table)
 
     def close(self) -> None:
         """Write what is left, and say what was dropped."""

@@ -131,6 +131,7 @@ class Session:
             recorder.log_dir(),
             opts.checkpoint_dir,
             self.parser,
+            opts.catch_up_s,
         )
         metrics = (
             MetricBuffer(recorder) if self.store is not None and self.parser is not None else None
@@ -317,11 +318,16 @@ class Session:
         if progress is not None and progress.skipped_bytes:
             recorder.event(
                 "logbook_warning",
-                f"the output came faster than logbook scans it: {progress.skipped_bytes / 1e6:.1f} MB were "
-                "not scanned for steps and checkpoints (the raw log has all of it)",
+                _skipped_message(progress),
                 severity="warning",
                 source="logbook",
-                data={"skipped_bytes": progress.skipped_bytes},
+                data={
+                    "skipped_bytes": progress.skipped_bytes,
+                    "caught_up_lines": progress.caught_up_lines,
+                    "catch_up_s": round(progress.catch_up_s, 2),
+                    "unparsed_lines": progress.unparsed_lines,
+                    "unparsed_estimated": progress.unparsed_estimated,
+                },
             )
         if decision.action == "gave_up":
             recorder.event("gave_up", decision.reason, severity="error")
@@ -597,6 +603,27 @@ def _record_hparams(
             "source": "config" if source == "config" else "argv",
         }
         recorder.event("hparam_change", message, data=data)
+
+
+def _skipped_message(progress: Any) -> str:
+    head = (
+        f"the output came faster than logbook reads it: {progress.skipped_bytes / 1e6:.1f} MB "
+        "were not scanned live for steps and checkpoints"
+    )
+    parsed = (
+        f"; {progress.caught_up_lines:,} of their lines were parsed for metrics after the "
+        f"command ended ({progress.catch_up_s:.1f} s)"
+        if progress.caught_up_lines
+        else ""
+    )
+    if progress.unparsed_lines:
+        about = "about " if progress.unparsed_estimated else ""
+        left = (
+            f"; {about}{progress.unparsed_lines:,} lines were never parsed (the raw log has them)"
+        )
+    else:
+        left = "; every line was parsed" if progress.caught_up_lines else ""
+    return head + parsed + left
 
 
 def _tail_lines(log_dir: Path | None, n: int = 20) -> list[str]:

@@ -213,3 +213,74 @@ def test_unknown_detector_settings_are_refused(
     (tmp_path / "logbook.toml").write_text("[detectors]\nspike = 3\n")
     p = run_logbook("run", "--store", str(store_path), "--", "true", cwd=tmp_path, check=1)
     assert b"unknown setting spike" in p.stderr
+
+
+FLOOD = r"""
+import sys
+n = int(sys.argv[1])
+pad = "-" * 80  # long lines: a big flood in few lines, so the test stays quick
+block = "".join(f"step={i} loss={1 + i % 1000 / 1000:.4f} {pad}{'.' * (i % 7)}\n" for i in range(n))
+sys.stdout.write(block)  # faster than the live reader: most of it is skipped, then caught up
+"""
+
+
+def test_a_flood_of_metric_lines_is_caught_up_after_the_end(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    script, n = tmp_path / "flood.py", 100_000  # about 11 MB
+    script.write_text(FLOOD)
+    p = run_logbook(
+        "run", "--store", str(store_path), "--no-capture", "--catch-up", "2m", "--",
+        sys.executable, str(script), str(n), check=0,
+    )  # fmt: skip
+    assert p.stdout.count(b"\n") == n
+    [counts] = _metrics(
+        store_path,
+        "select count(*) as points, count(distinct step) as steps, min(step) as lo, "
+        "max(step) as hi from metrics where name = 'loss'",
+    )
+    assert counts == {"points": n, "steps": n, "lo": 0, "hi": n - 1}
+    [warning] = run_sql(
+        Store(store_path), "select message, data from events where kind = 'logbook_warning'"
+    ).to_pylist()
+    data = json.loads(warning["data"])
+    assert data["skipped_bytes"] > 8 << 20 and data["unparsed_lines"] == 0
+    assert data["caught_up_lines"] > n / 2 and "every line was parsed" in warning["message"]
+
+
+def test_lines_left_unparsed_are_counted(tmp_path: Path) -> None:
+    from logbook.parsers import LineParser
+    from logbook.supervisor import progress
+
+    log = tmp_path / "stdout.log"
+    log.write_bytes(b"".join(b"step=%d loss=0.5\n" % i for i in range(1_000_000)))
+    seen: list[int | None] = []
+    p = progress.Progress(
+        [log],
+        None,
+        parser=LineParser("auto"),
+        on_metrics=lambda s, v, t: seen.append(s),
+        catch_up_s=0.0,  # no time to parse: count instead
+    )
+    p.read_logs()  # a backlog past SKIP_AHEAD_BYTES: all but the tail is skipped
+    live = len(seen)
+    p.stop()
+    tail = len(seen) - live  # the final read parses the tail only
+    assert p.unparsed_lines + live + tail == 1_000_000 and not p.unparsed_estimated
+    assert p.caught_up_lines == 0 and p.skipped_bytes > log.stat().st_size - 2 * progress.TAIL_BYTES
+
+
+def test_catch_up_0_counts_what_it_skipped(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script, n = tmp_path / "flood.py", 100_000
+    script.write_text(FLOOD)
+    run_logbook(
+        "run", "--store", str(store_path), "--no-capture", "--catch-up", "0", "--",
+        sys.executable, str(script), str(n), check=0,
+    )  # fmt: skip
+    [points] = _metrics(store_path, "select count(*) as n from metrics where name = 'loss'")
+    [warning] = run_sql(
+        Store(store_path), "select message, data from events where kind = 'logbook_warning'"
+    ).to_pylist()
+    data = json.loads(warning["data"])
+    assert data["caught_up_lines"] == 0 and data["unparsed_lines"] + points["n"] == n
+    assert f"{data['unparsed_lines']:,} lines were never parsed" in warning["message"]
