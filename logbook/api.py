@@ -102,10 +102,17 @@ class Recorder:
         store: the store's folder; default as the CLI finds it (LOGBOOK_STORE, logbook.toml, ...).
         run: the run; default LOGBOOK_RUN under `logbook run`, else the script's stem.
         all_ranks: record on every rank, not only rank 0.
+        detect: run the instability detectors (loss spikes, NaN, ...) on logged metrics, in the
+            writer thread, with logbook.toml's [detectors] settings.
     """
 
     def __init__(
-        self, store: str | Path | None = None, run: str | None = None, *, all_ranks: bool = False
+        self,
+        store: str | Path | None = None,
+        run: str | None = None,
+        *,
+        all_ranks: bool = False,
+        detect: bool = True,
     ) -> None:
         env = os.environ
         self.active = all_ranks or _rank(env) == 0
@@ -124,6 +131,8 @@ class Recorder:
         self._names: list[str] = []
         self._key_cache: dict[tuple[str, ...], array[int]] = {}
         self._mix: dict[str, Any] | None = None
+        self.detect = detect
+        self._detectors: Any = None  # logbook.detectors.Detectors, made in the writer thread
         self._warned: set[str] = set()
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
@@ -467,12 +476,48 @@ class Recorder:
         n = len(cols)
         if n:
             names = list(self._names)
+            if self.detect:
+                found = self._safe("the detectors' findings", lambda: self._detect(cols, names))
+                rows = {**rows, "events": [*rows.get("events", []), *(found or [])]}
             if self._safe("metrics", lambda: self._write_metrics(store, cols, names)):
                 self.written += n
             else:
                 self.dropped += n
         for table, table_rows in rows.items():
             self._safe(table, functools.partial(store.write, table, self.run, table_rows))
+
+    def _detect(self, cols: _Columns, names: list[str]) -> list[dict[str, Any]]:
+        """Event rows for what the instability detectors find in a batch (writer thread). Only
+        the names a detector watches are fed, so other metrics cost one lookup per point."""
+        from logbook.events import event_row
+
+        if self._detectors is None:
+            from logbook.detectors import Detectors
+
+            self._detectors = Detectors(_detector_settings())
+        det = self._detectors
+        watched = {code: name for code, name in enumerate(names) if det.watches(name)}
+        out: list[dict[str, Any]] = []
+        if not watched:
+            return out
+        for code, value, step in zip(cols.codes, cols.values, cols.steps, strict=True):
+            name = watched.get(code)
+            if name is None:
+                continue
+            for f in det.observe(None if step == _NO_STEP else step, {name: value}):
+                out.append(
+                    event_row(
+                        self.run,
+                        self.attempt_id,
+                        f.kind,
+                        f.message,
+                        source="detector",
+                        step=f.step,
+                        severity="error" if f.kind == "nan" else "warning",
+                        data={"metric": f.name, "value": f.value, **f.evidence},
+                    )
+                )
+        return out
 
     def _write_metrics(self, store: Store, cols: _Columns, names: list[str]) -> bool:
         from logbook.store import layout, parts
@@ -548,6 +593,15 @@ METRICS_PARQUET: dict[str, Any] = {
         "value": "BYTE_STREAM_SPLIT",
     },
 }
+
+
+def _detector_settings() -> dict[str, Any]:
+    """logbook.toml's [detectors], as `logbook run` reads them; defaults if there is none."""
+    from logbook.config import find_config
+
+    _, config = find_config()
+    table = config.get("detectors", {})
+    return table if isinstance(table, dict) else {}
 
 
 def _reason(e: BaseException) -> str:

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, float] = {
     "loss_scale_min": 1.0,  # a loss scale below this has collapsed
     "cooldown_steps": 50,
 }
+MEDIAN_EVERY = 8  # points between recomputations of a metric's rolling median
 
 
 def _is_loss(name: str) -> bool:
@@ -66,9 +67,15 @@ class Detectors:
             )
         self.s = {**DEFAULTS, **{k: float(v) for k, v in (settings or {}).items()}}
         self._history: dict[str, deque[float]] = {}
+        self._median: dict[str, tuple[float, int]] = {}  # name -> (median, points since)
         self._low_run: dict[str, int] = {}
         self._last_said: dict[tuple[str, str], int] = {}
         self._count = 0
+
+    @staticmethod
+    def watches(name: str) -> bool:
+        """Whether any detector looks at a metric of this name (others cost nothing to skip)."""
+        return _is_loss(name) or _is_rate(name) or name in ("grad_norm", "loss_scale")
 
     def observe(self, step: int | None, values: Mapping[str, float]) -> list[Finding]:
         out: list[Finding] = []
@@ -77,7 +84,9 @@ class Detectors:
         return out
 
     def _one(self, name: str, step: int | None, value: float) -> list[Finding]:
-        hist = self._history.setdefault(name, deque(maxlen=int(self.s["window"])))
+        hist = self._history.get(name)
+        if hist is None:
+            hist = self._history[name] = deque(maxlen=int(self.s["window"]))
         found: list[Finding] = []
         watched = _is_loss(name) or name in ("grad_norm", "loss_scale")
         if not math.isfinite(value):
@@ -85,8 +94,12 @@ class Detectors:
                 found.append(Finding("nan", name, step, value, f"{name} is {value} at step {step}"))
             return self._cooled(found, step)  # never part of the history
         if len(hist) >= self.s["min_points"]:
-            median = statistics.median(hist)
-            if _is_loss(name):
+            median, since = self._median.get(name, (0.0, MEDIAN_EVERY))
+            if since >= MEDIAN_EVERY:  # a window's median moves slowly: refresh it now and then
+                median, since = statistics.median(hist), 0
+            self._median[name] = (median, since + 1)
+            # The spread only matters above the minimum rise; below it there is no spike.
+            if _is_loss(name) and value > median + self.s["spike_min_rise"] * abs(median):
                 mad = statistics.median(abs(x - median) for x in hist) * 1.4826
                 limit = median + max(
                     self.s["spike_mads"] * mad, self.s["spike_min_rise"] * abs(median)
@@ -140,6 +153,9 @@ class Detectors:
                 )
             )
         hist.append(value)
+        if not found:
+            self._count += 1
+            return found
         return self._cooled(found, step)
 
     def _cooled(self, found: list[Finding], step: int | None) -> list[Finding]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -277,3 +279,28 @@ def test_standalone_command_line_is_redacted(tmp_path: Path) -> None:
     assert token not in str(list(store.rglob("*")))
     for part in store.rglob("*.parquet"):
         assert token.encode() not in part.read_bytes()
+
+
+def test_the_detectors_watch_logged_metrics(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    rec = Recorder(tmp_path / "store", "det")
+    for step in range(300):  # a noisy but healthy loss, a planted spike at 200, a NaN at 250
+        loss = 2.0 * math.exp(-step / 300) + rng.gauss(0, 0.02)
+        loss = 9.0 if step == 200 else float("nan") if step == 250 else loss
+        rec.log({"loss": loss, "other": rng.random()}, step=step)
+    rec.close()
+    found = _sql(
+        tmp_path / "store",
+        "select kind, step, source from events where source = 'detector' order by step",
+    )
+    assert found == [
+        {"kind": "loss_spike", "step": 200, "source": "detector"},
+        {"kind": "nan", "step": 250, "source": "detector"},
+    ]
+    rec = Recorder(tmp_path / "store", "quiet", detect=False)
+    rec.log({"loss": float("nan")}, step=1)
+    rec.close()
+    assert _sql(
+        tmp_path / "store",
+        "select count(*) as n from events where run = 'quiet' and source = 'detector'",
+    ) == [{"n": 0}]
