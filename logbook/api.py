@@ -321,8 +321,9 @@ class Recorder:
             self._event("data_mix_change", change[0], step=step, data=change[1])
 
     def config(self, values: Mapping[str, Any]) -> None:
-        """Record settings as snapshot rows of kind `config`, nested keys joined with dots and
-        values as JSON; secrets redacted by name."""
+        """Record settings as snapshot rows of kind `api_config` (apart from `config`, the
+        --config file the wrapper compares with the parent attempt), nested keys joined with dots
+        and values as JSON; secrets redacted by name."""
         if self.store is None or self._closed:
             return
         from logbook.hparams import flatten
@@ -337,7 +338,7 @@ class Recorder:
                     "run": self.run,
                     "attempt_id": self.attempt_id,
                     "time": stamp,
-                    "kind": "config",
+                    "kind": "api_config",
                     "name": key,
                     "value": shown,
                     "status": "redacted" if why else "ok",
@@ -547,6 +548,11 @@ class Recorder:
             root = self.store.root if self.store is not None else "the store"
             self._warn(f"could not record {what} in {root}: {_reason(e)}; dropped")
             return None
+
+    def warn(self, text: str) -> None:
+        """One line on stderr (`logbook: ...`), once per text: for problems the training must
+        hear of but not stop for."""
+        self._warn(text)
 
     def _warn(self, text: str) -> None:
         if text in self._warned:

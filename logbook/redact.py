@@ -58,17 +58,37 @@ def is_secret_name(name: str) -> bool:
     Returns:
         True when the value should be hidden.
     """
+    return bool(_secret_parts(name))
+
+
+def _secret_parts(name: str) -> list[str]:
+    """The parts of a name that make it look secret (upper case)."""
     bare = name.strip().lstrip("-+~")
     if bare.upper() in _BENIGN_NAMES:
-        return False
+        return []
+    found = []
     for part in _NAME_PARTS.findall(bare):
         upper = part.upper()
-        if upper in _SECRET_PARTS:
-            return True
         # TOKENIZER/TOKENIZERS are the tokenizer, not a token.
-        if any(s in upper for s in _SECRET_SUBSTRINGS) and not upper.startswith("TOKENIZ"):
-            return True
-    return False
+        if upper in _SECRET_PARTS or (
+            any(s in upper for s in _SECRET_SUBSTRINGS) and not upper.startswith("TOKENIZ")
+        ):
+            found.append(upper)
+    return found
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+
+def _harmless(name: str, value: str) -> bool:
+    """A value that cannot be a secret whatever its name: a boolean or null (hub_private_repo =
+    false), or a number under a name whose only hint is the plural TOKENS (max_tokens = 2048, a
+    count that compute accounting needs)."""
+    text = value.strip().strip('"').lower()
+    if text in ("true", "false", "null", "none", ""):
+        return True
+    hints = _secret_parts(name)
+    return bool(hints) and all(h == "TOKENS" for h in hints) and bool(_NUMBER.fullmatch(text))
 
 
 # Names whose assigned value is hidden inside free text (diffs, shell strings).
@@ -184,7 +204,7 @@ def redact_value(name: str, value: str) -> tuple[str, str | None]:
         the name is secret-looking, or `(partly redacted value, "token-like value")`
         when `redact_text` found a secret inside it (so a URL keeps its host).
     """
-    if is_secret_name(name):
+    if is_secret_name(name) and not _harmless(name, value):
         return REDACTED, "secret name"
     cleaned = redact_text(value)
     if cleaned != value:

@@ -209,6 +209,26 @@ def test_redact_value_and_env() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("max_tokens", "2048", True),  # a count, needed for compute accounting
+        ("tokens_per_step", "5.24e5", True),
+        ("average_tokens_across_devices", "true", True),
+        ("hub_private_repo", "false", True),
+        ("hub_token", "null", True),
+        ("hub_token", '"hf_abcdefghijklmnopqrstuvwxyz012345"', False),
+        ("max_token", "2048", False),  # singular: could be the token itself
+        ("tokens", '"abc123secret"', False),
+        ("db_password", "12345678", False),
+        ("api_tokens", '"s3cr3t-value"', False),
+    ],
+)
+def test_values_that_cannot_be_secrets_stay(name: str, value: str, shown: bool) -> None:
+    got, why = redact_value(name, value)
+    assert (got == value and why is None) if shown else (got == REDACTED and why == "secret name")
+
+
 def test_redact_command() -> None:
     argv = [
         "python",

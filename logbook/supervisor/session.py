@@ -111,6 +111,7 @@ class Session:
             label=self.placement.label,
             attempt_id=attempt_id,
             restart_count=restart_count,
+            checkpoint_dir=opts.checkpoint_dir,
         )
         from logbook.redact import redact_command
 
@@ -479,8 +480,10 @@ def child_env(
     label: str,
     attempt_id: str,
     restart_count: int = 0,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The command's environment: ours, plus where to record, and Python unbuffered (#2)."""
+    """The command's environment: ours, plus where to record, and Python unbuffered (#2). With
+    LOGBOOK_CHECKPOINT_DIR the callbacks leave the folder's checkpoints to the wrapper."""
     env = dict(base)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["LOGBOOK_STORE"] = str(store_root)
@@ -488,6 +491,10 @@ def child_env(
     env["LOGBOOK_ATTEMPT"] = label
     env["LOGBOOK_ATTEMPT_ID"] = attempt_id
     env["LOGBOOK_RESTART_COUNT"] = str(restart_count)
+    if checkpoint_dir is not None:
+        env["LOGBOOK_CHECKPOINT_DIR"] = str(checkpoint_dir)
+    else:
+        env.pop("LOGBOOK_CHECKPOINT_DIR", None)  # an outer wrapper's is not ours
     return env
 
 
