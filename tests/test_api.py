@@ -80,7 +80,9 @@ def test_under_logbook_run_joins_the_wrappers_attempt(tmp_path: Path) -> None:
         r["attempt_id"] == attempts[0]["attempt_id"]
         for r in _sql(store, "select attempt_id from events where source = 'api'")
     )
-    config = _sql(store, "select name, value from snapshots where kind = 'api_config' order by name")
+    config = _sql(
+        store, "select name, value from snapshots where kind = 'api_config' order by name"
+    )
     assert {"name": "optim.lr", "value": "0.0003"} in config
 
 

@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from logbook.cli import commands_events, commands_query, commands_run, commands_store
+from logbook.cli import (
+    commands_events,
+    commands_import,
+    commands_query,
+    commands_run,
+    commands_store,
+)
 from logbook.errors import BadQuery, LogbookError
 from logbook.exitcodes import ExitCode
 
@@ -81,7 +87,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
 
 
-for module in (commands_run, commands_query, commands_events, commands_store):
+for module in (commands_run, commands_query, commands_events, commands_store, commands_import):
     for command in module.COMMANDS:
         cli.add_command(command)
 

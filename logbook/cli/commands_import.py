@@ -1,0 +1,48 @@
+"""logbook import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from logbook.cli.options import store_option
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--run", "run_name", metavar="NAME", help="Run of the rows that name none.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    help="Format of FILE. Default: from its name (.csv, .jsonl), else its first line.",
+)
+@click.option("--dry-run", is_flag=True, help="Check FILE and say what it adds; write nothing.")
+@store_option
+def import_(
+    file: Path, run_name: str | None, fmt: str | None, dry_run: bool, store: Path | None
+) -> None:
+    """Backfill a run's history (attempts, events, notes, metrics) from JSON lines or CSV.
+
+    Rows keep their own times. Every row is checked first: one bad row imports nothing. Rows
+    already on record are skipped, so a file can be imported again as it grows. The format:
+    schemas/import.md.
+
+    \b
+        logbook import examples/opt-history.jsonl --run opt-175b
+    """
+    from logbook.config import find_store
+    from logbook.importer import import_file
+    from logbook.store import Store
+
+    root, source = find_store(store)
+    # A new store is made when there is something to write: not for a bad file, nor a dry run.
+    target = Store.open(root, source=source) if root.exists() else Store(root, source=source)
+    for result in import_file(target, file, run=run_name, fmt=fmt, dry_run=dry_run):
+        click.echo(result.describe(dry_run=dry_run), err=True)
+    if dry_run:
+        click.echo("nothing written (--dry-run)", err=True)
+
+
+COMMANDS = [import_]
