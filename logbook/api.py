@@ -12,7 +12,7 @@ Where the rows go:
 - On its own it starts an attempt of `run` (default: the script's stem) after the run's previous
   ones, journaled as running; at `close()` or at exit it journals the end and folds the journal.
   The end is `crashed` when the process ends with an uncaught exception (we chain
-  `sys.excepthook`), else `completed`. `sys.exit(1)` is not an exception that reaches the hook, so
+  `sys.excepthook`) — with a `crash` event classified by logbook.forensics — else `completed`. `sys.exit(1)` is not an exception that reaches the hook, so
   such an ending is recorded as completed.
 
 Cost: `log` appends to per-column arrays under a lock (no per-point objects); a daemon thread
@@ -61,7 +61,7 @@ _NO_STEP = -(2**63)  # null marker inside the int64 step buffer
 _RANK_VARS = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
 
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
-_crashed: list[str] = []  # the uncaught exception's type name, once the excepthook saw one
+_crashed: list[BaseException] = []  # the uncaught exception, once the excepthook saw one
 _hooked = False
 
 
@@ -370,6 +370,11 @@ class Recorder:
                 severity="warning",
                 data={"skipped": self.skipped},
             )
+        crash: tuple[str, dict[str, Any]] | None = None
+        if self._owner and _crashed:  # the wrapper, when there is one, writes its own
+            crash = self._safe("the crash", lambda: _describe(_crashed[0]))
+            if crash is not None:
+                self._event("crash", crash[0], severity="error", data=crash[1])
         self.flush()
         self._closed = True
         self._wake.set()
@@ -380,7 +385,12 @@ class Recorder:
                 status=status,
                 end_time=end,
                 duration_s=(end - self._attempt["start_time"]).total_seconds(),
-                summary=f"uncaught {_crashed[0]}" if _crashed else None,
+                crash_class=crash[1].get("class") if crash else None,
+                summary=crash[0]
+                if crash
+                else f"uncaught {type(_crashed[0]).__name__}"
+                if _crashed
+                else None,
                 recorded_at=end,
             )
             j = self._journal
@@ -394,7 +404,7 @@ class Recorder:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
-            _crashed.append(exc_type.__name__)
+            _crashed.append(exc)
         self.close()
 
     # internals -------------------------------------------------------------------------------
@@ -601,6 +611,12 @@ METRICS_PARQUET: dict[str, Any] = {
 }
 
 
+def _describe(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    from logbook.forensics.exceptions import describe_exception
+
+    return describe_exception(exc)
+
+
 def _detector_settings() -> dict[str, Any]:
     """logbook.toml's [detectors], as `logbook run` reads them; defaults if there is none."""
     from logbook.config import find_config
@@ -632,7 +648,7 @@ def _install_hooks() -> None:
 
     def hook(exc_type: Any, exc: Any, tb: Any) -> None:
         if not issubclass(exc_type, KeyboardInterrupt):
-            _crashed.append(exc_type.__name__)
+            _crashed.append(exc)
         previous(exc_type, exc, tb)
 
     sys.excepthook = hook

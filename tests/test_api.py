@@ -98,7 +98,8 @@ def test_standalone_starts_attempts_in_lineage_and_crashes(tmp_path: Path) -> No
     bad = _script(
         tmp_path,
         "train2",
-        'import logbook\nlogbook.log({"loss": 1.0}, step=0)\nraise SystemError("boom")\n',
+        'import logbook\nlogbook.log({"loss": 1.0}, step=0)\n'
+        'raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (boom)")\n',
     )
     done = subprocess.run(
         [sys.executable, bad], env=env, capture_output=True, text=True, timeout=60
@@ -120,6 +121,10 @@ def test_standalone_starts_attempts_in_lineage_and_crashes(tmp_path: Path) -> No
     )
     assert per_attempt == [{"label": "1.00", "n": 100}, {"label": "1.01", "n": 100}]
     assert _sql(store, "select count(*) as n from metrics where run = 'train2'") == [{"n": 1}]
+    [crashed] = _sql(store, "select crash_class, summary from attempts where status = 'crashed'")
+    [event] = _sql(store, "select kind, message, data from events where run = 'train2'")
+    assert crashed["crash_class"] == "gpu_oom" and "out of memory" in crashed["summary"]
+    assert event["kind"] == "crash" and '"class": "gpu_oom"' in event["data"]
 
 
 def test_rank_one_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,7 +220,11 @@ def test_transformers_standalone_crash_marks_its_own_attempt(tmp_path: Path) -> 
     assert done.returncode == 1 and "bad batch at step 3" in done.stderr, done.stderr[-2000:]
     store = tmp_path / "store"
     assert _sql(store, "select run, status, summary from attempts") == [
-        {"run": "hf_crash", "status": "crashed", "summary": "uncaught ValueError"}
+        {
+            "run": "hf_crash",
+            "status": "crashed",
+            "summary": "ValueError at hf_crash.py:13 in on_step_end: bad batch at step 3",
+        }
     ]
     # Step 3 raised in on_step_end, before the Trainer logged it.
     assert _sql(store, "select list(step order by step) as s from metrics where name = 'loss'") == [

@@ -101,6 +101,8 @@ class CallbackBase:
         )
 
     def record_exception(self, exc: BaseException, step: int | None) -> None:
+        from logbook.forensics.exceptions import describe_exception
+
         message, data = describe_exception(exc)
         severity = "warning" if isinstance(exc, KeyboardInterrupt) else "error"
         self.recorder.event("exception", message, step=step, severity=severity, **data)
@@ -183,33 +185,3 @@ def size_of(path: str | os.PathLike[str]) -> int | None:
         return total
     except OSError:
         return None
-
-
-def describe_exception(exc: BaseException) -> tuple[str, dict[str, Any]]:
-    """The message and data of an `exception` event: the traceback read by the same rules that
-    classify a wrapped command's crash (logbook.forensics)."""
-    import tempfile
-    import traceback
-    from pathlib import Path
-
-    from logbook.forensics import classify_end
-
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    message = f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
-    data: dict[str, Any] = {
-        "class": None,
-        "exception": {"type": type(exc).__name__, "message": first[:500]},
-    }
-    try:
-        with tempfile.TemporaryDirectory(prefix="logbook-") as folder:
-            log = Path(folder) / "stderr.log"
-            log.write_text(text, errors="replace")
-            verdict = classify_end(returncode=1, log_paths=[log])
-    except Exception:  # the event without a class is better than none
-        return message, data
-    data["class"] = verdict.crash_class
-    for key in ("exception", "rules", "lines"):
-        if key in verdict.evidence:
-            data[key] = verdict.evidence[key]
-    return verdict.summary or message, data
