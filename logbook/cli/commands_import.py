@@ -33,7 +33,7 @@ def import_(
         logbook import examples/opt-history.jsonl --run opt-175b
     """
     from logbook.config import find_store
-    from logbook.importer import import_file
+    from logbook.importing import import_file
     from logbook.store import Store
 
     root, source = find_store(store)

@@ -63,11 +63,11 @@ def write_part(directory: Path, data: pa.Table, name: str | None = None, **optio
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return final
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     # Makes the rename itself durable; some filesystems (and Windows) cannot open a directory.
     try:
         fd = os.open(directory, os.O_RDONLY)

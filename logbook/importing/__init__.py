@@ -1,0 +1,121 @@
+"""Backfill history from a file: attempts, events, notes and metrics with their own times (#4).
+
+A run kept by hand, or exported from another tracker, goes on record like a recorded one. The
+file is JSON lines or CSV (the format: schemas/import.md). Every row is checked before anything
+is written, and only what the store does not hold yet is added: attempt ids come from run and
+label, event ids from the event's content, and a metric point is its (time, step, name, value);
+so importing a file again, or after rows were appended to it, never duplicates a row.
+
+>>> import_file(Store.open(Path(".logbook"), create=True), Path("examples/opt-history.jsonl"))
+[Imported(run='opt-175b', attempts=7, attempts_updated=0, events=13, notes=5, metrics=20, ...)]
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from logbook.errors import LogbookError
+from logbook.importing.collect import MAX_ERRORS, Collector
+from logbook.importing.plan import Imported, Plan
+from logbook.importing.read import format_of, read_csv, read_jsonl
+from logbook.store import Store, layout
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["Imported", "import_file"]
+
+
+def import_file(
+    store: Store,
+    path: Path,
+    *,
+    run: str | None = None,
+    fmt: str | None = None,
+    dry_run: bool = False,
+) -> list[Imported]:
+    """Import the history in `path` into `store`: check all of it, then add what is new.
+
+    Args:
+        store: the store to add to; a folder that does not exist yet is made when there is
+            something to write.
+        path: a JSON lines or CSV file in the format of schemas/import.md.
+        run: the run of rows that name none.
+        fmt: jsonl or csv; None guesses from the file's name, else from its first line.
+        dry_run: check the file and count what would be added, writing nothing.
+
+    Returns:
+        One Imported per run in the file, in the order of their first row.
+
+    Raises:
+        LogbookError: the file cannot be read, or has bad rows (each named by line and why);
+            nothing is written then.
+    """
+    import tempfile
+
+    import duckdb
+
+    if run is not None:
+        layout.check_run_name(run)
+    fmt = format_of(path, fmt)
+    with tempfile.TemporaryDirectory(prefix="logbook-import-") as spill:
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute("set TimeZone = 'UTC'")
+            # A file larger than memory spills here, not into a .tmp/ in the working directory.
+            con.execute(f"set temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
+            return _import(store, path, run, fmt, dry_run, con)
+        finally:
+            con.close()
+
+
+def _import(
+    store: Store,
+    path: Path,
+    run: str | None,
+    fmt: str,
+    dry_run: bool,
+    con: duckdb.DuckDBPyConnection,
+) -> list[Imported]:
+    rows = read_jsonl(path) if fmt == "jsonl" else read_csv(path)
+    found = Collector(run, con, csv_strings=fmt == "csv")
+    # The rows are plain dicts and tuples, never cycles: the cyclic collector would only rescan
+    # the batch held for DuckDB again and again (a tenth of the time of a big file).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for line, row in rows:
+            found.add(line, row)
+            if len(found.errors) >= MAX_ERRORS:
+                break
+        found.flush()
+    finally:
+        if collecting:
+            gc.enable()
+    if found.errors:
+        raise _bad_rows(path, found.errors)
+    if not found.runs:
+        raise LogbookError(f"{path} has no rows to import", hint="see schemas/import.md")
+    plan = Plan(store, found, con)  # checks rows against the store and each other
+    if found.errors:
+        raise _bad_rows(path, found.errors)
+    if not dry_run:
+        plan.write()
+    return list(plan.results.values())
+
+
+def _bad_rows(path: Path, errors: list[tuple[int, str]]) -> LogbookError:
+    errors = sorted(errors)[:MAX_ERRORS]
+    listing = "\n".join(f"  line {line}: {why}" for line, why in errors)
+    if len(errors) == 1:
+        rows, them = "a bad row", "it"
+    else:
+        rows, them = f"{len(errors)} bad rows", "them"
+    if len(errors) == MAX_ERRORS:
+        rows += " (at least: reading stopped there)"
+    return LogbookError(
+        f"{path} has {rows}; nothing was imported:\n{listing}",
+        hint=f"fix {them} and import again (the format: schemas/import.md)",
+    )

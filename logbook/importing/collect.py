@@ -1,0 +1,300 @@
+"""Checking an import file row by row: attempts and events kept as rows, metrics in DuckDB."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from logbook.errors import LogbookError
+from logbook.events import SEVERITIES, parse_fields
+from logbook.importing.fields import (
+    MAX_INT,
+    MIN_INT,
+    attempt_converters,
+    parse_float,
+    parse_int,
+    parse_label,
+    parse_object,
+    parse_text,
+    parse_time,
+    redact_value,
+)
+from logbook.importing.read import Bad
+from logbook.store import layout
+
+if TYPE_CHECKING:
+    import duckdb
+
+TYPES = ("attempt", "event", "note", "metric")
+STATUSES = ("running", "completed", "interrupted", "preempted", "hung", "crashed", "lost")
+DECISIONS = ("restart", "stop", "gave_up")
+MAX_ERRORS = 20  # bad rows listed before reading stops
+_BATCH = 100_000  # metric rows parsed before they move into DuckDB (bounds Python's memory)
+_fromisoformat = datetime.fromisoformat
+
+# Attempt fields that are not columns, or that name a column by a shorter word.
+_ATTEMPT_ALIASES = {
+    "start": "start_time",
+    "time": "start_time",
+    "end": "end_time",
+    "outcome": "status",
+    "reason": "summary",
+    "class": "crash_class",
+    "parent": "parent_label",
+    "resumed_from": "resumed_from_step",
+}
+_EVENT_FIELDS = {"type", "run", "time", "kind", "message", "step", "severity", "attempt", "data"}
+_NOTE_FIELDS = {"text", "tags"} | _EVENT_FIELDS - {"kind"}
+_METRIC_FIELDS = {"type", "run", "time", "step", "name", "value", "metrics", "attempt"}
+
+
+class Collector:
+    """Checks rows one by one and keeps what the plan needs: attempts and events as rows, metrics
+    in DuckDB (batched, so a million points hold little Python memory)."""
+
+    def __init__(
+        self, run: str | None, con: duckdb.DuckDBPyConnection, *, csv_strings: bool
+    ) -> None:
+        from logbook.parsers import canonical_name
+
+        self.default_run = run
+        self.con = con
+        self.csv_strings = csv_strings  # CSV cells are text: event extras are read as JSON
+        self.errors: list[tuple[int, str]] = []
+        self.runs: dict[str, int] = {}  # run -> first line
+        self.attempts: dict[tuple[str, str], dict[str, Any]] = {}  # merged fields per label
+        self.attempt_lines: dict[tuple[str, str], list[int]] = {}
+        self.last_label: dict[str, str] = {}
+        self.events: list[dict[str, Any]] = []
+        self.refs: dict[tuple[str, str], int] = {}  # attempt labels named by rows -> first line
+        self.metric_count = 0
+        self._canonical = canonical_name
+        self._names: dict[str, str] = {}
+        self._converters = attempt_converters()
+        self._points: list[tuple[Any, ...]] = []  # metric rows not yet moved into DuckDB
+        con.execute(
+            "create table m_new (run varchar, time timestamptz, step bigint, name varchar, "
+            "value double, label varchar, line bigint)"
+        )
+
+    def add(self, line: int, row: dict[str, Any] | Bad) -> None:
+        try:
+            if isinstance(row, Bad):
+                raise row
+            kind = row.get("type")
+            if kind == "metric":
+                self._metric(line, row)
+            elif kind in TYPES:
+                getattr(self, f"_{kind}")(line, self._run(line, row), row)
+            else:
+                raise Bad(f"type {kind!r} is not one of {', '.join(TYPES)}" if kind else "no type")
+        except Bad as e:
+            self.errors.append((line, str(e)))
+
+    def _run(self, line: int, row: dict[str, Any]) -> str:
+        run = row.get("run") or self.default_run
+        if run is None:
+            raise Bad("no run (give a run field, or --run)")
+        if not isinstance(run, str):
+            raise Bad(f"run {run!r} is not text")
+        if run not in self.runs:
+            try:
+                layout.check_run_name(run)
+            except LogbookError as e:
+                raise Bad(str(e)) from None
+            self.runs[run] = line
+        return run
+
+    def _attempt_ref(self, line: int, run: str, row: Mapping[str, Any]) -> str | None:
+        value = row.get("attempt")
+        if value is None:
+            return None
+        label = parse_label(value, "attempt")
+        self.refs.setdefault((run, label), line)
+        return label
+
+    def _attempt(self, line: int, run: str, row: dict[str, Any]) -> None:
+        fields: dict[str, Any] = {}
+        for key, value in row.items():
+            if key in ("type", "run", "label") or value is None:
+                continue
+            if key == "signal":
+                fields.update(_signal(value))
+                continue
+            column = _ATTEMPT_ALIASES.get(key, key)
+            convert = self._converters.get(column)
+            if convert is None:
+                raise Bad(f"attempt rows have no field {key!r} (see schemas/import.md)")
+            fields[column] = convert(value)
+        status = fields.get("status")
+        if status is not None and status not in STATUSES:
+            raise Bad(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        crash_class = fields.get("crash_class")
+        if crash_class is not None:
+            from logbook.forensics.rules import CLASSES
+
+            if crash_class not in CLASSES:
+                raise Bad(f"class {crash_class!r} is not one of {', '.join(CLASSES)}")
+        decision = fields.get("decision")
+        if decision is not None and decision not in DECISIONS:
+            raise Bad(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
+        if row.get("label") is not None:
+            label = parse_label(row["label"])
+        else:  # the next in the file's own lineage, so it is the same label in every import
+            from logbook.supervisor.lineage import next_label
+
+            previous = self.last_label.get(run)
+            label = "1.00" if previous is None else next_label(previous)
+            while (run, label) in self.attempts:
+                label = next_label(label)
+        self.last_label[run] = label
+        self.attempts.setdefault((run, label), {}).update(fields)
+        self.attempt_lines.setdefault((run, label), []).append(line)
+
+    def _event(self, line: int, run: str, row: dict[str, Any]) -> None:
+        kind = parse_text(row.get("kind") or "", "kind")
+        if not kind or not kind.replace("_", "").replace("-", "").isalnum():
+            raise Bad(
+                f"kind {kind!r} is not allowed (letters, digits, _ and -)" if kind else "no kind"
+            )
+        data = self._data(row, _EVENT_FIELDS)
+        self._keep(line, run, row, kind, row.get("message"), data)
+
+    def _note(self, line: int, run: str, row: dict[str, Any]) -> None:
+        text = row.get("text", row.get("message"))
+        if text is None or not parse_text(text, "text").strip():
+            raise Bad("no text")
+        data = self._data(row, _NOTE_FIELDS)
+        tags = row.get("tags")
+        if tags is not None:
+            if isinstance(tags, str):
+                tags = [t.strip() for t in tags.split(",") if t.strip()]
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise Bad("tags is not a list of text (or text with commas)")
+            data["tags"] = tags
+        self._keep(line, run, row, "note", text, data)
+
+    def _data(self, row: dict[str, Any], known: set[str]) -> dict[str, Any]:
+        data = parse_object(row["data"], "data") if row.get("data") is not None else {}
+        extras = {k: v for k, v in row.items() if k not in known and v is not None}
+        if self.csv_strings and extras:
+            extras = parse_fields([f"{k}={v}" for k, v in extras.items()])
+        return {**data, **extras}
+
+    def _keep(
+        self,
+        line: int,
+        run: str,
+        row: dict[str, Any],
+        kind: str,
+        message: Any,
+        data: dict[str, Any],
+    ) -> None:
+        severity = row.get("severity") or "info"
+        if severity not in SEVERITIES:
+            raise Bad(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+        step = row.get("step")
+        self.events.append(
+            {
+                "line": line,
+                "run": run,
+                "label": self._attempt_ref(line, run, row),
+                "time": parse_time(row.get("time")),
+                "step": None if step is None else parse_int(step, "step"),
+                "kind": kind,
+                "severity": severity,
+                "message": None
+                if message is None
+                else redact_value(parse_text(message, "message")),
+                "data": redact_value(data) if data else None,
+            }
+        )
+
+    def _metric(self, line: int, row: dict[str, Any]) -> None:
+        # The hot path (a million rows should take seconds): the common case checked inline.
+        run = row.get("run") or self.default_run
+        if type(run) is not str or run not in self.runs:
+            run = self._run(line, row)
+        if not row.keys() <= _METRIC_FIELDS:
+            extra = sorted(row.keys() - _METRIC_FIELDS)
+            raise Bad(
+                f"metric rows have no field {extra[0]!r} (several values go in a metrics object)"
+            )
+        text = row.get("time")
+        try:  # Arrow takes an offset or none (UTC) as it is
+            t = _fromisoformat(text)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            t = parse_time(text)
+        step = row.get("step")
+        if step is not None and (type(step) is not int or not MIN_INT <= step <= MAX_INT):
+            step = parse_int(step, "step")
+        label = self._attempt_ref(line, run, row) if "attempt" in row else None
+        keep = self._points.append
+        if "metrics" in row:
+            if "name" in row or "value" in row:
+                raise Bad("give name and value, or a metrics object, not both")
+            values = parse_object(row["metrics"], "metrics")
+            if not values:
+                raise Bad("metrics is empty")
+            for key, value in values.items():
+                keep((run, t, step, self._name(key), parse_float(value, key), label, line))
+        else:
+            raw = row.get("name")
+            name = self._names.get(raw) if type(raw) is str else None
+            if name is None:
+                name = self._name(raw)
+            if "value" not in row:
+                raise Bad("no value")
+            value = row["value"]
+            if type(value) is not float:
+                value = parse_float(value, "value")
+            keep((run, t, step, name, value, label, line))
+        if len(self._points) >= _BATCH:
+            self.flush()
+
+    def _name(self, raw: Any) -> str:
+        if raw is None:
+            raise Bad("no name (or a metrics object)")
+        name = self._names.get(raw) if isinstance(raw, str) else None
+        if name is None:
+            name = self._canonical(parse_text(raw, "name"))
+            if not name:
+                raise Bad(f"metric name {raw!r} has no letters or digits")
+            self._names[raw] = name
+        return name
+
+    def flush(self) -> None:
+        """Move the parsed metric rows into DuckDB."""
+        import pyarrow as pa
+
+        if not self._points:
+            return
+        columns = list(zip(*self._points, strict=True))
+        types = [pa.string(), pa.timestamp("us", tz="UTC"), pa.int64(), pa.string()]
+        types += [pa.float64(), pa.string(), pa.int64()]
+        names = ("run", "time", "step", "name", "value", "label", "line")
+        batch = pa.table(
+            [pa.array(c, t) for c, t in zip(columns, types, strict=True)], names=list(names)
+        )
+        self.con.register("_batch", batch)
+        self.con.execute("insert into m_new select * from _batch")
+        self.con.unregister("_batch")
+        self.metric_count += len(self._points)
+        self._points = []
+
+
+def _signal(value: Any) -> dict[str, Any]:
+    import signal as signals
+
+    from logbook.exitcodes import signal_name
+
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        name = value.strip().upper()
+        name = name if name.startswith("SIG") else f"SIG{name}"
+        try:
+            return {"signal": int(signals.Signals[name]), "signal_name": name}
+        except KeyError:
+            raise Bad(f"signal {value!r} is not a signal name (e.g. SIGKILL)") from None
+    number = parse_int(value, "signal")
+    return {"signal": number, "signal_name": signal_name(number)}

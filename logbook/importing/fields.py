@@ -1,0 +1,184 @@
+"""A row's fields checked and converted: times, numbers, text, labels, commands, redaction."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from logbook import schema as schemas
+from logbook.errors import LogbookError
+from logbook.importing.read import Bad
+
+_UTC = timezone.utc
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1  # steps land in int64 columns
+# Columns an import fills itself (duration from start and end, the name from the signal).
+_ATTEMPT_DERIVED = {
+    "run",
+    "attempt_id",
+    "parent_id",
+    "duration_s",
+    "recorded_at",
+    "wrapper_pid",
+    "logbook_version",
+    "signal_name",
+}
+
+
+def parse_time(value: Any, field: str = "time") -> datetime:
+    """ISO 8601 (no offset = UTC) or Unix seconds, as an aware UTC datetime."""
+    if value is None:
+        raise Bad(f"no {field}")
+    try:
+        if isinstance(value, str):
+            try:
+                t = datetime.fromisoformat(value)
+            except ValueError:
+                return datetime.fromtimestamp(float(value), _UTC)
+            return t.replace(tzinfo=_UTC) if t.tzinfo is None else t.astimezone(_UTC)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, _UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise Bad(f"{field} {value!r} is not a time (write e.g. 2021-11-22T14:05:00Z)")
+
+
+def parse_int(value: Any, field: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            try:
+                f = float(value)
+            except ValueError:
+                f = math.nan
+            if not f.is_integer():
+                raise Bad(f"{field} {value!r} is not a whole number") from None
+            number = int(f)
+    else:
+        raise Bad(f"{field} {value!r} is not a whole number")
+    if not MIN_INT <= number <= MAX_INT:
+        raise Bad(f"{field} {value!r} is out of range")
+    return number
+
+
+def parse_float(value: Any, field: str) -> float | None:
+    """A number; nan, inf and -inf (as JSON's NaN/Infinity or as text) are kept; null stays null."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise Bad(f"{field} {value!r} is not a number")
+
+
+def parse_text(value: Any, field: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise Bad(f"{field} {value!r} is not text")
+
+
+def _bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise Bad(f"{field} {value!r} is not true or false")
+
+
+def parse_label(value: Any, field: str = "label") -> str:
+    from logbook.supervisor import lineage
+
+    if isinstance(value, float):  # 1.10 would come back as "1.1"
+        raise Bad(f'{field} {value!r} is a number: write it as text, e.g. "1.10"')
+    text = parse_text(value, field).strip()
+    try:
+        lineage.place((), text)  # checks the characters, as `logbook run --label` does
+    except LogbookError as e:
+        raise Bad(str(e)) from None
+    return text
+
+
+def parse_object(value: Any, field: str) -> dict[str, Any]:
+    if isinstance(value, str):  # a CSV cell holding JSON
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise Bad(f"{field} is not a JSON object") from None
+    if not isinstance(value, dict):
+        raise Bad(f"{field} is not a JSON object")
+    return value
+
+
+def _command(value: Any) -> list[str]:
+    import shlex
+
+    if isinstance(value, list) and all(isinstance(a, str) for a in value):
+        return value
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as e:
+            raise Bad(f"command {value!r}: {e}") from None
+    raise Bad("command is not text or a list of text")
+
+
+def redact_value(value: Any) -> Any:
+    """Secrets out of free text and out of values with secret-looking names, at any depth."""
+    from logbook.redact import REDACTED, is_secret_name, redact_text
+
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [redact_value(v) for v in value]
+    if isinstance(value, dict):
+        # An hparam_change names its setting in `key` (not a secret by that name); the change of
+        # a secret setting (key=api_key) hides old and new, as the config snapshot hides its value.
+        secret_key = isinstance(value.get("key"), str) and is_secret_name(value["key"])
+        hidden = {k for k in value if is_secret_name(k) and k != "key"}
+        hidden |= {"old", "new"} if secret_key else set()
+        return {
+            k: REDACTED if k in hidden and v is not None else redact_value(v)
+            for k, v in value.items()
+        }
+    return value
+
+
+def attempt_converters() -> dict[str, Callable[[Any], Any]]:
+    """Field of an attempt row -> its converter: every attempts column but the derived ones."""
+    by_type: dict[str, Callable[[Any, str], Any]] = {
+        "timestamp": parse_time,
+        "int64": parse_int,
+        "int32": parse_int,
+        "float64": parse_float,
+        "bool": _bool,
+        "string": parse_text,
+    }
+
+    def named(convert: Callable[[Any, str], Any], name: str) -> Callable[[Any], Any]:
+        return lambda value: convert(value, name)
+
+    out = {
+        c.name: named(by_type[c.type], c.name)
+        for c in schemas.load("attempts").columns
+        if c.name not in _ATTEMPT_DERIVED and c.type in by_type
+    }
+    out["label"] = parse_label
+    out["parent_label"] = lambda v: parse_label(v, "parent")
+    out["command"] = _command
+    out["evidence"] = lambda v: v if isinstance(v, str) else json.dumps(v, default=str)
+    return out
