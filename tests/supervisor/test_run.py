@@ -321,13 +321,18 @@ def test_wrapper_memory_stays_bounded_whatever_the_child_prints(
         ),
         stdout=subprocess.PIPE,
     )
-    wrapper, peak = psutil.Process(proc.pid), [0]
+    peak = [0]
 
     def watch() -> None:
+        # Anonymous memory is what the wrapper allocates; its RSS also counts the pages of
+        # pyarrow's libraries that happen to be in the page cache (about 15 MB more in a venv
+        # installed a minute ago than in an old one), which says nothing about buffering.
         while proc.poll() is None:
             try:
-                peak[0] = max(peak[0], wrapper.memory_info().rss)
-            except psutil.Error:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    anon = next(line for line in f if line.startswith("RssAnon:"))
+                peak[0] = max(peak[0], int(anon.split()[1]) << 10)
+            except (OSError, StopIteration):
                 return
             time.sleep(0.02)
 
@@ -342,7 +347,8 @@ def test_wrapper_memory_stays_bounded_whatever_the_child_prints(
     proc.stdout.close()
     assert proc.wait() == 0 and total >= 290 << 20
     watcher.join()
-    assert peak[0] < 100 << 20, f"wrapper RSS peaked at {peak[0] >> 20} MiB"
+    # About 32 MB (one huge line) and 45 MB (log lines, caught up after the end) here.
+    assert 0 < peak[0] < 80 << 20, f"wrapper's anonymous memory peaked at {peak[0] >> 20} MiB"
 
 
 def _in_tiny_filesystem(
