@@ -277,7 +277,10 @@ def test_usr_signals_are_passed_on_without_stopping(
 def test_kill_9_of_the_wrapper_leaves_a_lost_attempt(store_path: Path, train_script: Path) -> None:
     proc = _start(store_path, train_script, "sleep")
     child = psutil.Process(proc.pid).children()[0]
-    [a] = attempts(store_path, "sig")
+    deadline = time.monotonic() + 10  # the child may print before the wrapper journals its start
+    while not (found := attempts(store_path, "sig")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [a] = found
     assert a["status"] == "running"  # read from the live journal
     proc.kill()
     proc.communicate()
