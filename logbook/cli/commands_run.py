@@ -27,6 +27,7 @@ _RUN_SETTINGS = (
     "checkpoint_dir",
     "resume_cmd",
     "grace",
+    "sample_every",
 )
 
 
@@ -138,6 +139,12 @@ _RUN_SETTINGS = (
     "the command's group. [default: 20s]",
 )
 @click.option(
+    "--sample-every",
+    metavar="DURATION",
+    help="Read the command's processes, the host and the GPUs this often into the samples "
+    "table; 0 turns it off, less than 0.5s is refused. [default: 10s]",
+)
+@click.option(
     "--no-capture", is_flag=True, help="Skip the launch snapshot (git, packages, env, hardware)."
 )
 @store_option
@@ -247,6 +254,9 @@ def resolve_run_settings(
 
         load_mix(Path(data_mix))  # likewise
     checkpoint_dir = get("checkpoint_dir", None)
+    from logbook.telemetry import check_every
+
+    sample_every = check_every(duration("sample_every", "10s") or 0.0)
     return {
         "policy": policy,
         "hang_timeout_s": duration("hang_timeout", None) or None,
@@ -260,6 +270,7 @@ def resolve_run_settings(
         "metrics": metrics,
         "catch_up_s": duration("catch_up", "10s") or 0.0,
         "detectors": detectors,
+        "sample_every_s": sample_every,
     }
 
 

@@ -44,6 +44,7 @@ class RunOptions:
     data_mix_path: Path | None = None  # --data-mix: recorded per attempt, diffed against the parent
     hooks: Sequence[Any] = ()  # logbook.hooks.Hook
     rules: Sequence[Any] | None = None  # logbook.forensics.rules.Rule; None: the shipped ones
+    sample_every_s: float = 10.0  # telemetry readings this often (#5); 0: none
 
 
 def run(opts: RunOptions) -> int:

@@ -23,6 +23,7 @@ from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.policy import Decision, History, Outcome, decide
 from logbook.supervisor.recorder import MetricBuffer, Recorder, _now, base_attempt
 from logbook.supervisor.signals import Forwarder, signal_name
+from logbook.telemetry.sampler import check_every
 
 if TYPE_CHECKING:
     from logbook.supervisor import RunOptions
@@ -43,6 +44,7 @@ class Session:
         self.placement = lineage.place(
             self.previous, opts.label
         )  # ConfigError: nothing started yet
+        check_every(opts.sample_every_s)  # likewise
         self.under_scheduler = any(v in (opts.env or os.environ) for v in SCHEDULER_VARS)
         self.recorder: Recorder | None = None
         self.history = History()
@@ -153,6 +155,7 @@ class Session:
                 )
 
         capture: list[Any] = []
+        samplers: list[Any] = []  # the telemetry sampler of this attempt (#5)
 
         def started(pid: int, start: Any) -> None:
             recorder.started(
@@ -174,6 +177,10 @@ class Session:
             self.hooks(
                 "on_start", self.payload(attempt, pid=pid, status="running"), background=True
             )
+            if opts.sample_every_s > 0:
+                from logbook.telemetry import start_sampler
+
+                samplers.append(start_sampler(recorder, pid, opts.sample_every_s, env))
 
         def hang(pid: int, quiet_s: float, progress: Any) -> None:
             tail = _tail_lines(spec.log_dir)
@@ -208,6 +215,8 @@ class Session:
             metrics=on_metrics if metrics is not None else None,
         )
         ended = run_attempt(spec, forwarder, watch)
+        for sampler in filter(None, samplers):
+            sampler.stop()  # its last reading and write; never raises
         if metrics is not None:
             metrics.close()
         if ended.start_error is not None:
