@@ -46,19 +46,22 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
 
 FAILURES = ("crashed", "hung", "lost", "failed", "killed")  # failed/killed: stores from before #3
 _DERIVED_VIEWS = (
+    # Each attempt with its pace in seconds per step.
+    """
+    create view attempt_pace as
+    select *,
+           -- Step times are when logbook read the lines (every 0.5 s): for a short attempt fall
+           -- back on its whole duration over the steps it made.
+           case when last_step > first_step and epoch(last_step_time - first_step_time) >= 2
+                then epoch(last_step_time - first_step_time) / (last_step - first_step)
+                when last_step > coalesce(resumed_from_step, 0)
+                then duration_s / (last_step - coalesce(resumed_from_step, 0)) end as s_per_step
+    from attempts
+    """,
     # Each attempt beside the one that followed it: what its end cost.
     """
     create view incidents as
-    with a as (
-        select *,
-               -- Step times are when logbook read the lines (every 0.5 s): for a short attempt fall
-               -- back on its whole duration over the steps it made.
-               case when last_step > first_step and epoch(last_step_time - first_step_time) >= 2
-                    then epoch(last_step_time - first_step_time) / (last_step - first_step)
-                    when last_step > coalesce(resumed_from_step, 0)
-                    then duration_s / (last_step - coalesce(resumed_from_step, 0)) end as s_per_step
-        from attempts
-    )
+    with a as (select * from attempt_pace)
     select a.run, a.label, a.attempt_id, a.status,
            coalesce(a.crash_class, a.status) as class,
            a.summary, a.end_time as time, a.last_step,
@@ -75,6 +78,58 @@ _DERIVED_VIEWS = (
            n.label as next_label, a.decision, a.decision_reason
     from a left join attempts n on n.parent_id = a.attempt_id
     where a.status not in ('completed', 'running')
+    """,
+    # Where each attempt's wall-clock time went (#5): start-up until the first step, time hung,
+    # steps done again after a crash, checkpoint writes, and the rest, productive; plus the
+    # downtime since the attempt before it. Every part is clipped so that they add up to wall_s.
+    """
+    create view goodput as
+    with p as (
+        select a.*,
+               coalesce(a.duration_s, epoch(now() - a.start_time)) as wall,
+               max(a.last_step) over (partition by a.run order by a.start_time
+                   rows between unbounded preceding and 1 preceding) as prior_max_step,
+               lag(a.end_time) over (partition by a.run order by a.start_time) as prev_end
+        from attempt_pace a
+    ),
+    ck as (
+        select attempt_id, sum(coalesce(try_cast(json_extract(data, '$.write_s') as double), 0))
+               as checkpoint_s
+        from events where kind = 'checkpoint' group by attempt_id
+    ),
+    g as (
+        select attempt_id, max(try_cast(value as integer)) as gpus
+        from snapshots where kind = 'gpu' and name = 'count' group by attempt_id
+    ),
+    s1 as (
+        select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, coalesce(g.gpus, 0) as gpus,
+               case when p.first_step_time is not null
+                    then least(greatest(epoch(p.first_step_time - p.start_time), 0), p.wall)
+                    when p.status in ('completed', 'running') then 0  -- no steps seen: unsplit
+                    else p.wall end as startup_s,
+               case when p.prior_max_step is null then 0  -- (least() skips nulls)
+                    else greatest(least(p.prior_max_step, p.last_step)
+                                  - coalesce(p.resumed_from_step, p.first_step), 0)
+               end as redone_steps
+        from p left join ck using (attempt_id) left join g using (attempt_id)
+    ),
+    s2 as (
+        select *, least(coalesce(hung_s, 0), wall - startup_s) as hung_part from s1
+    ),
+    s3 as (
+        select *, least(coalesce(redone_steps * s_per_step, 0), wall - startup_s - hung_part)
+                  as redone_part from s2
+    ),
+    s4 as (
+        select *, least(ck_s, wall - startup_s - hung_part - redone_part) as checkpoint_part
+        from s3
+    )
+    select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
+           wall - startup_s - hung_part - redone_part - checkpoint_part as productive_s,
+           redone_part as redone_s, redone_steps, hung_part as hung_s, startup_s,
+           checkpoint_part as checkpoint_s,
+           greatest(coalesce(epoch(start_time - prev_end), 0), 0) as downtime_before_s
+    from s4
     """,
 )
 

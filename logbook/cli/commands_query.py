@@ -114,3 +114,27 @@ def metrics(
 
 
 COMMANDS.append(metrics)
+
+
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@click.option("--each", is_flag=True, help="One line per attempt instead of totals by category.")
+@store_option
+@format_option
+def goodput(run_name: str, each: bool, store: Path | None, fmt: str) -> None:
+    """Where a run's wall-clock and GPU time went: productive training, re-done steps, hangs,
+    downtime, start-up and checkpoints, with the share of each.
+
+    \b
+        logbook goodput gpt
+        logbook goodput gpt --each --format json
+    """
+    from logbook.goodput import goodput as by_category
+    from logbook.goodput import goodput_by_attempt
+
+    s = open_store(store)
+    data = goodput_by_attempt(s, run_name) if each else by_category(s, run_name)
+    render(data, fmt, title=f"goodput of {run_name}" if fmt == "table" else None)
+
+
+COMMANDS.append(goodput)

@@ -1,0 +1,115 @@
+"""Goodput: where a run's wall-clock and GPU time went (#5, part 4)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from helpers import T0
+
+from logbook.query import run_sql
+from logbook.store import Store
+
+# Two attempts with round numbers (seconds after 00:00):
+#   1.00  0-130, crashed: first step at 10, steps 1-100 at 1 s a step until 110, hung 15 s;
+#         one checkpoint that took 5 s to write.
+#   1.01  160-320 (30 s of downtime), resumed from step 50: steps 51-200 from 170 to 319, so
+#         steps 51-100 are done again (50 s at 1 s a step).
+HISTORY = [
+    {"type": "attempt", "label": "1.00", "start": "2026-01-01T00:00:00Z",
+     "end": "2026-01-01T00:02:10Z", "status": "crashed", "class": "gpu_hardware",
+     "first_step": 1, "first_step_time": "2026-01-01T00:00:10Z", "last_step": 100,
+     "last_step_time": "2026-01-01T00:01:49Z", "hung_s": 15},
+    {"type": "event", "time": "2026-01-01T00:01:00Z", "kind": "checkpoint", "step": 50,
+     "write_s": 5.0},
+    {"type": "attempt", "label": "1.01", "start": "2026-01-01T00:02:40Z",
+     "end": "2026-01-01T00:05:20Z", "status": "completed", "resumed_from": 50,
+     "first_step": 51, "first_step_time": "2026-01-01T00:02:50Z", "last_step": 200,
+     "last_step_time": "2026-01-01T00:05:19Z"},
+]  # fmt: skip
+
+
+def test_each_part_of_the_time_is_counted_once(invoke, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    history = tmp_path / "h.jsonl"
+    history.write_text("".join(json.dumps(row) + "\n" for row in HISTORY))
+    invoke(["import", str(history), "--run", "g", "--store", str(store_path)])
+    store = Store(store_path)
+    ids = run_sql(store, "select attempt_id from attempts order by start_time").column(0)
+    store.write(  # eight GPUs each, as the launch snapshot says
+        "snapshots",
+        "g",
+        [
+            {"attempt_id": a, "time": T0, "kind": "gpu", "name": "count", "value": "8",
+             "status": "ok", "detail": None}
+            for a in ids.to_pylist()
+        ],
+    )  # fmt: skip
+    each = json.loads(
+        invoke(["goodput", "g", "--each", "--store", str(store_path), "--format", "json"]).stdout
+    )
+    got = [
+        {k: e[k] for k in ("label", "gpus", "wall_s", "productive_s", "redone_s", "hung_s",
+                           "downtime_before_s", "startup_s", "checkpoint_s", "redone_steps")}
+        for e in each
+    ]  # fmt: skip
+    assert got == [
+        {"label": "1.00", "gpus": 8, "wall_s": 130, "productive_s": 100, "redone_s": 0,
+         "hung_s": 15, "downtime_before_s": 0, "startup_s": 10, "checkpoint_s": 5,
+         "redone_steps": 0},
+        {"label": "1.01", "gpus": 8, "wall_s": 160, "productive_s": 100, "redone_s": 50,
+         "hung_s": 0, "downtime_before_s": 30, "startup_s": 10, "checkpoint_s": 0,
+         "redone_steps": 50},
+    ]  # fmt: skip
+    total = json.loads(
+        invoke(["goodput", "g", "--store", str(store_path), "--format", "json"]).stdout
+    )
+    assert [(c["category"], c["seconds"], c["pct"], c["gpu_hours"]) for c in total] == [
+        ("productive", 200, 62.5, round(200 * 8 / 3600, 3)),
+        ("re-done steps", 50, 15.6, round(50 * 8 / 3600, 3)),
+        ("hung", 15, 4.7, round(15 * 8 / 3600, 3)),
+        ("downtime", 30, 9.4, round(30 * 8 / 3600, 3)),
+        ("start-up", 20, 6.3, round(20 * 8 / 3600, 3)),
+        ("checkpoints", 5, 1.6, round(5 * 8 / 3600, 3)),
+        ("total", 320, 100, round(320 * 8 / 3600, 3)),
+    ]
+    # The view is there for SQL too.
+    [share] = run_sql(
+        store, "select sum(productive_s) / sum(wall_s + downtime_before_s) as g from goodput"
+    ).to_pylist()
+    assert share["g"] == 200 / 320
+
+
+def test_a_real_run_with_crashes(invoke, run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    train = Path(__file__).parents[1] / "examples" / "train.py"
+    run_logbook(
+        "run", "--store", str(store_path), "--run", "real", "--no-capture", "--restarts", "2",
+        "--backoff", "0.5s", "--", sys.executable, str(train), "--steps", "300",
+        "--crash-at", "200", "--crash-times", "1", "--ckpt-dir", str(tmp_path / "ck"),
+        "--ckpt-every", "50", "--step-delay", "0.02", check=0,
+    )  # fmt: skip
+    rows = {
+        r["category"]: r
+        for r in json.loads(
+            invoke(["goodput", "real", "--store", str(store_path), "--format", "json"]).stdout
+        )
+    }
+    [wall] = run_sql(
+        Store(store_path),
+        "select sum(duration_s) + epoch(max(end_time) - min(start_time)) - sum(duration_s) as w "
+        "from attempts",
+    ).to_pylist()
+    assert abs(rows["total"]["seconds"] - wall["w"]) < 0.2  # every second of the run, once
+    assert rows["productive"]["seconds"] > rows["re-done steps"]["seconds"] > 0
+    assert rows["downtime"]["seconds"] >= 0.4 and rows["hung"]["seconds"] == 0
+    assert rows["total"]["gpu_hours"] == 0  # no GPU here
+    each = json.loads(
+        invoke(["goodput", "real", "--each", "--store", str(store_path), "--format", "json"]).stdout
+    )
+    assert [e["redone_steps"] for e in each] == [0, 40]  # crashed at 190-ish, resumed from 150
+
+
+def test_goodput_of_an_unknown_run(invoke, store_path: Path) -> None:  # type: ignore[no-untyped-def]
+    Store.open(store_path, create=True)
+    result = invoke(["goodput", "nope", "--store", str(store_path)], code=1)
+    assert 'no run "nope"' in result.stderr
