@@ -28,6 +28,7 @@ _RUN_SETTINGS = (
     "resume_cmd",
     "grace",
     "sample_every",
+    "gpu_price",
 )
 
 
@@ -145,6 +146,12 @@ _RUN_SETTINGS = (
     "table; 0 turns it off, less than 0.5s is refused. [default: 10s]",
 )
 @click.option(
+    "--gpu-price",
+    metavar="USD",
+    help="What one GPU-hour costs here, in US dollars: recorded per attempt for `logbook cost` "
+    "(over logbook.toml's [cost] gpu-price and the shipped price table).",
+)
+@click.option(
     "--no-capture", is_flag=True, help="Skip the launch snapshot (git, packages, env, hardware)."
 )
 @store_option
@@ -257,6 +264,9 @@ def resolve_run_settings(
     from logbook.telemetry import check_every
 
     sample_every = check_every(duration("sample_every", "10s") or 0.0)
+    gpu_price = get("gpu_price", None)
+    if gpu_price is not None:
+        gpu_price = _price(gpu_price)
     return {
         "policy": policy,
         "hang_timeout_s": duration("hang_timeout", None) or None,
@@ -271,7 +281,23 @@ def resolve_run_settings(
         "catch_up_s": duration("catch_up", "10s") or 0.0,
         "detectors": detectors,
         "sample_every_s": sample_every,
+        "gpu_price": gpu_price,
     }
+
+
+def _price(value: Any) -> float:
+    """A GPU-hour price: a number of dollars, at least 0."""
+    from logbook.errors import ConfigError
+
+    try:
+        price = float(str(value).strip().lstrip("$"))
+    except ValueError:
+        price = float("nan")
+    if not price >= 0 or price == float("inf"):
+        raise ConfigError(
+            f"--gpu-price {value!r} is not a price", hint="give US dollars per GPU-hour, e.g. 2.10"
+        )
+    return price
 
 
 COMMANDS = [run]

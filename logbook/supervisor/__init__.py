@@ -45,6 +45,7 @@ class RunOptions:
     hooks: Sequence[Any] = ()  # logbook.hooks.Hook
     rules: Sequence[Any] | None = None  # logbook.forensics.rules.Rule; None: the shipped ones
     sample_every_s: float = 10.0  # telemetry readings this often (#5); 0: none
+    gpu_price: float | None = None  # --gpu-price: USD per GPU-hour, recorded per attempt (#5)
 
 
 def run(opts: RunOptions) -> int:

@@ -549,6 +549,13 @@ def _start_settings(
     import threading
 
     def work() -> None:
+        if opts.gpu_price is not None:  # for `logbook cost`, over the price table
+            price = {
+                "kind": "cost",
+                "name": "gpu_price_usd_per_hour",
+                "value": f"{opts.gpu_price:g}",
+            }
+            recorder.snapshots([{**price, "status": "ok", "detail": "--gpu-price"}])
         _record_hparams(recorder, store, opts.config_path, command, parent_id)
         if opts.data_mix_path is not None:
             _record_data_mix(recorder, store, opts.data_mix_path, parent_id)
