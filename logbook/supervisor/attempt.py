@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class Ended:
     reader_gone: bool = False
     oom_kills: int = 0  # kills the command's memory cgroup counted while it ran
     oom_cgroup: str | None = None
+    hardware_faults: list[str] = field(default_factory=list)  # from the telemetry sampler (#5)
 
 
 @dataclass

@@ -217,6 +217,7 @@ class Session:
         ended = run_attempt(spec, forwarder, watch)
         for sampler in filter(None, samplers):
             sampler.stop()  # its last reading and write; never raises
+            ended.hardware_faults += sampler.faults
         if metrics is not None:
             metrics.close()
         if ended.start_error is not None:
@@ -257,6 +258,20 @@ class Session:
                 },
             )
             status = "crashed"
+        if ended.hardware_faults and status == "crashed" and verdict.crash_class != "gpu_hardware":
+            # An Xid 79 or an uncorrected ECC error, then a crash: the GPU, whatever it raised.
+            verdict = replace(
+                verdict,
+                crash_class="gpu_hardware",
+                retryable=True,
+                rule="hardware-fault",
+                summary=f"{_brief(ended.hardware_faults[0])}, then: {verdict.summary}"[:500],
+                evidence={
+                    **verdict.evidence,
+                    "hardware_faults": ended.hardware_faults[:20],
+                    "class_from_output": verdict.crash_class,
+                },
+            )
         if ended.reader_gone and verdict.status != "completed":
             # `logbook run ... | head`: our reader left and the command got EPIPE, as it would unwrapped.
             verdict = replace(
@@ -626,6 +641,11 @@ def _record_hparams(
             "source": "config" if source == "config" else "argv",
         }
         recorder.event("hparam_change", message, data=data)
+
+
+def _brief(text: str, limit: int = 120) -> str:
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _skipped_message(progress: Any) -> str:

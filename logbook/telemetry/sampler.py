@@ -106,6 +106,9 @@ class Sampler:
         self.ticks = 0
         self.written = 0
         self.xids = 0
+        # Hardware faults seen in this attempt (not corrected ECC, not application Xids): if the
+        # command then crashes, they are its likely cause (session.py).
+        self.faults: list[str] = []
         self.cpu_s = 0.0  # the thread's own CPU time, once it has stopped (benchmarks/)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -350,6 +353,7 @@ class Sampler:
             self._gpus = None
         data = {"what": "gpu", "reason": e.reason, "code": e.code, "source": source}
         if e.hardware:  # a GPU off the bus, a corrupt infoROM: the failure is the finding
+            self.faults.append(f"GPU fault: {e.reason}")
             self.recorder.event(
                 "hardware_fault",
                 f"GPU fault: {e.reason}",
@@ -376,6 +380,8 @@ class Sampler:
             old = self._ecc.get((index, column))
             self._ecc[(index, column)] = new
             if old is not None and new > old:
+                if severity == "error":
+                    self.faults.append(f"GPU {index}: {name} ECC errors rose from {old} to {new}")
                 self.recorder.event(
                     "hardware_fault",
                     f"GPU {index}: {name} ECC errors rose from {old} to {new}",
@@ -409,6 +415,8 @@ class Sampler:
             if xid is None:
                 continue
             self.xids += 1
+            if xid.likely_cause == "hardware" and len(self.faults) < MAX_XID_EVENTS:
+                self.faults.append(f"Xid {xid.xid} on {xid.device}: {xid.text}"[:300])
             if self.xids > MAX_XID_EVENTS:
                 continue
             self.recorder.event(

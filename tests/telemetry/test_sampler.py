@@ -289,3 +289,30 @@ def test_unreadable_kernel_log_is_recorded_once(store_path: Path, tmp_path: Path
     assert "No such file or directory" in kernel["message"]
     assert _events(store_path, "nokmsg", "logbook_warning") == []
     assert sampler.ticks >= 2
+
+
+@uses_nvidia_smi
+def test_a_crash_after_a_gpu_fault_is_a_gpu_hardware_crash(
+    run_logbook, store_path: Path, fake_smi: FakeSmi
+) -> None:  # type: ignore[no-untyped-def]
+    """The GPU falls off the bus, then the training dies of whatever error it gets: the attempt's
+    class is gpu_hardware, with the fault first in the summary and the evidence."""
+    fake_smi.set(EIGHT_H100)
+    code_file = fake_smi.folder / "code"
+    code = (
+        "import pathlib, time; time.sleep(1.3); "
+        f"pathlib.Path({str(code_file)!r}).write_text('15'); time.sleep(1.5); "
+        "raise ValueError('bad value in batch 12')"
+    )
+    _run(run_logbook, store_path, "fault", sys.executable, "-c", code, env=fake_smi.env, check=1)
+    [attempt] = Store(store_path).read("attempts", run="fault").to_pylist()[-1:]
+    assert (attempt["status"], attempt["crash_class"], attempt["rule"]) == (
+        "crashed",
+        "gpu_hardware",
+        "hardware-fault",
+    )
+    assert attempt["summary"].startswith("GPU fault: nvidia-smi failed (exit 15")
+    assert "ValueError" in attempt["summary"]
+    evidence = json.loads(attempt["evidence"])
+    assert evidence["class_from_output"] == "python_exception"
+    assert evidence["hardware_faults"][0].startswith("GPU fault:")
