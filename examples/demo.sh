@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: a real training wrapped by logbook crashes twice, is relaunched from its checkpoint each
-# time, finishes, and is reported. Run from anywhere; it records into ./.logbook (or --store /
+# time, finishes, and is reported (lineage, incidents, goodput). Run from anywhere; it records into ./.logbook (or --store /
 # LOGBOOK_STORE) and checkpoints into ./demo-ckpt.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,3 +11,5 @@ logbook run --run demo --restarts 3 --backoff 1s --checkpoint-dir demo-ckpt -- \
 echo "== exit code $?; the record:"
 logbook show demo
 logbook incidents demo
+echo "== where the time went:"
+logbook goodput demo
