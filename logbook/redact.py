@@ -77,7 +77,7 @@ def _secret_parts(name: str) -> list[str]:
     return found
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?[kmgtb]?", re.IGNORECASE)  # 2048, 5.2e5, 4M
 
 
 def _harmless(name: str, value: str) -> bool:
@@ -244,22 +244,24 @@ def redact_command(argv: Sequence[str]) -> list[str]:
         A new list of the same length.
     """
     out: list[str] = []
-    hide_next = False
+    hide_next: str | None = None  # the secret-looking option whose value comes next
     for arg in argv:
-        if hide_next:
-            hide_next = False
+        if hide_next is not None:
+            name, hide_next = hide_next, None
             # A boolean flag such as --use-auth-token is followed by another option.
-            if not arg.startswith("-"):
+            if not arg.startswith("-") and not _harmless(name, arg):
                 out.append(REDACTED)
                 continue
         if arg.startswith("--") and len(arg) > 2:
-            name, eq, _value = arg.partition("=")
+            name, eq, value = arg.partition("=")
             if is_secret_name(name):
-                if eq:
+                if eq and not _harmless(name, value):
                     out.append(name + "=" + REDACTED)
+                elif eq:
+                    out.append(arg)
                 else:
                     out.append(arg)
-                    hide_next = True
+                    hide_next = name
                 continue
         else:
             assign = _ASSIGN_ARG.match(arg)

@@ -222,11 +222,21 @@ def test_redact_value_and_env() -> None:
         ("tokens", '"abc123secret"', False),
         ("db_password", "12345678", False),
         ("api_tokens", '"s3cr3t-value"', False),
+        ("tokens_per_step", '"4M"', True),
     ],
 )
 def test_values_that_cannot_be_secrets_stay(name: str, value: str, shown: bool) -> None:
     got, why = redact_value(name, value)
     assert (got == value and why is None) if shown else (got == REDACTED and why == "secret name")
+
+
+def test_token_counts_on_a_command_line_stay() -> None:
+    argv = ["train.py", "--tokens-per-step", "4096", "--max-tokens=4M", "--num-tokens", "sk-x"]
+    argv += ["--hf-token", "12345", "--api-token=true2"]
+    assert redact_command(argv) == [
+        "train.py", "--tokens-per-step", "4096", "--max-tokens=4M", "--num-tokens", REDACTED,
+        "--hf-token", REDACTED, f"--api-token={REDACTED}",
+    ]  # fmt: skip
 
 
 def test_redact_command() -> None:

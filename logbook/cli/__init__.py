@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from logbook.cli import (
+    commands_cost,
     commands_events,
     commands_import,
     commands_query,
@@ -87,7 +88,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
 
 
-for module in (commands_run, commands_query, commands_events, commands_store, commands_import):
+for module in (
+    commands_run,
+    commands_query,
+    commands_events,
+    commands_store,
+    commands_import,
+    commands_cost,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 
