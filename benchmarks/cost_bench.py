@@ -150,6 +150,10 @@ table = cost_report(Store.open(Path(sys.argv[1])), sys.argv[2])
 print(time.perf_counter() - t, table.num_rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
+GOODPUT = LIBRARY.replace(
+    "from logbook.cost import cost_report", "from logbook.goodput import goodput"
+).replace("table = cost_report(", "table = goodput(")
+
 
 def _child(code: str, root: Path) -> dict[str, float]:
     out = (
@@ -189,12 +193,22 @@ def measure(root: Path, repeats: int) -> dict[str, dict[str, float]]:
     ]
     bare_cli = [sys.executable, "-c", BARE, str(root), RUN]
     _child(BARE, root)  # warm the page cache
-    runs: dict[str, list[dict[str, float]]] = {"bare": [], "library": [], "bare_cli": [], "cli": []}
+    goodput_cli = [*logbook[:3], "goodput", *logbook[4:]]
+    runs: dict[str, list[dict[str, float]]] = {
+        "bare": [],
+        "library": [],
+        "bare_cli": [],
+        "cli": [],
+        "goodput": [],
+        "goodput_cli": [],
+    }
     for _ in range(repeats):
         runs["bare"].append(_child(BARE, root))
         runs["library"].append(_child(LIBRARY, root))
         runs["bare_cli"].append(_cli_wait(bare_cli))
         runs["cli"].append(_cli_wait(logbook))
+        runs["goodput"].append(_child(GOODPUT, root))
+        runs["goodput_cli"].append(_cli_wait(goodput_cli))
     return {
         k: {"s": statistics.median(r["s"] for r in v), "rss": max(r["rss"] for r in v)}
         for k, v in runs.items()
@@ -258,6 +272,8 @@ def main() -> int:
         ("library", "logbook.cost.cost_report (in process)"),
         ("bare_cli", "python -c bare query (end to end)"),
         ("cli", "logbook cost --format json (end to end)"),
+        ("goodput", "logbook.goodput.goodput (in process)"),
+        ("goodput_cli", "logbook goodput --format json (end to end)"),
     ):
         f = figures[name]
         print(f"{what:42} {f['s']:7.2f} s   peak RSS {f['rss'] / 2**20:6.0f} MiB")
