@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 MIN_EVERY_S = 0.5  # below this the sampler itself would show in the command's CPU
 FLUSH_S = 60.0  # write the buffered rows as one part this often (and at the end)
 FLUSH_ROWS = 5000  # ...or when this many are buffered (many GPUs at a short interval)
+COMPACT_EVERY = 64  # parts written, then the run's samples are merged (a week is ~10,000 parts)
 # Looking for new processes in the command's tree reads every /proc/PID/stat (~20 us a process):
 # done every tick unless that costs more than this share of one core (a node with thousands of
 # processes at --sample-every 1s), then less often.
@@ -105,6 +106,7 @@ class Sampler:
         self.rows: list[dict[str, Any]] = []
         self.ticks = 0
         self.written = 0
+        self.parts = 0  # samples parts written
         self.xids = 0
         # Hardware faults seen in this attempt (not corrected ECC, not application Xids): if the
         # command then crashes, they are its likely cause (session.py).
@@ -443,7 +445,15 @@ class Sampler:
             self.recorder._safe(
                 "telemetry samples", lambda: store.write("samples", self.recorder.run, rows)
             )
+            self.parts += 1
+            if self.parts % COMPACT_EVERY == 0:  # keep queries fast during a long attempt
+                self.recorder._safe("the samples' compaction", lambda: self._compact(store))
         self.written += len(rows)
+
+    def _compact(self, store: Any) -> None:
+        from logbook.store.compact import compact
+
+        compact(store, ["samples"], run=self.recorder.run, min_parts=COMPACT_EVERY)
 
 
 def start_sampler(

@@ -316,3 +316,24 @@ def test_a_crash_after_a_gpu_fault_is_a_gpu_hardware_crash(
     evidence = json.loads(attempt["evidence"])
     assert evidence["class_from_output"] == "python_exception"
     assert evidence["hardware_faults"][0].startswith("GPU fault:")
+
+
+def test_a_long_attempt_merges_its_samples_as_it_goes(store_path: Path) -> None:
+    """Every COMPACT_EVERY parts the run's samples are merged, so a week-long attempt does not
+    leave ten thousand parts for its queries; no reading is lost on the way."""
+    from logbook.telemetry import sampler as sampling
+
+    rec = _recorder(store_path, "long")
+    child = psutil.Popen(["sleep", "30"])
+    try:
+        sampler = Sampler(rec, child.pid, 1.0, {"PATH": ""})
+        for _ in range(2 * sampling.COMPACT_EVERY + 3):  # a part a minute, for two hours
+            sampler.tick()
+            sampler.flush()
+    finally:
+        child.kill()
+        child.wait()
+    parts = list((store_path / "samples").rglob("*.parquet"))
+    assert len(parts) <= 5, len(parts)
+    assert sampler.parts == 2 * sampling.COMPACT_EVERY + 3
+    assert len(_samples(store_path, "long")) == sampler.written > 0
