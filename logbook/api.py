@@ -372,7 +372,9 @@ class Recorder:
             )
         crash: tuple[str, dict[str, Any]] | None = None
         if self._owner and _crashed:  # the wrapper, when there is one, writes its own
-            crash = self._safe("the crash", lambda: _describe(_crashed[0]))
+            from logbook.forensics.exceptions import describe_exception
+
+            crash = self._safe("the crash", lambda: describe_exception(_crashed[0]))
             if crash is not None:
                 self._event("crash", crash[0], severity="error", data=crash[1])
         self.flush()
@@ -609,12 +611,6 @@ METRICS_PARQUET: dict[str, Any] = {
         "value": "BYTE_STREAM_SPLIT",
     },
 }
-
-
-def _describe(exc: BaseException) -> tuple[str, dict[str, Any]]:
-    from logbook.forensics.exceptions import describe_exception
-
-    return describe_exception(exc)
 
 
 def _detector_settings() -> dict[str, Any]:

@@ -7,6 +7,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
+
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
@@ -29,3 +31,19 @@ def event(i: int, run: str = "r") -> dict[str, Any]:
         "message": f"note {i}",
         "data": None,
     }
+
+
+def nvml_works() -> bool:
+    """Whether NVML answers here: then the code under test never runs nvidia-smi, so tests
+    that fake nvidia-smi are skipped (`uses_nvidia_smi`)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+    except Exception:
+        return False
+    return True
+
+
+uses_nvidia_smi = pytest.mark.skipif(nvml_works(), reason="NVML answers before nvidia-smi")

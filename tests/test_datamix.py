@@ -183,9 +183,13 @@ def test_changes_between_attempts_are_events_and_history(
     assert [(c["source"], c["field"], c["old"]) for c in change["changes"]] == [
         ("books", "source", None),
         ("code", "weight", 0.4),
-        ("code", "data", change["changes"][2]["old"]),
+        ("code", "data", hashlib.sha256(b'{"text": "def f(): pass"}\n').hexdigest()[:12]),
         ("web", "weight", 0.6),
     ]
+    assert (
+        change["changes"][2]["new"]
+        == hashlib.sha256(b'{"text": "def g(): pass"}\n').hexdigest()[:12]
+    )
     assert events[-1]["message"].startswith("data mix changed: books added; code weight 0.4 -> 0.3")
     declared = json.loads(events[0]["data"])["mix"]
     assert declared["code"]["fingerprints"]["code.jsonl"]["size"] == 26

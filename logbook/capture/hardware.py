@@ -184,15 +184,22 @@ def _smi_gpus(env: Mapping[str, str]) -> tuple[str | None, list[dict[str, str | 
     if "No devices were found" in output:
         return None, []
     if done.returncode != 0:
-        meaning = _SMI_EXIT_MEANINGS.get(done.returncode)
-        code = f"exit {done.returncode}" + (f", {meaning}" if meaning else "")
-        raise RuntimeError(f"nvidia-smi failed ({code}): {output or 'no output'}")
+        raise RuntimeError(
+            f"nvidia-smi failed ({smi_exit(done.returncode)}): {output or 'no output'}"
+        )
     try:
         gpus = parse_nvidia_smi_csv(done.stdout)
     except ValueError as exc:
         raise RuntimeError(f"nvidia-smi: {output}") from exc
     driver = gpus[0]["driver_version"] if gpus else None
     return driver, gpus
+
+
+def smi_exit(code: int) -> str:
+    """`exit 15, GPU has fallen off the bus or is inaccessible`: an nvidia-smi exit code and
+    what its man page says it means."""
+    meaning = _SMI_EXIT_MEANINGS.get(code)
+    return f"exit {code}" + (f", {meaning}" if meaning else "")
 
 
 def _gpu_rows(driver: str | None, gpus: list[dict[str, str | None]], source: str) -> list[Row]:

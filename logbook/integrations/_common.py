@@ -69,25 +69,21 @@ class CallbackBase:
     # rows ----------------------------------------------------------------------------------
 
     def record_train_start(self, step: int, max_steps: int | None) -> None:
-        self.recorder.event(
-            "train_start",
-            f"training started at step {step}",
-            step=step,
-            framework=self.framework,
-            version=self.version,
-            max_steps=max_steps,
-        )
+        self._record_train("start", step, max_steps)
 
     def record_train_end(self, step: int, max_steps: int | None) -> None:
+        self._record_train("end", step, max_steps)
+        self.recorder.flush()
+
+    def _record_train(self, what: str, step: int, max_steps: int | None) -> None:
         self.recorder.event(
-            "train_end",
-            f"training ended at step {step}",
+            f"train_{what}",
+            f"training {what}ed at step {step}",
             step=step,
             framework=self.framework,
             version=self.version,
             max_steps=max_steps,
         )
-        self.recorder.flush()
 
     def record_checkpoint(self, step: int | None, path: str | None) -> None:
         if path and _watched_by_the_wrapper(path):

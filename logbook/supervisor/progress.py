@@ -220,8 +220,7 @@ class Progress:
                     if not line:
                         continue
                     self.caught_up_lines += 1
-                    line = line.rsplit(b"\r", 1)[-1] if b"\r" in line else line
-                    parsed = self._parser.parse(line)
+                    parsed = self._parser.parse(_last_redraw(line))
                     if parsed is not None and parsed.values:
                         self._on_metrics(parsed.step, parsed.values, stamp)
         return end
@@ -248,9 +247,7 @@ class Progress:
         for line in chunk.split(b"\n"):
             if not line:
                 continue
-            line = (
-                line.rsplit(b"\r", 1)[-1] if b"\r" in line else line
-            )  # progress bars: the last redraw
+            line = _last_redraw(line)
             if b"esum" in line and (m := _RESUMED.search(line)):
                 if self.resumed_from_step is None:
                     self.resumed_from_step = int(m.group(1))
@@ -334,3 +331,8 @@ def _count_lines(path: Path, start: int, end: int, until: float) -> tuple[int, i
     except OSError:
         pass
     return counted, lines
+
+
+def _last_redraw(line: bytes) -> bytes:
+    """A progress bar's line holds every redraw, `\\r` apart: the last one is what shows."""
+    return line.rsplit(b"\r", 1)[-1] if b"\r" in line else line

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from logbook.capture.hardware import (
-    _SMI_EXIT_MEANINGS,
     NVIDIA_SMI_TIMEOUT_S,
     parse_nvidia_smi_csv,
+    smi_exit,
 )
 
 SAMPLE_FIELDS = (
@@ -164,10 +164,8 @@ class SmiReader:
                 code=done.returncode,
             )
         if done.returncode != 0:
-            meaning = _SMI_EXIT_MEANINGS.get(done.returncode)
-            code = f"exit {done.returncode}" + (f", {meaning}" if meaning else "")
             raise GpuUnavailable(
-                f"nvidia-smi failed ({code}): {output[:500] or 'no output'}",
+                f"nvidia-smi failed ({smi_exit(done.returncode)}): {output[:500] or 'no output'}",
                 hardware=done.returncode in HARDWARE_EXIT_CODES,
                 code=done.returncode,
             )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers import uses_nvidia_smi
 
 from logbook.capture._row import Row
 from logbook.capture.hardware import (
@@ -34,21 +35,6 @@ NO_DRIVER = (
     "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
     "Make sure that the latest NVIDIA driver is installed and running.\n"
 )
-
-
-def _nvml_works() -> bool:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        pynvml.nvmlShutdown()
-    except Exception:
-        return False
-    return True
-
-
-# With a working NVML, capture_gpus never reaches nvidia-smi, so the fakes would go unused.
-uses_nvidia_smi = pytest.mark.skipif(_nvml_works(), reason="NVML answers before nvidia-smi")
 
 
 def by_name(rows: list[Row]) -> dict[str, Row]:

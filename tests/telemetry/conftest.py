@@ -51,18 +51,3 @@ class FakeSmi:
 @pytest.fixture
 def fake_smi(tmp_path: Path) -> FakeSmi:
     return FakeSmi(tmp_path / "fake-bin")
-
-
-def nvml_works() -> bool:
-    """With a working NVML the sampler never calls nvidia-smi, so the fakes would go unused."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        pynvml.nvmlShutdown()
-    except Exception:
-        return False
-    return True
-
-
-uses_nvidia_smi = pytest.mark.skipif(nvml_works(), reason="NVML answers before nvidia-smi")

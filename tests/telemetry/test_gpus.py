@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import uses_nvidia_smi
 
 from logbook.telemetry.gpus import (
     SAMPLE_FIELDS,
@@ -13,7 +14,7 @@ from logbook.telemetry.gpus import (
     parse_gpu_samples,
 )
 
-from .conftest import FakeSmi, uses_nvidia_smi
+from .conftest import FakeSmi
 
 # `nvidia-smi --query-gpu=<SAMPLE_FIELDS> --format=csv,noheader,nounits` on an 8x H100 80GB HBM3
 # node (ecosystem.md 1.2: ", " between values, `[N/A]` for what a GPU does not report, 81559 MiB

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from helpers import uses_nvidia_smi
 
 from logbook.store import Store
 from logbook.supervisor.recorder import Recorder, _now, base_attempt
 from logbook.telemetry import Sampler
 
-from .conftest import FakeSmi, uses_nvidia_smi
+from .conftest import FakeSmi
 from .test_gpus import EIGHT_H100, NO_DRIVER
 
 BUSY = "import time\nend = time.time() + {s}\nwhile time.time() < end:\n    pass\n"
