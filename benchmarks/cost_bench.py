@@ -5,10 +5,10 @@
     python benchmarks/cost_bench.py --keep /tmp/cb     # keep (and reuse) the store
 
 1. A store like a long run's on `--hosts` (128) hosts of 8 GPUs: `--attempts` (3) attempts in a
-   lineage, each launched on every host (one wrapper per host, so 3 × 128 attempt rows), with the
-   launch snapshots `logbook cost` reads (GPU count and model, host memory) written through
-   `Store.write`, and `--rows` sample rows written with pyarrow in large batches, one part per
-   host and attempt: per 10-second tick one row per GPU, one for the host and one for the process
+   lineage, each launched over every host (one wrapper per host: an attempts row, and a nodes row
+   per host), with each host's launch snapshots `logbook cost` reads (GPU count and model, host
+   memory) written through `Store.write`, and `--rows` sample rows written with pyarrow in large
+   batches, one part per host and attempt: per 10-second tick one row per GPU, one for the host and one for the process
    tree, every GPU with power and an energy counter, as NVML reports them.
 2. Each timed in a fresh process (the Parquet in the page cache after a first, untimed pass),
    alternating, median of `--repeats` (3):
@@ -62,26 +62,31 @@ def build(root: Path, rows: int, hosts: int, attempts: int) -> dict[str, Any]:
     span = timedelta(seconds=ticks * TICK_S)
     sch = schema.load("samples").arrow(with_partitions=False)
     rng = np.random.default_rng(5)
-    attempt_rows, snapshot_rows, written = [], [], 0
-    parent: dict[str, str] = {}
+    attempt_rows, node_rows, snapshot_rows, written = [], [], [], 0
+    parent: str | None = None
     directory = root / "samples" / f"run={RUN}"
     for n in range(attempts):
         start = T0 + n * (span + timedelta(minutes=5))
         status = "completed" if n == attempts - 1 else "crashed"
+        aid = uuid.uuid4().hex
+        attempt_rows.append(
+            {"attempt_id": aid, "label": f"1.{n:02d}", "status": status,
+             "parent_id": parent, "start_time": start, "end_time": start + span,
+             "duration_s": span.total_seconds(), "host": "node000", "command": ["train.py"],
+             "first_step": n * 1000 + 1, "last_step": (n + 1) * 1000,
+             "first_step_time": start + timedelta(seconds=60),
+             "last_step_time": start + span, "resumed_from_step": n * 1000 or None,
+             "recorded_at": start + span}
+        )  # fmt: skip
+        parent = aid
         for h in range(hosts):
             host = f"node{h:03d}"
-            aid = str(uuid.uuid4())
-            attempt_rows.append(
-                {"attempt_id": aid, "label": f"{n + 1}.{h:02d}", "status": status,
-                 "parent_id": parent.get(host), "start_time": start, "end_time": start + span,
-                 "duration_s": span.total_seconds(), "host": host, "command": ["train.py"],
-                 "first_step": n * 1000 + 1, "last_step": (n + 1) * 1000,
-                 "first_step_time": start + timedelta(seconds=60),
-                 "last_step_time": start + span, "resumed_from_step": n * 1000 or None,
-                 "recorded_at": start + span}
+            node_rows.append(
+                {"attempt_id": aid, "node": h, "nodes": hosts, "launch": f"slurm:{n}.0:0",
+                 "host": host, "status": status, "start_time": start, "end_time": start + span,
+                 "duration_s": span.total_seconds(), "recorded_at": start + span}
             )  # fmt: skip
-            parent[host] = aid
-            snap = {"attempt_id": aid, "time": start, "status": "ok", "detail": None}
+            snap = {"attempt_id": aid, "time": start, "status": "ok", "detail": None, "host": host}
             snapshot_rows += [
                 {**snap, "kind": "gpu", "name": "count", "value": str(GPUS)},
                 {**snap, "kind": "host", "name": "memory_bytes", "value": str(2 << 40)},
@@ -92,6 +97,7 @@ def build(root: Path, rows: int, hosts: int, attempts: int) -> dict[str, Any]:
                 write_part, directory, sch, rng, aid, host, start, ticks, pa, np
             )
     store.write("attempts", RUN, attempt_rows)
+    store.write("nodes", RUN, node_rows)
     store.write("snapshots", RUN, snapshot_rows)
     size = sum(p.stat().st_size for p in directory.iterdir())
     return {
@@ -99,6 +105,7 @@ def build(root: Path, rows: int, hosts: int, attempts: int) -> dict[str, Any]:
         "parts": hosts * attempts,
         "bytes": size,
         "attempt_rows": len(attempt_rows),
+        "node_rows": len(node_rows),
     }
 
 
@@ -262,7 +269,8 @@ def main() -> int:
     if built.get("rows"):
         print(
             f"store: {built['rows']:,} sample rows in {built['parts']} parts, "
-            f"{built['bytes'] / 2**30:.2f} GiB, {built['attempt_rows']} attempt rows; "
+            f"{built['bytes'] / 2**30:.2f} GiB, {built['attempt_rows']} attempts over "
+            f"{built['node_rows'] // max(built['attempt_rows'], 1)} hosts; "
             f"written in {built['build_s']:.0f} s"
         )
     else:

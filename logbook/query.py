@@ -1,8 +1,8 @@
 """DuckDB views over the store's tables, free SQL, and the canned reports.
 
 Every table in schemas/ is a view of the same name. `attempts` keeps the newest row of each
-attempt (its current state); `attempt_changes` holds every row; `runs` keeps the first row of
-each run. Reports bind user values as parameters; none is pasted into SQL.
+attempt (its current state); `attempt_changes` holds every row; `nodes` and `node_changes` do the
+same for the hosts of a launch over several; `runs` keeps the first row of each run. Reports bind user values as parameters; none is pasted into SQL.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from logbook import gpu_count
 from logbook import schema as schemas
 from logbook.errors import BadQuery, StoreCorrupt
 from logbook.store import Store, parts
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _STATUS_RANK = "case status when 'running' then 0 else 1 end"
+# Tables of states appended over time: the view of the table's name keeps the newest row of each.
+_CHANGES = {"attempts": "attempt_changes", "nodes": "node_changes"}
 
 
 def _quote(text: str) -> str:
@@ -32,13 +35,14 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("set TimeZone = 'UTC'")
     for table in schemas.tables():
-        name = "attempt_changes" if table == "attempts" else table
+        name = _CHANGES.get(table, table)
         _create_view(con, store, table, name)
-    con.execute(
-        "create view attempts as select * exclude (_n) from (select *, row_number() over "
-        f"(partition by attempt_id order by recorded_at desc, {_STATUS_RANK} desc) as _n "
-        "from attempt_changes) where _n = 1"
-    )
+    for table, key in (("attempts", "attempt_id"), ("nodes", "attempt_id, node")):
+        con.execute(
+            f"create view {table} as select * exclude (_n) from (select *, row_number() over "
+            f"(partition by {key} order by recorded_at desc, {_STATUS_RANK} desc) as _n "
+            f"from {_CHANGES[table]}) where _n = 1"
+        )
     for sql in _DERIVED_VIEWS:
         con.execute(sql)
     return con
@@ -46,6 +50,7 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
 
 FAILURES = ("crashed", "hung", "lost", "failed", "killed")  # failed/killed: stores from before #3
 _DERIVED_VIEWS = (
+    gpu_count.VIEW,
     # Each attempt with its pace in seconds per step.
     """
     create view attempt_pace as
@@ -97,9 +102,8 @@ _DERIVED_VIEWS = (
                as checkpoint_s
         from events where kind = 'checkpoint' group by attempt_id
     ),
-    g as (
-        select attempt_id, max(try_cast(value as integer)) as gpus
-        from snapshots where kind = 'gpu' and name = 'count' group by attempt_id
+    g as (  -- summed over the hosts of a launch over several (#5)
+        select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
     ),
     s1 as (
         select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, coalesce(g.gpus, 0) as gpus,
@@ -237,12 +241,19 @@ def show_run(store: Store, run: str) -> pa.Table:
                case when a.first_step is not null then concat(a.first_step, '-', a.last_step) end as steps,
                i.lost_steps, round(i.downtime_s, 1) as downtime_s,
                a.decision as then, a.summary,
-               a.start_time, left(g.value, 12) as git_commit,
-               d.value = 'true' as git_dirty
+               a.start_time, left(g.commit, 12) as git_commit, g.dirty as git_dirty,
+               coalesce(n.hosts, 1) as hosts
         from attempts a
         left join incidents i on i.attempt_id = a.attempt_id
-        left join snapshots g on g.attempt_id = a.attempt_id and g.kind = 'git' and g.name = 'commit'
-        left join snapshots d on d.attempt_id = a.attempt_id and d.kind = 'git' and d.name = 'dirty'
+        left join (  -- every host of a launch snapshots the checkout: the leader's, else any
+            select attempt_id,
+                   arg_min(value, host is distinct from a_host) filter (where name = 'commit') as commit,
+                   arg_min(value, host is distinct from a_host) filter (where name = 'dirty') = 'true' as dirty
+            from snapshots join (select attempt_id, host as a_host from attempts) using (attempt_id)
+            where kind = 'git' group by attempt_id
+        ) g on g.attempt_id = a.attempt_id
+        left join (select attempt_id, count(distinct host) as hosts from nodes group by attempt_id) n
+            on n.attempt_id = a.attempt_id
         where a.run = ?
         order by a.start_time, a.label
         """,

@@ -41,29 +41,36 @@ RAM_SLOT_W = 5.0  # codecarbon 3's RAM_SLOT_POWER_X86
 RAM_SLOT_W_ARM = 1.5
 MEASURED_SHARE_NOTED = 0.95  # under this share of the wall time, the basis says how much
 
-# One row per attempt and GPU, in one pass over the run's samples; the group of the host and
-# process rows (gpu_index null) is left out after the pass.
-SAMPLES_CTE = """
+# One row per attempt, host and GPU, in one pass over the run's samples; the group of the host and
+# process rows (gpu_index null) is left out after the pass. Then one row per attempt and host (the
+# CTE `ah` gives each attempt's host key, see logbook.cost.report).
+SAMPLES_CTE_TEMPLATE = """
 s as (
-    select attempt_id, gpu_index,
+    select attempt_id, host, gpu_index,
            count(power_w) as n_power, avg(power_w) as mean_power,
            epoch(max(time) - min(time)) as span_s,
            count(energy_j) as n_energy, max(energy_j) - min(energy_j) as counter_j
     from samples where run = $run
-    group by attempt_id, gpu_index
+    group by attempt_id, host, gpu_index
 ),
 gpu_energy as (
-    select attempt_id, count(*) as gpus_sampled,
+    select attempt_id, {host_key} as hk, count(*) as gpus_sampled,
            sum(case when n_energy >= 2 then counter_j
                     when n_power >= 2 then mean_power * span_s end) as gpu_j,
            count(*) filter (where n_energy >= 2) as by_counter,
            count(*) filter (where n_energy < 2 and n_power >= 2) as by_power,
            max(span_s) as gpu_span_s
-    from s where gpu_index is not null group by attempt_id
+    from s join ah using (attempt_id) where gpu_index is not null group by all
 )
 """
 
-# Over the attempt row (gpu_j, gpus, tdp_w, wall_s, by_counter, by_power, gpu_span_s, spec_name,
+
+def samples_cte(host_key: str) -> str:
+    """SQL: the CTEs `s` and `gpu_energy`, grouping GPUs by `host_key` (over `host` and `ah`)."""
+    return SAMPLES_CTE_TEMPLATE.replace("{host_key}", host_key)
+
+
+# Over a host's row of an attempt (gpu_j, gpus, tdp_w, wall_s, by_counter, by_power, gpu_span_s, spec_name,
 # gpu_name, mem_bytes, is_arm):
 GPU_KWH = """case when gpu_j is not null then gpu_j / 3.6e6
                   when gpus = 0 then 0.0

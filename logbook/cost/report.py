@@ -5,11 +5,14 @@ One SQL statement over the views does it all: the samples are aggregated in Duck
 `logbook run --gpu-price` and the declared compute figures (logbook.cost.compute), and the price
 table (logbook.cost.prices) comes in as a parameter.
 
-GPU count of an attempt, the first that applies: 1 when LOCAL_RANK is set (the wrapper runs one
-worker of torchrun, DeepSpeed or accelerate) on a host with GPUs; the inventory at launch (gpu
-`count`); the GPUs in its samples; the launcher's LOCAL_WORLD_SIZE, SLURM_GPUS_ON_NODE, or
-WORLD_SIZE ÷ GROUP_WORLD_SIZE (or SLURM_NNODES); else 0, with the reason. Each wrapper counts the
-GPUs of its own host, so a run over several hosts sums them.
+An attempt launched on several hosts (logbook.supervisor.nodes) is figured host by host, then
+summed: each host's GPUs, over its own wall time (its `nodes` row), at the price of its GPU model,
+with its energy from its own samples. A host is the one named in the snapshots, samples and node
+rows; older rows without one belong to the attempt's host.
+
+GPU count of a host: what its launch snapshot says (the `launch_gpus` view, logbook.gpu_count:
+wrapped workers, the inventory, the launcher's variables), else the GPUs in its samples, else 0,
+with the reason.
 
 Price per GPU-hour, the first that applies: `--gpu-price`; the price `logbook run --gpu-price`
 recorded for the attempt; `[cost] gpu-price` in logbook.toml; the price table entry that matches
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from logbook import query
+from logbook import gpu_count, query
 from logbook.cost import compute, energy, prices
 from logbook.cost.settings import CostSettings
 
@@ -47,49 +50,35 @@ FIGURES = (
 )
 HINT = "pass --gpu-price USD or set [cost] gpu-price in logbook.toml"
 
-_LAUNCH = f"""
-sn as (
+# The attempts of the run, and the host each belongs to unless a row says otherwise.
+_ATTEMPTS = """
+a as (
+    select attempt_id, label, status, start_time, parent_id, first_step, last_step,
+           resumed_from_step, s_per_step, coalesce(duration_s, epoch(now() - start_time)) as wall_s,
+           coalesce(host, '') as a_host
+    from attempt_pace where run = $run
+),
+ah as (
+    select a.attempt_id, a.a_host, n.attempt_id is not null as multi
+    from a left join (select distinct attempt_id from nodes where run = $run) n using (attempt_id)
+)"""
+
+# What the launch snapshots say of the whole attempt: the price given at launch, N and tokens.
+_LAUNCH_ATTEMPT = f"""
+sn_a as (
     select attempt_id,
-        max(try_cast(value as integer)) filter (where kind = 'gpu' and name = 'count') as inv_gpus,
-        mode(value) filter (where kind = 'gpu' and name like '%.name') as gpu_name,
         max(try_cast(value as double)) filter (where kind = 'cost' and name = 'gpu_price_usd_per_hour')
             as rec_price,
-        max(try_cast(value as double)) filter (where kind = 'host' and name = 'memory_bytes')
-            as mem_snapshot,
-        coalesce(bool_or(regexp_matches(value, 'aarch64|arm64', 'i'))
-                 filter (where kind = 'host' and name = 'os'), false) as is_arm,
-        coalesce(bool_or(kind = 'launcher' and name = 'LOCAL_RANK'), false) as worker,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'LOCAL_WORLD_SIZE')
-            as local_world,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'SLURM_GPUS_ON_NODE')
-            as slurm_gpus,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'WORLD_SIZE') as world,
-        max(try_cast(value as integer)) filter (where kind = 'launcher'
-            and name in ('GROUP_WORLD_SIZE', 'SLURM_NNODES', 'SLURM_JOB_NUM_NODES')) as nodes,
         {compute.snapshot_columns()}
     from snapshots
     where run = $run and value is not null and status = 'ok'
     group by attempt_id
 )"""
-
-_GPUS = """case
-    when worker and coalesce(inv_gpus, 1) > 0 then 1
-    when inv_gpus is not null then inv_gpus
-    when gpus_sampled > 0 then gpus_sampled
-    when local_world > 0 then local_world
-    when slurm_gpus > 0 then slurm_gpus
-    when world > 0 then world // greatest(coalesce(nodes, 1), 1)
-    else 0 end"""
+# Every figure below, host by host: (attempt_id, hk) for each host of each attempt.
+_GPUS = """coalesce(lg_gpus, case when gpus_sampled > 0 then gpus_sampled end, 0)"""
 _GPUS_BASIS = """case
-    when worker and coalesce(inv_gpus, 1) > 0
-        then 'launcher: LOCAL_RANK is set, the wrapper runs one worker: 1 GPU'
-    when inv_gpus = 0 then 'inventory at launch: no GPU'
-    when inv_gpus is not null
-        then printf('inventory at launch: %d × %s', inv_gpus, coalesce(gpu_name, 'GPU, model not recorded'))
+    when lg_gpus is not null then lg_gpus_basis
     when gpus_sampled > 0 then printf('telemetry: %d GPUs sampled', gpus_sampled)
-    when local_world > 0 then 'launcher: LOCAL_WORLD_SIZE (one GPU per local worker)'
-    when slurm_gpus > 0 then 'launcher: SLURM_GPUS_ON_NODE'
-    when world > 0 then printf('launcher: WORLD_SIZE %d ÷ %d nodes', world, greatest(coalesce(nodes, 1), 1))
     else 'unknown, counted as 0: no GPU inventory (--no-capture, or neither NVML nor nvidia-smi answered) and no launcher variables'
     end"""
 _PRICE_BASIS = """case
@@ -106,53 +95,100 @@ _COST_BASIS = f"""case
     else printf('GPU-hours × $%g per GPU-hour, %s', price, price_from) end"""
 
 
+def _over_hosts(col: str) -> str:
+    """SQL aggregate: one basis for an attempt from its hosts' bases."""
+    return f"""case when count(*) = 1 then any_value({col})
+        when count(distinct {col}) = 1 then printf('%d hosts, each: %s', count(*), any_value({col}))
+        else string_agg(coalesce(nullif(hk, ''), 'host not recorded') || ': ' || {col}, '; '
+                        order by hk) end"""
+
+
 def _attempt_sql() -> str:
-    """The per-attempt figures, as CTEs ending in `figures`."""
+    """The per-attempt figures, as CTEs ending in `figures`: first host by host, then summed."""
     return f"""
-a as (
-    select attempt_id, label, status, start_time, parent_id, first_step, last_step,
-           resumed_from_step, s_per_step, coalesce(duration_s, epoch(now() - start_time)) as wall_s
-    from attempt_pace where run = $run
+{_ATTEMPTS},
+{_LAUNCH_ATTEMPT},
+sn_h as (
+    select attempt_id, host as hk, * exclude (run, attempt_id, host)
+    from launch_gpus where run = $run
 ),
-{_LAUNCH},
-{energy.SAMPLES_CTE},
+{energy.samples_cte(gpu_count.HOST_KEY)},
+nd as (
+    select attempt_id, {gpu_count.HOST_KEY} as hk,
+           max(coalesce(duration_s, epoch(now() - start_time))) as node_wall_s
+    from nodes join ah using (attempt_id) where run = $run group by all
+),
+hs as (
+    select attempt_id, a_host as hk from a
+    union select attempt_id, hk from sn_h
+    union select attempt_id, hk from gpu_energy
+    union select attempt_id, hk from nd
+),
 gt as (select unnest($gpus, recursive := true)),
 gm as (
-    select sn.attempt_id, min(gt.ord) as ord
-    from sn join gt on regexp_matches(sn.gpu_name, gt.match, 'i') group by sn.attempt_id
+    select sn_h.attempt_id, sn_h.hk, min(gt.ord) as ord
+    from sn_h join gt on regexp_matches(sn_h.gpu_name, gt.match, 'i') group by all
 ),
-p1 as (
-    select a.*, sn.* exclude (attempt_id), ge.* exclude (attempt_id),
-           sn.mem_snapshot as mem_bytes,
+h1 as (
+    select a.* exclude (wall_s), hs.hk, coalesce(nd.node_wall_s, a.wall_s) as wall_s,
+           sn_a.rec_price, sn_h.* exclude (attempt_id, hk, gpus, gpus_basis),
+           ge.* exclude (attempt_id, hk), sn_h.gpus as lg_gpus, sn_h.gpus_basis as lg_gpus_basis,
            gt.name as spec_name, gt.usd_per_gpu_hour as table_price, gt.price_text, gt.tdp_w,
            gt.peak_tflops
     from a
-    left join sn on sn.attempt_id = a.attempt_id
-    left join gpu_energy ge on ge.attempt_id = a.attempt_id
-    left join gm on gm.attempt_id = a.attempt_id
+    join hs using (attempt_id)
+    left join sn_a using (attempt_id)
+    left join sn_h using (attempt_id, hk)
+    left join gpu_energy ge using (attempt_id, hk)
+    left join nd using (attempt_id, hk)
+    left join gm using (attempt_id, hk)
     left join gt on gt.ord = gm.ord
 ),
-p2 as (
+h2 as (
     select *, {_GPUS} as gpus, {_GPUS_BASIS} as gpus_basis,
            coalesce(cast($flag_price as double), rec_price, cast($toml_price as double), table_price)
                as price,
-           {_PRICE_BASIS} as price_from,
-           coalesce(cast($params as double), snap_params) as n_params,
-           coalesce(cast($params_from as varchar), snap_params_from) as n_params_from,
-           coalesce(cast($tokens as double), snap_tokens) as tps,
-           coalesce(cast($tokens_from as varchar), snap_tokens_from) as tps_from
-    from p1
+           {_PRICE_BASIS} as price_from
+    from h1
 ),
-p3 as (
+h3 as (
     select *, gpus * wall_s / 3600 as gpu_h,
            {energy.GPU_KWH} as gpu_kwh,
            {energy.CPU_KWH} as cpu_kwh,
            {energy.RAM_KWH} as ram_kwh
-    from p2
+    from h2
+),
+h4 as (
+    select *, case when gpu_h = 0 then 0.0 else gpu_h * price end as cost_usd,
+           {_COST_BASIS} as cost_basis, {energy.GPU_BASIS} as gpu_basis,
+           {energy.RAM_BASIS} as ram_basis
+    from h3
+),
+hp as (
+    select attempt_id, count(*) as hosts, sum(gpus) as gpus, sum(gpu_h) as gpu_h,
+           case when bool_and(cost_usd is not null) then sum(cost_usd) end as cost_usd,
+           case when bool_and(gpu_kwh is not null) then sum(gpu_kwh) end as gpu_kwh,
+           sum(cpu_kwh) as cpu_kwh, sum(ram_kwh) as ram_kwh,
+           -- the peak of the attempt's GPUs, weighted by how many each host has
+           case when bool_and(peak_tflops is not null or gpus = 0)
+                then sum(peak_tflops * gpus) / nullif(sum(gpus), 0) end as peak_tflops,
+           mode(spec_name) as spec_name, mode(gpu_name) as gpu_name,
+           {_over_hosts("gpus_basis")} as gpus_basis,
+           {_over_hosts("cost_basis")} as cost_basis,
+           {_over_hosts("gpu_basis")} as gpu_basis,
+           {_over_hosts("ram_basis")} as ram_basis
+    from h4 group by attempt_id
+),
+p2 as (
+    select a.*, hp.* exclude (attempt_id), sn_a.* exclude (attempt_id),
+           coalesce(cast($params as double), snap_params) as n_params,
+           coalesce(cast($params_from as varchar), snap_params_from) as n_params_from,
+           coalesce(cast($tokens as double), snap_tokens) as tps,
+           coalesce(cast($tokens_from as varchar), snap_tokens_from) as tps_from
+    from a join hp using (attempt_id) left join sn_a using (attempt_id)
 ),
 figures as (
     select *,
-           case when gpu_h = 0 then 0.0 else gpu_h * price end as cost_usd,
            (gpu_kwh + cpu_kwh + ram_kwh) * $pue as energy_kwh,
            (gpu_kwh + cpu_kwh + ram_kwh) * $pue * $intensity / 1000 as co2_kg,
            {compute.TOKENS} as tokens, {compute.FLOPS} as flops,
@@ -163,12 +199,15 @@ figures as (
            struct_pack(
                hours := case when status = 'running' then 'measured: launch to now, still running'
                              else 'measured: launch to end' end,
-               gpus := {_GPUS_BASIS},
-               gpu_h := 'GPUs × wall time',
-               cost_usd := {_COST_BASIS},
-               gpu_kwh := {energy.GPU_BASIS},
-               cpu_kwh := {energy.CPU_BASIS},
-               ram_kwh := {energy.RAM_BASIS},
+               gpus := gpus_basis,
+               gpu_h := case when hosts > 1
+                             then printf('GPUs × wall time, summed over %d hosts', hosts)
+                             else 'GPUs × wall time' end,
+               cost_usd := cost_basis,
+               gpu_kwh := gpu_basis,
+               cpu_kwh := {energy.CPU_BASIS}
+                   || case when hosts > 1 then printf(', on each of %d hosts', hosts) else '' end,
+               ram_kwh := ram_basis,
                energy_kwh := printf('(GPU + CPU + memory) × PUE %g (%s)', $pue, $pue_from),
                co2_kg := printf('energy × %g gCO2e/kWh (%s)', $intensity, $intensity_from),
                tokens := {compute.basis("tokens")},
@@ -177,7 +216,7 @@ figures as (
                flops_reached := {compute.basis("flops_reached")},
                mfu := {compute.MFU_BASIS}
            ) as basis
-    from p3
+    from p2
 )"""
 
 

@@ -179,19 +179,20 @@ def list_journals(root: Path, run: str | None = None) -> list[Path]:
 
 
 def lost_rows(jf: JournalFile) -> list[tuple[str, dict[str, Any]]]:
-    """Rows that close the attempts a dead wrapper left running: status lost, ended at its heartbeat."""
+    """Rows that close what a dead wrapper left running, attempts and nodes (#5): status lost,
+    ended at its heartbeat."""
     from logbook.store import parts
 
     try:
         last_seen = datetime.fromtimestamp(jf.path.stat().st_mtime, timezone.utc)
     except FileNotFoundError:
         last_seen = parts.now()
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[tuple[str, Any], tuple[str, dict[str, Any]]] = {}
     for table, row in jf.rows:
-        if table == "attempts":
-            latest[row["attempt_id"]] = row
+        if table in ("attempts", "nodes"):
+            latest[(row["attempt_id"], row.get("node"))] = (table, row)
     out: list[tuple[str, dict[str, Any]]] = []
-    for attempt_id, row in latest.items():
+    for table, row in latest.values():
         if row.get("status") != "running":
             continue
         start = (
@@ -199,34 +200,37 @@ def lost_rows(jf: JournalFile) -> list[tuple[str, dict[str, Any]]]:
             if isinstance(row["start_time"], str)
             else row["start_time"]
         )
-        out.append(
-            (
-                "attempts",
-                {
-                    **row,
-                    "status": "lost",
-                    "end_time": last_seen,
-                    "duration_s": max(0.0, (last_seen - start).total_seconds()),
-                    "recorded_at": parts.now(),
-                },
-            )
-        )
+        closed = {
+            **row,
+            "status": "lost",
+            "end_time": last_seen,
+            "duration_s": max(0.0, (last_seen - start).total_seconds()),
+            "recorded_at": parts.now(),
+        }
+        out.append((table, closed))
+        if table == "nodes":  # the event goes with the attempts row, or with the node's row alone
+            if any(t == "attempts" and r["attempt_id"] == row["attempt_id"] for t, r in jf.rows):
+                continue
+            what = f"node {row.get('node')} of attempt {row['attempt_id'][:8]}"
+        else:
+            what = f"attempt {row.get('label')}"
         out.append(
             (
                 "events",
                 {
                     "run": jf.header.get("run"),
-                    "attempt_id": attempt_id,
+                    "attempt_id": row["attempt_id"],
                     "event_id": uuid.uuid4().hex,
                     "time": last_seen,
                     "kind": "lost",
                     "severity": "error",
                     "source": "logbook",
-                    "message": f"attempt {row.get('label')} lost: its wrapper stopped without recording an end "
+                    "message": f"{what} lost: its wrapper stopped without recording an end "
                     f"(killed, or its host died); last sign of life {last_seen:%Y-%m-%d %H:%M:%S} UTC",
                     "data": json.dumps(
                         {"host": jf.header.get("host"), "wrapper_pid": jf.header.get("pid")}
                     ),
+                    "host": row.get("host"),
                 },
             )
         )

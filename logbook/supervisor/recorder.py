@@ -6,17 +6,20 @@ from __future__ import annotations
 import functools
 import os
 import queue
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logbook.events import event_row
 from logbook.store import Store, journal, layout, user_name
+from logbook.supervisor.nodes import host_name
+
+if TYPE_CHECKING:
+    from logbook.supervisor.nodes import Node
 
 
 def _now() -> datetime:
@@ -24,14 +27,27 @@ def _now() -> datetime:
 
 
 class Recorder:
-    """Records the lifecycle of one attempt of `run` into `store` (None: record nothing)."""
+    """Records the lifecycle of one attempt of `run` into `store` (None: record nothing).
+
+    Under a launch over several hosts (`node`), the leader writes the attempts row and every node
+    its own `nodes` row; events and snapshots carry the host they come from.
+    """
 
     def __init__(
-        self, store: Store | None, run: str, attempt_id: str, *, warn_stream: Any = None
+        self,
+        store: Store | None,
+        run: str,
+        attempt_id: str,
+        *,
+        warn_stream: Any = None,
+        host: str | None = None,
+        node: Node | None = None,
     ) -> None:
         self.store = store
         self.run = run
         self.attempt_id = attempt_id
+        self.host = host or host_name()
+        self.node = node
         self._warned: set[str] = set()
         self._stream = warn_stream or sys.stderr
         self._journal: journal.Journal | None = None
@@ -91,7 +107,8 @@ class Recorder:
         def begin() -> None:
             assert self.store is not None
             self._journal = self.store.journal(self.run)
-            if first_of_run:
+            self._append_state()
+            if first_of_run and self.leads:
                 self._journal.append(
                     "runs",
                     {
@@ -102,7 +119,6 @@ class Recorder:
                         "description": None,
                     },
                 )
-            self._journal.append("attempts", self.attempt)
 
         self._safe("the start of the attempt", begin)
         self._thread = threading.Thread(target=self._heartbeat, name="logbook-journal", daemon=True)
@@ -129,11 +145,15 @@ class Recorder:
             severity=severity,
             data=data,
         )
+        row["host"] = self.host
         self._queue.put(("events", row))
 
     def snapshots(self, rows: Sequence[Mapping[str, Any]]) -> None:
         stamp = _now()
-        full = [{**r, "run": self.run, "attempt_id": self.attempt_id, "time": stamp} for r in rows]
+        full = [
+            {**r, "run": self.run, "attempt_id": self.attempt_id, "time": stamp, "host": self.host}
+            for r in rows
+        ]
         self._safe("the launch snapshot", lambda: self.store.write("snapshots", self.run, full))  # type: ignore[union-attr]
 
     def ended(self, **fields: Any) -> None:
@@ -145,9 +165,27 @@ class Recorder:
         j = self._journal
         if j is None:
             return
-        self._safe("the end of the attempt", lambda: j.append("attempts", self.attempt))
+        self._safe("the end of the attempt", self._append_state)
         self._safe("the attempt's rows as Parquet (they stay in the journal)", j.fold)
         j.close()
+
+    @property
+    def leads(self) -> bool:
+        """Whether this wrapper writes the attempts row: alone, or node 0 of a launch."""
+        return self.node is None or self.node.leader
+
+    def _append_state(self) -> None:
+        """Journal the attempt's state: its attempts row (the leader's), and this node's row."""
+        j = self._journal
+        assert j is not None
+        if self.leads:
+            j.append("attempts", self.attempt)
+        if self.node is not None:
+            node = self.node
+            j.append(
+                "nodes",
+                {**self.attempt, "node": node.rank, "nodes": node.size, "launch": node.launch},
+            )
 
     def _heartbeat(self) -> None:
         while True:
@@ -165,13 +203,15 @@ class Recorder:
                 self._safe(f"a {row.get('kind', 'row')} event", append)
 
 
-def base_attempt(run: str, attempt_id: str, command: list[str], cwd: Path) -> dict[str, Any]:
+def base_attempt(
+    run: str, attempt_id: str, command: list[str], cwd: Path, host: str | None = None
+) -> dict[str, Any]:
     from logbook import __version__
 
     return {
         "run": run,
         "attempt_id": attempt_id,
-        "host": socket.gethostname(),
+        "host": host or host_name(),
         "user": user_name(),
         "wrapper_pid": os.getpid(),
         "command": command,

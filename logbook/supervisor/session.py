@@ -18,7 +18,7 @@ from logbook.detectors import Detectors
 from logbook.exitcodes import ExitCode
 from logbook.parsers import LineParser
 from logbook.store import Store
-from logbook.supervisor import lineage
+from logbook.supervisor import lineage, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.policy import Decision, History, Outcome, decide
 from logbook.supervisor.recorder import MetricBuffer, Recorder, _now, base_attempt
@@ -40,17 +40,43 @@ class Session:
         self.opts = opts
         self.run = run_name
         self.cwd = (opts.cwd or Path.cwd()).absolute()
+        env = opts.env if opts.env is not None else os.environ
+        self.host = nodes.host_name(env)
+        self.node = nodes.node_of(env)  # ConfigError: nothing started yet
         self.store, self.previous = _open_for_recording(opts, run_name)
-        self.placement = lineage.place(
-            self.previous, opts.label
-        )  # ConfigError: nothing started yet
+        self.early_warnings: list[str] = []
+        if self.node is not None:
+            self._join_launch(self.node)
+        self.placement = lineage.place(self.previous, opts.label)  # ConfigError, likewise
         check_every(opts.sample_every_s)  # likewise
-        self.under_scheduler = any(v in (opts.env or os.environ) for v in SCHEDULER_VARS)
+        self.under_scheduler = any(v in env for v in SCHEDULER_VARS)
         self.recorder: Recorder | None = None
         self.history = History()
-        # Metrics from the output (#4): "none" keeps only the step finder of the hang watch.
-        self.parser = LineParser(opts.metrics) if opts.metrics != "none" else None
+        # Metrics from the output (#4): "none" keeps only the step finder of the hang watch. The
+        # other hosts of a launch leave metrics to the leader (their ranks rarely print any).
+        leads = self.node is None or self.node.leader
+        self.parser = LineParser(opts.metrics) if opts.metrics != "none" and leads else None
         self.best_step: int | None = None
+
+    @property
+    def leads(self) -> bool:
+        """Alone, or node 0 of a launch over several hosts: writes the attempt and runs hooks."""
+        return self.node is None or self.node.leader
+
+    def _join_launch(self, node: nodes.Node) -> None:
+        """Take part in a launch over several hosts, unless its key was used by a launch that has
+        ended (a LOGBOOK_LAUNCH_ID given twice): then record alone, and say so."""
+        first = node.attempt_id(self.run, 0)
+        ended = self.store is not None and nodes.launch_ended(self.store, self.run, first)
+        if ended:
+            self.early_warnings.append(
+                f"the launch key {node.launch} ({node.source}) was used by an attempt of run "
+                f"{self.run} that has ended; this host records its own attempt"
+            )
+            self.node = None
+            return
+        # The leader may have recorded the attempt already; it is ours, not a previous one.
+        self.previous = [p for p in self.previous if p[0] != first]
 
     def on_signal(self, sig: int) -> None:
         if self.recorder is not None:
@@ -99,8 +125,11 @@ class Session:
 
     def attempt(self, forwarder: Forwarder, restart_count: int) -> tuple[int, Decision]:
         opts, first_of_run = self.opts, not self.previous
-        attempt_id = uuid.uuid4().hex
-        recorder = self.recorder = Recorder(self.store, self.run, attempt_id)
+        node = self.node
+        attempt_id = node.attempt_id(self.run, restart_count) if node else uuid.uuid4().hex
+        recorder = self.recorder = Recorder(
+            self.store, self.run, attempt_id, host=self.host, node=node
+        )
         if self.store is None and restart_count == 0:
             recorder.warn(
                 f"cannot write to the store {opts.store}; this attempt is not recorded", event=False
@@ -118,7 +147,7 @@ class Session:
         from logbook.redact import redact_command
 
         attempt: dict[str, Any] = {
-            **base_attempt(self.run, attempt_id, redact_command(command), self.cwd),
+            **base_attempt(self.run, attempt_id, redact_command(command), self.cwd, self.host),
             "label": self.placement.label,
             "parent_id": self.placement.parent_id,
             "parent_label": self.placement.parent_label,
@@ -168,9 +197,11 @@ class Session:
                 },
                 first_of_run=first_of_run,
             )
+            for text in self.early_warnings if restart_count == 0 else ():
+                recorder.warn(text)
             if opts.capture and self.store is not None:
                 capture.append(_start_capture(recorder, command, env, self.cwd))
-            if self.store is not None:
+            if self.store is not None and self.leads:  # settings are the launch's, not a host's
                 capture.append(
                     _start_settings(recorder, self.store, opts, command, self.placement.parent_id)
                 )
@@ -180,7 +211,10 @@ class Session:
             if opts.sample_every_s > 0:
                 from logbook.telemetry import start_sampler
 
-                samplers.append(start_sampler(recorder, pid, opts.sample_every_s, env))
+                machine = self.node is None or nodes.first_on_host(env)
+                samplers.append(
+                    start_sampler(recorder, pid, opts.sample_every_s, env, machine=machine)
+                )
 
         def hang(pid: int, quiet_s: float, progress: Any) -> None:
             tail = _tail_lines(spec.log_dir)
@@ -193,6 +227,8 @@ class Session:
             )
 
         def checkpoint(ckpt: Any) -> None:
+            if not self.leads:  # a shared folder: its checkpoints are the leader's to record
+                return
             recorder.event(
                 "checkpoint",
                 f"checkpoint at step {ckpt.step}" if ckpt.step is not None else "checkpoint",
@@ -333,9 +369,14 @@ class Session:
             )
         if status not in ("completed",):
             kind = {"crashed": "crash", "hung": "hang_stopped"}.get(status, status)
+            summary = fields["summary"]
+            if self.node is not None and not self.node.leader:
+                # The attempt's end is the leader's to record; this is one host's part in it.
+                kind = "node_end"
+                summary = f"{status} on {self.host} (node {self.node.rank}): {summary}"
             recorder.event(
                 kind,
-                fields["summary"],
+                summary,
                 severity="error" if status in ("crashed", "hung") else "warning",
                 step=last_step,
                 data={"class": outcome.crash_class, **verdict.evidence},
@@ -354,12 +395,12 @@ class Session:
                     "unparsed_estimated": progress.unparsed_estimated,
                 },
             )
-        if decision.action == "gave_up":
+        if decision.action == "gave_up" and self.leads:
             recorder.event("gave_up", decision.reason, severity="error")
         payload = self.payload({**attempt, **fields}, pid=ended.pid)
         if status in ("crashed", "hung"):
             self.hooks("on_crash", payload)
-        if decision.action == "restart":
+        if decision.action == "restart" and self.leads:
             recorder.event(
                 "restart",
                 f"{decision.reason}; relaunching in {decision.delay_s:g} s",
@@ -454,7 +495,7 @@ class Session:
     def hooks(self, event: str, payload: dict[str, Any], *, background: bool = False) -> None:
         """Run the hooks of `event`; each result becomes a hook event. Never raises."""
         hooks = [h for h in self.opts.hooks if h.event == event]
-        if not hooks or self.recorder is None:
+        if not hooks or self.recorder is None or not self.leads:  # once a launch, not once a host
             return
         recorder, cwd = self.recorder, self.cwd
         env = dict(self.opts.env if self.opts.env is not None else os.environ)

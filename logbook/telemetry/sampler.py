@@ -11,7 +11,6 @@ counters, or an Xid in the kernel log, is a `hardware_fault` event.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -87,6 +86,8 @@ class Sampler:
         every_s: seconds between readings.
         env: the command's environment (nvidia-smi is looked up on its PATH).
         kernel_log: where Xid lines are read from.
+        machine: also read the host, the GPUs and the kernel log; False for a wrapper that shares
+            its host with another of the launch (one per worker), which reads them already.
     """
 
     def __init__(
@@ -97,8 +98,10 @@ class Sampler:
         env: Mapping[str, str],
         *,
         kernel_log: str | None = None,
+        machine: bool = True,
     ) -> None:
         self.recorder = recorder
+        self.machine = machine
         self.pid = pid
         self.every_s = every_s
         self.env = dict(env)
@@ -114,7 +117,7 @@ class Sampler:
         self.cpu_s = 0.0  # the thread's own CPU time, once it has stopped (benchmarks/)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._host = socket.gethostname()
+        self._host = recorder.host
         self._procs: dict[int, Any] = {}  # pid -> psutil.Process, kept so cpu_percent has a base
         self._tree_at = -float("inf")
         self._tree_every_s = 0.0
@@ -189,6 +192,9 @@ class Sampler:
 
         psutil.cpu_percent(None)
         self._guard("process tree", self._refresh_tree)
+        if not self.machine:
+            self._record([], first=True)
+            return
         self._guard("kernel log", self._open_kernel_log)
         self._record(self._open_gpus(), first=True)
 
@@ -211,7 +217,7 @@ class Sampler:
         process = self._guarded_read("process", self._read_process)
         if process is not None:
             self.rows.append({**base, "scope": "process", **process, **no_cpu})
-        host = self._guarded_read("host", self._read_host)
+        host = self._guarded_read("host", self._read_host) if self.machine else None
         if host is not None:
             self.rows.append({**base, "scope": "host", **host, **no_cpu})
         for gpu in gpus:
@@ -457,13 +463,14 @@ class Sampler:
 
 
 def start_sampler(
-    recorder: Recorder, pid: int, every_s: float, env: Mapping[str, str]
+    recorder: Recorder, pid: int, every_s: float, env: Mapping[str, str], *, machine: bool = True
 ) -> Sampler | None:
-    """Start sampling the command `pid`; None when sampling is off or nothing would be recorded."""
+    """Start sampling the command `pid`; None when sampling is off or nothing would be recorded.
+    `machine`: see Sampler."""
     if every_s <= 0 or recorder.store is None:
         return None
     try:
-        sampler = Sampler(recorder, pid, every_s, env)
+        sampler = Sampler(recorder, pid, every_s, env, machine=machine)
         sampler.start()
     except Exception as e:  # e.g. no thread can be started: the command runs without telemetry
         recorder.warn(f"the telemetry sampler could not start: {e!r}")

@@ -1,0 +1,68 @@
+"""How many GPUs each host of an attempt had, from its launch snapshot: the `launch_gpus` view,
+which `logbook cost` and `logbook goodput` both count with (#5).
+
+A host is the one a snapshot names when the attempt was launched over several hosts (it has
+`nodes` rows); otherwise every row belongs to the attempt's own host, whatever an imported or
+hand-made row says. The count, the first that applies:
+
+1. LOCAL_RANK is set (the wrapper runs one worker of torchrun, DeepSpeed or accelerate) on a host
+   with GPUs: one GPU per wrapped worker (a launch over hosts can wrap each worker);
+2. the inventory at launch (gpu `count`; 0 on a host without GPUs);
+3. the launcher's LOCAL_WORLD_SIZE, SLURM_GPUS_ON_NODE, or WORLD_SIZE ÷ GROUP_WORLD_SIZE (or
+   SLURM_NNODES);
+4. null: the snapshot does not say (`logbook cost` then counts the GPUs in the samples).
+"""
+
+from __future__ import annotations
+
+# The host a row of an attempt counts for, over a row with `host` joined to the CTE `ah`.
+HOST_KEY = "case when ah.multi then coalesce(host, ah.a_host) else ah.a_host end"
+
+_COUNT = """case
+    when workers > 0 and coalesce(inv_gpus, 1) > 0 then workers
+    when inv_gpus is not null then inv_gpus
+    when local_world > 0 then local_world
+    when slurm_gpus > 0 then slurm_gpus
+    when world > 0 then world // greatest(coalesce(nodes, 1), 1)
+    end"""
+_BASIS = """case
+    when workers = 1 and coalesce(inv_gpus, 1) > 0
+        then 'launcher: LOCAL_RANK is set, the wrapper runs one worker: 1 GPU'
+    when workers > 1 and coalesce(inv_gpus, 1) > 0
+        then printf('launcher: %d wrapped workers (LOCAL_RANK), a GPU each', workers)
+    when inv_gpus = 0 then 'inventory at launch: no GPU'
+    when inv_gpus is not null
+        then printf('inventory at launch: %d × %s', inv_gpus, coalesce(gpu_name, 'GPU, model not recorded'))
+    when local_world > 0 then 'launcher: LOCAL_WORLD_SIZE (one GPU per local worker)'
+    when slurm_gpus > 0 then 'launcher: SLURM_GPUS_ON_NODE'
+    when world > 0 then printf('launcher: WORLD_SIZE %d ÷ %d nodes', world, greatest(coalesce(nodes, 1), 1))
+    end"""
+
+VIEW = f"""
+create view launch_gpus as
+with ah as (
+    select a.attempt_id, coalesce(a.host, '') as a_host, n.attempt_id is not null as multi
+    from attempts a left join (select distinct attempt_id from nodes) n using (attempt_id)
+),
+h as (
+    select sn.run, sn.attempt_id, {HOST_KEY} as host,
+        max(try_cast(value as integer)) filter (where kind = 'gpu' and name = 'count') as inv_gpus,
+        mode(value) filter (where kind = 'gpu' and name like '%.name') as gpu_name,
+        max(try_cast(value as double)) filter (where kind = 'host' and name = 'memory_bytes')
+            as mem_bytes,
+        coalesce(bool_or(regexp_matches(value, 'aarch64|arm64', 'i'))
+                 filter (where kind = 'host' and name = 'os'), false) as is_arm,
+        count(distinct value) filter (where kind = 'launcher' and name = 'LOCAL_RANK') as workers,
+        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'LOCAL_WORLD_SIZE')
+            as local_world,
+        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'SLURM_GPUS_ON_NODE')
+            as slurm_gpus,
+        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'WORLD_SIZE') as world,
+        max(try_cast(value as integer)) filter (where kind = 'launcher'
+            and name in ('GROUP_WORLD_SIZE', 'SLURM_NNODES', 'SLURM_JOB_NUM_NODES')) as nodes
+    from snapshots sn join ah using (attempt_id)
+    where value is not null and status = 'ok'
+    group by all
+)
+select *, {_COUNT} as gpus, {_BASIS} as gpus_basis from h
+"""
