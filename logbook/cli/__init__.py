@@ -8,10 +8,12 @@ from typing import Any
 import click
 
 from logbook.cli import (
+    commands_chronicle,
     commands_cost,
     commands_events,
     commands_import,
     commands_query,
+    commands_repro,
     commands_run,
     commands_store,
 )
@@ -95,6 +97,8 @@ for module in (
     commands_store,
     commands_import,
     commands_cost,
+    commands_repro,
+    commands_chronicle,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

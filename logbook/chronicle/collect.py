@@ -1,0 +1,230 @@
+"""What a chronicle shows, read from the store in one DuckDB connection (#6): plain lists of dicts,
+one entry per section, and for each section what is missing from the record.
+
+Everything is aggregated in DuckDB (curves are downsampled there, samples summed by the hour), so
+a run of OPT's size (150,000 steps × 10 metrics, a hundred million samples) is read in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from logbook import query
+from logbook.chronicle import curves
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from logbook.cost import CostSettings
+    from logbook.store import Store
+
+# Events that are routine: counted in the journal, not listed one by one.
+ROUTINE = ("checkpoint", "telemetry_unavailable")
+
+
+@dataclass
+class Record:
+    """Everything one chronicle shows, as plain values (the build escapes and renders them)."""
+
+    run: str
+    sections: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def gather(
+    store: Store,
+    run: str,
+    *,
+    metrics: list[str] | None = None,
+    settings: CostSettings | None = None,
+) -> Record:
+    """Read one run's whole record for its chronicle.
+
+    Args:
+        store: the open store.
+        run: the run's name.
+        metrics: metric names to plot; default: loss first, then the metrics with most points.
+        settings: prices, PUE and carbon intensity for the cost section (defaults otherwise).
+
+    Returns:
+        A Record: sections by name, and a sentence for each section the record cannot fill.
+
+    Raises:
+        NoSuchRun: the store has no such run.
+    """
+    store.check_run(run)
+    rec = Record(run)
+    con = query.connect(store)
+    try:
+        rec.sections["run"] = _one(con, "select * from runs where run = $run", run) or {}
+        attempts = _rows(
+            con,
+            """
+            select a.*, i.lost_steps, i.lost_work_s, i.downtime_s, i.time_lost_s,
+                   coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
+                   coalesce(n.hosts, 1) as hosts
+            from attempts a left join incidents i using (attempt_id)
+            left join (select attempt_id, count(distinct host) as hosts from nodes group by all) n
+                using (attempt_id)
+            where a.run = $run order by a.start_time, a.label
+            """,
+            run,
+        )
+        for a in attempts:
+            a["evidence_lines"] = _evidence_lines(a.get("evidence"))
+        rec.sections["attempts"] = attempts
+        if not attempts:
+            rec.missing["attempts"] = "No attempts are on record for this run."
+        rec.sections["events"] = _rows(
+            con,
+            """
+            select e.time, e.step, e.kind, e.severity, e.source, e.message, e.data, e.host,
+                   a.label as attempt
+            from events e left join attempts a using (attempt_id)
+            where e.run = $run order by e.time, e.step
+            """,
+            run,
+        )
+        rec.sections["hparams"] = [
+            {**e, **_data(e)} for e in rec.sections["events"] if e["kind"] == "hparam_change"
+        ]
+        curves.gather(con, rec, run, metrics)
+        rec.sections["utilization"] = _rows(
+            con,
+            """
+            select time_bucket(interval 1 hour, time) as time, avg(gpu_util_pct) as gpu_util_pct,
+                   avg(power_w) * count(distinct (host, gpu_index)) as power_w,
+                   count(distinct (host, gpu_index)) as gpus
+            from samples where run = $run and gpu_index is not null group by all order by 1
+            """,
+            run,
+        )
+        rec.sections["hardware"] = _hardware(con, run)
+        rec.sections["snapshot_hosts"] = [
+            r["host"]
+            for r in _rows(
+                con,
+                "select distinct s.host from snapshots s join attempts a using (attempt_id) "
+                "where a.run = $run and s.host is not null",
+                run,
+            )
+        ]
+        rec.sections["identities"] = _identities(con, run)
+    finally:
+        con.close()
+    _reports(store, rec, settings)
+    return rec
+
+
+def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
+    """The sections that reuse logbook's own reports: incidents, goodput, cost, data mix."""
+    from logbook import datamix, goodput
+    from logbook.cost import basis_notes, cost_report
+
+    run = rec.run
+    rec.sections["incidents"] = query.incidents_by_class(store, run).to_pylist()
+    if not rec.sections["attempts"]:
+        rec.sections["goodput"] = []
+        rec.sections["cost"] = []
+        rec.sections["cost_notes"] = []
+    else:
+        rec.sections["goodput"] = goodput.goodput(store, run).to_pylist()
+        report = cost_report(store, run, settings)
+        rec.sections["cost"] = report.to_pylist()
+        rec.sections["cost_notes"] = basis_notes(report)
+    rec.sections["datamix"] = datamix.history(store, run).to_pylist()
+    if not rec.sections["incidents"]:
+        rec.missing["incidents"] = "No failures: every attempt completed, or is still running."
+    if not rec.sections["datamix"]:
+        rec.missing["datamix"] = (
+            "No data mix was declared (logbook run --data-mix, logbook.data_mix)."
+        )
+    if not rec.sections["hparams"]:
+        rec.missing["hparams"] = (
+            "No hyperparameter changed between attempts (or none was recorded)."
+        )
+    if not rec.sections["utilization"]:
+        rec.missing["utilization"] = "No GPU telemetry: no GPU, or the sampler was off."
+
+
+def _hardware(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
+    """Hosts grouped by what they had at launch: GPUs, driver, CPU, memory, OS."""
+    return _rows(
+        con,
+        """
+        with h as (
+            select coalesce(s.host, a.host) as host,
+                   max(value) filter (where kind = 'gpu' and name = 'count') as gpus,
+                   max(value) filter (where kind = 'gpu' and name = '0.name') as gpu_name,
+                   max(value) filter (where kind = 'gpu' and name = 'driver') as driver,
+                   max(value) filter (where kind = 'host' and name = 'cpu_model') as cpu_model,
+                   max(value) filter (where kind = 'host' and name = 'cpu_cores_logical') as cpus,
+                   max(try_cast(value as double)) filter (where kind = 'host' and name = 'memory_bytes')
+                       as memory_bytes,
+                   max(value) filter (where kind = 'host' and name = 'os') as os,
+                   count(distinct attempt_id) as attempts
+            from snapshots s join attempts a using (attempt_id)
+            where a.run = $run and s.kind in ('gpu', 'host') and s.status = 'ok'
+            group by 1
+        )
+        select count(*) as hosts, list(host order by host)[1:3] as examples, gpus, gpu_name, driver,
+               cpu_model, cpus, memory_bytes, os, max(attempts) as attempts
+        from h group by all order by hosts desc
+        """,
+        run,
+    )
+
+
+def _identities(con: duckdb.DuckDBPyConnection, run: str) -> dict[str, list[str]]:
+    """Host and user names the record holds, for --anonymize to replace wherever they appear."""
+    rows = _rows(
+        con,
+        """
+        select distinct case when s.name in ('hostname', 'HOSTNAME') then 'host' else 'user' end
+                   as what,
+               case when s.name = 'HOME' then regexp_extract(s.value, '([^/]+)/?$', 1)
+                    else s.value end as value
+        from snapshots s join attempts a using (attempt_id)
+        where a.run = $run and s.value is not null and s.status = 'ok'
+          and ((s.kind = 'host' and s.name in ('hostname', 'user'))
+               or (s.kind = 'env' and s.name in ('USER', 'LOGNAME', 'HOME', 'HOSTNAME')))
+        union
+        select distinct 'host', host from node_changes where run = $run and host is not null
+        """,
+        run,
+    )
+    return {
+        "hosts": sorted(r["value"] for r in rows if r["what"] == "host" and r["value"]),
+        "users": sorted(r["value"] for r in rows if r["what"] == "user" and r["value"]),
+    }
+
+
+def _evidence_lines(evidence: str | None) -> list[str]:
+    try:
+        doc = json.loads(evidence) if evidence else {}
+    except ValueError:
+        return [evidence] if evidence else []
+    lines = doc.get("lines") if isinstance(doc, dict) else None
+    return [str(x) for x in lines][-20:] if isinstance(lines, list) else []
+
+
+def _data(event: dict[str, Any]) -> dict[str, Any]:
+    try:
+        doc = json.loads(event["data"]) if event.get("data") else {}
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _rows(
+    con: duckdb.DuckDBPyConnection, sql: str, run: str, **params: Any
+) -> list[dict[str, Any]]:
+    result = con.sql(sql, params={"run": run, **params}).to_arrow_table()
+    return result.to_pylist()  # type: ignore[no-any-return]
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, run: str) -> dict[str, Any] | None:
+    rows = _rows(con, sql, run)
+    return rows[0] if rows else None

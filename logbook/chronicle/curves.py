@@ -1,0 +1,144 @@
+"""Training curves for the chronicle (#6): each chosen metric downsampled in DuckDB to at most
+POINTS buckets of equal step width (the last value of each bucket, with its finite min and max, so
+a spike inside a bucket still shows as the band), the steps where it was NaN or infinite, and the
+markers drawn on every curve: restarts, hyperparameter and data-mix changes, detections.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from logbook.chronicle.collect import Record
+
+POINTS = 2000
+MOST_CURVES = 6
+MOST_NONFINITE = 500  # NaN/inf steps marked per metric
+MARKED_KINDS = (
+    "hparam_change",
+    "data_mix_change",
+    "loss_spike",
+    "nan",
+    "grad_norm_explosion",
+    "loss_scale_collapse",
+    "throughput_drop",
+)
+
+
+def gather(con: duckdb.DuckDBPyConnection, rec: Record, run: str, chosen: list[str] | None) -> None:
+    """Fill rec.sections["curves"] ({name, points, markers}) and ["final_metrics"]."""
+    counts = {
+        r[0]: (r[1], r[2])
+        for r in con.execute(
+            "select name, count(step), count(*) from metrics where run = $run group by name "
+            "order by count(step) desc, name",
+            {"run": run},
+        ).fetchall()
+    }
+    names = _choose(counts, chosen, rec)
+    rec.sections["final_metrics"] = _final(con, run)
+    if not counts:
+        rec.missing["curves"] = "No metrics were recorded (none parsed from the output or logged)."
+    markers = _markers(con, run)
+    rec.sections["curves"] = [
+        {"name": n, "points": _points(con, run, n), "markers": _for(markers, n)} for n in names
+    ]
+
+
+def _choose(counts: dict[str, tuple[int, int]], chosen: list[str] | None, rec: Record) -> list[str]:
+    if chosen:
+        unknown = [n for n in chosen if n not in counts]
+        if unknown:
+            rec.missing["chosen_metrics"] = (
+                f"Not on record, so not plotted: {', '.join(unknown)} "
+                f"(recorded: {', '.join(counts) or 'none'})."
+            )
+        return [n for n in chosen if n in counts and counts[n][0]]
+    stepped = [n for n, (with_step, _) in counts.items() if with_step]
+    first = [n for n in ("loss", "train_loss", "lm_loss") if n in stepped][:1]
+    return (first + [n for n in stepped if n not in first])[:MOST_CURVES]
+
+
+def _points(con: duckdb.DuckDBPyConnection, run: str, name: str) -> list[tuple[Any, ...]]:
+    """(step, value, lo, hi) per bucket, then (step, nan, nan, nan) per non-finite step."""
+    rows = con.execute(
+        """
+        with m as (select step, value, time from metrics
+                   where run = $run and name = $name and step is not null),
+        r as (select min(step) as lo, greatest(1, ceil((max(step) - min(step) + 1) / $n)) as width
+              from m)
+        select max(step), arg_max(value, (time, step)) filter (where isfinite(value)),
+               min(value) filter (where isfinite(value)), max(value) filter (where isfinite(value))
+        from m, r group by (step - lo) // width
+        having count(*) filter (where isfinite(value)) > 0 order by 1
+        """,
+        {"run": run, "name": name, "n": POINTS},
+    ).fetchall()
+    bad = con.execute(
+        "select distinct step from metrics where run = $run and name = $name and step is not null "
+        "and not isfinite(value) order by step limit $most",
+        {"run": run, "name": name, "most": MOST_NONFINITE},
+    ).fetchall()
+    nan = float("nan")
+    return sorted([tuple(r) for r in rows] + [(s, nan, nan, nan) for (s,) in bad])
+
+
+def _final(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
+    """Each metric's value at the furthest step (the newest reading of it)."""
+    rows = con.execute(
+        "select name, arg_max(value, (coalesce(step, -1), time)), max(step), count(*) "
+        "from metrics where run = $run group by name order by name",
+        {"run": run},
+    ).fetchall()
+    return [{"name": n, "value": v, "step": s, "points": c} for n, v, s, c in rows]
+
+
+def _markers(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
+    """Restarts (where each later attempt resumed) and the marked events, at their step."""
+    restarts = con.execute(
+        """
+        select coalesce(a.resumed_from_step, a.first_step), a.label,
+               coalesce(p.crash_class, p.status)
+        from attempts a join attempts p on p.attempt_id = a.parent_id
+        where a.run = $run and coalesce(a.resumed_from_step, a.first_step) is not null
+        """,
+        {"run": run},
+    ).fetchall()
+    out = [
+        {"step": s, "kind": "restart", "label": f"{label} after {why}", "metric": None}
+        for s, label, why in restarts
+    ]
+    kinds = list(MARKED_KINDS)
+    events = con.execute(
+        """
+        select coalesce(e.step, a.resumed_from_step, a.first_step), e.kind, e.message, e.data
+        from events e left join attempts a using (attempt_id)
+        where e.run = $run and list_contains($kinds, e.kind)
+          and coalesce(e.step, a.resumed_from_step, a.first_step) is not null
+        order by e.time
+        """,
+        {"run": run, "kinds": kinds},
+    ).fetchall()
+    for step, kind, message, data in events:
+        out.append({"step": step, "kind": kind, "label": message or kind, "metric": _metric(data)})
+    return out
+
+
+def _metric(data: str | None) -> str | None:
+    try:
+        doc = json.loads(data) if data else None
+    except ValueError:
+        return None
+    return doc.get("metric") if isinstance(doc, dict) else None
+
+
+def _for(markers: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The markers for one curve: every restart and change, detections on that metric only."""
+    return [
+        {k: m[k] for k in ("step", "kind", "label")}
+        for m in markers
+        if m["metric"] is None or m["metric"] == name
+    ]

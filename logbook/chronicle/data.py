@@ -1,0 +1,174 @@
+"""The run's data, published beside its chronicle (#6): one Parquet file per table in `data/`
+(every row of the run: the attempts' and nodes' full histories, events, snapshots, metrics), the
+samples as the store's own parts in `data/samples/`, a README with the table reference, and
+example DuckDB queries that a test runs on the published files.
+
+Every string goes out scrubbed (logbook.chronicle.scrub). Samples hold numbers and a host name
+only, so their parts are copied byte for byte, and rewritten only to anonymize the host.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from logbook import query
+from logbook import schema as schemas
+
+if TYPE_CHECKING:
+    from logbook.chronicle.scrub import Scrubber
+    from logbook.store import Store
+
+# Table -> the view that holds all of its rows for the run.
+VIEWS = {
+    "runs": "runs",
+    "attempts": "attempt_changes",
+    "nodes": "node_changes",
+    "events": "events",
+    "snapshots": "snapshots",
+    "metrics": "metrics",
+}
+
+EXAMPLES = (
+    (
+        "How each attempt ended",
+        """select label, status, crash_class, round(duration_s / 3600, 2) as hours, summary
+from 'attempts.parquet'
+qualify row_number() over (partition by attempt_id order by recorded_at desc) = 1
+order by start_time""",
+    ),
+    (
+        "Failures by class",
+        """select coalesce(crash_class, status) as class, count(*) as attempts
+from (from 'attempts.parquet'
+      qualify row_number() over (partition by attempt_id order by recorded_at desc) = 1)
+where status not in ('completed', 'running') group by all order by attempts desc""",
+    ),
+    (
+        "The loss every 1,000 steps",
+        """select step // 1000 * 1000 as step, avg(value) as loss
+from 'metrics.parquet' where name = 'loss' and isfinite(value)
+group by all order by step""",
+    ),
+    (
+        "Every note, in time order",
+        """select time, step, message from 'events.parquet' where kind = 'note' order by time""",
+    ),
+    (
+        "Hyperparameter and data-mix changes",
+        """select time, kind, message from 'events.parquet'
+where kind in ('hparam_change', 'data_mix_change') order by time""",
+    ),
+    (
+        "Packages of the first attempt",
+        """select name, value as version from 'snapshots.parquet'
+where kind = 'package' and attempt_id = (select attempt_id from 'attempts.parquet'
+                                         order by start_time limit 1)
+order by name""",
+    ),
+    (
+        "GPU utilization and power by host (needs the samples)",
+        """select host, round(avg(gpu_util_pct), 1) as util_pct, round(max(power_w)) as max_w
+from 'samples/*.parquet' where gpu_index is not null group by host order by host""",
+    ),
+)
+
+
+@dataclass
+class Published:
+    """One file of the published data."""
+
+    table: str
+    path: str  # relative to the chronicle's folder
+    rows: int
+    bytes: int
+
+
+def export(
+    store: Store, run: str, folder: Path, scrub: Scrubber, *, samples: bool = True
+) -> list[Published]:
+    """Write the run's tables into `folder` (the chronicle's data/), scrubbed.
+
+    Args:
+        store: the open store.
+        run: the run's name.
+        folder: where to write; created.
+        scrub: redaction (and anonymization) for every string.
+        samples: copy the telemetry samples too (they can be most of the bytes).
+
+    Returns:
+        The files written, with their row counts and sizes.
+    """
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out: list[Published] = []
+    con = query.connect(store)
+    try:
+        for table, view in VIEWS.items():
+            data = con.sql(f"select * from {view} where run = $run", params={"run": run})
+            cleaned = scrub.table(
+                data.to_arrow_table(), named_by="name" if table == "snapshots" else None
+            )
+            path = folder / f"{table}.parquet"
+            pq.write_table(cleaned, path, compression="zstd")
+            out.append(Published(table, f"data/{path.name}", cleaned.num_rows, path.stat().st_size))
+    finally:
+        con.close()
+    if samples:
+        out.append(_samples(store, run, folder / "samples", scrub))
+    (folder / "README.md").write_text(readme(run, out))
+    return out
+
+
+def _samples(store: Store, run: str, folder: Path, scrub: Scrubber) -> Published:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from logbook.store import parts
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = size = 0
+    anon = scrub.anonymizer
+    for i, src in enumerate(store.part_files("samples", run)):
+        dest = folder / f"part-{i:05d}.parquet"
+        if anon is None:
+            shutil.copyfile(src, dest)
+            rows += pq.ParquetFile(dest).metadata.num_rows
+        else:
+            data = parts.read_part(src)
+            hosts = data.column("host").to_pylist()
+            mapped = {h: anon.host(h) for h in set(hosts)}
+            data = data.set_column(
+                data.schema.get_field_index("host"), "host", pa.array([mapped[h] for h in hosts])
+            )
+            pq.write_table(data, dest, compression="zstd")
+            rows += data.num_rows
+        size += dest.stat().st_size
+    return Published("samples", "data/samples/", rows, size)
+
+
+def readme(run: str, files: list[Published]) -> str:
+    """data/README.md: what each file holds, how to query it, and the table reference."""
+    lines = [
+        f"# The data of run {run}",
+        "",
+        "Parquet files, readable by DuckDB, pandas, polars, Spark or Trino as they are. "
+        "Every string was redacted again when the chronicle was built. "
+        "The `run` column is absent from the samples' parts (the store keeps it in their folder name).",
+        "",
+        "| file | rows | bytes |",
+        "|---|---|---|",
+        *(f"| `{f.path}` | {f.rows:,} | {f.bytes:,} |" for f in files),
+        "",
+        "## Example queries",
+        "",
+        'Run them from this folder, e.g. `duckdb -c "..."` or `duckdb.sql("...")` in Python.',
+        "",
+    ]
+    for title, sql in EXAMPLES:
+        lines += [f"{title}:", "", "```sql", sql + ";", "```", ""]
+    reference = schemas.reference_markdown().split("\n", 5)[-1]  # without its own title and intro
+    return "\n".join(lines) + "\n# Tables\n" + reference

@@ -1,0 +1,433 @@
+"""The plots of a run's chronicle (#6), as SVG text to inline in its pages.
+
+Each figure is drawn with matplotlib's object API (a `Figure`, never pyplot) under `rc_context`, so
+no global setting changes and nothing outlives the call. The SVG is made to be published and diffed:
+
+- deterministic: the same input gives the same bytes (a fixed `svg.hashsalt`, no date in the
+  metadata), so a rebuilt chronicle changes only where the run did;
+- escaped: metric names, attempt labels, sources and classes come from users and training output;
+  they are drawn literally (`text.parse_math` off, so "$loss$" is not mathtext) and matplotlib's SVG
+  writer escapes them as XML text, so "<script>" stays text;
+- self-contained: text stays text (`svg.fonttype` none), with no fonts, images or links to fetch,
+  and `inline` prefixes the ids so several plots share a page.
+
+Callers pass downsampled data (see `downsample`); each function also thins what is too big, and
+returns None when there is nothing to draw, so the page can say what is missing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any, Literal
+
+from logbook.chronicle._style import (
+    ALERT_COLOUR,
+    LINE_COLOUR,
+    MAX_POINTS,
+    STATUS_COLOURS,
+    compact,
+    date_axis,
+    figure,
+    inline,
+    short,
+    status_colour,
+    to_svg,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "STATUS_COLOURS",
+    "curves",
+    "datamix",
+    "downsample",
+    "incidents",
+    "inline",
+    "timeline",
+    "utilization",
+]
+
+Point = tuple[int, float, float, float]  # step, value, min and max of its bucket
+LABELLED_ATTEMPTS = 30  # more attempts than this and the strip's bars go unlabelled
+LABELLED_CRASHES = 8
+LABELLED_MARKERS = 15  # per kind
+MOST_NONFINITE = 1000  # NaN/inf ticks drawn per curve
+MOST_CLASSES = 20
+# How each kind of marker is drawn on a curve: vertical lines, red alerts on top, others grey.
+LINE_KINDS: dict[str, tuple[str, Literal["--", ":", "-."]]] = {
+    "restart": ("#616161", "--"),
+    "hparam_change": (LINE_COLOUR, ":"),
+    "data_mix_change": (STATUS_COLOURS["interrupted"], "-."),
+}
+ALERT_KINDS = ("loss_spike", "nan", "grad_norm_explosion", "loss_scale_collapse")
+OTHER_COLOUR = "#9e9e9e"
+
+
+def downsample(points: Sequence[tuple[int, float]], max_points: int) -> list[Point]:
+    """At most max_points buckets of equal step width, NaN and inf kept apart so none is lost.
+
+    Args:
+        points: (step, value) pairs.
+        max_points: buckets wanted (NaN/inf points come on top).
+
+    Returns:
+        (last step, last value, min, max) per bucket, and (step, v, v, v) per NaN/inf, by step.
+    """
+    return _bucket([(s, v, v, v) for s, v in points], max_points)
+
+
+def timeline(attempts: Sequence[dict[str, Any]]) -> str | None:
+    """Steps reached over wall-clock time, and a strip of attempts with downtime between them.
+
+    Args:
+        attempts: dicts with label, start, end (None while running), status, crash_class,
+            first_step, last_step and resumed_from_step; times UTC-aware.
+
+    Returns:
+        SVG text, or None without attempts.
+    """
+    if not attempts:
+        return None
+    from matplotlib.collections import LineCollection
+    from matplotlib.dates import date2num
+    from matplotlib.patches import Patch
+
+    rows = sorted(attempts, key=lambda a: a["start"])
+    latest = max(max(a["start"], a["end"] or a["start"]) for a in rows)
+    spans = [(float(date2num(a["start"])), float(date2num(a["end"] or latest))) for a in rows]
+    statuses = _ordered({a["status"] for a in rows})
+    with figure(4.6) as fig:
+        progress, strip = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        for status in statuses:
+            mine = [(a, span) for a, span in zip(rows, spans, strict=True) if a["status"] == status]
+            moved = [(a, span) for a, span in mine if a["last_step"] is not None]
+            segments = [[(x0, _start_step(a)), (x1, a["last_step"])] for a, (x0, x1) in moved]
+            colour = status_colour(status)
+            progress.add_collection(LineCollection(segments, colors=colour, linewidths=1.4))
+            ends = ([x1 for _, (_, x1) in moved], [a["last_step"] for a, _ in moved])
+            marker = "x" if status == "crashed" else "o"
+            progress.plot(*ends, ls="", marker=marker, ms=4 if marker == "o" else 5, color=colour)
+        crashed = [(a, s) for a, s in zip(rows, spans, strict=True) if a["status"] == "crashed"]
+        if len(crashed) <= LABELLED_CRASHES:
+            for a, (_, x1) in crashed:
+                if a["last_step"] is not None and a["crash_class"]:
+                    text = short(str(a["crash_class"]), 24)
+                    progress.annotate(text, (x1, a["last_step"]), xytext=(4, 3), fontsize=7,
+                                      textcoords="offset points", color=STATUS_COLOURS["crashed"])  # fmt: skip
+        progress.set_ylabel("step")
+        progress.set_ylim(bottom=0)
+        progress.yaxis.set_major_formatter(compact)
+        bars = [(x0, x1 - x0) for x0, x1 in spans]
+        strip.broken_barh(bars, (0.45, 0.5), facecolors=[status_colour(a["status"]) for a in rows])
+        if len(rows) <= LABELLED_ATTEMPTS:
+            for i, (a, (x0, x1)) in enumerate(zip(rows, spans, strict=True)):
+                strip.text((x0 + x1) / 2, 0.28 - 0.2 * (i % 2), short(str(a["label"]), 12),
+                           ha="center", va="center", fontsize=7, clip_on=True)  # fmt: skip
+        strip.set_ylim(0, 1)
+        strip.set_yticks([])
+        strip.grid(False)
+        strip.set_ylabel("attempts")
+        first, last = min(x0 for x0, _ in spans), max(x1 for _, x1 in spans)
+        pad = max((last - first) * 0.02, 1 / 48)
+        strip.set_xlim(first - pad, last + pad)
+        date_axis(strip.xaxis)
+        strip.set_xlabel("time (UTC)")
+        handles = [Patch(color=status_colour(s), label=short(str(s), 20)) for s in statuses]
+        fig.legend(handles=handles, loc="outside upper right", ncols=min(len(handles), 8))
+        return to_svg(fig)
+
+
+def curves(
+    name: str,
+    points: Sequence[Point],
+    markers: Sequence[dict[str, Any]],
+    *,
+    log_y: bool | None = None,
+) -> str | None:
+    """One metric over steps: its value, the min-max band of each bucket, NaN/inf steps, markers.
+
+    Args:
+        name: the metric, drawn as the title.
+        points: (step, value, min, max) in step order; more than MAX_POINTS are downsampled.
+        markers: dicts with step, kind (restart, hparam_change, an alert kind, ...) and label.
+        log_y: a log y axis; None to choose one when the values are positive and span 2 decades.
+
+    Returns:
+        SVG text, or None without points.
+    """
+    if not points:
+        return None
+    if len(points) > MAX_POINTS:
+        points = _bucket(points, MAX_POINTS)
+    good = [(s, v, _or(lo, v), _or(hi, v)) for s, v, lo, hi in points if math.isfinite(v)]
+    bad = _thin([s for s, v, _, _ in points if not math.isfinite(v)], MOST_NONFINITE)
+    steps, values = [p[0] for p in good], [p[1] for p in good]
+    lows, highs = [p[2] for p in good], [p[3] for p in good]
+    with figure(3.2) as fig:
+        ax = fig.subplots()
+        ax.set_title(name)
+        handles: list[Artist] = []
+        if any(lo != hi for _, _, lo, hi in good):
+            band = ax.fill_between(steps, lows, highs, color=LINE_COLOUR, alpha=0.18, lw=0)
+            band.set_label("min/max")
+            handles.append(band)
+        ax.plot(steps, values, color=LINE_COLOUR, lw=1.2, marker="o" if len(good) < 2 else "")
+        if bad:
+            handles += ax.plot(bad, [0.0] * len(bad), ls="", marker="|", ms=7, mew=1.2,
+                               color=ALERT_COLOUR, transform=ax.get_xaxis_transform(),
+                               clip_on=False, label="NaN/inf")  # fmt: skip
+        handles += _draw_markers(ax, markers)
+        positive = good and min(lows) > 0
+        if log_y or (log_y is None and positive and max(highs) > 100 * min(lows)):
+            from matplotlib.ticker import NullFormatter
+
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(compact)
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(compact)
+        ax.set_xlabel("step")
+        if handles:
+            fig.legend(handles=handles, loc="outside upper right", ncols=min(len(handles), 6))
+        return to_svg(fig)
+
+
+def datamix(history: Sequence[dict[str, Any]]) -> str | None:
+    """The share of each source in each data-mix declaration, stacked, declarations in order.
+
+    Args:
+        history: one dict per source per declaration, in time order: step (or None), time,
+            attempt (its label), source and weight (or None). A source left out of a
+            declaration counts 0; weights are shown as shares of their declaration's total.
+
+    Returns:
+        SVG text, or None without a weight.
+    """
+    if not any(r["weight"] is not None for r in history):
+        return None
+    from matplotlib import colormaps
+    from matplotlib.ticker import PercentFormatter
+
+    declarations: dict[tuple[Any, ...], dict[str, float]] = {}
+    for r in history:
+        key = (r["time"], str(r["attempt"]), r["step"])
+        declarations.setdefault(key, {})[str(r["source"])] = r["weight"] or 0.0
+    sources = list(dict.fromkeys(str(r["source"]) for r in history))
+    shares = [[d.get(s, 0.0) / (sum(d.values()) or 1.0) for s in sources] for d in declarations.values()]  # fmt: skip
+    n = len(shares)
+    palette = colormaps["tab10" if len(sources) <= 10 else "tab20"].colors  # type: ignore[attr-defined]
+    with figure(3.4) as fig:
+        ax = fig.subplots()
+        below = [0.0] * n
+        for j, source in enumerate(sources):
+            above = [b + row[j] for b, row in zip(below, shares, strict=True)]
+            ax.fill_between(range(n + 1), below + below[-1:], above + above[-1:], step="post",
+                            lw=0, color=palette[j % len(palette)], label=short(source, 28))  # fmt: skip
+            below = above
+        every = max(1, math.ceil(n / 12))
+        ticks = list(range(0, n, every))
+        keys = list(declarations)
+        names = [short(keys[i][1], 12) + ("" if keys[i][2] is None else f"\nstep {compact(keys[i][2])}") for i in ticks]  # fmt: skip
+        ax.set_xticks([i + 0.5 for i in ticks], names)
+        ax.tick_params(axis="x", length=0)
+        ax.set_xlim(0, n)
+        ax.set_ylim(0, 1)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylabel("share of the mix")
+        ax.set_xlabel("declaration (attempt, step)")
+        ax.grid(False)
+        fig.legend(loc="outside right upper", ncols=1 if len(sources) <= 14 else 2)
+        return to_svg(fig)
+
+
+def incidents(by_class: Sequence[dict[str, Any]]) -> str | None:
+    """How often each class of incident happened and the hours it cost, most frequent on top.
+
+    Args:
+        by_class: dicts with class, count and time_lost_s; past MOST_CLASSES the rest are summed.
+
+    Returns:
+        SVG text, or None without rows.
+    """
+    if not by_class:
+        return None
+    rows = sorted(
+        ((str(r["class"]), int(r["count"]), float(r["time_lost_s"] or 0.0)) for r in by_class),
+        key=lambda r: (-r[1], -r[2], r[0]),
+    )
+    if len(rows) > MOST_CLASSES:
+        rest = rows[MOST_CLASSES - 1 :]
+        summed = (f"{len(rest)} other classes", sum(r[1] for r in rest), sum(r[2] for r in rest))
+        rows = rows[: MOST_CLASSES - 1] + [summed]
+    names = [short(name, 32) for name, _, _ in rows]
+    counts, hours = [r[1] for r in rows], [r[2] / 3600 for r in rows]
+    with figure(1.1 + 0.3 * len(rows)) as fig:
+        left, right = fig.subplots(1, 2, sharey=True)
+        found = left.barh(range(len(rows)), counts, color=STATUS_COLOURS["crashed"], height=0.7)
+        left.bar_label(found, [str(c) for c in counts], padding=2, fontsize=7)
+        lost = right.barh(range(len(rows)), hours, color=STATUS_COLOURS["hung"], height=0.7)
+        right.bar_label(lost, [_hours(h) for h in hours], padding=2, fontsize=7)
+        left.set_yticks(range(len(rows)), names)
+        left.invert_yaxis()
+        for ax, title in ((left, "incidents"), (right, "hours lost")):
+            ax.set_title(title)
+            ax.margins(x=0.15)
+            ax.grid(axis="y", visible=False)
+            ax.tick_params(axis="y", length=0)
+        right.tick_params(axis="y", labelleft=False)
+        return to_svg(fig)
+
+
+def utilization(rows: Sequence[dict[str, Any]]) -> str | None:
+    """GPU utilization (left, %) and mean power per GPU (right, W) over time, gaps left open.
+
+    Args:
+        rows: dicts with time (UTC-aware), gpu_util_pct and power_w (the total over the GPUs,
+            either may be None) and gpus; in time order.
+
+    Returns:
+        SVG text, or None without a value to draw.
+    """
+    if len(rows) > MAX_POINTS:
+        rows = rows[:: math.ceil(len(rows) / MAX_POINTS)]
+    util = [_num(r["gpu_util_pct"]) for r in rows]
+    power = [_num(r["power_w"]) / r["gpus"] if r["gpus"] else math.nan for r in rows]
+    if all(math.isnan(v) for v in util + power):
+        return None
+    from matplotlib.dates import date2num
+
+    times = [float(date2num(r["time"])) for r in rows]
+    times, util, power = _break_gaps(times, util, power)
+    with figure(3.0) as fig:
+        ax = fig.subplots()
+        twin = ax.twinx()
+        handles = ax.plot(times, util, color=LINE_COLOUR, lw=1.1, label="GPU utilization (%)")
+        handles += twin.plot(times, power, color=STATUS_COLOURS["hung"], lw=1.1,
+                             label="power per GPU (W)")  # fmt: skip
+        ax.set_ylim(0, max(100.0, *(v for v in util if not math.isnan(v))) * 1.04)
+        ax.set_ylabel("GPU utilization (%)")
+        twin.set_ylim(bottom=0)
+        twin.set_ylabel("power per GPU (W)")
+        twin.spines["right"].set_visible(True)
+        twin.grid(False)
+        date_axis(ax.xaxis)
+        ax.set_xlabel("time (UTC)")
+        fig.legend(handles=handles, loc="outside upper right", ncols=2)
+        return to_svg(fig)
+
+
+def _bucket(points: Sequence[Point], max_points: int) -> list[Point]:
+    """Merge points into at most max_points buckets of equal step width; NaN/inf stay apart."""
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, not {max_points}")
+    if len(points) <= max_points:
+        return list(points)
+    points = sorted(points, key=lambda p: p[0])
+    first, span = points[0][0], points[-1][0] - points[0][0] + 1
+    out: list[Point] = []
+    current: list[Any] = []  # bucket, step, value, lo, hi
+    for step, value, lo, hi in points:
+        if not math.isfinite(value):
+            out.append((step, value, value, value))
+            continue
+        lo, hi = _or(lo, value), _or(hi, value)
+        bucket = (step - first) * max_points // span
+        if current and current[0] == bucket:
+            current[1:] = [step, value, min(current[3], lo), max(current[4], hi)]
+            continue
+        if current:
+            out.append(tuple(current[1:]))  # type: ignore[arg-type]
+        current = [bucket, step, value, lo, hi]
+    if current:
+        out.append(tuple(current[1:]))  # type: ignore[arg-type]
+    return sorted(out, key=lambda p: p[0])
+
+
+def _draw_markers(ax: Axes, markers: Sequence[dict[str, Any]]) -> list[Artist]:
+    """Draw markers by kind (lines, alert triangles, grey ticks); return their legend handles."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for m in markers:
+        by_kind.setdefault(str(m["kind"]), []).append(m)
+    handles: list[Artist] = []
+    alerts = [k for k in ALERT_KINDS if k in by_kind]
+    others = sorted(k for k in by_kind if k not in LINE_KINDS and k not in ALERT_KINDS)
+    on_x = ax.get_xaxis_transform()
+    for kind in [k for k in LINE_KINDS if k in by_kind]:
+        colour, style = LINE_KINDS[kind]
+        steps = [m["step"] for m in by_kind[kind]]
+        handles.append(ax.vlines(steps, 0, 1, transform=on_x, colors=colour, linestyles=style,
+                                 lw=1.0, label=kind))  # fmt: skip
+    if alerts:
+        steps = [m["step"] for k in alerts for m in by_kind[k]]
+        handles += ax.plot(steps, [1.0] * len(steps), ls="", marker="v", ms=6, color=ALERT_COLOUR,
+                           transform=on_x, clip_on=False, label=", ".join(alerts))  # fmt: skip
+    if others:
+        steps = [m["step"] for k in others for m in by_kind[k]]
+        label = ", ".join(others) if len(others) <= 3 else f"{len(others)} other kinds"
+        handles += ax.plot(steps, [1.0] * len(steps), ls="", marker="|", ms=6, color=OTHER_COLOUR,
+                           transform=on_x, clip_on=False, label=short(label, 40))  # fmt: skip
+    for kind, group in by_kind.items():
+        if len(group) > LABELLED_MARKERS:
+            continue
+        colour = LINE_KINDS[kind][0] if kind in LINE_KINDS else "#424242"
+        for m in group:
+            if m.get("label"):
+                ax.text(m["step"], 0.95, short(str(m["label"]), 30), transform=on_x, rotation=90,
+                        ha="right", va="top", fontsize=6.5, color=colour, clip_on=True)  # fmt: skip
+    return handles
+
+
+def _start_step(attempt: dict[str, Any]) -> int:
+    """Where an attempt's progress line starts: its resumed-from step, its first step, or 0."""
+    for key in ("resumed_from_step", "first_step"):
+        if attempt.get(key) is not None:
+            return int(attempt[key])
+    return 0
+
+
+def _ordered(statuses: Iterable[str]) -> list[str]:
+    """Statuses in the palette's order, unknown ones after it by name."""
+    known = [s for s in STATUS_COLOURS if s in statuses]
+    return known + sorted(set(statuses) - set(known))
+
+
+def _thin(steps: list[int], most: int) -> list[int]:
+    """At most `most` of the steps, the first of each of that many equal-width bins."""
+    if len(steps) <= most:
+        return steps
+    first, span = min(steps), max(steps) - min(steps) + 1
+    return list({(s - first) * most // span: s for s in sorted(steps, reverse=True)}.values())
+
+
+def _break_gaps(times: list[float], *series: list[float]) -> tuple[list[float], ...]:
+    """Insert NaN where the time between rows is over 3 times the usual, so lines do not bridge."""
+    gaps = sorted(b - a for a, b in pairwise(times))
+    if not gaps or gaps[len(gaps) // 2] <= 0:
+        return (times, *series)
+    wide = 3 * gaps[len(gaps) // 2]
+    out: list[list[float]] = [[] for _ in range(len(series) + 1)]
+    for i, t in enumerate(times):
+        if i and t - times[i - 1] > wide:
+            for col in out:
+                col.append(math.nan if col is not out[0] else (t + times[i - 1]) / 2)
+        for col, source in zip(out, (times, *series), strict=True):
+            col.append(source[i])
+    return tuple(out)
+
+
+def _or(value: float, fallback: float) -> float:
+    """The value if finite, else the fallback."""
+    return value if value is not None and math.isfinite(value) else fallback
+
+
+def _num(value: float | None) -> float:
+    """None as NaN."""
+    return math.nan if value is None else float(value)
+
+
+def _hours(h: float) -> str:
+    """Hours as a bar label."""
+    return "<0.1" if 0 < h < 0.05 else f"{h:.1f}"

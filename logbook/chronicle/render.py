@@ -1,0 +1,117 @@
+"""The chronicle's two pages from one template context (#6): HTML through Jinja2 with autoescaping on,
+so every string from the record is escaped unless a filter below marks it safe, and Markdown
+through the same context, where the `md` filter escapes Markdown and HTML alike (GitHub renders
+inline HTML in Markdown, so `<script>` in a note must not stay a tag there either)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from logbook.chronicle import summary
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass
+class Page:
+    """What both pages show."""
+
+    run: str
+    sections: dict[str, Any]
+    missing: dict[str, str]
+    svgs: dict[str, str]
+    repro: dict[str, Any] | None
+    data: list[Any]
+    anonymized: bool
+
+
+def html(page: Page) -> str:
+    """index.html: one self-contained page."""
+    return _env(autoescape=True).get_template("index.html.j2").render(**_context(page))
+
+
+def markdown(page: Page) -> str:
+    """chronicle.md: the same content, its figures as images in img/."""
+    return _env(autoescape=False).get_template("chronicle.md.j2").render(**_context(page))
+
+
+def _context(page: Page) -> dict[str, Any]:
+    s = page.sections
+    o = summary.overview(s)
+    return {
+        "run": page.run,
+        "s": s,
+        "o": o,
+        "missing": page.missing,
+        "svgs": page.svgs,
+        "curves": [name for name in page.svgs if name.startswith("curve-")],
+        "repro": page.repro,
+        "data": page.data,
+        "anonymized": page.anonymized,
+        "disclosure": summary.disclosure(s, o),
+        "journal": summary.journal(s),
+        "failed": [a for a in s["attempts"] if a["status"] in summary.FAILED],
+        "examples": _examples(),
+    }
+
+
+def _examples() -> tuple[tuple[str, str], ...]:
+    from logbook.chronicle.data import EXAMPLES
+
+    return EXAMPLES
+
+
+def _env(*, autoescape: bool) -> Any:
+    import jinja2
+    from markupsafe import Markup
+
+    from logbook.chronicle import plots
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        duration=summary.duration,
+        number=summary.number,
+        sci=summary.sci,
+        when=when,
+        md=md,
+        cell=cell,
+        # matplotlib wrote the SVG and escaped its text; ids are prefixed so figures never clash.
+        svg=lambda name, svgs, label: Markup(plots.inline(svgs[name], name, label=label)),
+    )
+    return env
+
+
+def when(value: datetime | None) -> str:
+    """2026-11-22 14:05 UTC."""
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def md(value: Any) -> str:
+    """Markdown text that renders as the literal string: HTML escaped, Markdown punctuation
+    backslashed, line breaks as spaces."""
+    text = "" if value is None else str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def cell(value: Any) -> str:
+    """A Markdown table cell: as `md`, never empty-looking."""
+    if isinstance(value, float):
+        value = f"{value:,.2f}"
+    elif isinstance(value, datetime):
+        value = when(value)
+    return md(value) if value not in (None, "") else " "

@@ -1,0 +1,97 @@
+"""Make what a chronicle publishes safe (#6): every string is redacted again (the record was redacted
+when it was written, but a secret may have slipped in by a path logbook did not know), and, with
+--anonymize, host and user names are replaced. Escaping is the templates' job, not this one's.
+
+Tables are scrubbed through their dictionaries: each distinct string is cleaned once, so a column of
+a million rows with a hundred distinct values costs a hundred regex scans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from logbook.redact import redact_command, redact_text, redact_value
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from logbook.chronicle.anonymize import Anonymizer
+
+
+class Scrubber:
+    """Redact, then anonymize if asked, any value on its way out."""
+
+    def __init__(self, anonymizer: Anonymizer | None = None) -> None:
+        self.anonymizer = anonymizer
+
+    def text(self, text: str) -> str:
+        """One string, redacted and anonymized."""
+        text = redact_text(text)
+        return self.anonymizer.text(text) if self.anonymizer else text
+
+    def named(self, name: str, value: str) -> str:
+        """A named value (an environment variable, a launcher setting): secret names hide it all."""
+        return self.text(redact_value(name, value)[0])
+
+    def walk(self, value: Any) -> Any:
+        """Any nested structure of dicts, lists and scalars, every string cleaned (dict keys too)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {
+                (self.text(k) if isinstance(k, str) else k): self.walk(v) for k, v in value.items()
+            }
+        if isinstance(value, (list, tuple)):
+            cleaned = [self.walk(v) for v in value]
+            return tuple(cleaned) if isinstance(value, tuple) else cleaned
+        if isinstance(value, (datetime, date, int, float)) or value is None:
+            return value
+        return value
+
+    def table(self, data: pa.Table, *, named_by: str | None = None) -> pa.Table:
+        """A pyarrow table with every string column cleaned; with `named_by`, the `value` column of
+        rows is cleaned as a named value (its name in that column), as env snapshots need."""
+        import pyarrow as pa
+
+        columns = []
+        for name in data.column_names:
+            col = data.column(name)
+            if name == "value" and named_by and named_by in data.column_names:
+                names = data.column(named_by).to_pylist()
+                values = col.to_pylist()
+                seen: dict[tuple[str, str], str] = {}  # many hosts snapshot the same values
+                cleaned = [
+                    None
+                    if v is None
+                    else seen.get((n, v)) or seen.setdefault((n, v), self.named(n or "", v))
+                    for n, v in zip(names, values, strict=True)
+                ]
+                col = pa.chunked_array([pa.array(cleaned, col.type)], col.type)
+            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                col = _by_dictionary(col, self.text)
+            elif pa.types.is_list(col.type) and pa.types.is_string(col.type.value_type):
+                rows = col.to_pylist()
+                col = pa.chunked_array(
+                    [pa.array([None if r is None else self._argv(r) for r in rows], col.type)],
+                    col.type,
+                )
+            columns.append(col)
+        return pa.Table.from_arrays(columns, schema=data.schema)
+
+    def _argv(self, argv: list[str]) -> list[str]:
+        return [self.text(a) for a in redact_command(argv)]
+
+
+def _by_dictionary(col: pa.ChunkedArray, clean: Callable[[str], str]) -> pa.ChunkedArray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = []
+    for chunk in col.chunks:
+        encoded = pc.dictionary_encode(chunk)
+        words = [None if w is None else clean(w) for w in encoded.dictionary.to_pylist()]
+        fresh = pa.DictionaryArray.from_arrays(encoded.indices, pa.array(words, pa.string()))
+        chunks.append(fresh.cast(col.type))
+    return pa.chunked_array(chunks, col.type)
