@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: a real training wrapped by logbook crashes twice, is relaunched from its checkpoint each
-# time, finishes, and is reported (lineage, incidents, goodput). Run from anywhere; it records into ./.logbook (or --store /
+# time, finishes, and is reported (lineage, incidents, goodput), then published as a chronicle. Run from anywhere; it records into ./.logbook (or --store /
 # LOGBOOK_STORE) and checkpoints into ./demo-ckpt.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -13,3 +13,6 @@ logbook show demo
 logbook incidents demo
 echo "== where the time went:"
 logbook goodput demo
+echo "== the chronicle: a page that opens from disk, the same as Markdown, and the data"
+logbook chronicle demo --out demo-chronicle
+echo "Open demo-chronicle/index.html in a browser."
