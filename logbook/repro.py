@@ -10,12 +10,22 @@ for people has its control characters escaped.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from logbook.repro_script import (
+    clone_url,
+    delimiter,
+    dest,
+    mix_lines,
+    pins,
+    printable,
+    quote,
+    relative_cwd,
+    script,
+)
 from logbook.store import Store
 
 # Variables of the machine or the login session, and the ones logbook sets for each attempt:
@@ -30,8 +40,6 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PACKAGE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
 _BINARY_DIFF = re.compile(r"^Binary files .* differ$", re.M)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-VENV = ".logbook-repro-venv"
 
 
 @dataclass
@@ -100,18 +108,18 @@ class Recipe:
         """
         g, steps, warn = self.git, [], "\n   WARNING: "
         if g.commit and g.remote:
-            steps.append(f"Get the code: git clone {_q(_clone_url(g))} && cd {_q(_dest(g))}")
+            steps.append(f"Get the code: git clone {quote(clone_url(g))} && cd {quote(dest(g))}")
         elif g.commit:
             steps.append(f"Go to your checkout of {g.root} (no remote on record).")
         if g.commit:
-            steps.append(f"Check out the commit: git checkout --detach {_q(g.commit)}")
+            steps.append(f"Check out the commit: git checkout --detach {quote(g.commit)}")
             if g.diff and g.diff_status == "truncated":
                 steps.append("Apply the uncommitted changes: the record holds only part of them.")
             elif g.diff:
                 steps.append(
                     f"Apply the uncommitted changes ({len(g.diff.splitlines())} lines): "
-                    f"git apply <<'{_delimiter(g.diff)}'\n{g.diff.rstrip(chr(10))}\n"
-                    f"{_delimiter(g.diff)}"
+                    f"git apply <<'{delimiter(g.diff)}'\n{g.diff.rstrip(chr(10))}\n"
+                    f"{delimiter(g.diff)}"
                 )
             else:
                 steps.append("The working tree was clean at launch: no diff to apply.")
@@ -119,13 +127,13 @@ class Recipe:
             if g.untracked:
                 steps[-1] += f"\n   Untracked files, not on record: {', '.join(g.untracked)}"
         if self.packages:
-            pins = "".join(f"\n     {p}" for p in _pins(self.packages))
+            listed = "".join(f"\n     {p}" for p in pins(self.packages))
             steps.append(
                 f"Install the packages in a fresh virtual environment of Python "
-                f"{self.python.get('version', '(version unknown)')}: pip install --no-deps{pins}"
+                f"{self.python.get('version', '(version unknown)')}: pip install --no-deps{listed}"
             )
         if self.env or self.env_secret:
-            exports = "".join(f"\n     export {n}={_q(v)}" for n, v in self.env.items())
+            exports = "".join(f"\n     export {n}={quote(v)}" for n, v in self.env.items())
             steps.append(f"Set the environment:{exports}")
             if self.env_secret:
                 steps[-1] += f"\n   Set these yourself (secret): {', '.join(self.env_secret)}"
@@ -137,8 +145,8 @@ class Recipe:
                 f"{self.config.get('sha256')}"
             )
         if self.data_mix:
-            steps.append("Check the data: " + "; ".join(_mix_lines(self.data_mix)))
-        where = _relative_cwd(self)
+            steps.append("Check the data: " + "; ".join(mix_lines(self.data_mix)))
+        where = relative_cwd(self)
         place = f" in {where}" if where not in (None, ".") else ""
         steps.append(f"Run the command{place}: {shlex.join(self.argv)}")
         if self.argv_redacted:
@@ -147,7 +155,7 @@ class Recipe:
         text += "".join(f"\n{i}. {s}" for i, s in enumerate(steps, 1))
         if self.missing:
             text += "\n\nNot on record:" + "".join(f"\n  - {m}" for m in self.missing)
-        return _printable(text) + "\n"
+        return printable(text) + "\n"
 
     def as_script(self) -> str:
         """The recipe as a bash script, run as `SCRIPT [--no-install] [--force] [CHECKOUT]`.
@@ -162,7 +170,7 @@ class Recipe:
         Returns:
             The script's text.
         """
-        return _script(self)
+        return script(self)
 
 
 def recipe(store: Store, run: str, label: str) -> Recipe:
@@ -340,199 +348,3 @@ def _environment(
         else:
             env[name] = row["value"]
     return env, secret, truncated, skipped
-
-
-def _mix_lines(mix: dict[str, Any]) -> list[str]:
-    out = []
-    for name, spec in mix.items():
-        spec = spec if isinstance(spec, dict) else {}
-        parts = [f"{k} {spec[k]:g}" for k in ("weight", "tokens") if _number(spec.get(k))]
-        prints = spec.get("fingerprints")
-        for path, fp in (prints if isinstance(prints, dict) else {}).items():
-            parts.append(
-                f"{path} {fp.get('hash') or fp.get('kind')}" if isinstance(fp, dict) else path
-            )
-        out.append(f"{name} {' '.join(parts)}".strip())
-    return out
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _pins(packages: dict[str, str]) -> list[str]:
-    return [f"{name}=={version}" for name, version in packages.items()]
-
-
-def _q(text: str) -> str:
-    return shlex.quote(text)
-
-
-def _printable(text: str) -> str:
-    """Control characters (terminal escapes among them) as \\xNN; newlines and tabs kept."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def _comment(text: str) -> str:
-    """Text safe inside a `#` comment: one line, no control characters."""
-    return _printable(text).replace("\n", " ").replace("\t", " ")
-
-
-def _clone_url(git: GitState) -> str:
-    """The remote, a relative local path taken from the recorded checkout's root."""
-    url = git.remote or ""
-    local = "://" not in url and not re.match(r"[^/]+:", url)  # not scp-style host:path
-    if local and not os.path.isabs(url) and git.root:
-        return os.path.normpath(os.path.join(git.root, url))
-    return url
-
-
-def _dest(git: GitState) -> str:
-    """The folder to clone into: the recorded checkout's name, else `checkout`."""
-    name = os.path.basename((git.root or "").rstrip("/"))
-    return name if name not in ("", ".", "..") else "checkout"
-
-
-def _delimiter(diff: str) -> str:
-    """A heredoc delimiter that is no line of `diff`."""
-    lines, n = set(diff.splitlines()), 0
-    while f"LOGBOOK_DIFF_{n}" in lines:
-        n += 1
-    return f"LOGBOOK_DIFF_{n}"
-
-
-def _relative_cwd(r: Recipe) -> str | None:
-    """The command's folder relative to the checkout's root; None when outside it or unknown."""
-    if not r.cwd or not r.git.root:
-        return None
-    rel = os.path.relpath(r.cwd, r.git.root)
-    return None if rel == ".." or rel.startswith("../") else rel
-
-
-def _script(r: Recipe) -> str:
-    g, q = r.git, _q
-    out = [
-        "#!/usr/bin/env bash",
-        f"# Re-create attempt {_comment(r.label)} of run {_comment(r.run)}, written by logbook repro.",
-        "# Usage: SCRIPT [--no-install] [--force] [CHECKOUT]",
-        "#   --no-install  use the Python on PATH: no virtual environment, no package pins",
-        "#   --force       go on where the record cannot re-create the attempt exactly",
-        "#   CHECKOUT      an existing checkout to use, or where to clone the code",
-        "set -euo pipefail",
-        "install=1 force=0 fresh=0 checkout=",
-        'for arg in "$@"; do',
-        '  case "$arg" in',
-        "    --no-install) install=0 ;;",
-        "    --force) force=1 ;;",
-        '    -h|--help) sed -n "2,6p" "$0"; exit 0 ;;',
-        '    -*) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;',
-        "    *) checkout=$arg ;;",
-        "  esac",
-        "done",
-        'say() { echo "logbook repro: $*" >&2; }',
-    ]
-    if r.blockers:
-        out.append('if [ "$force" = 0 ]; then')
-        out += [f"  say {q(b)}" for b in r.blockers]
-        out += ["  say 'nothing was done; rerun with --force to go on anyway'", "  exit 1", "fi"]
-    if g.commit:
-        out += _checkout_lines(r)
-    else:
-        out += ['cd -- "${checkout:-.}"', "say 'no git commit on record: running in' \"$(pwd)\""]
-    out.append("root=$(pwd)")
-    if r.config.get("path") and r.config.get("sha256") and g.root:
-        out += _config_lines(r)
-    if r.packages:
-        version = r.python.get("version", "")
-        minor = re.match(r"\d+\.\d+", version)
-        python = f"python{minor.group()}" if minor else "python3"
-        out += [
-            'if [ "$install" = 1 ]; then',
-            f"  py={q(python)}",
-            '  command -v "$py" >/dev/null || { say "$py not found, using python3"; py=python3; }',
-            f'  venv="$root"/{VENV}',
-            '  "$py" -m venv "$venv"',
-            '  "$venv/bin/pip" install --no-deps \\',
-            *[f"    {q(p)} \\" for p in _pins(r.packages)],
-            "    ;",
-            '  export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"',
-            "fi",
-        ]
-    out += [f"export {name}={q(value)}" for name, value in r.env.items()]
-    for name in r.env_secret:
-        why = f"{name} is not set: the attempt had it, and its value is secret (set it yourself)"
-        out.append(f'[ -n "${{{name}+x}}" ] || say {q(why)}')
-    if r.data_mix:
-        out += [
-            "# The data it read:",
-            *[f"#   {_comment(line)}" for line in _mix_lines(r.data_mix)],
-        ]
-    where = _relative_cwd(r)
-    if where not in (None, "."):
-        out.append(f'cd -- "$root"/{q(where or "")}')
-    elif where is None and r.cwd:
-        out += [
-            f"say {q(f'the command ran outside the checkout, in {r.cwd}')}",
-            f"cd -- {q(r.cwd)}",
-        ]
-    out.append(f"exec {shlex.join(r.argv)}" if r.argv else "say 'no command on record'; exit 1")
-    return "\n".join(out) + "\n"
-
-
-def _checkout_lines(r: Recipe) -> list[str]:
-    g, q = r.git, _q
-    commit = g.commit or ""
-    if g.remote:
-        out = [
-            'if [ -n "$checkout" ] && [ -e "$checkout/.git" ]; then',
-            '  cd -- "$checkout"',
-            "else",
-            f'  dest=$checkout; [ -n "$dest" ] || dest={q(_dest(g))}',
-            f'  git clone --quiet --no-checkout -- {q(_clone_url(g))} "$dest"',
-            '  cd -- "$dest"; fresh=1',
-            "fi",
-        ]
-    else:
-        out = ['cd -- "${checkout:-.}"']
-    not_git = f"not a git checkout: give a checkout of {g.root} as the argument"
-    out += [
-        f"git rev-parse --git-dir >/dev/null 2>&1 || {{ say {q(not_git)}; exit 1; }}",
-        'if [ "$fresh$force" = 00 ] && [ -n "$(git status --porcelain --untracked-files=no)" ]; then',
-        '  say "$(pwd) has uncommitted changes: commit or stash them (or --force)"; exit 1',
-        "fi",
-        f"git cat-file -e {q(commit + '^{commit}')} 2>/dev/null || "
-        f"{{ say {q(f'commit {commit} is not in this checkout: was it pushed? (git fetch)')}; exit 1; }}",
-        f"git checkout --quiet --detach {q(commit)}",
-    ]
-    if g.diff:
-        end = _delimiter(g.diff)
-        body = g.diff if g.diff.endswith("\n") else g.diff + "\n"
-        if r.blockers:
-            note = "the recorded diff did not apply; going on without it (--force)"
-            out += [
-                f"if ! git apply --whitespace=nowarn <<'{end}'",
-                body + end,
-                "then",
-                f"  say {q(note)}",
-                "fi",
-            ]
-        else:
-            out += [f"git apply --whitespace=nowarn <<'{end}'", body + end]
-    if g.untracked:
-        note = f"untracked files at launch, not on record: {', '.join(g.untracked)}"
-        out.append(f"say {q(note)}")
-    return out
-
-
-def _config_lines(r: Recipe) -> list[str]:
-    q, path = _q, r.config["path"]
-    rel = os.path.relpath(path, r.git.root or "/")
-    if rel == ".." or rel.startswith("../"):
-        return [f"say {q(f'the config file was outside the checkout: {path}')}"]
-    differs = f"{rel} differs from the config on record (sha256 {r.config['sha256']})"
-    return [
-        f"if [ ! -f {q(rel)} ]; then say {q(f'the config file {rel} is not in the checkout')}",
-        "elif command -v sha256sum >/dev/null; then",
-        f'  sum=$(sha256sum < {q(rel)}); [ "${{sum%% *}}" = {q(r.config["sha256"])} ] || say {q(differs)}',
-        "fi",
-    ]

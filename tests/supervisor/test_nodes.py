@@ -287,7 +287,11 @@ def test_a_host_whose_wrapper_dies_is_lost(run_logbook, store_path: Path, tmp_pa
     env = {**os.environ, "SLEEP": "60"}
     b = _start(store_path, tmp_path, "node-b", 1, "--no-capture", env=env)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list(store_path.glob("**/*.jsonl")):
+
+    def journaled() -> bool:  # the node's start row, not just the journal file (a loaded machine)
+        return any('"table": "nodes"' in p.read_text() for p in store_path.glob("**/*.jsonl"))
+
+    while time.monotonic() < deadline and not journaled():
         time.sleep(0.1)
     assert b.poll() is None, "the wrapper should still be running"
     child = psutil.Process(b.pid).children(recursive=True)
