@@ -54,7 +54,8 @@ def gather(
     Raises:
         NoSuchRun: the store has no such run.
     """
-    store.check_run(run)
+    if not _has_any_rows(store, run):
+        store.check_run(run)  # raises NoSuchRun, naming the runs there are
     rec = Record(run)
     con = query.connect(store)
     try:
@@ -124,18 +125,17 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
     from logbook.cost import basis_notes, cost_report
 
     run = rec.run
-    rec.sections["incidents"] = query.incidents_by_class(store, run).to_pylist()
-    if not rec.sections["attempts"]:
-        rec.sections["goodput"] = []
-        rec.sections["cost"] = []
-        rec.sections["cost_notes"] = []
+    if not rec.sections["attempts"]:  # the reports below want a run with attempts
+        for name in ("incidents", "goodput", "cost", "cost_notes", "datamix"):
+            rec.sections[name] = []
     else:
+        rec.sections["incidents"] = query.incidents_by_class(store, run).to_pylist()
         rec.sections["goodput"] = goodput.goodput(store, run).to_pylist()
         report = cost_report(store, run, settings)
         rec.sections["cost"] = report.to_pylist()
         rec.sections["cost_notes"] = basis_notes(report)
-    rec.sections["datamix"] = datamix.history(store, run).to_pylist()
-    if not rec.sections["incidents"]:
+        rec.sections["datamix"] = datamix.history(store, run).to_pylist()
+    if not rec.sections["incidents"] and rec.sections["attempts"]:
         rec.missing["incidents"] = "No failures: every attempt completed, or is still running."
     if not rec.sections["datamix"]:
         rec.missing["datamix"] = (
@@ -147,6 +147,18 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
         )
     if not rec.sections["utilization"]:
         rec.missing["utilization"] = "No GPU telemetry: no GPU, or the sampler was off."
+
+
+def _has_any_rows(store: Store, run: str) -> bool:
+    """Whether any table holds rows of `run`: a run with notes or metrics and no attempt yet (an
+    import, a damaged attempts part) still gets a chronicle that says so."""
+    from logbook import schema
+    from logbook.store import layout
+
+    layout.check_run_name(run)
+    return run in store.run_names() or any(
+        store.part_files(table, run) for table in schema.tables()
+    )
 
 
 def _hardware(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:

@@ -215,3 +215,25 @@ def test_a_bare_run_still_builds_and_says_what_is_missing(tmp_path: Path) -> Non
     assert "No GPU telemetry" in html
     assert "not a git repository" in html or "no git" in html.lower()
     assert "missing: No metrics were recorded" in done.stdout
+
+
+def test_a_run_with_no_attempt_builds(tmp_path: Path) -> None:
+    """Notes on record and no attempt yet (as an import of notes leaves it)."""
+    from logbook.events import event_row
+    from logbook.store import Store
+
+    store = Store.open(tmp_path / ".logbook", create=True)
+    store.write(
+        "events", "planned", [event_row("planned", None, "note", "booked 64 nodes", source="cli")]
+    )
+    out = tmp_path / "site"
+    done = subprocess.run(
+        logbook_cmd("chronicle", "planned", "--out", str(out), "--store", str(store.root)),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    html = (out / "index.html").read_text()
+    assert "No attempts are on record for this run." in html
+    assert "booked 64 nodes" in html
+    assert "No attempts, so no failures." in html
