@@ -34,6 +34,7 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
 
     con = duckdb.connect(":memory:")
     con.execute("set TimeZone = 'UTC'")
+    con.execute("set enable_progress_bar = false")  # a library prints nothing (long scans drew one)
     for table in schemas.tables():
         name = _CHANGES.get(table, table)
         _create_view(con, store, table, name)

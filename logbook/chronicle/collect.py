@@ -96,8 +96,7 @@ def gather(
             con,
             """
             select time_bucket(interval 1 hour, time) as time, avg(gpu_util_pct) as gpu_util_pct,
-                   avg(power_w) * count(distinct (host, gpu_index)) as power_w,
-                   count(distinct (host, gpu_index)) as gpus
+                   avg(power_w) as power_w
             from samples where run = $run and gpu_index is not null group by all order by 1
             """,
             run,

@@ -285,8 +285,8 @@ def utilization(rows: Sequence[dict[str, Any]]) -> str | None:
     """GPU utilization (left, %) and mean power per GPU (right, W) over time, gaps left open.
 
     Args:
-        rows: dicts with time (UTC-aware), gpu_util_pct and power_w (the total over the GPUs,
-            either may be None) and gpus; in time order.
+        rows: dicts with time (UTC-aware), gpu_util_pct and power_w (the means over the GPUs'
+            readings; either may be None); in time order.
 
     Returns:
         SVG text, or None without a value to draw.
@@ -294,7 +294,7 @@ def utilization(rows: Sequence[dict[str, Any]]) -> str | None:
     if len(rows) > MAX_POINTS:
         rows = rows[:: math.ceil(len(rows) / MAX_POINTS)]
     util = [_num(r["gpu_util_pct"]) for r in rows]
-    power = [_num(r["power_w"]) / r["gpus"] if r["gpus"] else math.nan for r in rows]
+    power = [_num(r["power_w"]) for r in rows]
     if all(math.isnan(v) for v in util + power):
         return None
     from matplotlib.dates import date2num

@@ -59,16 +59,7 @@ class Scrubber:
         for name in data.column_names:
             col = data.column(name)
             if name == "value" and named_by and named_by in data.column_names:
-                names = data.column(named_by).to_pylist()
-                values = col.to_pylist()
-                seen: dict[tuple[str, str], str] = {}  # many hosts snapshot the same values
-                cleaned = [
-                    None
-                    if v is None
-                    else seen.get((n, v)) or seen.setdefault((n, v), self.named(n or "", v))
-                    for n, v in zip(names, values, strict=True)
-                ]
-                col = pa.chunked_array([pa.array(cleaned, col.type)], col.type)
+                col = self._named_column(data.column(named_by), col)
             elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
                 col = _by_dictionary(col, self.text)
             elif pa.types.is_list(col.type) and pa.types.is_string(col.type.value_type):
@@ -79,6 +70,28 @@ class Scrubber:
                 )
             columns.append(col)
         return pa.Table.from_arrays(columns, schema=data.schema)
+
+    def _named_column(self, names: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.ChunkedArray:
+        """`values` cleaned as named values, each distinct (name, value) pair once: a store's
+        snapshots repeat the same packages and variables for every host and attempt."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        keys = pc.binary_join_element_wise(
+            pc.fill_null(names, ""), pc.fill_null(values, ""), "\x00"
+        )
+        pairs = (
+            pa.table({"k": keys, "n": names, "v": values}).group_by(["k", "n", "v"]).aggregate([])
+        )
+        before = pairs.column("v").to_pylist()
+        after = [
+            None if v is None else self.named(n or "", v)
+            for n, v in zip(pairs.column("n").to_pylist(), before, strict=True)
+        ]
+        if after == before:
+            return values
+        at = pc.index_in(keys, value_set=pairs.column("k"))
+        return pa.chunked_array([pc.take(pa.array(after, values.type), at)], values.type)
 
     def _argv(self, argv: list[str]) -> list[str]:
         return [self.text(a) for a in redact_command(argv)]

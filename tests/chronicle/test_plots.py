@@ -96,7 +96,7 @@ def hourly(hours: int) -> list[dict[str, Any]]:
     rng = random.Random(3)
     return [
         {"time": T0 + timedelta(hours=h), "gpu_util_pct": None if h == 5 else rng.uniform(60, 99),
-         "power_w": 8 * rng.uniform(300, 650), "gpus": 8}
+         "power_w": rng.uniform(300, 650)}
         for h in range(hours)
         if not 20 <= h < 30  # ten hours of downtime
     ]  # fmt: skip
@@ -177,7 +177,7 @@ def test_nothing_to_draw_gives_none() -> None:
     assert datamix([{"step": 1, "time": T0, "attempt": "1.00", "source": "web", "weight": None}]) is None  # fmt: skip
     assert incidents([]) is None
     assert utilization([]) is None
-    none = {"time": T0, "gpu_util_pct": None, "power_w": None, "gpus": 8}
+    none = {"time": T0, "gpu_util_pct": None, "power_w": None}
     assert utilization([none]) is None
 
 
