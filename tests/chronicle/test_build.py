@@ -237,3 +237,18 @@ def test_a_run_with_no_attempt_builds(tmp_path: Path) -> None:
     assert "No attempts are on record for this run." in html
     assert "booked 64 nodes" in html
     assert "No attempts, so no failures." in html
+
+
+def test_markdown_tables_keep_their_columns(site: Path) -> None:
+    """A `|` in a recorded value (the config key tag|v) is escaped, so no row gains a column."""
+    md = (site / "chronicle.md").read_text()
+    assert "tag\\|v" in md
+    tables: list[list[str]] = [[]]
+    for line in md.splitlines():
+        if line.startswith("|"):
+            tables[-1].append(line)
+        elif tables[-1]:
+            tables.append([])
+    for rows in (t for t in tables if t):
+        widths = {len(re.findall(r"(?<!\\)\|", row)) for row in rows}
+        assert len(widths) == 1, rows
