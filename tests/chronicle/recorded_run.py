@@ -68,7 +68,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     work = tmp_path_factory.mktemp("chronicle") / "train"
     work.mkdir()
     (work / "train.py").write_text(TRAIN)
-    (work / "cfg.yaml").write_text("lr: 0.1\nbatch: 32\n\"tag|v\": a\n")
+    (work / "cfg.yaml").write_text('lr: 0.1\nbatch: 32\n"tag|v": a\n')
     (work / "mix.yaml").write_text("web: 0.7\ncode: 0.3\n")
     (work / ".gitignore").write_text("ck/\n.logbook/\n")
     git(work, "init", "-q", "-b", "main")
@@ -112,7 +112,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     )
     _logbook(work, env, "note", "gpt", PLANTED, "--step", "70")
     _logbook(work, env, "note", "gpt", f"checkpoints copied to /home/{USER}/ckpt on {HOST}")
-    (work / "cfg.yaml").write_text("lr: 0.05\nbatch: 32\n\"tag|v\": b\n")  # a pipe in a table
+    (work / "cfg.yaml").write_text('lr: 0.05\nbatch: 32\n"tag|v": b\n')  # a pipe in a table
     (work / "mix.yaml").write_text("web: 0.5\ncode: 0.3\nbooks: 0.2\n")
     _logbook(
         work, env, "run", *common, "--", sys_python(), "train.py", "--lr", "0.05", "--until", "160"
