@@ -16,6 +16,7 @@ from logbook.cli import (
     commands_repro,
     commands_run,
     commands_store,
+    commands_watch,
 )
 from logbook.errors import BadQuery, LogbookError
 from logbook.exitcodes import ExitCode
@@ -99,6 +100,7 @@ for module in (
     commands_cost,
     commands_repro,
     commands_chronicle,
+    commands_watch,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from logbook.cli.options import open_store, store_option
+from logbook.cli.render import progress_on_stderr
 
 
 @click.command()
@@ -61,23 +61,18 @@ def chronicle(
 
     config_path, config = find_config()
     settings = resolve_settings({}, config, config_path)
-    talk = sys.stderr.isatty()
-
-    def progress(stage: str) -> None:
-        if talk:
-            click.echo(f"{stage}…", err=True)
-
-    built = build(
-        open_store(store),
-        run_name,
-        out,
-        anonymize=anonymize,
-        force=force,
-        metrics=list(metrics) or None,
-        settings=settings,
-        samples=samples,
-        progress=progress,
-    )
+    with progress_on_stderr() as progress:
+        built = build(
+            open_store(store),
+            run_name,
+            out,
+            anonymize=anonymize,
+            force=force,
+            metrics=list(metrics) or None,
+            settings=settings,
+            samples=samples,
+            progress=progress,
+        )
     size = sum(f.bytes for f in built.data)
     click.echo(f"Wrote {built.folder / 'index.html'} and {built.folder / 'chronicle.md'}")
     click.echo(

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from logbook.cli.options import store_option
+from logbook.cli.render import progress_on_stderr
 
 
 @click.command("import")
@@ -39,7 +40,11 @@ def import_(
     root, source = find_store(store)
     # A new store is made when there is something to write: not for a bad file, nor a dry run.
     target = Store.open(root, source=source) if root.exists() else Store(root, source=source)
-    for result in import_file(target, file, run=run_name, fmt=fmt, dry_run=dry_run):
+    with progress_on_stderr() as progress:
+        results = import_file(
+            target, file, run=run_name, fmt=fmt, dry_run=dry_run, progress=progress
+        )
+    for result in results:
         click.echo(result.describe(dry_run=dry_run), err=True)
     if dry_run:
         click.echo("nothing written (--dry-run)", err=True)

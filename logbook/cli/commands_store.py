@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from logbook.cli.options import format_option, open_store, store_option
-from logbook.cli.render import render
+from logbook.cli.render import progress_on_stderr, render
 
 
 @click.command()
@@ -54,7 +54,8 @@ def compact(store: Path | None) -> None:
     """
     from logbook.store.compact import compact as do_compact
 
-    result = do_compact(open_store(store))
+    with progress_on_stderr() as progress:
+        result = do_compact(open_store(store), progress=progress)
     click.echo(
         f"merged {result.parts_before} parts into {result.parts_after} in {result.folders} "
         f"folders ({result.rows} rows)"

@@ -10,6 +10,8 @@ import io
 import json
 import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -116,3 +118,29 @@ def _rich_table(names: list[str], rows: list[dict[str, Any]], out: Any, title: s
     console.print(table)
     if not rows:
         console.print(Text("(no rows)"), style="dim")
+
+
+@contextmanager
+def progress_on_stderr() -> Iterator[Callable[[str], None]]:
+    """A `progress` callback for a long library call: a spinner with the stage on stderr when it
+    is a terminal, nothing when it is not (a pipe or a log stays quiet). The spinner goes away
+    when the call ends; warnings on stderr print above it; stdout is left alone."""
+    if not sys.stderr.isatty():
+        yield lambda _stage: None
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
+    from rich.text import Text
+
+    spinner = Spinner("dots", text=Text(""))
+    console = Console(stderr=True, highlight=False)
+    with Live(
+        spinner,
+        console=console,
+        transient=True,
+        refresh_per_second=12.5,
+        redirect_stdout=False,
+    ):
+        # Text, not markup: a stage may name a file or a run.
+        yield lambda stage: spinner.update(text=Text(f"{stage}…"))

@@ -13,6 +13,7 @@ so importing a file again, or after rows were appended to it, never duplicates a
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import duckdb
 
 __all__ = ["Imported", "import_file"]
+_SAY_EVERY = 100_000  # lines between progress reports
 
 
 def import_file(
@@ -35,6 +37,7 @@ def import_file(
     run: str | None = None,
     fmt: str | None = None,
     dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Imported]:
     """Import the history in `path` into `store`: check all of it, then add what is new.
 
@@ -45,6 +48,7 @@ def import_file(
         run: the run of rows that name none.
         fmt: jsonl or csv; None guesses from the file's name, else from its first line.
         dry_run: check the file and count what would be added, writing nothing.
+        progress: called with a few words before each stage, and as lines are read.
 
     Returns:
         One Imported per run in the file, in the order of their first row.
@@ -66,7 +70,7 @@ def import_file(
             con.execute("set TimeZone = 'UTC'")
             # A file larger than memory spills here, not into a .tmp/ in the working directory.
             con.execute(f"set temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
-            return _import(store, path, run, fmt, dry_run, con)
+            return _import(store, path, run, fmt, dry_run, con, progress or (lambda _: None))
         finally:
             con.close()
 
@@ -78,7 +82,9 @@ def _import(
     fmt: str,
     dry_run: bool,
     con: duckdb.DuckDBPyConnection,
+    say: Callable[[str], None],
 ) -> list[Imported]:
+    say(f"reading {path.name}")
     rows = read_jsonl(path) if fmt == "jsonl" else read_csv(path)
     found = Collector(run, con, csv_strings=fmt == "csv")
     # The rows are plain dicts and tuples, never cycles: the cyclic collector would only rescan
@@ -88,6 +94,8 @@ def _import(
     try:
         for line, row in rows:
             found.add(line, row)
+            if line % _SAY_EVERY == 0:
+                say(f"reading {path.name}: {line:,} lines")
             if len(found.errors) >= MAX_ERRORS:
                 break
         found.flush()
@@ -98,10 +106,12 @@ def _import(
         raise _bad_rows(path, found.errors)
     if not found.runs:
         raise LogbookError(f"{path} has no rows to import", hint="see schemas/import.md")
+    say("checking the rows against the store")
     plan = Plan(store, found, con)  # checks rows against the store and each other
     if found.errors:
         raise _bad_rows(path, found.errors)
     if not dry_run:
+        say("writing")
         plan.write()
     return list(plan.results.values())
 

@@ -12,7 +12,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,11 +57,13 @@ def compact(
     *,
     run: str | None = None,  # type: ignore[no-untyped-def]
     min_parts: int = 2,
+    progress: Callable[[str], None] | None = None,
 ) -> CompactResult:
     """Merge the small parts of every table and run of `store` (or of one run).
 
     Args:
         min_parts: leave a folder alone while it has fewer small parts than this.
+        progress: called with the folder before each is looked at.
 
     Returns:
         Counts of folders touched and parts before and after.
@@ -72,6 +74,8 @@ def compact(
     for table in tables or schemas.tables():
         pattern = f"run={layout.check_run_name(run)}" if run else "run=*"
         for directory in sorted((store.root / table).glob(pattern)):
+            if progress is not None:
+                progress(f"compacting {table}/{directory.name}")
             _compact_folder(store.root, table, directory, live, result, min_parts)
     return result
 
