@@ -2,7 +2,7 @@
 
 <store>/<table>/run=<name>/<part>.parquet   Hive-partitioned, immutable parts
 <store>/_journal/run=<name>/<id>.jsonl      fsync'd lifecycle rows of live wrappers
-<store>/logs/run=<name>/<attempt_id>/stdout.log, stderr.log   raw output per attempt
+<store>/logs/run=<name>/<attempt_id>/stdout.log, stderr.log   raw output per attempt (node-N/ for host N > 0)
 <store>/_quarantine/...                     parts that `logbook doctor` set aside
 """
 
@@ -47,8 +47,11 @@ def journal_dir(root: Path, run: str) -> Path:
     return root / JOURNAL_DIR / f"run={check_run_name(run)}"
 
 
-def attempt_log_dir(root: Path, run: str, attempt_id: str) -> Path:
-    return root / LOGS_DIR / f"run={check_run_name(run)}" / attempt_id
+def attempt_log_dir(root: Path, run: str, attempt_id: str, node: int | None = None) -> Path:
+    """Raw logs of an attempt; node N > 0 of a launch over several hosts writes in node-N/ (the
+    wrappers of one launch share the attempt id, and must not write into each other's files)."""
+    base = root / LOGS_DIR / f"run={check_run_name(run)}" / attempt_id
+    return base / f"node-{node}" if node else base
 
 
 def run_of(path: Path) -> str | None:

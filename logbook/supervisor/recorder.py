@@ -93,7 +93,8 @@ class Recorder:
 
         def make() -> Path:
             assert self.store is not None
-            d = layout.attempt_log_dir(self.store.root, self.run, self.attempt_id)
+            rank = self.node.rank if self.node else None
+            d = layout.attempt_log_dir(self.store.root, self.run, self.attempt_id, rank)
             d.mkdir(parents=True, exist_ok=True)
             return d
 

@@ -214,6 +214,10 @@ def test_two_hosts_record_one_attempt_and_their_totals_sum(
     ), energy
     show = json.loads(invoke(["show", "mh", "--store", str(store_path), "--format", "json"]).stdout)
     assert [(r["label"], r["hosts"]) for r in show] == [("1.00", 2)]
+    # each host's raw output in its own files: the leader's, and node-1/ for node-b
+    logs = store_path / "logs" / "run=mh" / attempt["attempt_id"]
+    assert "illegal memory" in (logs / "node-1" / "stderr.log").read_text()
+    assert "illegal memory" not in (logs / "stderr.log").read_text()
 
 
 def test_restarts_under_two_hosts_and_the_goodput_of_both(
