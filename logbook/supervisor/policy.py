@@ -13,8 +13,15 @@ RESTARTABLE = (*CRASH_CLASSES, "hung")
 DEFAULT_RESTART_ON = frozenset(c for c in RESTARTABLE if c != "configuration")
 
 
-def parse_classes(text: str, *, option: str) -> set[str]:
-    """'gpu_oom,communication' -> the set; ConfigError naming the unknown ones."""
+def parse_classes(text: str | list[str], *, option: str) -> set[str]:
+    """'gpu_oom,communication' (or, from logbook.toml, a list of them) -> the set; ConfigError
+    naming the unknown ones."""
+    if isinstance(text, list):
+        text = ",".join(str(t) for t in text)
+    if not isinstance(text, str):
+        raise ConfigError(
+            f"{option}: {text!r} is not a list of classes", hint='e.g. "gpu_oom,communication"'
+        )
     names = {t.strip() for t in text.split(",") if t.strip()}
     if "all" in names:
         names = (names - {"all"}) | set(RESTARTABLE)
@@ -40,8 +47,8 @@ class RestartPolicy:
         cls,
         *,
         max_restarts: int,
-        restart_on: str | None,
-        no_restart_on: str | None,
+        restart_on: str | list[str] | None,
+        no_restart_on: str | list[str] | None,
         backoff_s: float,
         backoff_max_s: float,
         same_failure_limit: int,

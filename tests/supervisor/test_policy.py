@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from logbook.errors import ConfigError
@@ -76,3 +79,13 @@ def test_restart_on_parsing() -> None:
             backoff_max_s=0,
             same_failure_limit=3,
         )
+
+
+def test_restart_classes_as_a_toml_list(run_logbook, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """logbook.toml's restart-on may be a list, as TOML invites; a bad type is a clear error."""
+    (tmp_path / "logbook.toml").write_text('[run]\nrestart-on = ["gpu_oom", "communication"]\n')
+    args = ("run", "--store", str(tmp_path / "s"), "--run", "t", "--no-capture", "--")
+    run_logbook(*args, sys.executable, "-c", "pass", cwd=tmp_path, check=0)
+    (tmp_path / "logbook.toml").write_text("[run]\nrestart-on = 3\n")
+    bad = run_logbook(*args, sys.executable, "-c", "pass", cwd=tmp_path, check=1)
+    assert b"restart-on" in bad.stderr and b"Traceback" not in bad.stderr
