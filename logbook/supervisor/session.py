@@ -345,7 +345,7 @@ class Session:
             "forwarded_signal": signal_name(ended.forwarded),
             "crash_class": outcome.crash_class,
             "retryable": outcome.retryable if status != "completed" else None,
-            "summary": f"hung: {verdict.summary}" if status == "hung" else verdict.summary,
+            "summary": _hung_summary(verdict, ended) if status == "hung" else verdict.summary,
             "rule": "hang-timeout"
             if status == "hung"
             else None
@@ -682,6 +682,14 @@ def _record_hparams(
             "source": "config" if source == "config" else "argv",
         }
         recorder.event("hparam_change", message, data=data)
+
+
+def _hung_summary(verdict: Any, ended: Ended) -> str:
+    """A hung attempt's summary: what the classifier saw, unless that is only the signal logbook's
+    own hang watch sent (which the classifier cannot tell from anyone else's)."""
+    if verdict.rule == "signal":
+        return f"hung: no output and no new step for {ended.hung_s:.0f} s; logbook stopped it"
+    return f"hung: {verdict.summary}"
 
 
 def _brief(text: str, limit: int = 120) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -180,6 +181,9 @@ def test_a_hang_is_caught_stopped_and_restarted(store_path: Path, tmp_path: Path
         ("1.01", "completed", None, "stop"),
     ]
     assert 1.4 < rows[0]["hung_s"] < 10 and rows[0]["signal_name"] == "SIGTERM"
+    assert re.fullmatch(
+        r"hung: no output and no new step for \d+ s; logbook stopped it", rows[0]["summary"]
+    )
     [hang] = run_sql(
         Store(store_path), "select message, data from events where kind = 'hang'"
     ).to_pylist()
