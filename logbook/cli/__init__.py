@@ -10,6 +10,7 @@ import click
 from logbook.cli import (
     commands_chronicle,
     commands_cost,
+    commands_demo,
     commands_events,
     commands_import,
     commands_query,
@@ -101,6 +102,7 @@ for module in (
     commands_repro,
     commands_chronicle,
     commands_watch,
+    commands_demo,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)
