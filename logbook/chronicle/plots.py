@@ -132,7 +132,7 @@ def timeline(attempts: Sequence[dict[str, Any]]) -> str | None:
         strip.grid(False)
         strip.set_ylabel("attempts")
         first, last = min(x0 for x0, _ in spans), max(x1 for _, x1 in spans)
-        pad = max((last - first) * 0.02, 1 / 48)
+        pad = max((last - first) * 0.03, 2 / 86400)  # a 40-second demo fills the axis too
         strip.set_xlim(first - pad, last + pad)
         date_axis(strip.xaxis)
         strip.set_xlabel("time (UTC)")
