@@ -252,3 +252,30 @@ def test_markdown_tables_keep_their_columns(site: Path) -> None:
     for rows in (t for t in tables if t):
         widths = {len(re.findall(r"(?<!\\)\|", row)) for row in rows}
         assert len(widths) == 1, rows
+
+
+def test_progress_shows_on_a_terminal_only(recorded: Recorded, tmp_path: Path) -> None:
+    """The stages go to stderr when it is a terminal (a real pseudo-terminal here), not when piped."""
+    import os
+    import pty
+
+    args = logbook_cmd(
+        "chronicle", recorded.run, "--out", str(tmp_path / "a"), "--store", str(recorded.store)
+    )
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    assert b"reading the record" in seen and b"writing the pages" in seen
+    piped = _chronicle(recorded, tmp_path / "b")
+    assert "reading the record" not in piped.stderr and piped.stderr == ""
