@@ -97,3 +97,29 @@ def invoke():  # type: ignore[no-untyped-def]
 def run_logbook():  # type: ignore[no-untyped-def]
     """run_logbook(*args, check=None, env={}, ...): `python -m logbook` as a real process."""
     return _run_logbook
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`python -m logbook demo --out DIR` once for the session (about 40 s): the folder and the
+    demo's output. DIR holds an earlier demo's folders first, which the demo must replace."""
+    import time
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    for name in (".logbook", "work", "chronicle"):
+        (out / name).mkdir(parents=True)
+        (out / name / "stale").write_text("from an earlier demo")
+    (out / ".logbook-demo").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGBOOK_")}
+    began = time.monotonic()
+    proc = subprocess.run(
+        logbook_cmd("demo", "--out", str(out)),
+        cwd=out.parent,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert time.monotonic() - began < 120  # about 40 s here
+    return out, proc.stdout

@@ -8,12 +8,10 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import IO
 
 import pytest
-from helpers import logbook_cmd
 
 from logbook.query import run_sql
 from logbook.store import Store
@@ -21,23 +19,10 @@ from logbook.store import Store
 TRAIN = Path(__file__).resolve().parents[1] / "examples" / "train.py"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The demo's folder and its output, from `python -m logbook demo` over an earlier demo's
-    folder (whose parts must be replaced, not added to)."""
-    out = tmp_path_factory.mktemp("demo") / "out"
-    for name in (".logbook", "work", "chronicle"):
-        (out / name).mkdir(parents=True)
-        (out / name / "stale").write_text("from an earlier demo")
-    (out / ".logbook-demo").write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGBOOK_")}
-    began = time.monotonic()
-    proc = subprocess.run(
-        logbook_cmd("demo", "--out", str(out)), capture_output=True, text=True, env=env, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert time.monotonic() - began < 120  # about a minute here
-    return out, proc.stdout
+@pytest.fixture
+def demo(demo_run: tuple[Path, str]) -> tuple[Path, str]:
+    """The session's demo (tests/conftest.py): its folder and its output."""
+    return demo_run
 
 
 def test_the_story_is_on_record(demo: tuple[Path, str]) -> None:

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import logbook_cmd
 
 from logbook.config import find_store, load_toml
 from logbook.store import MARKER
@@ -123,22 +122,12 @@ def cli_commands() -> list[tuple[str, ...]]:
 # The cookbook ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The store `logbook demo --out DIR` leaves, made once for the module."""
-    where = tmp_path_factory.mktemp("demo")
-    out = where / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGBOOK_")}
-    proc = subprocess.run(
-        logbook_cmd("demo", "--out", str(out)),
-        cwd=where,
-        env=env,
-        capture_output=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    markers = sorted(where.rglob(MARKER))
-    assert len(markers) == 1, f"one store expected under {where}: {markers}"
+@pytest.fixture
+def demo_store(demo_run: tuple[Path, str]) -> Path:
+    """The store `logbook demo --out DIR` leaves (the session's demo, tests/conftest.py)."""
+    out, _ = demo_run
+    markers = sorted(out.rglob(MARKER))
+    assert len(markers) == 1, f"one store expected under {out}: {markers}"
     return markers[0].parent
 
 
