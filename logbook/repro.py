@@ -77,6 +77,9 @@ class Recipe:
     config: dict[str, str]  # path and sha256 of the --config file
     data_mix: dict[str, Any] | None
     missing: list[str]
+    # Installed from a folder, an archive or a repository (the checkout itself, often): no pin
+    # re-creates them, so they are named with where they came from.
+    packages_from_source: dict[str, str] = field(default_factory=dict)
 
     @property
     def blockers(self) -> list[str]:
@@ -132,6 +135,9 @@ class Recipe:
                 f"Install the packages in a fresh virtual environment of Python "
                 f"{self.python.get('version', '(version unknown)')}: pip install --no-deps{listed}"
             )
+        if self.packages_from_source:
+            listed = "".join(f"\n     {n}: {s}" for n, s in self.packages_from_source.items())
+            steps.append(f"Install these from their source yourself (no index has them):{listed}")
         if self.env or self.env_secret:
             exports = "".join(f"\n     export {n}={quote(v)}" for n, v in self.env.items())
             steps.append(f"Set the environment:{exports}")
@@ -202,11 +208,14 @@ def recipe(store: Store, run: str, label: str) -> Recipe:
     git = _git_state(snaps, missing)
     python = {k: v for k in ("version", "executable") if (v := ok("python", k)) is not None}
     packages: dict[str, str] = {}
+    from_source: dict[str, str] = {}
     bad: list[str] = []
     for (kind, name), row in snaps.items():
         if kind != "package" or row["value"] is None:
             continue
-        if _PACKAGE.fullmatch(name) and _VERSION.fullmatch(row["value"]):
+        if (row["detail"] or "").startswith("installed from "):
+            from_source[name] = row["detail"].removeprefix("installed from ").split(";")[0]
+        elif _PACKAGE.fullmatch(name) and _VERSION.fullmatch(row["value"]):
             packages[name] = row["value"]
         else:
             bad.append(name)
@@ -245,6 +254,7 @@ def recipe(store: Store, run: str, label: str) -> Recipe:
         git=git,
         python=python,
         packages=dict(sorted(packages.items())),
+        packages_from_source=dict(sorted(from_source.items())),
         env=env,
         env_secret=secret,
         env_truncated=truncated,

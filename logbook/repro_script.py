@@ -133,6 +133,8 @@ def script(r: Recipe) -> str:
             '  export VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH"',
             "fi",
         ]
+    for name, source in r.packages_from_source.items():
+        out.append(f"say {q(f'install {name} from its source yourself: {source}')}")
     out += [f"export {name}={q(value)}" for name, value in r.env.items()]
     for name in r.env_secret:
         why = f"{name} is not set: the attempt had it, and its value is secret (set it yourself)"

@@ -100,6 +100,9 @@ def test_recipe_reads_the_record(recorded: Recorded) -> None:
     assert '+STATE = "uncommitted"' in (r.git.diff or "") and r.git.untracked == []
     assert r.python["version"] == ".".join(map(str, sys.version_info[:3]))
     assert r.packages["pyarrow"] and r.packages["click"]
+    # logbook itself is installed editable here: not a pin (no index has it), but its source
+    assert "training-logbook" not in r.packages
+    assert r.packages_from_source["training-logbook"].startswith("editable file://")
     assert r.argv == [sys.executable, "train.py", "--lr", "0.1", *HOSTILE]
     assert not r.argv_redacted and r.cwd == str(recorded.repo / "src")
     assert r.env["FOO"] == "one"
@@ -120,6 +123,7 @@ def test_text_names_commit_diff_packages_and_command(recorded: Recorded, invoke)
     assert f"git checkout --detach {recorded.commit}" in out
     assert "Apply the uncommitted changes (" in out and '+STATE = "uncommitted"' in out
     assert "pip install --no-deps" in out and "\n     pyarrow==" in out
+    assert "Install these from their source yourself" in out and "training-logbook: editable" in out
     assert "export FOO=two" in out
     assert "Set these yourself (secret): HF_TOKEN, MY_API_KEY" in out
     assert "web weight 0.5" in out

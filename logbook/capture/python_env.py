@@ -21,12 +21,28 @@ PROBE_TIMEOUT_S = 20.0
 _PROBE = """\
 import json, platform, re, sys
 from importlib import metadata
-packages = {}
+packages, sources = {}, {}
 for dist in metadata.distributions():
     name = dist.metadata.get("Name")
-    if name:
-        packages.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
+    if not name:
+        continue
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    packages.setdefault(key, dist.version)
+    try:  # PEP 610: installed from a folder, an archive or a repository, not from an index
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+    except Exception:
+        direct = None
+    if isinstance(direct, dict) and key not in sources:
+        url = str(direct.get("url", ""))
+        if (direct.get("dir_info") or {}).get("editable"):
+            sources[key] = "editable " + url
+        elif "vcs_info" in direct:
+            vcs = direct["vcs_info"]
+            sources[key] = "vcs " + vcs.get("vcs", "git") + "+" + url + "@" + vcs.get("commit_id", "")
+        else:
+            sources[key] = ("archive " if "archive_info" in direct else "local ") + url
 print(json.dumps({
+    "sources": sources,
     "version": platform.python_version(),
     "executable": sys.executable,
     "implementation": platform.python_implementation(),
@@ -164,7 +180,21 @@ def capture_python(command: Sequence[str], env: Mapping[str, str], cwd: Path) ->
     ]
     rows.append(make_row("python", "inspected_via", how, detail=detail))
     packages: dict[str, str] = info["packages"]
+    sources: dict[str, str] = info.get("sources") or {}
     rows += [
-        make_row("package", name, str(packages[name]), detail=detail) for name in sorted(packages)
+        make_row("package", name, str(packages[name]), detail=_from(sources.get(name), detail))
+        for name in sorted(packages)
     ]
     return rows
+
+
+def _from(source: str | None, detail: str | None) -> str | None:
+    """A package row's detail: where it was installed from when not from an index (PEP 610's
+    direct_url.json), which a plain `name==version` pin cannot re-create."""
+    if source is None:
+        return detail
+    from logbook.redact import redact_url
+
+    how, _, url = source.partition(" ")
+    said = f"installed from {how} {redact_url(url)}".strip()
+    return f"{said}; {detail}" if detail else said
