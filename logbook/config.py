@@ -13,6 +13,9 @@ from logbook.errors import ConfigError
 
 CONFIG_NAME = "logbook.toml"
 STORE_DIR = ".logbook"
+# The tables logbook reads; another (a typo like [detector]) is ignored, with a warning once.
+TABLES = ("store", "run", "hooks", "crash", "detectors", "cost", "compute")
+_warned: set[tuple[str, str]] = set()
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -26,11 +29,28 @@ def load_toml(path: Path) -> dict[str, Any]:
     else:  # pragma: no cover
         import tomli as tomllib
     try:
-        return tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}", hint="fix the file or remove it") from e
+    _warn_unknown_tables(path, doc)
+    return doc
+
+
+def _warn_unknown_tables(path: Path, doc: Mapping[str, Any]) -> None:
+    import difflib
+    import logging
+
+    for name in doc:
+        if name in TABLES or (str(path), name) in _warned:
+            continue
+        _warned.add((str(path), name))
+        close = difflib.get_close_matches(name, TABLES, n=1)
+        hint = f"did you mean [{close[0]}]?" if close else f"logbook reads: {', '.join(TABLES)}"
+        logging.getLogger("logbook").warning(
+            f"{path}: [{name}] is not a logbook table, ignored ({hint})"
+        )
 
 
 def find_store(

@@ -71,3 +71,14 @@ def test_env_store_is_used_by_the_cli(tmp_path: Path, run_logbook) -> None:  # t
     assert (tmp_path / "envstore" / "attempts" / "run=e").is_dir() and not (
         tmp_path / ".logbook"
     ).exists()
+
+
+def test_an_unknown_table_is_ignored_with_a_warning(run_logbook, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """[detector] for [detectors]: said once, with the likely table, and the command goes on."""
+    (tmp_path / "logbook.toml").write_text("[detector]\nloss-spike = 3\n[store]\npath = 's'\n")
+    done = run_logbook("runs", cwd=tmp_path, check=1)  # no store there yet: the usual error
+    assert b"Error:" in done.stderr and b"Traceback" not in done.stderr
+    warning = (
+        b"logbook.toml: [detector] is not a logbook table, ignored (did you mean [detectors]?)"
+    )
+    assert done.stderr.count(warning) == 1
