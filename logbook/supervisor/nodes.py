@@ -54,7 +54,7 @@ def node_of(env: Mapping[str, str]) -> Node | None:
 
     The launch key, the first that applies: LOGBOOK_LAUNCH_ID (rank LOGBOOK_NODE_RANK, else the
     scheduler's); an srun step of several tasks (SLURM_JOB_ID, SLURM_STEP_ID and the requeue count;
-    rank SLURM_PROCID); a torchrun worker (TORCHELASTIC_RUN_ID unless torchrun's default "none",
+    rank SLURM_PROCID, or RANK for a torchrun worker the task spawned); a torchrun worker (TORCHELASTIC_RUN_ID unless torchrun's default "none",
     and its restart count; rank RANK). The batch script of a SLURM job is no step: it runs alone.
 
     Raises:
@@ -81,7 +81,15 @@ def node_of(env: Mapping[str, str]) -> Node | None:
     rank = _int(env, "SLURM_PROCID")
     if job and step and tasks and tasks > 1 and rank is not None:
         requeued = env.get("SLURM_RESTART_COUNT") or "0"
-        return _checked(Node(f"slurm:{job}.{step}:{requeued}", rank, tasks, "slurm"))
+        key = f"slurm:{job}.{step}:{requeued}"
+        world, worker = _int(env, "WORLD_SIZE"), _int(env, "RANK")
+        if env.get("TORCHELASTIC_RUN_ID") and world and worker is not None:
+            # A torchrun worker inside an srun task: every worker the task spawned shares its
+            # SLURM_PROCID, so the worker's own RANK tells them apart; a restart of the worker
+            # group is a new launch.
+            restarts = env.get("TORCHELASTIC_RESTART_COUNT") or "0"
+            return _checked(Node(f"{key}:{restarts}", worker, world, "slurm+torchelastic"))
+        return _checked(Node(key, rank, tasks, "slurm"))
     run_id = env.get("TORCHELASTIC_RUN_ID")
     world, rank = _int(env, "WORLD_SIZE"), _int(env, "RANK")
     if run_id and run_id != "none" and world and world > 1 and rank is not None:

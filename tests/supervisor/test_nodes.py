@@ -59,6 +59,12 @@ TRAIN = textwrap.dedent(
              "SLURM_RESTART_COUNT": "2"},
             Node("slurm:42.0:2", 0, 4, "slurm"),
         ),
+        (  # torchrun workers spawned by one srun task share its SLURM_PROCID: RANK is theirs
+            {"SLURM_JOB_ID": "42", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "2", "SLURM_PROCID": "1",
+             "TORCHELASTIC_RUN_ID": "42", "RANK": "13", "WORLD_SIZE": "16",
+             "TORCHELASTIC_RESTART_COUNT": "1"},
+            Node("slurm:42.0:0:1", 13, 16, "slurm+torchelastic"),
+        ),
         # one task: alone
         ({"SLURM_JOB_ID": "42", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "1", "SLURM_PROCID": "0"}, None),
         (
