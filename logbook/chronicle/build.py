@@ -33,7 +33,6 @@ class Built:
     """What a build wrote."""
 
     folder: Path
-    pages: list[Path]
     figures: list[str]
     data: list[Published]
     missing: dict[str, str] = field(default_factory=dict)
@@ -102,8 +101,7 @@ def build(
         _move_into_place(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    pages = [out / "index.html", out / "chronicle.md"]
-    return Built(out, pages, sorted(svgs), published, missing)
+    return Built(out, sorted(svgs), published, missing)
 
 
 def _check_target(out: Path, force: bool) -> None:
@@ -132,11 +130,8 @@ def _move_into_place(work: Path, out: Path) -> None:
 def _anonymizer(rec: Any) -> Any:
     from logbook.chronicle.anonymize import Anonymizer
 
-    s = rec.sections
-    hosts = [a["host"] for a in s["attempts"]] + [s["run"].get("host")] + s["snapshot_hosts"]
-    hosts += [e["host"] for e in s["events"]]
-    users = [a["user"] for a in s["attempts"]] + [s["run"].get("user")] + s["identities"]["users"]
-    return Anonymizer(hosts + s["identities"]["hosts"], users)
+    names = rec.sections["identities"]
+    return Anonymizer(names["hosts"], names["users"])
 
 
 def _repro(store: Store, run: str, rec: Any, scrub: Any) -> dict[str, Any] | None:

@@ -102,15 +102,6 @@ def gather(
             run,
         )
         rec.sections["hardware"] = _hardware(con, run)
-        rec.sections["snapshot_hosts"] = [
-            r["host"]
-            for r in _rows(
-                con,
-                "select distinct s.host from snapshots s join attempts a using (attempt_id) "
-                "where a.run = $run and s.host is not null",
-                run,
-            )
-        ]
         rec.sections["identities"] = _identities(con, run)
     finally:
         con.close()
@@ -189,7 +180,8 @@ def _hardware(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
 
 
 def _identities(con: duckdb.DuckDBPyConnection, run: str) -> dict[str, list[str]]:
-    """Host and user names the record holds, for --anonymize to replace wherever they appear."""
+    """Every host and user name the record holds (the rows' own columns, and the names snapshots
+    hold as values), for --anonymize to replace wherever they appear."""
     rows = _rows(
         con,
         """
@@ -201,8 +193,14 @@ def _identities(con: duckdb.DuckDBPyConnection, run: str) -> dict[str, list[str]
         where a.run = $run and s.value is not null and s.status = 'ok'
           and ((s.kind = 'host' and s.name in ('hostname', 'user'))
                or (s.kind = 'env' and s.name in ('USER', 'LOGNAME', 'HOME', 'HOSTNAME')))
-        union
-        select distinct 'host', host from node_changes where run = $run and host is not null
+        union select 'host', host from node_changes where run = $run
+        union select 'host', host from attempt_changes where run = $run
+        union select 'user', "user" from attempt_changes where run = $run
+        union select 'host', host from runs where run = $run
+        union select 'user', "user" from runs where run = $run
+        union select 'host', host from events where run = $run
+        union select 'host', s.host from snapshots s join attempts a using (attempt_id)
+              where a.run = $run
         """,
         run,
     )

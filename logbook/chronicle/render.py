@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from logbook.chronicle import summary
+from logbook.chronicle.data import EXAMPLES
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -55,14 +56,8 @@ def _context(page: Page) -> dict[str, Any]:
         "disclosure": summary.disclosure(s, o),
         "journal": summary.journal(s),
         "failed": [a for a in s["attempts"] if a["status"] in summary.FAILED],
-        "examples": _examples(),
+        "examples": EXAMPLES,
     }
-
-
-def _examples() -> tuple[tuple[str, str], ...]:
-    from logbook.chronicle.data import EXAMPLES
-
-    return EXAMPLES
 
 
 def _env(*, autoescape: bool) -> Any:

@@ -4,7 +4,6 @@ the lines model cards and regulators ask for; and the journal, day by day."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -141,18 +140,6 @@ def _entry(
     time: datetime, attempt: str | None, step: int | None, kind: str, text: str
 ) -> dict[str, Any]:
     return {"time": time, "attempt": attempt, "step": step, "kind": kind, "text": text}
-
-
-def evidence(a: dict[str, Any]) -> str:
-    """An attempt's evidence lines, or its exit, as one block of text."""
-    if a["evidence_lines"]:
-        return "\n".join(a["evidence_lines"])
-    try:
-        doc = json.loads(a.get("evidence") or "{}")
-    except ValueError:
-        return a.get("evidence") or ""
-    keep = {k: v for k, v in doc.items() if k in ("exit_code", "signal_name", "rules")}
-    return json.dumps(keep) if keep else ""
 
 
 def duration(seconds: float | None) -> str:

@@ -17,10 +17,11 @@ from logbook.chronicle.data import EXAMPLES
 
 
 def _chronicle(
-    rec: Recorded, out: Path, *args: str, code: int = 0
+    store: Path, run: str, out: Path, *args: str, code: int = 0
 ) -> subprocess.CompletedProcess[str]:
+    """`logbook chronicle RUN --out OUT` as a real process, its exit code checked."""
     proc = subprocess.run(
-        logbook_cmd("chronicle", rec.run, "--out", str(out), "--store", str(rec.store), *args),
+        logbook_cmd("chronicle", run, "--out", str(out), "--store", str(store), *args),
         capture_output=True,
         text=True,
         timeout=120,
@@ -32,7 +33,7 @@ def _chronicle(
 @pytest.fixture(scope="module")
 def site(recorded: Recorded, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site") / "site"
-    _chronicle(recorded, out)
+    _chronicle(recorded.store, recorded.run, out)
     return out
 
 
@@ -102,7 +103,7 @@ def test_planted_html_and_secrets_never_come_out(site: Path) -> None:
 
 def test_anonymize_replaces_hosts_users_and_homes(recorded: Recorded, tmp_path: Path) -> None:
     out = tmp_path / "anon"
-    _chronicle(recorded, out, "--anonymize")
+    _chronicle(recorded.store, recorded.run, out, "--anonymize")
     texts = _text(out)
     for name, text in texts.items():
         assert HOST not in text, name
@@ -153,31 +154,24 @@ def test_the_data_and_its_example_queries(recorded: Recorded, site: Path) -> Non
 
 def test_rebuilding_and_folders_that_are_not_chronicles(recorded: Recorded, tmp_path: Path) -> None:
     out = tmp_path / "site"
-    _chronicle(recorded, out)
+    _chronicle(recorded.store, recorded.run, out)
     first = (out / "index.html").stat().st_mtime_ns
-    _chronicle(recorded, out)  # a chronicle is replaced
+    _chronicle(recorded.store, recorded.run, out)  # a chronicle is replaced
     assert (out / "index.html").stat().st_mtime_ns >= first
     assert not list(tmp_path.glob(".site.building-*"))
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    proc = _chronicle(recorded, other, code=1)
+    proc = _chronicle(recorded.store, recorded.run, other, code=1)
     assert "is not empty and holds no chronicle" in proc.stderr
     assert "--force" in proc.stderr and "Traceback" not in proc.stderr
     assert not (other / "index.html").exists()
-    _chronicle(recorded, other, "--force")
+    _chronicle(recorded.store, recorded.run, other, "--force")
     assert (other / "index.html").exists() and (other / "notes.txt").read_text() == "keep me"
 
 
 def test_unknown_run_is_a_clear_error(recorded: Recorded, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        logbook_cmd(
-            "chronicle", "gtp", "--out", str(tmp_path / "x"), "--store", str(recorded.store)
-        ),
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 1
+    proc = _chronicle(recorded.store, "gtp", tmp_path / "x", code=1)
     assert 'no run "gtp"' in proc.stderr and "did you mean: gpt" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -203,12 +197,7 @@ def test_a_bare_run_still_builds_and_says_what_is_missing(tmp_path: Path) -> Non
     )
     assert proc.returncode == 3
     out = tmp_path / "site"
-    done = subprocess.run(
-        logbook_cmd("chronicle", "bare", "--out", str(out), "--store", str(store)),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    done = _chronicle(store, "bare", out)
     html = (out / "index.html").read_text()
     assert "No metrics were recorded" in html
     assert "No data mix was declared" in html
@@ -227,12 +216,7 @@ def test_a_run_with_no_attempt_builds(tmp_path: Path) -> None:
         "events", "planned", [event_row("planned", None, "note", "booked 64 nodes", source="cli")]
     )
     out = tmp_path / "site"
-    done = subprocess.run(
-        logbook_cmd("chronicle", "planned", "--out", str(out), "--store", str(store.root)),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    _chronicle(store.root, "planned", out)
     html = (out / "index.html").read_text()
     assert "No attempts are on record for this run." in html
     assert "booked 64 nodes" in html
@@ -277,5 +261,5 @@ def test_progress_shows_on_a_terminal_only(recorded: Recorded, tmp_path: Path) -
     os.close(master)
     assert proc.wait(timeout=120) == 0
     assert b"reading the record" in seen and b"writing the pages" in seen
-    piped = _chronicle(recorded, tmp_path / "b")
+    piped = _chronicle(recorded.store, recorded.run, tmp_path / "b")
     assert "reading the record" not in piped.stderr and piped.stderr == ""
