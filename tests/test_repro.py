@@ -270,7 +270,11 @@ def test_hostile_record_stays_quoted(tmp_path: Path) -> None:
     script = tmp_path / "s.sh"
     script.write_text(r.as_script())
     done = subprocess.run(
-        ["bash", str(script), str(tmp_path)], capture_output=True, text=True, env=clean_env()
+        ["bash", str(script), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=tmp_path,  # a line injected before the script's first cd would write here
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [weird, str(tmp_path)]
