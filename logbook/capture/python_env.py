@@ -27,12 +27,14 @@ for dist in metadata.distributions():
     if not name:
         continue
     key = re.sub(r"[-_.]+", "-", name).lower()
-    packages.setdefault(key, dist.version)
+    if key in packages:  # shadowed by the first on sys.path, whose version (and source) counts
+        continue
+    packages[key] = dist.version
     try:  # PEP 610: installed from a folder, an archive or a repository, not from an index
         direct = json.loads(dist.read_text("direct_url.json") or "null")
     except Exception:
         direct = None
-    if isinstance(direct, dict) and key not in sources:
+    if isinstance(direct, dict):
         url = str(direct.get("url", ""))
         if (direct.get("dir_info") or {}).get("editable"):
             sources[key] = "editable " + url
