@@ -28,8 +28,10 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(store: Store) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per table of `store`."""
+def connect(store: Store, run: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per table of `store`; with `run`, the views
+    hold that run's rows only, and only its journals and parts are read (a live view refreshes
+    every few seconds on a store of many runs)."""
     import duckdb
 
     con = duckdb.connect(":memory:")
@@ -37,7 +39,7 @@ def connect(store: Store) -> duckdb.DuckDBPyConnection:
     con.execute("set enable_progress_bar = false")  # a library prints nothing (long scans drew one)
     for table in schemas.tables():
         name = _CHANGES.get(table, table)
-        _create_view(con, store, table, name)
+        _create_view(con, store, table, name, run)
     for table, key in (("attempts", "attempt_id"), ("nodes", "attempt_id, node")):
         con.execute(
             f"create view {table} as select * exclude (_n) from (select *, row_number() over "
@@ -139,12 +141,14 @@ _DERIVED_VIEWS = (
 )
 
 
-def _create_view(con: duckdb.DuckDBPyConnection, store: Store, table: str, name: str) -> None:
+def _create_view(
+    con: duckdb.DuckDBPyConnection, store: Store, table: str, name: str, run: str | None
+) -> None:
     sch = schemas.load(table)
-    journal = parts.to_arrow(table, store.journal_rows(table), with_partitions=True)
+    journal = parts.to_arrow(table, store.journal_rows(table, run), with_partitions=True)
     con.register(f"_journal_{table}", journal)
     cols = ", ".join(f'"{c}"' for c in sch.names)
-    files = store.part_files(table)
+    files = store.part_files(table, run)
     source = f"select {cols} from _journal_{table}"
     if files:
         listing = ", ".join(_quote(str(p)) for p in files)

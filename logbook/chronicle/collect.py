@@ -57,7 +57,7 @@ def gather(
     if not _has_any_rows(store, run):
         store.check_run(run)  # raises NoSuchRun, naming the runs there are
     rec = Record(run)
-    con = query.connect(store)
+    con = query.connect(store, run)
     try:
         rec.sections["run"] = _one(con, "select * from runs where run = $run", run) or {}
         attempts = _rows(

@@ -151,3 +151,19 @@ def test_a_part_damaged_inside_is_skipped_with_a_warning(store: Store, caplog) -
         fresh = Store(store.root)
         assert run_sql(fresh, "select step from events").column(0).to_pylist() == [1]
     assert any(bad.name in r.getMessage() for r in caplog.records)
+
+
+def test_views_of_one_run_read_only_its_parts(store: Store) -> None:
+    """connect(store, run) reads that run's parts alone: another run's damaged part is not read."""
+    from logbook.query import connect
+
+    store.write("events", "a", [event(1, run="a")])
+    store.write("events", "b", [event(2, run="b")])
+    con = connect(store)
+    assert con.sql("select distinct run from events order by 1").fetchall() == [("a",), ("b",)]
+    con.close()
+    (part,) = (store.root / "events" / "run=b").glob("*.parquet")
+    part.write_bytes(b"PAR1" + b"\0" * 64 + b"PAR1")  # looks whole, is not
+    con = connect(store, "a")
+    assert con.sql("select run, step from events").fetchall() == [("a", 1)]
+    con.close()
