@@ -72,7 +72,6 @@ class DemoResult:
     store: Path
     run: str
     chronicle: Path  # the folder; its page is `index`
-    labels: list[str]  # the attempts, oldest first
     wall_s: float
 
     @property
@@ -89,7 +88,7 @@ def run_demo(out: Path, *, say: Callable[[str], None] = _quiet) -> DemoResult:
         say: called with each line of the story as it happens.
 
     Returns:
-        Where things are, and the attempts' labels.
+        Where things are, and how long it took.
 
     Raises:
         LogbookError: `out` holds other things, or a step of the story went wrong.
@@ -108,14 +107,13 @@ def run_demo(out: Path, *, say: Callable[[str], None] = _quiet) -> DemoResult:
     )
     spike = _launch(work, store, say)
     _note(work, store, spike, say)
-    attempts = _relaunch(work, store, say)
+    _relaunch(work, store, say)
     chronicle = _publish(work, folder / "chronicle", say)
     return DemoResult(
         folder=folder,
         store=store,
         run=RUN,
         chronicle=chronicle,
-        labels=[a["label"] for a in attempts],
         wall_s=time.monotonic() - began,
     )
 
@@ -156,9 +154,8 @@ def _note(work: Path, store: Path, spike: int, say: Callable[[str], None]) -> No
     _expect("step 2 (the note)", noted, "the note was not recorded")
 
 
-def _relaunch(work: Path, store: Path, say: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Step 3: the same command by hand, with a lower lr and another data mix. Returns the
-    attempts."""
+def _relaunch(work: Path, store: Path, say: Callable[[str], None]) -> None:
+    """Step 3: the same command by hand, with a lower lr and another data mix."""
     (work / "cfg.yaml").write_text(CONFIG.format(lr=NEW_LR, steps=STEPS))
     (work / "mix.yaml").write_text(_mix_yaml(NEW_MIX))
     say(
@@ -183,7 +180,6 @@ def _relaunch(work: Path, store: Path, say: Callable[[str], None]) -> list[dict[
     _expect(step, "data_mix_change" in kinds, "the change of the data mix was not recorded")
     say("    logbook recorded:")
     _tell(say, [last], own)
-    return attempts
 
 
 def _publish(work: Path, chronicle: Path, say: Callable[[str], None]) -> Path:
@@ -393,13 +389,12 @@ def _expect(step: str, ok: bool, why: str) -> None:
 
 
 def _ends(attempts: list[dict[str, Any]]) -> str:
-    return (
-        ", ".join(
-            f"{a['status']} ({a['crash_class']})" if a["crash_class"] else str(a["status"])
-            for a in attempts
-        )
-        or "not at all"
-    )
+    return ", ".join(map(_end_of, attempts)) or "not at all"
+
+
+def _end_of(a: dict[str, Any]) -> str:
+    """crashed (gpu_oom), or the status alone."""
+    return f"{a['status']} ({a['crash_class']})" if a["crash_class"] else str(a["status"])
 
 
 _TOLD = ("crash", "restart", "hang", "loss_spike", "grad_norm_explosion", "interrupted",
@@ -411,7 +406,7 @@ def _tell(
 ) -> None:
     """The attempts and their telling events, as `logbook show` and `logbook events` put them."""
     for a in attempts:
-        end = f"{a['status']} ({a['crash_class']})" if a["crash_class"] else a["status"]
+        end = _end_of(a)
         steps = f"steps {a['first_step']}-{a['last_step']}" if a["first_step"] is not None else ""
         say(f"      attempt {a['label']}  {end:<26} {steps:<15} {a['summary'] or ''}")
     labels = {a["attempt_id"]: a["label"] for a in attempts}
