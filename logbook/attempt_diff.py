@@ -66,7 +66,8 @@ def diff_attempts(store: Store, run: str, a_label: str, b_label: str) -> pa.Tabl
     if diff_a != diff_b:
         n_a, n_b = _lines(diff_a), _lines(diff_b)
         shown = f"{n_a} lines" if diff_a is not None else None
-        rows.append(("git", "diff", shown, f"changed ({n_a} -> {n_b} lines)"))
+        changed = f"changed ({n_a} -> {n_b} lines)" if diff_b is not None else None
+        rows.append(("git", "diff", shown, changed))
     for section, kinds in _KINDS.items():
         for kind in kinds:
             names = {n for k, n in a.keys() | b.keys() if k == kind}
@@ -95,14 +96,12 @@ def _lines(diff: str | None) -> int:
     return len((diff or "").splitlines())
 
 
-def _argv(snaps: Mapping[tuple[str, str], Any], attempt: Mapping[str, Any]) -> str | None:
-    """The command line as shell words: the snapshot's, else the attempt's."""
-    text = _value(snaps, "command", "argv")
-    try:
-        argv = json.loads(text) if text else attempt.get("command")
-    except ValueError:
-        return text
-    return shlex.join(str(a) for a in argv) if isinstance(argv, list) else None
+def _argv(snaps: dict[tuple[str, str], Any], attempt: dict[str, Any]) -> str | None:
+    """The command line as shell words (repro.recorded_argv), None when not on record."""
+    from logbook.repro import recorded_argv
+
+    argv = recorded_argv(snaps, attempt)
+    return shlex.join(argv) if argv else None
 
 
 def _text(value: Any) -> str | None:

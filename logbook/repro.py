@@ -221,12 +221,7 @@ def recipe(store: Store, run: str, label: str) -> Recipe:
             bad.append(name)
     env, secret, truncated, skipped = _environment(snaps)
     argv_row = snaps.get(("command", "argv"))
-    try:
-        argv = json.loads(argv_row["value"]) if argv_row else []
-    except (TypeError, ValueError):
-        argv = []
-    argv = [str(a) for a in argv] if isinstance(argv, list) else []
-    argv = argv or [str(a) for a in attempt.get("command") or []]
+    argv = recorded_argv(snaps, attempt)
     redacted = bool(argv_row and argv_row["status"] == "redacted") or "***" in argv
     config = {k: v for k in ("path", "sha256") if (v := ok("config_file", k)) is not None}
     data_mix = datamix.last_recorded(store, run, {attempt["attempt_id"]})
@@ -266,6 +261,25 @@ def recipe(store: Store, run: str, label: str) -> Recipe:
         data_mix=data_mix,
         missing=missing,
     )
+
+
+def recorded_argv(snaps: dict[tuple[str, str], Any], attempt: dict[str, Any]) -> list[str]:
+    """The attempt's command line: its `command argv` snapshot, else the attempts row's.
+
+    Args:
+        snaps: the attempt's snapshots, from `attempt_snapshots`.
+        attempt: the attempt's row.
+
+    Returns:
+        The words; empty when neither is on record.
+    """
+    row = snaps.get(("command", "argv"))
+    try:
+        argv = json.loads(row["value"]) if row else []
+    except (TypeError, ValueError):
+        argv = []
+    argv = [str(a) for a in argv] if isinstance(argv, list) else []
+    return argv or [str(a) for a in attempt.get("command") or []]
 
 
 def attempt_snapshots(store: Store, attempt: dict[str, Any]) -> dict[tuple[str, str], Any]:
