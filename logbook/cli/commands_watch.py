@@ -110,9 +110,10 @@ def watch(
         elif console.is_terminal:
             _live(console, state, read, s.root, every_s, pressed)
         else:  # a pipe or a file: one frame after the other, as `top -b` does
-            while not pressed and _print(console, _frame(state, s.root, every_s)):
+            error = None
+            while not pressed and _print(console, _frame(state, s.root, every_s, error)):
                 time.sleep(every_s)
-                state = read()
+                state, error = _reread(read, state)
     except KeyboardInterrupt:  # Ctrl-C is how a watch ends: exit 0, no traceback
         return
     except Exception:
@@ -166,10 +167,16 @@ def _live(
         while not pressed:
             live.update(_frame(state, root, every_s, error, width=console.width), refresh=True)
             time.sleep(every_s)
-            try:
-                state, error = read(), None
-            except LogbookError as e:  # e.g. the store on a network filesystem went away a moment
-                error = str(e)
+            state, error = _reread(read, state)
+
+
+def _reread(read: Any, state: WatchState) -> tuple[WatchState, str | None]:
+    """A fresh state, or the last one and why it could not be read (e.g. a store on a network
+    filesystem gone a moment): the watch keeps refreshing, on a terminal or into a pipe."""
+    try:
+        return read(), None
+    except LogbookError as e:
+        return state, str(e)
 
 
 # rendering ----------------------------------------------------------------------------------
