@@ -62,10 +62,12 @@ class Proxy:
                     self.requests.append("")
 
     def page_requests(self) -> list[str]:
-        """The requests, less chromium's own calls home (time, accounts, search), which it makes
-        whatever page it shows; the chronicle names none of those hosts."""
+        """The requests, less chromium's own calls home (time, accounts, search, its update check),
+        which it makes whatever page it shows, by any method (version 156 POSTs its update request);
+        the chronicle names none of those hosts."""
         own = re.compile(
-            r"^(GET http://|CONNECT )[\w.-]*\b(google\.com|googleapis\.com|gstatic\.com)[:/]"
+            r"^(?:[A-Z]+ https?://|CONNECT )[\w.-]*\b"
+            r"(?:google\.com|googleapis\.com|gstatic\.com|gvt1\.com|gvt2\.com)[:/]"
         )
         # An empty line is a connection chromium opened to the proxy ahead of need and closed
         # unused: it names no URL, so no request left through it.
