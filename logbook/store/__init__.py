@@ -183,6 +183,15 @@ class Store:
                 continue
             run = str(jf.header.get("run") or layout.run_of(path.parent))
             try:
+                # First what its recorder did not parse: the closing rows take its last step.
+                from logbook.record.recover import recover_metrics
+
+                recover_metrics(
+                    self, {run: {r["attempt_id"] for _, r in jf.rows if "attempt_id" in r}}
+                )
+            except Exception as e:  # the logs stay; the next writer tries again
+                log.warning("could not parse the raw logs of %s: %s", path.name, e)
+            try:
                 journals.write_folded(self.root, run, jf.id, jf.rows + journals.lost_rows(jf))
                 path.unlink(missing_ok=True)
             except OSError as e:  # a read-only store: the rows are still read from the journal

@@ -58,17 +58,26 @@ def compact(
     run: str | None = None,  # type: ignore[no-untyped-def]
     min_parts: int = 2,
     progress: Callable[[str], None] | None = None,
+    recover: bool = True,
 ) -> CompactResult:
     """Merge the small parts of every table and run of `store` (or of one run).
 
     Args:
         min_parts: leave a folder alone while it has fewer small parts than this.
         progress: called with the folder before each is looked at.
+        recover: parse the raw logs that finished recorders left unparsed (a wrapper tidying its
+            own run at its end leaves its catch-up's remainder to the next writer: its time limit
+            is the user's).
 
     Returns:
         Counts of folders touched and parts before and after.
     """
-    store.fold_dead_journals()
+    if recover:  # a writer: the metrics recorders left unparsed, the journals of dead ones
+        from logbook.record.recover import recover_store
+
+        recover_store(store)
+    else:
+        store.fold_dead_journals()
     live = {p.stem for p in journals.list_journals(store.root)}
     result = CompactResult()
     for table in tables or schemas.tables():

@@ -27,8 +27,18 @@ def examine(store, *, fix: bool = True) -> list[Problem]:  # type: ignore[no-unt
         One Problem per damaged part or leftover file.
     """
     root: Path = store.root
-    store.fold_dead_journals()
     problems: list[Problem] = []
+    if fix:
+        from logbook.record.recover import recover_store
+
+        for r in recover_store(store):
+            problems.append(
+                Problem(
+                    Path(layout.LOGS_DIR) / f"run={r.run}" / r.attempt_id,
+                    f"{r.lines:,} lines of raw log were never parsed (its recorder stopped first)",
+                    f"parsed: {r.points:,} metric points recorded",
+                )
+            )
     for table in schemas.tables():
         for directory in sorted((root / table).glob("run=*")):
             if fix:

@@ -65,7 +65,10 @@ class Journal:
         self.root = root
         self.rows: list[tuple[str, dict[str, Any]]] = []  # kept so a fold never depends on the file
         self._lock = threading.Lock()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # Made under a hidden name and renamed once its header is on disk: a kill at any moment
+        # leaves either no journal or one that names its wrapper, never an empty file.
+        hidden = directory / f".{self.id}{SUFFIX}.tmp"
+        self._fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         header = {
             "journal": 1,
             "id": self.id,
@@ -75,7 +78,13 @@ class Journal:
             "pid_start": _process_start(os.getpid()),
             "pid_namespace": _pid_namespace(),
         }
-        self._write_line(header)
+        try:
+            self._write_line(header)
+            os.rename(hidden, self.path)
+        except OSError:
+            os.close(self._fd)
+            hidden.unlink(missing_ok=True)
+            raise
 
     def _write_line(self, obj: dict[str, Any]) -> None:
         data = (json.dumps(obj, default=_json_default, allow_nan=True) + "\n").encode()
@@ -191,6 +200,9 @@ def lost_rows(jf: JournalFile) -> list[tuple[str, dict[str, Any]]]:
     for table, row in jf.rows:
         if table in ("attempts", "nodes"):
             latest[(row["attempt_id"], row.get("node"))] = (table, row)
+    from logbook.record.recover import progress_of
+
+    root = jf.path.parent.parent.parent
     out: list[tuple[str, dict[str, Any]]] = []
     for table, row in latest.values():
         if row.get("status") != "running":
@@ -200,8 +212,11 @@ def lost_rows(jf: JournalFile) -> list[tuple[str, dict[str, Any]]]:
             if isinstance(row["start_time"], str)
             else row["start_time"]
         )
+        # The steps it reached, from its raw logs' coverage (complete once recovery has run).
+        steps = progress_of(root, str(jf.header.get("run")), row["attempt_id"])
         closed = {
             **row,
+            **steps,
             "status": "lost",
             "end_time": last_seen,
             "duration_s": max(0.0, (last_seen - start).total_seconds()),

@@ -14,8 +14,8 @@ from typing import Any
 from logbook.parsers import LineParser
 from logbook.supervisor import launch
 from logbook.supervisor.oom import OomWatch
+from logbook.supervisor.passthrough import Passthrough
 from logbook.supervisor.progress import Progress
-from logbook.supervisor.pump import Pump
 from logbook.supervisor.recorder import _now
 from logbook.supervisor.signals import Forwarder
 
@@ -62,12 +62,14 @@ class Ended:
 class Watch:
     """Callbacks from a running attempt to the recording side (all must be quick and never raise)."""
 
+    launching: Callable[[datetime], None]  # before the spawn: the start is on record first
     started: Callable[[int, datetime], None]
     signal: Callable[[int], None]
     hang: Callable[[int, float, Progress], None]
     warn: Callable[[str], None]
     checkpoint: Callable[[Any], None]
     metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None
+    parsed: Callable[[dict[str, Any]], None] | None = None  # the logs' coverage, after each chunk
 
 
 def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
@@ -77,13 +79,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
     between two attempts is not lost.
     """
     streams = [launch.open_stream("stdout", 1, spec.tty), launch.open_stream("stderr", 2, spec.tty)]
-    ptys = [s for s in streams if s.is_pty]
-
-    def resize_ptys() -> None:
-        for s in ptys:
-            launch.copy_window_size(s.ours, s.read_fd)
-
-    forwarder.on_winch = resize_ptys if ptys else None
+    ptys = any(s.is_pty for s in streams)
     log_paths = [spec.log_dir / f"{s.name}.log" for s in streams] if spec.log_dir else []
     progress = Progress(
         log_paths,
@@ -92,8 +88,10 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         parser=spec.parser,
         catch_up_s=spec.catch_up_s,
         on_metrics=watch.metrics,
+        on_parsed=watch.parsed,
     )
     start = _now()
+    watch.launching(start)
     try:
         proc = launch.spawn(
             spec.command, env=spec.env, cwd=spec.cwd, stdout=streams[0], stderr=streams[1]
@@ -105,28 +103,16 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         return Ended(code, start, _now(), None, None, False, None, None, start_error=e)
     forwarder.attach(proc.pid)
     oom = OomWatch(proc.pid)
-    pumps = [
-        Pump(
-            s.read_fd,
-            s.ours,
-            spec.log_dir / f"{s.name}.log" if spec.log_dir else None,
-            name=s.name,
-            warn=watch.warn,
-            on_output=progress.saw_output,
-        )
-        for s in streams
-    ]
-    for p in pumps:
-        p.start()
+    output = Passthrough(streams, spec.log_dir, warn=watch.warn, on_output=progress.saw_output)
+    forwarder.on_winch = output.resize if ptys else None
+    output.start(proc.pid)
     progress.start()
     watch.started(proc.pid, start)
     hung_s = _wait(proc, spec, forwarder, progress, watch)
     end = _now()
     forwarded, killed_after_grace = forwarder.stopping_signal, forwarder.killed_after_grace
     forwarder.detach()
-    deadline = time.monotonic() + DRAIN_WAIT_S
-    for p in pumps:
-        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    output.join(DRAIN_WAIT_S)
     progress.stop()
     return Ended(
         proc.returncode,
@@ -137,7 +123,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         killed_after_grace,
         hung_s,
         progress,
-        reader_gone=any(p.reader_gone for p in pumps),
+        reader_gone=output.reader_gone,
         oom_kills=oom.kills_since_start(),
         oom_cgroup=oom.cgroup,
     )

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from logbook.supervisor import _zerocopy
+from logbook.pump import _zerocopy
 
 
 @dataclass

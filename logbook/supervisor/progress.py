@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from logbook.supervisor.checkpoints import Checkpoint, FolderWatch
 
@@ -61,6 +61,7 @@ class Progress:
         parser: LineParser | None = None,
         on_metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None,
         catch_up_s: float = 10.0,
+        on_parsed: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -79,6 +80,8 @@ class Progress:
         self._resync = {p: False for p in log_paths}
         self.skipped_bytes = 0  # output not scanned live because it came too fast
         self._skipped: list[tuple[Path, int, int, datetime]] = []  # (log, start, end, when)
+        self._holes: list[tuple[Path, int, int]] = []  # skipped stretches not parsed yet
+        self._on_parsed = on_parsed  # told the coverage after each chunk, in the parsing thread
         self.caught_up_lines = 0  # skipped lines parsed for metrics after the command ended
         self.unparsed_lines = 0  # skipped lines never parsed
         self.unparsed_estimated = False  # too many to count in COUNT_S: estimated from sizes
@@ -151,6 +154,7 @@ class Progress:
                         if size - offset > (2 * TAIL_BYTES if final else SKIP_AHEAD_BYTES):
                             start = offset - len(self._partial[path])  # with the line cut short
                             self._skipped.append((path, start, size - TAIL_BYTES, _now()))
+                            self._holes.append((path, start, size - TAIL_BYTES))
                             self.skipped_bytes += size - TAIL_BYTES - offset
                             offset = self._offsets[path] = size - TAIL_BYTES
                             self._partial[path] = b""
@@ -161,6 +165,7 @@ class Progress:
                             break
                         self._offsets[path] += len(data)
                         self._take(path, data, final and len(data) < MAX_READ)
+                        self._parsed()
                         if not final:
                             break
             except OSError:
@@ -172,17 +177,18 @@ class Progress:
         dropped silently). Their points carry the time of the skip; their steps are their own."""
         started = time.monotonic()
         deadline = started + self._catch_up_budget
-        left: list[tuple[Path, int, int]] = []
         for path, start, end, stamp in self._skipped:
             if self._parser is None or self._on_metrics is None or time.monotonic() > deadline:
-                left.append((path, start, end))
                 continue
             try:
                 stopped_at = self._parse_stretch(path, start, end, stamp, deadline)
             except OSError:
                 stopped_at = start
+            self._holes.remove((path, start, end))
             if stopped_at < end:
-                left.append((path, stopped_at, end))
+                self._holes.append((path, stopped_at, end))
+            self._parsed()
+        left = list(self._holes)
         self.catch_up_s = time.monotonic() - started
         count_until = time.monotonic() + COUNT_S
         for path, start, end in left:
@@ -198,32 +204,38 @@ class Progress:
         self, path: Path, start: int, end: int, stamp: datetime, deadline: float
     ) -> int:
         """Parse whole lines from `start` up to the line that crosses `end`; the offset reached."""
-        assert self._parser is not None and self._on_metrics is not None
-        with open(path, "rb") as f:
-            f.seek(start)
-            offset, rest = start, b""
-            while offset < end:
-                if time.monotonic() > deadline:
-                    return offset - len(rest)
-                data = f.read(min(MAX_READ, end - offset))
-                if not data:
-                    return end
-                offset += len(data)
-                if offset >= end:  # finish the line the live reader skipped to the end of
-                    data += f.readline(65536)
-                chunk = rest + data
-                cut = chunk.rfind(b"\n") + 1
-                chunk, rest = chunk[:cut], chunk[cut:]
-                if len(rest) > 65536:  # a line with no end in sight: not a metric line
-                    rest = b""
-                for line in chunk.split(b"\n"):
-                    if not line:
-                        continue
-                    self.caught_up_lines += 1
-                    parsed = self._parser.parse(_last_redraw(line))
-                    if parsed is not None and parsed.values:
-                        self._on_metrics(parsed.step, parsed.values, stamp)
-        return end
+        parser, on_metrics = self._parser, self._on_metrics
+        assert parser is not None and on_metrics is not None
+
+        def line(text: bytes) -> None:
+            self.caught_up_lines += 1
+            parsed = parser.parse(_last_redraw(text))
+            if parsed is not None and parsed.values:
+                on_metrics(parsed.step, parsed.values, stamp)
+
+        return parse_stretch(path, start, end, line, deadline)
+
+    def coverage(self) -> dict[str, Any]:
+        """How far the logs are parsed (see logbook/store/coverage.py), and the steps seen."""
+        streams = {
+            p.stem: {
+                "to": self._offsets[p] - len(self._partial[p]),
+                "holes": [[a, b] for q, a, b in self._holes if q == p],
+            }
+            for p in self._paths
+        }
+        return {
+            "streams": streams,
+            "first_step": self.first_step,
+            "first_step_time": self.first_step_time,
+            "last_step": self.last_step,
+            "last_step_time": self.last_step_time,
+            "resumed_from_step": self.resumed_from_step,
+        }
+
+    def _parsed(self) -> None:
+        if self._on_parsed is not None:
+            self._on_parsed(self.coverage())
 
     def _take(self, path: Path, data: bytes, last: bool) -> None:
         if self._resync[path]:  # after a jump we are mid-line: start at the next one
@@ -315,6 +327,44 @@ class Progress:
         self.checkpoint_mono = time.monotonic()
         if self._on_checkpoint is not None:
             self._on_checkpoint(ckpt)
+
+
+def parse_stretch(
+    path: Path,
+    start: int,
+    end: int,
+    on_line: Callable[[bytes], None],
+    deadline: float | None = None,
+) -> int:
+    """Hand each whole line from `start` up to the line that crosses `end` to `on_line`; return
+    the offset reached (a line's start when `deadline`, a monotonic time, cuts it short).
+
+    Raises:
+        OSError: the log cannot be read.
+    """
+    with open(path, "rb") as f:
+        f.seek(start)
+        offset, rest = start, b""
+        while offset < end:
+            if deadline is not None and time.monotonic() > deadline:
+                return offset - len(rest)
+            data = f.read(min(MAX_READ, end - offset))
+            if not data:
+                break
+            offset += len(data)
+            if offset >= end:  # finish the line the live reader skipped to the end of
+                data += f.readline(65536)
+            chunk = rest + data
+            cut = chunk.rfind(b"\n") + 1
+            chunk, rest = chunk[:cut], chunk[cut:]
+            if len(rest) > 65536:  # a line with no end in sight: not a metric line
+                rest = b""
+            for line in chunk.split(b"\n"):
+                if line:
+                    on_line(line)
+        if rest:  # the last line of a log whose writer is gone, without its newline
+            on_line(rest)
+    return end
 
 
 def _count_lines(path: Path, start: int, end: int, until: float) -> tuple[int, int]:

@@ -8,7 +8,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,6 +170,11 @@ class Recorder:
         j.close()
 
     @property
+    def journal_id(self) -> str | None:
+        """The id of this attempt's journal, once it has one."""
+        return self._journal.id if self._journal is not None else None
+
+    @property
     def leads(self) -> bool:
         """Whether this wrapper writes the attempts row: alone, or node 0 of a launch."""
         return self.node is None or self.node.leader
@@ -219,90 +223,3 @@ def base_attempt(
         "cwd": str(cwd),
         "logbook_version": __version__,
     }
-
-
-class MetricBuffer:
-    """Metrics parsed from the output, written as Parquet parts every FLUSH_S or FLUSH_ROWS and at
-    the end. At most MAX_NAMES distinct names per attempt: a line full of ids must not explode the
-    table; the rest are counted and reported (#4)."""
-
-    FLUSH_S = 10.0
-    FLUSH_ROWS = 10_000
-    MAX_NAMES = 1000
-
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
-        # Columns, not a dict per point: a flood caught up after the end fills FLUSH_ROWS fast.
-        self.rows: tuple[list[Any], list[int | None], list[str], list[float]] = ([], [], [], [])
-        self.names: set[str] = set()
-        self.dropped_names: set[str] = set()
-        self.dropped_points = 0
-        self.written = 0
-        self._next_flush = time.monotonic() + self.FLUSH_S
-        self._lock = threading.Lock()
-
-    def add(self, step: int | None, values: Mapping[str, float], at: datetime) -> None:
-        with self._lock:
-            for name, value in values.items():
-                if name not in self.names:
-                    if len(self.names) >= self.MAX_NAMES:
-                        if (
-                            len(self.dropped_names) < 100_000
-                        ):  # the count of names stays bounded too
-                            self.dropped_names.add(name)
-                        self.dropped_points += 1
-                        continue
-                    self.names.add(name)
-                times, steps, names, values_ = self.rows
-                times.append(at)
-                steps.append(step)
-                names.append(name)
-                values_.append(value)
-            due = len(self.rows[0]) >= self.FLUSH_ROWS or time.monotonic() >= self._next_flush
-        if due:
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            rows, self.rows = self.rows, ([], [], [], [])
-            self._next_flush = time.monotonic() + self.FLUSH_S
-        count = len(rows[0])
-        store = self.recorder.store
-        if count and store is not None:
-            self.recorder._safe("metrics", lambda: self._write(store, rows))
-        self.written += count
-
-    def _write(self, store: Any, rows: tuple[list[Any], ...]) -> None:
-        import pyarrow as pa
-
-        from logbook import schema as schemas
-        from logbook.store import layout, parts
-
-        schema = schemas.load("metrics").arrow()
-        n = len(rows[0])
-        columns = {
-            "attempt_id": pa.repeat(pa.scalar(self.recorder.attempt_id, pa.string()), n),
-            "time": pa.array(rows[0], schema.field("time").type),
-            "step": pa.array(rows[1], pa.int64()),
-            "name": pa.array(rows[2], pa.string()),
-            "value": pa.array(rows[3], pa.float64()),
-            "source": pa.repeat(pa.scalar("parser", pa.string()), n),
-        }
-        table = pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
-        parts.write_part(layout.run_dir(store.root, "metrics", self.recorder.run), table)
-
-    def close(self) -> None:
-        """Write what is left, and say what was dropped."""
-        self.flush()
-        if self.dropped_points:
-            self.recorder.event(
-                "logbook_warning",
-                f"{len(self.names)} metric names recorded; {self.dropped_points} values of "
-                f"{len(self.dropped_names)} more names were not (at most {self.MAX_NAMES} per attempt)",
-                severity="warning",
-                source="logbook",
-                data={
-                    "dropped_points": self.dropped_points,
-                    "example_names": sorted(self.dropped_names)[:20],
-                },
-            )

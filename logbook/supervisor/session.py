@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 from logbook.detectors import Detectors
 from logbook.exitcodes import ExitCode
 from logbook.parsers import LineParser
+from logbook.record.metrics import MetricBuffer
 from logbook.store import Store
 from logbook.supervisor import lineage, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.policy import Decision, History, Outcome, decide
-from logbook.supervisor.recorder import MetricBuffer, Recorder, _now, base_attempt
+from logbook.supervisor.recorder import Recorder, _now, base_attempt
 from logbook.supervisor.signals import Forwarder, signal_name
 from logbook.telemetry.sampler import check_every
 
@@ -108,7 +109,7 @@ class Session:
         try:
             from logbook.store.compact import compact
 
-            compact(self.store, run=self.run, min_parts=AUTO_COMPACT_PARTS)
+            compact(self.store, run=self.run, min_parts=AUTO_COMPACT_PARTS, recover=False)
         except Exception as e:  # tidying is optional; the record is complete without it
             if self.recorder is not None:
                 self.recorder.warn(f"could not merge the run's parts: {e}", event=False)
@@ -166,7 +167,9 @@ class Session:
             opts.catch_up_s,
         )
         metrics = (
-            MetricBuffer(recorder) if self.store is not None and self.parser is not None else None
+            MetricBuffer(recorder, mode=opts.metrics)
+            if self.store is not None and self.parser is not None
+            else None
         )
         detectors = Detectors(opts.detectors)
 
@@ -186,17 +189,18 @@ class Session:
         capture: list[Any] = []
         samplers: list[Any] = []  # the telemetry sampler of this attempt (#5)
 
-        def started(pid: int, start: Any) -> None:
+        def launching(start: Any) -> None:
+            # On record before the command exists: a kill of logbook from here on leaves an
+            # attempt (lost, then), never a training with no attempt at all.
             recorder.started(
-                {
-                    **attempt,
-                    "status": "running",
-                    "start_time": start,
-                    "pid": pid,
-                    "recorded_at": _now(),
-                },
+                {**attempt, "status": "running", "start_time": start, "recorded_at": _now()},
                 first_of_run=first_of_run,
             )
+            if metrics is not None:
+                recorder._safe("how far the raw logs are parsed", metrics.begin)
+
+        def started(pid: int, start: Any) -> None:
+            recorder.attempt["pid"] = pid  # in the row that records the end
             for text in self.early_warnings if restart_count == 0 else ():
                 recorder.warn(text)
             if opts.capture and self.store is not None:
@@ -243,12 +247,14 @@ class Session:
             )
 
         watch = Watch(
+            launching=launching,
             started=started,
             signal=self.on_signal,
             hang=hang,
             warn=recorder.warn,
             checkpoint=checkpoint,
             metrics=on_metrics if metrics is not None else None,
+            parsed=metrics.parsed if metrics is not None else None,
         )
         ended = run_attempt(spec, forwarder, watch)
         for sampler in filter(None, samplers):
@@ -257,7 +263,7 @@ class Session:
         if metrics is not None:
             metrics.close()
         if ended.start_error is not None:
-            return self.could_not_start(recorder, attempt, ended, first_of_run)
+            return self.could_not_start(recorder, attempt, ended)
         for t in capture:
             t.join(timeout=CAPTURE_WAIT_S)
             if t.is_alive():
@@ -443,16 +449,12 @@ class Session:
         )
 
     def could_not_start(
-        self, recorder: Recorder, attempt: dict[str, Any], ended: Ended, first_of_run: bool
+        self, recorder: Recorder, attempt: dict[str, Any], ended: Ended
     ) -> tuple[int, Decision]:
         e = ended.start_error
         assert e is not None
         message = f"logbook: cannot run {attempt['command'][0]}: {e.strerror or e}"
         print(message, file=sys.stderr)
-        recorder.started(
-            {**attempt, "status": "running", "start_time": ended.start, "recorded_at": _now()},
-            first_of_run=first_of_run,
-        )
         recorder.event("launch_failed", message, severity="error", data={"errno": e.errno})
         decision = Decision("stop", "the command could not be started: no restart can fix that")
         recorder.ended(
@@ -567,8 +569,17 @@ def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[
     """The store and the run's earlier attempts; (None, []) when the store cannot be used."""
     try:
         store = Store.open(opts.store, create=True, source=opts.store_source)
-        previous = lineage.previous_attempts(store, run)
     except Exception:  # unwritable, full, or damaged beyond reading: run unrecorded
+        return None, []
+    try:  # a writer first finishes what dead recorders left: their metrics, their attempts' ends
+        from logbook.record.recover import recover_store
+
+        recover_store(store)
+    except Exception as e:  # it is tried again by the next writer; the training comes first
+        print(f"logbook: warning: could not recover earlier records: {e}", file=sys.stderr)
+    try:
+        previous = lineage.previous_attempts(store, run)
+    except Exception:
         return None, []
     return store, previous
 

@@ -284,3 +284,24 @@ def test_catch_up_0_counts_what_it_skipped(run_logbook, store_path: Path, tmp_pa
     data = json.loads(warning["data"])
     assert data["caught_up_lines"] == 0 and data["unparsed_lines"] + points["n"] == n
     assert f"{data['unparsed_lines']:,} lines were never parsed" in warning["message"]
+
+
+def test_what_a_short_catch_up_left_is_parsed_by_the_next_writer(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The raw log is the write-ahead log of metrics: the lines the catch-up had no time for are
+    parsed by the next command that writes (here `logbook doctor`), once and only once."""
+    script, n = tmp_path / "flood.py", 100_000
+    script.write_text(FLOOD)
+    run_logbook(
+        "run", "--store", str(store_path), "--no-capture", "--catch-up", "0", "--",
+        sys.executable, str(script), str(n), check=0,
+    )  # fmt: skip
+    [before] = _metrics(store_path, "select count(*) as n from metrics where name = 'loss'")
+    assert before["n"] < n
+    found = run_logbook("doctor", "--store", str(store_path), check=1)  # 1: it found (and fixed)
+    assert b"were never parsed" in found.stdout
+    run_logbook("compact", "--store", str(store_path), check=0)
+    [after] = _metrics(
+        store_path,
+        "select count(*) as n, count(distinct step) as steps from metrics where name = 'loss'",
+    )
+    assert after == {"n": n, "steps": n}

@@ -1,8 +1,9 @@
-"""Copy one output stream of the child to the wrapper's own stream and to a raw log, unchanged.
+"""Copy one output stream of the child to where it was going and to a raw log, unchanged.
 
 The copy moves fixed-size chunks, never lines, so memory stays bounded whatever the child prints,
-and it does nothing else: parsing (a later issue) reads the raw log behind it. Between two pipes
-it uses tee(2) and splice(2), so the bytes never pass through our memory; otherwise read/write.
+and it does nothing else: parsing reads the raw log behind it. Between two pipes it uses tee(2)
+and splice(2), so the bytes never pass through our memory; otherwise read/write. Standard library
+only: it runs in the pump process, which must stay small and never load what the recorder loads.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from logbook.supervisor import _zerocopy
+from logbook.pump import _zerocopy
 
 CHUNK = 1 << 18
 
@@ -43,6 +44,7 @@ class Pump(threading.Thread):
         name: str,
         warn: Callable[[str], None],
         on_output: Callable[[], None] | None = None,
+        on_gone: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name=f"logbook-pump-{name}", daemon=True)
         self.src = src
@@ -50,6 +52,7 @@ class Pump(threading.Thread):
         self.stream = name
         self.warn = warn
         self.on_output = on_output or (lambda: None)  # the hang watch's clock: must be cheap
+        self.on_gone = on_gone or (lambda stream: None)  # our reader left: told before we close
         self.bytes = 0
         self.unlogged_bytes = 0
         self.reader_gone = False  # our own stdout/stderr was closed (e.g. `| head`)
@@ -100,7 +103,7 @@ class Pump(threading.Thread):
                 except OSError as e:
                     if e.errno in (errno.EPIPE, errno.EBADF):
                         # Our reader left; unwrapped, the child would now get EPIPE: close its side too.
-                        self.reader_gone = True
+                        self._gone()
                         return
                     self.warn(
                         f"cannot pass {self.stream} on ({e.strerror}); it still goes to the raw log"
@@ -122,7 +125,7 @@ class Pump(threading.Thread):
                 n = _zerocopy.tee(self.src, self.dest, 1 << 20)
             except OSError as e:
                 if e.errno == errno.EPIPE:
-                    self.reader_gone = True
+                    self._gone()
                     return
                 if e.errno == errno.EINVAL:  # this kernel or these pipes cannot tee
                     self._copy()
@@ -146,6 +149,10 @@ class Pump(threading.Thread):
         self.unlogged_bytes += n
         while n:
             n -= len(os.read(self.src, min(n, CHUNK)))
+
+    def _gone(self) -> None:
+        self.reader_gone = True
+        self.on_gone(self.stream)
 
     def _log_failed(self, e: OSError) -> None:
         self.warn(f"raw {self.stream} log stopped: {e.strerror}; the output still reaches you")

@@ -1,0 +1,122 @@
+"""The pump process: copy the training's streams, tell the recorder what it sees, outlive it.
+
+Started by the recorder as `python -m logbook.pump SPEC`, where SPEC is JSON:
+
+    {"parent": PID, "pgid": PID, "status": FD,
+     "streams": [{"name": "stdout", "fd": FD, "dest": 1, "log": PATH | null, "pty": false}, ...]}
+
+It writes one line per fact to the status pipe, never blocking on it (a recorder that is busy or
+dead must not hold the training's output back; a line that does not fit is dropped):
+
+    o                          output was seen (at most every PING_S): the hang watch's clock
+    gone NAME                  NAME's reader went away (`| head`): the recorder closes its copy
+    warn TEXT                  something the recorder should say (a raw log that stopped)
+    done NAME BYTES UNLOGGED   NAME reached its end
+
+While the recorder lives, the stopping signals are its to forward; the pump ignores them and ends
+when the training's output does. Once the recorder is gone (its pid is no longer our parent), the
+pump forwards them to the training's process group itself, so Ctrl-C and `scancel` still reach it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from logbook.pump.copy import Pump
+
+PING_S = 0.2
+FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+class Status:
+    """The write end of the status pipe: non-blocking, and silent once the recorder is gone."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()
+        self._last_ping = 0.0
+        if fd is not None:
+            os.set_blocking(fd, False)
+
+    def say(self, line: str) -> None:
+        if self.fd is None:
+            return
+        data = (line.replace("\n", " ") + "\n").encode("utf-8", "replace")
+        with self._lock:
+            try:
+                os.write(self.fd, data)
+            except BlockingIOError:
+                pass  # the recorder is behind: a status line is worth less than the output
+            except OSError as e:
+                if e.errno in (errno.EPIPE, errno.EBADF):
+                    self.fd = None  # the recorder is gone; we go on without it
+
+    def ping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_ping >= PING_S:
+            self._last_ping = now
+            self.say("o")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        spec = json.loads(argv[0])
+        parent, pgid = int(spec["parent"]), int(spec["pgid"])
+        streams = list(spec["streams"])
+    except (IndexError, ValueError, KeyError, TypeError) as e:
+        print(f"logbook pump: bad spec: {e}", file=sys.stderr)
+        return 2
+    status = Status(spec.get("status"))
+    ptys = [(s["fd"], s["dest"]) for s in streams if s.get("pty")]
+    _handle_signals(parent, pgid, ptys)
+    pumps = [
+        Pump(
+            s["fd"],
+            s["dest"],
+            s.get("log"),
+            name=s["name"],
+            warn=lambda text: status.say(f"warn {text}"),
+            on_output=status.ping,
+            on_gone=lambda name: status.say(f"gone {name}"),
+        )
+        for s in streams
+    ]
+    for p in pumps:
+        p.start()
+    for p in pumps:
+        while p.is_alive():
+            p.join(timeout=0.5)  # wake now and then: signal handlers run in this thread only
+        status.say(f"done {p.stream} {p.bytes} {p.unlogged_bytes}")
+    return 0
+
+
+def _handle_signals(parent: int, pgid: int, ptys: list[tuple[int, int]]) -> None:
+    def stopping(sig: int, frame: object) -> None:
+        if os.getppid() == parent:
+            return  # the recorder got it too, and forwards it
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+
+    def winch(sig: int, frame: object) -> None:
+        import fcntl
+        import termios
+
+        for pty_fd, dest in ptys:
+            try:
+                size = fcntl.ioctl(dest, termios.TIOCGWINSZ, b"\0" * 8)
+                fcntl.ioctl(pty_fd, termios.TIOCSWINSZ, size)
+            except OSError:
+                pass
+
+    for name in FORWARDED:
+        signal.signal(getattr(signal, name), stopping)
+    if ptys:
+        signal.signal(signal.SIGWINCH, winch)

@@ -1,0 +1,168 @@
+"""Metric rows parsed from the output, on their way to the store, in step with the raw logs.
+
+Points are written as Parquet parts every FLUSH_S or FLUSH_ROWS, at chunk boundaries of the parser,
+and after each part the coverage file beside the raw logs (logbook/store/coverage.py) says how far
+the logs are parsed. The two move together: whatever the coverage names is in a part, and whatever
+it does not is parsed again by logbook/record/recover.py. Once a part cannot be written (a full
+disk), no more are, and the coverage stays where it was: recovery parses the rest once space is
+back, so a point is never lost and never written twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from logbook.supervisor.recorder import Recorder
+
+Columns = tuple[list[Any], list[int | None], list[str], list[float]]  # time, step, name, value
+
+
+def metrics_table(attempt_id: str, rows: Columns, source: str = "parser") -> pa.Table:
+    """Columns of points as a `metrics` table (without the run, which the folder names)."""
+    import pyarrow as pa
+
+    from logbook import schema as schemas
+
+    schema = schemas.load("metrics").arrow()
+    n = len(rows[0])
+    columns = {
+        "attempt_id": pa.repeat(pa.scalar(attempt_id, pa.string()), n),
+        "time": pa.array(rows[0], schema.field("time").type),
+        "step": pa.array(rows[1], pa.int64()),
+        "name": pa.array(rows[2], pa.string()),
+        "value": pa.array(rows[3], pa.float64()),
+        "source": pa.repeat(pa.scalar(source, pa.string()), n),
+    }
+    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+class MetricBuffer:
+    """Points of one attempt. At most MAX_NAMES distinct names: a line full of ids must not
+    explode the table; the rest are counted and reported."""
+
+    FLUSH_S = 10.0
+    FLUSH_ROWS = 10_000
+    MAX_NAMES = 1000
+
+    def __init__(self, recorder: Recorder, *, mode: str = "auto") -> None:
+        self.recorder = recorder
+        self.mode = mode  # the parser's, so that recovery parses the rest the same way
+        # Columns, not a dict per point: a flood caught up after the end fills FLUSH_ROWS fast.
+        self.rows: Columns = ([], [], [], [])
+        self.names: set[str] = set()
+        self.dropped_names: set[str] = set()
+        self.dropped_points = 0
+        self.written = 0
+        self.coverage: dict[str, Any] | None = None  # as of the last point added
+        self.failed = False  # a part could not be written: leave the rest to recovery
+        self._next_flush = time.monotonic() + self.FLUSH_S
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        """Say, before any output, that this attempt's logs are parsed by a live recorder."""
+        self.coverage = {"streams": {}}
+        self._write_coverage(complete=False)
+
+    def add(self, step: int | None, values: Mapping[str, float], at: datetime) -> None:
+        with self._lock:
+            for name, value in values.items():
+                if name not in self.names:
+                    if len(self.names) >= self.MAX_NAMES:
+                        if len(self.dropped_names) < 100_000:  # the count stays bounded too
+                            self.dropped_names.add(name)
+                        self.dropped_points += 1
+                        continue
+                    self.names.add(name)
+                times, steps, names, values_ = self.rows
+                times.append(at)
+                steps.append(step)
+                names.append(name)
+                values_.append(value)
+
+    def parsed(self, coverage: dict[str, Any]) -> None:
+        """The parser finished a chunk: every point up to `coverage` has been added."""
+        self.coverage = coverage
+        if len(self.rows[0]) >= self.FLUSH_ROWS or time.monotonic() >= self._next_flush:
+            self.flush()
+
+    def flush(self, *, complete: bool = False) -> None:
+        with self._lock:
+            rows, self.rows = self.rows, ([], [], [], [])
+            self._next_flush = time.monotonic() + self.FLUSH_S
+        count = len(rows[0])
+        store = self.recorder.store
+        if store is None or self.failed:
+            return
+        if count:
+            table = metrics_table(self.recorder.attempt_id, rows)
+            if self.recorder._safe("metrics", lambda: _write(store, self.recorder.run, table)):
+                self.written += count
+            else:
+                self.failed = True
+                return
+        if self.coverage is not None:
+            self.recorder._safe(
+                "how far the raw logs are parsed", lambda: self._write_coverage(complete)
+            )
+
+    def _write_coverage(self, complete: bool) -> None:
+        from logbook.store import coverage
+
+        log_dir = self.recorder.log_dir()
+        journal = self.recorder.journal_id
+        if log_dir is None or journal is None or self.coverage is None:
+            return
+        doc = {
+            "run": self.recorder.run,
+            "attempt_id": self.recorder.attempt_id,
+            "journal": journal,
+            "metrics": self.mode,
+            **self.coverage,
+            "complete": complete,
+        }
+        coverage.write(log_dir, doc)
+
+    def close(self) -> None:
+        """Write what is left, mark the logs parsed if they all are, say what was dropped."""
+        self.flush(complete=self._all_parsed())
+        if self.dropped_points:
+            self.recorder.event(
+                "logbook_warning",
+                f"{len(self.names)} metric names recorded; {self.dropped_points} values of "
+                f"{len(self.dropped_names)} more names were not (at most {self.MAX_NAMES} per attempt)",
+                severity="warning",
+                source="logbook",
+                data={
+                    "dropped_points": self.dropped_points,
+                    "example_names": sorted(self.dropped_names)[:20],
+                },
+            )
+
+    def _all_parsed(self) -> bool:
+        log_dir = self.recorder.log_dir()
+        if self.coverage is None or log_dir is None:
+            return False
+        for name, cov in (self.coverage.get("streams") or {}).items():
+            try:
+                size = os.stat(Path(log_dir) / f"{name}.log").st_size
+            except OSError:
+                continue
+            if cov.get("holes") or int(cov.get("to") or 0) < size:
+                return False
+        return True
+
+
+def _write(store: Any, run: str, table: pa.Table) -> bool:
+    from logbook.store import layout, parts
+
+    parts.write_part(layout.run_dir(store.root, "metrics", run), table)
+    return True
