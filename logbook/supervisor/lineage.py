@@ -99,12 +99,13 @@ def _claim(claims: Path | None, label: str, parent_id: str | None) -> bool:
     wrapper whose view of the store predates its attempt take the label again."""
     if claims is None:
         return True
-    path = claims / _file_name(label)
     try:
         claims.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(claims / _file_name(label), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        return False
+        if claims.is_dir():
+            return False
+        return True  # (a file in the folder's place) claims are out of reach, as below
     except OSError:  # a store we cannot claim in is one we can hardly record in: run anyway
         return True
     try:  # who claimed it, for a person looking; the file's existence is the claim

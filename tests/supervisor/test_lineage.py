@@ -80,4 +80,5 @@ def test_a_store_that_takes_no_claims_still_places(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the claims folder should go: nothing can be claimed
     assert place([("a", "1.00")], None, blocked / "run=r").label == "1.01"
+    assert place([("a", "1.00")], None, blocked).label == "1.01"  # the folder itself is a file
     assert claims_dir(None, "r") is None
