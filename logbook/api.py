@@ -181,7 +181,7 @@ class Recorder:
 
         try:
             previous = lineage.previous_attempts(store, self.run)
-            placement = lineage.place(previous, None)
+            placement = lineage.place(previous, None, lineage.claims_dir(store, self.run))
             start = _now()
             self._attempt = {
                 **base_attempt(

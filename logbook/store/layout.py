@@ -2,6 +2,7 @@
 
 <store>/<table>/run=<name>/<part>.parquet   Hive-partitioned, immutable parts
 <store>/_journal/run=<name>/<id>.jsonl      fsync'd lifecycle rows of live wrappers
+<store>/_labels/run=<name>/<label>          claims on attempt labels, one empty-ish file each
 <store>/logs/run=<name>/<attempt_id>/stdout.log, stderr.log   raw output per attempt (node-N/ for host N > 0)
 <store>/_quarantine/...                     parts that `logbook doctor` set aside
 """
@@ -17,6 +18,7 @@ from logbook.errors import ConfigError
 
 PART_SUFFIX = ".parquet"
 JOURNAL_DIR = "_journal"
+LABELS_DIR = "_labels"
 QUARANTINE_DIR = "_quarantine"
 LOGS_DIR = "logs"
 # Letters, digits and . _ + @ - only: a name must be one path component on every filesystem and
@@ -45,6 +47,11 @@ def run_dir(root: Path, table: str, run: str) -> Path:
 
 def journal_dir(root: Path, run: str) -> Path:
     return root / JOURNAL_DIR / f"run={check_run_name(run)}"
+
+
+def labels_dir(root: Path, run: str) -> Path:
+    """Where the wrappers of `run`, on any host sharing the store, claim labels (see lineage)."""
+    return root / LABELS_DIR / f"run={check_run_name(run)}"
 
 
 def attempt_log_dir(root: Path, run: str, attempt_id: str, node: int | None = None) -> Path:

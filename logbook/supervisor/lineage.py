@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -45,29 +46,87 @@ class Placement:
     parent_label: str | None
 
 
-def place(previous: Sequence[tuple[str, str]], label: str | None) -> Placement:
+def place(
+    previous: Sequence[tuple[str, str]], label: str | None, claims: Path | None = None
+) -> Placement:
     """Where a new attempt goes, given the run's attempts as (attempt_id, label), oldest first.
 
+    The parent is the last of `previous`; the label is `label`, else the first free one after the
+    parent's. With `claims` (the run's folder from `claims_dir`) the label is also claimed there,
+    so that wrappers starting at once, on this host or on others sharing the store, never share
+    one: what the store has recorded cannot tell them apart, as none has recorded its start yet.
+
     Raises:
-        ConfigError: `label` is malformed or already used in the run.
+        ConfigError: `label` is malformed, or already used or claimed in the run.
     """
-    used = {lab for _, lab in previous}
+    used = {lab for _, lab in previous} | claimed(claims)
     parent_id, parent_label = previous[-1] if previous else (None, None)
     if label is not None:
         if not _LABEL.fullmatch(label):
             raise ConfigError(
                 f"label {label!r} is not allowed", hint="use letters, digits and . _ + @ -"
             )
-        if label in used:
+        if label in used or not _claim(claims, label, parent_id):
             raise ConfigError(
                 f"label {label} is already used in this run",
                 hint="pick another or leave --label out",
             )
         return Placement(label, parent_id, parent_label)
     new = "1.00" if parent_label is None else next_label(parent_label)
-    while new in used:
-        new = next_label(new)
+    while new in used or not _claim(claims, new, parent_id):
+        new = next_label(new)  # always a larger number, so this ends
     return Placement(new, parent_id, parent_label)
+
+
+def claims_dir(store: Store | None, run: str) -> Path | None:
+    """The folder where `place` claims labels of `run`; None without a store (nothing to claim)."""
+    return None if store is None else layout.labels_dir(store.root, run)
+
+
+def claimed(claims: Path | None) -> set[str]:
+    """Labels claimed so far; a shortcut for `place`, whose exclusive create is what decides."""
+    if claims is None:
+        return set()
+    try:
+        return {_label_of(name) for name in os.listdir(claims) if not name.startswith(".")}
+    except OSError:
+        return set()
+
+
+def _claim(claims: Path | None, label: str, parent_id: str | None) -> bool:
+    """Claim `label`: False if someone did first. An exclusive create is atomic on local file
+    systems and on NFS v3 and later, so this needs no lock. Claims stay: removing one would let a
+    wrapper whose view of the store predates its attempt take the label again."""
+    if claims is None:
+        return True
+    try:
+        claims.mkdir(parents=True, exist_ok=True)
+        fd = os.open(claims / _file_name(label), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        if claims.is_dir():
+            return False
+        return True  # (a file in the folder's place) claims are out of reach, as below
+    except OSError:  # a store we cannot claim in is one we can hardly record in: run anyway
+        return True
+    try:  # who claimed it, for a person looking; the file's existence is the claim
+        from logbook.supervisor.nodes import host_name
+
+        note = {"host": host_name(), "pid": os.getpid(), "parent_id": parent_id}
+        os.write(fd, (json.dumps(note) + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return True
+
+
+def _file_name(label: str) -> str:
+    """Labels differing only in case stay two files on case-insensitive file systems (macOS)."""
+    return re.sub(r"[A-Z]", lambda m: "=" + m.group().lower(), label)
+
+
+def _label_of(name: str) -> str:
+    return re.sub(r"=(.)", lambda m: m.group(1).upper(), name)
 
 
 def previous_attempts(store: Store, run: str) -> list[tuple[str, str]]:

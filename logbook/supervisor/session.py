@@ -48,8 +48,11 @@ class Session:
         self.early_warnings: list[str] = []
         if self.node is not None:
             self._join_launch(self.node)
-        self.placement = lineage.place(self.previous, opts.label)  # ConfigError, likewise
-        check_every(opts.sample_every_s)  # likewise
+        check_every(opts.sample_every_s)  # likewise, before a label is claimed for good
+        # Labels are claimed in the store; the other hosts of a launch share the leader's attempt.
+        self.claims = lineage.claims_dir(self.store if self.leads else None, self.run)
+        self.placement = lineage.place(self.previous, opts.label, self.claims)  # likewise
+        self.next_placement: lineage.Placement | None = None  # claimed once a relaunch is decided
         self.under_scheduler = any(v in env for v in SCHEDULER_VARS)
         self.recorder: Recorder | None = None
         self.history = History()
@@ -99,7 +102,8 @@ class Session:
             self.previous.append(
                 (self.recorder.attempt_id if self.recorder else "", self.placement.label)
             )
-            self.placement = lineage.place(self.previous, None)
+            self.placement = self.next_placement or lineage.place(self.previous, None, self.claims)
+            self.next_placement = None
 
     def tidy(self) -> None:
         """Merge this run's parts once they are many: each attempt adds a few, and reading them
@@ -412,9 +416,10 @@ class Session:
                 f"{decision.reason}; relaunching in {decision.delay_s:g} s",
                 data={"delay_s": decision.delay_s},
             )
-            next_label = lineage.place(
-                [*self.previous, (attempt["attempt_id"], attempt["label"])], None
-            ).label
+            self.next_placement = lineage.place(  # claimed now, so the hook names it truly
+                [*self.previous, (attempt["attempt_id"], attempt["label"])], None, self.claims
+            )
+            next_label = self.next_placement.label
             self.hooks(
                 "on_restart", {**payload, "delay_s": decision.delay_s, "next_attempt": next_label}
             )
