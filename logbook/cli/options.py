@@ -17,7 +17,9 @@ def store_option(f: F) -> F:
     return click.option(
         "--store",
         "store",
-        type=click.Path(path_type=Path),
+        # No readable check here: a store logbook cannot read must not stop `logbook run` before
+        # the training starts (it runs unrecorded and says so); readers report it themselves.
+        type=click.Path(path_type=Path, readable=False),
         default=None,
         help="Store folder. Default: LOGBOOK_STORE, else the nearest .logbook/ (or logbook.toml "
         "[store] path) walking up from here, else ./.logbook.",

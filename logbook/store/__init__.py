@@ -193,7 +193,7 @@ class Store:
                 log.warning("could not parse the raw logs of %s: %s", path.name, e)
             try:
                 journals.write_folded(self.root, run, jf.id, jf.rows + journals.lost_rows(jf))
-                path.unlink(missing_ok=True)
+                journals.remove(path)
             except OSError as e:  # a read-only store: the rows are still read from the journal
                 log.debug("cannot fold %s: %s", path, e)
 

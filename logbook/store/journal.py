@@ -26,6 +26,9 @@ from logbook.store import layout
 HEARTBEAT_S = 15.0
 LOST_AFTER_S = 8 * HEARTBEAT_S
 SUFFIX = ".jsonl"
+# Written at the start, overwritten in place at the end when the disk is full by then: writing
+# over blocks a file already holds needs no free space, so the attempt's end is still on record.
+RESERVE_BYTES = 64 * 1024
 
 
 def _json_default(value: Any) -> Any:
@@ -85,6 +88,29 @@ class Journal:
             os.close(self._fd)
             hidden.unlink(missing_ok=True)
             raise
+        self._reserve_fd = _reserve(reserve_path(self.path))
+
+    def spill(self, rows: list[tuple[str, dict[str, Any]]]) -> bool:
+        """Put rows the journal could not take (a full disk) into the space reserved at the start,
+        as many as fit, first ones first; True if any did."""
+        if self._reserve_fd is None:
+            return False
+        data = b""
+        for table, row in rows:
+            line = (json.dumps({"table": table, "row": row}, default=_json_default) + "\n").encode()
+            if len(data) + len(line) >= RESERVE_BYTES:
+                break
+            data += line
+        if not data:
+            return False
+        with self._lock:
+            try:
+                os.pwrite(self._reserve_fd, data, 0)
+                os.fsync(self._reserve_fd)
+            except OSError:
+                return False
+        self.rows.extend((t, dict(r)) for t, r in rows[: data.count(b"\n")])
+        return True
 
     def _write_line(self, obj: dict[str, Any]) -> None:
         data = (json.dumps(obj, default=_json_default, allow_nan=True) + "\n").encode()
@@ -94,8 +120,8 @@ class Journal:
     def append(self, table: str, row: dict[str, Any]) -> None:
         """Record one row durably before returning."""
         with self._lock:
-            self.rows.append((table, dict(row)))
             self._write_line({"table": table, "row": row})
+            self.rows.append((table, dict(row)))
 
     def touch(self) -> None:
         """Heartbeat: readers take a journal untouched for LOST_AFTER_S on another host as dead."""
@@ -105,16 +131,45 @@ class Journal:
         """Write the rows as Parquet parts, then delete the journal."""
         with self._lock:
             write_folded(self.root, self.run, self.id, self.rows)
-            os.close(self._fd)
-            self._fd = -1
-            self.path.unlink(missing_ok=True)
+            self._close_fds()
+            remove(self.path)
 
     def close(self) -> None:
-        """Stop writing without folding (the rows stay for the next reader to fold)."""
+        """Stop writing without folding (the rows stay for the next writer to fold)."""
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in (self._fd, self._reserve_fd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self._fd, self._reserve_fd = -1, None
+
+
+def reserve_path(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.reserve")
+
+
+def _reserve(path: Path) -> int | None:
+    """A file of RESERVE_BYTES spaces, on disk; None when there is no room even for that."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        os.write(fd, b" " * RESERVE_BYTES)
+        os.fsync(fd)
+        return fd
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def remove(path: Path) -> None:
+    """Delete a journal and its reserved space."""
+    path.unlink(missing_ok=True)
+    reserve_path(path).unlink(missing_ok=True)
 
 
 def write_folded(
@@ -173,6 +228,15 @@ def read(path: Path) -> JournalFile | None:
             continue  # a line cut short by a kill mid-write
     if not docs or "journal" not in docs[0]:
         return None
+    try:  # rows spilled into the reserved space when the disk was full
+        for line in reserve_path(path).read_bytes().split(b"\n"):
+            if line.strip():
+                try:
+                    docs.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
     jf = JournalFile(path, docs[0])
     jf.rows = [(d["table"], d["row"]) for d in docs[1:] if "table" in d and "row" in d]
     return jf

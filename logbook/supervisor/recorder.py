@@ -53,6 +53,7 @@ class Recorder:
         self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.attempt: dict[str, Any] = {}
+        self._unjournaled: list[tuple[str, dict[str, Any]]] = []  # rows a full disk refused
         self._log_dir: Path | None = None
 
     # safety ----------------------------------------------------------------------------------
@@ -165,7 +166,13 @@ class Recorder:
         j = self._journal
         if j is None:
             return
-        self._safe("the end of the attempt", self._append_state)
+        if not self._safe("the end of the attempt", self._append_state):
+            # A full disk: the space the journal reserved at the start takes the end, and the
+            # events that did not fit, for the next writer to fold once there is room again.
+            if j.spill([*self._state_rows(), *self._unjournaled]):
+                self.warn("the end of the attempt is kept in the journal's reserve", event=False)
+            j.close()
+            return
         self._safe("the attempt's rows as Parquet (they stay in the journal)", j.fold)
         j.close()
 
@@ -179,18 +186,27 @@ class Recorder:
         """Whether this wrapper writes the attempts row: alone, or node 0 of a launch."""
         return self.node is None or self.node.leader
 
-    def _append_state(self) -> None:
-        """Journal the attempt's state: its attempts row (the leader's), and this node's row."""
-        j = self._journal
-        assert j is not None
+    def _state_rows(self) -> list[tuple[str, dict[str, Any]]]:
+        """The attempt's state: its attempts row (the leader's), and this node's row."""
+        rows: list[tuple[str, dict[str, Any]]] = []
         if self.leads:
-            j.append("attempts", self.attempt)
+            rows.append(("attempts", self.attempt))
         if self.node is not None:
             node = self.node
-            j.append(
-                "nodes",
-                {**self.attempt, "node": node.rank, "nodes": node.size, "launch": node.launch},
+            rows.append(
+                (
+                    "nodes",
+                    {**self.attempt, "node": node.rank, "nodes": node.size, "launch": node.launch},
+                )
             )
+        return rows
+
+    def _append_state(self) -> bool:
+        j = self._journal
+        assert j is not None
+        for table, row in self._state_rows():
+            j.append(table, row)
+        return True
 
     def _heartbeat(self) -> None:
         while True:
@@ -204,8 +220,15 @@ class Recorder:
                 return
             if self._journal is not None:
                 table, row = item
-                append = functools.partial(self._journal.append, table, row)
-                self._safe(f"a {row.get('kind', 'row')} event", append)
+                append = functools.partial(_appended, self._journal, table, row)
+                if not self._safe(f"a {row.get('kind', 'row')} event", append):
+                    if len(self._unjournaled) < 100:  # for the reserve, at the end
+                        self._unjournaled.append(item)
+
+
+def _appended(j: journal.Journal, table: str, row: dict[str, Any]) -> bool:
+    j.append(table, row)
+    return True
 
 
 def base_attempt(

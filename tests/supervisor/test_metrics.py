@@ -286,7 +286,9 @@ def test_catch_up_0_counts_what_it_skipped(run_logbook, store_path: Path, tmp_pa
     assert f"{data['unparsed_lines']:,} lines were never parsed" in warning["message"]
 
 
-def test_what_a_short_catch_up_left_is_parsed_by_the_next_writer(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_what_a_short_catch_up_left_is_parsed_by_the_next_writer(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     """The raw log is the write-ahead log of metrics: the lines the catch-up had no time for are
     parsed by the next command that writes (here `logbook doctor`), once and only once."""
     script, n = tmp_path / "flood.py", 100_000

@@ -414,6 +414,35 @@ def test_full_store_never_stops_the_child(tmp_path: Path) -> None:
     assert b"logbook: warning: raw stdout log stopped: No space left on device" in p.stderr
 
 
+def test_a_full_store_records_the_end_once_space_returns(tmp_path: Path) -> None:
+    """The end of an attempt that finished on a full disk is kept in the space its journal reserved
+    at the start: once there is room again it reads as it ended (exit 4), not as lost."""
+    code = "import sys\nfor i in range(20000): print(f'step={i} loss=1.0 ' + 'x' * 80)\nsys.exit(4)\n"
+    script = tmp_path / "chatty.py"
+    script.write_text(code)
+    store = tmp_path / "mnt" / "store"
+    run = " ".join(
+        logbook_cmd("run", "--store", str(store), "--run", "full", "--", sys.executable, str(script))
+    )
+    query = " ".join(
+        logbook_cmd(
+            "query", "--store", str(store), "--format", "csv",
+            "\"select concat_ws(' ', status, exit_code, crash_class) as s from attempts\"",
+        )
+    )  # fmt: skip
+    compact = " ".join(logbook_cmd("compact", "--store", str(store)))
+    inner = (
+        f"{run} > /dev/null; echo exit=$?; rm -rf {store}/logs; {query}; {compact} >/dev/null; "
+        f"ls {store}/_journal/run=full | wc -l; {query}"
+    )
+    p = _in_tiny_filesystem(tmp_path, "size=256k", inner)
+    out = [line for line in p.stdout.decode().splitlines() if line != "s"]  # less csv headers
+    assert out[0] == "exit=4", p.stderr[-2000:]
+    assert out[1] == "crashed 4 unknown", p.stderr[-2000:]
+    assert out[2].strip() == "0"  # compact folded the journal (and its reserve) into Parquet
+    assert out[3] == "crashed 4 unknown"
+
+
 def test_read_only_store_never_stops_the_child(tmp_path: Path, train_script: Path) -> None:
     cmd = " ".join(
         logbook_cmd(
