@@ -23,10 +23,15 @@ def pid_namespace() -> str | None:
 
 
 def process_start(pid: int) -> float | None:
+    """When `pid` started; None if there is no such process, or only its zombie (killed, not yet
+    waited for by its parent: it does nothing any more)."""
     import psutil
 
     try:
-        return float(psutil.Process(pid).create_time())
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(proc.create_time())
     except (psutil.Error, OSError):
         return None
 

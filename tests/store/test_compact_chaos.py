@@ -322,3 +322,60 @@ def test_only_one_of_many_takers_takes_over_a_dead_lock(tmp_path: Path) -> None:
         assert sorted(outs) == ["lost"] * 5 + ["won"], outs
         (tmp_path / "go").unlink()
         assert os.listdir(tmp_path) == []
+
+
+MERGE_RSS = """
+import resource, sys
+from logbook.store import Store
+from logbook.store.compact import compact
+r = compact(Store(sys.argv[1]))
+print(r.rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_the_merge_streams_instead_of_loading_every_part(store: Store) -> None:
+    """40 parts of 50k metric rows: loading them all at once peaked near 400 MB; streamed, the
+    merge stays near the ~70 MB that importing pyarrow costs."""
+    import pyarrow as pa
+
+    from logbook.store import conform, parts
+
+    n = 50_000
+    target = parts.to_arrow("metrics", []).schema
+    for p in range(40):
+        steps = pa.array(range(p * n, (p + 1) * n), pa.int64())
+        data = pa.table(
+            {
+                "attempt_id": pa.array(["a" * 32] * n),
+                "time": steps.cast(pa.timestamp("s")).cast(pa.timestamp("us", tz="UTC")),
+                "step": steps,
+                "name": pa.array(["loss"] * n),
+                "value": steps.cast(pa.float64()),
+                "source": pa.array(["parser"] * n),
+            }
+        )
+        parts.write_part(layout.run_dir(store.root, "metrics", "r"), conform(data, target))
+    out = subprocess.run(
+        [sys.executable, "-c", MERGE_RSS, str(store.root)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    rows, peak_mb = map(int, out.stdout.split())
+    assert rows == 40 * n
+    assert peak_mb < 200, f"peak RSS {peak_mb} MB"
+
+
+def test_a_killed_owner_not_yet_waited_for_is_dead(store: Store) -> None:
+    """Its parent has not reaped it: a zombie holds its pid, but merges nothing any more."""
+    _fill(store, 3)
+    proc = _start_paused(store.root, "renamed")
+    proc.kill()
+    deadline = time.monotonic() + 30
+    while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        second = _compact(store.root)
+        assert "holds the lock" not in second.stderr
+        assert _counts(store.root) == {t: (3 * ROWS, 3 * ROWS) for t in TABLES}
+    finally:
+        _kill(proc)
