@@ -60,6 +60,8 @@ def compact(store: Path | None) -> None:
         f"merged {result.parts_before} parts into {result.parts_after} in {result.folders} "
         f"folders ({result.rows} rows)"
     )
+    for note in result.notes:
+        click.echo(f"Note: {note}", err=True)
     for s in result.skipped:
         click.echo(f"Warning: skipped {s}", err=True)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import uuid
 from collections import defaultdict
@@ -20,7 +19,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from logbook.store import layout
+from logbook.store import layout, owner
 
 # A wrapper touches its journal this often; one on another host silent for LOST_AFTER_S is lost.
 HEARTBEAT_S = 15.0
@@ -39,23 +38,6 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _pid_namespace() -> str | None:
-    """Which pid namespace we are in: containers on one host share a hostname but not pids."""
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-
-
-def _process_start(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.Error, OSError):
-        return None
-
-
 class Journal:
     """The journal of one wrapper for one run."""
 
@@ -72,15 +54,7 @@ class Journal:
         # leaves either no journal or one that names its wrapper, never an empty file.
         hidden = directory / f".{self.id}{SUFFIX}.tmp"
         self._fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        header = {
-            "journal": 1,
-            "id": self.id,
-            "run": run,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "pid_start": _process_start(os.getpid()),
-            "pid_namespace": _pid_namespace(),
-        }
+        header = {"journal": 1, "id": self.id, "run": run, **owner.me()}
         try:
             self._write_line(header)
             os.rename(hidden, self.path)
@@ -203,15 +177,7 @@ class JournalFile:
             age = datetime.now(timezone.utc).timestamp() - self.path.stat().st_mtime
         except FileNotFoundError:
             return False
-        same_pids = self.header.get("pid_namespace") == _pid_namespace()
-        if self.header.get("host") == socket.gethostname() and same_pids:
-            pid = self.header.get("pid")
-            if not isinstance(pid, int):
-                return age < LOST_AFTER_S
-            started = _process_start(pid)
-            want = self.header.get("pid_start")
-            return started is not None and (want is None or abs(started - float(want)) < 1.0)
-        return age < LOST_AFTER_S
+        return owner.is_alive(self.header, age, LOST_AFTER_S)
 
 
 def read(path: Path) -> JournalFile | None:
