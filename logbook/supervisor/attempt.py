@@ -65,7 +65,7 @@ class Watch:
     launching: Callable[[datetime], None]  # before the spawn: the start is on record first
     started: Callable[[int, datetime], None]
     signal: Callable[[int], None]
-    hang: Callable[[int, float, Progress], None]
+    hang: Callable[[int, float, Progress], Any]  # may return the thread of its on_hang hooks
     warn: Callable[[str], None]
     checkpoint: Callable[[Any], None]
     metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None
@@ -129,6 +129,15 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
     )
 
 
+class _Done:
+    @staticmethod
+    def is_alive() -> bool:
+        return False
+
+
+_DONE = _Done()
+
+
 def _wait(
     proc: subprocess.Popen[bytes],
     spec: Launch,
@@ -139,16 +148,19 @@ def _wait(
     """Wait for the command, waking often: to watch for a hang, and because the kernel may hand a
     signal to any of our threads while Python runs handlers (our forwarding) only in the main one."""
     hung_s: float | None = None
+    hooks: Any = None  # the on_hang hooks' thread: the hung command is stopped once they are done
     while True:
         try:
             proc.wait(timeout=WATCH_EVERY_S)
             return hung_s
         except subprocess.TimeoutExpired:
             pass
-        forwarder.service()
+        forwarder.service()  # also while hooks run: they never delay a Ctrl-C or its kill
         if spec.hang_timeout_s and hung_s is None:
             quiet = time.monotonic() - progress.last_activity()
             if quiet >= spec.hang_timeout_s:
                 hung_s = quiet
-                watch.hang(proc.pid, quiet, progress)  # records it and runs on_hang hooks (bounded)
-                forwarder.stop_group(spec.grace_s)
+                hooks = watch.hang(proc.pid, quiet, progress) or _DONE
+        if hooks is not None and not hooks.is_alive():
+            hooks = None
+            forwarder.stop_group(spec.grace_s)

@@ -54,6 +54,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self.attempt: dict[str, Any] = {}
         self._unjournaled: list[tuple[str, dict[str, Any]]] = []  # rows a full disk refused
+        self._ended = False
         self._log_dir: Path | None = None
 
     # safety ----------------------------------------------------------------------------------
@@ -147,6 +148,9 @@ class Recorder:
             data=data,
         )
         row["host"] = self.host
+        if self._ended:  # its journal is folded: a late event (a hook still running) is a part
+            self._safe("a late event", lambda: self.store.write("events", self.run, [row]))  # type: ignore[union-attr]
+            return
         self._queue.put(("events", row))
 
     def snapshots(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -162,6 +166,7 @@ class Recorder:
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._ended = True
         self.attempt.update(fields, recorded_at=_now())
         j = self._journal
         if j is None:

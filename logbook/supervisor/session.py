@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import signal
 import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +18,12 @@ from logbook.record.metrics import MetricBuffer
 from logbook.store import Store
 from logbook.supervisor import lineage, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
+from logbook.supervisor.ending import end_fields, judge, skipped_message, tail_lines
+from logbook.supervisor.launch_snapshots import start_capture, start_settings
+from logbook.supervisor.lifecycle_hooks import LifecycleHooks
 from logbook.supervisor.policy import Decision, History, Outcome, decide
 from logbook.supervisor.recorder import Recorder, _now, base_attempt
-from logbook.supervisor.signals import Forwarder, signal_name
+from logbook.supervisor.signals import Forwarder
 from logbook.telemetry.sampler import check_every
 
 if TYPE_CHECKING:
@@ -61,6 +61,14 @@ class Session:
         leads = self.node is None or self.node.leader
         self.parser = LineParser(opts.metrics) if opts.metrics != "none" and leads else None
         self.best_step: int | None = None
+        self.hooks = LifecycleHooks(
+            opts.hooks,
+            run=run_name,
+            store=opts.store,
+            cwd=self.cwd,
+            env=env,
+            leads=lambda: self.leads,
+        )
 
     @property
     def leads(self) -> bool:
@@ -93,10 +101,10 @@ class Session:
         restart_count = 0
         while True:
             code, decision = self.attempt(forwarder, restart_count)
-            if decision.action != "restart":
+            if decision.action != "restart" or not self.backoff(decision.delay_s, forwarder):
+                # Their events are the attempt's, written late but written.
+                self.hooks.join(hurry=forwarder.stopping)
                 self.tidy()
-                return code
-            if not self.backoff(decision.delay_s, forwarder):
                 return code
             restart_count += 1
             self.previous.append(
@@ -208,13 +216,16 @@ class Session:
             for text in self.early_warnings if restart_count == 0 else ():
                 recorder.warn(text)
             if opts.capture and self.store is not None:
-                capture.append(_start_capture(recorder, command, env, self.cwd))
+                capture.append(start_capture(recorder, command, env, self.cwd))
             if self.store is not None and self.leads:  # settings are the launch's, not a host's
                 capture.append(
-                    _start_settings(recorder, self.store, opts, command, self.placement.parent_id)
+                    start_settings(recorder, self.store, opts, command, self.placement.parent_id)
                 )
-            self.hooks(
-                "on_start", self.payload(attempt, pid=pid, status="running"), background=True
+            self.hooks.run(
+                "on_start",
+                recorder,
+                self.hooks.payload(attempt, recorder, pid=pid, status="running"),
+                background=True,
             )
             if opts.sample_every_s > 0:
                 from logbook.telemetry import start_sampler
@@ -224,14 +235,20 @@ class Session:
                     start_sampler(recorder, pid, opts.sample_every_s, env, machine=machine)
                 )
 
-        def hang(pid: int, quiet_s: float, progress: Any) -> None:
-            tail = _tail_lines(spec.log_dir)
+        def hang(pid: int, quiet_s: float, progress: Any) -> Any:
+            tail = tail_lines(spec.log_dir)
             message = f"no output and no progress for {quiet_s:.0f} s (--hang-timeout {opts.hang_timeout_s:g} s)"
             data = {"quiet_s": round(quiet_s, 1), "last_step": progress.last_step, "lines": tail}
             recorder.event("hang", message, severity="error", data=data, step=progress.last_step)
-            self.hooks(
+            # In the background: the hung command is stopped once its hooks are done (a
+            # forensics hook wants it alive), while signals are still served meanwhile.
+            return self.hooks.run(
                 "on_hang",
-                self.payload(attempt, pid=pid, status="hung", summary=message, evidence=data),
+                recorder,
+                self.hooks.payload(
+                    attempt, recorder, pid=pid, status="hung", summary=message, evidence=data
+                ),
+                background=True,
             )
 
         def checkpoint(ckpt: Any) -> None:
@@ -279,56 +296,13 @@ class Session:
     def finish(
         self, recorder: Recorder, attempt: dict[str, Any], ended: Ended, forwarder: Forwarder
     ) -> tuple[int, Decision]:
-        verdict = self.classify(ended)
-        progress = ended.progress
-        status = (
-            "hung" if ended.hung_s is not None and verdict.status != "completed" else verdict.status
+        status, verdict = judge(
+            ended,
+            log_dir=self._log_dir(),
+            rules=self.opts.rules,
+            under_scheduler=self.under_scheduler,
         )
-        if ended.oom_kills and ended.returncode in (-9, 137) and not ended.forwarded:
-            from logbook.supervisor.oom import kernel_lines
-
-            lines = kernel_lines()
-            verdict = replace(
-                verdict,
-                status="crashed",
-                crash_class="host_oom",
-                retryable=True,
-                rule="cgroup-oom-kill",
-                summary=f"killed by the kernel OOM killer (memory cgroup {ended.oom_cgroup}: "
-                f"{ended.oom_kills} kill{'s' if ended.oom_kills > 1 else ''})",
-                evidence={
-                    **verdict.evidence,
-                    "oom_kills": ended.oom_kills,
-                    "cgroup": ended.oom_cgroup,
-                    **({"lines": lines} if lines else {}),
-                },
-            )
-            status = "crashed"
-        if ended.hardware_faults and status == "crashed" and verdict.crash_class != "gpu_hardware":
-            # An Xid 79 or an uncorrected ECC error, then a crash: the GPU, whatever it raised.
-            verdict = replace(
-                verdict,
-                crash_class="gpu_hardware",
-                retryable=True,
-                rule="hardware-fault",
-                summary=f"{_brief(ended.hardware_faults[0])}, then: {verdict.summary}"[:500],
-                evidence={
-                    **verdict.evidence,
-                    "hardware_faults": ended.hardware_faults[:20],
-                    "class_from_output": verdict.crash_class,
-                },
-            )
-        if ended.reader_gone and verdict.status != "completed":
-            # `logbook run ... | head`: our reader left and the command got EPIPE, as it would unwrapped.
-            verdict = replace(
-                verdict,
-                status="interrupted",
-                crash_class=None,
-                retryable=False,
-                rule="reader-gone",
-                summary="the reader of its output went away (broken pipe)",
-            )
-            status = "interrupted"
+        progress = ended.progress
         last_step = progress.last_step if progress else None
         progressed = last_step is not None and (
             self.best_step is None or last_step > self.best_step
@@ -345,38 +319,7 @@ class Session:
         )
         decision = decide(self.opts.policy, outcome, self.history)
         sig = -ended.returncode if ended.returncode < 0 else None
-        fields: dict[str, Any] = {
-            "status": status,
-            "end_time": ended.end,
-            "duration_s": (ended.end - ended.start).total_seconds(),
-            "exit_code": None if sig else ended.returncode,
-            "signal": sig,
-            "signal_name": signal_name(sig),
-            "forwarded_signal": signal_name(ended.forwarded),
-            "crash_class": outcome.crash_class,
-            "retryable": outcome.retryable if status != "completed" else None,
-            "summary": _hung_summary(verdict, ended) if status == "hung" else verdict.summary,
-            "rule": "hang-timeout"
-            if status == "hung"
-            else None
-            if status == "completed"
-            else verdict.rule,
-            "evidence": json.dumps(verdict.evidence, default=str),
-            "decision": decision.action,
-            "decision_reason": decision.reason,
-            "hung_s": ended.hung_s,
-        }
-        if progress is not None:
-            fields.update(
-                first_step=progress.first_step,
-                last_step=progress.last_step,
-                first_step_time=progress.first_step_time,
-                last_step_time=progress.last_step_time,
-                resumed_from_step=progress.resumed_from_step,
-                last_output_time=progress.last_output_time,
-                last_checkpoint_step=progress.checkpoint.step if progress.checkpoint else None,
-                last_checkpoint_time=progress.checkpoint.time if progress.checkpoint else None,
-            )
+        fields = end_fields(status, verdict, ended, outcome, decision)
         if status not in ("completed",):
             kind = {"crashed": "crash", "hung": "hang_stopped"}.get(status, status)
             summary = fields["summary"]
@@ -394,7 +337,7 @@ class Session:
         if progress is not None and progress.skipped_bytes:
             recorder.event(
                 "logbook_warning",
-                _skipped_message(progress),
+                skipped_message(progress),
                 severity="warning",
                 source="logbook",
                 data={
@@ -407,9 +350,9 @@ class Session:
             )
         if decision.action == "gave_up" and self.leads:
             recorder.event("gave_up", decision.reason, severity="error")
-        payload = self.payload({**attempt, **fields}, pid=ended.pid)
+        payload = self.hooks.payload({**attempt, **fields}, recorder, pid=ended.pid)
         if status in ("crashed", "hung"):
-            self.hooks("on_crash", payload)
+            self.hooks.run("on_crash", recorder, payload)
         if decision.action == "restart" and self.leads:
             recorder.event(
                 "restart",
@@ -420,31 +363,16 @@ class Session:
                 [*self.previous, (attempt["attempt_id"], attempt["label"])], None, self.claims
             )
             next_label = self.next_placement.label
-            self.hooks(
-                "on_restart", {**payload, "delay_s": decision.delay_s, "next_attempt": next_label}
+            self.hooks.run(
+                "on_restart",
+                recorder,
+                {**payload, "delay_s": decision.delay_s, "next_attempt": next_label},
             )
         else:
-            self.hooks("on_end", {**payload, "decision": decision.action})
+            self.hooks.run("on_end", recorder, {**payload, "decision": decision.action})
         recorder.ended(**fields)
         code = ExitCode.SIGNAL_BASE + sig if sig else ended.returncode
         return int(code), decision
-
-    def classify(self, ended: Ended) -> Any:
-        from logbook.forensics.classify import classify_end
-
-        logs = (
-            [recorder_dir / f"{n}.log" for n in ("stdout", "stderr")]
-            if (recorder_dir := self._log_dir())
-            else []
-        )
-        return classify_end(
-            returncode=ended.returncode,
-            log_paths=logs,
-            rules=self.opts.rules,
-            forwarded_signal=signal_name(ended.forwarded),
-            under_scheduler=self.under_scheduler,
-            killed_after_grace=ended.killed_after_grace,
-        )
 
     def _log_dir(self) -> Path | None:
         return (
@@ -475,73 +403,6 @@ class Session:
             decision_reason=decision.reason,
         )
         return ended.returncode, decision
-
-    def payload(self, attempt: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-        """What a hook gets (logbook.hook/1)."""
-        return {
-            "run": self.run,
-            "attempt": attempt.get("label"),
-            "attempt_id": attempt.get("attempt_id"),
-            "status": attempt.get("status"),
-            "crash_class": attempt.get("crash_class"),
-            "summary": attempt.get("summary"),
-            "exit_code": attempt.get("exit_code"),
-            "signal": attempt.get("signal_name"),
-            "restart_count": attempt.get("restart_count"),
-            "retryable": attempt.get("retryable"),
-            "store": str(self.opts.store),
-            "log_dir": str(self._log_dir() or ""),
-            "host": attempt.get("host"),
-            "time": _now().isoformat(),
-            "evidence": json.loads(attempt["evidence"])
-            if isinstance(attempt.get("evidence"), str)
-            else None,
-            **extra,
-        }
-
-    def hooks(self, event: str, payload: dict[str, Any], *, background: bool = False) -> None:
-        """Run the hooks of `event`; each result becomes a hook event. Never raises."""
-        hooks = [h for h in self.opts.hooks if h.event == event]
-        if not hooks or self.recorder is None or not self.leads:  # once a launch, not once a host
-            return
-        recorder, cwd = self.recorder, self.cwd
-        env = dict(self.opts.env if self.opts.env is not None else os.environ)
-
-        def work() -> None:
-            from logbook.hooks import run_hooks
-
-            try:
-                results = run_hooks(event, hooks, payload, env=env, cwd=cwd)
-            except Exception as e:  # the hook runner promises not to raise; be sure anyway
-                recorder.warn(f"{event} hooks failed: {e!r}")
-                return
-            for r in results:
-                ok = r.exit_code == 0 and not r.timed_out and r.error is None
-                what = r.error or ("timed out" if r.timed_out else f"exited {r.exit_code}")
-                recorder.event(
-                    "hook",
-                    f"{event} hook {shlex.split(r.hook.command)[0]} {what} in {r.duration_s:.1f} s",
-                    severity="info" if ok else "warning",
-                    source="hook",
-                    data={
-                        "event": event,
-                        "command": r.hook.command,
-                        "exit_code": r.exit_code,
-                        "timed_out": r.timed_out,
-                        "duration_s": round(r.duration_s, 3),
-                        "output": r.output,
-                        "error": r.error,
-                    },
-                )
-                if not ok:
-                    recorder.warn(f"{event} hook {r.hook.command!r} {what}", event=False)
-
-        if background:
-            import threading
-
-            threading.Thread(target=work, name=f"logbook-hook-{event}", daemon=True).start()
-        else:
-            work()
 
 
 def child_env(
@@ -587,165 +448,3 @@ def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[
     except Exception:
         return None, []
     return store, previous
-
-
-def _start_capture(
-    recorder: Recorder, command: list[str], env: Mapping[str, str], cwd: Path
-) -> Any:
-    import threading
-
-    def work() -> None:
-        try:
-            from logbook.capture import capture_launch
-
-            rows = capture_launch(list(command), env, cwd)
-        except Exception as e:  # capture promises not to raise; a bug there must not matter either
-            recorder.warn(f"the launch snapshot failed: {e}")
-            return
-        recorder.snapshots(rows)
-
-    t = threading.Thread(target=work, name="logbook-capture", daemon=True)
-    t.start()
-    return t
-
-
-def _start_settings(
-    recorder: Recorder,
-    store: Store,
-    opts: RunOptions,
-    command: list[str],
-    parent_id: str | None,
-) -> Any:
-    """In the background: snapshot the config and command-line settings, and declare the data
-    mix; their changes from the parent attempt are events."""
-    import threading
-
-    def work() -> None:
-        if opts.gpu_price is not None:  # for `logbook cost`, over the price table
-            price = {
-                "kind": "cost",
-                "name": "gpu_price_usd_per_hour",
-                "value": f"{opts.gpu_price:g}",
-            }
-            recorder.snapshots([{**price, "status": "ok", "detail": "--gpu-price"}])
-        _record_hparams(recorder, store, opts.config_path, command, parent_id)
-        if opts.data_mix_path is not None:
-            _record_data_mix(recorder, store, opts.data_mix_path, parent_id)
-
-    t = threading.Thread(target=work, name="logbook-settings", daemon=True)
-    t.start()
-    return t
-
-
-def _record_data_mix(recorder: Recorder, store: Store, path: Path, parent_id: str | None) -> None:
-    from logbook import datamix
-
-    try:  # read again for each attempt: it may have been edited between restarts
-        mix = datamix.with_fingerprints(datamix.load_mix(path), path.parent)
-    except Exception as e:
-        recorder.warn(f"could not record the data mix: {e}")
-        return
-    recorder.event("data_mix", datamix.summary(mix), data={"mix": mix, "file": str(path)})
-    if parent_id is None:
-        return
-    try:
-        old = datamix.last_recorded(store, recorder.run, {parent_id})
-    except Exception as e:  # a damaged part: no diff this time, and say so
-        recorder.warn(f"could not compare the data mix with the parent attempt: {e}")
-        return
-    change = datamix.change_data(old, mix) if old is not None else None
-    if change is not None:
-        recorder.event("data_mix_change", change[0], data=change[1])
-
-
-def _record_hparams(
-    recorder: Recorder,
-    store: Store,
-    config_path: Path | None,
-    command: list[str],
-    parent_id: str | None,
-) -> None:
-    """Snapshot the config and command-line settings; their changes from the parent are events."""
-    from logbook import hparams
-
-    try:
-        rows = hparams.snapshot_rows(config_path, command)
-    except Exception as e:  # checked before the first launch; the file may have changed since
-        recorder.warn(f"could not snapshot the settings: {e}")
-        return
-    recorder.snapshots(rows)
-    if parent_id is None:
-        return
-    try:
-        kinds = ("config", "arg")
-        old_rows = store.read("snapshots", run=recorder.run).to_pylist()
-        old = {
-            f"{r['kind']}:{r['name']}": r["value"]
-            for r in old_rows
-            if r["attempt_id"] == parent_id and r["kind"] in kinds
-        }
-    except Exception as e:  # a damaged part: no diff this time, and say so
-        recorder.warn(f"could not compare settings with the parent attempt: {e}")
-        return
-    new = {f"{r['kind']}:{r['name']}": r["value"] for r in rows if r["kind"] in kinds}
-    for ch in hparams.changes(old, new):
-        source, _, key = ch["key"].partition(":")
-        message = f"{key}: {json.dumps(ch['old'])} -> {json.dumps(ch['new'])}"
-        data = {
-            "key": key,
-            "old": ch["old"],
-            "new": ch["new"],
-            "source": "config" if source == "config" else "argv",
-        }
-        recorder.event("hparam_change", message, data=data)
-
-
-def _hung_summary(verdict: Any, ended: Ended) -> str:
-    """A hung attempt's summary: what the classifier saw, unless that is only the signal logbook's
-    own hang watch sent (which the classifier cannot tell from anyone else's)."""
-    if verdict.rule == "signal":
-        return f"hung: no output and no new step for {ended.hung_s:.0f} s; logbook stopped it"
-    return f"hung: {verdict.summary}"
-
-
-def _brief(text: str, limit: int = 120) -> str:
-    line = text.splitlines()[0] if text else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _skipped_message(progress: Any) -> str:
-    head = (
-        f"the output came faster than logbook reads it: {progress.skipped_bytes / 1e6:.1f} MB "
-        "were not scanned live for steps and checkpoints"
-    )
-    parsed = (
-        f"; {progress.caught_up_lines:,} of their lines were parsed for metrics after the "
-        f"command ended ({progress.catch_up_s:.1f} s)"
-        if progress.caught_up_lines
-        else ""
-    )
-    if progress.unparsed_lines:
-        about = "about " if progress.unparsed_estimated else ""
-        left = (
-            f"; {about}{progress.unparsed_lines:,} lines were never parsed (the raw log has them)"
-        )
-    else:
-        left = "; every line was parsed" if progress.caught_up_lines else ""
-    return head + parsed + left
-
-
-def _tail_lines(log_dir: Path | None, n: int = 20) -> list[str]:
-    """The last lines of each raw log, for a hang's evidence."""
-    out: list[str] = []
-    for name in ("stdout", "stderr"):
-        path = log_dir / f"{name}.log" if log_dir else None
-        if path is None:
-            continue
-        try:
-            with open(path, "rb") as f:
-                f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
-                lines = f.read().decode("utf-8", "replace").splitlines()[-n:]
-        except OSError:
-            continue
-        out += [f"{name}: {line[:500]}" for line in lines]
-    return out

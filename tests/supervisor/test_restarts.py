@@ -531,3 +531,52 @@ def test_a_run_with_many_parts_is_merged_when_logbook_run_ends(store_path: Path)
     rows = _attempts(store_path, "many")
     assert len(rows) == 71 and rows[-1]["label"] == "1.70" and rows[-1]["parent_label"] == "1.69"
     assert len(list((store_path / "attempts" / "run=many").glob("*.parquet"))) <= 2
+
+
+def test_a_start_hook_that_outlives_the_attempt_still_records_its_event(
+    store_path: Path, tmp_path: Path
+) -> None:
+    """The hook's event comes after the attempt's end (its journal is folded): it is still kept."""
+    hook = tmp_path / "slow_start.sh"
+    hook.write_text("#!/bin/sh\nsleep 2\necho started late\n")
+    hook.chmod(0o755)
+    p = _run(
+        store_path, "--run", "late", "--hook", f"on_start={hook}", "--no-capture", "--", "true"
+    )
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    rows = run_sql(
+        Store(store_path), "select message, data from events where kind = 'hook'"
+    ).to_pylist()
+    assert len(rows) == 1 and rows[0]["message"].startswith("on_start hook ")
+    assert json.loads(rows[0]["data"])["output"].strip() == "started late"
+
+
+def test_a_slow_hang_hook_does_not_hold_back_a_ctrl_c(store_path: Path, tmp_path: Path) -> None:
+    """While an on_hang hook runs (60 s here), Ctrl-C still reaches the command, and a command
+    that ignores it is killed after the grace period, as at any other time."""
+    hook = tmp_path / "slow_hang.sh"
+    hook.write_text("#!/bin/sh\nsleep 60\n")
+    hook.chmod(0o755)
+    script = tmp_path / "stubborn.py"
+    script.write_text(
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('step=1', flush=True)\ntime.sleep(600)\n"
+    )
+    wrapper = subprocess.Popen(
+        logbook_cmd(
+            "run", "--store", str(store_path), "--run", "hh", "--hang-timeout", "1",
+            "--grace", "1", "--hook", f"on_hang={hook}", "--no-capture", "--",
+            sys.executable, str(script),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list(store_path.glob("_journal/*/*.jsonl")):
+        time.sleep(0.1)
+    time.sleep(3)  # hung by now, its hook sleeping
+    started = time.monotonic()
+    wrapper.send_signal(signal.SIGINT)
+    wrapper.communicate(timeout=30)
+    assert time.monotonic() - started < 15
+    assert wrapper.returncode == 128 + signal.SIGKILL

@@ -417,12 +417,16 @@ def test_full_store_never_stops_the_child(tmp_path: Path) -> None:
 def test_a_full_store_records_the_end_once_space_returns(tmp_path: Path) -> None:
     """The end of an attempt that finished on a full disk is kept in the space its journal reserved
     at the start: once there is room again it reads as it ended (exit 4), not as lost."""
-    code = "import sys\nfor i in range(20000): print(f'step={i} loss=1.0 ' + 'x' * 80)\nsys.exit(4)\n"
+    code = (
+        "import sys\nfor i in range(20000): print(f'step={i} loss=1.0 ' + 'x' * 80)\nsys.exit(4)\n"
+    )
     script = tmp_path / "chatty.py"
     script.write_text(code)
     store = tmp_path / "mnt" / "store"
     run = " ".join(
-        logbook_cmd("run", "--store", str(store), "--run", "full", "--", sys.executable, str(script))
+        logbook_cmd(
+            "run", "--store", str(store), "--run", "full", "--", sys.executable, str(script)
+        )
     )
     query = " ".join(
         logbook_cmd(
