@@ -567,6 +567,7 @@ def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[
     """The store and the run's earlier attempts; (None, []) when the store cannot be used."""
     try:
         store = Store.open(opts.store, create=True, source=opts.store_source)
+        store.fold_dead_journals()  # a writer: readers leave dead wrappers' journals to it
         previous = lineage.previous_attempts(store, run)
     except Exception:  # unwritable, full, or damaged beyond reading: run unrecorded
         return None, []
