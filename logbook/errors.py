@@ -23,6 +23,10 @@ class BadQuery(LogbookError):
     """SQL that DuckDB refused."""
 
 
+class ReadOnlyQuery(LogbookError):
+    """SQL that would write or reach a file, or change a setting: queries only read the store."""
+
+
 class StoreCorrupt(LogbookError):
     """A store that cannot be read."""
 

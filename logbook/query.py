@@ -12,34 +12,54 @@ from typing import TYPE_CHECKING, Any
 
 from logbook import gpu_count
 from logbook import schema as schemas
-from logbook.errors import BadQuery, StoreCorrupt
-from logbook.store import Store, parts
+from logbook.errors import BadQuery, ReadOnlyQuery, StoreCorrupt
+from logbook.store import Snapshot, Store, layout, parts
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
     import pyarrow as pa
+    import pyarrow.dataset as pads
 
 _STATUS_RANK = "case status when 'running' then 0 else 1 end"
 # Tables of states appended over time: the view of the table's name keeps the newest row of each.
 _CHANGES = {"attempts": "attempt_changes", "nodes": "node_changes"}
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def connect(store: Store, run: str | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per table of `store`; with `run`, the views
     hold that run's rows only, and only its journals and parts are read (a live view refreshes
-    every few seconds on a store of many runs)."""
+    every few seconds on a store of many runs).
+
+    The connection is read-only for the files: the views read pyarrow datasets registered on it,
+    then external access is turned off and the settings locked, so no statement can write, attach,
+    export, install or load a file, nor turn that back on (`allowed_directories` would still let
+    COPY and ATTACH write inside the store).
+
+    Raises:
+        StoreCorrupt: the store's parts kept vanishing while they were listed.
+    """
+    con = _connection()
+    try:
+        _load(con, store.reading(lambda: store.snapshot(schemas.tables(), run)))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    """The views over empty tables, locked; `_load` then gives them a snapshot of the store. The
+    views are made first so that little time passes between listing the parts and reading them."""
     import duckdb
 
     con = duckdb.connect(":memory:")
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")  # a library prints nothing (long scans drew one)
+    _load(con, Snapshot({t: [] for t in schemas.tables()}, {t: [] for t in schemas.tables()}))
     for table in schemas.tables():
-        name = _CHANGES.get(table, table)
-        _create_view(con, store, table, name, run)
+        _create_view(con, table, _CHANGES.get(table, table))
     for table, key in (("attempts", "attempt_id"), ("nodes", "attempt_id, node")):
         con.execute(
             f"create view {table} as select * exclude (_n) from (select *, row_number() over "
@@ -48,7 +68,17 @@ def connect(store: Store, run: str | None = None) -> duckdb.DuckDBPyConnection:
         )
     for sql in _DERIVED_VIEWS:
         con.execute(sql)
+    con.execute("set enable_external_access = false")
+    con.execute("set lock_configuration = true")
     return con
+
+
+def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
+    """Point the views at `snap`: its parts as pyarrow datasets, its journal rows as tables."""
+    for table in schemas.tables():
+        con.register(f"_parts_{table}", _dataset(table, snap.parts[table]))
+        journal = parts.to_arrow(table, snap.journal_rows[table], with_partitions=True)
+        con.register(f"_journal_{table}", journal)
 
 
 FAILURES = ("crashed", "hung", "lost", "failed", "killed")  # failed/killed: stores from before #3
@@ -141,21 +171,11 @@ _DERIVED_VIEWS = (
 )
 
 
-def _create_view(
-    con: duckdb.DuckDBPyConnection, store: Store, table: str, name: str, run: str | None
-) -> None:
-    sch = schemas.load(table)
-    journal = parts.to_arrow(table, store.journal_rows(table, run), with_partitions=True)
-    con.register(f"_journal_{table}", journal)
-    cols = ", ".join(f'"{c}"' for c in sch.names)
-    files = store.part_files(table, run)
-    source = f"select {cols} from _journal_{table}"
-    if files:
-        listing = ", ".join(_quote(str(p)) for p in files)
-        source = (
-            f"select {cols} from read_parquet([{listing}], hive_partitioning = true, "
-            f"union_by_name = true, hive_types = {{'run': 'VARCHAR'}}) union all by name {source}"
-        )
+def _create_view(con: duckdb.DuckDBPyConnection, table: str, name: str) -> None:
+    cols = ", ".join(f'"{c}"' for c in schemas.load(table).names)
+    source = (
+        f"select {cols} from _parts_{table} union all by name select {cols} from _journal_{table}"
+    )
     if table == "runs":  # the first declaration of each run wins
         source = (
             f"select {cols} from (select *, row_number() over (partition by run order by created_at) "
@@ -164,11 +184,49 @@ def _create_view(
     con.execute(f"create view {name} as select {cols} from ({source})")
 
 
+# Strings that repeat on every row of the big tables (samples, metrics, events): read as
+# dictionaries, they reach DuckDB about twice as fast (`logbook cost` groups samples by attempt
+# and host). A column of mostly distinct strings (messages) is many times slower that way.
+_DICTIONARY = frozenset(
+    {"attempt_id", "host", "scope", "name", "source", "kind", "severity", "status", "launch"}
+)
+
+
+def _dataset(table: str, files: Sequence[Path]) -> pads.Dataset:
+    """The parts of `table` as one pyarrow dataset: the table's schema (a part written before a
+    column existed reads it as null), the run from each part's Hive folder. Made from the listing
+    as it is, without opening a file; DuckDB pushes its projection and filters into the scan."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.fs
+
+    fields = []
+    for f in schemas.load(table).arrow(with_partitions=True):
+        if f.type == pa.string() and f.name in _DICTIONARY:
+            f = f.with_type(pa.dictionary(pa.int32(), pa.string()))
+        fields.append(f.with_nullable(True))  # a part from before a column existed has none
+    dictionary = [f.name for f in fields if pa.types.is_dictionary(f.type)]
+    fmt = pads.ParquetFileFormat(
+        read_options=pads.ParquetReadOptions(dictionary_columns=dictionary)
+    )
+    local = pyarrow.fs.LocalFileSystem()
+    fragments = [
+        fmt.make_fragment(
+            str(path), local, partition_expression=pads.field("run") == layout.run_of(path.parent)
+        )
+        for path in files
+    ]
+    return pads.FileSystemDataset(fragments, pa.schema(fields), fmt, local)
+
+
 def run_sql(store: Store, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
-    """Run SQL over the views and return the result.
+    """Run SQL over the views and return the result. A part that a compaction merged away between
+    the listing and the read sends it back to list again (a few times).
 
     Raises:
         BadQuery: DuckDB refused the SQL; the message is DuckDB's.
+        ReadOnlyQuery: the SQL would write or reach a file, or change a setting.
+        StoreCorrupt: the store cannot be read, or kept changing while it was read.
     """
     import duckdb
 
@@ -179,6 +237,7 @@ def run_sql(store: Store, sql: str, params: list[Any] | dict[str, Any] | None = 
         if not damaged:
             raise StoreCorrupt(f"cannot read {store.root}: {e}", hint='run "logbook doctor"') from e
     except duckdb.Error as e:
+        _refuse_writes(e)
         users_mistake = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
         # A part can look whole and still be damaged inside: then check them all and try again.
         if isinstance(e, users_mistake) or not store.check_all_parts():
@@ -186,7 +245,23 @@ def run_sql(store: Store, sql: str, params: list[Any] | dict[str, Any] | None = 
     try:
         return _execute(store, sql, params)
     except (duckdb.Error, _ViewsFailed) as e:
+        _refuse_writes(e)
         raise BadQuery(str(e).strip()) from e
+
+
+def _refuse_writes(error: Exception) -> None:
+    """Raise ReadOnlyQuery if DuckDB refused `error`'s statement because the connection is locked."""
+    import duckdb
+
+    locked = isinstance(
+        error, duckdb.InvalidInputException
+    ) and "configuration has been locked" in str(error)
+    if isinstance(error, duckdb.PermissionException) or locked:
+        raise ReadOnlyQuery(
+            f"logbook query is read-only: {str(error).strip()}",
+            hint="it reads the store's tables, and refuses COPY ... TO, ATTACH, EXPORT DATABASE, "
+            "INSTALL, LOAD, SET and reading or writing any other file",
+        ) from error
 
 
 class _ViewsFailed(Exception):
@@ -194,21 +269,27 @@ class _ViewsFailed(Exception):
 
 
 def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) -> pa.Table:
+    """Run `sql` on a fresh connection over a fresh snapshot, again on a new one (a few times)
+    when a part listed vanished before it was read."""
     import duckdb
 
-    try:
-        con = connect(store)
-    except duckdb.Error as e:
-        raise _ViewsFailed(str(e).strip()) from e
-    try:
-        result = con.sql(sql, params=params or None)
-        if result is None:  # a statement with no result set (set, create view ...)
-            import pyarrow as pa
+    def attempt() -> pa.Table:
+        try:
+            con = _connection()
+        except duckdb.Error as e:
+            raise _ViewsFailed(str(e).strip()) from e
+        try:
+            _load(con, store.snapshot(schemas.tables()))
+            result = con.sql(sql, params=params or None)
+            if result is None:  # a statement with no result set (create view ...)
+                import pyarrow as pa
 
-            return pa.table({})
-        return result.to_arrow_table()
-    finally:
-        con.close()
+                return pa.table({})
+            return result.to_arrow_table()
+        finally:
+            con.close()
+
+    return store.reading(attempt)
 
 
 def list_runs(store: Store) -> pa.Table:

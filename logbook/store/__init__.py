@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from logbook import schema as schemas
 from logbook.errors import NoSuchRun, StoreCorrupt
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("logbook")
 MARKER = "logbook-store.json"
 FORMAT = 1
+READ_TRIES = 5  # listings of the store a read makes before it gives up on a store that keeps moving
+T = TypeVar("T")
 
 
 class Store:
@@ -34,7 +38,7 @@ class Store:
         self.root = Path(root)
         self.source = source  # where the path came from: --store, LOGBOOK_STORE, logbook.toml, ...
         self.problems: list[str] = []  # parts skipped while reading, for the CLI to warn about
-        self._folded = False
+        self._folded = False  # fold_dead_journals ran
         self._damaged: set[Path] = set()  # found unreadable by check_all_parts
 
     @classmethod
@@ -107,13 +111,23 @@ class Store:
         )
 
     def part_files(self, table: str, run: str | None = None) -> list[Path]:
-        """Parts of `table` that look whole; torn ones are skipped and noted in `problems`."""
+        """Parts of `table` that look whole, as one consistent set beside a running compaction;
+        torn ones are skipped and noted in `problems`.
+
+        Raises:
+            StoreCorrupt: parts kept vanishing while they were listed.
+        """
+        return self.reading(lambda: self._part_files(table, run))
+
+    def _part_files(self, table: str, run: str | None) -> list[Path]:
         good = []
-        for path in parts.iter_part_files(self.root, table, run):
+        for path in parts.reader_part_files(self.root, table, run):
             if path in self._damaged:
                 continue
             if parts.looks_whole(path):
                 good.append(path)
+            elif not path.exists():
+                raise Vanished(f"{path} vanished while the store was listed")
             else:
                 self._problem(
                     f"skipped {path.relative_to(self.root)}: torn or not Parquet "
@@ -137,43 +151,96 @@ class Store:
                     found += 1
         return found
 
-    def journal_rows(self, table: str, run: str | None = None) -> list[dict[str, Any]]:
-        """Rows of `table` that are only in journals so far (live wrappers, unfoldable ones)."""
-        self.fold_dead_journals()
-        out: list[dict[str, Any]] = []
+    def snapshot(self, tables: Iterable[str], run: str | None = None) -> Snapshot:
+        """The parts to read and the rows only journals hold, as one consistent set. Reads only:
+        a dead wrapper's journal gives its rows plus the rows that close its attempts as lost, and
+        stays where it is for a writer to fold.
+
+        Raises:
+            Vanished: a journal was folded and its part compacted while this looked; call again
+                (see `reading`).
+        """
+        # Journals first, then parts: a journal folded in between is then skipped for its part.
+        read = []
         for path in journals.list_journals(self.root, run):
             jf = journals.read(path)
-            if jf is None:
-                continue
-            jrun = str(jf.header.get("run") or layout.run_of(path.parent))
-            folded = layout.run_dir(self.root, table, jrun) / layout.journal_part_name(jf.id)
-            if folded.exists():  # folded a moment ago; its part already holds these rows
-                continue
-            rows = jf.rows if jf.is_alive() else jf.rows + journals.lost_rows(jf)
-            out.extend({**r, "run": jrun} for t, r in rows if t == table)
-        return out
+            if jf is not None and not jf.is_alive():
+                # Dead now, so what it holds is final; read again: it may have appended its end
+                # (or been folded) since the first read.
+                jf = journals.read(path)
+                if jf is not None:
+                    jf.rows = jf.rows + journals.lost_rows(jf)
+            if jf is not None:
+                read.append(jf)
+        tables = list(tables)
+        listed = {t: self._part_files(t, run) for t in tables}
+        rows: dict[str, list[dict[str, Any]]] = {t: [] for t in tables}
+        for jf in read:
+            jrun = str(jf.header.get("run") or layout.run_of(jf.path.parent))
+            for table in tables:
+                mine = [r for t, r in jf.rows if t == table]
+                if not mine:
+                    continue
+                folded = layout.run_dir(self.root, table, jrun) / layout.journal_part_name(jf.id)
+                if folded in listed[table]:
+                    continue  # its part, listed above, holds these rows
+                if not jf.path.exists() and not folded.exists():
+                    raise Vanished(f"{jf.path} was folded and compacted while the store was read")
+                rows[table].extend({**r, "run": jrun} for r in mine)
+        return Snapshot(listed, rows)
+
+    def reading(self, read: Callable[[], T]) -> T:
+        """`read()`, called again (a few times) when a file it listed vanished before it was read:
+        a compaction merged it, or a wrapper folded its journal; the next listing has its rows.
+
+        Raises:
+            StoreCorrupt: files kept vanishing.
+        """
+        last: Exception | None = None
+        for attempt in range(READ_TRIES):
+            try:
+                return read()
+            except Exception as e:
+                if not vanished(e):
+                    raise
+                last = e
+                log.debug("reading %s again: %s", self.root, e)
+                time.sleep(0.05 * (attempt + 1))
+        raise StoreCorrupt(
+            f"cannot read {self.root}: its parts kept changing while they were read "
+            f"({READ_TRIES} tries; the last: {str(last).strip()})",
+            hint='try again; if it persists, run "logbook doctor"',
+        )
 
     def read(self, table: str, run: str | None = None) -> pa.Table:
         """The whole of `table` (one run's, or all) as a pyarrow Table with the run column."""
+        return self.reading(lambda: self._read(table, run))
+
+    def _read(self, table: str, run: str | None) -> pa.Table:
         import pyarrow as pa
 
         target = schemas.load(table).arrow(with_partitions=True)
+        snap = self.snapshot([table], run)
         pieces = []
-        for path in self.part_files(table, run):
+        for path in snap.parts[table]:
             try:
                 data = parts.read_part(path)
             except Exception as e:  # a damaged part must not stop the read
+                if vanished(e):
+                    raise
                 self._problem(f"skipped {path.relative_to(self.root)}: {e}")
                 continue
             data = data.append_column(
                 "run", pa.array([layout.run_of(path.parent)] * len(data), pa.string())
             )
             pieces.append(conform(data, target))
-        pieces.append(parts.to_arrow(table, self.journal_rows(table, run), with_partitions=True))
+        pieces.append(parts.to_arrow(table, snap.journal_rows[table], with_partitions=True))
         return pa.concat_tables(pieces)
 
     def fold_dead_journals(self) -> None:
-        """Fold the journals of wrappers that died, marking their running attempts lost. Once per Store."""
+        """Fold the journals of wrappers that died into parts, marking their running attempts lost.
+        For writers only (`logbook run` at its start, `compact`, `doctor`): readers never change the
+        store. Once per Store."""
         if self._folded:
             return
         self._folded = True
@@ -201,6 +268,30 @@ class Store:
         if text not in self.problems:
             self.problems.append(text)
             log.warning(text)
+
+
+class Vanished(Exception):
+    """A file listed a moment ago is gone: its rows moved to another part; list again."""
+
+
+@dataclass
+class Snapshot:
+    """What a reader reads: part files by table, and the rows only journals hold, by table."""
+
+    parts: dict[str, list[Path]]
+    journal_rows: dict[str, list[dict[str, Any]]]
+
+
+def vanished(error: BaseException) -> bool:
+    """Whether `error` (ours, the OS's, pyarrow's or DuckDB's) says a file listed is gone."""
+    if isinstance(error, (Vanished, FileNotFoundError)):
+        return True
+    text = str(error)
+    return any(s in text for s in _VANISHED_TEXTS)
+
+
+# How pyarrow and DuckDB word a missing file ("[errno 2] No such file or directory" in both).
+_VANISHED_TEXTS = ("No such file or directory", "Cannot open file")
 
 
 def conform(data: pa.Table, target: pa.Schema) -> pa.Table:

@@ -2,8 +2,9 @@
 
 A wrapper appends each lifecycle row (attempt start and end, signals, warnings) as one JSON line and
 fsyncs it, and touches the file as a heartbeat. At the end of the attempt it folds the journal into
-Parquet parts named after the journal, then deletes it. A journal whose wrapper died is folded by
-the next command that reads the store, which also marks its running attempts `lost`.
+Parquet parts named after the journal, then deletes it. Readers read a journal whose wrapper died
+as it is, with its running attempts closed as `lost`; the next command that writes (`logbook run`,
+`compact`, `doctor`) folds it so.
 """
 
 from __future__ import annotations

@@ -100,6 +100,50 @@ def iter_part_files(root: Path, table: str, run: str | None = None) -> Iterator[
                 yield d / name
 
 
+def reader_part_files(root: Path, table: str, run: str | None = None) -> list[Path]:
+    """The parts of `table` as one consistent set, for a reader beside a running compaction.
+
+    A compaction writes its manifest, then its output, deletes its inputs, then the manifest. One
+    directory scan is not a snapshot: it can see an input before the merge and the output after
+    it, missing the manifest between. So each folder is scanned until two scans in a row lose no
+    part, and only parts in both are kept, with the manifests of either: an output in the first
+    scan means its manifest existed all through the second, unless its inputs were deleted during
+    it, and then reading them fails and the reader lists again (see Store.reading).
+    """
+    base = root / table
+    dirs = [layout.run_dir(root, table, run)] if run else _subdirs(base)
+    out: list[Path] = []
+    for d in dirs:
+        out.extend(d / name for name in _stable_names(d))
+    return out
+
+
+def _stable_names(directory: Path, tries: int = 20) -> list[str]:
+    from logbook.store.compact import MANIFEST_PREFIX
+
+    before = _scan(directory)
+    for _ in range(tries):
+        after = _scan(directory)
+        gone = {n for n in before - after if n.endswith(layout.PART_SUFFIX)}
+        if not gone:
+            break
+        before = after  # a compaction is deleting its inputs: scan again once it has
+    names = (before & after) | {n for n in before | after if n.startswith(MANIFEST_PREFIX)}
+    replaced = _replaced_by_compaction(directory, list(names))
+    return sorted(
+        n
+        for n in before & after
+        if n.endswith(layout.PART_SUFFIX) and not n.startswith(".") and n not in replaced
+    )
+
+
+def _scan(directory: Path) -> set[str]:
+    try:
+        return {e.name for e in os.scandir(directory) if e.is_file()}
+    except FileNotFoundError:
+        return set()
+
+
 def _subdirs(base: Path) -> list[Path]:
     try:
         return sorted(

@@ -137,6 +137,9 @@ def test_a_journal_left_on_another_host_is_lost_after_its_heartbeat_stops(store:
     old = (datetime.now(timezone.utc) - timedelta(seconds=journal.LOST_AFTER_S + 5)).timestamp()
     os.utime(j.path, (old, old))
     rows = run_sql(Store(store.root), "select status from attempts").to_pylist()
+    assert rows == [{"status": "lost"}] and j.path.exists()  # a reader leaves it to writers
+    Store(store.root).fold_dead_journals()
+    rows = run_sql(Store(store.root), "select status from attempts").to_pylist()
     assert rows == [{"status": "lost"}] and not j.path.exists()
 
 

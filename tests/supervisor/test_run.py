@@ -287,7 +287,11 @@ def test_kill_9_of_the_wrapper_leaves_a_lost_attempt(store_path: Path, train_scr
     child.kill()
     [a] = attempts(store_path, "sig")
     assert a["status"] == "lost" and a["end_time"] is not None
-    assert not list((store_path / "_journal").rglob("*.jsonl"))  # folded into Parquet
+    assert list((store_path / "_journal").rglob("*.jsonl"))  # a read leaves it to the writers
+    cmd = logbook_cmd("run", "--store", str(store_path), "--run", "sig", "--", "true")
+    assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+    assert not list((store_path / "_journal").rglob("*.jsonl"))  # the next run folded it
+    assert [a["status"] for a in attempts(store_path, "sig")] == ["lost", "completed"]
     lost = run_sql(
         Store(store_path), "select kind, severity from events where kind = 'lost'"
     ).to_pylist()
