@@ -337,9 +337,9 @@ def queries_during_compaction(tmp: Path, quick: bool) -> Row:
     for _ in range(n_queries):
         rc, _, err = query(store, "select count(*) from events")
         if rc != 0:
-            failures.append(
-                f"exit {rc}: {err.strip().splitlines()[-1][:80] if err.strip() else ''}"
-            )
+            lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
+            first = next((ln for ln in lines if "rror" in ln), lines[0] if lines else "")
+            failures.append(f"exit {rc}: {first[:100]}")
     stop.set()
     t.join(timeout=120)
     found = f"{len(failures)} failed during {compactions[0]} compactions"
@@ -429,8 +429,11 @@ def secrets(tmp: Path, quick: bool) -> Row:
     }
     hits: list[str] = []
     for place, files in places.items():
-        text = "".join(_strings_of(f) for f in files)
-        hits += [f"{name} in {place}" for name, s in SECRETS.items() if s in text]
+        for f in files:
+            text = _strings_of(f)
+            where = f.relative_to(store).parts[0] if place == "tables" else place
+            hits += [f"{name} in {where}" for name, s in SECRETS.items() if s in text]
+    hits = sorted(set(hits))
     n_files = sum(len(f) for f in places.values())
     found = f"{len(hits)} found in {n_files} files" + (f" [{', '.join(hits)}]" if hits else "")
     if not places["chronicle"]:
