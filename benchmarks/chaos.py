@@ -31,6 +31,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,11 @@ def training_started(pid: int) -> bool:
         return False
 
 
+def ended(marker: Path | None, pgid: int) -> bool:
+    """Whether the marker exists or the process group is gone."""
+    return (marker is not None and marker.exists()) or not group_alive(pgid)
+
+
 def wait_for(cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -163,7 +169,7 @@ def wrapper_kill(tmp: Path, quick: bool) -> Row:
             )  # fmt: skip
         t0 = time.monotonic()
         if k % 4 == 1:  # right after the training's launch
-            wait_for(lambda pid=p.pid: training_started(pid), 20, 0.005)
+            wait_for(partial(training_started, p.pid), 20, 0.005)
             time.sleep(RNG.uniform(0, 0.05))
         else:  # anywhere from start-up to the end
             time.sleep(RNG.uniform(0, 0.3) if k % 4 == 0 else RNG.uniform(0, 3.0))
@@ -171,9 +177,9 @@ def wrapper_kill(tmp: Path, quick: bool) -> Row:
         p.send_signal(signal.SIGKILL)
         p.wait()
         # the training ends with the marker; the group ends with the pump's last copy
-        wait_for(lambda m=marker, g=p.pid: m.exists() or not group_alive(g), 30)
+        wait_for(partial(ended, marker, p.pid), 30)
         done = marker.exists()
-        wait_for(lambda g=p.pid: not group_alive(g), 15)
+        wait_for(partial(ended, None, p.pid), 15)
         kill_group(p.pid)
         printed = sum(
             1 for ln in (d / "out.log").read_bytes().splitlines() if ln.startswith(b"step=")
