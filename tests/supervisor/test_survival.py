@@ -122,6 +122,7 @@ def test_after_a_kill_9_the_next_writer_records_every_metric_line(tmp_path: Path
         logbook_cmd("doctor", "--store", str(store)), capture_output=True, text=True, timeout=120
     )
     assert "were never parsed" in done.stdout + done.stderr
+    assert len(list(store.glob("logs/run=r/*/stdout.log"))) == 1  # parsed, and left where it was
     [points] = _query(store, "select count(*) as n, count(distinct step) as steps from metrics")
     assert points == {"n": LINES, "steps": LINES}
     [attempt] = _query(store, "select status, first_step, last_step from attempts")
