@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from logbook.record.attempt import AttemptJournal
     from logbook.store import Store
-    from logbook.store.journal import Journal
 
 __all__ = ["Recorder", "get_recorder"]
 
@@ -139,7 +139,7 @@ class Recorder:
         self._wake = threading.Event()
         self._handoff: list[tuple[_Columns, dict[str, list[dict[str, Any]]]]] = []
         self._write_lock = threading.Lock()
-        self._journal: Journal | None = None
+        self._journal: AttemptJournal | None = None
         self._attempt: dict[str, Any] = {}
         self._closed = False
         self._owner = False  # this process journals the attempt's start and end
@@ -171,45 +171,29 @@ class Recorder:
             self._start_attempt()
 
     def _start_attempt(self) -> None:
-        from logbook.supervisor import lineage
-        from logbook.supervisor.recorder import base_attempt
+        from logbook.record.attempt import AttemptJournal, attempt_row, place, runs_row
+        from logbook.redact import redact_command
+        from logbook.supervisor.nodes import host_name
 
         assert self.store is not None
         store = self.store
         self.attempt_id = uuid.uuid4().hex
-        from logbook.redact import redact_command
-
         try:
-            previous = lineage.previous_attempts(store, self.run)
-            placement = lineage.place(previous, None, lineage.claims_dir(store, self.run))
-            start = _now()
-            self._attempt = {
-                **base_attempt(
-                    self.run, self.attempt_id, redact_command(list(sys.argv)), Path.cwd()
-                ),
-                "label": placement.label,
-                "parent_id": placement.parent_id,
-                "parent_label": placement.parent_label,
-                "status": "running",
-                "start_time": start,
-                "pid": os.getpid(),
-                "restart_count": 0,
-                "recorded_at": start,
-            }
+            placement = place(store, self.run)
+            self._attempt = attempt_row(
+                self.run,
+                self.attempt_id,
+                command=redact_command(list(sys.argv)),
+                cwd=Path.cwd(),
+                host=host_name(),
+                placement=placement,
+                start=_now(),
+                pid=os.getpid(),
+            )
             self.label = placement.label
-            self._journal = store.journal(self.run)
-            if not previous:
-                self._journal.append(
-                    "runs",
-                    {
-                        "run": self.run,
-                        "created_at": start,
-                        "host": self._attempt.get("host"),
-                        "user": self._attempt.get("user"),
-                        "description": None,
-                    },
-                )
-            self._journal.append("attempts", self._attempt)
+            self._journal = AttemptJournal(store, self.run)
+            first = [("runs", runs_row(self._attempt))] if placement.parent_id is None else []
+            self._journal.start([*first, ("attempts", self._attempt)])
             self._owner = True
         except Exception as e:
             self._warn(f"could not start an attempt of {self.run} ({_reason(e)}); not recorded")
@@ -371,34 +355,23 @@ class Recorder:
                 data={"skipped": self.skipped},
             )
         crash: tuple[str, dict[str, Any]] | None = None
-        if self._owner and _crashed:  # the wrapper, when there is one, writes its own
-            from logbook.forensics.exceptions import describe_exception
+        fields: dict[str, Any] = {}
+        if self._owner:  # the wrapper, when there is one, records its own end
+            from logbook.record.ending import end_of_process
 
-            crash = self._safe("the crash", lambda: describe_exception(_crashed[0]))
+            fields, crash = end_of_process(
+                _crashed[0] if _crashed else None, self._attempt["start_time"], _now()
+            )
             if crash is not None:
                 self._event("crash", crash[0], severity="error", data=crash[1])
         self.flush()
         self._closed = True
         self._wake.set()
         if self._owner and self._journal is not None:
-            status = "crashed" if _crashed else "completed"
-            end = _now()
-            self._attempt.update(
-                status=status,
-                end_time=end,
-                duration_s=(end - self._attempt["start_time"]).total_seconds(),
-                crash_class=crash[1].get("class") if crash else None,
-                summary=crash[0]
-                if crash
-                else f"uncaught {type(_crashed[0]).__name__}"
-                if _crashed
-                else None,
-                recorded_at=end,
-            )
-            j = self._journal
-            self._safe("the end of the attempt", lambda: j.append("attempts", self._attempt))
-            self._safe("the attempt's rows as Parquet (they stay in the journal)", j.fold)
-            self._safe("the journal", j.close)
+            self._attempt.update(fields)
+            how = self._journal.finish([("attempts", self._attempt)])
+            if how != "folded":
+                self._warn(f"the end of the attempt is {how} (the next logbook command folds it)")
             self._journal = None
 
     def __enter__(self) -> Recorder:
@@ -533,13 +506,9 @@ class Recorder:
         return out
 
     def _write_metrics(self, store: Store, cols: _Columns, names: list[str]) -> bool:
-        from logbook.store import layout, parts
+        from logbook.record.metrics import write_metrics
 
-        parts.write_part(
-            layout.run_dir(store.root, "metrics", self.run),
-            metrics_table(cols, names, self.attempt_id),
-            **METRICS_PARQUET,
-        )
+        write_metrics(store, self.run, metrics_table(cols, names, self.attempt_id), by_name=True)
         return True
 
     def _after_fork_in_child(self) -> None:
@@ -600,17 +569,6 @@ def metrics_table(cols: _Columns, names: list[str], attempt_id: str) -> pa.Table
         pa.repeat(pa.scalar("api", pa.string()), n),
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
-
-
-# Encodings for metrics parts: names, times and steps in a few bits each (#4: ≤ 10 bytes a point).
-METRICS_PARQUET: dict[str, Any] = {
-    "use_dictionary": ["attempt_id", "name", "source"],
-    "column_encoding": {
-        "time": "DELTA_BINARY_PACKED",
-        "step": "DELTA_BINARY_PACKED",
-        "value": "BYTE_STREAM_SPLIT",
-    },
-}
 
 
 def _detector_settings() -> dict[str, Any]:

@@ -70,8 +70,7 @@ def _recorder_alive(root: Path, doc: dict[str, Any]) -> bool:
 
 def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered | None:
     from logbook.parsers import LineParser
-    from logbook.record.metrics import Columns, metrics_table
-    from logbook.store import parts
+    from logbook.record.metrics import Columns, metrics_table, write_metrics
     from logbook.supervisor.progress import _last_redraw, parse_stretch
 
     run, attempt_id = str(doc["run"]), str(doc["attempt_id"])
@@ -85,11 +84,10 @@ def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered |
     result = Recovered(run, attempt_id)
     state: dict[str, Any] = {k: doc.get(k) for k in ("first_step", "last_step")}
     rows: Columns = ([], [], [], [])
-    folder = layout.run_dir(store.root, "metrics", run)
 
     def flush() -> None:
         if rows[0]:
-            parts.write_part(folder, metrics_table(attempt_id, rows))
+            write_metrics(store, run, metrics_table(attempt_id, rows))
             result.points += len(rows[0])
             for column in rows:
                 column.clear()

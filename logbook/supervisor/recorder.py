@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logbook.events import event_row
+from logbook.record.attempt import AttemptJournal, runs_row
 from logbook.store import Store, journal, layout, user_name
 from logbook.supervisor.nodes import host_name
 
@@ -49,7 +50,7 @@ class Recorder:
         self.node = node
         self._warned: set[str] = set()
         self._stream = warn_stream or sys.stderr
-        self._journal: journal.Journal | None = None
+        self._journal: AttemptJournal | None = None
         self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.attempt: dict[str, Any] = {}
@@ -108,19 +109,9 @@ class Recorder:
 
         def begin() -> None:
             assert self.store is not None
-            self._journal = self.store.journal(self.run)
-            self._append_state()
-            if first_of_run and self.leads:
-                self._journal.append(
-                    "runs",
-                    {
-                        "run": self.run,
-                        "created_at": attempt["start_time"],
-                        "host": attempt.get("host"),
-                        "user": attempt.get("user"),
-                        "description": None,
-                    },
-                )
+            self._journal = AttemptJournal(self.store, self.run)
+            first = [("runs", runs_row(attempt))] if first_of_run and self.leads else []
+            self._journal.start([*self._state_rows(), *first])
 
         self._safe("the start of the attempt", begin)
         self._thread = threading.Thread(target=self._heartbeat, name="logbook-journal", daemon=True)
@@ -171,15 +162,18 @@ class Recorder:
         j = self._journal
         if j is None:
             return
-        if not self._safe("the end of the attempt", self._append_state):
-            # A full disk: the space the journal reserved at the start takes the end, and the
-            # events that did not fit, for the next writer to fold once there is room again.
-            if j.spill([*self._state_rows(), *self._unjournaled]):
-                self.warn("the end of the attempt is kept in the journal's reserve", event=False)
-            j.close()
-            return
-        self._safe("the attempt's rows as Parquet (they stay in the journal)", j.fold)
-        j.close()
+        how = j.finish(self._state_rows(), self._unjournaled)
+        if how == "reserved":  # a full disk: the next writer folds it once there is room again
+            self.warn(
+                "the end of the attempt is kept in the space its journal reserved", event=False
+            )
+        elif how == "lost":
+            self.warn("could not record the end of the attempt: the disk is full", event=False)
+        elif how == "journaled":
+            self.warn(
+                "the attempt's rows stay in its journal; the next logbook command folds them",
+                event=False,
+            )
 
     @property
     def journal_id(self) -> str | None:
@@ -206,13 +200,6 @@ class Recorder:
             )
         return rows
 
-    def _append_state(self) -> bool:
-        j = self._journal
-        assert j is not None
-        for table, row in self._state_rows():
-            j.append(table, row)
-        return True
-
     def _heartbeat(self) -> None:
         while True:
             try:
@@ -225,15 +212,10 @@ class Recorder:
                 return
             if self._journal is not None:
                 table, row = item
-                append = functools.partial(_appended, self._journal, table, row)
+                append = functools.partial(self._journal.append, table, row)
                 if not self._safe(f"a {row.get('kind', 'row')} event", append):
                     if len(self._unjournaled) < 100:  # for the reserve, at the end
                         self._unjournaled.append(item)
-
-
-def _appended(j: journal.Journal, table: str, row: dict[str, Any]) -> bool:
-    j.append(table, row)
-    return True
 
 
 def base_attempt(

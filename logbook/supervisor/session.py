@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from logbook.detectors import Detectors
 from logbook.exitcodes import ExitCode
 from logbook.parsers import LineParser
+from logbook.record.ending import end_fields, judge, skipped_message, tail_lines
 from logbook.record.metrics import MetricBuffer
 from logbook.store import Store
 from logbook.supervisor import lineage, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
-from logbook.supervisor.ending import end_fields, judge, skipped_message, tail_lines
 from logbook.supervisor.launch_snapshots import start_capture, start_settings
 from logbook.supervisor.lifecycle_hooks import LifecycleHooks
 from logbook.supervisor.policy import Decision, History, Outcome, decide

@@ -1,6 +1,7 @@
-"""How an attempt ended, decided in one place: the classifier's verdict on its exit and output,
-corrected by what only the supervisor saw (the kernel's OOM killer, a GPU fault, a reader that
-left, the hang watch), and the fields that record it."""
+"""How an attempt ended, decided in one place, for the wrapper (`judge` and `end_fields`: the
+classifier's verdict on the command's exit and output, corrected by what only the supervisor saw:
+the kernel's OOM killer, a GPU fault, a reader that left, the hang watch) and for a Python process
+recording itself through the API (`end_of_process`: an uncaught exception or not)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +88,32 @@ def judge(
         )
         status = "interrupted"
     return status, verdict
+
+
+def end_of_process(
+    crashed: BaseException | None, start: datetime, end: datetime
+) -> tuple[dict[str, Any], tuple[str, dict[str, Any]] | None]:
+    """The end of an attempt a Python process recorded itself (the Python API on its own): crashed
+    when an uncaught exception ended it, else completed (`sys.exit(1)` reaches no hook, so it reads
+    as completed). Returns the end fields and, for a crash, the crash event's (message, data)."""
+    crash = None
+    if crashed is not None:
+        from logbook.forensics.exceptions import describe_exception
+
+        try:
+            crash = describe_exception(crashed)
+        except Exception:  # a description that fails still leaves the crash on record
+            crash = None
+    summary = crash[0] if crash else f"uncaught {type(crashed).__name__}" if crashed else None
+    fields = {
+        "status": "crashed" if crashed is not None else "completed",
+        "end_time": end,
+        "duration_s": (end - start).total_seconds(),
+        "crash_class": crash[1].get("class") if crash else None,
+        "summary": summary,
+        "recorded_at": end,
+    }
+    return fields, crash
 
 
 def end_fields(
