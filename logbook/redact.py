@@ -93,6 +93,24 @@ def _harmless(name: str, value: str) -> bool:
 
 # Names whose assigned value is hidden inside free text (diffs, shell strings).
 _ASSIGN_NAME = r"(?:pass(?:word|wd|phrase)|secret|token|(?:api|access|private)[_-]?key)"
+# Where a webhook URL's secret path begins: Slack's hooks host, or any host with a path segment
+# that names a webhook (Discord's and discordapp's /api/webhooks/, Teams' *.webhook.office.com
+# /webhookb2/, Outlook's /webhook/, Zapier's and Mattermost's /hooks/). The host excludes "@" so
+# that user-info never passes for a host that stays visible.
+_WEBHOOK_HOST_PATH = (
+    r"hooks\.slack\.com/(?:services|workflows|triggers)/"
+    r"|[^\s/?#@'\"\\<>]+/(?:[^\s/?#'\"\\<>]+/)*?(?:webhooks?|webhookb2|hooks)/"
+)
+# The rest of a URL: up to a space, a quote, a backslash (so a JSON escape such as \" is never
+# eaten), a bracket, a comma or a semicolon. "***" matches too, and is replaced by itself, so
+# redacting twice changes nothing.
+_URL_TAIL = r"[^\s'\"\\<>()\[\]{},;]+"
+# Query parameters that carry a credential; case does not matter (X-Amz-Signature, Azure's sig).
+_QUERY_NAME = (
+    r"(?:[\w.\-]*(?:token|secret|passw(?:or)?d|signature|credential|api[_\-]?key|access[_\-]?key)"
+    r"|key|sig|auth|pass|pwd|code)"
+)
+_QUERY_VALUE = r"[^\s'\"\\<>()\[\]{}&#]+"
 # Private key blocks span lines, so they get their own pass; the literal prefix makes it
 # a fast scan. An unterminated block (a truncated diff) is hidden to the end.
 _PEM_PATTERN = re.compile(
@@ -104,9 +122,18 @@ _PEM_PATTERN = re.compile(
 _TEXT_PATTERN = re.compile(
     "|".join(
         [
-            # scheme://user:password@host keeps scheme and host. Anchored on "://" rather
-            # than on the scheme, which would rescan every word of the text.
-            r"(?P<url>(?<=[A-Za-z0-9])://)(?P<userinfo>[^\s/?#@:'\"]+:[^\s/?#'\"]*@)",
+            # A webhook URL is a secret whatever name it is kept under (NOTIFY_URL, alerts): its
+            # path is the credential. Host and the path up to the hook stay, so a reader still
+            # sees what it was (https://hooks.slack.com/services/***). Tried before the user-info
+            # rule, which would take the "://" of a webhook URL that has user-info too.
+            # scheme://user:password@host keeps scheme and host. Both rules are anchored on
+            # "://" rather than on the scheme, which would rescan every word of the text.
+            r"(?P<url>(?<=[A-Za-z0-9])://)(?:"
+            r"(?P<hookuser>[^\s/?#@'\"\\]+@)?(?P<hookhost>" + _WEBHOOK_HOST_PATH + r")"
+            r"(?P<hookpath>" + _URL_TAIL + r")"
+            r"|(?P<userinfo>[^\s/?#@:'\"]+:[^\s/?#'\"]*@))",
+            # Credentials in a query string (?token=, &key=, &sig= of signed URLs).
+            r"(?P<query>[?&](?i:" + _QUERY_NAME + r")=)(?P<queryvalue>" + _QUERY_VALUE + r")",
             # Vendor token formats (prefixes documented by each vendor).
             r"(?P<token>"
             r"\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic and app tokens
@@ -142,8 +169,11 @@ _CHUNK = 64 * 1024
 
 def _replace(match: re.Match[str]) -> str:
     """Build the replacement for one `_TEXT_PATTERN` match, keeping the harmless parts."""
+    if match.group("hookhost") is not None:
+        user = REDACTED + "@" if match.group("hookuser") else ""
+        return match.group("url") + user + match.group("hookhost") + REDACTED
     kept = match.group("url") or match.group("scheme") or match.group("assign")
-    kept = kept or match.group("opt") or match.group("hexname")
+    kept = kept or match.group("opt") or match.group("hexname") or match.group("query")
     if match.group("url") is not None:
         return kept + REDACTED + "@"
     return (kept or "") + REDACTED
@@ -172,6 +202,24 @@ def redact_text(text: str) -> str:
         parts.append(_TEXT_PATTERN.sub(_replace, text[start:end]))
         start = end
     return "".join(parts)
+
+
+# A key that the `name = value` text rule hides the value of, as a whole key (db_password, hf_token).
+_FIELD_NAME = re.compile(r"(?i:" + _ASSIGN_NAME + r")\Z")
+_LITERALS = ("none", "null", "true", "false")
+
+
+def redact_field(name: str, value: str) -> str:
+    """Redact a string found under `name` inside structured data (a JSON document).
+
+    The same as `redact_text` would do to `name: value` written out: the value is hidden whole
+    when the name ends with password, secret, token or an api/access/private key (short values
+    and literals stay), and redacted as text otherwise. Narrower than `is_secret_name` on purpose:
+    keys in logbook's own JSON (key, auth_method, ...) name things, not secrets.
+    """
+    if _FIELD_NAME.search(name) and len(value) >= 4 and value.strip().lower() not in _LITERALS:
+        return REDACTED
+    return redact_text(value)
 
 
 _URL_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")

@@ -16,12 +16,29 @@ _HERE = Path(__file__).resolve().parent
 SCHEMA_DIRS = (_HERE / "_schemas", _HERE.parent / "schemas")
 
 
+# How the store redacts a column on every write (logbook/store/redaction.py): "text" runs the
+# redactor over each string, "json" over each string inside a JSON document (so the document stays
+# valid JSON), "command" over an argument list as a command line; "none" leaves it. A column says
+# so with "redact" in its schema file; without it, text columns (string and list<string>) are
+# "text" and others "none", so a text column added later is redacted without anyone remembering to.
+REDACT_MODES = ("text", "json", "command", "none")
+_TEXT_TYPES = ("string", "list<string>")
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     type: str
     nullable: bool
     description: str
+    redact: str | None = None  # as the schema file says; `redaction` gives the mode in force
+
+    @property
+    def redaction(self) -> str:
+        """How the store redacts this column on write: text, json, command or none."""
+        if self.redact is not None:
+            return self.redact
+        return "text" if self.type in _TEXT_TYPES else "none"
 
 
 @dataclass(frozen=True)
@@ -88,8 +105,20 @@ def load(table: str) -> TableSchema:
         version=int(doc["version"]),
         description=doc["description"],
         partitioning=tuple(doc.get("partitioning", ())),
-        columns=tuple(Column(**c) for c in doc["columns"]),
+        columns=tuple(_column(table, c) for c in doc["columns"]),
     )
+
+
+def _column(table: str, doc: dict[str, Any]) -> Column:
+    col = Column(**doc)
+    mode = col.redaction
+    fits = {"text": _TEXT_TYPES, "json": ("string",), "command": ("list<string>",)}
+    if mode not in REDACT_MODES or (mode != "none" and col.type not in fits[mode]):
+        raise ValueError(
+            f"schemas/{table}.json: column {col.name} ({col.type}) cannot have redact {mode!r} "
+            f"(text for string or list<string>, json for string, command for list<string>, none)"
+        )
+    return col
 
 
 @cache
