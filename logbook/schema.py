@@ -87,6 +87,18 @@ def _arrow_type(name: str) -> Any:
     raise ValueError(f"unknown column type {name!r} in schemas/")
 
 
+def _redact_note(col: Column) -> str:
+    """How the reference shows a text column's redaction when it is not the default."""
+    if col.type not in _TEXT_TYPES:
+        return ""
+    notes = {
+        "json": " Redacted inside the JSON.",
+        "command": " Redacted as a command line.",
+        "none": " Not redacted (logbook makes it).",
+    }
+    return notes.get(col.redaction, "")
+
+
 def schema_dir() -> Path:
     for d in SCHEMA_DIRS:
         if d.is_dir():
@@ -138,6 +150,11 @@ def reference_markdown() -> str:
         "a test fails when it is out of date. Each file is the single source of truth for one table:",
         "the code builds its pyarrow schemas from them and nowhere else.",
         "",
+        "Every text column (string, list<string>) is redacted as it is written, whoever writes it:",
+        "secrets become `***`. A column's `redact` in its file says otherwise: `json` (the strings",
+        "inside the JSON document are redacted, and it stays valid JSON), `command` (redacted as a",
+        "command line), `none` (ids and values logbook itself makes, never user text).",
+        "",
     ]
     for name in tables():
         t = load(name)
@@ -150,7 +167,8 @@ def reference_markdown() -> str:
             "|---|---|---|---|",
         ]
         out += [
-            f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.description} |"
+            f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.description}"
+            f"{_redact_note(c)} |"
             for c in t.columns
         ]
         out.append("")
