@@ -132,8 +132,6 @@ _TEXT_PATTERN = re.compile(
             r"(?P<hookuser>[^\s/?#@'\"\\]+@)?(?P<hookhost>" + _WEBHOOK_HOST_PATH + r")"
             r"(?P<hookpath>" + _URL_TAIL + r")"
             r"|(?P<userinfo>[^\s/?#@:'\"]+:[^\s/?#'\"]*@))",
-            # Credentials in a query string (?token=, &key=, &sig= of signed URLs).
-            r"(?P<query>[?&](?i:" + _QUERY_NAME + r")=)(?P<queryvalue>" + _QUERY_VALUE + r")",
             # Vendor token formats (prefixes documented by each vendor).
             r"(?P<token>"
             r"\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic and app tokens
@@ -150,9 +148,10 @@ _TEXT_PATTERN = re.compile(
             # Authorization headers in curl lines and configs (RFC 6750 b64token characters).
             r"(?i:(?P<scheme>\b(?:bearer|basic)[ \t]+)(?P<credential>[A-Za-z0-9._~+/_\-]{16,}=*))",
             # name = "value", name: value, NAME=value with a secret-ish name; short values
-            # and literals (max_token = 2048 is 4 digits, token = None) stay.
+            # and literals (max_token = 2048 is 4 digits, token = None) stay, and so does a
+            # value already redacted (?token=***&page=2 keeps its &page=2).
             r"(?i:(?P<assign>" + _ASSIGN_NAME + r"['\"]?(?:[ \t]*[:=][ \t]*|[ \t]+(?=['\"]))"
-            r"['\"]?)(?P<value>(?!(?:none|null|true|false)\b)[^\s'\",;)}\]]{4,}))",
+            r"['\"]?)(?P<value>(?!(?:none|null|true|false)\b|\*\*\*)[^\s'\",;)}\]]{4,}))",
             # --name value inside a shell string ("bash -c '... --hf-token abc'").
             r"(?i:(?P<opt>--[\w\-]*" + _ASSIGN_NAME + r"[\w\-]*[ \t]+)"
             r"(?P<optvalue>[^\s'\"\-][^\s'\"]*))",
@@ -161,6 +160,12 @@ _TEXT_PATTERN = re.compile(
             r"(?P<hex>[0-9a-f]{40})\b)",
         ]
     )
+)
+# Credentials in a query string (?token=, &key=, &sig= of signed URLs). A pass of its own: a
+# pattern that starts with one of two characters is skipped through in C, where one more
+# alternative in _TEXT_PATTERN costs every position of the text.
+_QUERY_PATTERN = re.compile(
+    r"(?P<query>[?&](?i:" + _QUERY_NAME + r")=)(?P<queryvalue>" + _QUERY_VALUE + r")"
 )
 # sre holds the GIL for a whole sub() call (about 0.25 s per MB here); scanning in
 # chunks lets the supervisor's output threads run in between.
@@ -173,7 +178,7 @@ def _replace(match: re.Match[str]) -> str:
         user = REDACTED + "@" if match.group("hookuser") else ""
         return match.group("url") + user + match.group("hookhost") + REDACTED
     kept = match.group("url") or match.group("scheme") or match.group("assign")
-    kept = kept or match.group("opt") or match.group("hexname") or match.group("query")
+    kept = kept or match.group("opt") or match.group("hexname")
     if match.group("url") is not None:
         return kept + REDACTED + "@"
     return (kept or "") + REDACTED
@@ -189,19 +194,55 @@ def redact_text(text: str) -> str:
         The text with token-like values, secret assignments, private keys and URL
         credentials replaced; everything else unchanged.
     """
+    if len(text) <= _CHUNK:
+        if "PRIVATE KEY-----" in text:
+            text = _PEM_PATTERN.sub(REDACTED, text)
+        return _redact_lines(text)
+    if _BIG_OUTPUTS.get((hash(text), len(text))):
+        return text  # this very text came out of redact_text: once is enough
     if "PRIVATE KEY-----" in text:
         text = _PEM_PATTERN.sub(REDACTED, text)
-    if len(text) <= _CHUNK:
-        return _TEXT_PATTERN.sub(_replace, text)
     parts: list[str] = []
     start = 0
     while start < len(text):
         # Cut after a newline so no line (and so no match) is split between chunks.
         cut = text.find("\n", start + _CHUNK)
         end = len(text) if cut < 0 else cut + 1
-        parts.append(_TEXT_PATTERN.sub(_replace, text[start:end]))
+        parts.append(_redact_lines(text[start:end]))
         start = end
-    return "".join(parts)
+    out = "".join(parts)
+    _remember(out)
+    return out
+
+
+def _redact_lines(text: str) -> str:
+    """The line-local rules over whole lines of text."""
+    if "=" in text:
+        text = _QUERY_PATTERN.sub(_query, text)
+    return _TEXT_PATTERN.sub(_replace, text)
+
+
+def _query(match: re.Match[str]) -> str:
+    return match.group("query") + REDACTED
+
+
+# The last few large outputs of redact_text, by hash and length. A diff or a config file that a
+# producer redacted is redacted again by the store on its way in (which sees every row, and
+# cannot know who redacted what); redaction is idempotent, so for its own output it can skip the
+# scan, about 0.25 s a megabyte. Python's string hash is keyed per process: not forgeable.
+_BIG_OUTPUTS: dict[tuple[int, int], bool] = {}
+_BIG_OUTPUTS_MAX = 32
+
+
+def _remember(out: str) -> None:
+    key = (hash(out), len(out))
+    _BIG_OUTPUTS.pop(key, None)
+    _BIG_OUTPUTS[key] = True
+    while len(_BIG_OUTPUTS) > _BIG_OUTPUTS_MAX:
+        try:
+            del _BIG_OUTPUTS[next(iter(_BIG_OUTPUTS))]  # the oldest
+        except (KeyError, StopIteration, RuntimeError):  # another thread got there first
+            break
 
 
 # A key that the `name = value` text rule hides the value of, as a whole key (db_password, hf_token).

@@ -371,3 +371,45 @@ def test_webhook_urls_and_query_credentials(text: str, expected: str) -> None:
 )
 def test_redact_field(name: str, value: str, expected: str) -> None:
     assert redact_field(name, value) == expected
+
+
+_PIECES = [
+    "https://hooks.slack.com/services/T0/B0/XX",
+    "https://discord.com/api/webhooks/1/tok",
+    "https://u:p@host.io/x?token=abc&page=2",
+    "?sig=abc",
+    "&key=value",
+    "password=hunter2secret",
+    'password="hunter2"',
+    "--api-key",
+    "--hf-token abcdef",
+    "***",
+    TOKENS["github classic"],
+    TOKENS["hugging face"],
+    "Bearer abcdefghijklmnopqrstu",
+    "loss=1.5",
+]
+
+
+@given(
+    st.lists(st.sampled_from(_PIECES), max_size=8),
+    st.lists(st.sampled_from(" \t\n,;:\"'()&?=/@"), max_size=8),
+)
+def test_redaction_of_secret_laden_text_is_idempotent(pieces: list[str], seps: list[str]) -> None:
+    text = "".join(p + (seps[i % len(seps)] if seps else " ") for i, p in enumerate(pieces))
+    once = redact_text(text)
+    assert redact_text(once) == once
+    assert "hunter2secret" not in once and "T0/B0/XX" not in once and "/1/tok" not in once
+
+
+def test_large_text_redacted_once_is_not_scanned_again() -> None:
+    from logbook import redact
+
+    token = TOKENS["github classic"]
+    text = "+ x = 1\n" * 20_000 + f"token {token}\n"
+    once = redact_text(text)
+    assert token not in once and (hash(once), len(once)) in redact._BIG_OUTPUTS
+    copy = "".join(list(once))  # another string with the same text, as the store gets it
+    assert redact_text(copy) == once
+    fresh = text.replace("x = 1", "x = 2")  # never redacted: scanned
+    assert token not in redact_text(fresh)
