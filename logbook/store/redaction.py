@@ -13,14 +13,16 @@ the same. A part records the redactor's version in its metadata; compaction leav
 current version as they are and redacts older ones, so a store written before a rule existed is
 cleaned by its next compaction.
 
-The raw logs (`logs/` in the store) are never rewritten: they are the training's own output, kept
-for `logbook logs` on this machine and not published, and the chronicle does not copy them.
+The raw logs (`logs/` in the store) are not redacted or rewritten: they are the training's own
+output, kept as it printed it for the crash classifier and for whoever reads the store's folder,
+and never published (the chronicle does not copy them).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
@@ -34,6 +36,7 @@ VERSION = "1"
 _KEY = b"logbook.redacted"
 
 
+@cache
 def modes(table: str | None) -> dict[str, str]:
     """Column name -> redaction mode for `table`; {} for a table the schemas do not know."""
     if not table:
@@ -50,7 +53,7 @@ def redact_row(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
 
     A key the schema does not list is redacted as text if it holds text: unknown means unchecked.
     """
-    how = modes(table)
+    how = modes(table)  # shared, cached: read only
     return {k: _redact_value(how.get(k, "text"), v) for k, v in row.items()}
 
 
