@@ -79,22 +79,28 @@ def redact_json(text: str) -> str:
         doc = json.loads(text)
     except ValueError:
         return redact_text(text)
-    cleaned = _walk(doc)
-    return text if cleaned == doc else json.dumps(cleaned)
+    changed: list[bool] = []
+    cleaned = _walk(doc, None, changed)
+    return json.dumps(cleaned) if changed else text
 
 
-def _walk(value: Any, name: str | None = None) -> Any:
+def _walk(value: Any, name: str | None, changed: list[bool]) -> Any:
+    """`value` with its strings redacted; appends to `changed` when one was (comparing documents
+    instead would take a NaN, never equal to itself, for a change)."""
     if isinstance(value, str):
-        return redact_field(name, value) if name is not None else redact_text(value)
+        out = redact_field(name, value) if name is not None else redact_text(value)
+        if out != value:
+            changed.append(True)
+        return out
     if isinstance(value, dict):
         return {
-            (redact_text(k) if isinstance(k, str) else k): _walk(
-                v, k if isinstance(k, str) else None
+            _walk(k, None, changed) if isinstance(k, str) else k: _walk(
+                v, k if isinstance(k, str) else None, changed
             )
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_walk(v) for v in value]
+        return [_walk(v, None, changed) for v in value]
     return value
 
 
