@@ -93,6 +93,24 @@ def _harmless(name: str, value: str) -> bool:
 
 # Names whose assigned value is hidden inside free text (diffs, shell strings).
 _ASSIGN_NAME = r"(?:pass(?:word|wd|phrase)|secret|token|(?:api|access|private)[_-]?key)"
+# Where a webhook URL's secret path begins: Slack's hooks host, or any host with a path segment
+# that names a webhook (Discord's and discordapp's /api/webhooks/, Teams' *.webhook.office.com
+# /webhookb2/, Outlook's /webhook/, Zapier's and Mattermost's /hooks/). The host excludes "@" so
+# that user-info never passes for a host that stays visible.
+_WEBHOOK_HOST_PATH = (
+    r"hooks\.slack\.com/(?:services|workflows|triggers)/"
+    r"|[^\s/?#@'\"\\<>]+/(?:[^\s/?#'\"\\<>]+/)*?(?:webhooks?|webhookb2|hooks)/"
+)
+# The rest of a URL: up to a space, a quote, a backslash (so a JSON escape such as \" is never
+# eaten), a bracket, a comma or a semicolon. "***" matches too, and is replaced by itself, so
+# redacting twice changes nothing.
+_URL_TAIL = r"[^\s'\"\\<>()\[\]{},;]+"
+# Query parameters that carry a credential; case does not matter (X-Amz-Signature, Azure's sig).
+_QUERY_NAME = (
+    r"(?:[\w.\-]*(?:token|secret|passw(?:or)?d|signature|credential|api[_\-]?key|access[_\-]?key)"
+    r"|key|sig|auth|pass|pwd|code)"
+)
+_QUERY_VALUE = r"[^\s'\"\\<>()\[\]{}&#]+"
 # Private key blocks span lines, so they get their own pass; the literal prefix makes it
 # a fast scan. An unterminated block (a truncated diff) is hidden to the end.
 _PEM_PATTERN = re.compile(
@@ -104,9 +122,16 @@ _PEM_PATTERN = re.compile(
 _TEXT_PATTERN = re.compile(
     "|".join(
         [
-            # scheme://user:password@host keeps scheme and host. Anchored on "://" rather
-            # than on the scheme, which would rescan every word of the text.
-            r"(?P<url>(?<=[A-Za-z0-9])://)(?P<userinfo>[^\s/?#@:'\"]+:[^\s/?#'\"]*@)",
+            # A webhook URL is a secret whatever name it is kept under (NOTIFY_URL, alerts): its
+            # path is the credential. Host and the path up to the hook stay, so a reader still
+            # sees what it was (https://hooks.slack.com/services/***). Tried before the user-info
+            # rule, which would take the "://" of a webhook URL that has user-info too.
+            # scheme://user:password@host keeps scheme and host. Both rules are anchored on
+            # "://" rather than on the scheme, which would rescan every word of the text.
+            r"(?P<url>(?<=[A-Za-z0-9])://)(?:"
+            r"(?P<hookuser>[^\s/?#@'\"\\]+@)?(?P<hookhost>" + _WEBHOOK_HOST_PATH + r")"
+            r"(?P<hookpath>" + _URL_TAIL + r")"
+            r"|(?P<userinfo>[^\s/?#@:'\"]+:[^\s/?#'\"]*@))",
             # Vendor token formats (prefixes documented by each vendor).
             r"(?P<token>"
             r"\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic and app tokens
@@ -123,9 +148,10 @@ _TEXT_PATTERN = re.compile(
             # Authorization headers in curl lines and configs (RFC 6750 b64token characters).
             r"(?i:(?P<scheme>\b(?:bearer|basic)[ \t]+)(?P<credential>[A-Za-z0-9._~+/_\-]{16,}=*))",
             # name = "value", name: value, NAME=value with a secret-ish name; short values
-            # and literals (max_token = 2048 is 4 digits, token = None) stay.
+            # and literals (max_token = 2048 is 4 digits, token = None) stay, and so does a
+            # value already redacted (?token=***&page=2 keeps its &page=2).
             r"(?i:(?P<assign>" + _ASSIGN_NAME + r"['\"]?(?:[ \t]*[:=][ \t]*|[ \t]+(?=['\"]))"
-            r"['\"]?)(?P<value>(?!(?:none|null|true|false)\b)[^\s'\",;)}\]]{4,}))",
+            r"['\"]?)(?P<value>(?!(?:none|null|true|false)\b|\*\*\*)[^\s'\",;)}\]]{4,}))",
             # --name value inside a shell string ("bash -c '... --hf-token abc'").
             r"(?i:(?P<opt>--[\w\-]*" + _ASSIGN_NAME + r"[\w\-]*[ \t]+)"
             r"(?P<optvalue>[^\s'\"\-][^\s'\"]*))",
@@ -135,6 +161,12 @@ _TEXT_PATTERN = re.compile(
         ]
     )
 )
+# Credentials in a query string (?token=, &key=, &sig= of signed URLs). A pass of its own: a
+# pattern that starts with one of two characters is skipped through in C, where one more
+# alternative in _TEXT_PATTERN costs every position of the text.
+_QUERY_PATTERN = re.compile(
+    r"(?P<query>[?&](?i:" + _QUERY_NAME + r")=)(?P<queryvalue>" + _QUERY_VALUE + r")"
+)
 # sre holds the GIL for a whole sub() call (about 0.25 s per MB here); scanning in
 # chunks lets the supervisor's output threads run in between.
 _CHUNK = 64 * 1024
@@ -142,6 +174,9 @@ _CHUNK = 64 * 1024
 
 def _replace(match: re.Match[str]) -> str:
     """Build the replacement for one `_TEXT_PATTERN` match, keeping the harmless parts."""
+    if match.group("hookhost") is not None:
+        user = REDACTED + "@" if match.group("hookuser") else ""
+        return match.group("url") + user + match.group("hookhost") + REDACTED
     kept = match.group("url") or match.group("scheme") or match.group("assign")
     kept = kept or match.group("opt") or match.group("hexname")
     if match.group("url") is not None:
@@ -159,19 +194,73 @@ def redact_text(text: str) -> str:
         The text with token-like values, secret assignments, private keys and URL
         credentials replaced; everything else unchanged.
     """
+    if len(text) <= _CHUNK:
+        if "PRIVATE KEY-----" in text:
+            text = _PEM_PATTERN.sub(REDACTED, text)
+        return _redact_lines(text)
+    if _BIG_OUTPUTS.get((hash(text), len(text))):
+        return text  # this very text came out of redact_text: once is enough
     if "PRIVATE KEY-----" in text:
         text = _PEM_PATTERN.sub(REDACTED, text)
-    if len(text) <= _CHUNK:
-        return _TEXT_PATTERN.sub(_replace, text)
     parts: list[str] = []
     start = 0
     while start < len(text):
         # Cut after a newline so no line (and so no match) is split between chunks.
         cut = text.find("\n", start + _CHUNK)
         end = len(text) if cut < 0 else cut + 1
-        parts.append(_TEXT_PATTERN.sub(_replace, text[start:end]))
+        parts.append(_redact_lines(text[start:end]))
         start = end
-    return "".join(parts)
+    out = "".join(parts)
+    _remember(out)
+    return out
+
+
+def _redact_lines(text: str) -> str:
+    """The line-local rules over whole lines of text."""
+    if "=" in text:
+        text = _QUERY_PATTERN.sub(_query, text)
+    return _TEXT_PATTERN.sub(_replace, text)
+
+
+def _query(match: re.Match[str]) -> str:
+    return match.group("query") + REDACTED
+
+
+# The last few large outputs of redact_text, by hash and length. A diff or a config file that a
+# producer redacted is redacted again by the store on its way in (which sees every row, and
+# cannot know who redacted what); redaction is idempotent, so for its own output it can skip the
+# scan, about 0.25 s a megabyte. Python's string hash is keyed per process: not forgeable.
+_BIG_OUTPUTS: dict[tuple[int, int], bool] = {}
+_BIG_OUTPUTS_MAX = 32
+
+
+def _remember(out: str) -> None:
+    key = (hash(out), len(out))
+    _BIG_OUTPUTS.pop(key, None)
+    _BIG_OUTPUTS[key] = True
+    while len(_BIG_OUTPUTS) > _BIG_OUTPUTS_MAX:
+        try:
+            del _BIG_OUTPUTS[next(iter(_BIG_OUTPUTS))]  # the oldest
+        except (KeyError, StopIteration, RuntimeError):  # another thread got there first
+            break
+
+
+# A key that the `name = value` text rule hides the value of, as a whole key (db_password, hf_token).
+_FIELD_NAME = re.compile(r"(?i:" + _ASSIGN_NAME + r")\Z")
+_LITERALS = ("none", "null", "true", "false")
+
+
+def redact_field(name: str, value: str) -> str:
+    """Redact a string found under `name` inside structured data (a JSON document).
+
+    The same as `redact_text` would do to `name: value` written out: the value is hidden whole
+    when the name ends with password, secret, token or an api/access/private key (short values
+    and literals stay), and redacted as text otherwise. Narrower than `is_secret_name` on purpose:
+    keys in logbook's own JSON (key, auth_method, ...) name things, not secrets.
+    """
+    if _FIELD_NAME.search(name) and len(value) >= 4 and value.strip().lower() not in _LITERALS:
+        return REDACTED
+    return redact_text(value)
 
 
 _URL_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/?#]*@")

@@ -16,12 +16,29 @@ _HERE = Path(__file__).resolve().parent
 SCHEMA_DIRS = (_HERE / "_schemas", _HERE.parent / "schemas")
 
 
+# How the store redacts a column on every write (logbook/store/redaction.py): "text" runs the
+# redactor over each string, "json" over each string inside a JSON document (so the document stays
+# valid JSON), "command" over an argument list as a command line; "none" leaves it. A column says
+# so with "redact" in its schema file; without it, text columns (string and list<string>) are
+# "text" and others "none", so a text column added later is redacted without anyone remembering to.
+REDACT_MODES = ("text", "json", "command", "none")
+_TEXT_TYPES = ("string", "list<string>")
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     type: str
     nullable: bool
     description: str
+    redact: str | None = None  # as the schema file says; `redaction` gives the mode in force
+
+    @property
+    def redaction(self) -> str:
+        """How the store redacts this column on write: text, json, command or none."""
+        if self.redact is not None:
+            return self.redact
+        return "text" if self.type in _TEXT_TYPES else "none"
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,18 @@ def _arrow_type(name: str) -> Any:
     raise ValueError(f"unknown column type {name!r} in schemas/")
 
 
+def _redact_note(col: Column) -> str:
+    """How the reference shows a text column's redaction when it is not the default."""
+    if col.type not in _TEXT_TYPES:
+        return ""
+    notes = {
+        "json": " Redacted inside the JSON.",
+        "command": " Redacted as a command line.",
+        "none": " Not redacted (logbook makes it).",
+    }
+    return notes.get(col.redaction, "")
+
+
 def schema_dir() -> Path:
     for d in SCHEMA_DIRS:
         if d.is_dir():
@@ -88,8 +117,20 @@ def load(table: str) -> TableSchema:
         version=int(doc["version"]),
         description=doc["description"],
         partitioning=tuple(doc.get("partitioning", ())),
-        columns=tuple(Column(**c) for c in doc["columns"]),
+        columns=tuple(_column(table, c) for c in doc["columns"]),
     )
+
+
+def _column(table: str, doc: dict[str, Any]) -> Column:
+    col = Column(**doc)
+    mode = col.redaction
+    fits = {"text": _TEXT_TYPES, "json": ("string",), "command": ("list<string>",)}
+    if mode not in REDACT_MODES or (mode != "none" and col.type not in fits[mode]):
+        raise ValueError(
+            f"schemas/{table}.json: column {col.name} ({col.type}) cannot have redact {mode!r} "
+            f"(text for string or list<string>, json for string, command for list<string>, none)"
+        )
+    return col
 
 
 @cache
@@ -109,6 +150,11 @@ def reference_markdown() -> str:
         "a test fails when it is out of date. Each file is the single source of truth for one table:",
         "the code builds its pyarrow schemas from them and nowhere else.",
         "",
+        "Every text column (string, list<string>) is redacted as it is written, whoever writes it:",
+        "secrets become `***`. A column's `redact` in its file says otherwise: `json` (the strings",
+        "inside the JSON document are redacted, and it stays valid JSON), `command` (redacted as a",
+        "command line), `none` (ids and values logbook itself makes, never user text).",
+        "",
     ]
     for name in tables():
         t = load(name)
@@ -121,7 +167,8 @@ def reference_markdown() -> str:
             "|---|---|---|---|",
         ]
         out += [
-            f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.description} |"
+            f"| `{c.name}` | {c.type} | {'yes' if c.nullable else 'no'} | {c.description}"
+            f"{_redact_note(c)} |"
             for c in t.columns
         ]
         out.append("")

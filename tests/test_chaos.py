@@ -11,7 +11,7 @@ CHAOS = Path(__file__).resolve().parent.parent / "benchmarks" / "chaos.py"
 
 
 def test_quick_chaos_subset() -> None:
-    trials = ["wrapper-kill", "concurrent-labels", "compact-kill"]
+    trials = ["wrapper-kill", "concurrent-labels", "compact-kill", "secrets"]
     only = [arg for t in trials for arg in ("--only", t)]
     p = subprocess.run(
         [sys.executable, str(CHAOS), "--quick", "--json", *only],
@@ -22,7 +22,7 @@ def test_quick_chaos_subset() -> None:
     assert p.returncode == 0, p.stderr[-2000:]
     rows = {r["trial"]: r for r in json.loads(p.stdout)}
     assert set(rows) == set(trials)
-    for name in ("wrapper-kill", "concurrent-labels"):
+    for name in ("wrapper-kill", "concurrent-labels", "secrets"):
         assert rows[name]["ok"], rows[name]
     # compact-kill is a measurement here (its fix lands elsewhere): it ran and printed a row
     assert rows["compact-kill"]["runs"] > 0, rows["compact-kill"]

@@ -13,6 +13,7 @@ from logbook.redact import (
     is_secret_name,
     redact_command,
     redact_env,
+    redact_field,
     redact_text,
     redact_url,
     redact_value,
@@ -295,3 +296,120 @@ def test_no_fragment_of_a_token_survives(prefix: str, kind: str) -> None:
     out = redact_text(f"x {prefix}{token}@host y")
     fragments = {token[i : i + 8] for i in range(len(token) - 7)}
     assert not any(fragment in out for fragment in fragments), out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Webhook URLs: the path is the secret, the host stays so a reader sees what it was.
+        (
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+            "https://hooks.slack.com/services/***",
+        ),
+        ("https://hooks.slack.com/workflows/T1/A2/3/abc", "https://hooks.slack.com/workflows/***"),
+        ("https://discord.com/api/webhooks/123/abc-_XYZ", "https://discord.com/api/webhooks/***"),
+        ("https://discordapp.com/api/webhooks/1/a", "https://discordapp.com/api/webhooks/***"),
+        (
+            "https://canary.discord.com/api/v10/webhooks/1/a",
+            "https://canary.discord.com/api/v10/webhooks/***",
+        ),
+        (
+            "https://contoso.webhook.office.com/webhookb2/a@b/IncomingWebhook/c/d",
+            "https://contoso.webhook.office.com/webhookb2/***",
+        ),
+        (
+            "https://outlook.office.com/webhook/a@b/IncomingWebhook/c/d",
+            "https://outlook.office.com/webhook/***",
+        ),
+        ("https://hooks.zapier.com/hooks/catch/1/abc/", "https://hooks.zapier.com/hooks/***"),
+        (
+            "https://u:p@hooks.slack.com/services/T/B/X",
+            "https://***@hooks.slack.com/services/***",
+        ),
+        # Within text: punctuation and JSON escapes around the URL are kept.
+        (
+            "alerts: https://hooks.slack.com/services/T/B/X, then (https://x.io/webhooks/1/k).",
+            "alerts: https://hooks.slack.com/services/***, then (https://x.io/webhooks/***).",
+        ),
+        (
+            '{"m": "see \\"https://discord.com/api/webhooks/1/abc\\" now"}',
+            '{"m": "see \\"https://discord.com/api/webhooks/***\\" now"}',
+        ),
+        # Credentials in query strings; the other parameters stay.
+        ("https://x.io/a?token=abc123&page=2#f", "https://x.io/a?token=***&page=2#f"),
+        (
+            "https://b.blob.x.net/c?sv=2020&sig=abc%2B1&se=1",
+            "https://b.blob.x.net/c?sv=2020&sig=***&se=1",
+        ),
+        (
+            "https://s3.x.com/b/k?X-Amz-Signature=de&X-Amz-Credential=AK/x",
+            "https://s3.x.com/b/k?X-Amz-Signature=***&X-Amz-Credential=***",
+        ),
+        ("https://maps.x.com/api?key=AIzaXXXX&q=1", "https://maps.x.com/api?key=***&q=1"),
+        # Not webhooks: kept.
+        ("git@github.com:org/webhooks.git", "git@github.com:org/webhooks.git"),
+        ("https://github.com/org/repo/tree/main", "https://github.com/org/repo/tree/main"),
+        ("https://x.io/docs/webhooks", "https://x.io/docs/webhooks"),
+    ],
+)
+def test_webhook_urls_and_query_credentials(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+    assert redact_text(expected) == expected  # idempotent: *** stays ***
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("password", "hunter2secret", REDACTED),
+        ("hf_token", "abcdefgh", REDACTED),
+        ("db_api_key", "abcdefgh", REDACTED),
+        ("password", "null", "null"),  # literals and short values stay, as in text
+        ("token", "abc", "abc"),
+        ("key", "optimizer.lr", "optimizer.lr"),  # logbook's own JSON names things by "key"
+        ("url", "https://hooks.slack.com/services/T/B/X", "https://hooks.slack.com/services/***"),
+    ],
+)
+def test_redact_field(name: str, value: str, expected: str) -> None:
+    assert redact_field(name, value) == expected
+
+
+_PIECES = [
+    "https://hooks.slack.com/services/T0/B0/XX",
+    "https://discord.com/api/webhooks/1/tok",
+    "https://u:p@host.io/x?token=abc&page=2",
+    "?sig=abc",
+    "&key=value",
+    "password=hunter2secret",
+    'password="hunter2"',
+    "--api-key",
+    "--hf-token abcdef",
+    "***",
+    TOKENS["github classic"],
+    TOKENS["hugging face"],
+    "Bearer abcdefghijklmnopqrstu",
+    "loss=1.5",
+]
+
+
+@given(
+    st.lists(st.sampled_from(_PIECES), max_size=8),
+    st.lists(st.sampled_from(" \t\n,;:\"'()&?=/@"), max_size=8),
+)
+def test_redaction_of_secret_laden_text_is_idempotent(pieces: list[str], seps: list[str]) -> None:
+    text = "".join(p + (seps[i % len(seps)] if seps else " ") for i, p in enumerate(pieces))
+    once = redact_text(text)
+    assert redact_text(once) == once
+    assert "hunter2secret" not in once and "T0/B0/XX" not in once and "/1/tok" not in once
+
+
+def test_large_text_redacted_once_is_not_scanned_again() -> None:
+    from logbook import redact
+
+    token = TOKENS["github classic"]
+    text = "+ x = 1\n" * 20_000 + f"token {token}\n"
+    once = redact_text(text)
+    assert token not in once and (hash(once), len(once)) in redact._BIG_OUTPUTS
+    copy = "".join(list(once))  # another string with the same text, as the store gets it
+    assert redact_text(copy) == once
+    fresh = text.replace("x = 1", "x = 2")  # never redacted: scanned
+    assert token not in redact_text(fresh)

@@ -30,7 +30,8 @@ def test_every_table_has_a_complete_versioned_file() -> None:
             len(names) == len(set(names)) and names[0] == "run" and doc["partitioning"] == ["run"]
         )
         for c in doc["columns"]:
-            assert set(c) == {"name", "type", "nullable", "description"}, c
+            assert set(c) - {"redact"} == {"name", "type", "nullable", "description"}, c
+            assert c.get("redact", "none") in schema.REDACT_MODES, c
             assert (
                 c["type"] in TYPES
                 and isinstance(c["nullable"], bool)

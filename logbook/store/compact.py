@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from logbook import schema as schemas
 from logbook.store import journal as journals
-from logbook.store import layout, parts
+from logbook.store import layout, parts, redaction
 from logbook.store import lock as locks
 from logbook.store.lock import LOCK_NAME
 
@@ -251,9 +251,11 @@ def _write_merged(tmp: Path, table: str, inputs: list[Path]) -> int:
     # Dictionaries only for strings: the numbers (times, steps, values) are nearly all distinct, and
     # a dictionary per row group of them made the output twice the size of plain zstd pages.
     strings = [f.name for f in target if pa.types.is_string(f.type)]
-    with pq.ParquetWriter(str(tmp), target, compression="zstd", use_dictionary=strings) as writer:
+    # Every piece is redacted by the current rules (`_conformed`), so the output says so.
+    marked = redaction.mark_schema(target)
+    with pq.ParquetWriter(str(tmp), marked, compression="zstd", use_dictionary=strings) as writer:
         for i, path in enumerate(inputs):
-            for piece in _conformed(path, target):
+            for piece in _conformed(path, target, table):
                 buffer.append(piece)
                 rows += len(piece)
                 if sum(len(b) for b in buffer) >= ROW_GROUP_ROWS or (
@@ -273,8 +275,10 @@ def _write_merged(tmp: Path, table: str, inputs: list[Path]) -> int:
     return rows
 
 
-def _conformed(path: Path, target: pa.Schema) -> Iterator[pa.Table]:
-    """The batches of one part, each cast to the table's current schema."""
+def _conformed(path: Path, target: pa.Schema, table: str) -> Iterator[pa.Table]:
+    """The batches of one part, each cast to the table's current schema and redacted by the
+    current rules: a part that was written by them is taken as it is (scanning it again would
+    only cost), one written before them is redacted now."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -282,10 +286,12 @@ def _conformed(path: Path, target: pa.Schema) -> Iterator[pa.Table]:
 
     try:
         with pq.ParquetFile(path) as f:
+            done = redaction.is_redacted(f.schema_arrow)
             # One thread: decoding in a pool spreads allocations over per-thread heaps, which
             # raised the peak RSS by ~10 MB for no gain in speed on parts this small.
             for batch in f.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
-                yield conform(pa.Table.from_batches([batch]), target)
+                piece = conform(pa.Table.from_batches([batch]), target)
+                yield piece if done else redaction.redact_table(piece, table)
     except Exception as e:  # pyarrow raises several types for damaged files
         raise _Damaged(path) from e
 

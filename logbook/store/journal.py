@@ -20,7 +20,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from logbook.store import layout, owner
+from logbook.store import layout, owner, redaction
 
 # A wrapper touches its journal this often; one on another host silent for LOST_AFTER_S is lost.
 HEARTBEAT_S = 15.0
@@ -70,6 +70,7 @@ class Journal:
         as many as fit, first ones first; True if any did."""
         if self._reserve_fd is None:
             return False
+        rows = [(table, redaction.redact_row(table, row)) for table, row in rows]  # as append does
         data = b""
         for table, row in rows:
             line = (json.dumps({"table": table, "row": row}, default=_json_default) + "\n").encode()
@@ -84,7 +85,7 @@ class Journal:
                 os.fsync(self._reserve_fd)
             except OSError:
                 return False
-        self.rows.extend((t, dict(r)) for t, r in rows[: data.count(b"\n")])
+        self.rows.extend(rows[: data.count(b"\n")])
         return True
 
     def _write_line(self, obj: dict[str, Any]) -> None:
@@ -93,10 +94,12 @@ class Journal:
         os.fsync(self._fd)
 
     def append(self, table: str, row: dict[str, Any]) -> None:
-        """Record one row durably before returning."""
+        """Record one row durably before returning, its text fields redacted: a journal is read
+        as the table by every reader while the wrapper lives, and folded into a part after."""
+        row = redaction.redact_row(table, row)
         with self._lock:
             self._write_line({"table": table, "row": row})
-            self.rows.append((table, dict(row)))
+            self.rows.append((table, row))
 
     def touch(self) -> None:
         """Heartbeat: readers take a journal untouched for LOST_AFTER_S on another host as dead."""

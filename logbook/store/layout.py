@@ -20,6 +20,8 @@ PART_SUFFIX = ".parquet"
 JOURNAL_DIR = "_journal"
 LABELS_DIR = "_labels"
 QUARANTINE_DIR = "_quarantine"
+# The raw logs are the training's own output, kept as it printed it: never redacted or rewritten
+# (the tables are, on their way in), and never published (the chronicle does not copy them).
 LOGS_DIR = "logs"
 # Letters, digits and . _ + @ - only: a name must be one path component on every filesystem and
 # object store, survive Hive partition parsing unescaped, and never be read as a path (#2).

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
-from logbook.store import layout
+from logbook.store import layout, redaction
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -41,9 +41,13 @@ def to_arrow(
 
 
 def write_part(directory: Path, data: pa.Table, name: str | None = None, **options: Any) -> Path:
-    """Write `data` as one part in `directory`, atomically.
+    """Write `data` as one part in `directory`, atomically, its text columns redacted.
+
+    Every Parquet part of every table is written here, whichever producer made the rows, so this
+    is where secrets the training printed are taken out (see logbook/store/redaction.py).
 
     Args:
+        directory: `<store>/<table>/run=<name>`; the table's schema says how to redact each column.
         options: passed to pyarrow.parquet.write_table (encodings for a big table, say).
 
     Returns:
@@ -51,6 +55,7 @@ def write_part(directory: Path, data: pa.Table, name: str | None = None, **optio
     """
     import pyarrow.parquet as pq
 
+    data = redaction.redact_table(data, _table_of(data, directory))
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / (name or layout.new_part_name())
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
@@ -65,6 +70,13 @@ def write_part(directory: Path, data: pa.Table, name: str | None = None, **optio
         raise
     fsync_dir(directory)
     return final
+
+
+def _table_of(data: pa.Table, directory: Path) -> str:
+    """The table a part belongs to: its schema says (schemas built from schemas/ carry the name),
+    else the folder above the run's."""
+    named = (data.schema.metadata or {}).get(b"logbook.table")
+    return named.decode() if named else directory.parent.name
 
 
 def fsync_dir(directory: Path) -> None:
