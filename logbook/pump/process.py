@@ -2,8 +2,12 @@
 
 Started by the recorder as `python -m logbook.pump SPEC`, where SPEC is JSON:
 
-    {"parent": PID, "pgid": PID, "status": FD,
+    {"parent": PID, "status": FD, "control": FD,
      "streams": [{"name": "stdout", "fd": FD, "dest": 1, "log": PATH | null, "pty": false}, ...]}
+
+It starts before the training (so that no output is ever written into a pipe nobody reads, even
+if the recorder dies a moment after the spawn), and learns the training's process group from the
+control pipe: one line `pgid N`.
 
 It writes one line per fact to the status pipe, never blocking on it (a recorder that is busy or
 dead must not hold the training's output back; a line that does not fit is dropped):
@@ -67,14 +71,17 @@ class Status:
 def main(argv: list[str]) -> int:
     try:
         spec = json.loads(argv[0])
-        parent, pgid = int(spec["parent"]), int(spec["pgid"])
+        parent = int(spec["parent"])
         streams = list(spec["streams"])
     except (IndexError, ValueError, KeyError, TypeError) as e:
         print(f"logbook pump: bad spec: {e}", file=sys.stderr)
         return 2
     status = Status(spec.get("status"))
     ptys = [(s["fd"], s["dest"]) for s in streams if s.get("pty")]
-    _handle_signals(parent, pgid, ptys)
+    group: list[int] = []  # the training's process group, once the recorder names it
+    if spec.get("control") is not None:
+        threading.Thread(target=_listen, args=(spec["control"], group), daemon=True).start()
+    _handle_signals(parent, group, ptys)
     pumps = [
         Pump(
             s["fd"],
@@ -96,12 +103,21 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _handle_signals(parent: int, pgid: int, ptys: list[tuple[int, int]]) -> None:
+def _listen(fd: int, group: list[int]) -> None:
+    """Read `pgid N` from the recorder's control pipe (it closes the pipe when it dies)."""
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        for line in iter(f.readline, b""):
+            word, _, value = line.decode("ascii", "replace").strip().partition(" ")
+            if word == "pgid" and value.isdigit():
+                group[:] = [int(value)]
+
+
+def _handle_signals(parent: int, group: list[int], ptys: list[tuple[int, int]]) -> None:
     def stopping(sig: int, frame: object) -> None:
-        if os.getppid() == parent:
-            return  # the recorder got it too, and forwards it
+        if os.getppid() == parent or not group:
+            return  # the recorder got it too, and forwards it (or there is no training yet)
         try:
-            os.killpg(pgid, sig)
+            os.killpg(group[0], sig)
         except OSError:
             pass
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -92,20 +91,21 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
     )
     start = _now()
     watch.launching(start)
+    # The pump before the command: its output never meets a pipe that nobody reads.
+    output = Passthrough(streams, spec.log_dir, warn=watch.warn, on_output=progress.saw_output)
+    output.start()
     try:
         proc = launch.spawn(
             spec.command, env=spec.env, cwd=spec.cwd, stdout=streams[0], stderr=streams[1]
         )
     except OSError as e:
-        for s in streams:
-            os.close(s.read_fd)
+        output.join(DRAIN_WAIT_S)  # the write ends are closed: the pump sees the end at once
         code = 127 if isinstance(e, FileNotFoundError) else 126  # the shell's codes
         return Ended(code, start, _now(), None, None, False, None, None, start_error=e)
+    output.attach(proc.pid)
     forwarder.attach(proc.pid)
     oom = OomWatch(proc.pid)
-    output = Passthrough(streams, spec.log_dir, warn=watch.warn, on_output=progress.saw_output)
     forwarder.on_winch = output.resize if ptys else None
-    output.start(proc.pid)
     progress.start()
     watch.started(proc.pid, start)
     hung_s = _wait(proc, spec, forwarder, progress, watch)

@@ -45,21 +45,34 @@ class Passthrough:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._threads: list[Pump] = []
+        self._control: int | None = None  # our end of the pump's control pipe
 
-    def start(self, pgid: int) -> None:
-        """Start copying the streams of the command whose process group is `pgid`."""
+    def start(self) -> None:
+        """Start copying the streams, before the command starts writing into them."""
         try:
-            self._start_pump(pgid)
+            self._start_pump()
         except OSError as e:  # no interpreter to start, no fds left: copy in our own threads
             self.warn(f"cannot start the output pump ({e}); logbook copies the output itself")
             self._take_over(list(self._open))
 
-    def _start_pump(self, pgid: int) -> None:
+    def attach(self, pgid: int) -> None:
+        """Tell the pump the command's process group, for the signals it forwards once we are
+        gone; then the control pipe stays open until we exit (its end tells the pump so)."""
+        if self._control is None:
+            return
+        try:
+            os.write(self._control, f"pgid {pgid}\n".encode())
+        except OSError:
+            pass
+
+    def _start_pump(self) -> None:
         status_r, status_w = os.pipe()
+        control_r, control_w = os.pipe()
+        os.set_inheritable(control_w, False)
         spec = {
             "parent": os.getpid(),
-            "pgid": pgid,
             "status": status_w,
+            "control": control_r,
             "streams": [
                 {
                     "name": s.name,
@@ -80,12 +93,17 @@ class Passthrough:
             proc = subprocess.Popen(
                 [sys.executable, "-S", "-m", "logbook.pump", json.dumps(spec)],
                 stdin=subprocess.DEVNULL,
-                pass_fds=[status_w, *self._open.values()],
+                pass_fds=[status_w, control_r, *self._open.values()],
                 env=env,
                 close_fds=True,
             )
+        except OSError:
+            os.close(control_w)
+            raise
         finally:
             os.close(status_w)
+            os.close(control_r)
+        self._control = control_w
         self.pump_pid = proc.pid
         threading.Thread(
             target=self._listen, args=(proc, status_r), name="logbook-pump-status", daemon=True

@@ -184,7 +184,7 @@ class Progress:
                 stopped_at = self._parse_stretch(path, start, end, stamp, deadline)
             except OSError:
                 stopped_at = start
-            self._holes.remove((path, start, end))
+            self._holes = [h for h in self._holes if not (h[0] == path and h[2] == end)]
             if stopped_at < end:
                 self._holes.append((path, stopped_at, end))
             self._parsed()
@@ -213,7 +213,13 @@ class Progress:
             if parsed is not None and parsed.values:
                 on_metrics(parsed.step, parsed.values, stamp)
 
-        return parse_stretch(path, start, end, line, deadline)
+        def chunk(offset: int) -> None:  # the hole shrinks as it is parsed: metrics flush in step
+            hole = next((h for h in self._holes if h[0] == path and h[2] == end), None)
+            if hole is not None:
+                self._holes[self._holes.index(hole)] = (path, offset, end)
+            self._parsed()
+
+        return parse_stretch(path, start, end, line, deadline, on_chunk=chunk)
 
     def coverage(self) -> dict[str, Any]:
         """How far the logs are parsed (see logbook/store/coverage.py), and the steps seen."""
@@ -335,6 +341,7 @@ def parse_stretch(
     end: int,
     on_line: Callable[[bytes], None],
     deadline: float | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> int:
     """Hand each whole line from `start` up to the line that crosses `end` to `on_line`; return
     the offset reached (a line's start when `deadline`, a monotonic time, cuts it short).
@@ -362,6 +369,8 @@ def parse_stretch(
             for line in chunk.split(b"\n"):
                 if line:
                     on_line(line)
+            if on_chunk is not None:  # every line before this offset has been handed over
+                on_chunk(min(offset - len(rest), end))
         if rest:  # the last line of a log whose writer is gone, without its newline
             on_line(rest)
     return end

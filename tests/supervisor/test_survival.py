@@ -131,3 +131,19 @@ def test_after_a_kill_9_the_next_writer_records_every_metric_line(tmp_path: Path
     subprocess.run(logbook_cmd("compact", "--store", str(store)), check=True, timeout=120)
     [again] = _query(store, "select count(*) as n from metrics")
     assert again["n"] == LINES
+
+
+def test_a_kill_9_just_after_the_training_starts_leaves_it_whole(tmp_path: Path) -> None:
+    """The pump starts before the training: killed the moment the training exists, the wrapper
+    leaves no output in a pipe that nobody reads."""
+    marker = tmp_path / "finished"
+    wrapper, out, err = _start(tmp_path, marker)
+
+    def training_started() -> bool:
+        kids = psutil.Process(wrapper.pid).children()
+        return any("logbook.pump" not in " ".join(k.cmdline()) for k in kids)
+
+    assert _wait_for(training_started, 30)
+    wrapper.send_signal(signal.SIGKILL)
+    wrapper.wait(timeout=10)
+    _assert_complete(out, err, tmp_path / "store", marker)
