@@ -73,3 +73,21 @@ def git(repo: Path, *args: str) -> str:
         check=True,
     )
     return done.stdout
+
+
+def training_process(wrapper_pid: int, timeout: float = 30.0) -> Any:
+    """The training command a `logbook run` started: its child that is not the output pump."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for kid in psutil.Process(wrapper_pid).children():
+            try:
+                if "logbook.pump" not in " ".join(kid.cmdline()):
+                    return kid
+            except psutil.Error:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"logbook run {wrapper_pid} started no training in {timeout} s")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import logbook_cmd
+from helpers import logbook_cmd, training_process
 
 from logbook.query import run_sql
 from logbook.store import Store
@@ -276,15 +276,15 @@ def test_usr_signals_are_passed_on_without_stopping(
 
 def test_kill_9_of_the_wrapper_leaves_a_lost_attempt(store_path: Path, train_script: Path) -> None:
     proc = _start(store_path, train_script, "sleep")
-    child = psutil.Process(proc.pid).children()[0]
+    child = training_process(proc.pid)
     deadline = time.monotonic() + 10  # the child may print before the wrapper journals its start
     while not (found := attempts(store_path, "sig")) and time.monotonic() < deadline:
         time.sleep(0.05)
     [a] = found
     assert a["status"] == "running"  # read from the live journal
     proc.kill()
+    child.kill()  # it outlives the wrapper (its output goes through the pump, which lives on)
     proc.communicate()
-    child.kill()
     [a] = attempts(store_path, "sig")
     assert a["status"] == "lost" and a["end_time"] is not None
     assert list((store_path / "_journal").rglob("*.jsonl"))  # a read leaves it to the writers
