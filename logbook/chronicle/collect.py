@@ -111,8 +111,9 @@ def gather(
 
 def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
     """The sections that reuse logbook's own reports: incidents, goodput, cost, data mix."""
-    from logbook import datamix, goodput
     from logbook.cost import basis_notes, cost_report
+    from logbook.query import goodput
+    from logbook.record import datamix
 
     run = rec.run
     if not rec.sections["attempts"]:  # the reports below want a run with attempts

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from logbook.redact import redact_command, redact_text, redact_value
+from logbook.record.redact import redact_command, redact_text, redact_value
 
 if TYPE_CHECKING:
     import pyarrow as pa

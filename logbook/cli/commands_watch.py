@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.text import Text
 
-    from logbook.watch import WatchState
+    from logbook.query.watch import WatchState
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _STATUS_STYLE = {
@@ -80,7 +80,7 @@ def watch(
         logbook watch gpt --once
     """
     from logbook.config import parse_duration
-    from logbook.watch import watch_state
+    from logbook.query.watch import watch_state
 
     try:
         every_s = parse_duration(every, what="--every")

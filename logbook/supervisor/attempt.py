@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from logbook.parsers import LineParser
+from logbook.record.parsers import LineParser
 from logbook.supervisor import launch
 from logbook.supervisor.oom import OomWatch
 from logbook.supervisor.passthrough import Passthrough

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from logbook.supervisor.checkpoints import Checkpoint, FolderWatch
 
 if TYPE_CHECKING:
-    from logbook.parsers import LineParser
+    from logbook.record.parsers import LineParser
 
 # `step=12`, `step: 12`, `global_step 12`, `iter 12`, `"step": 12`, Megatron `iteration   12/ 5000 |`.
 _STEP = re.compile(

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logbook.detectors import Detectors
 from logbook.exitcodes import ExitCode
-from logbook.parsers import LineParser
+from logbook.record.detectors import Detectors
 from logbook.record.ending import end_fields, judge, skipped_message, tail_lines
 from logbook.record.metrics import MetricBuffer
+from logbook.record.parsers import LineParser
 from logbook.store import Store
 from logbook.supervisor import lineage, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
@@ -157,7 +157,7 @@ class Session:
             restart_count=restart_count,
             checkpoint_dir=opts.checkpoint_dir,
         )
-        from logbook.redact import redact_command
+        from logbook.record.redact import redact_command
 
         attempt: dict[str, Any] = {
             **base_attempt(self.run, attempt_id, redact_command(command), self.cwd, self.host),

@@ -105,7 +105,7 @@ def snapshot_rows(config_path: Path | None, argv: Sequence[str]) -> list[dict[st
     Raises:
         ConfigError: the config file is malformed.
     """
-    from logbook.redact import redact_command, redact_value
+    from logbook.record.redact import redact_command, redact_value
 
     rows: list[dict[str, Any]] = []
     if config_path is not None:

@@ -46,7 +46,7 @@ def load_mix(path: Path) -> dict[str, dict[str, Any]]:
     Raises:
         ConfigError: unreadable or malformed (naming the file and, where it can, the line).
     """
-    from logbook.hparams import load_config
+    from logbook.record.hparams import load_config
 
     doc = load_config(path, what="--data-mix")
     try:

@@ -15,7 +15,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from logbook.repro_script import (
+from logbook.repro.script import (
     clone_url,
     delimiter,
     dest,
@@ -194,8 +194,8 @@ def recipe(store: Store, run: str, label: str) -> Recipe:
         NoSuchRun: the store has no such run.
         LogbookError: the run has no attempt with that label.
     """
-    from logbook import datamix
     from logbook.query import read_attempt
+    from logbook.record import datamix
 
     attempt = read_attempt(store, run, label)
     snaps = attempt_snapshots(store, attempt)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from logbook import gpu_count
 from logbook import schema as schemas
 from logbook.errors import BadQuery, ReadOnlyQuery, StoreCorrupt
+from logbook.query import gpu_count
 from logbook.store import Snapshot, Store, layout, parts
 
 if TYPE_CHECKING:
