@@ -1,5 +1,5 @@
 """The Python API: `Recorder` records metrics, events, notes, data mixes and settings from the
-training process itself (#4, STYLE §8).
+training process itself.
 
     rec = Recorder()                       # or logbook.log(...), which uses a default Recorder
     rec.log({"loss": 2.31, "lr": 3e-4}, step=1200)

@@ -1,4 +1,4 @@
-"""What a chronicle shows, read from the store in one DuckDB connection (#6): plain lists of dicts,
+"""What a chronicle shows, read from the store in one DuckDB connection: plain lists of dicts,
 one entry per section, and for each section what is missing from the record.
 
 Everything is aggregated in DuckDB (curves are downsampled there, samples summed by the hour), so

@@ -199,7 +199,7 @@ def resolve_run_settings(
     hook_specs: tuple[str, ...],
     config_path: Path | None,
 ) -> dict[str, Any]:
-    """Flags over logbook.toml's [run] table over defaults; errors before anything starts (#3)."""
+    """Flags over logbook.toml's [run] table over defaults; errors before anything starts."""
     from logbook.config import parse_duration
     from logbook.errors import ConfigError
     from logbook.forensics.rules import load_rules

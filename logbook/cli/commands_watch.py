@@ -128,7 +128,7 @@ def _console() -> Console:
 
     console = Console(highlight=False)
     if os.environ.get("NO_COLOR") or not console.is_terminal:
-        # No colour and no styles at all: plain text to read or grep (#7). A pipe gets whole
+        # No colour and no styles at all: plain text to read or grep. A pipe gets whole
         # lines, never folded to 80 columns.
         width = None if console.is_terminal else 1 << 16
         console = Console(highlight=False, color_system=None, width=width)

@@ -1,4 +1,4 @@
-"""The cost report of a run: one row per attempt and a total, every figure with its basis (#5).
+"""The cost report of a run: one row per attempt and a total, every figure with its basis.
 
 One SQL statement over the views does it all: the samples are aggregated in DuckDB in one pass
 (logbook.cost.energy), the launch snapshots give the GPU count and model, the price recorded by

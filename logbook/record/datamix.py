@@ -1,5 +1,5 @@
 """The data mix: which sources an attempt trained on, with what weights and token counts, and
-fingerprints of their files, so that a change between attempts is on record (#4, part 6).
+fingerprints of their files, so that a change between attempts is on record.
 
 A mix file (`--data-mix`, YAML, JSON or TOML) maps sources to a weight or to a table:
 

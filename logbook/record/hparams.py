@@ -1,5 +1,5 @@
 """Hyperparameters of an attempt, from its config file and its command line, and how they changed
-from the parent attempt: `--lr 3e-4` on 11.03 and `--lr 2e-4` on 11.04 is an hparam_change (#4)."""
+from the parent attempt: `--lr 3e-4` on 11.03 and `--lr 2e-4` on 11.04 is an hparam_change."""
 
 from __future__ import annotations
 

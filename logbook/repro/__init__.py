@@ -1,6 +1,6 @@
 """The recipe to re-create an attempt, read from its launch snapshots: check out the commit, apply
 the recorded diff, install the recorded packages, set the recorded environment, run the command
-(#6, part 4). `Recipe.as_text` is for people, `Recipe.as_script` a bash script.
+. `Recipe.as_text` is for people, `Recipe.as_script` a bash script.
 
 Every value comes from the record and is treated as untrusted: the script quotes each one with
 shlex.quote, the diff goes through a quoted heredoc whose delimiter it does not contain, and text

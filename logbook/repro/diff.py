@@ -1,5 +1,5 @@
 """What changed between two attempts of a run: git, packages, config, command, environment,
-hardware, launcher and data mix, one row per difference (#6, part 4)."""
+hardware, launcher and data mix, one row per difference."""
 
 from __future__ import annotations
 

@@ -44,8 +44,8 @@ class RunOptions:
     data_mix_path: Path | None = None  # --data-mix: recorded per attempt, diffed against the parent
     hooks: Sequence[Any] = ()  # logbook.supervisor.hook_runner.Hook
     rules: Sequence[Any] | None = None  # logbook.forensics.rules.Rule; None: the shipped ones
-    sample_every_s: float = 10.0  # telemetry readings this often (#5); 0: none
-    gpu_price: float | None = None  # --gpu-price: USD per GPU-hour, recorded per attempt (#5)
+    sample_every_s: float = 10.0  # telemetry readings this often; 0: none
+    gpu_price: float | None = None  # --gpu-price: USD per GPU-hour, recorded per attempt
 
 
 def run(opts: RunOptions) -> int:

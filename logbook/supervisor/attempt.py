@@ -54,7 +54,7 @@ class Ended:
     reader_gone: bool = False
     oom_kills: int = 0  # kills the command's memory cgroup counted while it ran
     oom_cgroup: str | None = None
-    hardware_faults: list[str] = field(default_factory=list)  # from the telemetry sampler (#5)
+    hardware_faults: list[str] = field(default_factory=list)  # from the telemetry sampler
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """What the supervisor writes about one attempt. It never raises: a store that is unwritable or
-full becomes one warning on stderr saying what was not recorded, and the training goes on (#2)."""
+full becomes one warning on stderr saying what was not recorded, and the training goes on."""
 
 from __future__ import annotations
 
