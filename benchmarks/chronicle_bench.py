@@ -15,7 +15,7 @@
    functions on made-up inputs) and every host's host and gpu rows; events as the supervisor,
    hooks, sampler, detectors and `logbook note` write them (node_end from the host where a
    failure began, or every host's with `--all-node-ends`); `--metrics` (10) every step of every
-   attempt (~2.4 M rows; `logbook.detectors` finds the anomalies planted in them); samples every
+   attempt (~2.4 M rows; `logbook.record.detectors` finds the anomalies planted in them); samples every
    10 s from `--gpus-per-host` (1) GPUs of each host while an attempt runs (~95 M rows; ~760 M
    with 8). Metrics and samples are written with pyarrow in parts of about a million rows, the
    rest through `Store.write`; the same `--seed` gives the same store.
@@ -51,15 +51,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from logbook import __version__, datamix, hparams, schema
+from logbook import __version__, schema
 from logbook.capture._row import make_row
 from logbook.capture.command import capture_command
 from logbook.capture.environment import capture_env
 from logbook.capture.launcher import capture_launcher
-from logbook.detectors import Detectors
-from logbook.events import event_row
 from logbook.exitcodes import signal_name
 from logbook.forensics.classify import classify_end
+from logbook.record import datamix, hparams
+from logbook.record.detectors import Detectors
+from logbook.record.events import event_row
 from logbook.store import Store
 from logbook.store.parts import write_part
 from logbook.supervisor.policy import History, Outcome, RestartPolicy, decide

@@ -158,7 +158,7 @@ print(time.perf_counter() - t, table.num_rows, resource.getrusage(resource.RUSAG
 """
 
 GOODPUT = LIBRARY.replace(
-    "from logbook.cost import cost_report", "from logbook.goodput import goodput"
+    "from logbook.cost import cost_report", "from logbook.query.goodput import goodput"
 ).replace("table = cost_report(", "table = goodput(")
 
 
@@ -280,7 +280,7 @@ def main() -> int:
         ("library", "logbook.cost.cost_report (in process)"),
         ("bare_cli", "python -c bare query (end to end)"),
         ("cli", "logbook cost --format json (end to end)"),
-        ("goodput", "logbook.goodput.goodput (in process)"),
+        ("goodput", "logbook.query.goodput.goodput (in process)"),
         ("goodput_cli", "logbook goodput --format json (end to end)"),
     ):
         f = figures[name]

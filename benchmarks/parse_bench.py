@@ -1,4 +1,4 @@
-"""How fast logbook.parsers reads training output, per format, against a bare loop (issue #4).
+"""How fast logbook.record.parsers reads training output, per format, against a bare loop (issue #4).
 
     .venv/bin/python benchmarks/parse_bench.py                 # ~50 MB per format
     .venv/bin/python benchmarks/parse_bench.py --size-mb 10    # quicker
@@ -26,7 +26,7 @@ import random
 import re
 import time
 
-from logbook.parsers import LineParser
+from logbook.record.parsers import LineParser
 
 FORMATS = {
     "key=value": lambda i, r: (
@@ -95,7 +95,7 @@ _CANDIDATE = re.compile(
     rb"^[^\n]*?(?:(?<![\w./\-])[A-Za-z_][\w./\-]*[)\]\"'%]?\s*[=:]\s*[\[\"']?[-+]?(?:\.?\d|nan|inf)"
     rb"|(?:^|[|,:])\s*[A-Za-z_][\w./\-]*\s+[-+]?\.?\d)[^\n]*$",
     re.M | re.I,
-)  # logbook.parsers' own pre-check, over the whole chunk (bytes) instead of line by line
+)  # logbook.record.parsers' own pre-check, over the whole chunk (bytes) instead of line by line
 
 
 def prefiltered(data: bytes) -> list:

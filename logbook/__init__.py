@@ -42,7 +42,7 @@ def open_store(path: str | None = None) -> Store:
     return Store.open(root, source=source)
 
 
-# The Python API (#4): module-level calls use a default Recorder made on first use from the
+# The Python API: module-level calls use a default Recorder made on first use from the
 # environment (joins the attempt under `logbook run`, else starts one); see logbook.api.
 
 

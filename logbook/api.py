@@ -1,5 +1,5 @@
 """The Python API: `Recorder` records metrics, events, notes, data mixes and settings from the
-training process itself (#4, STYLE §8).
+training process itself.
 
     rec = Recorder()                       # or logbook.log(...), which uses a default Recorder
     rec.log({"loss": 2.31, "lr": 3e-4}, step=1200)
@@ -132,7 +132,7 @@ class Recorder:
         self._key_cache: dict[tuple[str, ...], array[int]] = {}
         self._mix: dict[str, Any] | None = None
         self.detect = detect
-        self._detectors: Any = None  # logbook.detectors.Detectors, made in the writer thread
+        self._detectors: Any = None  # logbook.record.detectors.Detectors, made in the writer thread
         self._warned: set[str] = set()
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
@@ -172,7 +172,7 @@ class Recorder:
 
     def _start_attempt(self) -> None:
         from logbook.record.attempt import AttemptJournal, attempt_row, place, runs_row
-        from logbook.redact import redact_command
+        from logbook.record.redact import redact_command
         from logbook.supervisor.nodes import host_name
 
         assert self.store is not None
@@ -286,7 +286,7 @@ class Recorder:
         `data_mix_change` event. A malformed mix is skipped with a warning."""
         if self.store is None or self._closed:
             return
-        from logbook import datamix
+        from logbook.record import datamix
 
         try:
             new = datamix.with_fingerprints(datamix.normalise(mix), Path.cwd())
@@ -310,8 +310,8 @@ class Recorder:
         and values as JSON; secrets redacted by name."""
         if self.store is None or self._closed:
             return
-        from logbook.hparams import flatten
-        from logbook.redact import redact_value
+        from logbook.record.hparams import flatten
+        from logbook.record.redact import redact_value
 
         stamp = _now()
         rows = []
@@ -395,7 +395,7 @@ class Recorder:
     ) -> None:
         if self.store is None or self._closed:
             return
-        from logbook.events import event_row
+        from logbook.record.events import event_row
 
         row = event_row(
             self.run,
@@ -475,10 +475,10 @@ class Recorder:
     def _detect(self, cols: _Columns, names: list[str]) -> list[dict[str, Any]]:
         """Event rows for what the instability detectors find in a batch (writer thread). Only
         the names a detector watches are fed, so other metrics cost one lookup per point."""
-        from logbook.events import event_row
+        from logbook.record.events import event_row
 
         if self._detectors is None:
-            from logbook.detectors import Detectors
+            from logbook.record.detectors import Detectors
 
             self._detectors = Detectors(_detector_settings())
         det = self._detectors

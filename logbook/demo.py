@@ -1,4 +1,4 @@
-"""The demo (#7): a small real training through a scripted story under the real `logbook run`: a
+"""The demo: a small real training through a scripted story under the real `logbook run`: a
 crash, a hang, a loss spike, a stop by hand, a note, a relaunch with new settings; then its
 chronicle. About a minute, no GPU, no network.
 

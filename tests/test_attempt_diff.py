@@ -13,7 +13,7 @@ import pytest
 from helpers import logbook_cmd
 from test_repro import HOSTILE, Recorded, clean_env, record_two_attempts
 
-from logbook.attempt_diff import diff_attempts
+from logbook.repro.diff import diff_attempts
 from logbook.store import Store
 
 

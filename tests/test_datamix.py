@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from logbook import datamix
 from logbook.api import Recorder
 from logbook.errors import ConfigError
 from logbook.query import run_sql
+from logbook.record import datamix
 from logbook.store import Store
 
 

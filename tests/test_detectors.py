@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from logbook.detectors import Detectors
 from logbook.errors import ConfigError
+from logbook.record.detectors import Detectors
 
 
 def healthy_loss(steps: int, seed: int = 0) -> list[float]:

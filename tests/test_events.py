@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from logbook.errors import ConfigError
-from logbook.events import parse_fields, parse_time
 from logbook.query import run_sql
+from logbook.record.events import parse_fields, parse_time
 from logbook.store import Store
 
 

@@ -1,4 +1,4 @@
-"""logbook.hooks with real hook scripts written into tmp_path (#3)."""
+"""logbook.supervisor.hook_runner with real hook scripts written into tmp_path (#3)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from logbook.errors import ConfigError
-from logbook.hooks import (
+from logbook.supervisor.hook_runner import (
     EVENTS,
     KILL_GRACE_S,
     OUTPUT_LIMIT,

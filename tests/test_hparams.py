@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from logbook.errors import ConfigError
-from logbook.hparams import argv_params, flatten, load_config, snapshot_rows
 from logbook.query import run_sql
+from logbook.record.hparams import argv_params, flatten, load_config, snapshot_rows
 from logbook.store import Store
 
 

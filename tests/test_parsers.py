@@ -1,4 +1,4 @@
-"""Tests for logbook.parsers: each trainer's lines, units, aliases, lines that are not metrics,
+"""Tests for logbook.record.parsers: each trainer's lines, units, aliases, lines that are not metrics,
 regex mode, and properties (never raises; key=value lines round-trip)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logbook.errors import ConfigError
-from logbook.parsers import ALIASES, MAX_LINE, LineParser, Parsed, canonical_name
+from logbook.record.parsers import ALIASES, MAX_LINE, LineParser, Parsed, canonical_name
 
 auto = LineParser()
 

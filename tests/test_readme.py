@@ -184,7 +184,7 @@ def test_every_command_is_in_the_readme() -> None:
 # logbook.toml ---------------------------------------------------------------------------------
 
 # The tables logbook reads: [store] (logbook/config.py), [run], [crash] and [detectors]
-# (logbook/cli/commands_run.py), [hooks] (logbook/hooks.py), [cost] and [compute]
+# (logbook/cli/commands_run.py), [hooks] (logbook/supervisor/hook_runner.py), [cost] and [compute]
 # (logbook/cost/settings.py). Every other table would be ignored, so documenting one is a mistake.
 TABLES = {"store", "run", "hooks", "crash", "detectors", "cost", "compute"}
 

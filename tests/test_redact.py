@@ -1,4 +1,4 @@
-"""Tests for logbook.redact: names, free text, URLs, environments, command lines."""
+"""Tests for logbook.record.redact: names, free text, URLs, environments, command lines."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logbook.redact import (
+from logbook.record.redact import (
     REDACTED,
     is_secret_name,
     redact_command,
@@ -403,7 +403,7 @@ def test_redaction_of_secret_laden_text_is_idempotent(pieces: list[str], seps: l
 
 
 def test_large_text_redacted_once_is_not_scanned_again() -> None:
-    from logbook import redact
+    from logbook.record import redact
 
     token = TOKENS["github classic"]
     text = "+ x = 1\n" * 20_000 + f"token {token}\n"

@@ -21,8 +21,8 @@ import pytest
 from helpers import logbook_cmd
 
 from logbook.errors import NoSuchRun
+from logbook.query.watch import watch_state
 from logbook.store import Store
-from logbook.watch import watch_state
 
 SLOW_TRAIN = textwrap.dedent(
     """

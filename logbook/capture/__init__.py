@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from logbook.capture._row import Row, make_row, unknown
-from logbook.redact import REDACTED, is_secret_name, redact_command, redact_text
+from logbook.record.redact import REDACTED, is_secret_name, redact_command, redact_text
 
 __all__ = ["Row", "capture_launch"]
 

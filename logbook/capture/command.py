@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from logbook.capture._row import Row, make_row
-from logbook.redact import redact_command
+from logbook.record.redact import redact_command
 
 
 def capture_command(command: Sequence[str], cwd: Path) -> list[Row]:

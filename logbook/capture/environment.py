@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from logbook.capture._row import Row, make_row
-from logbook.redact import redact_value
+from logbook.record.redact import redact_value
 
 # A few variables (LS_COLORS, exported shell functions) run to kilobytes; the cap keeps
 # one odd variable from bloating every snapshot.

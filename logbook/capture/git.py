@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from logbook.capture._row import Row, make_row, unknown
-from logbook.redact import redact_text, redact_url
+from logbook.record.redact import redact_text, redact_url
 
 KIND = "git"
 DIFF_CAP_BYTES = 2 * 1024 * 1024

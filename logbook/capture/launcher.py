@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from logbook.capture._row import Row, make_row
-from logbook.redact import redact_value
+from logbook.record.redact import redact_value
 
 # Variables set by torchrun/TorchElastic for each worker (torch/distributed/run.py);
 # DeepSpeed's launcher sets the same core names plus LOCAL_SIZE and CROSS_*.

@@ -195,7 +195,7 @@ def _from(source: str | None, detail: str | None) -> str | None:
     direct_url.json), which a plain `name==version` pin cannot re-create."""
     if source is None:
         return detail
-    from logbook.redact import redact_url
+    from logbook.record.redact import redact_url
 
     how, _, url = source.partition(" ")
     said = f"installed from {how} {redact_url(url)}".strip()

@@ -1,1 +1,1 @@
-"""The chronicle of a run (#6): a static site and Markdown built from the store alone."""
+"""The chronicle of a run: a static site and Markdown built from the store alone."""

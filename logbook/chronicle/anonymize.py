@@ -1,4 +1,4 @@
-"""`logbook chronicle --anonymize` (#6): host names, user names and home folders replaced by stable
+"""`logbook chronicle --anonymize`: host names, user names and home folders replaced by stable
 stand-ins (host-001, user-1, /home/user-1), the same everywhere in the pages and the data.
 
 The names come from the record itself (the attempts', nodes', snapshots' and events' hosts, the

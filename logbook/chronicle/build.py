@@ -1,4 +1,4 @@
-"""Build a run's chronicle (#6): index.html (one self-contained page: inline CSS and SVG, no script,
+"""Build a run's chronicle: index.html (one self-contained page: inline CSS and SVG, no script,
 no request leaves it), chronicle.md with its images in img/, and the data in data/.
 
 The chronicle is built in a fresh folder beside the target and moved into place, so a failed build

@@ -1,4 +1,4 @@
-"""What a chronicle shows, read from the store in one DuckDB connection (#6): plain lists of dicts,
+"""What a chronicle shows, read from the store in one DuckDB connection: plain lists of dicts,
 one entry per section, and for each section what is missing from the record.
 
 Everything is aggregated in DuckDB (curves are downsampled there, samples summed by the hour), so
@@ -111,8 +111,9 @@ def gather(
 
 def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
     """The sections that reuse logbook's own reports: incidents, goodput, cost, data mix."""
-    from logbook import datamix, goodput
     from logbook.cost import basis_notes, cost_report
+    from logbook.query import goodput
+    from logbook.record import datamix
 
     run = rec.run
     if not rec.sections["attempts"]:  # the reports below want a run with attempts

@@ -1,4 +1,4 @@
-"""Training curves for the chronicle (#6): each chosen metric downsampled in DuckDB to at most
+"""Training curves for the chronicle: each chosen metric downsampled in DuckDB to at most
 POINTS buckets of equal step width (the last value of each bucket, with its finite min and max, so
 a spike inside a bucket still shows as the band), the steps where it was NaN or infinite, and the
 markers drawn on every curve: restarts, hyperparameter and data-mix changes, detections.

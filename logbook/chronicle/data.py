@@ -1,4 +1,4 @@
-"""The run's data, published beside its chronicle (#6): one Parquet file per table in `data/`
+"""The run's data, published beside its chronicle: one Parquet file per table in `data/`
 (every row of the run: the attempts' and nodes' full histories, events, snapshots, metrics), the
 samples as the store's own parts in `data/samples/`, a README with the table reference, and
 example DuckDB queries that a test runs on the published files.

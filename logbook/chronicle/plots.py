@@ -1,4 +1,4 @@
-"""The plots of a run's chronicle (#6), as SVG text to inline in its pages.
+"""The plots of a run's chronicle, as SVG text to inline in its pages.
 
 Each figure is drawn with matplotlib's object API (a `Figure`, never pyplot) under `rc_context`, so
 no global setting changes and nothing outlives the call. The SVG is made to be published and diffed:

@@ -1,4 +1,4 @@
-"""The chronicle's two pages from one template context (#6): HTML through Jinja2 with autoescaping on,
+"""The chronicle's two pages from one template context: HTML through Jinja2 with autoescaping on,
 so every string from the record is escaped unless a filter below marks it safe, and Markdown
 through the same context, where the `md` filter escapes Markdown and HTML alike (GitHub renders
 inline HTML in Markdown, so `<script>` in a note must not stay a tag there either)."""

@@ -1,4 +1,4 @@
-"""Make what a chronicle publishes safe (#6): every string is redacted again (the record was redacted
+"""Make what a chronicle publishes safe: every string is redacted again (the record was redacted
 when it was written, but a secret may have slipped in by a path logbook did not know), and, with
 --anonymize, host and user names are replaced. Escaping is the templates' job, not this one's.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from logbook.redact import redact_command, redact_text, redact_value
+from logbook.record.redact import redact_command, redact_text, redact_value
 
 if TYPE_CHECKING:
     import pyarrow as pa

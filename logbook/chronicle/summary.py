@@ -1,4 +1,4 @@
-"""The figures a chronicle leads with, worked out from a gathered record (#6): dates, wall time,
+"""The figures a chronicle leads with, worked out from a gathered record: dates, wall time,
 attempts and restarts by cause, how far the training got, GPU-hours, energy, CO2, money, goodput;
 the lines model cards and regulators ask for; and the journal, day by day."""
 

@@ -38,7 +38,7 @@ def note(
     \b
         logbook note gpt "Lowered LR to 0.8x after the spike at 23k" --step 23000 --tag lr
     """
-    from logbook.events import add_event, parse_time
+    from logbook.record.events import add_event, parse_time
 
     row = add_event(
         open_store(store),
@@ -92,7 +92,7 @@ def event_add(
     \b
         logbook event add opt-175b --kind hardware_fault --step 41200 node=ip-10-0-3-7 xid=79
     """
-    from logbook.events import add_event, parse_fields, parse_time
+    from logbook.record.events import add_event, parse_fields, parse_time
 
     add_event(
         open_store(store),
@@ -121,7 +121,7 @@ def events(
     \b
         logbook events gpt --kind crash,restart,note
     """
-    from logbook.events import list_events
+    from logbook.record.events import list_events
 
     wanted = [k.strip() for k in (kinds or "").split(",") if k.strip()]
     render(list_events(open_store(store), run_name, kinds=wanted, limit=limit), fmt)
@@ -138,7 +138,7 @@ def data_mix(run_name: str, store: Path | None, fmt: str) -> None:
         logbook data-mix gpt
         logbook data-mix gpt --format json
     """
-    from logbook.datamix import history
+    from logbook.record.datamix import history
 
     table = history(open_store(store), run_name)
     if table.num_rows == 0:

@@ -129,8 +129,8 @@ def goodput(run_name: str, each: bool, store: Path | None, fmt: str) -> None:
         logbook goodput gpt
         logbook goodput gpt --each --format json
     """
-    from logbook.goodput import goodput as by_category
-    from logbook.goodput import goodput_by_attempt
+    from logbook.query.goodput import goodput as by_category
+    from logbook.query.goodput import goodput_by_attempt
 
     s = open_store(store)
     data = goodput_by_attempt(s, run_name) if each else by_category(s, run_name)

@@ -71,7 +71,7 @@ def diff(run_name: str, a_label: str, b_label: str, store: Path | None, fmt: str
         logbook diff gpt 1.00 1.01
         logbook diff gpt 1.00 2.00 --format json
     """
-    from logbook.attempt_diff import diff_attempts
+    from logbook.repro.diff import diff_attempts
 
     changes = diff_attempts(open_store(store), run_name, a_label, b_label)
     if changes.num_rows == 0 and fmt in ("table", "markdown"):

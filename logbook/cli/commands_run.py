@@ -199,11 +199,11 @@ def resolve_run_settings(
     hook_specs: tuple[str, ...],
     config_path: Path | None,
 ) -> dict[str, Any]:
-    """Flags over logbook.toml's [run] table over defaults; errors before anything starts (#3)."""
+    """Flags over logbook.toml's [run] table over defaults; errors before anything starts."""
     from logbook.config import parse_duration
     from logbook.errors import ConfigError
     from logbook.forensics.rules import load_rules
-    from logbook.hooks import check_hooks, hooks_from_config, parse_hook_option
+    from logbook.supervisor.hook_runner import check_hooks, hooks_from_config, parse_hook_option
     from logbook.supervisor.policy import RestartPolicy
 
     table = config.get("run", {})
@@ -240,24 +240,24 @@ def resolve_run_settings(
     rules = load_rules(crash.get("rule") if isinstance(crash, dict) else None)
     metrics = str(get("metrics", "auto"))
     if metrics != "none":
-        from logbook.parsers import LineParser
+        from logbook.record.parsers import LineParser
 
         LineParser(metrics)  # a bad mode or regex is an error before the command starts
     detectors = config.get("detectors", {})
     if not isinstance(detectors, dict):
         raise ConfigError(f"{config_path}: [detectors] must be a table")
-    from logbook.detectors import Detectors
+    from logbook.record.detectors import Detectors
 
     Detectors(detectors)  # unknown settings are an error before the command starts
     resume = get("resume_cmd", None)
     config_file = get("config", None)
     if config_file is not None:
-        from logbook.hparams import load_config
+        from logbook.record.hparams import load_config
 
         load_config(Path(config_file))  # a malformed file is an error before the command starts
     data_mix = get("data_mix", None)
     if data_mix is not None:
-        from logbook.datamix import load_mix
+        from logbook.record.datamix import load_mix
 
         load_mix(Path(data_mix))  # likewise
     checkpoint_dir = get("checkpoint_dir", None)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.text import Text
 
-    from logbook.watch import WatchState
+    from logbook.query.watch import WatchState
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _STATUS_STYLE = {
@@ -80,7 +80,7 @@ def watch(
         logbook watch gpt --once
     """
     from logbook.config import parse_duration
-    from logbook.watch import watch_state
+    from logbook.query.watch import watch_state
 
     try:
         every_s = parse_duration(every, what="--every")
@@ -128,7 +128,7 @@ def _console() -> Console:
 
     console = Console(highlight=False)
     if os.environ.get("NO_COLOR") or not console.is_terminal:
-        # No colour and no styles at all: plain text to read or grep (#7). A pipe gets whole
+        # No colour and no styles at all: plain text to read or grep. A pipe gets whole
         # lines, never folded to 80 columns.
         width = None if console.is_terminal else 1 << 16
         console = Console(highlight=False, color_system=None, width=width)

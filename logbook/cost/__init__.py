@@ -1,4 +1,4 @@
-"""Cost, energy and compute of a run (#5): GPU-hours, money, energy, CO2, FLOPs and MFU per attempt
+"""Cost, energy and compute of a run: GPU-hours, money, energy, CO2, FLOPs and MFU per attempt
 and in total, each figure with its basis (measured or estimated, and from what).
 
 >>> from logbook.cost import cost_report, resolve_settings

@@ -1,4 +1,4 @@
-"""Training compute of an attempt: FLOPs as 6·N·D and model FLOPs utilization (#5). SQL pieces for
+"""Training compute of an attempt: FLOPs as 6·N·D and model FLOPs utilization. SQL pieces for
 the report (logbook.cost.report).
 
 N, the parameter count, and the tokens per optimizer step come from `--params` and

@@ -1,5 +1,5 @@
 """Energy of an attempt: its GPUs measured where the samples allow, else estimated from rated power;
-its host's CPU and memory estimated as codecarbon 3 does (#5). These are SQL pieces for the report
+its host's CPU and memory estimated as codecarbon 3 does. These are SQL pieces for the report
 (logbook.cost.report), so that the samples are aggregated in DuckDB, in one pass.
 
 GPU, per GPU and attempt, the first that applies:
@@ -11,7 +11,7 @@ GPU, per GPU and attempt, the first that applies:
    counted like the others, within one reading interval's energy of it (10 s × 700 W = 2 Wh on an
    H100, against 700 Wh an hour); a gap in the readings is filled at the mean power. (The exact
    rule needs each reading's neighbour, a sort of every row, 20 times slower here; even the end
-   readings alone cost 12 % more time over 100 million samples, which #5 caps at 1.5 × a bare
+   readings alone cost 12 % more time over 100 million samples, against an aim of 1.5 × a bare
    GROUP BY.)
 3. estimated: the GPU count × the rated power (TDP) of the model in the price table × the wall
    time, the way BLOOM and the Llama model cards report energy.

@@ -1,4 +1,4 @@
-"""The cost report of a run: one row per attempt and a total, every figure with its basis (#5).
+"""The cost report of a run: one row per attempt and a total, every figure with its basis.
 
 One SQL statement over the views does it all: the samples are aggregated in DuckDB in one pass
 (logbook.cost.energy), the launch snapshots give the GPU count and model, the price recorded by
@@ -10,7 +10,7 @@ summed: each host's GPUs, over its own wall time (its `nodes` row), at the price
 with its energy from its own samples. A host is the one named in the snapshots, samples and node
 rows; older rows without one belong to the attempt's host.
 
-GPU count of a host: what its launch snapshot says (the `launch_gpus` view, logbook.gpu_count:
+GPU count of a host: what its launch snapshot says (the `launch_gpus` view, logbook.query.gpu_count:
 wrapped workers, the inventory, the launcher's variables), else the GPUs in its samples, else 0,
 with the reason.
 
@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from logbook import gpu_count, query
+from logbook import query
 from logbook.cost import compute, energy, prices
 from logbook.cost.settings import CostSettings
+from logbook.query import gpu_count
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -1,4 +1,4 @@
-"""Crash forensics: how an attempt ended, read from its exit status and the tail of its logs (#3).
+"""Crash forensics: how an attempt ended, read from its exit status and the tail of its logs.
 
 Example:
     from logbook.forensics import classify_end

@@ -1,6 +1,6 @@
 """How an attempt ended: completed, interrupted, preempted, or crashed with a class and evidence.
 
-The order of the questions (issue #3):
+The order of the questions:
 
 1. A stopping signal logbook passed on: SIGINT is the user (interrupted); SIGTERM/SIGHUP is a
    scheduler when one is present (preempted), else the user. This wins over exit status 0: a job

@@ -1,5 +1,5 @@
 """An exception the training raised, read by the same rules that classify a wrapped command's
-crash: for the API's standalone attempts and the framework callbacks (#4)."""
+crash: for the API's standalone attempts and the framework callbacks."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Crash rules: patterns that name how a training ended, shipped as data and extendable by users.
 
 The shipped rules live in `crash_rules.toml` beside this module; users add theirs in `logbook.toml`
-as `[[crash.rule]]` tables with the same fields (issue #3).
+as `[[crash.rule]]` tables with the same fields.
 """
 
 from __future__ import annotations

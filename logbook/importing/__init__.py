@@ -1,4 +1,4 @@
-"""Backfill history from a file: attempts, events, notes and metrics with their own times (#4).
+"""Backfill history from a file: attempts, events, notes and metrics with their own times.
 
 A run kept by hand, or exported from another tracker, goes on record like a recorded one. The
 file is JSON lines or CSV (the format: schemas/import.md). Every row is checked before anything

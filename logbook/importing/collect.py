@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from logbook.errors import LogbookError
-from logbook.events import SEVERITIES, parse_fields
 from logbook.importing.fields import (
     MAX_INT,
     MIN_INT,
@@ -21,6 +20,7 @@ from logbook.importing.fields import (
     redact_value,
 )
 from logbook.importing.read import Bad
+from logbook.record.events import SEVERITIES, parse_fields
 from logbook.store import layout
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Collector:
     def __init__(
         self, run: str | None, con: duckdb.DuckDBPyConnection, *, csv_strings: bool
     ) -> None:
-        from logbook.parsers import canonical_name
+        from logbook.record.parsers import canonical_name
 
         self.default_run = run
         self.con = con

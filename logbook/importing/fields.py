@@ -139,7 +139,7 @@ def _command(value: Any) -> list[str]:
 
 def redact_value(value: Any) -> Any:
     """Secrets out of free text and out of values with secret-looking names, at any depth."""
-    from logbook.redact import REDACTED, is_secret_name, redact_text
+    from logbook.record.redact import REDACTED, is_secret_name, redact_text
 
     if isinstance(value, str):
         return redact_text(value)

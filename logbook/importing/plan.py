@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
 from logbook.errors import LogbookError
-from logbook.events import event_row
 from logbook.importing.collect import MAX_ERRORS, Collector
+from logbook.record.events import event_row
 from logbook.store import Store, conform, layout, parts
 
 if TYPE_CHECKING:
@@ -443,7 +443,7 @@ def _attempt_problem(label: str, a: Mapping[str, Any]) -> str | None:
 
 
 def _attempt_row(run: str, a: dict[str, Any], parent: dict[str, Any] | None) -> dict[str, Any]:
-    from logbook.redact import redact_command, redact_text
+    from logbook.record.redact import redact_command, redact_text
 
     row = {k: v for k, v in a.items() if not k.startswith("_")}
     start, end = row["start_time"], row.get("end_time")

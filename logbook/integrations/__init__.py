@@ -1,4 +1,4 @@
-"""Callbacks for training frameworks, recording through `logbook.Recorder` (#4).
+"""Callbacks for training frameworks, recording through `logbook.Recorder`.
 
     from logbook.integrations.transformers import LogbookCallback   # Hugging Face Trainer
     from logbook.integrations.lightning import LogbookCallback      # PyTorch Lightning Trainer

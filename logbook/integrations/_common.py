@@ -1,4 +1,4 @@
-"""What the framework callbacks share: the Recorder they write to, and the rows they make (#4).
+"""What the framework callbacks share: the Recorder they write to, and the rows they make.
 
 Their events have source `api`, like `logbook.event`, and use the wrapper's kinds and keys where
 it has one, so `logbook events` and the chronicle read them alike:

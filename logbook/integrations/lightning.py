@@ -1,4 +1,4 @@
-"""PyTorch Lightning: `LogbookCallback` records a `Trainer`'s training (#4).
+"""PyTorch Lightning: `LogbookCallback` records a `Trainer`'s training.
 
     from logbook.integrations.lightning import LogbookCallback
 

@@ -1,4 +1,4 @@
-"""Hugging Face Transformers: `LogbookCallback` records a `Trainer`'s training (#4).
+"""Hugging Face Transformers: `LogbookCallback` records a `Trainer`'s training.
 
     from logbook.integrations.transformers import LogbookCallback
 

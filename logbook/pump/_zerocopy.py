@@ -1,7 +1,7 @@
 """Linux tee(2) through ctypes: duplicate a pipe's bytes into another pipe without copying them.
 
 With splice(2) (os.splice) for the raw log, a pipe-to-pipe passthrough never copies output through
-the wrapper's memory: about twice the throughput of read/write here (#2 benchmarks).
+the wrapper's memory: about twice the throughput of read/write here (benchmarks/).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logbook.supervisor.signals import signal_name
+from logbook.exitcodes import signal_name
 
 if TYPE_CHECKING:
     from logbook.supervisor.attempt import Ended

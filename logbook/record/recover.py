@@ -69,8 +69,8 @@ def _recorder_alive(root: Path, doc: dict[str, Any]) -> bool:
 
 
 def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered | None:
-    from logbook.parsers import LineParser
     from logbook.record.metrics import Columns, metrics_table, write_metrics
+    from logbook.record.parsers import LineParser
     from logbook.supervisor.progress import _last_redraw, parse_stretch
 
     run, attempt_id = str(doc["run"]), str(doc["attempt_id"])

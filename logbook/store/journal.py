@@ -222,7 +222,7 @@ def list_journals(root: Path, run: str | None = None) -> list[Path]:
 
 
 def lost_rows(jf: JournalFile) -> list[tuple[str, dict[str, Any]]]:
-    """Rows that close what a dead wrapper left running, attempts and nodes (#5): status lost,
+    """Rows that close what a dead wrapper left running, attempts and nodes: status lost,
     ended at its heartbeat."""
     from logbook.store import parts
 

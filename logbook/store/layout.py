@@ -24,7 +24,7 @@ QUARANTINE_DIR = "_quarantine"
 # (the tables are, on their way in), and never published (the chronicle does not copy them).
 LOGS_DIR = "logs"
 # Letters, digits and . _ + @ - only: a name must be one path component on every filesystem and
-# object store, survive Hive partition parsing unescaped, and never be read as a path (#2).
+# object store, survive Hive partition parsing unescaped, and never be read as a path.
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,127}")
 
 

@@ -26,12 +26,12 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
-from logbook.redact import redact_command, redact_field, redact_text
+from logbook.record.redact import redact_command, redact_field, redact_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# Bump when a rule in logbook.redact changes, so that compaction redacts older parts again.
+# Bump when a rule in logbook.record.redact changes, so that compaction redacts older parts again.
 VERSION = "1"
 _KEY = b"logbook.redacted"
 

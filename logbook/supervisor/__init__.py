@@ -42,10 +42,10 @@ class RunOptions:
     catch_up_s: float = 10.0  # after the end, parse output skipped in a flood for at most this long
     config_path: Path | None = None  # --config: snapshotted per attempt, diffed against the parent
     data_mix_path: Path | None = None  # --data-mix: recorded per attempt, diffed against the parent
-    hooks: Sequence[Any] = ()  # logbook.hooks.Hook
+    hooks: Sequence[Any] = ()  # logbook.supervisor.hook_runner.Hook
     rules: Sequence[Any] | None = None  # logbook.forensics.rules.Rule; None: the shipped ones
-    sample_every_s: float = 10.0  # telemetry readings this often (#5); 0: none
-    gpu_price: float | None = None  # --gpu-price: USD per GPU-hour, recorded per attempt (#5)
+    sample_every_s: float = 10.0  # telemetry readings this often; 0: none
+    gpu_price: float | None = None  # --gpu-price: USD per GPU-hour, recorded per attempt
 
 
 def run(opts: RunOptions) -> int:

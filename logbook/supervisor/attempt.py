@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from logbook.parsers import LineParser
+from logbook.record.parsers import LineParser
 from logbook.supervisor import launch
 from logbook.supervisor.oom import OomWatch
 from logbook.supervisor.passthrough import Passthrough
@@ -54,7 +54,7 @@ class Ended:
     reader_gone: bool = False
     oom_kills: int = 0  # kills the command's memory cgroup counted while it ran
     oom_cgroup: str | None = None
-    hardware_faults: list[str] = field(default_factory=list)  # from the telemetry sampler (#5)
+    hardware_faults: list[str] = field(default_factory=list)  # from the telemetry sampler
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Checkpoints as they land in --checkpoint-dir: each new or rewritten entry (a file or a folder
 such as `checkpoint-1200/`) is followed until it stops changing, then reported once with its
-step, size, file count and how long it took to write (#4, part 7).
+step, size, file count and how long it took to write.
 
 Write time is from the first sign of the checkpoint (the oldest modification among its files, or
 when we first saw it, whichever is earlier) to its last write. A checkpoint written between two

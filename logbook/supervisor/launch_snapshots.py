@@ -62,7 +62,7 @@ def start_settings(
 
 
 def record_data_mix(recorder: Recorder, store: Store, path: Path, parent_id: str | None) -> None:
-    from logbook import datamix
+    from logbook.record import datamix
 
     try:  # read again for each attempt: it may have been edited between restarts
         mix = datamix.with_fingerprints(datamix.load_mix(path), path.parent)
@@ -90,7 +90,7 @@ def record_hparams(
     parent_id: str | None,
 ) -> None:
     """Snapshot the config and command-line settings; their changes from the parent are events."""
-    from logbook import hparams
+    from logbook.record import hparams
 
     try:
         rows = hparams.snapshot_rows(config_path, command)

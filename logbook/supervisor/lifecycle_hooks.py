@@ -79,7 +79,7 @@ class LifecycleHooks:
         env, cwd = self.env, self.cwd
 
         def work() -> None:
-            from logbook.hooks import run_hooks
+            from logbook.supervisor.hook_runner import run_hooks
 
             try:
                 results = run_hooks(event, hooks, payload, env=env, cwd=cwd)

@@ -1,4 +1,4 @@
-"""Did the kernel's OOM killer end the command? Its memory cgroup counts the kills (#3).
+"""Did the kernel's OOM killer end the command? Its memory cgroup counts the kills.
 
 cgroup v2 keeps `oom_kill N` in memory.events, v1 in memory.oom_control. We read the counter of
 the command's cgroup when it starts and again when it ends; a rise, with the command dead of

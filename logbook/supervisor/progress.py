@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from logbook.supervisor.checkpoints import Checkpoint, FolderWatch
 
 if TYPE_CHECKING:
-    from logbook.parsers import LineParser
+    from logbook.record.parsers import LineParser
 
 # `step=12`, `step: 12`, `global_step 12`, `iter 12`, `"step": 12`, Megatron `iteration   12/ 5000 |`.
 _STEP = re.compile(
@@ -143,7 +143,7 @@ class Progress:
         """Scan what the logs gained since the last call, in bounded chunks. When the command
         prints faster than we scan (a flood of output), jump to the last TAIL_BYTES and count what
         was skipped: progress needs the newest lines, and the wrapper must never fall minutes
-        behind, hold the backlog in memory, or take CPU from the command (#2 benchmarks)."""
+        behind, hold the backlog in memory, or take CPU from the command (benchmarks/)."""
         for path in self._paths:
             try:
                 with open(path, "rb") as f:
@@ -173,7 +173,7 @@ class Progress:
 
     def _catch_up(self) -> None:
         """Parse the skipped stretches of the logs for metrics, now that the command has ended
-        and the CPU is free, for at most --catch-up seconds; count the lines left (#4: no metric line is
+        and the CPU is free, for at most --catch-up seconds; count the lines left (no metric line is
         dropped silently). Their points carry the time of the skip; their steps are their own."""
         started = time.monotonic()
         deadline = started + self._catch_up_budget

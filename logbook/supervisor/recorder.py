@@ -1,5 +1,5 @@
 """What the supervisor writes about one attempt. It never raises: a store that is unwritable or
-full becomes one warning on stderr saying what was not recorded, and the training goes on (#2)."""
+full becomes one warning on stderr saying what was not recorded, and the training goes on."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logbook.events import event_row
 from logbook.record.attempt import AttemptJournal, runs_row
+from logbook.record.events import event_row
 from logbook.store import Store, journal, layout, user_name
 from logbook.supervisor.nodes import host_name
 

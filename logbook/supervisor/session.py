@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logbook.detectors import Detectors
 from logbook.exitcodes import ExitCode
-from logbook.parsers import LineParser
+from logbook.record.detectors import Detectors
 from logbook.record.ending import end_fields, judge, skipped_message, tail_lines
 from logbook.record.metrics import MetricBuffer
+from logbook.record.parsers import LineParser
 from logbook.store import Store
 from logbook.supervisor import lineage, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
@@ -56,7 +56,7 @@ class Session:
         self.under_scheduler = any(v in env for v in SCHEDULER_VARS)
         self.recorder: Recorder | None = None
         self.history = History()
-        # Metrics from the output (#4): "none" keeps only the step finder of the hang watch. The
+        # Metrics from the output: "none" keeps only the step finder of the hang watch. The
         # other hosts of a launch leave metrics to the leader (their ranks rarely print any).
         leads = self.node is None or self.node.leader
         self.parser = LineParser(opts.metrics) if opts.metrics != "none" and leads else None
@@ -115,7 +115,7 @@ class Session:
 
     def tidy(self) -> None:
         """Merge this run's parts once they are many: each attempt adds a few, and reading them
-        all is what the next `logbook run` and every query pay (#2: ~2 ms a part)."""
+        all is what the next `logbook run` and every query pay (~2 ms a part)."""
         if self.store is None:
             return
         try:
@@ -157,7 +157,7 @@ class Session:
             restart_count=restart_count,
             checkpoint_dir=opts.checkpoint_dir,
         )
-        from logbook.redact import redact_command
+        from logbook.record.redact import redact_command
 
         attempt: dict[str, Any] = {
             **base_attempt(self.run, attempt_id, redact_command(command), self.cwd, self.host),
@@ -199,7 +199,7 @@ class Session:
                 )
 
         capture: list[Any] = []
-        samplers: list[Any] = []  # the telemetry sampler of this attempt (#5)
+        samplers: list[Any] = []  # the telemetry sampler of this attempt
 
         def launching(start: Any) -> None:
             # On record before the command exists: a kill of logbook from here on leaves an
@@ -415,7 +415,7 @@ def child_env(
     restart_count: int = 0,
     checkpoint_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The command's environment: ours, plus where to record, and Python unbuffered (#2). With
+    """The command's environment: ours, plus where to record, and Python unbuffered. With
     LOGBOOK_CHECKPOINT_DIR the callbacks leave the folder's checkpoints to the wrapper."""
     env = dict(base)
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -145,7 +145,7 @@ class Forwarder:
 
     def _signal_strays(self, signum: int) -> None:
         """The same signal to descendants that left the group (setsid'd ranks, daemons): the whole
-        tree stops together (#3)."""
+        tree stops together."""
         for pid in list(self._strays):
             try:
                 if os.getpgid(pid) != self.pgid:

@@ -1,6 +1,6 @@
 """Telemetry of a running attempt: the command's process tree, the host and the GPUs, sampled by
 a background thread of the wrapper into the samples table; ECC error rises and Xid lines in the
-kernel log become hardware_fault events (#5).
+kernel log become hardware_fault events.
 
     sampler.py  the thread: readings, batching, events
     gpus.py     NVML or nvidia-smi readings

@@ -1,7 +1,7 @@
 """GPU readings for the samples table: NVML (package nvidia-ml-py) when it works, else nvidia-smi.
 
 A reader is opened once per attempt. When neither source answers, `open_reader` raises
-`GpuUnavailable` with the reason, and the sampler stops asking (#5): no nvidia-smi every tick on
+`GpuUnavailable` with the reason, and the sampler stops asking: no nvidia-smi every tick on
 a machine that has none, or whose driver is gone.
 """
 

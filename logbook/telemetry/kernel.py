@@ -1,4 +1,4 @@
-"""Xid lines from the kernel log, read as they come (#5).
+"""Xid lines from the kernel log, read as they come.
 
 The NVIDIA driver reports GPU faults as `NVRM: Xid (PCI:0000:3b:00): 79, pid=..., GPU has fallen
 off the bus.` in the kernel ring buffer. We open /dev/kmsg once per attempt, non-blocking, move to

@@ -1,5 +1,5 @@
 """The telemetry sampler: a background thread of the wrapper that reads the command's process tree,
-the host and the GPUs every `--sample-every` seconds into the samples table (#5).
+the host and the GPUs every `--sample-every` seconds into the samples table.
 
 It must never disturb the command: one daemon thread at low priority, every failure caught, a
 few milliseconds a tick. Readings are kept in memory and written as one Parquet part every

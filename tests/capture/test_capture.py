@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from logbook.capture import capture_launch
-from logbook.redact import REDACTED
+from logbook.record.redact import REDACTED
 
 Git = Callable[..., str]
 KINDS = ["command", "git", "python", "package", "env", "host", "gpu", "launcher"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from logbook.capture.launcher import capture_launcher, launcher_kinds
-from logbook.redact import REDACTED
+from logbook.record.redact import REDACTED
 
 # The 16 names a two-worker torchrun sets (ecosystem.md 3.1).
 TORCHRUN_ENV = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import git, logbook_cmd
 
-from logbook.events import event_row
+from logbook.record.events import event_row
 from logbook.store import Store
 
 SECRET = "hf_" + "Zq7" * 11  # a Hugging Face token, set in the environment of the run

@@ -208,7 +208,7 @@ def test_a_bare_run_still_builds_and_says_what_is_missing(tmp_path: Path) -> Non
 
 def test_a_run_with_no_attempt_builds(tmp_path: Path) -> None:
     """Notes on record and no attempt yet (as an import of notes leaves it)."""
-    from logbook.events import event_row
+    from logbook.record.events import event_row
     from logbook.store import Store
 
     store = Store.open(tmp_path / ".logbook", create=True)

@@ -42,7 +42,7 @@ def test_a_real_run_declares_compute_and_a_price(
     run_logbook, invoke, store_path: Path, trainer: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     # N on the command line, tokens per step in the config file. (Not `--tokens-per-step 4096` on
-    # the command line: logbook.redact hides every value of an option named like a token there.)
+    # the command line: logbook.record.redact hides every value of an option named like a token there.)
     config = tmp_path / "train.yaml"
     config.write_text("optim:\n  lr: 0.001\ntokens_per_step: 4096\n")
     run_logbook(

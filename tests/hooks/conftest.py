@@ -1,4 +1,4 @@
-"""Run the shipped hooks in hooks/ the way logbook does: through logbook.hooks.run_hook (#3)."""
+"""Run the shipped hooks in hooks/ the way logbook does: through logbook.supervisor.hook_runner.run_hook (#3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from logbook.hooks import Hook, HookResult, run_hook
+from logbook.supervisor.hook_runner import Hook, HookResult, run_hook
 
 HOOKS_DIR = Path(__file__).resolve().parents[2] / "hooks"
 

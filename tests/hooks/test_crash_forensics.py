@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Shipped
 
-from logbook.hooks import PAYLOAD_SCHEMA
+from logbook.supervisor.hook_runner import PAYLOAD_SCHEMA
 
 NVIDIA_SAMPLE = """\
 ==============NVSMI LOG==============

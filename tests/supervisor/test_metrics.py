@@ -249,7 +249,7 @@ def test_a_flood_of_metric_lines_is_caught_up_after_the_end(
 
 
 def test_lines_left_unparsed_are_counted(tmp_path: Path) -> None:
-    from logbook.parsers import LineParser
+    from logbook.record.parsers import LineParser
     from logbook.supervisor import progress
 
     log = tmp_path / "stdout.log"

@@ -1,5 +1,5 @@
 """Goodput: how much of a run's wall-clock and GPU time trained the model, and where the rest went
-(#5, part 4). The split per attempt is the `goodput` view (logbook/query.py), so it is queryable;
+. The split per attempt is the `goodput` view (logbook/query.py), so it is queryable;
 this module sums it per run.
 
 Categories, each in seconds of wall-clock and in GPU-hours (seconds × the attempt's GPU count, from

@@ -1,4 +1,4 @@
-"""What a run is doing now, read from the store alone (#7): the state `logbook watch` draws.
+"""What a run is doing now, read from the store alone: the state `logbook watch` draws.
 
 `watch_state` is called every couple of seconds, possibly from another host that shares the store,
 on stores of a hundred million samples: it reads the current attempt's newest samples (a window

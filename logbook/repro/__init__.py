@@ -1,6 +1,6 @@
 """The recipe to re-create an attempt, read from its launch snapshots: check out the commit, apply
 the recorded diff, install the recorded packages, set the recorded environment, run the command
-(#6, part 4). `Recipe.as_text` is for people, `Recipe.as_script` a bash script.
+. `Recipe.as_text` is for people, `Recipe.as_script` a bash script.
 
 Every value comes from the record and is treated as untrusted: the script quotes each one with
 shlex.quote, the diff goes through a quoted heredoc whose delimiter it does not contain, and text
@@ -15,7 +15,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from logbook.repro_script import (
+from logbook.repro.script import (
     clone_url,
     delimiter,
     dest,
@@ -194,8 +194,8 @@ def recipe(store: Store, run: str, label: str) -> Recipe:
         NoSuchRun: the store has no such run.
         LogbookError: the run has no attempt with that label.
     """
-    from logbook import datamix
     from logbook.query import read_attempt
+    from logbook.record import datamix
 
     attempt = read_attempt(store, run, label)
     snaps = attempt_snapshots(store, attempt)

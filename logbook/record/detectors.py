@@ -1,5 +1,5 @@
 """Detectors: metrics in, instability events out — loss spikes, NaN/inf, grad-norm explosions,
-loss-scale collapse, throughput drops (#4).
+loss-scale collapse, throughput drops.
 
 Each looks at one metric's recent history, not at fixed thresholds: a spike is a value far above
 the rolling median, measured in the rolling median absolute deviation, so a noisy but healthy

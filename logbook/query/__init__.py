@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from logbook import gpu_count
 from logbook import schema as schemas
 from logbook.errors import BadQuery, ReadOnlyQuery, StoreCorrupt
+from logbook.query import gpu_count
 from logbook.store import Snapshot, Store, layout, parts
 
 if TYPE_CHECKING:
@@ -81,7 +81,13 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
         con.register(f"_journal_{table}", journal)
 
 
-FAILURES = ("crashed", "hung", "lost", "failed", "killed")  # failed/killed: stores from before #3
+FAILURES = (
+    "crashed",
+    "hung",
+    "lost",
+    "failed",
+    "killed",
+)  # failed/killed: stores written by early versions
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
     # Each attempt with its pace in seconds per step.
@@ -117,7 +123,7 @@ _DERIVED_VIEWS = (
     from a left join attempts n on n.parent_id = a.attempt_id
     where a.status not in ('completed', 'running')
     """,
-    # Where each attempt's wall-clock time went (#5): start-up until the first step, time hung,
+    # Where each attempt's wall-clock time went: start-up until the first step, time hung,
     # steps done again after a crash, checkpoint writes, and the rest, productive; plus the
     # downtime since the attempt before it. Every part is clipped so that they add up to wall_s.
     """
@@ -135,7 +141,7 @@ _DERIVED_VIEWS = (
                as checkpoint_s
         from events where kind = 'checkpoint' group by attempt_id
     ),
-    g as (  -- summed over the hosts of a launch over several (#5)
+    g as (  -- summed over the hosts of a launch over several
         select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
     ),
     s1 as (

@@ -1,5 +1,5 @@
 """The data mix: which sources an attempt trained on, with what weights and token counts, and
-fingerprints of their files, so that a change between attempts is on record (#4, part 6).
+fingerprints of their files, so that a change between attempts is on record.
 
 A mix file (`--data-mix`, YAML, JSON or TOML) maps sources to a weight or to a table:
 
@@ -46,7 +46,7 @@ def load_mix(path: Path) -> dict[str, dict[str, Any]]:
     Raises:
         ConfigError: unreadable or malformed (naming the file and, where it can, the line).
     """
-    from logbook.hparams import load_config
+    from logbook.record.hparams import load_config
 
     doc = load_config(path, what="--data-mix")
     try:

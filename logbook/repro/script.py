@@ -1,4 +1,4 @@
-"""The bash script of `logbook repro --script` (#6), and the shell-safe pieces the recipe's text
+"""The bash script of `logbook repro --script`, and the shell-safe pieces the recipe's text
 shares with it. Every value comes from the record and is untrusted: each goes through shlex.quote,
 the diff through a quoted heredoc whose delimiter it does not contain, comments lose their line
 breaks and control characters."""

@@ -1,4 +1,4 @@
-"""Lifecycle hooks: executables run at on_start, on_crash, on_hang, on_restart and on_end (#3).
+"""Lifecycle hooks: executables run at on_start, on_crash, on_hang, on_restart and on_end.
 
 A hook gets the event as JSON on stdin (`{"schema": "logbook.hook/1", "event": ..., ...}`, described
 by schemas/hook.json) and as `LOGBOOK_*` environment variables. It runs in its own process group with a

@@ -1,7 +1,7 @@
 """Output lines -> metrics: what `--metrics auto|none|regex:PATTERN` finds in a training's output.
 
 `LineParser.parse` turns one line into a `Parsed` (the step, if the line names one, and the other
-numbers under canonical names), or None for a line that carries no metric. It never raises (#4: a
+numbers under canonical names), or None for a line that carries no metric. It never raises (a
 parser bug must not touch the training) and looks at no more than the first 4 KiB of a line.
 
 What `auto` reads:
@@ -239,7 +239,7 @@ class LineParser:
             if self._regex is not None:
                 return self._parse_regex(line)
             return self._parse_auto(line)
-        except Exception:  # a parser bug must never reach the training (#4)
+        except Exception:  # a parser bug must never reach the training
             return None
 
     # --- regex mode ---------------------------------------------------------------------------
@@ -261,7 +261,7 @@ class LineParser:
     # --- auto mode ----------------------------------------------------------------------------
 
     def _parse_auto(self, line: str) -> Parsed | None:
-        # Cheap rejection first (#4: non-metric lines must cost little).
+        # Cheap rejection first (non-metric lines must cost little).
         if _MAYBE.search(line) is None:
             return None
         stripped = line.lstrip()

@@ -1,5 +1,5 @@
 """Hyperparameters of an attempt, from its config file and its command line, and how they changed
-from the parent attempt: `--lr 3e-4` on 11.03 and `--lr 2e-4` on 11.04 is an hparam_change (#4)."""
+from the parent attempt: `--lr 3e-4` on 11.03 and `--lr 2e-4` on 11.04 is an hparam_change."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def snapshot_rows(config_path: Path | None, argv: Sequence[str]) -> list[dict[st
     Raises:
         ConfigError: the config file is malformed.
     """
-    from logbook.redact import redact_command, redact_value
+    from logbook.record.redact import redact_command, redact_value
 
     rows: list[dict[str, Any]] = []
     if config_path is not None:

@@ -1,5 +1,5 @@
 """How many GPUs each host of an attempt had, from its launch snapshot: the `launch_gpus` view,
-which `logbook cost` and `logbook goodput` both count with (#5).
+which `logbook cost` and `logbook goodput` both count with.
 
 A host is the one a snapshot names when the attempt was launched over several hosts (it has
 `nodes` rows); otherwise every row belongs to the attempt's own host, whatever an imported or

@@ -1,5 +1,5 @@
 """What changed between two attempts of a run: git, packages, config, command, environment,
-hardware, launcher and data mix, one row per difference (#6, part 4)."""
+hardware, launcher and data mix, one row per difference."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def _mix_rows(
     store: Store, run: str, id_a: str, id_b: str
 ) -> list[tuple[str, str, str | None, str | None]]:
     """Data mix differences per source: added or removed, weight, tokens, paths, fingerprints."""
-    from logbook import datamix
+    from logbook.record import datamix
 
     mix_a = datamix.last_recorded(store, run, {id_a}) or {}
     mix_b = datamix.last_recorded(store, run, {id_b}) or {}
