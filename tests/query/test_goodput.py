@@ -81,7 +81,7 @@ def test_each_part_of_the_time_is_counted_once(invoke, store_path: Path, tmp_pat
 
 
 def test_a_real_run_with_crashes(invoke, run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    train = Path(__file__).parents[1] / "examples" / "train.py"
+    train = Path(__file__).parents[2] / "examples" / "train.py"
     run_logbook(
         "run", "--store", str(store_path), "--run", "real", "--no-capture", "--restarts", "2",
         "--backoff", "0.5s", "--", sys.executable, str(train), "--steps", "300",

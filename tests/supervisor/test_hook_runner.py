@@ -437,7 +437,7 @@ def test_hooks_from_config_errors(hooks: Any, message: str) -> None:
     assert message in str(e.value)
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_payload_schema_describes_every_key() -> None:
