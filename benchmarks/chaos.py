@@ -405,6 +405,24 @@ def _strings_of(path: Path) -> str:
     return path.read_bytes().decode("latin-1")
 
 
+def _search(
+    store: Path, site: Path, secrets: dict[str, str]
+) -> tuple[list[str], dict[str, list[Path]]]:
+    """Which secrets are in the store's Parquet strings, its journals, the chronicle's files."""
+    places = {
+        "tables": sorted(store.rglob("*.parquet")),
+        "journals": sorted(p for p in (store / "_journal").rglob("*") if p.is_file()),
+        "chronicle": sorted(p for p in site.rglob("*") if p.is_file()),
+    }
+    hits: list[str] = []
+    for place, files in places.items():
+        for f in files:
+            text = _strings_of(f)
+            where = f.relative_to(store).parts[0] if place == "tables" else place
+            hits += [f"{name} in {where}" for name, s in secrets.items() if s in text]
+    return sorted(set(hits)), places
+
+
 def secrets(tmp: Path, quick: bool) -> Row:
     store, site = tmp / "S", tmp / "site"
     config = tmp / "config.json"
@@ -428,18 +446,7 @@ def secrets(tmp: Path, quick: bool) -> Row:
         lb("chronicle", "r", "--out", str(site), "--store", str(store)),
         capture_output=True, timeout=180,
     )  # fmt: skip
-    places = {
-        "tables": sorted(store.rglob("*.parquet")),
-        "journals": sorted(p for p in (store / "_journal").rglob("*") if p.is_file()),
-        "chronicle": sorted(p for p in site.rglob("*") if p.is_file()),
-    }
-    hits: list[str] = []
-    for place, files in places.items():
-        for f in files:
-            text = _strings_of(f)
-            where = f.relative_to(store).parts[0] if place == "tables" else place
-            hits += [f"{name} in {where}" for name, s in SECRETS.items() if s in text]
-    hits = sorted(set(hits))
+    hits, places = _search(store, site, SECRETS)
     n_files = sum(len(f) for f in places.values())
     found = f"{len(hits)} found in {n_files} files" + (f" [{', '.join(hits)}]" if hits else "")
     if not places["chronicle"]:
@@ -521,6 +528,221 @@ def hostile_output(tmp: Path, quick: bool) -> Row:
                found, ok)  # fmt: skip
 
 
+GIT_TOKEN = "ghp_" + "Qw3eRt6yUi9oPa2sDf5gHj8kLz1xCv4bNm7W"  # 36 after the prefix
+GIT_REMOTE = f"https://user:{GIT_TOKEN}@github.com/org/repo.git"
+
+
+def secrets_git(tmp: Path, quick: bool) -> Row:
+    """A token in the git remote's URL, captured from inside a real repository."""
+    store, site, repo = tmp / "S", tmp / "site", tmp / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text(
+        "for i in range(5):\n    print(f'step={i} loss=1.0', flush=True)\n"
+    )
+    git = ["git", "-C", str(repo), "-c", "user.name=chaos", "-c", "user.email=chaos@invalid"]
+    for args in (["init", "-q"], ["add", "train.py"], ["commit", "-qm", "init"],
+                 ["remote", "add", "origin", GIT_REMOTE]):  # fmt: skip
+        subprocess.run([*git, *args], check=True, capture_output=True, timeout=60)
+    p = subprocess.run(
+        lb("run", "--store", str(store), "--run", "r", "--", sys.executable, "train.py"),
+        capture_output=True, cwd=repo, timeout=180,
+    )  # fmt: skip
+    subprocess.run(
+        lb("chronicle", "r", "--out", str(site), "--store", str(store)),
+        capture_output=True, timeout=180,
+    )  # fmt: skip
+    hits, places = _search(store, site, {"ghp": GIT_TOKEN})
+    # the remote must have been captured at all, or 0 found would prove nothing
+    remote = any("github.com/org/repo" in _strings_of(f) for f in places["tables"])
+    n_files = sum(len(f) for f in places.values())
+    found = (
+        f"{len(hits)} found in {n_files} files, run exit {p.returncode}, "
+        f"remote recorded {'yes' if remote else 'NO'}"
+    ) + (f" [{', '.join(hits)}]" if hits else "")
+    if not places["chronicle"]:
+        found += " (no chronicle was built)"
+    ok = not hits and remote and bool(places["chronicle"]) and p.returncode == 0
+    return row("secrets-git", 1, "0 in tables, journals, chronicle; the remote recorded",
+               found, ok)  # fmt: skip
+
+
+STEP_EXIT_3 = "print('step=1 loss=2'); import sys; sys.exit(3)"
+
+
+def _first_logbook_line(err: str) -> str:
+    return next((ln.strip()[:110] for ln in err.splitlines() if ln.startswith("logbook:")), "")
+
+
+def _ro_store(tmp: Path) -> tuple[list[str] | None, Path, str]:
+    """A prefix that runs a command with store S read-only, S, or why that cannot be done.
+
+    chmod alone does not stop root, so as root S is also bind-mounted read-only in a user+mount
+    namespace."""
+    store = tmp / "S"
+    subprocess.run(
+        lb("run", "--store", str(store), "--run", "r", "--", sys.executable, "-c",
+           "print('step=0 loss=1')"),
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    for p in [store, *store.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)
+    if os.geteuid() != 0:
+        return [], store, ""
+    if not shutil.which("unshare"):
+        return None, store, "unshare is not installed"
+    mount = f"mount --bind {store} {store} && mount -o remount,bind,ro {store}"
+    ns = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+    probe = subprocess.run(
+        [*ns, f"{mount} && ! touch {store}/probe 2>/dev/null"], capture_output=True, timeout=60
+    )
+    if probe.returncode != 0:
+        why = probe.stderr.decode(errors="replace").strip() or "the store stayed writable"
+        return None, store, f"cannot mount it read-only: {why}"
+    return [*ns, f'{mount} && exec "$0" "$@"'], store, ""
+
+
+def stores(tmp: Path, quick: bool) -> Row:
+    train = [sys.executable, "-c", STEP_EXIT_3]
+    prefix, ro, why = _ro_store(tmp / "ro")
+    a_file = tmp / "file"
+    a_file.write_text("not a store\n")
+    # name, store, prefix, whether logbook can record there
+    cases = [
+        ("missing", tmp / "missing" / "deep" / "S", [], True),
+        ("file", a_file, [], False),
+        ("under-file", Path("/dev/null/x"), [], False),
+    ]
+    parts: list[str] = []
+    if prefix is None:
+        parts.append(f"read-only: skipped, {why}")
+    else:
+        cases.insert(0, ("read-only", ro, prefix, False))
+    bad = 0
+    for name, store, pre, records in cases:
+        p = subprocess.run(
+            [*pre, *lb("run", "--store", str(store), "--run", "r", "--", *train)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        printed = "step=1 loss=2" in p.stdout
+        tb = "Traceback" in p.stderr
+        warned = "logbook: warning:" in p.stderr
+        desc = f"{name}: exit {p.returncode}, output {'yes' if printed else 'NO'}"
+        good = p.returncode == 3 and printed and not tb
+        if tb:
+            desc += ", TRACEBACK"
+        if records:
+            attempts = scalar(store, "select count(*) from attempts")
+            desc += f", created {'yes' if store.is_dir() else 'NO'}, attempts {attempts}"
+            good = good and attempts == 1
+        else:
+            desc += f", warning {'yes' if warned else 'NO'}"
+            good = good and warned
+            if warned:
+                desc += f" ({_first_logbook_line(p.stderr)})"
+        if name == "file" and a_file.read_text() != "not a store\n":
+            desc, good = desc + ", the file was CHANGED", False
+        bad += not good
+        parts.append(desc)
+    return row("stores", len(cases),
+               "exit 3, output through, `logbook: warning:` where it cannot record, no traceback",
+               "; ".join(parts), bad == 0)  # fmt: skip
+
+
+WRITER = """
+import time
+for i in range({n}):
+    print(f'step={{i}} loss={{1.0 / (i + 1):.6f}}', flush=True)
+    time.sleep(0.005)
+"""
+
+
+def mixed_writers(tmp: Path, quick: bool) -> Row:
+    store = tmp / "S"
+    n_runs, n_lines = (4, 100) if quick else (10, 200)
+    procs = [
+        subprocess.Popen(
+            lb(
+                "run",
+                "--store",
+                str(store),
+                "--run",
+                f"r{i}",
+                "--",
+                sys.executable,
+                "-c",
+                WRITER.format(n=n_lines),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for i in range(n_runs)
+    ]
+    stop = threading.Event()
+    failed: dict[str, list[str]] = {"compact": [], "query": []}
+    done = {"compact": 0, "query": 0}
+
+    def loop(kind: str, args: list[str]) -> None:
+        while not stop.is_set():
+            p = subprocess.run(lb(*args), capture_output=True, text=True, timeout=120)
+            done[kind] += 1
+            if p.returncode != 0:
+                lines = [ln.strip() for ln in p.stderr.splitlines() if ln.strip()]
+                first = next((ln for ln in lines if "rror" in ln), lines[-1] if lines else "")
+                failed[kind].append(f"exit {p.returncode}: {first[:100]}")
+
+    threads = [
+        threading.Thread(target=loop, args=("compact", ["compact", "--store", str(store)])),
+        threading.Thread(
+            target=loop,
+            args=("query", ["query", "--store", str(store), "select count(*) from metrics"]),
+        ),
+    ]
+    # a query before the first wrapper made the store fails by design ("no logbook store")
+    wait_for(store.is_dir, 60)
+    for t in threads:
+        t.start()
+    try:
+        results = [p.communicate(timeout=300) for p in procs]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=150)
+    codes = [p.returncode for p in procs]
+    tracebacks = sum("Traceback" in (err or b"").decode(errors="replace") for _, err in results)
+    rc, rows, _ = query(
+        store, "select run, count(*) from metrics where name = 'loss' group by run order by run"
+    )
+    counts = {r[0]: int(r[1]) for r in rows}
+    wrong = {k: v for k, v in counts.items() if v != n_lines}
+    missing = n_runs - len(counts)
+    attempts = scalar(store, "select count(*) from attempts")
+    found = (
+        f"exits {sorted(set(codes))}, failed compactions {len(failed['compact'])}/"
+        f"{done['compact']}, failed queries {len(failed['query'])}/{done['query']}, "
+        f"runs with {n_lines} losses {len(counts) - len(wrong)}/{n_runs}, attempts {attempts}"
+    )
+    if wrong or missing:
+        found += f" [counts {counts}]"
+    if tracebacks:
+        found += f", {tracebacks} wrappers printed a traceback"
+    for kind in ("compact", "query"):
+        if failed[kind]:
+            found += f" [{kind}: " + "; ".join(sorted(set(failed[kind]))[:2]) + "]"
+    ok = (
+        set(codes) == {0}
+        and not failed["compact"]
+        and not failed["query"]
+        and rc == 0
+        and not wrong
+        and not missing
+        and attempts == n_runs
+        and not tracebacks
+    )
+    return row("mixed-writers", n_runs,
+               f"exits 0, 0 failed compactions/queries, {n_lines} losses per run, "
+               f"{n_runs} attempts", found, ok)  # fmt: skip
+
+
 TRIALS: dict[str, Callable[[Path, bool], Row]] = {
     "wrapper-kill": wrapper_kill,
     "concurrent-labels": concurrent_labels,
@@ -530,6 +752,9 @@ TRIALS: dict[str, Callable[[Path, bool], Row]] = {
     "full-disk": full_disk,
     "secrets": secrets,
     "hostile-output": hostile_output,
+    "stores": stores,
+    "mixed-writers": mixed_writers,
+    "secrets-git": secrets_git,
 }
 
 
