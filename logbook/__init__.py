@@ -5,10 +5,12 @@ The library is the product; the `logbook` command is a thin layer over it. Nothi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = (
+    False  # not typing's: `python -m logbook.pump` imports this package, and typing costs
+)
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from typing import Any
 
     from logbook.api import Recorder
     from logbook.store import Store

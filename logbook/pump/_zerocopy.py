@@ -6,19 +6,23 @@ the wrapper's memory: about twice the throughput of read/write here (benchmarks/
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import stat
 import sys
-from collections.abc import Callable
 from functools import cache
+
+TYPE_CHECKING = False  # typing's own costs the pump's start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @cache
 def _libc_tee() -> Callable[[int, int, int, int], int] | None:
     if not sys.platform.startswith("linux") or not hasattr(os, "splice"):
         return None
+    import ctypes  # here, not at import: the pump starts with every attempt and needs it for pipes only
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         fn = libc.tee
@@ -48,7 +52,7 @@ def widen_pipe(fd: int, size: int = 1 << 20) -> None:
 
 def available(src: int, dest: int) -> bool:
     """Can bytes go from `src` to `dest` by tee(2)? Both must be pipes, on Linux."""
-    return _libc_tee() is not None and is_pipe(src) and is_pipe(dest)
+    return is_pipe(src) and is_pipe(dest) and _libc_tee() is not None
 
 
 def tee(src: int, dest: int, n: int) -> int:
@@ -63,6 +67,8 @@ def tee(src: int, dest: int, n: int) -> int:
         done = fn(src, dest, n, 0)
         if done >= 0:
             return done
+        import ctypes
+
         err = ctypes.get_errno()
         if err != 4:  # EINTR: a signal arrived (we forward many); try again
             raise OSError(err, os.strerror(err))

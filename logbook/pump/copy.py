@@ -12,10 +12,13 @@ import errno
 import os
 import select
 import threading
-from collections.abc import Callable
-from pathlib import Path
 
 from logbook.pump import _zerocopy
+
+TYPE_CHECKING = False  # typing's own costs the pump's start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 CHUNK = 1 << 18
 

@@ -89,11 +89,12 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         on_metrics=watch.metrics,
         on_parsed=watch.parsed,
     )
-    start = _now()
-    watch.launching(start)
-    # The pump before the command: its output never meets a pipe that nobody reads.
+    # The pump before the command: its output never meets a pipe that nobody reads. (And before
+    # the start is journaled: the pump's own start-up overlaps the journal's fsyncs.)
     output = Passthrough(streams, spec.log_dir, warn=watch.warn, on_output=progress.saw_output)
     output.start()
+    start = _now()
+    watch.launching(start)
     try:
         proc = launch.spawn(
             spec.command, env=spec.env, cwd=spec.cwd, stdout=streams[0], stderr=streams[1]
