@@ -143,9 +143,20 @@ def redact_table(data: pa.Table, table: str | None) -> pa.Table:
     return mark(pa.Table.from_arrays(columns, schema=data.schema))
 
 
+# Up to this many rows a column is cleaned value by value: importing pyarrow.compute costs ~30 ms,
+# which every `logbook run` would pay at its first write.
+SMALL_COLUMN = 4096
+
+
 def by_dictionary(col: pa.ChunkedArray, clean: Callable[[str], str]) -> pa.ChunkedArray:
     """`clean` applied to each distinct string of a column; the column itself when none changed."""
     import pyarrow as pa
+
+    if len(col) <= SMALL_COLUMN:  # lifecycle rows, events, samples: without pyarrow.compute
+        values = col.to_pylist()
+        seen: dict[str, str] = {}
+        fresh = [None if v is None else seen.setdefault(v, clean(v)) for v in values]
+        return col if fresh == values else pa.chunked_array([pa.array(fresh, col.type)], col.type)
     import pyarrow.compute as pc
 
     chunks = []
