@@ -87,20 +87,24 @@ def _written(store: Path) -> tuple[int, dict[str, int], int, int]:
 
 def in_process(tmp: Path, every_s: float, seconds: float) -> dict[str, float]:
     """The sampler's own thread CPU on a `sleep` child, in this process."""
+    from logbook.record.attempt import attempt_row
     from logbook.store import Store
-    from logbook.supervisor.recorder import Recorder, _now, base_attempt
+    from logbook.supervisor.lineage import Placement
+    from logbook.supervisor.recorder import Recorder, _now
     from logbook.telemetry import Sampler
 
     store = Store.open(tmp / f"direct-{every_s:g}", create=True)
     rec = Recorder(store, "bench", "a")
     rec.started(
-        {
-            **base_attempt("bench", "a", ["sleep"], tmp),
-            "label": "1.00",
-            "status": "running",
-            "start_time": _now(),
-            "recorded_at": _now(),
-        },
+        attempt_row(
+            "bench",
+            "a",
+            command=["sleep"],
+            cwd=tmp,
+            host="h",
+            placement=Placement("1.00", None, None),
+            start=_now(),
+        ),
         first_of_run=True,
     )
     child = subprocess.Popen(["sleep", f"{seconds:g}"])

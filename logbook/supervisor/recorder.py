@@ -4,7 +4,6 @@ full becomes one warning on stderr saying what was not recorded, and the trainin
 from __future__ import annotations
 
 import functools
-import os
 import queue
 import sys
 import threading
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from logbook.record.attempt import AttemptJournal, runs_row
 from logbook.record.events import event_row
-from logbook.store import Store, journal, layout, user_name
+from logbook.store import Store, journal, layout
 from logbook.supervisor.nodes import host_name
 
 if TYPE_CHECKING:
@@ -216,20 +215,3 @@ class Recorder:
                 if not self._safe(f"a {row.get('kind', 'row')} event", append):
                     if len(self._unjournaled) < 100:  # for the reserve, at the end
                         self._unjournaled.append(item)
-
-
-def base_attempt(
-    run: str, attempt_id: str, command: list[str], cwd: Path, host: str | None = None
-) -> dict[str, Any]:
-    from logbook import __version__
-
-    return {
-        "run": run,
-        "attempt_id": attempt_id,
-        "host": host or host_name(),
-        "user": user_name(),
-        "wrapper_pid": os.getpid(),
-        "command": command,
-        "cwd": str(cwd),
-        "logbook_version": __version__,
-    }

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logbook.exitcodes import ExitCode
+from logbook.record.attempt import attempt_row
 from logbook.record.detectors import Detectors
 from logbook.record.ending import end_fields, judge, skipped_message, tail_lines
 from logbook.record.metrics import MetricBuffer
@@ -22,7 +23,7 @@ from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.launch_snapshots import start_capture, start_settings
 from logbook.supervisor.lifecycle_hooks import LifecycleHooks
 from logbook.supervisor.policy import Decision, History, Outcome, decide
-from logbook.supervisor.recorder import Recorder, _now, base_attempt
+from logbook.supervisor.recorder import Recorder, _now
 from logbook.supervisor.signals import Forwarder
 from logbook.telemetry.sampler import check_every
 
@@ -159,13 +160,16 @@ class Session:
         )
         from logbook.record.redact import redact_command
 
-        attempt: dict[str, Any] = {
-            **base_attempt(self.run, attempt_id, redact_command(command), self.cwd, self.host),
-            "label": self.placement.label,
-            "parent_id": self.placement.parent_id,
-            "parent_label": self.placement.parent_label,
-            "restart_count": restart_count,
-        }
+        attempt = attempt_row(
+            self.run,
+            attempt_id,
+            command=redact_command(command),
+            cwd=self.cwd,
+            host=self.host,
+            placement=self.placement,
+            start=_now(),  # the start proper is when the command is launched
+            restart_count=restart_count,
+        )
         spec = Launch(
             command,
             env,

@@ -14,8 +14,10 @@ from typing import Any
 import psutil
 from helpers import uses_nvidia_smi
 
+from logbook.record.attempt import attempt_row
 from logbook.store import Store
-from logbook.supervisor.recorder import Recorder, _now, base_attempt
+from logbook.supervisor.lineage import Placement
+from logbook.supervisor.recorder import Recorder, _now
 from logbook.telemetry import Sampler
 
 from .conftest import FakeSmi
@@ -225,13 +227,15 @@ def _recorder(store_path: Path, run: str) -> Recorder:
     store = Store.open(store_path, create=True)
     rec = Recorder(store, run, "a1", warn_stream=io.StringIO())
     rec.started(
-        {
-            **base_attempt(run, "a1", ["sleep"], store_path),
-            "label": "1.00",
-            "status": "running",
-            "start_time": _now(),
-            "recorded_at": _now(),
-        },
+        attempt_row(
+            run,
+            "a1",
+            command=["sleep"],
+            cwd=store_path,
+            host="h",
+            placement=Placement("1.00", None, None),
+            start=_now(),
+        ),
         first_of_run=True,
     )
     return rec
