@@ -66,7 +66,37 @@ def examine(store, *, fix: bool = True) -> list[Problem]:  # type: ignore[no-unt
                 problems += _fix(root, directory, table, held)
             finally:
                 held.release()
+    problems += _journals(root, fix=fix)
     return problems
+
+
+def _journals(root: Path, *, fix: bool) -> list[Problem]:
+    """Journals that name no wrapper: empty or headerless ones (a kill while one was made, by
+    versions that did not make them atomically), and the hidden files of a journal being made,
+    once old. Nothing can fold them; they only hide among the live ones."""
+    from logbook.store import journal as journals
+
+    found: list[Problem] = []
+    base = root / layout.JOURNAL_DIR
+    for path in sorted(base.glob("run=*/*")):
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if path.name.endswith(journals.SUFFIX) and not path.name.startswith("."):
+            if journals.read(path) is not None:
+                continue
+            what = "journal with no header (its wrapper was killed while making it)"
+        elif path.name.endswith(".tmp") and age > STALE_TMP_S:
+            what = "journal left half-made by a killed wrapper"
+        else:
+            continue
+        problem = Problem(path.relative_to(root), what)
+        if fix:
+            path.unlink(missing_ok=True)
+            problem.action = "deleted"
+        found.append(problem)
+    return found
 
 
 def _look(

@@ -108,3 +108,23 @@ def test_doctor_dry_run_moves_nothing(store: Store, invoke, tmp_path: Path) -> N
     [problem] = json.loads(out)
     assert problem["path"] == f"events/run=r/{bad.name}" and problem["action"] == "none (dry run)"
     assert bad.exists()
+
+
+def test_doctor_deletes_a_journal_that_names_no_wrapper(store: Store, invoke) -> None:  # type: ignore[no-untyped-def]
+    """An empty journal (a kill while an old version made it) can never be folded: doctor says so
+    and deletes it; a live journal beside it is left alone."""
+    from logbook.store import layout
+
+    folder = layout.journal_dir(store.root, "r")
+    folder.mkdir(parents=True)
+    empty = folder / "20261204T000000-0000000000000000.jsonl"
+    empty.write_bytes(b"")
+    live = store.journal("r")
+    try:
+        out = invoke(["doctor", "--store", str(store.root), "--format", "json"], code=1).stdout
+        [problem] = json.loads(out)
+        assert problem["path"] == f"_journal/run=r/{empty.name}"
+        assert problem["action"] == "deleted" and not empty.exists()
+        assert live.path.exists()
+    finally:
+        live.close()
