@@ -76,7 +76,8 @@ def build(
     say = progress or (lambda _: None)
     _check_target(out, force)
     say("reading the record")
-    rec = collect.gather(store, run, metrics=metrics, settings=settings)
+    # Read again if a compaction merged a part away while it was being read.
+    rec = store.reading(lambda: collect.gather(store, run, metrics=metrics, settings=settings))
     scrub = Scrubber(_anonymizer(rec) if anonymize else None)
     sections = scrub.walk(rec.sections)
     missing = scrub.walk(rec.missing)
