@@ -81,13 +81,8 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
         con.register(f"_journal_{table}", journal)
 
 
-FAILURES = (
-    "crashed",
-    "hung",
-    "lost",
-    "failed",
-    "killed",
-)  # failed/killed: stores written by early versions
+# failed and killed: statuses that stores written by early versions hold
+FAILURES = ("crashed", "hung", "lost", "failed", "killed")
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
     # Each attempt with its pace in seconds per step.

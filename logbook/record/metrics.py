@@ -104,7 +104,9 @@ class MetricBuffer:
             return
         if count:
             table = metrics_table(self.recorder.attempt_id, rows)
-            if self.recorder._safe("metrics", lambda: _write(store, self.recorder.run, table)):
+            if self.recorder._safe(
+                "metrics", lambda: write_metrics(store, self.recorder.run, table)
+            ):
                 self.written += count
             else:
                 self.failed = True
@@ -172,10 +174,13 @@ METRICS_PARQUET: dict[str, Any] = {
 }
 
 
-def write_metrics(store: Any, run: str, table: pa.Table, *, by_name: bool = False) -> None:
+def write_metrics(store: Any, run: str, table: pa.Table, *, by_name: bool = False) -> Path:
     """Write points as one metrics part, the one way every producer does (the wrapper's parser,
     recovery, the Python API): sorted by name, stably so that each name's points stay in time
     order, and encoded so. `by_name`: the caller sorted them already.
+
+    Returns:
+        The new part.
 
     Raises:
         OSError: the part could not be written.
@@ -186,9 +191,4 @@ def write_metrics(store: Any, run: str, table: pa.Table, *, by_name: bool = Fals
         import pyarrow.compute as pc
 
         table = table.take(pc.sort_indices(table, sort_keys=[("name", "ascending")]))
-    parts.write_part(layout.run_dir(store.root, "metrics", run), table, **METRICS_PARQUET)
-
-
-def _write(store: Any, run: str, table: pa.Table) -> bool:
-    write_metrics(store, run, table)
-    return True
+    return parts.write_part(layout.run_dir(store.root, "metrics", run), table, **METRICS_PARQUET)

@@ -33,20 +33,29 @@ class Recovered:
     points: int = 0
 
 
-def recover_metrics(store: Store, runs: dict[str, set[str]] | None = None) -> list[Recovered]:
+def recover_metrics(
+    store: Store, runs: dict[str, set[str] | None] | None = None
+) -> list[Recovered]:
     """Parse every stretch of every raw log whose recorder is gone without parsing it.
 
     Args:
-        runs: only these attempts, as {run: {attempt_id, ...}}; None: every attempt.
+        runs: only these attempts, as {run: {attempt_id, ...}}, or {run: None} for every attempt
+            of a run; None: every attempt of every run.
 
     Returns:
         One entry per attempt whose logs were parsed here.
     """
     out = []
+    logs = store.root / layout.LOGS_DIR
     if runs is None:
-        dirs = sorted((store.root / layout.LOGS_DIR).glob("run=*/*"))
+        dirs = sorted(logs.glob("run=*/*"))
     else:
-        dirs = [layout.attempt_log_dir(store.root, r, a) for r, ids in runs.items() for a in ids]
+        dirs = []
+        for r, ids in runs.items():
+            if ids is None:
+                dirs += sorted(logs.glob(f"run={layout.check_run_name(r)}/*"))
+            else:
+                dirs += [layout.attempt_log_dir(store.root, r, a) for a in ids]
     for log_dir in dirs:
         doc = coverage.read(log_dir)
         if doc is None or doc.get("complete") or _recorder_alive(store.root, doc):
@@ -149,11 +158,12 @@ def progress_of(root: Path, run: str, attempt_id: str) -> dict[str, Any]:
     return out
 
 
-def recover_store(store: Store) -> list[Recovered]:
+def recover_store(store: Store, run: str | None = None) -> list[Recovered]:
     """What every command that writes does first: parse the logs that dead or finished recorders
-    left unparsed, then fold the journals of dead ones (their attempts closed as lost, with the
-    steps the logs show)."""
-    done = recover_metrics(store)
+    left unparsed (of `run` only, when given: `logbook run` at its start reads no other run's
+    logs), then fold the journals of dead ones (their attempts closed as lost, with the steps the
+    logs show, whatever their run)."""
+    done = recover_metrics(store, None if run is None else {run: None})
     store.fold_dead_journals()
     return done
 

@@ -253,9 +253,8 @@ class Store:
                 # First what its recorder did not parse: the closing rows take its last step.
                 from logbook.record.recover import recover_metrics
 
-                recover_metrics(
-                    self, {run: {r["attempt_id"] for _, r in jf.rows if "attempt_id" in r}}
-                )
+                ids: set[str] = {r["attempt_id"] for _, r in jf.rows if "attempt_id" in r}
+                recover_metrics(self, {run: ids})
             except Exception as e:  # the logs stay; the next writer tries again
                 log.warning("could not parse the raw logs of %s: %s", path.name, e)
             try:

@@ -130,15 +130,6 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
     )
 
 
-class _Done:
-    @staticmethod
-    def is_alive() -> bool:
-        return False
-
-
-_DONE = _Done()
-
-
 def _wait(
     proc: subprocess.Popen[bytes],
     spec: Launch,
@@ -149,7 +140,8 @@ def _wait(
     """Wait for the command, waking often: to watch for a hang, and because the kernel may hand a
     signal to any of our threads while Python runs handlers (our forwarding) only in the main one."""
     hung_s: float | None = None
-    hooks: Any = None  # the on_hang hooks' thread: the hung command is stopped once they are done
+    stop_pending = False  # hung: stopped once its on_hang hooks (a thread, or None) are done
+    hooks: Any = None
     while True:
         try:
             proc.wait(timeout=WATCH_EVERY_S)
@@ -160,8 +152,8 @@ def _wait(
         if spec.hang_timeout_s and hung_s is None:
             quiet = time.monotonic() - progress.last_activity()
             if quiet >= spec.hang_timeout_s:
-                hung_s = quiet
-                hooks = watch.hang(proc.pid, quiet, progress) or _DONE
-        if hooks is not None and not hooks.is_alive():
-            hooks = None
+                hung_s, stop_pending = quiet, True
+                hooks = watch.hang(proc.pid, quiet, progress)
+        if stop_pending and (hooks is None or not hooks.is_alive()):
+            stop_pending = False
             forwarder.stop_group(spec.grace_s)

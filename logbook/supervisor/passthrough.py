@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import logbook
+from logbook.exitcodes import signal_name
 from logbook.pump.copy import Pump
 from logbook.supervisor.launch import Stream
 
@@ -178,14 +179,7 @@ class Passthrough:
         self.reader_gone = self.reader_gone or any(t.reader_gone for t in self._threads)
 
 
-def _how(returncode: int | None) -> str:
-    if returncode is None:
-        return "still running"
+def _how(returncode: int) -> str:
     if returncode < 0:
-        import signal
-
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
+        return f"killed by {signal_name(-returncode) or f'signal {-returncode}'}"
     return f"exit {returncode}"

@@ -444,7 +444,7 @@ def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[
     try:  # a writer first finishes what dead recorders left: their metrics, their attempts' ends
         from logbook.record.recover import recover_store
 
-        recover_store(store)
+        recover_store(store, run)
     except Exception as e:  # it is tried again by the next writer; the training comes first
         print(f"logbook: warning: could not recover earlier records: {e}", file=sys.stderr)
     try:
