@@ -81,7 +81,7 @@ def build(
     scrub = Scrubber(_anonymizer(rec) if anonymize else None)
     sections = scrub.walk(rec.sections)
     missing = scrub.walk(rec.missing)
-    repro = _repro(store, run, rec, scrub)
+    repro = store.reading(lambda: _repro(store, run, rec, scrub))
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
@@ -91,7 +91,10 @@ def build(
         for name, svg in svgs.items():
             (work / "img" / f"{name}.svg").write_text(svg)
         say("copying the data")
-        published = data.export(store, run, work / "data", scrub, samples=samples)
+        # Each read is again a snapshot that a compaction may merge away under it: read again then.
+        published = store.reading(
+            lambda: data.export(store, run, work / "data", scrub, samples=samples)
+        )
         say("writing the pages")
         page = render.Page(scrub.text(run), sections, missing, svgs, repro, published, anonymize)
         (work / "index.html").write_text(render.html(page))
