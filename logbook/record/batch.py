@@ -97,7 +97,7 @@ class ChunkParser:
             parsed = self._line.parse(line)
             if parsed is None:
                 continue
-            counter = getattr(parsed, "counter", None)
+            counter = parsed.counter
             if parsed.step is not None or counter is not None:
                 s_line.append(i)
                 s_step.append(parsed.step if parsed.step is not None else counter)

@@ -145,10 +145,12 @@ class Parsed:
     Attributes:
         step: the step the line names (after aliasing), if any.
         values: the other numeric metrics under canonical names; nan and inf kept.
+        counter: a progress bar's counter (the step where the line names none), if any.
     """
 
     step: int | None
     values: dict[str, float]
+    counter: int | None = None
 
 
 def canonical_name(name: str) -> str:
