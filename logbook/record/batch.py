@@ -100,7 +100,7 @@ class ChunkParser:
             counter = parsed.counter
             if parsed.step is not None or counter is not None:
                 s_line.append(i)
-                s_step.append(parsed.step if parsed.step is not None else counter)
+                s_step.append(parsed.step if parsed.step is not None else counter)  # type: ignore[arg-type]
                 s_counter.append(parsed.step is None)
             for name, value in parsed.values.items():
                 p_line.append(i)

@@ -20,12 +20,13 @@ from logbook import schema as schemas
 from logbook.errors import NoSuchRun, StoreCorrupt
 from logbook.store import journal as journals
 from logbook.store import layout, parts
+from logbook.store import lock as locks
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 log = logging.getLogger("logbook")
-MARKER = "logbook-store.json"
+MARKER = layout.MARKER
 FORMAT = 1
 READ_TRIES = 5  # listings of the store a read makes before it gives up on a store that keeps moving
 T = TypeVar("T")
@@ -199,7 +200,8 @@ class Store:
         last: Exception | None = None
         for attempt in range(READ_TRIES):
             try:
-                return read()
+                with locks.reading(self.root / MARKER):  # compactions delete nothing meanwhile
+                    return read()
             except Exception as e:
                 if not vanished(e):
                     raise

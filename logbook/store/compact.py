@@ -223,13 +223,19 @@ def _merge(
     finally:
         tmp.unlink(missing_ok=True)
     _pause("renamed")
-    for i, p in enumerate(inputs):
-        if i == len(inputs) // 2:
-            _pause("deleting")
-        p.unlink(missing_ok=True)
-    parts.fsync_dir(directory)  # inputs gone for good before the manifest that hides them goes
-    _pause("deleted")
-    manifest.unlink()
+    with locks.deleting(root / layout.MARKER) as free:
+        if free:
+            for i, p in enumerate(inputs):
+                if i == len(inputs) // 2:
+                    _pause("deleting")
+                p.unlink(missing_ok=True)
+            parts.fsync_dir(directory)  # inputs gone for good before the manifest that hides them
+            _pause("deleted")
+            manifest.unlink()
+        else:  # long reads hold them: readers see the output; the next compaction deletes them
+            result.notes.append(
+                f"{directory.relative_to(root)}: merged parts kept until the reads using them end"
+            )
     result.folders += 1
     result.parts_before += len(inputs)
     result.parts_after += 1
@@ -328,9 +334,13 @@ def finish_interrupted(directory: Path) -> list[tuple[str, str, str]]:
         inputs = doc.get("inputs", [])
         if output_exists:  # the merged part is whole: finish deleting its inputs
             left = [i for i in inputs if (directory / i).exists()]
-            for inp in left:
-                (directory / inp).unlink(missing_ok=True)
-            parts.fsync_dir(directory)
+            # The store's marker, two folders up (<store>/<table>/run=<name>/): reads lock it.
+            with locks.deleting(directory.parent.parent / layout.MARKER) as free:
+                if not free:  # still being read: the next compaction deletes them
+                    continue
+                for inp in left:
+                    (directory / inp).unlink(missing_ok=True)
+                parts.fsync_dir(directory)
             what = f"compaction interrupted after its merged part was written ({len(left)} of "
             action = "deleted the merged inputs left"
             done.append((name, f"{what}{len(inputs)} inputs left)", action))

@@ -17,6 +17,9 @@ from pathlib import Path
 from logbook.errors import ConfigError
 
 PART_SUFFIX = ".parquet"
+MARKER = (
+    "logbook-store.json"  # says a folder is a store; reads hold their lock on it (lock.reading)
+)
 JOURNAL_DIR = "_journal"
 LABELS_DIR = "_labels"
 QUARANTINE_DIR = "_quarantine"

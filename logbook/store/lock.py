@@ -214,3 +214,70 @@ def _fsync_dir(directory: Path) -> None:
     from logbook.store import parts
 
     parts.fsync_dir(directory)
+
+
+# --- readers and deleters -----------------------------------------------------------------------
+#
+# A read lists parts, then opens them; a compaction that deletes a listed part between the two
+# makes the read start again, and a long read (a chronicle) against compactions that follow each
+# other closely would never finish. So reads hold a shared flock(2) on the store's marker file
+# (opened read-only: a read writes nothing), and whoever deletes merged parts takes it exclusively
+# for the few milliseconds of the deletion. A compaction that cannot get it within READERS_WAIT_S
+# leaves its inputs to the next one: readers see its output only (the manifest says so).
+
+READERS_WAIT_S = 10.0  # how long a deleter waits for the reads to end
+# How long a read waits for a deletion to end (milliseconds, unless its deleter is stopped or hung:
+# then the read goes on without the lock, and retries if a part vanishes).
+READER_WAIT_S = 2.0
+
+
+@contextlib.contextmanager
+def reading(marker: Path) -> Iterator[None]:
+    """Hold the readers' shared lock on the store's `marker` file, if it has one."""
+    import fcntl
+
+    try:
+        fd = os.open(marker, os.O_RDONLY)
+    except OSError:  # an old store without its marker: nothing deletes under the lock then
+        yield
+        return
+    try:
+        _flock(fd, fcntl.LOCK_SH, READER_WAIT_S)  # without it, the read's retries cover the rest
+        yield
+    finally:
+        os.close(fd)
+
+
+def _flock(fd: int, how: int, wait_s: float) -> bool:
+    """flock(2) `how` within `wait_s`, whether got (True where the file system has no flock)."""
+    import fcntl
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        except OSError:
+            return True
+
+
+@contextlib.contextmanager
+def deleting(marker: Path, wait_s: float = READERS_WAIT_S) -> Iterator[bool]:
+    """The readers' lock, exclusively, for deleting parts a read may have listed: yields whether
+    it was got within `wait_s` (True too where the file system has no flock or no marker)."""
+    import fcntl
+
+    try:
+        fd = os.open(marker, os.O_RDONLY)
+    except OSError:
+        yield True
+        return
+    try:
+        got = _flock(fd, fcntl.LOCK_EX, wait_s)
+        yield got
+    finally:
+        os.close(fd)

@@ -382,3 +382,24 @@ def test_a_killed_owner_not_yet_waited_for_is_dead(store: Store) -> None:
         assert _counts(store.root) == {t: (3 * ROWS, 3 * ROWS) for t in TABLES}
     finally:
         _kill(proc)
+
+
+def test_a_compaction_keeps_the_parts_a_read_is_using_until_it_ends(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read holds the readers' lock: a compaction meanwhile merges, but leaves its inputs (the
+    parts the read listed) in place; readers count the merged part only; the next compaction,
+    once the read has ended, deletes them."""
+    _fill(store)
+    monkeypatch.setattr(locks, "READERS_WAIT_S", 0.3)
+    folder = layout.run_dir(store.root, "events", "r")
+    with locks.reading(store.root / layout.MARKER):
+        listed = sorted(folder.glob("*.parquet"))
+        result = compact.compact(store, ["events"])
+        assert any("kept until the reads" in n for n in result.notes), result.notes
+        assert all(p.exists() for p in listed)  # what the read listed, it can still open
+        assert _counts(store.root)["events"] == WHOLE["events"]  # another reader: the output only
+    compact.compact(store, ["events"])
+    left = _folder(store.root, "events")
+    assert len(left) == 1 and not any(p.exists() for p in listed), left
+    assert _counts(store.root) == WHOLE
