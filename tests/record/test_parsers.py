@@ -24,9 +24,10 @@ TRAINER_LINES = {
         "{'loss': 0.6931, 'grad_norm': 1.23, 'learning_rate': 5e-05, 'epoch': 0.5}",
         Parsed(None, {"loss": 0.6931, "grad_norm": 1.23, "learning_rate": 5e-05, "epoch": 0.5}),
     ),
+    # v_num is the logger's version, not a metric; the bar's counter is the step (#15)
     "lightning": (
         "Epoch 0:  50%|█████     | 5/10 [00:01<00:01, 4.20it/s, v_num=0, train_loss=0.693]",
-        Parsed(None, {"iters_per_s": 4.2, "epoch": 0.0, "v_num": 0.0, "train_loss": 0.693}),
+        Parsed(None, {"iters_per_s": 4.2, "epoch": 0.0, "train_loss": 0.693}, 5),
     ),
     "megatron": (
         " iteration      120/    5000 | consumed samples:  61440 | elapsed time per iteration (ms):"
@@ -298,7 +299,8 @@ _ALPHABET = "=:|{}[](),;%'\" \t\r.-+e0123456789abcdefghijklmnopqrstuvwxyzINFnan/
 def test_never_raises_on_metric_like_text(text: str) -> None:
     result = auto.parse(text)
     assert result is None or (
-        isinstance(result, Parsed) and (result.step is not None or result.values)
+        isinstance(result, Parsed)
+        and (result.step is not None or result.counter is not None or result.values)
     )
 
 
