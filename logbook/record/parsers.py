@@ -47,7 +47,8 @@ Not metrics: ids, versions, ranks, ports, exit codes, signals (Lightning's `Rece
 15`), the logger's version `v_num`, and `file.py:12` locations. nanoGPT's `mfu -100.00%` (printed
 before it has measured) is dropped: an mfu is never negative.
 
-Numbers: ints, floats, exponents, `1,234` (thousands), `nan`, `inf`, `-inf` in any case; a number
+Numbers: ints, floats, exponents, `1,234` (thousands), `nan`, `inf`, `-inf` in any case (also
+as Lightning's tqdm bar pads them, `nan.0`); a number
 too large for a double (`1e400`) becomes +/-inf, as Python's `float` and `json` make it, so that a
 blow-up still reaches the NaN/inf detectors. Units after a number:
 
@@ -129,7 +130,7 @@ _ANCHORS = frozenset({"step", "epoch", "loss", "learning_rate", "grad_norm"})
 
 _NUM = (
     r"[-+]?(?:\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-    r"|[-+]?(?i:nan|inf(?:inity)?)"
+    r"|[-+]?(?i:nan|inf(?:inity)?)(?:\.0*)?"  # Lightning's bar pads them: `nan.0`
 )
 # A unit that may follow after one space (`120 samples/s`), then one that must touch the number.
 _UNIT = (
@@ -268,7 +269,10 @@ def _number(text: str) -> float | None:
         try:
             return float(text.replace(",", ""))  # 1,234
         except ValueError:
-            return None
+            try:
+                return float(text.partition(".")[0])  # nan.0
+            except ValueError:
+                return None
 
 
 class LineParser:
