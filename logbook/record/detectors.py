@@ -2,8 +2,9 @@
 loss-scale collapse, throughput drops.
 
 NaN and inf are found in every metric, whatever its name (`eval_loss`, `val/loss`, `grad_norm`,
-`ppl`, ...): a trainer may hide a blow-up in any of them (#15). The other detectors look at the
-metrics their names say they are about.
+`ppl`, ...): a trainer may hide a blow-up in any of them (#15); and where a trainer counts them
+instead (Megatron-LM's `number of nan iterations`, which leaves the NaN out of its loss), a count
+above 0 is one. The other detectors look at the metrics their names say they are about.
 
 Each looks at one metric's recent history, not at fixed thresholds: a spike is a value far above
 the rolling median, measured in the rolling median absolute deviation, so a noisy but healthy
@@ -95,6 +96,11 @@ class Detectors:
     def _one(self, name: str, step: int | None, value: float) -> list[Finding]:
         if not math.isfinite(value):  # any metric (#15); never part of a history
             found = [Finding("nan", name, step, value, f"{name} is {value} at step {step}")]
+            return self._cooled(found, step)
+        if value > 0 and name.endswith("nan_iterations"):  # Megatron counts its NaN steps
+            found = [
+                Finding("nan", name, step, value, f"{value:g} NaN iterations up to step {step}")
+            ]
             return self._cooled(found, step)
         if not self._has_history(name):
             self._count += 1

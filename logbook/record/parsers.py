@@ -32,7 +32,8 @@ What `auto` reads:
   bar, and a rate in it/s or s/it; a bar drawn below another (tqdm's nested bars, which move the
   cursor back up at their end: Transformers' and Lightning's evaluation bars) gives none.
 - DeepSpeed's timer lines (`time (ms) | fwd: 12.34 | step: 5.67`): every value is a time
-  (`fwd_ms`, `step_ms`), never a step. Validation lines of Megatron-LM (`validation loss at
+  (`fwd_ms`, `step_ms`), never a step; Megatron's `memory (MB) | allocated: ...` likewise
+  (`allocated_mb`). Validation lines of Megatron-LM (`validation loss at
   iteration 100 | lm loss value: 2.3E+00 | lm loss PPL: 9.9E+00 |`) and torchtitan
   (`validate step: 10  loss: 2.3`) give `validation/...` names, so that they never mix with the
   training loss.
@@ -203,8 +204,9 @@ _WRAPPED_NUMBER = re.compile(
     rf"\b(?:tensor|np\.(?:float|int|uint)\d*|numpy\.(?:float|int|uint)\d*)"
     rf"\(\s*\[?\s*({_NUM})\s*\]?\s*(?:,[^()]*)?\)"
 )
-# DeepSpeed's (and old Megatron's) timers: `time (ms) | fwd: 12.34 | bwd: 23.45 | step: 5.67`.
-_TIMERS = re.compile(r"\btime \((?P<unit>ms|s)\)\s*\|(?P<rest>.*)$")
+# A unit for the whole line: DeepSpeed's (and old Megatron's) timers, `time (ms) | fwd: 12.34 |
+# step: 5.67`, and Megatron's `memory (MB) | allocated: 10770.4 | max allocated: 15754.9`.
+_UNIT_HEADER = re.compile(r"\b(?:time|memory) \((?P<unit>ms|s|[KMG]i?B)\)\s*\|(?P<rest>.*)$")
 # Megatron-LM's `validation loss at iteration 100 | lm loss value: ... |` (or `test loss at ...`).
 _MEGATRON_EVAL = re.compile(
     r"\s*(?P<split>validation|test) loss at (?:iteration (?P<step>\d+)\b)?[^|]*\|(?P<rest>.*)$"
@@ -382,10 +384,10 @@ class LineParser:
                 return found
         if "://" in line:
             line = _URL.sub(" ", line)
-        if "time (" in line:
-            timers = _TIMERS.search(line)
-            if timers is not None:
-                return _parse_timers(timers.group("rest"), timers.group("unit"))
+        if "time (" in line or "memory (" in line:
+            header = _UNIT_HEADER.search(line)
+            if header is not None:
+                return _parse_with_unit(header.group("rest"), header.group("unit").lower())
         if " loss at " in line:
             evaluation = _MEGATRON_EVAL.match(line)
             if evaluation is not None:
@@ -489,8 +491,8 @@ def _counter(n_text: str, total_text: str, epoch: int | None) -> int | None:
     return epoch * int(total_text) + n
 
 
-def _parse_timers(rest: str, unit: str) -> Parsed | None:
-    """`fwd: 12.34 | step: 5.67` of a `time (ms) |` line: every value a time, none a step."""
+def _parse_with_unit(rest: str, unit: str) -> Parsed | None:
+    """`fwd: 12.34 | step: 5.67` of a `time (ms) |` line: every value in the unit, none a step."""
     values: dict[str, float] = {}
     for field in rest.split("|"):
         m = _FIELD.fullmatch(field)
