@@ -66,8 +66,10 @@ punctuation or spaces -> `_`, then `ALIASES`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -142,28 +144,28 @@ _UNIT = (
 _VALUE = rf"(?P<lb>\[)?(?P<num>{_NUM})(?(lb)\]){_UNIT}"
 _END = r"(?=[\s,|;)\]}(]|$)"
 _NAME = r"[A-Za-z_][\w.\-/]*"
-# A key of a `name: value` pair: a name, or up to two words and a unit in brackets (DeepSpeed's
-# `iter time (s): 0.5`, where nothing else tells where the name starts).
-_KEY = rf"{_NAME}(?:\ {_NAME})?\ \([A-Za-z%/]+\)|{_NAME}"
+# Two words and a unit in brackets before `:` in a line without fields (DeepSpeed's `iter time
+# (s): 0.5`, where nothing else tells where the name starts): written as one name first.
+_UNIT_KEY = re.compile(r"(?<![\w./\-])([A-Za-z_]\w*) ([A-Za-z_]\w*) \(([A-Za-z%]+)\)(?=\s*:)")
 
 # `name=value` or `name: value` inside a field; the name starts a word (not `--lr=`, not a path).
 _PAIR = re.compile(
-    rf"""(?<![\w./\-?&])["']?(?P<key>{_KEY})["']?\s*(?P<sep>[=:])\s*{_VALUE}{_END}"""
+    rf"""(?<![\w./\-?&])["']?(?P<key>{_NAME})["']?\s*(?P<sep>[=:])\s*{_VALUE}{_END}"""
 )
 # After a `name: value`, what must come for it to be a pair and not prose (`Error: 3 workers died`).
-_AFTER_COLON = re.compile(rf"""\s*(?:$|[,|;)\]}}(]|["']?(?:{_KEY})["']?\s*[:=])""")
+_AFTER_COLON = re.compile(rf"""\s*(?:$|[,|;)\]}}(]|["']?{_NAME}["']?\s*[:=])""")
 # A whole field `name words (unit): value`, the name of up to 6 words (Megatron).
 _FIELD = re.compile(
     rf"\s*(?P<key>{_NAME}(?:\ +(?:{_NAME}|\([A-Za-z%/]+\))){{0,5}})\s*[=:]\s*{_VALUE}\s*"
 )
 # A whole field `name value` or `name 120/ 5000` (fairseq, nanoGPT, Megatron's iteration); two
-# words only for a loss (`train loss 2.7689`: checked in `_parse_fields`).
-_SPACED = re.compile(rf"\s*(?P<key>{_NAME}(?:\ {_NAME})?)\s+{_VALUE}(?:\s*/\s*\d+)?\s*")
+# words only for a loss (nanoGPT's `train loss 2.7689`).
+_SPACED = re.compile(rf"\s*(?P<key>{_NAME}(?:\ [Ll][Oo][Ss][Ss])?)\s+{_VALUE}(?:\s*/\s*\d+)?\s*")
 # A whole field that is a rate alone (tqdm's `4.20it/s`).
 _RATE = re.compile(r"\s*(?P<num>\d+(?:\.\d*)?)(?P<lu>[A-Za-z]+/s|s/[A-Za-z]+)(?P<su>(?!))?\]?\s*")
 # Fields: split on | ; tabs, on commas that are not thousands separators, and on a `/` between a
 # number and a `name=` (DeepSpeed's `epoch=0/micro_step=10/global_step=10`).
-_FIELDS = re.compile(r"[|;\t]|,(?!\d{3}(?!\d))|(?<=\d)/(?=[A-Za-z_]\w*=)")
+_FIELDS = re.compile(r"[|;\t]|,(?!\d{3}(?!\d))|/(?<=\d/)(?=[A-Za-z_]\w*=)")
 _COLON_SPACE = re.compile(r":\s+")
 # JSON or Python dict repr: `"name": number` / `'name': number` / `'name': 'number'`.
 _QUOTED = re.compile(
@@ -194,11 +196,11 @@ _ANSI = re.compile(
 _CURSOR_UP_AT_END = re.compile(r"\x1b\[\d*A\s*$")
 # What launchers and loggers put before a line (see the module docstring), repeated.
 _PREFIX = re.compile(
-    r"(?:\s*(?:\[(?:rank\s*:?\s*\d+|default\d+|titan|info|warning|error|debug|critical"
-    r"|[\w.\-]+\.py:\d+(?::\w+)?|nemo\ [diwec]\ [^\]]*|\d{4}-\d\d-\d\d[\ T][\d:.,]+)\]:?"
-    r"|\[\d+,\d+\]<std(?:out|err)>:|\d{1,5}:(?=\s)))+\s*",
-    re.IGNORECASE,
+    r"(?:\s*(?:\[(?:[Rr]ank\s*:?\s*\d+|default\d+|titan|INFO|WARNING|ERROR|DEBUG|CRITICAL"
+    r"|[\w.\-]+\.py:\d+(?::\w+)?|NeMo\ [DIWEC]\ [^\]]*|\d{4}-\d\d-\d\d[\ T][\d:.,]+)\]:?"
+    r"|\[\d+,\d+\]<std(?:out|err)>:|\d{1,5}:(?=\s)))+\s*"
 )
+_PREFIX_START = frozenset("[ 0123456789")
 # `print` of a tensor or a numpy scalar: `tensor(1.2345, grad_fn=<MulBackward0>)`, `np.float64(0.5)`.
 _WRAPPED_NUMBER = re.compile(
     rf"\b(?:tensor|np\.(?:float|int|uint)\d*|numpy\.(?:float|int|uint)\d*)"
@@ -240,6 +242,7 @@ class Parsed:
     counter: int | None = None
 
 
+@functools.lru_cache(maxsize=8192)  # a training prints the same few names on every line
 def canonical_name(name: str) -> str:
     """The name a metric is recorded under.
 
@@ -359,9 +362,10 @@ class LineParser:
     # --- auto mode ----------------------------------------------------------------------------
 
     def _parse_auto(self, line: str, nested: bool = False) -> Parsed | None:
-        m = _PREFIX.match(line)
-        if m is not None:
-            line = line[m.end() :]
+        if line[:1] in _PREFIX_START:
+            m = _PREFIX.match(line)
+            if m is not None:
+                line = line[m.end() :]
         # Progress bars first: a bare one has no `name: value` for the rejection below to find.
         if "|" in line and "<" in line:
             bar = _TQDM.match(line)
@@ -405,6 +409,8 @@ def _parse_fields(line: str, extra: list[tuple[str, re.Match[str]]] | None = Non
     # (field index, name, match): the first step named in the line wins, whichever form it has
     pairs: list[tuple[int, str, re.Match[str]]] = []
     spaced: list[tuple[int, str, re.Match[str]]] = [(-1, k, m) for k, m in extra or ()]
+    if "):" in line and "|" not in line:
+        line = _UNIT_KEY.sub(r"\1_\2_\3", line)
     fields = (
         _FIELDS.split(line)
         if ("|" in line or "," in line or ";" in line or "\t" in line)
@@ -428,14 +434,18 @@ def _parse_fields(line: str, extra: list[tuple[str, re.Match[str]]] | None = Non
         for part in _COLON_SPACE.split(field):
             m = _SPACED.fullmatch(part)
             if m is not None:
-                key = m.group("key")
-                if " " not in key or canonical_name(key).endswith("loss"):
-                    spaced.append((i, key, m))
+                spaced.append((i, m.group("key"), m))
     if spaced and len(pairs) + len(spaced) >= 2:
         names = {canonical_name(k) for _, k, _ in pairs + spaced}
         if names & _ANCHORS or any(n.endswith("loss") for n in names):
-            pairs = sorted(pairs + spaced, key=lambda p: p[0])
+            interleaved = bool(pairs) and spaced[0][0] < pairs[-1][0]
+            pairs += spaced
+            if interleaved:
+                pairs.sort(key=_FIRST)
     return _collect([(k, m) for _, k, m in pairs])
+
+
+_FIRST = operator.itemgetter(0)
 
 
 def _parse_bar(m: re.Match[str], nested: bool) -> Parsed | None:
