@@ -19,7 +19,9 @@ What `auto` reads:
   (nanoGPT's `step 150: train loss 2.7689, val loss 2.5118`).
 - a name with its unit in brackets before `:` (DeepSpeed's `iter time (s): 0.5` -> `iter_time_s`).
 - Python dict reprs whose values are quoted numbers, as Transformers 5 prints them
-  (`{'loss': '5.199', 'grad_norm': 'nan'}`); non-numeric strings are skipped. Tensors and numpy
+  (`{'loss': '5.199', 'grad_norm': 'nan'}`); non-numeric strings are skipped. The Trainer names
+  no step in them: its step is its bar's counter, and without a bar (`disable_tqdm`) it prints
+  none at all, so the step stays unknown (null) rather than guessed from `epoch`. Tensors and numpy
   scalars as `print` shows them (`tensor(1.2345, grad_fn=<...>)`, `np.float64(0.5)`) are numbers.
 - Progress bars (see `_parse_bar`): tqdm's (`Epoch 1:  40%|████ | 20/50 [00:01<00:01, 15.00it/s,
   v_num=0, train_loss=0.693]`) and Lightning's Rich bar (`Epoch 1/4 ━━━━ 20/50 0:00:01 • 0:00:02

@@ -3,7 +3,7 @@ Lightning Trainer (its TQDM and its Rich bar, on a pipe and on a terminal) on ti
 
 Each trainer runs in a child process whose stdout and stderr go to one pipe (or one pty), as a
 terminal or `2>&1` would show them; its bytes are split with `split_lines` and parsed line by
-line. `stream` then gives each line the step a reader of the stream gives it: the step the line
+line. `parse_stream` (helpers) gives each line the step a reader of the stream gives it: the one the line
 names, else the last progress-bar counter seen (what `Parsed.counter` is for).
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import StreamLine, nan_findings, parse_stream
 
 from logbook.record.batch import ChunkParser, split_lines
-from logbook.record.detectors import Detectors
 from logbook.record.parsers import LineParser, Parsed
 
 pytestmark = pytest.mark.integrations
@@ -115,32 +115,6 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         return {name: f.result(timeout=TIMEOUT_S) for name, f in futures.items()}
 
 
-def stream(data: bytes) -> list[tuple[int | None, Parsed, bytes]]:
-    """(step, parsed, line) for each line with metrics, a step or a counter: the step a line
-    names, else the last counter drawn before it."""
-    parser = LineParser()
-    counter = None
-    out = []
-    for line in split_lines(data):
-        p = parser.parse(line)
-        if p is None:
-            continue
-        if p.counter is not None:
-            counter = p.counter
-        out.append((p.step if p.step is not None else counter, p, line))
-    return out
-
-
-def nan_findings(walk: list[tuple[int | None, Parsed, bytes]]) -> list[tuple[str, int | None]]:
-    det = Detectors()
-    return [
-        (f.name, f.step)
-        for step, p, _ in walk
-        for f in det.observe(step, p.values)
-        if f.kind == "nan"
-    ]
-
-
 def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
@@ -149,7 +123,7 @@ def _same(a: float, b: float) -> bool:
 
 
 def test_transformers_dicts_and_steps_from_the_bar(outputs: dict[str, bytes]) -> None:
-    walk = stream(outputs["hf"])
+    walk = parse_stream(outputs["hf"])
     logs = [(step, p) for step, p, line in walk if line.startswith(b"{'loss': ")]
     # The log dicts name no step: each gets the counter of the bar drawn before it.
     assert [step for step, _ in logs] == [5, 10, 15, 20, 25, 30]
@@ -187,14 +161,14 @@ def test_transformers_evaluation_bar_gives_no_counter(outputs: dict[str, bytes])
     eval_bars = [line for line in split_lines(outputs["hf"]) if b"/8 [" in line]
     assert len(eval_bars) >= 6
     assert all(getattr(LineParser().parse(line), "counter", None) is None for line in eval_bars)
-    counters = [p.counter for _, p, _ in stream(outputs["hf"]) if p.counter is not None]
+    counters = [p.counter for _, p, _ in parse_stream(outputs["hf"]) if p.counter is not None]
     assert counters == sorted(counters) and counters[-1] == 30
 
 
 def test_transformers_fast_steps_redraw_the_bar_after_the_dict(outputs: dict[str, bytes]) -> None:
     """tqdm draws at most 10 times a second: with faster steps the bar before a dict may lag
     behind; the one `tqdm.write` draws right after the dict carries the dict's step."""
-    walk = stream(outputs["hf_default"])
+    walk = parse_stream(outputs["hf_default"])
     after = []
     for i, (_, _p, line) in enumerate(walk):
         if line.startswith(b"{'loss': "):
@@ -205,7 +179,7 @@ def test_transformers_fast_steps_redraw_the_bar_after_the_dict(outputs: dict[str
 def test_transformers_without_a_bar_the_step_is_unknown(outputs: dict[str, bytes]) -> None:
     """disable_tqdm: the Trainer prints its dicts and nothing that names the step (no
     global_step), so the step is null, never guessed (the epoch is there, as a value)."""
-    walk = stream(outputs["hf_no_tqdm"])
+    walk = parse_stream(outputs["hf_no_tqdm"])
     logs = [p for _, p, line in walk if line.startswith(b"{'loss': ")]
     assert len(logs) == 2 and all(p.step is None and p.counter is None for p in logs)
     assert all(step is None for step, _, _ in walk)
@@ -215,13 +189,13 @@ def test_transformers_without_a_bar_the_step_is_unknown(outputs: dict[str, bytes
 # --- Lightning -----------------------------------------------------------------------------------
 
 
-def _lightning_bar(walk: list[tuple[int | None, Parsed, bytes]]) -> list[Parsed]:
+def _lightning_bar(walk: list[StreamLine]) -> list[Parsed]:
     return [p for _, p, _ in walk if p.counter is not None]
 
 
 @pytest.mark.parametrize("run", ["pl_tqdm_pipe", "pl_tqdm_pty"])
 def test_lightning_tqdm_bar(outputs: dict[str, bytes], run: str) -> None:
-    walk = stream(outputs[run])
+    walk = parse_stream(outputs[run])
     bar = _lightning_bar(walk)
     counters = [p.counter for p in bar]
     # Epoch E, n of 10 -> E * 10 + n: Lightning's global_step; the validation bars give none.
@@ -240,7 +214,7 @@ def test_lightning_tqdm_bar(outputs: dict[str, bytes], run: str) -> None:
 
 def test_lightning_rich_bar_on_a_pipe_draws_once_at_the_end(outputs: dict[str, bytes]) -> None:
     """What really happens: not a terminal, so Rich renders the bar once, when it stops."""
-    walk = stream(outputs["pl_rich_pipe"])
+    walk = parse_stream(outputs["pl_rich_pipe"])
     [bar] = _lightning_bar(walk)
     assert bar.counter == 30 and bar.values["epoch"] == 2.0 and bar.values["iters_per_s"] > 0
     assert math.isnan(bar.values["train_loss"])
@@ -251,7 +225,7 @@ def test_lightning_rich_bar_on_a_pipe_draws_once_at_the_end(outputs: dict[str, b
 def test_lightning_rich_bar_on_a_terminal(outputs: dict[str, bytes]) -> None:
     data = outputs["pl_rich_pty"]
     assert b"\x1b[" in data and "━".encode() in data  # colours and cursor controls, as drawn
-    walk = stream(data)
+    walk = parse_stream(data)
     bar = _lightning_bar(walk)
     counters = [p.counter or 0 for p in bar]
     assert counters == sorted(counters) and counters[-1] == 30 and len(set(counters)) >= 20
@@ -265,6 +239,6 @@ def test_lightning_rich_bar_on_a_terminal(outputs: dict[str, bytes]) -> None:
 def test_lightning_sigterm_line_is_no_metric(outputs: dict[str, bytes]) -> None:
     data = outputs["pl_sigterm"]
     assert b"[rank: 0] Received SIGTERM: 15" in data
-    names = {n for _, p, _ in stream(data) for n in p.values}
+    names = {n for _, p, _ in parse_stream(data) for n in p.values}
     assert not names & {"rank", "sigterm", "received_sigterm"}
     assert names  # the bars around it still parse

@@ -9,13 +9,12 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers import StreamLine, nan_findings, parse_stream
 
 from logbook.record.batch import ChunkParser, split_lines
-from logbook.record.detectors import Detectors
-from logbook.record.parsers import LineParser, Parsed
+from logbook.record.parsers import LineParser
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-Line = tuple[int | None, Parsed, bytes]
 
 
 def load(name: str) -> bytes:
@@ -24,28 +23,7 @@ def load(name: str) -> bytes:
     return b"".join(line for line in lines if not line.startswith(b"#| "))
 
 
-def stream(data: bytes) -> list[Line]:
-    parser = LineParser()
-    counter = None
-    out = []
-    for line in split_lines(data):
-        p = parser.parse(line)
-        if p is None:
-            continue
-        if p.counter is not None:
-            counter = p.counter
-        out.append((p.step if p.step is not None else counter, p, line))
-    return out
-
-
-def nan_findings(walk: list[Line]) -> list[tuple[str, int | None]]:
-    det = Detectors()
-    return [
-        (f.name, f.step) for s, p, _ in walk for f in det.observe(s, p.values) if f.kind == "nan"
-    ]
-
-
-def at(walk: list[Line], name: str) -> list[tuple[int | None, float]]:
+def at(walk: list[StreamLine], name: str) -> list[tuple[int | None, float]]:
     return [(s, p.values[name]) for s, p, _ in walk if name in p.values]
 
 
@@ -73,7 +51,7 @@ def test_chunk_parser_agrees_with_the_line_parser(name: str) -> None:
 
 
 def test_megatron() -> None:
-    walk = stream(load("megatron_lm.log"))
+    walk = parse_stream(load("megatron_lm.log"))
     assert [s for s, _ in at(walk, "loss")] == [1, 2, 100, 110]
     [(s, first)] = [(s, p.values) for s, p, _ in walk if s == 1]
     assert first == {
@@ -96,7 +74,7 @@ def test_megatron() -> None:
 
 
 def test_deepspeed() -> None:
-    walk = stream(load("deepspeed.log"))
+    walk = parse_stream(load("deepspeed.log"))
     assert [s for s, p, _ in walk if "skipped" in p.values] == [14000, 1890]
     assert at(walk, "learning_rate") == [(14000, 0.001)]  # one group; two groups: not one value
     [(s, through)] = [(s, p.values) for s, p, _ in walk if "avg_samples_per_s" in p.values]
@@ -111,7 +89,7 @@ def test_deepspeed() -> None:
 def test_torchtitan_with_its_colours() -> None:
     data = load("torchtitan.log")
     assert b"\x1b[38;2;180;60;0m" in data
-    walk = stream(data)
+    walk = parse_stream(data)
     assert [(s, v) for s, v in at(walk, "tokens_per_s")] == [
         (1, 1234.0),
         (10, 1534.0),
@@ -123,7 +101,7 @@ def test_torchtitan_with_its_colours() -> None:
 
 
 def test_nanogpt_config_echo_carries_no_step_and_eval_lines_do() -> None:
-    walk = stream(load("nanogpt.log"))
+    walk = parse_stream(load("nanogpt.log"))
     first_step = next(i for i, (s, _, _) in enumerate(walk) if s is not None)
     echo = walk[:first_step]
     assert len(echo) >= 20 and all(p.step is None and p.counter is None for _, p, _ in echo)
@@ -139,7 +117,7 @@ def test_nanogpt_config_echo_carries_no_step_and_eval_lines_do() -> None:
 
 
 def test_nemo_progress_printer() -> None:
-    walk = stream(load("nemo.log"))
+    walk = parse_stream(load("nemo.log"))
     assert [s for s, _ in at(walk, "reduced_train_loss")] == [
         10,
         20,
@@ -152,7 +130,7 @@ def test_nemo_progress_printer() -> None:
 
 
 def test_transformers_4_floats_and_steps_from_the_bar() -> None:
-    walk = stream(load("transformers_4.log"))
+    walk = parse_stream(load("transformers_4.log"))
     assert [s for s, _ in at(walk, "loss")] == [5, 10, 15, 20]
     assert at(walk, "loss")[0] == (5, 0.6431) and at(walk, "epoch")[0] == (5, 0.5)
     assert at(walk, "eval_loss") == [(10, 0.6)]
@@ -162,21 +140,21 @@ def test_transformers_4_floats_and_steps_from_the_bar() -> None:
 
 
 def test_transformers_5_recorded() -> None:
-    walk = stream(load("transformers_5_trainer.log"))
+    walk = parse_stream(load("transformers_5_trainer.log"))
     assert [s for s, _ in at(walk, "loss")] == [5, 10, 15, 20, 25, 30]
     assert [s for s, _ in at(walk, "eval_loss")] == [10, 20, 30]
     assert {("loss", 25), ("grad_norm", 25), ("eval_loss", 30)} <= set(nan_findings(walk))
 
 
 def test_lightning_rich_recorded_on_a_pty() -> None:
-    walk = stream(load("lightning_rich_pty.log"))
+    walk = parse_stream(load("lightning_rich_pty.log"))
     counters = [p.counter for _, p, _ in walk if p.counter is not None]
     assert counters == sorted(counters) and counters[-1] == 30
     assert ("train_loss", 25) in nan_findings(walk)
 
 
 def test_plain_print_loops() -> None:
-    walk = stream(load("plain_loops.log"))
+    walk = parse_stream(load("plain_loops.log"))
     assert at(walk, "loss")[:5] == [
         (1, 2.3456),
         (2, 2.2001),
