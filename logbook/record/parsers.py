@@ -382,7 +382,7 @@ class LineParser:
         # Cheap rejection next (non-metric lines must cost little).
         if _MAYBE.search(line) is None:
             return None
-        if line.startswith(("Traceback", 'File "', '  File "')):
+        if line.lstrip().startswith(("Traceback", 'File "')):
             return None
         if "{" in line:
             found = _parse_dict(line)
