@@ -91,3 +91,35 @@ def training_process(wrapper_pid: int, timeout: float = 30.0) -> Any:
                 continue
         time.sleep(0.02)
     raise AssertionError(f"logbook run {wrapper_pid} started no training in {timeout} s")
+
+
+StreamLine = tuple[int | None, Any, bytes]  # (step, Parsed, line)
+
+
+def parse_stream(data: bytes) -> list[StreamLine]:
+    """(step, parsed, line) for each line of raw output with metrics, a step or a counter, the
+    step being the one the line names, else the last progress-bar counter drawn before it (#15)."""
+    from logbook.record.batch import split_lines
+    from logbook.record.parsers import LineParser
+
+    parser = LineParser()
+    counter = None
+    out = []
+    for line in split_lines(data):
+        p = parser.parse(line)
+        if p is None:
+            continue
+        if p.counter is not None:
+            counter = p.counter
+        out.append((p.step if p.step is not None else counter, p, line))
+    return out
+
+
+def nan_findings(walk: list[StreamLine]) -> list[tuple[str, int | None]]:
+    """(metric, step) of each NaN event the detectors raise on a parsed stream."""
+    from logbook.record.detectors import Detectors
+
+    det = Detectors()
+    return [
+        (f.name, f.step) for s, p, _ in walk for f in det.observe(s, p.values) if f.kind == "nan"
+    ]

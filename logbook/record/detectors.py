@@ -1,6 +1,11 @@
 """Detectors: metrics in, instability events out — loss spikes, NaN/inf, grad-norm explosions,
 loss-scale collapse, throughput drops.
 
+NaN and inf are found in every metric, whatever its name (`eval_loss`, `val/loss`, `grad_norm`,
+`ppl`, ...): a trainer may hide a blow-up in any of them (#15); and where a trainer counts them
+instead (Megatron-LM's `number of nan iterations`, which leaves the NaN out of its loss), a count
+above 0 is one. The other detectors look at the metrics their names say they are about.
+
 Each looks at one metric's recent history, not at fixed thresholds: a spike is a value far above
 the rolling median, measured in the rolling median absolute deviation, so a noisy but healthy
 curve stays quiet. One detector speaks at most once per COOLDOWN_STEPS of its metric.
@@ -74,7 +79,12 @@ class Detectors:
 
     @staticmethod
     def watches(name: str) -> bool:
-        """Whether any detector looks at a metric of this name (others cost nothing to skip)."""
+        """Whether any detector looks at a metric of this name: every one, for NaN and inf."""
+        return True
+
+    @staticmethod
+    def _has_history(name: str) -> bool:
+        """Whether a detector other than NaN/inf looks at this metric (only those keep a history)."""
         return _is_loss(name) or _is_rate(name) or name in ("grad_norm", "loss_scale")
 
     def observe(self, step: int | None, values: Mapping[str, float]) -> list[Finding]:
@@ -84,15 +94,21 @@ class Detectors:
         return out
 
     def _one(self, name: str, step: int | None, value: float) -> list[Finding]:
+        if not math.isfinite(value):  # any metric (#15); never part of a history
+            found = [Finding("nan", name, step, value, f"{name} is {value} at step {step}")]
+            return self._cooled(found, step)
+        if value > 0 and name.endswith("nan_iterations"):  # Megatron counts its NaN steps
+            found = [
+                Finding("nan", name, step, value, f"{value:g} NaN iterations up to step {step}")
+            ]
+            return self._cooled(found, step)
+        if not self._has_history(name):
+            self._count += 1
+            return []
         hist = self._history.get(name)
         if hist is None:
             hist = self._history[name] = deque(maxlen=int(self.s["window"]))
-        found: list[Finding] = []
-        watched = _is_loss(name) or name in ("grad_norm", "loss_scale")
-        if not math.isfinite(value):
-            if watched:
-                found.append(Finding("nan", name, step, value, f"{name} is {value} at step {step}"))
-            return self._cooled(found, step)  # never part of the history
+        found = []
         if len(hist) >= self.s["min_points"]:
             median, since = self._median.get(name, (0.0, MEDIAN_EVERY))
             if since >= MEDIAN_EVERY:  # a window's median moves slowly: refresh it now and then

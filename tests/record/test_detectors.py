@@ -69,3 +69,28 @@ def test_settings() -> None:
     assert run(Detectors({"spike_mads": 100, "spike_min_rise": 1.0}), "loss", curve) == []
     with pytest.raises(ConfigError, match="unknown setting spike"):
         Detectors({"spike": 3})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "loss",
+        "eval_loss",
+        "val/loss",
+        "grad_norm",
+        "ppl",
+        "validation/lm_loss_ppl",
+        "tokens_per_s",
+        "mfu",
+        "accuracy",
+        "learning_rate",
+    ],
+)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_inf_in_any_metric_are_found_at_their_step(name: str, bad: float) -> None:
+    det = Detectors()
+    assert Detectors.watches(name)  # the API feeds only what a detector watches
+    values = [1.0 + 0.01 * (i % 3) for i in range(30)] + [bad]
+    found = run(det, name, values)
+    assert [(f.kind, f.name, f.step) for f in found] == [("nan", name, 30)]
+    assert found[0].value == bad or (math.isnan(bad) and math.isnan(found[0].value))

@@ -24,9 +24,10 @@ TRAINER_LINES = {
         "{'loss': 0.6931, 'grad_norm': 1.23, 'learning_rate': 5e-05, 'epoch': 0.5}",
         Parsed(None, {"loss": 0.6931, "grad_norm": 1.23, "learning_rate": 5e-05, "epoch": 0.5}),
     ),
+    # v_num is the logger's version, not a metric; the bar's counter is the step (#15)
     "lightning": (
         "Epoch 0:  50%|█████     | 5/10 [00:01<00:01, 4.20it/s, v_num=0, train_loss=0.693]",
-        Parsed(None, {"iters_per_s": 4.2, "epoch": 0.0, "v_num": 0.0, "train_loss": 0.693}),
+        Parsed(None, {"iters_per_s": 4.2, "epoch": 0.0, "train_loss": 0.693}, 5),
     ),
     "megatron": (
         " iteration      120/    5000 | consumed samples:  61440 | elapsed time per iteration (ms):"
@@ -298,7 +299,8 @@ _ALPHABET = "=:|{}[](),;%'\" \t\r.-+e0123456789abcdefghijklmnopqrstuvwxyzINFnan/
 def test_never_raises_on_metric_like_text(text: str) -> None:
     result = auto.parse(text)
     assert result is None or (
-        isinstance(result, Parsed) and (result.step is not None or result.values)
+        isinstance(result, Parsed)
+        and (result.step is not None or result.counter is not None or result.values)
     )
 
 
@@ -346,3 +348,238 @@ def test_steps_are_exact_past_two_to_the_53() -> None:
     big = 2**53 + 1
     assert auto.parse(f"step={big} a=1") == Parsed(big, {"a": 1.0})
     assert auto.parse(f'{{"step": {big}}}') == Parsed(big, {})
+
+
+# --- the real trainers' formats (#15) -----------------------------------------------------------
+
+
+def test_transformers_5_quoted_values() -> None:
+    line = "{'loss': '5.199', 'grad_norm': '2.196', 'learning_rate': '0.0009', 'epoch': '0.005688'}"
+    assert auto.parse(line) == Parsed(
+        None, {"loss": 5.199, "grad_norm": 2.196, "learning_rate": 0.0009, "epoch": 0.005688}
+    )
+    parsed = auto.parse("{'loss': 'nan', 'grad_norm': 'inf', 'x': '-inf', 'lr': '1e-05'}")
+    assert parsed is not None and math.isnan(parsed.values["loss"])
+    assert parsed.values["grad_norm"] == math.inf and parsed.values["x"] == -math.inf
+    assert parsed.values["learning_rate"] == 1e-05
+    assert auto.parse("{'loss': '0.5', 'tag': 'abc', 'when': '12:00'}") == Parsed(
+        None, {"loss": 0.5}
+    )
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("{'loss': tensor(1.2345)}", Parsed(None, {"loss": 1.2345})),
+        ("{'loss': tensor(1.5, grad_fn=<NllLossBackward0>), 'step': 3}", Parsed(3, {"loss": 1.5})),
+        (
+            "{'loss': tensor(2.5, device='cuda:0', grad_fn=<MulBackward0>)}",
+            Parsed(None, {"loss": 2.5}),
+        ),
+        ("{'loss': np.float64(0.25), 'n': np.int64(7)}", Parsed(None, {"loss": 0.25, "n": 7.0})),
+        ("step=3 loss=tensor([0.5])", Parsed(3, {"loss": 0.5})),
+        ("epoch 2: {'accuracy': 0.5}", Parsed(None, {"epoch": 2.0, "accuracy": 0.5})),
+        ("step 7 - {'loss': 0.5}", Parsed(7, {"loss": 0.5})),
+    ],
+)
+def test_print_of_dicts_tensors_and_numpy(line: str, expected: Parsed) -> None:
+    assert auto.parse(line) == expected
+    parsed = auto.parse("{'loss': tensor(nan, grad_fn=<MulBackward0>)}")
+    assert parsed is not None and math.isnan(parsed.values["loss"])
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        # Transformers: no description, no postfix; the counter is the step
+        (
+            " 51%|█████     | 102/200 [00:03<00:03, 24.85it/s]",
+            Parsed(None, {"iters_per_s": 24.85}, 102),
+        ),
+        ("  0%|          | 0/200 [00:00<?, ?it/s]", Parsed(None, {}, 0)),
+        # Lightning: epoch x total + n
+        (
+            "Epoch 1:  40%|████      | 20/50 [00:01<00:01, 15.00it/s, v_num=0, train_loss=0.693]",
+            Parsed(None, {"epoch": 1.0, "iters_per_s": 15.0, "train_loss": 0.693}, 70),
+        ),
+        (
+            "Epoch 2:  10%|█         | 1/10 [00:00<00:00, 4.2it/s, train_loss=nan.0, val_loss=inf.0]",
+            Parsed(
+                None,
+                {"epoch": 2.0, "iters_per_s": 4.2, "train_loss": math.nan, "val_loss": math.inf},
+                21,
+            ),
+        ),
+        # a new epoch's bar at 0, still named after the last one: no counter, no epoch
+        (
+            "Epoch 0:   0%|          | 0/10 [00:00<?, ?it/s, train_loss=2.620]          ",
+            Parsed(None, {"train_loss": 2.62}),
+        ),
+        ("Training: |          | 0/? [00:00<?, ?it/s]", Parsed(None, {}, 0)),
+        (
+            "Epoch 3: |          | 5/? [00:01<?, 4.00it/s, loss=1.5]",
+            Parsed(None, {"epoch": 3.0, "iters_per_s": 4.0, "loss": 1.5}),
+        ),
+        # Lightning's Rich bar (after its escapes are stripped)
+        (
+            "Epoch 1/4 ━━━━━━━━━━╺━━━━━━━━━ 20/50 0:00:01 • 0:00:02 15.00it/s v_num: 0 train_loss: 0.693",
+            Parsed(None, {"epoch": 1.0, "iters_per_s": 15.0, "train_loss": 0.693}, 70),
+        ),
+        (
+            "Epoch 0/2  ━━━━━━━━━━━━━━━━━━━━━━━ 0/10 0:00:00 • -:--:-- 0.00it/s  ",
+            None,  # at 0, not measured (Rich prints 0.00it/s for no speed)
+        ),
+        ("Validation ━━━━━━━━━╺━━━━━━━━━ 1/2   0:00:00 • -:--:-- 0.00it/s", None),
+        # a bar drawn below another (ends with the cursor moved up): an evaluation's
+        ("  0%|          | 0/8 [00:00<?, ?it/s]\x1b[A", None),
+        ("Validation DataLoader 0:  50%|█████     | 1/2 [00:00<00:00, 936.02it/s]\x1b[A", None),
+        # not the training's bars
+        ("Map: 100%|██████████| 64/64 [00:00<00:00, 5000.00 examples/s]", None),
+        ("Evaluating: 100%|██████████| 8/8 [00:00<00:00, 99.00it/s]", None),
+    ],
+)
+def test_progress_bars(line: str, expected: Parsed | None) -> None:
+    parsed = auto.parse(line)
+    if expected is None or parsed is None:
+        assert parsed == expected
+        return
+    assert (parsed.step, parsed.counter, parsed.values.keys()) == (
+        expected.step,
+        expected.counter,
+        expected.values.keys(),
+    )
+    for name, value in expected.values.items():
+        assert parsed.values[name] == value or (
+            math.isnan(value) and math.isnan(parsed.values[name])
+        )
+
+
+def test_escapes_are_stripped_and_nested_bars_told_apart() -> None:
+    red, reset = "\x1b[31m", "\x1b[39m"
+    assert auto.parse(f"{red}step: 10{reset}  \x1b[38;2;180;60;0mloss: 2.5{reset}") == Parsed(
+        10, {"loss": 2.5}
+    )
+    rich = (
+        "\x1b[2K\x1b[1A\x1b[2KEpoch 1/2  \x1b[35m━━━━\x1b[0m\x1b[90m╺━━━━\x1b[0m 4/10 \x1b[2m0:00:00 • "
+        "0:00:01\x1b[0m \x1b[2;4m6.56it/s\x1b[0m \x1b[3mtrain_loss: 3.006 val_loss: 1.894\x1b[0m"
+    )
+    assert auto.parse(rich) == Parsed(
+        None, {"epoch": 1.0, "iters_per_s": 6.56, "train_loss": 3.006, "val_loss": 1.894}, 14
+    )
+    assert auto.parse(b"\x1b]0;my run\x07loss=1 \x1b(Bacc=2") == Parsed(
+        None, {"loss": 1.0, "acc": 2.0}
+    )
+    # what a user's regex sees is the text as shown
+    assert LineParser(r"regex:loss (?P<loss>\S+)").parse(f"loss {red}0.5{reset}") == Parsed(
+        None, {"loss": 0.5}
+    )
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "[rank0]: ",
+        "[rank: 0] ",
+        "[Rank 0] ",
+        "[default0]:",
+        "0: ",
+        "  12: ",
+        "[1,0]<stdout>:",
+        "[titan] ",
+        "[NeMo I 2025-06-18 21:41:53 nemo_logging:393] ",
+        "[2023-10-31 08:58:33,237] [INFO] [logging.py:96:log_dist] [Rank 0] ",
+        " [2025-08-01 07:19:37.412345] ",
+    ],
+)
+def test_launcher_and_logger_prefixes(prefix: str) -> None:
+    assert auto.parse(prefix + "iteration 5/ 100 | lm loss: 2.5 |") == Parsed(5, {"loss": 2.5})
+    assert auto.parse(prefix + "Received SIGTERM: 15") is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[rank: 0] Received SIGTERM: 15",
+        "Received SIGINT: 2",
+        "rank: 3 local_rank: 1",
+        "exitcode  : 1 (pid: 1234)",
+        "v_num=3",
+    ],
+)
+def test_signals_ranks_and_exit_codes_are_no_metrics(line: str) -> None:
+    assert auto.parse(line) is None
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (
+            "step 150: train loss 2.7689, val loss 2.5118",
+            Parsed(150, {"train_loss": 2.7689, "val_loss": 2.5118}),
+        ),
+        (
+            "iter 0: loss 4.2654, time 12021.45ms, mfu -100.00%",
+            Parsed(0, {"loss": 4.2654, "time_ms": 12021.45}),
+        ),
+        (
+            "steps: 100 loss: 2.3000 iter time (s): 0.500 samples/sec: 64.000",
+            Parsed(100, {"loss": 2.3, "iter_time_s": 0.5, "samples_per_s": 64.0}),
+        ),
+        (
+            "time (ms) | fwd: 123.40 | bwd: 234.50 | step: 50.00",
+            Parsed(None, {"fwd_ms": 123.4, "bwd_ms": 234.5, "step_ms": 50.0}),
+        ),
+        (
+            " validation loss at iteration 100 | lm loss value: 2.5E+00 | lm loss PPL: 1.2E+01 | ",
+            Parsed(100, {"validation/loss": 2.5, "validation/lm_loss_ppl": 12.0}),
+        ),
+        (
+            "validate step: 20  loss:  2.3456  tps: 4,321",
+            Parsed(20, {"validation/loss": 2.3456, "validation/tokens_per_s": 4321.0}),
+        ),
+        (
+            "epoch=0/micro_step=10/global_step=10, RunningAvgSamplesPerSec=12.5, MemAllocated=6.01GB",
+            Parsed(
+                10,
+                {
+                    "epoch": 0.0,
+                    "micro_step": 10.0,
+                    "avg_samples_per_s": 12.5,
+                    "mem_allocated_gb": 6.01,
+                },
+            ),
+        ),
+        (
+            "Training epoch 0, iteration 10/99 | lr: 1.5e-05 | global_step: 9 | reduced_train_loss: 9.234",
+            Parsed(10, {"learning_rate": 1.5e-05, "reduced_train_loss": 9.234}),
+        ),
+    ],
+)
+def test_trainer_specific_lines(line: str, expected: Parsed) -> None:
+    assert auto.parse(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "learning_rate = 1e6",
+        "batch_size = 8",
+        "eval_interval = 250 # keep frequent because we'll overfit",
+        "Overriding: max_iters = 100",
+        "tokens per iteration will be: 16,384",
+        "number of parameters: 10.65M",
+        "found vocab_size = 65 (inside data/shakespeare_char/meta.pkl)",
+        "num decayed parameter tensors: 26, with 10,740,096 parameters",
+    ],
+)
+def test_config_echoes_never_carry_a_step(line: str) -> None:
+    parsed = auto.parse(line)
+    assert parsed is not None and parsed.step is None and parsed.counter is None
+
+
+def test_units_in_brackets_are_ratios_not_namespaces() -> None:
+    assert (
+        canonical_name("throughput per GPU (TFLOP/s/GPU)")
+        == "throughput_per_gpu_tflop_per_s_per_gpu"
+    )
+    assert canonical_name("iter time (s)") == "iter_time_s"
