@@ -10,7 +10,6 @@ back, so a point is never lost and never written twice.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Mapping

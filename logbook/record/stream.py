@@ -80,6 +80,8 @@ class MetricStream:
     def state(self) -> dict[str, Any]:
         """What a later stream needs to go on from here (JSON)."""
         return {
+            "first_step": self.first_step,
+            "last_step": self.last_step,
             "own_steps": self.own_steps,
             "gate": {
                 "gating": self.gating,

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logbook.record.stream import MAX_LINE, MetricStream, last_line_end, split_count
+from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end, split_count
 from logbook.supervisor.checkpoints import Checkpoint, FolderWatch
 
 if TYPE_CHECKING:
@@ -98,6 +98,10 @@ class Progress:
         self._on_settings = on_settings
         self._read = MIN_READ  # bytes per read, sized to CHUNK_S of parsing
         self._lock = threading.Lock()  # one parser at a time: the follower, or `stop`
+        self._commit = threading.Lock()  # a parsed chunk is committed whole, or dropped
+        self._abandoned = False  # `stop` gave up on the follower's chunk in flight
+        self._state = self.stream.state()  # of the parse, as of the last chunk committed
+        self._rate = float(MIN_READ / CHUNK_S)  # bytes parsed per second, as last measured
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self._folder is not None and self._folder.latest_at_start is not None:
@@ -121,21 +125,21 @@ class Progress:
         deadline = started + self.end_budget_s
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + CHUNK_S)
-        if self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._thread is not None and self._thread.is_alive():
+            with self._commit:  # its chunk in flight is dropped: the coverage stays before it
+                self._abandoned = True
+        elif self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             try:
                 self._read_all(final=True, deadline=deadline)
-                self.unparsed = self._left()
-                if not self.unparsed:
-                    self._settle()
             except Exception:  # a bug here must never hold or fail the end of the job
-                self.unparsed = self._left()
+                pass
             finally:
                 self._lock.release()
-        else:
-            self.unparsed = self._left()
-        if self.unparsed:
-            self._parsed()  # the coverage names every log, and how far each is parsed
+        self.unparsed = self._left()
+        if not self.unparsed and not self._abandoned:
+            self._settle()
+        self._parsed()  # the coverage names every log, and how far each is parsed
         self.end_parse_s = time.monotonic() - started
         self._scan_checkpoints(final=True)
 
@@ -174,24 +178,30 @@ class Progress:
                 if deadline is None and self._stop.is_set():
                     return
                 try:
-                    busy |= self._read_chunk(path, final)
+                    busy |= self._read_chunk(path, final, deadline)
                 except OSError:
                     continue
 
-    def _read_chunk(self, path: Path, final: bool) -> bool:
+    def _read_chunk(self, path: Path, final: bool, deadline: float | None = None) -> bool:
         """Read and parse one chunk of `path`; whether there may be more."""
         size = self._read
+        if deadline is not None:  # at the end, no more than the time left can parse
+            size = min(size, int(0.8 * self._rate * (deadline - time.monotonic())))
+            if size < 16 << 10:
+                return False
         with open(path, "rb") as f:
             f.seek(self._offsets[path])
             data = f.read(size)
         if not data:
             return False
-        self._offsets[path] += len(data)
         t0 = time.monotonic()
         self._take(path, data, final and len(data) < size)  # at the end, a last unended line
         took = time.monotonic() - t0
         if len(data) == size and took > 0:  # size the next read to CHUNK_S of parsing
-            self._read = int(min(MAX_READ, max(MIN_READ, size * CHUNK_S / took)))
+            self._rate = size / took
+            self._read = int(min(MAX_READ, max(MIN_READ, self._rate * CHUNK_S)))
+        if self._abandoned:
+            return False
         self._parsed()
         return len(data) == size
 
@@ -211,9 +221,9 @@ class Progress:
         """Every line is parsed: the values held before the first step that never recurred are
         settings."""
         settings = self.stream.finish()
+        self._state = self.stream.state()
         if settings and self._on_settings is not None:
             self._on_settings(settings)
-        self._parsed()  # the coverage holds nothing back any more
 
     def coverage(self) -> dict[str, Any]:
         """How far the logs are parsed (see logbook/store/coverage.py), the steps seen, and the
@@ -229,7 +239,7 @@ class Progress:
             "last_step": self.last_step,
             "last_step_time": self.last_step_time,
             "resumed_from_step": self.resumed_from_step,
-            **self.stream.state(),
+            **self._state,
         }
 
     def _parsed(self) -> None:
@@ -237,16 +247,23 @@ class Progress:
             self._on_parsed(self.coverage())
 
     def _take(self, path: Path, data: bytes, last: bool) -> None:
-        data = self._partial[path] + data
-        cut = len(data) if last else last_line_end(data)
-        if cut == 0 and len(data) > MAX_LINE:
-            cut = len(data)  # a line with no end in sight is no metric line: parse it as it is
-        lines, self._partial[path] = data[:cut], data[cut:]
-        if lines:
-            self._scan_chunk(lines)
+        whole = self._partial[path] + data
+        cut = len(whole) if last else last_line_end(whole)
+        if cut == 0 and len(whole) > MAX_LINE:
+            cut = len(whole)  # a line with no end in sight is no metric line: parse it as it is
+        stamp = _now()
+        fed = self._scan_chunk(whole[:cut], stamp) if cut else None
+        with self._commit:  # the points, the offset and the state of the parse move together
+            if self._abandoned:
+                return
+            self._offsets[path] += len(data)
+            self._partial[path] = whole[cut:]
+            self._state = self.stream.state()
+            if fed is not None and fed.points.num_rows and self._on_metrics is not None:
+                self._on_metrics(fed.points, stamp)
 
-    def _scan_chunk(self, chunk: bytes) -> None:
-        stamp, mono = _now(), time.monotonic()
+    def _scan_chunk(self, chunk: bytes, stamp: datetime) -> Fed:
+        mono = time.monotonic()
         self.last_output_time = stamp
         skip: frozenset[int] = frozenset()
         if b"esum" in chunk or b"ESUM" in chunk:
@@ -267,8 +284,7 @@ class Progress:
             if self.stream.last_step != before:
                 self.last_step_mono = mono
             self.last_step, self.last_step_time = self.stream.last_step, stamp
-        if fed.points.num_rows and self._on_metrics is not None:
-            self._on_metrics(fed.points, stamp)
+        return fed
 
     def _announce(self, ckpt: Checkpoint) -> None:
         """A save announced in the output. With --checkpoint-dir it waits for the folder to show

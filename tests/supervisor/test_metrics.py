@@ -255,7 +255,9 @@ def test_a_flood_of_metric_lines_is_all_on_record_after_the_background_finish(
     ).to_pylist()
     data = json.loads(warning["data"])
     assert data["unparsed_bytes"]["stdout"] > 0 and data["finisher_pid"] > 0
-    assert f"a background process (pid {data['finisher_pid']}) is parsing them" in warning["message"]
+    assert (
+        f"a background process (pid {data['finisher_pid']}) is parsing them" in warning["message"]
+    )
     assert b"not yet parsed" in p.stderr
     _wait_parsed(store_path)
     [counts] = _metrics(
