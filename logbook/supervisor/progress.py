@@ -139,8 +139,8 @@ class Progress:
         self.unparsed = self._left()
         if not self.unparsed and not self._abandoned:
             self._settle()
-        self._parsed()  # the coverage names every log, and how far each is parsed
         self.end_parse_s = time.monotonic() - started
+        self._parsed()  # the coverage names every log, and how far each is parsed
         self._scan_checkpoints(final=True)
 
     def last_activity(self) -> float:
@@ -202,7 +202,8 @@ class Progress:
             self._read = int(min(MAX_READ, max(MIN_READ, self._rate * CHUNK_S)))
         if self._abandoned:
             return False
-        self._parsed()
+        if deadline is None:  # at the end, `stop` says it once (a part written is no parsing)
+            self._parsed()
         return len(data) == size
 
     def _left(self) -> dict[str, int]:
