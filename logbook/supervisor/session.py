@@ -349,7 +349,7 @@ class Session:
                 step=last_step,
                 data={"class": outcome.crash_class, **verdict.evidence},
             )
-        if progress is not None and progress.unparsed:
+        if progress is not None and progress.unparsed and self.parser is not None:
             message = unparsed_message(progress, self.finisher)
             print(f"logbook: {message}", file=sys.stderr)
             recorder.event(
