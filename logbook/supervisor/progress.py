@@ -122,7 +122,7 @@ class Progress:
         """Parse what is left of the logs for at most `end_budget_s`, then stop; what is still
         unparsed is in `unparsed` (and the coverage)."""
         started = time.monotonic()
-        deadline = started + self.end_budget_s
+        deadline = started + 0.95 * self.end_budget_s  # the rest of it: the coverage, the checks
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
