@@ -91,6 +91,41 @@ def drain(cmd: list[str], *, watch_rss: bool = False, env: dict | None = None, k
     return {"wall_s": wall, "bytes": n, "rss_mb": peak[0] / 2**20, "stderr": stderr, "out": out}
 
 
+NO_FINISHER = {**os.environ, "LOGBOOK_TEST_NO_FINISHER": "1"}
+
+
+def loss_points(store: Path) -> int:
+    """Points named loss in a store's metrics parts (0 if there are none)."""
+    if not list(store.glob("metrics/**/*.parquet")):
+        return 0
+    [(n,)] = duckdb.execute(
+        f"select count(*) from read_parquet('{store}/metrics/**/*.parquet') where name = 'loss'"
+    ).fetchall()
+    return int(n)
+
+
+def end_report(store: Path) -> dict:
+    """The wrapper's report of what its end left unparsed, if it left any."""
+    if not list(store.glob("events/**/*.parquet")):
+        return {}
+    rows = duckdb.execute(
+        f"select data from read_parquet('{store}/events/**/*.parquet') "
+        "where kind = 'logbook_warning' and data like '%end_parse_s%'"
+    ).fetchall()
+    return json.loads(rows[0][0]) if rows else {}
+
+
+def wait_parsed(store: Path, timeout: float = 1800.0) -> float:
+    """Seconds until every raw log of the store is marked parsed (the background finish)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        docs = [p.read_text() for p in store.glob("logs/run=*/*/parsed.json")]
+        if docs and all(json.loads(d).get("complete") for d in docs):
+            break
+        time.sleep(0.1)
+    return round(time.perf_counter() - t0, 1)
+
+
 def raw_logs(store: Path) -> list[int]:
     return [p.stat().st_size for p in sorted(store.glob("logs/run=*/*/stdout.log"))]
 
@@ -104,6 +139,7 @@ class Bench:
         self.a, self.tmp, self.rows, self.failures = args, tmp, [], []
 
     def wrap(self, store: Path, *cmd: str, capture: bool = False, opts: tuple = ()) -> list[str]:
+        """`logbook run` of cmd into store."""
         opts = (*opts, *([] if capture else ["--no-capture"]))
         return [self.a.logbook, "run", "--run", "bench", *opts, "--store", str(store), "--", *cmd]
 
@@ -126,10 +162,10 @@ class Bench:
         for k in range(n):  # alternate the cases; each run's log is checked, then removed
             base.append(drain(["cat", str(f)]))
             store = self.tmp / f"pt-store-{k}"
-            # --catch-up 0: the output's throughput, not the parsing after the end (timed below)
-            wrapped.append(
-                drain(self.wrap(store, "cat", str(f), opts=("--catch-up", "0")), watch_rss=True)
-            )
+            # --catch-up 0 and no background finish: the output's throughput, not the parsing
+            # after the end (timed below)
+            cmd = self.wrap(store, "cat", str(f), opts=("--catch-up", "0"))
+            wrapped.append(drain(cmd, watch_rss=True, env=NO_FINISHER))
             logs = raw_logs(store)
             self.check(s, f"raw log size, run {k + 1}", logs == [size], f"{logs} vs {size}")
             shutil.rmtree(store)
@@ -150,66 +186,76 @@ class Bench:
         self.catch_up(f)
 
     def catch_up(self, f: Path) -> None:
-        """The same file with the default --catch-up (10 s): how many of its metric lines are on
-        record when the attempt ends, and how fast the skipped output is parsed after the end."""
+        """The same file with the defaults: how many of its metric lines are on record when
+        `logbook run` returns, and when the background finish has them all (#15)."""
         s, store = "passthrough", self.tmp / "pt-catch-up"
         lines = sum(
             chunk.count(b"loss=") for chunk in iter(partial(f.open("rb").read, 1 << 24), b"")
         )
         r = drain(self.wrap(store, "cat", str(f)))
-        con = duckdb.connect()
-        glob = f"{store}/metrics/**/*.parquet"
-        [(points,)] = con.execute(
-            f"select count(*) from read_parquet('{glob}') where name = 'loss'"
-        ).fetchall()
-        [(data,)] = con.execute(
-            f"select data from read_parquet('{store}/events/**/*.parquet') where kind = 'logbook_warning'"
-        ).fetchall() or [("{}",)]
-        w = json.loads(data)
+        at_return = loss_points(store)
+        report = end_report(store)
         self.add(s, "metric lines in the file (loss=)", lines)
-        self.add(
-            s, "of them on record at the end (--catch-up 10s)", points, "", "all", points == lines
-        )
-        self.add(
-            s,
-            "lines parsed after the end",
-            w.get("caught_up_lines", 0),
-            f"in {w.get('catch_up_s', 0)} s",
-        )
-        self.add(s, "lines never parsed (counted)", w.get("unparsed_lines", 0))
-        self.add(s, "wall time with the catch-up", round(r["wall_s"], 1), "s")
+        self.add(s, "of them on record when logbook run returns", at_return, "", "all",
+                 at_return == lines)  # fmt: skip
+        self.add(s, "wall time of logbook run (defaults)", round(r["wall_s"], 1), "s")
+        self.add(s, "parsing after the command ended (the wrapper's report)",
+                 report.get("end_parse_s", "none needed"), "s" if report else "", "<= 1",
+                 report.get("end_parse_s", 0) <= 1.0)  # fmt: skip
+        waited = wait_parsed(store)
+        final = loss_points(store)
+        self.add(s, "background finish done after logbook run returned", waited, "s")
+        self.check(s, "every loss= line on record after the finish", final == lines,
+                   f"{final} of {lines}")  # fmt: skip
         shutil.rmtree(store)
 
     def python_child(self) -> None:
+        """The child alone and wrapped, with the same buffering each time (logbook run sets
+        PYTHONUNBUFFERED=1 for its child unless it is set, even to '')."""
         s, script = "python child", self.tmp / "child.py"
         script.write_text(PY_CHILD)
         child = [sys.executable, str(script), str(self.a.py_lines)]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # block-buffered
-        cases = {  # logbook run sets PYTHONUNBUFFERED=1 for its child unless it is already set
-            "plain": (child, env),
-            "plain, PYTHONUNBUFFERED=1": (child, {**env, "PYTHONUNBUFFERED": "1"}),
-            "wrapped": (self.wrap(self.tmp / "py-store", *child), env),
-            "wrapped, PYTHONUNBUFFERED='' (buffered)": (
-                self.wrap(self.tmp / "py-store", *child), {**env, "PYTHONUNBUFFERED": ""}),
-        }  # fmt: skip
+        unbuffered = {**env, "PYTHONUNBUFFERED": "1"}
+        buffered = {**env, "PYTHONUNBUFFERED": ""}  # empty: Python buffers, and logbook keeps it
+        cases = {
+            "plain, buffered": (child, buffered, None),
+            "wrapped, buffered": (child, buffered, "py-buf"),
+            "plain, PYTHONUNBUFFERED=1": (child, unbuffered, None),
+            "wrapped, unbuffered (logbook's default)": (child, env, "py-unbuf"),
+        }
         res: dict[str, list[dict]] = {k: [] for k in cases}
-        for _ in range(self.a.repeats):
-            for k, (cmd, e) in cases.items():
-                res[k].append(drain(cmd, env=e))
+        on_record: dict[str, list[tuple[int, float]]] = {k: [] for k in cases if cases[k][2]}
+        for k_run in range(self.a.repeats):
+            for k, (cmd, e, store_name) in cases.items():
+                store = self.tmp / f"{store_name}-{k_run}" if store_name else None
+                res[k].append(drain(self.wrap(store, *cmd) if store else cmd, env=e))
+                if store is not None:  # untimed: the background finish must not slow the next
+                    at_return = loss_points(store)
+                    on_record[k].append((at_return, wait_parsed(store)))
+                    res[k][-1]["final"] = loss_points(store)
+                    shutil.rmtree(store)
         t = {k: med(r) for k, r in res.items()}
-        self.add(s, "output per run", round(res["plain"][0]["bytes"] / 2**20, 1), "MB")
+        self.add(s, "output per run", round(res["plain, buffered"][0]["bytes"] / 2**20, 1), "MB")
         for k in cases:
             self.add(s, f"{k} (median of {self.a.repeats})", round(t[k], 3), "s")
-        r = t["wrapped"] / t["plain"]
-        self.add(s, "ratio wrapped/plain", round(r, 3), "", "<= 1.05", r <= 1.05)
-        unbuf, buf = (t[k] for k in list(t)[1::2])
-        self.add(s, "ratio wrapped/plain with PYTHONUNBUFFERED=1", round(t["wrapped"] / unbuf, 3))
-        self.add(s, "ratio wrapped buffered/plain", round(buf / t["plain"], 3))
-        got, n = {x["bytes"] for v in res.values() for x in v}, res["plain"][0]["bytes"]
-        self.check(s, "bytes passed through", got == {n}, str(sorted(got)))
-        logs = raw_logs(self.tmp / "py-store")
-        want = [n] * (2 * self.a.repeats)
-        self.check(s, "raw logs", logs == want, f"{len(logs)} logs of {sorted(set(logs))} bytes")
+        for plain, wrapped in (("plain, buffered", "wrapped, buffered"),
+                               ("plain, PYTHONUNBUFFERED=1", "wrapped, unbuffered (logbook's default)")):  # fmt: skip
+            r = t[wrapped] / t[plain]
+            self.add(s, f"ratio {wrapped} / {plain}", round(r, 3), "", "<= 1.1", r <= 1.1)
+        n = self.a.py_lines
+        for k, runs in on_record.items():
+            self.add(s, f"{k}: metric lines on record at return (of {n})",
+                     min(a for a, _ in runs), "", "all", min(a for a, _ in runs) == n)  # fmt: skip
+            self.add(s, f"{k}: background finish done after return", max(w for _, w in runs), "s")
+            finals = sorted({x["final"] for x in res[k]})
+            self.check(s, f"{k}: every metric line on record after the finish", finals == [n],
+                       f"{finals} of {n}")  # fmt: skip
+        got, size = (
+            {x["bytes"] for v in res.values() for x in v},
+            res["plain, buffered"][0]["bytes"],
+        )
+        self.check(s, "bytes passed through", got == {size}, str(sorted(got)))
 
     def startup(self) -> None:
         s, store = "start-up", self.tmp / "su-store"

@@ -96,8 +96,9 @@ _RUN_SETTINGS = (
 @click.option(
     "--catch-up",
     metavar="DURATION",
-    help="When output came faster than it could be parsed live, parse what was skipped for at "
-    "most this long after the command ends; lines left are counted. 0: count only. [default: 10s]",
+    help="How long logbook run may parse the output after the command ends, at most 1s (the "
+    "exit is never held longer); what is left is parsed by a background process and is on record "
+    "when it ends. 0: hand it all over. [default: 1s]",
 )
 @click.option(
     "--config",
@@ -281,7 +282,7 @@ def resolve_run_settings(
         "config_path": Path(config_file).absolute() if config_file else None,
         "data_mix_path": Path(data_mix).absolute() if data_mix else None,
         "metrics": metrics,
-        "catch_up_s": duration("catch_up", "10s") or 0.0,
+        "catch_up_s": min(duration("catch_up", "1s") or 0.0, 1.0),  # never held longer (#15)
         "detectors": detectors,
         "sample_every_s": sample_every,
         "gpu_price": gpu_price,

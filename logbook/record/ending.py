@@ -170,25 +170,16 @@ def _brief(text: str, limit: int = 120) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def skipped_message(progress: Any) -> str:
+def unparsed_message(progress: Any, finisher: dict[str, Any] | None) -> str:
+    """What the end left unparsed (#15: the exit is never held more than --catch-up by parsing)."""
+    left = sum(progress.unparsed.values())
     head = (
-        f"the output came faster than logbook reads it: {progress.skipped_bytes / 1e6:.1f} MB "
-        "were not scanned live for steps and checkpoints"
+        f"{left / 1e6:.1f} MB of output were not yet parsed for metrics when the command ended "
+        f"(parsed for {progress.end_parse_s:.1f} s after it)"
     )
-    parsed = (
-        f"; {progress.caught_up_lines:,} of their lines were parsed for metrics after the "
-        f"command ended ({progress.catch_up_s:.1f} s)"
-        if progress.caught_up_lines
-        else ""
-    )
-    if progress.unparsed_lines:
-        about = "about " if progress.unparsed_estimated else ""
-        left = (
-            f"; {about}{progress.unparsed_lines:,} lines were never parsed (the raw log has them)"
-        )
-    else:
-        left = "; every line was parsed" if progress.caught_up_lines else ""
-    return head + parsed + left
+    if finisher is not None:
+        return head + f"; a background process (pid {finisher['pid']}) is parsing them"
+    return head + "; the next logbook command that writes, or `logbook reparse`, parses them"
 
 
 def tail_lines(log_dir: Path | None, n: int = 20) -> list[str]:

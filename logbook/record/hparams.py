@@ -123,6 +123,19 @@ def snapshot_rows(config_path: Path | None, argv: Sequence[str]) -> list[dict[st
     return rows
 
 
+def printed_rows(settings: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Rows for the snapshots table, kind `printed`: values the command printed before its first
+    step that never recurred (a config echo such as `learning_rate = 1e6`, #15), settings of the
+    attempt rather than metrics."""
+    from logbook.record.redact import redact_value
+
+    rows = []
+    for key, value in sorted(settings.items()):
+        shown, why = redact_value(key, json.dumps(value))
+        rows.append(_row("printed", key, shown, why))
+    return rows
+
+
 def _row(kind: str, name: str, value: str, why: str | None = None) -> dict[str, Any]:
     return {
         "kind": kind,

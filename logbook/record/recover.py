@@ -1,9 +1,12 @@
 """Parse what the recorder did not: the raw logs are the write-ahead log of metrics.
 
-A recorder killed mid-run, a catch-up cut short by its time limit, a disk that filled: each leaves
-a coverage file (logbook/store/coverage.py) that does not reach the end of its logs. The next
-command that writes (`logbook run`, `compact`, `doctor`) parses the rest here, writes its points
-as the recorder would have, and marks the logs parsed. A recorder still alive is left alone.
+A recorder killed mid-run, an end whose parsing was cut short after 1 s, a disk that filled: each
+leaves a coverage file (logbook/store/coverage.py) that does not reach the end of its logs. The
+background finish that `logbook run` starts (`record/finish.py`), or else the next command that
+writes (`logbook run`, `compact`, `doctor`), parses the rest here through the recorder's own path
+(`record/stream.py`, going on from the state the coverage keeps), writes its points as the
+recorder would have, and marks the logs parsed. A recorder or finisher still alive is left alone;
+one parser of the rest at a time holds the lock of the attempt's log folder (`store/lock.py`).
 
 Points found here carry the time the log was last written: when each line was printed is not on
 record, and that is the latest it can have been.
@@ -11,18 +14,25 @@ record, and that is the latest it can have been.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logbook.store import coverage, layout
+from logbook.record.stream import MetricStream, interleaved, line_start
+from logbook.store import coverage, layout, owner
 from logbook.store import journal as journals
+from logbook.store import lock as locks
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from logbook.store import Store
 
-BATCH = 50_000  # points per part: memory stays bounded whatever the log holds
+BATCH = 500_000  # points per part: memory stays bounded whatever the log holds
 
 
 @dataclass
@@ -34,13 +44,15 @@ class Recovered:
 
 
 def recover_metrics(
-    store: Store, runs: dict[str, set[str] | None] | None = None
+    store: Store, runs: dict[str, set[str] | None] | None = None, *, wait_s: float = 0.0
 ) -> list[Recovered]:
     """Parse every stretch of every raw log whose recorder is gone without parsing it.
 
     Args:
         runs: only these attempts, as {run: {attempt_id, ...}}, or {run: None} for every attempt
             of a run; None: every attempt of every run.
+        wait_s: how long to wait for a recorder still alive to end (the background finish of
+            `logbook run` waits for its own); 0: leave it alone.
 
     Returns:
         One entry per attempt whose logs were parsed here.
@@ -58,12 +70,26 @@ def recover_metrics(
                 dirs += [layout.attempt_log_dir(store.root, r, a) for a in ids]
     for log_dir in dirs:
         doc = coverage.read(log_dir)
-        if doc is None or doc.get("complete") or _recorder_alive(store.root, doc):
+        if doc is None or doc.get("complete"):
+            continue
+        until = time.monotonic() + wait_s
+        while _recorder_alive(store.root, doc) and time.monotonic() < until:
+            time.sleep(0.1)
+            doc = coverage.read(log_dir) or doc
+        if _recorder_alive(store.root, doc) or _finisher_alive(doc):
+            continue
+        held = locks.take(log_dir)  # one parser of the rest at a time (recovery, reparse)
+        if held is None:
             continue
         try:
+            doc = coverage.read(log_dir)  # again, under the lock: another may have finished it
+            if doc is None or doc.get("complete"):
+                continue
             done = _parse_rest(store, log_dir, doc)
         except OSError:  # unreadable logs, or a store still full: the next writer tries again
             continue
+        finally:
+            held.release()
         if done is not None:
             out.append(done)
     return out
@@ -77,68 +103,99 @@ def _recorder_alive(root: Path, doc: dict[str, Any]) -> bool:
     return jf is not None and jf.is_alive()
 
 
+def _finisher_alive(doc: dict[str, Any]) -> bool:
+    """Whether another process, the background finish `logbook run` handed the rest to, is at
+    work on it (it is named before it takes the lock)."""
+    f = doc.get("finisher")
+    if not isinstance(f, dict) or f.get("pid") == os.getpid():
+        return False
+    return owner.is_alive(f, 0.0, locks.STALE_AFTER_S)
+
+
+def log_files(log_dir: Path) -> dict[str, Path]:
+    """An attempt's raw logs by stream name."""
+    return {p.stem: p for p in (log_dir / "stdout.log", log_dir / "stderr.log") if p.exists()}
+
+
+def parse_stretches(
+    stream: MetricStream,
+    stretches: dict[str, tuple[Path, list[tuple[int, int]]]],
+    write: Callable[[pa.Table], None],
+    stamp: datetime,
+) -> tuple[int, int]:
+    """Parse stretches of logs through `stream`, handing `write` a table of points (`time`,
+    `step`, `name`, `value`) every BATCH points; (lines, points).
+
+    Raises:
+        OSError: a log cannot be read, or `write` failed.
+    """
+    import pyarrow as pa
+
+    lines = points = pending = 0
+    chunks: list[pa.Table] = []
+    time_type = pa.timestamp("us", tz="UTC")
+    for _name, data, _offset in interleaved(stretches):
+        fed = stream.feed(data)
+        lines += fed.lines
+        n = fed.points.num_rows
+        if n:
+            times = pa.repeat(pa.scalar(stamp, time_type), n)
+            chunks.append(fed.points.append_column("time", times))
+            pending, points = pending + n, points + n
+        if pending >= BATCH:
+            write(pa.concat_tables(chunks))
+            chunks, pending = [], 0
+    if chunks:
+        write(pa.concat_tables(chunks))
+    return lines, points
+
+
+def write_printed(store: Store, run: str, attempt_id: str, settings: dict[str, float]) -> None:
+    """Settings the command printed at start-up (a config echo), as snapshots of kind `printed`."""
+    from logbook.record.hparams import printed_rows
+
+    if not settings:
+        return
+    stamp = datetime.now(timezone.utc)
+    rows = [
+        {**r, "run": run, "attempt_id": attempt_id, "time": stamp, "host": None}
+        for r in printed_rows(settings)
+    ]
+    store.write("snapshots", run, rows)
+
+
 def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered | None:
-    from logbook.record.metrics import Columns, metrics_table, write_metrics
-    from logbook.record.parsers import LineParser
-    from logbook.supervisor.progress import _last_redraw, parse_stretch
+    from logbook.record.metrics import points_table, write_metrics
 
     run, attempt_id = str(doc["run"]), str(doc["attempt_id"])
-    logs = {p.stem: p for p in (log_dir / "stdout.log", log_dir / "stderr.log") if p.exists()}
+    logs = log_files(log_dir)
     sizes = {name: p.stat().st_size for name, p in logs.items()}
     todo = coverage.unparsed(doc, sizes)
-    parser = LineParser(str(doc.get("metrics") or "auto"))
+    stream = MetricStream(str(doc.get("metrics") or "auto"), state=doc)
     stamp = datetime.fromtimestamp(
         max((p.stat().st_mtime for p in logs.values()), default=0.0), timezone.utc
     )
     result = Recovered(run, attempt_id)
-    state: dict[str, Any] = {k: doc.get(k) for k in ("first_step", "last_step")}
-    rows: Columns = ([], [], [], [])
+    stretches = {
+        name: (logs[name], [(line_start(logs[name], a), b) for a, b in spans])
+        for name, spans in todo.items()
+        if name in logs
+    }
 
-    def flush() -> None:
-        if rows[0]:
-            write_metrics(store, run, metrics_table(attempt_id, rows))
-            result.points += len(rows[0])
-            for column in rows:
-                column.clear()
+    def write(points: pa.Table) -> None:
+        write_metrics(store, run, points_table(attempt_id, [points]))
 
-    def line(text: bytes) -> None:
-        result.lines += 1
-        parsed = parser.parse(_last_redraw(text))
-        if parsed is None:
-            return
-        if parsed.step is not None:
-            if state["first_step"] is None:
-                state["first_step"], state["first_step_time"] = parsed.step, stamp
-            state["last_step"], state["last_step_time"] = parsed.step, stamp
-        step = parsed.step if parsed.step is not None else state["last_step"]
-        for name, value in parsed.values.items():
-            rows[0].append(stamp)
-            rows[1].append(step)
-            rows[2].append(name)
-            rows[3].append(value)
-        if len(rows[0]) >= BATCH:
-            flush()
-
-    for name, stretches in todo.items():
-        for start, end in sorted(stretches):
-            parse_stretch(logs[name], _line_start(logs[name], start), end, line)
-    flush()
+    result.lines, result.points = parse_stretches(stream, stretches, write, stamp)
+    write_printed(store, run, attempt_id, stream.finish())
+    state: dict[str, Any] = {"first_step": stream.first_step, "last_step": stream.last_step}
+    if doc.get("first_step") is None and stream.first_step is not None:
+        state["first_step_time"] = stamp
+    if doc.get("last_step") != stream.last_step:
+        state["last_step_time"] = stamp
     streams = {name: {"to": size, "holes": []} for name, size in sizes.items()}
-    coverage.write(log_dir, {**doc, **state, "streams": streams, "complete": True})
+    done = {**doc, **state, **stream.state(), "streams": streams, "complete": True}
+    coverage.write(log_dir, {**done, "finisher": None})
     return result if result.lines else None
-
-
-def _line_start(path: Path, offset: int) -> int:
-    """`offset` if a line starts there, else where the next one does: a stretch that starts
-    mid-line follows a skip, and the skipped stretch's parse finished that line."""
-    if offset == 0:
-        return 0
-    with open(path, "rb") as f:
-        f.seek(offset - 1)
-        if f.read(1) == b"\n":
-            return offset
-        rest = f.readline()
-    return offset + len(rest) - 1 if rest.endswith(b"\n") else offset + len(rest)
 
 
 def progress_of(root: Path, run: str, attempt_id: str) -> dict[str, Any]:
@@ -168,4 +225,12 @@ def recover_store(store: Store, run: str | None = None) -> list[Recovered]:
     return done
 
 
-__all__ = ["Recovered", "progress_of", "recover_metrics", "recover_store"]
+__all__ = [
+    "Recovered",
+    "log_files",
+    "parse_stretches",
+    "progress_of",
+    "recover_metrics",
+    "recover_store",
+    "write_printed",
+]

@@ -39,7 +39,9 @@ class RunOptions:
     resume_command: list[str] | None = None
     detectors: dict[str, Any] = field(default_factory=dict)  # logbook.toml [detectors] settings
     metrics: str = "auto"  # auto | none | regex:PATTERN: metrics from the output
-    catch_up_s: float = 10.0  # after the end, parse output skipped in a flood for at most this long
+    catch_up_s: float = (
+        1.0  # after the end, parse for at most this long; the rest: record/finish.py
+    )
     config_path: Path | None = None  # --config: snapshotted per attempt, diffed against the parent
     data_mix_path: Path | None = None  # --data-mix: recorded per attempt, diffed against the parent
     hooks: Sequence[Any] = ()  # logbook.supervisor.hook_runner.Hook

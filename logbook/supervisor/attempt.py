@@ -35,7 +35,7 @@ class Launch:
     log_dir: Path | None
     checkpoint_dir: Path | None
     parser: LineParser | None = None  # metrics from the output; None: steps only
-    catch_up_s: float = 10.0  # after the end, parse output skipped in a flood for this long
+    catch_up_s: float = 1.0  # after the end, parse for at most this long (the rest: off the path)
 
 
 @dataclass
@@ -67,8 +67,9 @@ class Watch:
     hang: Callable[[int, float, Progress], Any]  # may return the thread of its on_hang hooks
     warn: Callable[[str], None]
     checkpoint: Callable[[Any], None]
-    metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None
+    metrics: Callable[[Any, datetime], None] | None = None  # a chunk's points (step, name, value)
     parsed: Callable[[dict[str, Any]], None] | None = None  # the logs' coverage, after each chunk
+    settings: Callable[[dict[str, float]], None] | None = None  # a config echo, at the end
 
 
 def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
@@ -85,9 +86,10 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         spec.checkpoint_dir,
         on_checkpoint=watch.checkpoint,
         parser=spec.parser,
-        catch_up_s=spec.catch_up_s,
+        end_budget_s=spec.catch_up_s,
         on_metrics=watch.metrics,
         on_parsed=watch.parsed,
+        on_settings=watch.settings,
     )
     # The pump before the command: its output never meets a pipe that nobody reads. (And before
     # the start is journaled: the pump's own start-up overlaps the journal's fsyncs.)

@@ -1,8 +1,14 @@
 """What the wrapper knows of the training's progress: when it last printed, which step it is at,
 which checkpoint it last saved, and the step it resumed from.
 
-It reads the raw logs behind the passthrough (never in its way), parsing metrics from them, and,
-with --checkpoint-dir, looks at that folder every CHECKPOINT_EVERY_S (checkpoints.py).
+It reads the raw logs behind the passthrough (never in its way) and parses them in whole chunks
+(`record/stream.py`, the path recovery and `logbook reparse` take too), and, with
+--checkpoint-dir, looks at that folder every CHECKPOINT_EVERY_S (checkpoints.py).
+
+It never skips output (#15): under a flood it falls behind and catches up in chunks sized to
+about CHUNK_S of parsing each. When the command has ended it parses what is left for at most
+`end_budget_s` (the job's exit is never held longer by parsing), and says in `unparsed` what it
+left: the coverage file names it, and it is parsed off the path of the job (`record/finish.py`).
 """
 
 from __future__ import annotations
@@ -16,42 +22,40 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end, split_count
 from logbook.supervisor.checkpoints import Checkpoint, FolderWatch
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from logbook.record.parsers import LineParser
 
-# `step=12`, `step: 12`, `global_step 12`, `iter 12`, `"step": 12`, Megatron `iteration   12/ 5000 |`.
-_STEP = re.compile(
-    rb"""(?:^|[\s,|{(\["'])(?:global_step|step|iteration|iter)["']?\s*[=:]?\s*(\d+)(?:\s*/\s*\d+)?(?=[\s,|})\]]|$)""",
-    re.IGNORECASE,
-)
-_RESUMED = re.compile(rb"resum\w*\b[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE)
+_RESUMED = re.compile(rb"resum\w*\b[^\n\r]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE)
 _SAVED = re.compile(
-    rb"(?:sav\w*|wr[io]te?\w*)\b[^\n]{0,40}?checkpoint[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE
+    rb"(?:sav\w*|wr[io]te?\w*)\b[^\n\r]{0,40}?checkpoint[^\n\r]{0,80}?\bstep\D{0,3}(\d+)",
+    re.IGNORECASE,
 )
 READ_EVERY_S = 0.5
 CHECKPOINT_EVERY_S = 5.0
-MAX_READ = (
-    256 << 10
-)  # bytes per log per read: about 60 ms of parsing, so a flood costs the command little CPU
-SKIP_AHEAD_BYTES = 8 << 20  # a backlog larger than this is skipped...
-TAIL_BYTES = 256 << 10  # ...but for its newest bytes
-COUNT_S = 10.0  # then count the lines left unparsed for at most this long (else estimate)
+CHUNK_S = 0.2  # a chunk is sized to about this much parsing: the end and a stop wait no longer
+MIN_READ, MAX_READ = 256 << 10, 8 << 20  # bytes per read of a log
+END_BUDGET_S = 1.0  # after the command ends, parse for at most this long (#15)
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def find_step(line: bytes) -> int | None:
-    """The training step a log line reports, if it reports one."""
-    m = _STEP.search(line)
-    return int(m.group(1)) if m else None
-
-
 class Progress:
-    """Progress of one attempt, updated by the pumps (output activity) and by a follower thread."""
+    """Progress of one attempt, updated by the pumps (output activity) and by a follower thread.
+
+    Args:
+        on_metrics: called with each chunk's points (a table of `step`, `name`, `value`) and the
+            time they were read.
+        on_settings: called once at the end with the values printed before the first step that
+            never recurred (a config echo: settings, not metrics).
+        end_budget_s: how long `stop` may parse what the command left (--catch-up).
+    """
 
     def __init__(
         self,
@@ -59,9 +63,10 @@ class Progress:
         checkpoint_dir: Path | None,
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
         parser: LineParser | None = None,
-        on_metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None,
-        catch_up_s: float = 10.0,
+        on_metrics: Callable[[pa.Table, datetime], None] | None = None,
+        end_budget_s: float = END_BUDGET_S,
         on_parsed: Callable[[dict[str, Any]], None] | None = None,
+        on_settings: Callable[[dict[str, float]], None] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -77,23 +82,26 @@ class Progress:
         self._paths = log_paths
         self._offsets = {p: 0 for p in log_paths}
         self._partial = {p: b"" for p in log_paths}
-        self._resync = {p: False for p in log_paths}
-        self.skipped_bytes = 0  # output not scanned live because it came too fast
-        self._skipped: list[tuple[Path, int, int, datetime]] = []  # (log, start, end, when)
-        self._holes: list[tuple[Path, int, int]] = []  # skipped stretches not parsed yet
         self._on_parsed = on_parsed  # told the coverage after each chunk, in the parsing thread
-        self.caught_up_lines = 0  # skipped lines parsed for metrics after the command ended
-        self.unparsed_lines = 0  # skipped lines never parsed
-        self.unparsed_estimated = False  # too many to count in COUNT_S: estimated from sizes
-        self.catch_up_s = 0.0  # how long the catch-up took
-        self._catch_up_budget = catch_up_s
+        self.end_budget_s = end_budget_s
+        self.end_parse_s = 0.0  # how long `stop` parsed after the command ended
+        self.unparsed: dict[str, int] = {}  # log -> bytes left unparsed by `stop`
+        self.parsed_lines = 0
         self._ckpt_dir = checkpoint_dir
         self._folder = FolderWatch(checkpoint_dir) if checkpoint_dir is not None else None
         self._announced: dict[int, tuple[Checkpoint, float]] = {}  # step -> (it, monotonic time)
         self._reported: set[int] = set()  # steps whose checkpoint is on record
         self._on_checkpoint = on_checkpoint
-        self._parser = parser  # None: steps only, by find_step
+        # Without a parser (--metrics none), steps only.
+        self.stream = MetricStream(parser.mode if parser is not None else "none")
         self._on_metrics = on_metrics
+        self._on_settings = on_settings
+        self._read = MIN_READ  # bytes per read, sized to CHUNK_S of parsing
+        self._lock = threading.Lock()  # one parser at a time: the follower, or `stop`
+        self._commit = threading.Lock()  # a parsed chunk is committed whole, or dropped
+        self._abandoned = False  # `stop` gave up on the follower's chunk in flight
+        self._state = self.stream.state()  # of the parse, as of the last chunk committed
+        self._rate = float(MIN_READ / CHUNK_S)  # bytes parsed per second, as last measured
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self._folder is not None and self._folder.latest_at_start is not None:
@@ -111,14 +119,29 @@ class Progress:
         self._thread.start()
 
     def stop(self) -> None:
-        """Read what is left of the logs, then stop."""
+        """Parse what is left of the logs for at most `end_budget_s`, then stop; what is still
+        unparsed is in `unparsed` (and the coverage)."""
+        started = time.monotonic()
+        deadline = started + 0.95 * self.end_budget_s  # the rest of it: the coverage, the checks
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
-        self.read_logs(final=True)
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._thread is not None and self._thread.is_alive():
+            with self._commit:  # its chunk in flight is dropped: the coverage stays before it
+                self._abandoned = True
+        elif self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            try:
+                self._read_all(final=True, deadline=deadline)
+            except Exception:  # a bug here must never hold or fail the end of the job
+                pass
+            finally:
+                self._lock.release()
+        self.unparsed = self._left()
+        if not self.unparsed and not self._abandoned:
+            self._settle()
+        self.end_parse_s = time.monotonic() - started
+        self._parsed()  # the coverage names every log, and how far each is parsed
         self._scan_checkpoints(final=True)
-        if self._skipped:
-            self._catch_up()
 
     def last_activity(self) -> float:
         """Monotonic time of the last output, step or checkpoint."""
@@ -140,94 +163,74 @@ class Progress:
                 continue
 
     def read_logs(self, final: bool = False) -> None:
-        """Scan what the logs gained since the last call, in bounded chunks. When the command
-        prints faster than we scan (a flood of output), jump to the last TAIL_BYTES and count what
-        was skipped: progress needs the newest lines, and the wrapper must never fall minutes
-        behind, hold the backlog in memory, or take CPU from the command (benchmarks/)."""
-        for path in self._paths:
+        """Parse what the logs gained since the last call, chunk by chunk, until caught up (or
+        stopped: `stop` takes over)."""
+        with self._lock:
+            self._read_all(final=final, deadline=None)
+
+    def _read_all(self, *, final: bool, deadline: float | None) -> None:
+        busy = True
+        while busy:  # the logs in turn, a chunk each, so that steps on stderr meet stdout's points
+            busy = False
+            for path in self._paths:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                if deadline is None and self._stop.is_set():
+                    return
+                try:
+                    busy |= self._read_chunk(path, final, deadline)
+                except OSError:
+                    continue
+
+    def _read_chunk(self, path: Path, final: bool, deadline: float | None = None) -> bool:
+        """Read and parse one chunk of `path`; whether there may be more."""
+        size = self._read
+        if deadline is not None:  # at the end, no more than the time left can parse
+            size = min(size, int(0.8 * self._rate * (deadline - time.monotonic())))
+            if size < 16 << 10:
+                return False
+        with open(path, "rb") as f:
+            f.seek(self._offsets[path])
+            data = f.read(size)
+        if not data:
+            return False
+        t0 = time.monotonic()
+        self._take(path, data, final and len(data) < size)  # at the end, a last unended line
+        took = time.monotonic() - t0
+        if len(data) == size and took > 0:  # size the next read to CHUNK_S of parsing
+            self._rate = size / took
+            self._read = int(min(MAX_READ, max(MIN_READ, self._rate * CHUNK_S)))
+        if self._abandoned:
+            return False
+        if deadline is None:  # at the end, `stop` says it once (a part written is no parsing)
+            self._parsed()
+        return len(data) == size
+
+    def _left(self) -> dict[str, int]:
+        left = {}
+        for p in self._paths:
             try:
-                with open(path, "rb") as f:
-                    while True:
-                        size = os.fstat(f.fileno()).st_size
-                        offset = self._offsets[path]
-                        # At the end the wrapper waits for us: never more than a tail's worth.
-                        if size - offset > (2 * TAIL_BYTES if final else SKIP_AHEAD_BYTES):
-                            start = offset - len(self._partial[path])  # with the line cut short
-                            self._skipped.append((path, start, size - TAIL_BYTES, _now()))
-                            self._holes.append((path, start, size - TAIL_BYTES))
-                            self.skipped_bytes += size - TAIL_BYTES - offset
-                            offset = self._offsets[path] = size - TAIL_BYTES
-                            self._partial[path] = b""
-                            self._resync[path] = True
-                        f.seek(offset)
-                        data = f.read(MAX_READ)
-                        if not data:
-                            break
-                        self._offsets[path] += len(data)
-                        self._take(path, data, final and len(data) < MAX_READ)
-                        self._parsed()
-                        if not final:
-                            break
+                size = os.stat(p).st_size
             except OSError:
                 continue
+            to = self._offsets[p] - len(self._partial[p])
+            if size > to:
+                left[p.stem] = size - to
+        return left
 
-    def _catch_up(self) -> None:
-        """Parse the skipped stretches of the logs for metrics, now that the command has ended
-        and the CPU is free, for at most --catch-up seconds; count the lines left (no metric line is
-        dropped silently). Their points carry the time of the skip; their steps are their own."""
-        started = time.monotonic()
-        deadline = started + self._catch_up_budget
-        for path, start, end, stamp in self._skipped:
-            if self._parser is None or self._on_metrics is None or time.monotonic() > deadline:
-                continue
-            try:
-                stopped_at = self._parse_stretch(path, start, end, stamp, deadline)
-            except OSError:
-                stopped_at = start
-            self._holes = [h for h in self._holes if not (h[0] == path and h[2] == end)]
-            if stopped_at < end:
-                self._holes.append((path, stopped_at, end))
-            self._parsed()
-        left = list(self._holes)
-        self.catch_up_s = time.monotonic() - started
-        count_until = time.monotonic() + COUNT_S
-        for path, start, end in left:
-            counted, lines = _count_lines(path, start, end, count_until)
-            lines += 1  # the line that crosses `end`, which the live reader skipped to the end of
-            if counted < end - start:  # out of time: estimate from the bytes per line so far
-                per_line = (counted / lines) if lines else 80.0
-                lines += round((end - start - counted) / max(per_line, 1.0))
-                self.unparsed_estimated = True
-            self.unparsed_lines += lines
-
-    def _parse_stretch(
-        self, path: Path, start: int, end: int, stamp: datetime, deadline: float
-    ) -> int:
-        """Parse whole lines from `start` up to the line that crosses `end`; the offset reached."""
-        parser, on_metrics = self._parser, self._on_metrics
-        assert parser is not None and on_metrics is not None
-
-        def line(text: bytes) -> None:
-            self.caught_up_lines += 1
-            parsed = parser.parse(_last_redraw(text))
-            if parsed is not None and parsed.values:
-                on_metrics(parsed.step, parsed.values, stamp)
-
-        def chunk(offset: int) -> None:  # the hole shrinks as it is parsed: metrics flush in step
-            hole = next((h for h in self._holes if h[0] == path and h[2] == end), None)
-            if hole is not None:
-                self._holes[self._holes.index(hole)] = (path, offset, end)
-            self._parsed()
-
-        return parse_stretch(path, start, end, line, deadline, on_chunk=chunk)
+    def _settle(self) -> None:
+        """Every line is parsed: the values held before the first step that never recurred are
+        settings."""
+        settings = self.stream.finish()
+        self._state = self.stream.state()
+        if settings and self._on_settings is not None:
+            self._on_settings(settings)
 
     def coverage(self) -> dict[str, Any]:
-        """How far the logs are parsed (see logbook/store/coverage.py), and the steps seen."""
+        """How far the logs are parsed (see logbook/store/coverage.py), the steps seen, and the
+        state of the parse (`record/stream.py`), for whoever parses the rest."""
         streams = {
-            p.stem: {
-                "to": self._offsets[p] - len(self._partial[p]),
-                "holes": [[a, b] for q, a, b in self._holes if q == p],
-            }
+            p.stem: {"to": self._offsets[p] - len(self._partial[p]), "holes": []}
             for p in self._paths
         }
         return {
@@ -237,6 +240,7 @@ class Progress:
             "last_step": self.last_step,
             "last_step_time": self.last_step_time,
             "resumed_from_step": self.resumed_from_step,
+            **self._state,
         }
 
     def _parsed(self) -> None:
@@ -244,51 +248,44 @@ class Progress:
             self._on_parsed(self.coverage())
 
     def _take(self, path: Path, data: bytes, last: bool) -> None:
-        if self._resync[path]:  # after a jump we are mid-line: start at the next one
-            cut = data.find(b"\n")
-            if cut < 0:
+        whole = self._partial[path] + data
+        cut = len(whole) if last else last_line_end(whole)
+        if cut == 0 and len(whole) > MAX_LINE:
+            cut = len(whole)  # a line with no end in sight is no metric line: parse it as it is
+        stamp = _now()
+        fed = self._scan_chunk(whole[:cut], stamp) if cut else None
+        with self._commit:  # the points, the offset and the state of the parse move together
+            if self._abandoned:
                 return
-            data, self._resync[path] = data[cut + 1 :], False
-        data = self._partial[path] + data
-        cut = data.rfind(b"\n")
-        if cut < 0 and not last:
-            self._partial[path] = data[-65536:]  # a line with no end yet; keep it bounded
-            return
-        lines, self._partial[path] = (
-            (data, b"") if last or cut < 0 else (data[: cut + 1], data[cut + 1 :])
-        )
-        self._scan_lines(lines)
+            self._offsets[path] += len(data)
+            self._partial[path] = whole[cut:]
+            self._state = self.stream.state()
+            if fed is not None and fed.points.num_rows and self._on_metrics is not None:
+                self._on_metrics(fed.points, stamp)
 
-    def _scan_lines(self, chunk: bytes) -> None:
-        stamp, mono = _now(), time.monotonic()
+    def _scan_chunk(self, chunk: bytes, stamp: datetime) -> Fed:
+        mono = time.monotonic()
         self.last_output_time = stamp
-        for line in chunk.split(b"\n"):
-            if not line:
-                continue
-            line = _last_redraw(line)
-            if b"esum" in line and (m := _RESUMED.search(line)):
-                if self.resumed_from_step is None:
-                    self.resumed_from_step = int(m.group(1))
-                continue  # where it starts from is not progress
-            if b"heckpoint" in line and (m := _SAVED.search(line)):
+        skip: frozenset[int] = frozenset()
+        if b"esum" in chunk or b"ESUM" in chunk:
+            resumed = [(m.start(), int(m.group(1))) for m in _RESUMED.finditer(chunk)]
+            if resumed and self.resumed_from_step is None:
+                self.resumed_from_step = resumed[0][1]
+            # where it starts from is not progress
+            skip = frozenset(split_count(chunk, at) for at, _ in resumed)
+        if b"heckpoint" in chunk or b"HECKPOINT" in chunk:
+            for m in _SAVED.finditer(chunk):
                 self._announce(Checkpoint(int(m.group(1)), stamp, None, seen_by="output"))
-                continue
-            parsed = self._parser.parse(line) if self._parser is not None else None
-            step = (
-                parsed.step
-                if parsed is not None
-                else find_step(line)
-                if self._parser is None
-                else None
-            )
-            if step is not None:
-                if self.first_step is None:
-                    self.first_step, self.first_step_time = step, stamp
-                if self.last_step is None or step != self.last_step:
-                    self.last_step_mono = mono
-                self.last_step, self.last_step_time = step, stamp
-            if parsed is not None and parsed.values and self._on_metrics is not None:
-                self._on_metrics(step if step is not None else self.last_step, parsed.values, stamp)
+        before = self.stream.last_step
+        fed = self.stream.feed(chunk, skip_step_lines=skip)
+        self.parsed_lines += fed.lines
+        if fed.step_lines:
+            if self.first_step is None:
+                self.first_step, self.first_step_time = self.stream.first_step, stamp
+            if self.stream.last_step != before:
+                self.last_step_mono = mono
+            self.last_step, self.last_step_time = self.stream.last_step, stamp
+        return fed
 
     def _announce(self, ckpt: Checkpoint) -> None:
         """A save announced in the output. With --checkpoint-dir it waits for the folder to show
@@ -333,65 +330,3 @@ class Progress:
         self.checkpoint_mono = time.monotonic()
         if self._on_checkpoint is not None:
             self._on_checkpoint(ckpt)
-
-
-def parse_stretch(
-    path: Path,
-    start: int,
-    end: int,
-    on_line: Callable[[bytes], None],
-    deadline: float | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-) -> int:
-    """Hand each whole line from `start` up to the line that crosses `end` to `on_line`; return
-    the offset reached (a line's start when `deadline`, a monotonic time, cuts it short).
-
-    Raises:
-        OSError: the log cannot be read.
-    """
-    with open(path, "rb") as f:
-        f.seek(start)
-        offset, rest = start, b""
-        while offset < end:
-            if deadline is not None and time.monotonic() > deadline:
-                return offset - len(rest)
-            data = f.read(min(MAX_READ, end - offset))
-            if not data:
-                break
-            offset += len(data)
-            if offset >= end:  # finish the line the live reader skipped to the end of
-                data += f.readline(65536)
-            chunk = rest + data
-            cut = chunk.rfind(b"\n") + 1
-            chunk, rest = chunk[:cut], chunk[cut:]
-            if len(rest) > 65536:  # a line with no end in sight: not a metric line
-                rest = b""
-            for line in chunk.split(b"\n"):
-                if line:
-                    on_line(line)
-            if on_chunk is not None:  # every line before this offset has been handed over
-                on_chunk(min(offset - len(rest), end))
-        if rest:  # the last line of a log whose writer is gone, without its newline
-            on_line(rest)
-    return end
-
-
-def _count_lines(path: Path, start: int, end: int, until: float) -> tuple[int, int]:
-    """(bytes counted, newlines in them) of a stretch of a file, stopping at `until`."""
-    counted = lines = 0
-    try:
-        with open(path, "rb") as f:
-            f.seek(start)
-            while counted < end - start and time.monotonic() < until:
-                data = f.read(min(1 << 20, end - start - counted))
-                if not data:
-                    break
-                counted, lines = counted + len(data), lines + data.count(b"\n")
-    except OSError:
-        pass
-    return counted, lines
-
-
-def _last_redraw(line: bytes) -> bytes:
-    """A progress bar's line holds every redraw, `\\r` apart: the last one is what shows."""
-    return line.rsplit(b"\r", 1)[-1] if b"\r" in line else line

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from logbook.exitcodes import ExitCode
 from logbook.record.attempt import attempt_row
+from logbook.record.detector_feed import observe_points
 from logbook.record.detectors import Detectors
-from logbook.record.ending import end_fields, judge, skipped_message, tail_lines
+from logbook.record.ending import end_fields, judge, tail_lines, unparsed_message
 from logbook.record.metrics import MetricBuffer
 from logbook.record.parsers import LineParser
 from logbook.store import Store
@@ -62,6 +63,7 @@ class Session:
         leads = self.node is None or self.node.leader
         self.parser = LineParser(opts.metrics) if opts.metrics != "none" and leads else None
         self.best_step: int | None = None
+        self.finisher: dict[str, Any] | None = None  # the background finish of the last attempt
         self.hooks = LifecycleHooks(
             opts.hooks,
             run=run_name,
@@ -189,10 +191,10 @@ class Session:
         )
         detectors = Detectors(opts.detectors)
 
-        def on_metrics(step: int | None, values: dict[str, float], at: Any) -> None:
+        def on_metrics(points: Any, at: Any) -> None:
             assert metrics is not None
-            metrics.add(step, values, at)
-            for f in detectors.observe(step, values):
+            metrics.add_points(points, at)
+            for f in observe_points(detectors, points):
                 recorder.event(
                     f.kind,
                     f.message,
@@ -201,6 +203,11 @@ class Session:
                     step=f.step,
                     data={"metric": f.name, "value": f.value, **f.evidence},
                 )
+
+        def on_settings(values: dict[str, float]) -> None:
+            from logbook.record.hparams import printed_rows
+
+            recorder.snapshots(printed_rows(values))
 
         capture: list[Any] = []
         samplers: list[Any] = []  # the telemetry sampler of this attempt
@@ -280,12 +287,16 @@ class Session:
             checkpoint=checkpoint,
             metrics=on_metrics if metrics is not None else None,
             parsed=metrics.parsed if metrics is not None else None,
+            settings=on_settings if metrics is not None else None,
         )
+        self.finisher = None
         ended = run_attempt(spec, forwarder, watch)
         for sampler in filter(None, samplers):
             sampler.stop()  # its last reading and write; never raises
             ended.hardware_faults += sampler.faults
         if metrics is not None:
+            if ended.progress is not None and ended.progress.unparsed:
+                self.finish_later(recorder, metrics, ended.progress)
             metrics.close()
         if ended.start_error is not None:
             return self.could_not_start(recorder, attempt, ended)
@@ -338,18 +349,19 @@ class Session:
                 step=last_step,
                 data={"class": outcome.crash_class, **verdict.evidence},
             )
-        if progress is not None and progress.skipped_bytes:
+        if progress is not None and progress.unparsed and self.parser is not None:
+            message = unparsed_message(progress, self.finisher)
+            print(f"logbook: {message}", file=sys.stderr)
             recorder.event(
                 "logbook_warning",
-                skipped_message(progress),
+                message,
                 severity="warning",
                 source="logbook",
                 data={
-                    "skipped_bytes": progress.skipped_bytes,
-                    "caught_up_lines": progress.caught_up_lines,
-                    "catch_up_s": round(progress.catch_up_s, 2),
-                    "unparsed_lines": progress.unparsed_lines,
-                    "unparsed_estimated": progress.unparsed_estimated,
+                    "unparsed_bytes": progress.unparsed,
+                    "end_parse_s": round(progress.end_parse_s, 2),
+                    "parsed_lines": progress.parsed_lines,
+                    "finisher_pid": (self.finisher or {}).get("pid"),
                 },
             )
         if decision.action == "gave_up" and self.leads:
@@ -377,6 +389,17 @@ class Session:
         recorder.ended(**fields)
         code = ExitCode.SIGNAL_BASE + sig if sig else ended.returncode
         return int(code), decision
+
+    def finish_later(self, recorder: Recorder, metrics: MetricBuffer, progress: Any) -> None:
+        """Hand what the end left unparsed to a background process (record/finish.py), named in
+        the coverage file that `metrics.close` writes next."""
+        from logbook.record.finish import start_background
+
+        self.finisher = None
+        if self.store is None or metrics.failed or metrics.coverage is None:
+            return
+        self.finisher = start_background(self.store.root, self.run, recorder.attempt_id)
+        metrics.coverage = {**metrics.coverage, "finisher": self.finisher}
 
     def _log_dir(self) -> Path | None:
         return (

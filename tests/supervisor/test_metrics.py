@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 from logbook.query import run_sql
@@ -224,78 +225,86 @@ sys.stdout.write(block)  # faster than the live reader: most of it is skipped, t
 """
 
 
-def test_a_flood_of_metric_lines_is_caught_up_after_the_end(
+def _wait_parsed(store_path: Path, timeout: float = 120.0) -> None:
+    """Wait for every attempt's logs to be marked parsed (the background finish of #15)."""
+    from logbook.store import coverage
+
+    deadline = time.monotonic() + timeout
+    dirs = list(store_path.glob("logs/run=*/*"))
+    while time.monotonic() < deadline:
+        if all((coverage.read(d) or {}).get("complete") for d in dirs):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"logs not parsed after {timeout} s")
+
+
+def test_a_flood_of_metric_lines_is_all_on_record_after_the_background_finish(
     run_logbook, store_path: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
+    """No output is skipped any more (#15): what the second after the end could not parse is
+    parsed by a background process, and every line is on record once it ends, exactly once."""
     script, n = tmp_path / "flood.py", 100_000  # about 11 MB
     script.write_text(FLOOD)
     p = run_logbook(
-        "run", "--store", str(store_path), "--no-capture", "--catch-up", "2m", "--",
+        "run", "--store", str(store_path), "--no-capture", "--catch-up", "0", "--",
         sys.executable, str(script), str(n), check=0,
     )  # fmt: skip
     assert p.stdout.count(b"\n") == n
+    [warning] = run_sql(
+        Store(store_path), "select message, data from events where kind = 'logbook_warning'"
+    ).to_pylist()
+    data = json.loads(warning["data"])
+    assert data["unparsed_bytes"]["stdout"] > 0 and data["finisher_pid"] > 0
+    assert (
+        f"a background process (pid {data['finisher_pid']}) is parsing them" in warning["message"]
+    )
+    assert b"not yet parsed" in p.stderr
+    _wait_parsed(store_path)
     [counts] = _metrics(
         store_path,
         "select count(*) as points, count(distinct step) as steps, min(step) as lo, "
         "max(step) as hi from metrics where name = 'loss'",
     )
     assert counts == {"points": n, "steps": n, "lo": 0, "hi": n - 1}
-    [warning] = run_sql(
-        Store(store_path), "select message, data from events where kind = 'logbook_warning'"
-    ).to_pylist()
-    data = json.loads(warning["data"])
-    assert data["skipped_bytes"] > 8 << 20 and data["unparsed_lines"] == 0
-    assert data["caught_up_lines"] > n / 2 and "every line was parsed" in warning["message"]
 
 
-def test_lines_left_unparsed_are_counted(tmp_path: Path) -> None:
+def test_the_end_parses_for_at_most_its_budget_and_the_coverage_names_the_rest(
+    tmp_path: Path,
+) -> None:
     from logbook.record.parsers import LineParser
     from logbook.supervisor import progress
 
     log = tmp_path / "stdout.log"
     log.write_bytes(b"".join(b"step=%d loss=0.5\n" % i for i in range(1_000_000)))
-    seen: list[int | None] = []
+    seen: list[int] = []
+    covered: list[dict] = []
     p = progress.Progress(
         [log],
         None,
         parser=LineParser("auto"),
-        on_metrics=lambda s, v, t: seen.append(s),
-        catch_up_s=0.0,  # no time to parse: count instead
+        on_metrics=lambda points, t: seen.append(points.num_rows),
+        on_parsed=covered.append,
+        end_budget_s=0.3,
     )
-    p.read_logs()  # a backlog past SKIP_AHEAD_BYTES: all but the tail is skipped
-    live = len(seen)
     p.stop()
-    tail = len(seen) - live  # the final read parses the tail only
-    assert p.unparsed_lines + live + tail == 1_000_000 and not p.unparsed_estimated
-    assert p.caught_up_lines == 0 and p.skipped_bytes > log.stat().st_size - 2 * progress.TAIL_BYTES
+    assert p.end_parse_s < 1.0
+    to = covered[-1]["streams"]["stdout"]["to"]
+    assert p.unparsed == {"stdout": log.stat().st_size - to} and to > 0
+    # Every line before `to` was parsed, none after: the rest is whole lines.
+    assert sum(seen) == log.read_bytes()[:to].count(b"\n")
 
 
-def test_catch_up_0_counts_what_it_skipped(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    script, n = tmp_path / "flood.py", 100_000
-    script.write_text(FLOOD)
-    run_logbook(
-        "run", "--store", str(store_path), "--no-capture", "--catch-up", "0", "--",
-        sys.executable, str(script), str(n), check=0,
-    )  # fmt: skip
-    [points] = _metrics(store_path, "select count(*) as n from metrics where name = 'loss'")
-    [warning] = run_sql(
-        Store(store_path), "select message, data from events where kind = 'logbook_warning'"
-    ).to_pylist()
-    data = json.loads(warning["data"])
-    assert data["caught_up_lines"] == 0 and data["unparsed_lines"] + points["n"] == n
-    assert f"{data['unparsed_lines']:,} lines were never parsed" in warning["message"]
-
-
-def test_what_a_short_catch_up_left_is_parsed_by_the_next_writer(
+def test_what_the_end_left_is_parsed_by_the_next_writer_when_no_finisher_runs(
     run_logbook, store_path: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    """The raw log is the write-ahead log of metrics: the lines the catch-up had no time for are
-    parsed by the next command that writes (here `logbook doctor`), once and only once."""
+    """The raw log is the write-ahead log of metrics: the lines the end had no time for, when
+    the background finish did not run, are parsed by the next command that writes (here
+    `logbook doctor`), once and only once."""
     script, n = tmp_path / "flood.py", 100_000
     script.write_text(FLOOD)
     run_logbook(
         "run", "--store", str(store_path), "--no-capture", "--catch-up", "0", "--",
-        sys.executable, str(script), str(n), check=0,
+        sys.executable, str(script), str(n), check=0, env={"LOGBOOK_TEST_NO_FINISHER": "1"},
     )  # fmt: skip
     [before] = _metrics(store_path, "select count(*) as n from metrics where name = 'loss'")
     assert before["n"] < n
