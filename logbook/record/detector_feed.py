@@ -5,8 +5,8 @@ sifted with pyarrow first:
 
 - every NaN and Inf goes to the detectors, whatever its name: the numerical event is exact, at
   its step;
-- of the finite points, only the names some detector watches (losses, grad norm, loss scale,
-  rates) go on, all of them while a chunk holds at most EVERY_POINT such points; beyond that (a
+- of the finite points, only the names some detector looks at (losses, grad norm, loss scale,
+  rates, Megatron's count of NaN iterations) go on, all of them while a chunk holds at most EVERY_POINT such points; beyond that (a
   flood) an evenly spaced sample of EVERY_POINT of them, in order. Spikes and throughput drops are
   judged against rolling medians, which a sample keeps; a one-point spike inside a flood may be
   missed.
@@ -34,7 +34,9 @@ def observe_points(detectors: Detectors, points: pa.Table) -> list[Finding]:
         return []
     names, values = points["name"], points["value"]
     finite = pc.fill_null(pc.is_finite(values), True).to_numpy(zero_copy_only=False)
-    watched = [n for n in pc.unique(names).to_pylist() if n is not None and detectors.watches(n)]
+    watched = [
+        n for n in pc.unique(names).to_pylist() if n is not None and detectors.looks_at_finite(n)
+    ]
     if watched:
         looked = pc.is_in(names, pa.array(watched, pa.string())).to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(looked & finite)

@@ -82,6 +82,11 @@ class Detectors:
         """Whether any detector looks at a metric of this name: every one, for NaN and inf."""
         return True
 
+    @classmethod
+    def looks_at_finite(cls, name: str) -> bool:
+        """Whether a detector looks at a finite value of this metric (NaN/inf it sees in all)."""
+        return cls._has_history(name) or name.endswith("nan_iterations")
+
     @staticmethod
     def _has_history(name: str) -> bool:
         """Whether a detector other than NaN/inf looks at this metric (only those keep a history)."""
