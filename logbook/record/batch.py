@@ -245,6 +245,21 @@ def _split(data: bytes) -> _Lines:
     return _Lines(data, starts, lengths, text, t_starts, t_lengths, segments)
 
 
+def _string_array(body: bytes, starts: np.ndarray) -> pa.Array:
+    """Strings `body[starts[i]:starts[i + 1]]` (the last to the end), without a copy."""
+    import numpy as np
+    import pyarrow as pa
+
+    offsets = np.empty(len(starts) + 1, np.int64)
+    offsets[:-1] = starts
+    offsets[-1] = len(body)
+    kind = pa.string() if len(body) < 2**31 else pa.large_string()
+    offsets = offsets.astype(np.int32 if kind == pa.string() else np.int64)
+    return pa.Array.from_buffers(
+        kind, len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(body)]
+    )
+
+
 @dataclass
 class _Templates:
     """The template of every line (`logbook.record.templates.to_template`, made with numpy)."""
@@ -259,7 +274,6 @@ class _Templates:
 
 def _templates(lines: _Lines) -> _Templates:
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     a = np.frombuffer(lines.text, np.uint8)
@@ -299,13 +313,7 @@ def _templates(lines: _Lines) -> _Templates:
     first = np.searchsorted(rs, lines.text_starts)
     last = np.searchsorted(rs, lines.text_starts + lines.text_lengths)
     begin = lines.text_starts - lines.segments - dropped[first]
-    offsets = np.empty(len(begin) + 1, np.int64)
-    offsets[:-1] = begin
-    offsets[-1] = len(body)
-    kind = pa.string() if len(body) < 2**31 else pa.large_string()
-    offsets = offsets.astype(np.int32 if kind == pa.string() else np.int64)
-    arr = pa.Array.from_buffers(kind, len(begin), [None, pa.py_buffer(offsets), pa.py_buffer(body)])
-    enc = pc.dictionary_encode(arr)
+    enc = pc.dictionary_encode(_string_array(body, begin))
     return _Templates(
         enc.indices.to_numpy(), enc.dictionary.to_pylist(), rs, re_, first, last - first
     )
@@ -363,21 +371,25 @@ class ChunkParser:
 
         lines = _split(data)
         cols = _Columns()
-        found = pc.extract_regex(lines.text, _STEP_RE2)
-        ok = found.is_valid().to_numpy(zero_copy_only=False)
-        idx = np.flatnonzero(ok)
-        digits = pc.filter(found.field("step"), pa.array(ok))
+        text = _string_array(
+            lines.text.translate(None, b"\r\n"), lines.text_starts - lines.segments
+        )
+        # A match first (RE2's DFA, fast), the group only where there is one (slower).
+        hit = np.flatnonzero(
+            pc.match_substring_regex(text, _STEP_RE2).to_numpy(zero_copy_only=False)
+        )
+        digits = pc.extract_regex(text.take(pa.array(hit)), _STEP_RE2).field("step")
         wide = pc.greater_equal(pc.utf8_length(digits), 19).to_numpy(zero_copy_only=False)
-        if wide.any():  # past int64 maybe: Python ints decide, line by line
+        if wide.any():  # past int64 maybe: Python's ints decide, line by line
             cols.add_parsed(
-                [int(i) for i in idx[wide]],
-                [_step_only(find_step(lines.raw(int(i)))) for i in idx[wide]],
+                [int(i) for i in hit[wide]],
+                [_step_only(find_step(lines.raw(int(i)))) for i in hit[wide]],
             )
         narrow = ~wide
         steps = pc.cast(pc.filter(digits, pa.array(narrow)), pa.int64()).to_numpy()
         if len(steps):
-            cols.s.append((idx[narrow], steps, np.zeros(len(steps), np.bool_)))
-        return cols.chunk(len(lines.text))
+            cols.s.append((hit[narrow], steps, np.zeros(len(steps), np.bool_)))
+        return cols.chunk(len(lines.starts))
 
     def _parse_auto(self, data: bytes) -> ParsedChunk:
         import numpy as np
