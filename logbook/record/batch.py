@@ -313,6 +313,8 @@ def _templates(lines: _Lines) -> _Templates:
     first = np.searchsorted(rs, lines.text_starts)
     last = np.searchsorted(rs, lines.text_starts + lines.text_lengths)
     begin = lines.text_starts - lines.segments - dropped[first]
+    if len(begin) and (begin[0] != 0 or np.any(np.diff(begin) < 0) or begin[-1] > len(body)):
+        raise AssertionError("template offsets")  # never hand Arrow bad offsets (a crash)
     enc = pc.dictionary_encode(_string_array(body, begin))
     return _Templates(
         enc.indices.to_numpy(), enc.dictionary.to_pylist(), rs, re_, first, last - first

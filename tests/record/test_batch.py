@@ -181,6 +181,33 @@ def test_plan_verification_rejects_a_derived_value() -> None:
     assert make_plan(to_template("x=3 y"), "x=3 y", plain) is not None
 
 
+def test_plan_verification_on_every_number_changed() -> None:
+    """A value that depends on a digit the one-at-a-time probes leave alone is caught."""
+
+    def parity(line: str) -> Parsed | None:
+        m = re.search(r"x=(\d+)", line)
+        if m is None:
+            return None
+        v = float(m.group(1))
+        return Parsed(None, {"x": v + 0.5 if int(m.group(1)[-1]) % 2 else v})
+
+    assert make_plan(to_template("x=12 y"), "x=12 y", parity) is None
+
+
+def test_plan_scales() -> None:
+    line = "step=5 lr=1.5M tokens=3k mfu=41.5% loss=-2.5 time=12ms"
+    plan = make_plan(to_template(line), line, LineParser().parse)
+    assert plan is not None
+    assert plan.step == (0, 1.0)
+    assert dict(plan.values) == {
+        "learning_rate": (1, 1e6),
+        "tokens": (2, 1e3),
+        "mfu": (3, 1.0),
+        "loss": (4, -1.0),
+        "time_ms": (5, 1.0),
+    }
+
+
 class _OddParser(LineParser):
     """A LineParser whose results depend on the values: the engine must follow whatever it says."""
 
