@@ -137,12 +137,21 @@ class _Columns:
             self.s.append((np.array(sl, np.int64), np.array(ss, np.int64), np.array(sc, np.bool_)))
 
     def chunk(self, n: int) -> ParsedChunk:
+        """The columns in line order, placed by counting (a line's points come from one place)."""
         import numpy as np
         import pyarrow as pa
 
         if self.p:
             line, order, name, value = (np.concatenate(c) for c in zip(*self.p, strict=True))
-            idx = np.lexsort((order, line))
+            start = np.zeros(n + 1, np.int64)
+            np.cumsum(np.bincount(line, minlength=n), out=start[1:])
+            pos = start[line] + order
+            placed = np.zeros(len(line), np.bool_)
+            placed[pos] = True
+            if not placed.all():
+                raise AssertionError("two sources for one line")  # parsed the reference way
+            idx = np.empty(len(line), np.int64)
+            idx[pos] = np.arange(len(line))
             names = pa.array(list(self.names), pa.string())
             points = pa.table(
                 {
@@ -155,7 +164,12 @@ class _Columns:
             points = _empty_points()
         if self.s:
             line, step, counter = (np.concatenate(c) for c in zip(*self.s, strict=True))
-            idx = np.argsort(line, kind="stable")
+            has = np.zeros(n, np.bool_)
+            has[line] = True
+            if int(has.sum()) != len(line):
+                raise AssertionError("two steps for one line")
+            idx = np.empty(len(line), np.int64)
+            idx[(np.cumsum(has) - 1)[line]] = np.arange(len(line))
             steps = pa.table(
                 {
                     "line": pa.array(line[idx].astype(np.int32)),
@@ -284,44 +298,50 @@ def _templates(lines: _Lines) -> _Templates:
 
     a = np.frombuffer(lines.text, np.uint8)
     n = len(a)
-    keep = (a - np.uint8(48)) < 10  # the digits first, then what the template keeps
+    digit = (a - np.uint8(48)) < 10
     edge = np.zeros(n + 1, np.bool_)  # where a run of digits starts or ends
     if n:
-        np.not_equal(keep[1:], keep[:-1], out=edge[1:-1])
-        edge[0], edge[-1] = keep[0], keep[-1]
+        np.not_equal(digit[1:], digit[:-1], out=edge[1:-1])
+        edge[0], edge[-1] = digit[0], digit[-1]
     bounds = np.flatnonzero(edge).astype(np.int32 if n < 2**31 else np.int64)
     del edge
-    rs, re_ = bounds[0::2], bounds[1::2]
+    rs, re_ = bounds[0::2].copy(), bounds[1::2].copy()  # (contiguous: faster gathers)
+    del bounds
     rl = re_ - rs
-    p1 = a[np.maximum(rs - 1, 0)]
-    p2 = a[np.maximum(rs - 2, 0)]
-    p1[rs < 1] = 0
-    p2[rs < 2] = 0
-    after = a[np.minimum(re_, n - 1)] if n else p1
-    after[re_ >= n] = 0
+    padded = np.zeros(n + 3, np.uint8)  # two bytes before, one after: no bounds to check
+    padded[2 : n + 2] = a
+    p1 = padded[rs + 1]  # the byte before each run
+    p2 = padded[rs]
+    after = padded[re_ + 2]
+    del padded
     exponent = ((p1 | 32) == 101) | (((p1 == 43) | (p1 == 45)) & ((p2 | 32) == 101))  # e, E
     wide = (rl >= 19) | ((rl >= 3) & exponent)
     lz = (a[rs] == 48) & (rl > 1) & (p1 != 46) & ~exponent & ~wide
     comma = ((p1 == 44) | (after == 44)) & ~wide
     del p1, p2, after, exponent
-    mark = np.full(len(rs), 0x1F, np.uint8)
-    mark[comma] = 0x19 + np.minimum(rl[comma], 4).astype(np.uint8)
-    mark[wide] = 0x1E
-    np.logical_not(keep, out=keep)
-    keep[lines.ends] = False  # line ends
-    keep[rs] = True
+    # Every digit becomes MARK and only the first of a run is kept (and a leading zero's second).
+    out = np.where(digit, np.uint8(0x1F), a)
+    at = rs[comma]
+    out[at] = 0x19 + np.minimum(rl[comma], 4).astype(np.uint8)
+    out[rs[wide]] = 0x1E
     second = rs[lz] + 1
-    keep[second] = True
-    out = a.copy()
-    out[rs] = mark
     out[second] = 48
+    keep = np.ones(n, np.bool_)
+    if n:
+        np.logical_and(digit[1:], digit[:-1], out=keep[1:])
+        np.logical_not(keep[1:], out=keep[1:])
+    del digit
+    keep[lines.ends] = False  # line ends
+    keep[second] = True
     body = out[keep]  # (np.compress makes an int64 index per byte: 8x the memory)
-    del out, keep, second, mark
+    del out, keep, second, at
     # Each line's start in `body`: line ends and dropped digits before it taken off.
     dropped = np.zeros(len(rs) + 1, np.int64)
     np.cumsum(rl - 1 - lz, out=dropped[1:])
     first = np.searchsorted(rs, lines.text_starts)
-    last = np.searchsorted(rs, lines.text_starts + lines.text_lengths)
+    last = np.empty_like(first)  # runs never cross a line end: a line's runs end at the next's
+    last[:-1] = first[1:]
+    last[-1:] = len(rs)
     begin = lines.text_starts - lines.segments - dropped[first]
     if len(begin) and (begin[0] != 0 or np.any(np.diff(begin) < 0) or begin[-1] > len(body)):
         raise AssertionError("template offsets")  # never hand Arrow bad offsets (a crash)
