@@ -114,10 +114,10 @@ class _Columns:
         for i, p in zip(lines, parsed, strict=True):
             if p is None:
                 continue
-            counter = getattr(p, "counter", None)
-            if p.step is not None or counter is not None:
+            step = p.step if p.step is not None else getattr(p, "counter", None)
+            if step is not None:
                 sl.append(i)
-                ss.append(p.step if p.step is not None else counter)
+                ss.append(step)
                 sc.append(p.step is None)
             for j, (name, value) in enumerate(p.values.items()):
                 pl.append(i)
@@ -260,7 +260,7 @@ def _split(data: bytes) -> _Lines:
     return _Lines(data, starts, lengths, text, t_starts, t_lengths, segments, ends)
 
 
-def _string_array(body: bytes, starts: np.ndarray) -> pa.Array:
+def _string_array(body: bytes | np.ndarray, starts: np.ndarray) -> pa.Array:
     """Strings `body[starts[i]:starts[i + 1]]` (the last to the end), without a copy."""
     import numpy as np
     import pyarrow as pa
@@ -385,7 +385,9 @@ class ChunkParser:
         cols = _Columns()
         if self.mode == "none":
             found = [(i, find_step(line)) for i, line in enumerate(lines)]
-            parsed = [(i, Parsed(s, {})) for i, s in found if s is not None]
+            parsed: list[tuple[int, Parsed | None]] = [
+                (i, Parsed(s, {})) for i, s in found if s is not None
+            ]
         else:
             parse = self._line.parse
             parsed = [(i, parse(line)) for i, line in enumerate(lines)]
@@ -439,11 +441,12 @@ class ChunkParser:
         for t, template in enumerate(tpl.names):
             rows = order[bounds[t] : bounds[t + 1]]
             rows = rows[~long[rows]]
-            plan = self._plans.get(template, False)
-            if plan is False:
-                if len(rows) < _MIN_PLANNED or new >= _MAX_NEW_PLANS:
-                    slow.append(rows)
-                    continue
+            if template in self._plans:
+                plan = self._plans[template]
+            elif len(rows) < _MIN_PLANNED or new >= _MAX_NEW_PLANS:
+                slow.append(rows)
+                continue
+            else:
                 new += 1
                 plan = self._learn(template, lines.line(int(rows[0])))
             if plan is None:

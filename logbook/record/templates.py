@@ -116,8 +116,8 @@ def make_plan(template: str, line: str, parse: Callable[[str], Parsed | None]) -
         changed.append(probe if probe is not None else Parsed(None, {}))
     step = _int_source(base.step, [p.step for p in changed], texts, units, runs, line)
     counter = _int_source(_counter(base), [_counter(p) for p in changed], texts, units, runs, line)
-    if step is False or counter is False:
-        return None
+    if isinstance(step, bool) or isinstance(counter, bool):
+        return None  # (False: no plan can give it)
     values: list[tuple[str, Source]] = []
     names = list(base.values)
     if "step" in names:
@@ -130,7 +130,7 @@ def make_plan(template: str, line: str, parse: Callable[[str], Parsed | None]) -
         if src is None:
             return None
         values.append((name, src))
-    plan = Plan(len(runs), tuple(spans), step or None, counter or None, tuple(values))
+    plan = Plan(len(runs), tuple(spans), step, counter, tuple(values))
     # Verify on the line with every number changed (other digits, so not a probe already seen).
     every = line
     for unit in reversed(units):
@@ -173,8 +173,7 @@ def _perturb(line: str, runs: list[tuple[int, int]], unit: tuple[int, int], *, f
         new = "1" if d == "0" else str(int(d) % 9 + 1)
     else:
         i = e - 1
-        d = int(line[i])
-        new = str((d + 3) % 10)
+        new = str((int(line[i]) + 3) % 10)
         if i == s and e - s > 1 and new == "0":
             new = "4"
     return line[:i] + new + line[i + 1 :]
