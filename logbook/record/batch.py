@@ -366,6 +366,7 @@ class ChunkParser:
         self.mode = mode
         self._line = LineParser(mode)
         self._plans: dict[str, Plan | None] = {}
+        self._re2 = _re2_search(mode[len("regex:") :]) if mode.startswith("regex:") else None
         self.fallbacks = 0  # chunks the fast path failed on (parsed the reference way instead)
 
     def parse(self, data: bytes) -> ParsedChunk:
@@ -375,6 +376,8 @@ class ChunkParser:
                 return self._parse_auto(data)
             if self.mode == "none":
                 return self._parse_none(data)
+            if self._re2 is not None:
+                return self._parse_regex(data, self._re2)
         except Exception:  # a bug of the fast path: the reference way is always right
             self.fallbacks += 1
         return self.parse_lines(data)
@@ -425,6 +428,31 @@ class ChunkParser:
             cols.s.append((hit[narrow], steps, np.zeros(len(steps), np.bool_)))
         return cols.chunk(len(lines.starts))
 
+    def _parse_regex(self, data: bytes, pattern: str) -> ParsedChunk:
+        """`regex:` mode: lines RE2 finds no match in are skipped, the others parsed by Python.
+
+        Only plain ASCII lines are skipped so: there `pattern` means the same in both engines
+        (`_re2_search`) but for `\\s`, which Python also takes for \\v and \\x1c-\\x1f.
+        """
+        import numpy as np
+        import pyarrow.compute as pc
+
+        lines = _split(data)
+        text = _string_array(
+            lines.text.translate(None, b"\r\n"), lines.text_starts - lines.segments
+        )
+        found = pc.match_substring_regex(text, pattern).to_numpy(zero_copy_only=False)
+        a = np.frombuffer(lines.text, np.uint8)
+        odd = (a >= 0x80) | (a == 0x0B) | ((a >= 0x1C) & (a <= 0x1F))
+        if len(a):
+            found |= np.maximum.reduceat(odd, lines.text_starts) if len(lines.starts) else found
+        found |= lines.lengths > MAX_LINE
+        todo = np.flatnonzero(found)
+        cols = _Columns()
+        parse = self._line.parse
+        cols.add_parsed([int(i) for i in todo], [parse(lines.raw(int(i))) for i in todo])
+        return cols.chunk(len(lines.starts))
+
     def _parse_auto(self, data: bytes) -> ParsedChunk:
         import numpy as np
 
@@ -469,6 +497,27 @@ class ChunkParser:
             self._plans.clear()
         self._plans[template] = plan
         return plan
+
+
+# Python syntax that RE2 reads otherwise or not at all: back-references and escapes RE2 lacks
+# or means otherwise, `{,n}`, POSIX classes, possessive quantifiers; and any `(?` but a named or
+# non-capturing group (look-arounds, conditionals, flags). A false alarm only costs speed.
+_NOT_RE2 = re.compile(r"\\[0-9ZuUNpPQECzx]|\{,|\[:|[*+?}]\+")
+_GROUP_OPEN = re.compile(r"\(\?(?:P<|:)")
+
+
+def _re2_search(pattern: str) -> str | None:
+    """`pattern` if RE2 searches plain ASCII lines with it as Python's `re` does, else None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pattern.isascii() or _NOT_RE2.search(pattern) or "(?" in _GROUP_OPEN.sub("", pattern):
+        return None
+    try:
+        pc.match_substring_regex(pa.array(["x"]), pattern)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return pattern
 
 
 def _step_only(step: int | None) -> Parsed | None:

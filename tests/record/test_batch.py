@@ -295,3 +295,20 @@ def _logs(draw: st.DrawFn) -> bytes:
 @given(_logs())
 def test_generated_metric_lines(data: bytes) -> None:
     assert_same([data])
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"loss[=:]? ?(?P<loss>[\d.]+)",  # RE2 reads it: lines with no match skipped
+        r"(?P<step>\d+)\s+(?P<x>\S+)$",
+        r"(?P<loss>\d+\.\d+)(?=,)",  # a look-ahead: Python only, line by line
+        r"(?i)LOSS=(?P<loss>\S+)",  # flags: line by line
+        r"\s(?P<gap>\d+)\s",  # \s: Python's also takes \v and \x1c-\x1f
+    ],
+)
+def test_mode_regex_patterns(pattern: str) -> None:
+    odd = "loss=٣ step ٣ x\nstep 4\x0b5 z\nstep\x1c6\x1c y\nLOSS=2.5,\n".encode()
+    data = BENCH.make_mixed(60_000) + odd * 3
+    parser = assert_same([data], "regex:" + pattern)
+    assert (parser._re2 is not None) == (pattern.startswith(("loss", "(?P<step>", r"\s"))), pattern
