@@ -6,7 +6,8 @@
 For each format, and for a mixed log (the formats interleaved in runs, prose, and tqdm bars
 redrawn with `\\r`), it builds about --size-mb of lines in memory and prints lines/s of
 `LineParser("auto").parse` line by line, and of `ChunkParser("auto").parse` over 4 MiB chunks
-of whole lines (the way the stream and `logbook reparse` call it), and the ratio. Each chunk
+of whole lines (the way the stream and `logbook reparse` call it), and the ratio, by the wall
+clock and by CPU time (the same on an idle machine; on a shared one CPU time is the fairer). Each chunk
 figure is the second pass over the data (the first learns the templates; a training prints the
 same few lines all run long), and what the two give must be equal: a difference is printed as
 `DIFFERS` and makes the script exit 1. Also the peak memory (Arrow and numpy allocations) of
@@ -144,9 +145,10 @@ def same(fast: list[ParsedChunk], expected: list) -> bool:
 
 
 def timed(fn):  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
+    """Wall and CPU seconds of `fn()` (CPU time too: this machine may be shared), and its result."""
+    t0, c0 = time.perf_counter(), time.process_time()
     result = fn()
-    return time.perf_counter() - t0, result
+    return time.perf_counter() - t0, time.process_time() - c0, result
 
 
 def peak_ratio(chunk: bytes) -> float:
@@ -171,32 +173,38 @@ def main() -> None:
     args = ap.parse_args()
     size = int(args.size_mb * 1e6)
     print(
-        f"{'format':<14} {'lines':>10} {'LineParser/s':>13} {'ChunkParser/s':>14} {'MB/s':>6} {'x':>6}  check"
+        f"{'format':<14} {'lines':>10} {'LineParser/s':>13} {'ChunkParser/s':>14} {'MB/s':>6} {'x':>6}"
+        f" {'CPU: Line/s':>12} {'Chunk/s':>10} {'x':>6}  check"
     )
     failed = False
     datasets = [(fmt, make(fmt, size)) for fmt in FORMATS] + [("mixed", make_mixed(size))]
     for name, data in datasets:
         pieces = chunks(data)
-        t_line, expected = timed(lambda d=data: per_line(d))
+        t_line, c_line, expected = timed(lambda d=data: per_line(d))
         parser = ChunkParser()
         [parser.parse(c) for c in pieces]  # learn the templates (a training's first minutes)
-        t_chunk, fast = timed(lambda p=pieces, cp=parser: [cp.parse(c) for c in p])
+        t_chunk, c_chunk, fast = timed(lambda p=pieces, cp=parser: [cp.parse(c) for c in p])
         ok = same(fast, expected) and parser.fallbacks == 0
         failed |= not ok
         n = len(expected)
         print(
             f"{name:<14} {n:>10,} {n / t_line:>13,.0f} {n / t_chunk:>14,.0f} "
-            f"{len(data) / t_chunk / 1e6:>6.0f} {t_line / t_chunk:>6.1f}  "
+            f"{len(data) / t_chunk / 1e6:>6.0f} {t_line / t_chunk:>6.1f} "
+            f"{n / c_line:>12,.0f} {n / c_chunk:>10,.0f} {c_line / c_chunk:>6.1f}  "
             + ("same as LineParser" if ok else "DIFFERS")
         )
     mixed = datasets[-1][1]
     first = chunks(mixed)[0]
-    cold_t, _ = timed(lambda: ChunkParser().parse(first))
+    cold_t, cold_c, _ = timed(lambda: ChunkParser().parse(first))
     n_first = len(split_lines(first))
-    print(f"mixed, first chunk with no template known: {n_first / cold_t:,.0f} lines/s")
+    print(
+        f"mixed, first chunk with no template known: {n_first / cold_t:,.0f} lines/s "
+        f"(CPU {n_first / cold_c:,.0f})"
+    )
     none = ChunkParser("none")
-    t_none, _ = timed(lambda: [none.parse(c) for c in chunks(mixed)])
-    print(f"mixed, --metrics none: {len(split_lines(mixed)) / t_none:,.0f} lines/s")
+    t_none, c_none, _ = timed(lambda: [none.parse(c) for c in chunks(mixed)])
+    n_mixed = len(split_lines(mixed))
+    print(f"mixed, --metrics none: {n_mixed / t_none:,.0f} lines/s (CPU {n_mixed / c_none:,.0f})")
     print(f"peak memory of a 4 MiB chunk of the mixed log: {peak_ratio(first):.1f} x its size")
     sys.exit(1 if failed else 0)
 
