@@ -312,3 +312,12 @@ def test_mode_regex_patterns(pattern: str) -> None:
     data = BENCH.make_mixed(60_000) + odd * 3
     parser = assert_same([data], "regex:" + pattern)
     assert (parser._re2 is not None) == (pattern.startswith(("loss", "(?P<step>", r"\s"))), pattern
+
+
+def test_many_templates_fall_back_gracefully() -> None:
+    """More new templates in a chunk than it learns plans for: the rest go line by line."""
+    names = [chr(97 + w // 26) + chr(97 + w % 26) + "x" * (w // 676) for w in range(700)]
+    lines = [f"metric_{name}=1.{i} step={i}" for name in names for i in range(5)]
+    random.Random(5).shuffle(lines)
+    parser = assert_same(["\n".join(lines).encode()])
+    assert _learnt(parser) == 700  # 500 on the first pass, the rest on the second
