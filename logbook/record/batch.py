@@ -11,16 +11,21 @@ drawing, read as it is drawn (empty lines are skipped and not counted).
 What it returns equals `LineParser.parse` line by line (the tests hold it to that); the way there
 is vectorised, with no Python per line (issue #15: pure Python reads ~45,000 lines/s):
 
-1. lines split at a byte search (numpy), made one Arrow string array;
-2. lines with no number (no digit, `nan` or `inf`) dropped by one RE2 match;
-3. the others made templates (`logbook.record.templates`: digits -> a mark) by one RE2 replace,
-   and dictionary-encoded;
-4. each template's plan learnt once from `LineParser` (cached across chunks), then applied to
-   all its lines by one anchored RE2 extract and a cast.
+1. lines split at a byte search (numpy); invalid UTF-8 replaced once for the chunk;
+2. every line's template made with numpy over the whole chunk (each run of digits -> a mark,
+   `logbook.record.templates`) and dictionary-encoded by Arrow;
+3. each template's plan learnt once from `LineParser` and verified (cached across chunks), then
+   applied by position: the bytes of every number the plans read are gathered, and one Arrow
+   cast parses them all.
 
-Lines no plan covers (a template met once, one that does not verify, a line over `MAX_LINE`) go
-through `LineParser` one by one; any failure of the fast path parses the chunk the reference way
-(`parse_lines`), so that a bug here costs speed, never a metric.
+Lines no plan covers (a template met fewer than `_MIN_PLANNED` times in a chunk, one that does
+not verify, a line over `MAX_LINE`) go through `LineParser` one by one; any failure of the fast
+path parses the chunk the reference way (`parse_lines`), so that a bug here costs speed, never a
+metric. `--metrics none` finds steps with one RE2 pass; `regex:` mode skips, with RE2, the lines
+the pattern cannot match, and parses the others with `LineParser`.
+
+(Not RE2 for the templates and numbers: arrow's replace and extract kernels cost 2-6 us a line
+with many matches, more than the whole budget; numpy does it in ~0.3 us.)
 """
 
 from __future__ import annotations
@@ -51,8 +56,6 @@ _STEP_RE2 = (
     r"""(?:[ \t\n\r\f\v,|})\]]|$)"""
 )
 _MAX_STEP = 2**63 - 1
-# A line that may hold a number: one with none parses to nothing whatever the format.
-_MAYBE_NUMBER = r"\pN|(?i:nan|inf)"
 _MIN_PLANNED = 4  # lines of a new template in a chunk for a plan to pay (else one by one)
 _MAX_PLANS = 10_000  # templates remembered
 _MAX_NEW_PLANS = 500  # plans learnt per chunk: a chunk of all-different lines stays linear
