@@ -34,8 +34,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from logbook.record.chunk_lines import split_chunk, string_array
 from logbook.record.parsers import MAX_LINE, LineParser, Parsed
-from logbook.record.templates import Plan, make_plan
+from logbook.record.templates import Plan, Templates, chunk_templates, make_plan
 
 if TYPE_CHECKING:
     import numpy as np
@@ -209,151 +210,6 @@ def _empty_steps() -> pa.Table:
     )
 
 
-@dataclass
-class _Lines:
-    """The non-empty lines of a chunk, as spans of its bytes."""
-
-    data: bytes  # the chunk as read
-    starts: np.ndarray  # where each line starts in `data`
-    lengths: np.ndarray  # its length in bytes
-    text: bytes  # `data` with invalid UTF-8 replaced as LineParser replaces it (most often `data`)
-    text_starts: np.ndarray  # the lines in `text`
-    text_lengths: np.ndarray
-    segments: np.ndarray  # each line's segment (line ends before it in `text`)
-    ends: np.ndarray  # where each line end is in `text`
-
-    def raw(self, i: int) -> bytes:
-        s = int(self.starts[i])
-        return self.data[s : s + int(self.lengths[i])]
-
-    def line(self, i: int) -> str:
-        s = int(self.text_starts[i])
-        return self.text[s : s + int(self.text_lengths[i])].decode("utf-8")
-
-
-def _spans(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Starts, lengths and segment numbers of the non-empty lines, and where every line ends.
-
-    Every `\\r` and `\\n` ends a segment: `\\r\\n` gives an empty one, skipped like empty lines.
-    """
-    import numpy as np
-
-    a = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero((a == 10) | (a == 13))  # (arithmetic: 20x faster than a table)
-    n = len(ends) + 1
-    starts = np.empty(n, np.int64)
-    starts[0] = 0
-    starts[1:] = ends + 1
-    stops = np.empty(n, np.int64)
-    stops[:-1] = ends
-    stops[-1] = len(data)
-    lengths = stops - starts
-    keep = np.flatnonzero(lengths > 0)
-    return starts[keep], lengths[keep], keep, ends
-
-
-def _split(data: bytes) -> _Lines:
-    starts, lengths, segments, ends = _spans(data)
-    try:
-        data.decode("utf-8")
-        text, t_starts, t_lengths = data, starts, lengths
-    except UnicodeDecodeError:  # replaced per line alike: line ends are never part of a sequence
-        text = data.decode("utf-8", "replace").encode("utf-8")
-        t_starts, t_lengths, _, ends = _spans(text)
-    return _Lines(data, starts, lengths, text, t_starts, t_lengths, segments, ends)
-
-
-def _string_array(body: bytes | np.ndarray, starts: np.ndarray) -> pa.Array:
-    """Strings `body[starts[i]:starts[i + 1]]` (the last to the end), without a copy."""
-    import numpy as np
-    import pyarrow as pa
-
-    offsets = np.empty(len(starts) + 1, np.int64)
-    offsets[:-1] = starts
-    offsets[-1] = len(body)
-    kind = pa.string() if len(body) < 2**31 else pa.large_string()
-    offsets = offsets.astype(np.int32 if kind == pa.string() else np.int64)
-    return pa.Array.from_buffers(
-        kind, len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(body)]
-    )
-
-
-@dataclass
-class _Templates:
-    """The template of every line (`logbook.record.templates.to_template`, made with numpy)."""
-
-    codes: np.ndarray  # each line's template, an index into `names`
-    names: list[str]
-    run_starts: np.ndarray  # every run of digits of the chunk, in `text`
-    run_ends: np.ndarray
-    first_run: np.ndarray  # each line's first run, an index into run_starts
-    runs: np.ndarray  # each line's count of runs
-
-
-def _templates(lines: _Lines) -> _Templates:
-    """Every line's template, with numpy over the whole chunk (no Python per line or run).
-
-    Memory: a few arrays of the chunk's size (bytes or bools) and a few of its runs' count
-    (int32), freed as soon as done with.
-    """
-    import numpy as np
-    import pyarrow.compute as pc
-
-    a = np.frombuffer(lines.text, np.uint8)
-    n = len(a)
-    digit = (a - np.uint8(48)) < 10
-    edge = np.zeros(n + 1, np.bool_)  # where a run of digits starts or ends
-    if n:
-        np.not_equal(digit[1:], digit[:-1], out=edge[1:-1])
-        edge[0], edge[-1] = digit[0], digit[-1]
-    bounds = np.flatnonzero(edge).astype(np.int32 if n < 2**31 else np.int64)
-    del edge
-    rs, re_ = bounds[0::2].copy(), bounds[1::2].copy()  # (contiguous: faster gathers)
-    del bounds
-    rl = re_ - rs
-    padded = np.zeros(n + 3, np.uint8)  # two bytes before, one after: no bounds to check
-    padded[2 : n + 2] = a
-    p1 = padded[rs + 1]  # the byte before each run
-    p2 = padded[rs]
-    after = padded[re_ + 2]
-    del padded
-    exponent = ((p1 | 32) == 101) | (((p1 == 43) | (p1 == 45)) & ((p2 | 32) == 101))  # e, E
-    wide = (rl >= 19) | ((rl >= 3) & exponent)
-    lz = (a[rs] == 48) & (rl > 1) & (p1 != 46) & ~exponent & ~wide
-    comma = ((p1 == 44) | (after == 44)) & ~wide
-    del p1, p2, after, exponent
-    # Every digit becomes MARK and only the first of a run is kept (and a leading zero's second).
-    out = np.where(digit, np.uint8(0x1F), a)
-    at = rs[comma]
-    out[at] = 0x19 + np.minimum(rl[comma], 4).astype(np.uint8)
-    out[rs[wide]] = 0x1E
-    second = rs[lz] + 1
-    out[second] = 48
-    keep = np.ones(n, np.bool_)
-    if n:
-        np.logical_and(digit[1:], digit[:-1], out=keep[1:])
-        np.logical_not(keep[1:], out=keep[1:])
-    del digit
-    keep[lines.ends] = False  # line ends
-    keep[second] = True
-    body = out[keep]  # (np.compress makes an int64 index per byte: 8x the memory)
-    del out, keep, second, at
-    # Each line's start in `body`: line ends and dropped digits before it taken off.
-    dropped = np.zeros(len(rs) + 1, np.int64)
-    np.cumsum(rl - 1 - lz, out=dropped[1:])
-    first = np.searchsorted(rs, lines.text_starts)
-    last = np.empty_like(first)  # runs never cross a line end: a line's runs end at the next's
-    last[:-1] = first[1:]
-    last[-1:] = len(rs)
-    begin = lines.text_starts - lines.segments - dropped[first]
-    if len(begin) and (begin[0] != 0 or np.any(np.diff(begin) < 0) or begin[-1] > len(body)):
-        raise AssertionError("template offsets")  # never hand Arrow bad offsets (a crash)
-    enc = pc.dictionary_encode(_string_array(body, begin))
-    return _Templates(
-        enc.indices.to_numpy(), enc.dictionary.to_pylist(), rs, re_, first, last - first
-    )
-
-
 class ChunkParser:
     """Parses chunks of raw log the way `LineParser(mode)` parses lines.
 
@@ -409,11 +265,9 @@ class ChunkParser:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        lines = _split(data)
+        lines = split_chunk(data)
         cols = _Columns()
-        text = _string_array(
-            lines.text.translate(None, b"\r\n"), lines.text_starts - lines.segments
-        )
+        text = string_array(lines.text.translate(None, b"\r\n"), lines.text_starts - lines.segments)
         # A match first (RE2's DFA, fast), the group only where there is one (slower).
         hit = np.flatnonzero(
             pc.match_substring_regex(text, _STEP_RE2).to_numpy(zero_copy_only=False)
@@ -440,10 +294,8 @@ class ChunkParser:
         import numpy as np
         import pyarrow.compute as pc
 
-        lines = _split(data)
-        text = _string_array(
-            lines.text.translate(None, b"\r\n"), lines.text_starts - lines.segments
-        )
+        lines = split_chunk(data)
+        text = string_array(lines.text.translate(None, b"\r\n"), lines.text_starts - lines.segments)
         found = pc.match_substring_regex(text, pattern).to_numpy(zero_copy_only=False)
         a = np.frombuffer(lines.text, np.uint8)
         odd = (a >= 0x80) | (a == 0x0B) | ((a >= 0x1C) & (a <= 0x1F))
@@ -459,9 +311,9 @@ class ChunkParser:
     def _parse_auto(self, data: bytes) -> ParsedChunk:
         import numpy as np
 
-        lines = _split(data)
+        lines = split_chunk(data)
         cols = _Columns()
-        tpl = _templates(lines)
+        tpl = chunk_templates(lines)
         order = np.argsort(tpl.codes, kind="stable")
         bounds = np.zeros(len(tpl.names) + 1, np.int64)
         np.cumsum(np.bincount(tpl.codes, minlength=len(tpl.names)), out=bounds[1:])
@@ -530,7 +382,7 @@ def _step_only(step: int | None) -> Parsed | None:
 class _Reads:
     """The numbers plans read, gathered from all templates so that one cast parses them all."""
 
-    def __init__(self, text: bytes, tpl: _Templates) -> None:
+    def __init__(self, text: bytes, tpl: Templates) -> None:
         self.text = text
         self.tpl = tpl
         self.starts: list[np.ndarray] = []

@@ -23,8 +23,13 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from logbook.record.chunk_lines import ChunkLines, string_array
 from logbook.record.parsers import Parsed
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MARK = "\x1f"  # stands for a run of digits in a template
 WIDE = "\x1e"  # stands for a run no template may hide (see `to_template`)
@@ -269,3 +274,79 @@ def same(a: Parsed | None, b: Parsed | None) -> bool:
     if list(a.values) != list(b.values):
         return False
     return all(same_float(a.values[k], b.values[k]) for k in a.values)
+
+
+@dataclass
+class Templates:
+    """The template of every line (`logbook.record.templates.to_template`, made with numpy)."""
+
+    codes: np.ndarray  # each line's template, an index into `names`
+    names: list[str]
+    run_starts: np.ndarray  # every run of digits of the chunk, in `text`
+    run_ends: np.ndarray
+    first_run: np.ndarray  # each line's first run, an index into run_starts
+    runs: np.ndarray  # each line's count of runs
+
+
+def chunk_templates(lines: ChunkLines) -> Templates:
+    """Every line's template, with numpy over the whole chunk (no Python per line or run).
+
+    Memory: a few arrays of the chunk's size (bytes or bools) and a few of its runs' count
+    (int32), freed as soon as done with.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    a = np.frombuffer(lines.text, np.uint8)
+    n = len(a)
+    digit = (a - np.uint8(48)) < 10
+    edge = np.zeros(n + 1, np.bool_)  # where a run of digits starts or ends
+    if n:
+        np.not_equal(digit[1:], digit[:-1], out=edge[1:-1])
+        edge[0], edge[-1] = digit[0], digit[-1]
+    bounds = np.flatnonzero(edge).astype(np.int32 if n < 2**31 else np.int64)
+    del edge
+    rs, re_ = bounds[0::2].copy(), bounds[1::2].copy()  # (contiguous: faster gathers)
+    del bounds
+    rl = re_ - rs
+    padded = np.zeros(n + 3, np.uint8)  # two bytes before, one after: no bounds to check
+    padded[2 : n + 2] = a
+    p1 = padded[rs + 1]  # the byte before each run
+    p2 = padded[rs]
+    after = padded[re_ + 2]
+    del padded
+    exponent = ((p1 | 32) == 101) | (((p1 == 43) | (p1 == 45)) & ((p2 | 32) == 101))  # e, E
+    wide = (rl >= 19) | ((rl >= 3) & exponent)
+    lz = (a[rs] == 48) & (rl > 1) & (p1 != 46) & ~exponent & ~wide
+    comma = ((p1 == 44) | (after == 44)) & ~wide
+    del p1, p2, after, exponent
+    # Every digit becomes MARK and only the first of a run is kept (and a leading zero's second).
+    out = np.where(digit, np.uint8(0x1F), a)
+    at = rs[comma]
+    out[at] = 0x19 + np.minimum(rl[comma], 4).astype(np.uint8)
+    out[rs[wide]] = 0x1E
+    second = rs[lz] + 1
+    out[second] = 48
+    keep = np.ones(n, np.bool_)
+    if n:
+        np.logical_and(digit[1:], digit[:-1], out=keep[1:])
+        np.logical_not(keep[1:], out=keep[1:])
+    del digit
+    keep[lines.ends] = False  # line ends
+    keep[second] = True
+    body = out[keep]  # (np.compress makes an int64 index per byte: 8x the memory)
+    del out, keep, second, at
+    # Each line's start in `body`: line ends and dropped digits before it taken off.
+    dropped = np.zeros(len(rs) + 1, np.int64)
+    np.cumsum(rl - 1 - lz, out=dropped[1:])
+    first = np.searchsorted(rs, lines.text_starts)
+    last = np.empty_like(first)  # runs never cross a line end: a line's runs end at the next's
+    last[:-1] = first[1:]
+    last[-1:] = len(rs)
+    begin = lines.text_starts - lines.segments - dropped[first]
+    if len(begin) and (begin[0] != 0 or np.any(np.diff(begin) < 0) or begin[-1] > len(body)):
+        raise AssertionError("template offsets")  # never hand Arrow bad offsets (a crash)
+    enc = pc.dictionary_encode(string_array(body, begin))
+    return Templates(
+        enc.indices.to_numpy(), enc.dictionary.to_pylist(), rs, re_, first, last - first
+    )
