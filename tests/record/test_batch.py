@@ -321,3 +321,27 @@ def test_many_templates_fall_back_gracefully() -> None:
     random.Random(5).shuffle(lines)
     parser = assert_same(["\n".join(lines).encode()])
     assert _learnt(parser) == 700  # 500 on the first pass, the rest on the second
+
+
+_PIECES = st.sampled_from(
+    ["#", "#", "#", ".", ",", "e", "E", "-", "+", " ", " ", "=", ": ", "|", "'", '"', "{", "}",
+     "[", "]", "(", ")", "%", "k", "M", "ms", "it/s", "loss", "step", "lr", "epoch", "x", "_",
+     "/", "nan", "inf", "iter ", "Epoch ", "%|", "█"]
+)  # fmt: skip
+
+
+@st.composite
+def _same_shape(draw: st.DrawFn) -> bytes:
+    """Lines of one shape whose digits differ (what a template stands for), in any structure."""
+    skeleton = draw(st.lists(_PIECES, min_size=1, max_size=30))
+    lines = []
+    for _ in range(draw(st.integers(4, 8))):
+        digits = st.text("0123456789", min_size=1, max_size=draw(st.sampled_from([1, 3, 6, 20])))
+        lines.append("".join(draw(digits) if p == "#" else p for p in skeleton))
+    return "\n".join(lines).encode()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_same_shape(), min_size=1, max_size=3))
+def test_lines_of_one_shape_with_other_digits(shapes: list[bytes]) -> None:
+    assert_same([b"\n".join(shapes)])
