@@ -34,9 +34,9 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from logbook.record.chunk_lines import split_chunk, string_array
+from logbook.record.chunk_lines import ChunkLines, split_chunk, string_array
 from logbook.record.parsers import MAX_LINE, LineParser, Parsed
-from logbook.record.templates import Plan, Templates, chunk_templates, make_plan
+from logbook.record.templates import Plan, Templates, chunk_templates, holds, make_plan
 
 if TYPE_CHECKING:
     import numpy as np
@@ -326,6 +326,8 @@ class ChunkParser:
             rows = rows[~long[rows]]
             if template in self._plans:
                 plan = self._plans[template]
+                if plan is not None and len(rows) > 1 and not self._holds(plan, lines, rows[-1]):
+                    plan = self._plans[template] = None
             elif len(rows) < _MIN_PLANNED or new >= _MAX_NEW_PLANS:
                 slow.append(rows)
                 continue
@@ -342,6 +344,17 @@ class ChunkParser:
             parse = self._line.parse
             cols.add_parsed([int(i) for i in todo], [parse(lines.raw(int(i))) for i in todo])
         return cols.chunk(len(lines.starts))
+
+    def _holds(self, plan: Plan, lines: ChunkLines, row: int) -> bool:
+        """A plan learnt on earlier lines re-checked on this chunk's last line of its template.
+
+        Lines of one template parse alike unless `LineParser` reads values (a threshold, a
+        range): a plan that no longer holds is dropped, and its lines read one by one.
+        """
+        try:
+            return holds(plan, lines.line(int(row)), self._line.parse)
+        except Exception:
+            return False
 
     def _learn(self, template: str, line: str) -> Plan | None:
         try:

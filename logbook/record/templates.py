@@ -140,9 +140,9 @@ def make_plan(template: str, line: str, parse: Callable[[str], Parsed | None]) -
     every = line
     for unit in reversed(units):
         every = _perturb(every, runs, unit, first=False)
-    if not same(apply_plan(plan, every, units, runs), parse(every)):
+    if not same(apply_plan(plan, every, units), parse(every)):
         return None
-    if not same(apply_plan(plan, line, units, runs), parse(line)):
+    if not same(apply_plan(plan, line, units), parse(line)):
         return None
     return plan
 
@@ -235,11 +235,17 @@ def _value_source(
     return None
 
 
-def apply_plan(
-    plan: Plan, line: str, units: list[tuple[int, int]], runs: list[tuple[int, int]]
-) -> Parsed | None:
+def holds(plan: Plan, line: str, parse: Callable[[str], Parsed | None]) -> bool:
+    """Whether `plan` reads `line` (of its template) as `parse` does: a re-check on real lines."""
+    runs = [m.span() for m in _RUN.finditer(line)]
+    if len(runs) != plan.runs:
+        return False
+    units = [(runs[a][0], runs[b][1]) for a, b in plan.units]
+    return same(apply_plan(plan, line, units), parse(line))
+
+
+def apply_plan(plan: Plan, line: str, units: list[tuple[int, int]]) -> Parsed | None:
     """What `plan` reads from one line of its template (the batch path does this in columns)."""
-    del runs
     texts = [line[s:e] for s, e in units]
 
     def num(src: Source) -> float:

@@ -345,3 +345,21 @@ def _same_shape(draw: st.DrawFn) -> bytes:
 @given(st.lists(_same_shape(), min_size=1, max_size=3))
 def test_lines_of_one_shape_with_other_digits(shapes: list[bytes]) -> None:
     assert_same([b"\n".join(shapes)])
+
+
+class _LateParser(LineParser):
+    """Reads a value only past a step: a threshold no probe of the first lines crosses."""
+
+    def parse(self, line: bytes | str) -> Parsed | None:
+        p = super().parse(line)
+        if p is None or p.step is None or p.step <= 2500:
+            return p
+        return Parsed(p.step, {**p.values, "late": 1.0})
+
+
+def test_a_plan_that_stops_holding_is_dropped() -> None:
+    parser = ChunkParser()
+    parser._line = _LateParser()
+    early = "\n".join(f"step={i} loss=0.{i}" for i in range(1000, 2000)).encode()
+    late = "\n".join(f"step={i} loss=0.{i}" for i in range(2000, 3000)).encode()
+    assert_same([early, late], parser=parser)
