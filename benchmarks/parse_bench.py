@@ -7,11 +7,11 @@ For each format, and for a mixed log (the formats interleaved in runs, prose, an
 redrawn with `\\r`), it builds about --size-mb of lines in memory and prints lines/s of
 `LineParser("auto").parse` line by line, and of `ChunkParser("auto").parse` over 4 MiB chunks
 of whole lines (the way the stream and `logbook reparse` call it), and the ratio, by the wall
-clock and by CPU time (the same on an idle machine; on a shared one CPU time is the fairer). Each chunk
-figure is the second pass over the data (the first learns the templates; a training prints the
-same few lines all run long), and what the two give must be equal: a difference is printed as
-`DIFFERS` and makes the script exit 1. Also the peak memory (Arrow and numpy allocations) of
-one chunk over its size, and `--metrics none`.
+clock and by CPU time (the same on an idle machine; on a shared one CPU time is the fairer).
+Each chunk figure is the second pass over the data (the first learns the templates; a training
+prints the same few lines all run long), and what the two give must be equal: a difference is
+printed as `DIFFERS` and makes the script exit 1. Also the first chunk with nothing learnt yet,
+`--metrics none`, and the peak memory (Arrow and numpy allocations) of one chunk over its size.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Line templates: lines that differ only in their digits parse alike, so `LineParser` runs once.
 
 A training prints the same few lines with other numbers (`step=10 loss=2.31`, `step=11
-loss=2.29`). Each maximal run of ASCII digits of a line is replaced by a mark (`to_template`, done with numpy
-for a whole chunk at once); lines with the same template are one shape with other digits. For a new template, `make_plan` learns from `LineParser` itself which number of the
-line becomes which metric, the step or the counter, and at what scale (`3.2k` -> x1000, `-x`
--> x-1): it parses a real line of the template, then the same line with one number changed at a
-time, and checks what it learnt on the line with every number changed. A `Plan` then reads the
-numbers of every line of its template by position, and one cast parses them all (see
-`logbook.record.batch`).
+loss=2.29`). Each maximal run of ASCII digits of a line is replaced by a mark (`to_template`;
+`chunk_templates` does it with numpy for a whole chunk at once); lines with the same template are
+one shape with other digits. For a new template, `make_plan` learns from `LineParser` itself which
+number of the line becomes which metric, the step or the counter, and at what scale (`3.2k` ->
+x1000, `-x` -> x-1): it parses a real line of the template, then the same line with one number
+changed at a time, and checks what it learnt on the line with every number changed. A `Plan`
+then reads the numbers of every line of its template by position, and one cast parses them all
+(see `logbook.record.batch`, which also re-checks a plan on a real line of each chunk: `holds`).
 
 What stays out (the plan is None, the lines are parsed one by one): templates whose digits change
 more than a number (`top1`, `layer.3.loss` as names), values made of several runs (`1,234`),
