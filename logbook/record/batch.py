@@ -18,7 +18,7 @@ is vectorised, with no Python per line (issue #15: pure Python reads ~45,000 lin
    applied by position: the bytes of every number the plans read are gathered, and one Arrow
    cast parses them all.
 
-Lines no plan covers (a template met fewer than `_MIN_PLANNED` times in a chunk, one that does
+Lines no plan covers (a template seen fewer than `_MIN_PLANNED` times so far, one that does
 not verify, a line over `MAX_LINE`) go through `LineParser` one by one; any failure of the fast
 path parses the chunk the reference way (`parse_lines`), so that a bug here costs speed, never a
 metric. `--metrics none` finds steps with one RE2 pass; `regex:` mode skips, with RE2, the lines
@@ -57,7 +57,7 @@ _STEP_RE2 = (
     r"""(?:[ \t\n\r\f\v,|})\]]|$)"""
 )
 _MAX_STEP = 2**63 - 1
-_MIN_PLANNED = 4  # lines of a new template in a chunk for a plan to pay (else one by one)
+_MIN_PLANNED = 4  # lines of a new template seen for a plan to pay (else one by one)
 _MAX_PLANS = 10_000  # templates remembered
 _MAX_NEW_PLANS = 500  # plans learnt per chunk: a chunk of all-different lines stays linear
 
@@ -225,6 +225,7 @@ class ChunkParser:
         self.mode = mode
         self._line = LineParser(mode)
         self._plans: dict[str, Plan | None] = {}
+        self._seen: dict[str, int] = {}  # lines of templates with no plan yet, over chunks
         self._re2 = _re2_search(mode[len("regex:") :]) if mode.startswith("regex:") else None
         self.fallbacks = 0  # chunks the fast path failed on (parsed the reference way instead)
 
@@ -328,7 +329,7 @@ class ChunkParser:
                 plan = self._plans[template]
                 if plan is not None and len(rows) > 1 and not self._holds(plan, lines, rows[-1]):
                     plan = self._plans[template] = None
-            elif len(rows) < _MIN_PLANNED or new >= _MAX_NEW_PLANS:
+            elif self._count(template, len(rows)) < _MIN_PLANNED or new >= _MAX_NEW_PLANS:
                 slow.append(rows)
                 continue
             else:
@@ -344,6 +345,13 @@ class ChunkParser:
             parse = self._line.parse
             cols.add_parsed([int(i) for i in todo], [parse(lines.raw(int(i))) for i in todo])
         return cols.chunk(len(lines.starts))
+
+    def _count(self, template: str, lines: int) -> int:
+        """Lines of `template` seen so far: small chunks (a live stream) learn plans too."""
+        if len(self._seen) >= _MAX_PLANS:
+            self._seen.clear()
+        seen = self._seen[template] = self._seen.get(template, 0) + lines
+        return seen
 
     def _holds(self, plan: Plan, lines: ChunkLines, row: int) -> bool:
         """A plan learnt on earlier lines re-checked on this chunk's last line of its template.

@@ -363,3 +363,10 @@ def test_a_plan_that_stops_holding_is_dropped() -> None:
     early = "\n".join(f"step={i} loss=0.{i}" for i in range(1000, 2000)).encode()
     late = "\n".join(f"step={i} loss=0.{i}" for i in range(2000, 3000)).encode()
     assert_same([early, late], parser=parser)
+
+
+def test_small_chunks_learn_plans() -> None:
+    """A live stream hands over a line or two at a time: templates are counted across chunks."""
+    lines = [f"step={i} loss=0.{i} lr=3e-4\n".encode() for i in range(12)]
+    parser = assert_same(lines)
+    assert _learnt(parser) == 1
