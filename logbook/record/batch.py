@@ -119,7 +119,7 @@ class _Columns:
             if p is None:
                 continue
             step = p.step if p.step is not None else getattr(p, "counter", None)
-            if step is not None:
+            if step is not None and -_MAX_STEP - 1 <= step <= _MAX_STEP:  # an int64 column
                 sl.append(i)
                 ss.append(step)
                 sc.append(p.step is None)
@@ -240,7 +240,11 @@ class ChunkParser:
                 return self._parse_regex(data, self._re2)
         except Exception:  # a bug of the fast path: the reference way is always right
             self.fallbacks += 1
-        return self.parse_lines(data)
+        try:
+            return self.parse_lines(data)
+        except Exception:  # not even that (a LineParser bug): the lines, and nothing parsed
+            self.fallbacks += 1
+            return _Columns().chunk(len(split_lines(data)))
 
     def parse_lines(self, data: bytes) -> ParsedChunk:
         """The same as `parse`, line by line in Python: the reference (slow) way."""

@@ -370,3 +370,23 @@ def test_small_chunks_learn_plans() -> None:
     lines = [f"step={i} loss=0.{i} lr=3e-4\n".encode() for i in range(12)]
     parser = assert_same(lines)
     assert _learnt(parser) == 1
+
+
+class _BrokenParser(LineParser):
+    """A LineParser with a bug: counters past int64 on some lines, an exception on others."""
+
+    def parse(self, line: bytes | str) -> Parsed | None:
+        text = line.decode() if isinstance(line, bytes) else line
+        if "boom" in text:
+            raise RuntimeError("a parser bug")
+        return Parsed(None, {"x": 1.0}, 2**70) if "huge" in text else super().parse(line)
+
+
+def test_never_raises_whatever_the_line_parser_does() -> None:
+    parser = ChunkParser()
+    parser._line = _BrokenParser()
+    huge = parser.parse(b"huge 1\nstep=3 loss=1\n")
+    assert huge.steps.column("step").to_pylist() == [3]  # the counter past int64 is left out
+    assert huge.points.column("name").to_pylist() == ["x", "loss"]
+    broken = parser.parse(b"step=1 loss=2\nboom\n")
+    assert broken.lines == 2 and broken.points.num_rows == 0
