@@ -390,3 +390,15 @@ def test_never_raises_whatever_the_line_parser_does() -> None:
     assert huge.points.column("name").to_pylist() == ["x", "loss"]
     broken = parser.parse(b"step=1 loss=2\nboom\n")
     assert broken.lines == 2 and broken.points.num_rows == 0
+
+
+_STEP_PIECES = st.sampled_from(
+    ["step", "STEP", "Iter", "iteration", "global_step", "ſtep", " ", "\t", "\x0b", "=", ":", "/",
+     "'", '"', ",", "|", "{", "}", "(", ")", "]", "[", "x", "é", "5", "12", "007", "99999999999999999999"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(_STEP_PIECES, max_size=12).map("".join), min_size=1, max_size=20))
+def test_mode_none_generated(lines: list[str]) -> None:
+    assert_same(["\n".join(lines).encode()], "none")
