@@ -157,13 +157,17 @@ def peak_ratio(chunk: bytes) -> float:
 
     parser = ChunkParser()
     parser.parse(chunk)
-    pool = pa.default_memory_pool()
-    base_arrow = pool.bytes_allocated()
-    tracemalloc.start()
-    parser.parse(chunk)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    arrow = max(0, pool.max_memory() - base_arrow)  # the pool's high-water mark, an upper bound
+    default = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(default)  # its own high-water mark, from this parse only
+    pa.set_memory_pool(pool)
+    try:
+        tracemalloc.start()
+        parser.parse(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        arrow = pool.max_memory()
+    finally:
+        pa.set_memory_pool(default)
     return (peak + arrow) / len(chunk)
 
 
