@@ -1,31 +1,29 @@
-"""How fast logbook.record.parsers reads training output, per format, against a bare loop (issue #4).
+"""How fast logbook reads metrics from training output: per line and per chunk (issues #4, #15).
 
-    .venv/bin/python benchmarks/parse_bench.py                 # ~50 MB per format
-    .venv/bin/python benchmarks/parse_bench.py --size-mb 10    # quicker
+    .venv/bin/python benchmarks/parse_bench.py                 # ~20 MB per format
+    .venv/bin/python benchmarks/parse_bench.py --size-mb 4     # quicker
 
-For each format it builds about --size-mb of lines in memory and prints: lines/s and MB/s of
-`LineParser("auto").parse` over `data.split(b"\\n")`, of a bare loop that only iterates those lines,
-and the ratio (how many times slower than the bare loop parsing is).
-
-Then two prototypes of a bulk path for catching up on a backlog of `key=value` lines, vectorised
-with no Python per line, and their MB/s (these live here, not in the package):
-
-- pyarrow: split the chunk into lines, lines into tokens, `extract_regex` `name=number` on every
-  token, cast the numbers; a list-parent index gives each pair its line.
-- DuckDB: `regexp_extract_all` over the lines of the chunk.
-
-Each prototype's pairs are checked against LineParser's on the same lines (counts of lines with a
-metric and of pairs). Also a prefilter for prose: one regex over the whole chunk that finds the
-lines that could hold a metric, so only those reach LineParser.
+For each format, and for a mixed log (the formats interleaved in runs, prose, and tqdm bars
+redrawn with `\\r`), it builds about --size-mb of lines in memory and prints lines/s of
+`LineParser("auto").parse` line by line, and of `ChunkParser("auto").parse` over 4 MiB chunks
+of whole lines (the way the stream and `logbook reparse` call it), and the ratio, by the wall
+clock and by CPU time (the same on an idle machine; on a shared one CPU time is the fairer).
+Each chunk figure is the second pass over the data (the first learns the templates; a training
+prints the same few lines all run long), and what the two give must be equal: a difference is
+printed as `DIFFERS` and makes the script exit 1. Also the first chunk with nothing learnt yet,
+`--metrics none`, and the peak memory (Arrow and numpy allocations) of one chunk over its size.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
-import re
+import sys
 import time
+import tracemalloc
 
+from logbook.record.batch import ChunkParser, ParsedChunk, split_lines
 from logbook.record.parsers import LineParser
 
 FORMATS = {
@@ -38,10 +36,18 @@ FORMATS = {
     "hf dict": lambda i, r: (
         f"{{'loss': {r.uniform(1, 3):.4f}, 'grad_norm': {r.random():.3f}, 'learning_rate': 5e-05, 'epoch': {i / 1000:.2f}}}"
     ),
+    "hf 5.x dict": lambda i, r: (
+        f"{{'loss': '{r.uniform(1, 3):.4g}', 'grad_norm': '{r.random():.4g}', 'learning_rate': '{r.random() * 1e-3:.4g}', 'epoch': '{i / 1000:.4g}'}}"
+    ),
     "megatron": lambda i, r: (
         f" iteration {i:8d}/  500000 | consumed samples: {i * 512:10d} | elapsed time per iteration (ms): "
         f"{r.uniform(900, 1100):.1f} | learning rate: 3.000E-04 | global batch size:   512 | lm loss: "
         f"{r.uniform(1, 3):.6E} | loss scale: 65536.0 | grad norm: {r.random():.3f} | number of skipped iterations:   0 |"
+    ),
+    "nanogpt": lambda i, r: (
+        f"iter {i}: loss {r.uniform(1, 3):.4f}, time {r.uniform(200, 300):.2f}ms, mfu {r.uniform(0, 50):.2f}%"
+        if i % 50
+        else f"step {i}: train loss {r.uniform(1, 3):.4f}, val loss {r.uniform(1, 3):.4f}"
     ),
     "tqdm postfix": lambda i, r: (
         f"Epoch {i // 1000}:  50%|█████     | {i % 1000}/1000 [00:01<00:01, 4.20it/s, v_num=0, train_loss={r.uniform(1, 3):.3f}]"
@@ -57,6 +63,13 @@ FORMATS = {
 }
 
 
+def _bar(i: int, total: int = 200) -> str:
+    """A tqdm bar as Transformers draws it on stderr, redrawn in place with `\\r`."""
+    n = i % (total + 1)
+    fill = "█" * (n * 10 // total)
+    return f"\r{n * 100 // total:3d}%|{fill:<10}| {n}/{total} [00:{n % 60:02d}<00:03, {20 + n % 9}.{n % 100:02d}it/s]"
+
+
 def make(fmt: str, size: int) -> bytes:
     r, out, n, i = random.Random(0), [], 0, 0
     while n < size:
@@ -67,129 +80,137 @@ def make(fmt: str, size: int) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def best_of(fn, repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+def make_mixed(size: int) -> bytes:
+    """Runs of each format in turn, prose between them, and tqdm bars redrawn with `\\r`."""
+    r, parts, n, i = random.Random(1), [], 0, 0
+    formats = [f for f in FORMATS if f != "prose"]
+    while n < size:
+        fmt = formats[(i // 200) % len(formats)]
+        kind = r.random()
+        if kind < 0.15:
+            text = FORMATS["prose"](i, r) + "\n"
+        elif kind < 0.30:
+            text = "".join(_bar(i * 10 + k) for k in range(10)) + "\n"
+        else:
+            text = FORMATS[fmt](i, r) + "\n"
+        parts.append(text)
+        n += len(text.encode())
+        i += 1
+    return "".join(parts).encode()
 
 
-def bare_loop(data: bytes) -> int:
-    n = 0
-    for line in data.split(b"\n"):
-        if line:
-            n += 1
-    return n
+def chunks(data: bytes, size: int = 4 << 20) -> list[bytes]:
+    """`data` in pieces of about `size` bytes that end at a line end."""
+    out, start = [], 0
+    while start < len(data):
+        end = data.rfind(b"\n", start, start + size) + 1 if start + size < len(data) else len(data)
+        if end <= start:
+            end = min(len(data), start + size)
+        out.append(data[start:end])
+        start = end
+    return out
 
 
-def parse_all(data: bytes) -> list:
+def per_line(data: bytes) -> list:
     parse = LineParser().parse
-    return [parse(line) for line in data.split(b"\n") if line]
+    return [parse(line) for line in split_lines(data)]
 
 
-# A line that might hold a metric: a separator followed by a number (or a `|`/`,`-separated
-# `name number`, or a `{`); everything else is skipped without a Python call per line.
-_CANDIDATE = re.compile(
-    rb"^[^\n]*?(?:(?<![\w./\-])[A-Za-z_][\w./\-]*[)\]\"'%]?\s*[=:]\s*[\[\"']?[-+]?(?:\.?\d|nan|inf)"
-    rb"|(?:^|[|,:])\s*[A-Za-z_][\w./\-]*\s+[-+]?\.?\d)[^\n]*$",
-    re.M | re.I,
-)  # logbook.record.parsers' own pre-check, over the whole chunk (bytes) instead of line by line
+def same(fast: list[ParsedChunk], expected: list) -> bool:
+    """The chunks' columns equal LineParser's results line by line (nan equal to nan)."""
+    points, steps, base = [], [], 0
+    for c in fast:
+        for line, name, value in zip(
+            *(c.points.column(k).to_pylist() for k in ("line", "name", "value")), strict=True
+        ):
+            points.append((base + line, name, value))
+        for line, step, counter in zip(
+            *(c.steps.column(k).to_pylist() for k in ("line", "step", "counter")), strict=True
+        ):
+            steps.append((base + line, step, counter))
+        base += c.lines
+    want_points, want_steps = [], []
+    for i, p in enumerate(expected):
+        if p is None:
+            continue
+        if p.step is not None or p.counter is not None:
+            want_steps.append((i, p.step if p.step is not None else p.counter, p.step is None))
+        want_points += [(i, k, v) for k, v in p.values.items()]
+    if base != len(expected) or steps != want_steps or len(points) != len(want_points):
+        return False
+    return all(
+        a[:2] == b[:2] and (a[2] == b[2] or (math.isnan(a[2]) and math.isnan(b[2])))
+        for a, b in zip(points, want_points, strict=True)
+    )
 
 
-def prefiltered(data: bytes) -> list:
-    parse = LineParser().parse
-    return [parse(m.group()) for m in _CANDIDATE.finditer(data)]
+def timed(fn):  # type: ignore[no-untyped-def]
+    """Wall and CPU seconds of `fn()` (CPU time too: this machine may be shared), and its result."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, result
 
 
-_KV = r"^(?P<key>[A-Za-z_][\w./\-]*)=(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf))$"
-
-
-def bulk_pyarrow(data: bytes) -> tuple[int, int]:
-    """key=value pairs of every line, vectorised; returns (lines with a pair, pairs)."""
+def peak_ratio(chunk: bytes) -> float:
+    """Peak memory (numpy and Python allocations, plus Arrow's pool) of parsing one chunk, / size."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    text = pa.array([data.decode("utf-8", "replace")], pa.large_string())
-    lines = pc.list_flatten(pc.split_pattern(text, "\n"))
-    tokens_list = pc.split_pattern(lines, " ")
-    tokens = pc.list_flatten(tokens_list)
-    line_of = pc.list_parent_indices(tokens_list)
-    matched = pc.match_substring_regex(tokens, _KV)
-    pairs = pc.extract_regex(pc.filter(tokens, matched), _KV)
-    names = pairs.field("key")
-    values = pc.cast(pairs.field("value"), pa.float64())  # a real path would also canonicalise
-    lines_hit = pc.count_distinct(pc.filter(line_of, matched)).as_py()
-    assert len(names) == len(values)
-    return lines_hit, len(values)
-
-
-def bulk_duckdb(data: bytes) -> tuple[int, int]:
-    """The same with DuckDB's regexp_extract_all over the chunk's lines."""
-    import duckdb
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    text = pa.array([data.decode("utf-8", "replace")], pa.large_string())
-    lines = pa.table({"line": pc.list_flatten(pc.split_pattern(text, "\n"))})  # noqa: F841
-    pattern = r"([A-Za-z_][\w./\-]*)=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)(?:\s|$)"
-    con = duckdb.connect()
-    row = con.execute(
-        f"""
-        with p as (
-            select regexp_extract_all(line, '{pattern}', 1) as k,
-                   regexp_extract_all(line, '{pattern}', 2) as v
-            from lines
-        )
-        select count(*) filter (where len(k) > 0), sum(len(v))::bigint,
-               sum(list_sum(list_transform(v, lambda x: x::double)))  -- the cast to numbers
-        from p
-        """
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
+    parser = ChunkParser()
+    parser.parse(chunk)
+    default = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(default)  # its own high-water mark, from this parse only
+    pa.set_memory_pool(pool)
+    try:
+        tracemalloc.start()
+        parser.parse(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        arrow = pool.max_memory()
+    finally:
+        pa.set_memory_pool(default)
+    return (peak + arrow) / len(chunk)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mb", type=float, default=50)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--size-mb", type=float, default=20)
     args = ap.parse_args()
     size = int(args.size_mb * 1e6)
     print(
-        f"{'format':<14} {'lines':>9} {'bare lines/s':>13} {'parse lines/s':>14} {'parse MB/s':>11} {'x bare':>7}  metric lines"
+        f"{'format':<14} {'lines':>10} {'LineParser/s':>13} {'ChunkParser/s':>14} {'MB/s':>6} {'x':>6}"
+        f" {'CPU: Line/s':>12} {'Chunk/s':>10} {'x':>6}  check"
     )
-    for fmt in FORMATS:
-        data = make(fmt, size)
-        t_bare, n = best_of(lambda d=data: bare_loop(d), args.repeats)
-        t_parse, results = best_of(lambda d=data: parse_all(d), args.repeats)
-        hits = sum(r is not None for r in results)  # type: ignore[union-attr]
+    failed = False
+    datasets = [(fmt, make(fmt, size)) for fmt in FORMATS] + [("mixed", make_mixed(size))]
+    for name, data in datasets:
+        pieces = chunks(data)
+        t_line, c_line, expected = timed(lambda d=data: per_line(d))
+        parser = ChunkParser()
+        [parser.parse(c) for c in pieces]  # learn the templates (a training's first minutes)
+        t_chunk, c_chunk, fast = timed(lambda p=pieces, cp=parser: [cp.parse(c) for c in p])
+        ok = same(fast, expected) and parser.fallbacks == 0
+        failed |= not ok
+        n = len(expected)
         print(
-            f"{fmt:<14} {n:>9,} {n / t_bare:>13,.0f} {n / t_parse:>14,.0f} "
-            f"{len(data) / t_parse / 1e6:>11.1f} {t_parse / t_bare:>7.0f}  {hits:,}"
+            f"{name:<14} {n:>10,} {n / t_line:>13,.0f} {n / t_chunk:>14,.0f} "
+            f"{len(data) / t_chunk / 1e6:>6.0f} {t_line / t_chunk:>6.1f} "
+            f"{n / c_line:>12,.0f} {n / c_chunk:>10,.0f} {c_line / c_chunk:>6.1f}  "
+            + ("same as LineParser" if ok else "DIFFERS")
         )
-        if fmt in ("prose", "key=value"):
-            t_pre, pre = best_of(lambda d=data: prefiltered(d), args.repeats)
-            pre_hits = sum(r is not None for r in pre)  # type: ignore[union-attr]
-            print(
-                f"{'  prefiltered':<14} {'':>9} {'':>13} {n / t_pre:>14,.0f} "
-                f"{len(data) / t_pre / 1e6:>11.1f} {t_pre / t_bare:>7.0f}  {pre_hits:,}"
-                + ("" if pre_hits == hits else "  MISMATCH")
-            )
-        if fmt == "key=value":
-            expected_pairs = sum(len(r.values) + (r.step is not None) for r in results if r)  # type: ignore[union-attr]
-            for name, fn in (("bulk pyarrow", bulk_pyarrow), ("bulk duckdb", bulk_duckdb)):
-                t_bulk, (b_lines, b_pairs) = best_of(lambda d=data, f=fn: f(d), args.repeats)  # type: ignore[misc]
-                agree = (
-                    "same as LineParser"
-                    if (b_lines, b_pairs) == (hits, expected_pairs)
-                    else (f"DIFFERS: {b_lines} lines/{b_pairs} pairs vs {hits}/{expected_pairs}")
-                )
-                print(
-                    f"{'  ' + name:<14} {'':>9} {'':>13} {n / t_bulk:>14,.0f} "
-                    f"{len(data) / t_bulk / 1e6:>11.1f} {t_bulk / t_bare:>7.1f}  {b_lines:,} ({agree})"
-                )
+    mixed = datasets[-1][1]
+    first = chunks(mixed)[0]
+    cold_t, cold_c, _ = timed(lambda: ChunkParser().parse(first))
+    n_first = len(split_lines(first))
+    print(
+        f"mixed, first chunk with no template known: {n_first / cold_t:,.0f} lines/s "
+        f"(CPU {n_first / cold_c:,.0f})"
+    )
+    none = ChunkParser("none")
+    t_none, c_none, _ = timed(lambda: [none.parse(c) for c in chunks(mixed)])
+    n_mixed = len(split_lines(mixed))
+    print(f"mixed, --metrics none: {n_mixed / t_none:,.0f} lines/s (CPU {n_mixed / c_none:,.0f})")
+    print(f"peak memory of a 4 MiB chunk of the mixed log: {peak_ratio(first):.1f} x its size")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
