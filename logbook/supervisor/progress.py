@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logbook.supervisor.checkpoints import Checkpoint, FolderWatch
+from logbook.supervisor.checkpoints import Checkpoint, CheckpointMemory, Checkpoints
 
 if TYPE_CHECKING:
     from logbook.record.parsers import LineParser
@@ -26,12 +26,7 @@ _STEP = re.compile(
     rb"""(?:^|[\s,|{(\["'])(?:global_step|step|iteration|iter)["']?\s*[=:]?\s*(\d+)(?:\s*/\s*\d+)?(?=[\s,|})\]]|$)""",
     re.IGNORECASE,
 )
-_RESUMED = re.compile(rb"resum\w*\b[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE)
-_SAVED = re.compile(
-    rb"(?:sav\w*|wr[io]te?\w*)\b[^\n]{0,40}?checkpoint[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE
-)
 READ_EVERY_S = 0.5
-CHECKPOINT_EVERY_S = 5.0
 MAX_READ = (
     256 << 10
 )  # bytes per log per read: about 60 ms of parsing, so a flood costs the command little CPU
@@ -62,6 +57,8 @@ class Progress:
         on_metrics: Callable[[int | None, dict[str, float], datetime], None] | None = None,
         catch_up_s: float = 10.0,
         on_parsed: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_patterns: list[str] | None = None,
+        checkpoint_memory: CheckpointMemory | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -71,9 +68,6 @@ class Progress:
         self.first_step_time: datetime | None = None
         self.last_step_time: datetime | None = None
         self.last_step_mono = self.started
-        self.resumed_from_step: int | None = None
-        self.checkpoint: Checkpoint | None = None
-        self.checkpoint_mono = self.started
         self._paths = log_paths
         self._offsets = {p: 0 for p in log_paths}
         self._partial = {p: b"" for p in log_paths}
@@ -87,17 +81,27 @@ class Progress:
         self.unparsed_estimated = False  # too many to count in COUNT_S: estimated from sizes
         self.catch_up_s = 0.0  # how long the catch-up took
         self._catch_up_budget = catch_up_s
-        self._ckpt_dir = checkpoint_dir
-        self._folder = FolderWatch(checkpoint_dir) if checkpoint_dir is not None else None
-        self._announced: dict[int, tuple[Checkpoint, float]] = {}  # step -> (it, monotonic time)
-        self._reported: set[int] = set()  # steps whose checkpoint is on record
-        self._on_checkpoint = on_checkpoint
+        self.checkpoints = Checkpoints(
+            checkpoint_dir, on_checkpoint, checkpoint_patterns, checkpoint_memory
+        )
         self._parser = parser  # None: steps only, by find_step
         self._on_metrics = on_metrics
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if self._folder is not None and self._folder.latest_at_start is not None:
-            self.resumed_from_step = self._folder.latest_at_start.step
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The newest checkpoint on record (checkpoints.py)."""
+        return self.checkpoints.latest
+
+    @property
+    def resumed_from_step(self) -> int | None:
+        return self.checkpoints.resume(self.first_step)[0]
+
+    @property
+    def resume_source(self) -> str | None:
+        """What gave resumed_from_step: the output's line, the checkpoint's name, ..."""
+        return self.checkpoints.resume(self.first_step)[1]
 
     # --- fed by the pumps -------------------------------------------------------------------
 
@@ -116,26 +120,23 @@ class Progress:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.read_logs(final=True)
-        self._scan_checkpoints(final=True)
+        self.checkpoints.scan(final=True)
         if self._skipped:
             self._catch_up()
 
     def last_activity(self) -> float:
         """Monotonic time of the last output, step or checkpoint."""
-        return max(self.last_output, self.last_step_mono, self.checkpoint_mono)
+        return max(self.last_output, self.last_step_mono, self.checkpoints.activity)
 
     def _follow(self) -> None:
         try:  # Linux niceness is per thread: parsing yields the CPU to the command and the passthrough
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
         except (OSError, AttributeError):
             pass
-        next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
         while not self._stop.wait(READ_EVERY_S):
             try:
                 self.read_logs()
-                if self._ckpt_dir is not None and time.monotonic() >= next_ckpt:
-                    next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
-                    self._scan_checkpoints()
+                self.checkpoints.scan()  # a stat per entry; folders walked every few seconds
             except Exception:  # a bug here must never touch the training
                 continue
 
@@ -237,6 +238,7 @@ class Progress:
             "last_step": self.last_step,
             "last_step_time": self.last_step_time,
             "resumed_from_step": self.resumed_from_step,
+            "resume_source": self.resume_source,
         }
 
     def _parsed(self) -> None:
@@ -261,18 +263,14 @@ class Progress:
 
     def _scan_lines(self, chunk: bytes) -> None:
         stamp, mono = _now(), time.monotonic()
+        at = stamp.timestamp()
         self.last_output_time = stamp
         for line in chunk.split(b"\n"):
             if not line:
                 continue
             line = _last_redraw(line)
-            if b"esum" in line and (m := _RESUMED.search(line)):
-                if self.resumed_from_step is None:
-                    self.resumed_from_step = int(m.group(1))
-                continue  # where it starts from is not progress
-            if b"heckpoint" in line and (m := _SAVED.search(line)):
-                self._announce(Checkpoint(int(m.group(1)), stamp, None, seen_by="output"))
-                continue
+            if self.checkpoints.saw_line(line, at, self.last_step):
+                continue  # a save or a resume is not progress
             parsed = self._parser.parse(line) if self._parser is not None else None
             step = (
                 parsed.step
@@ -287,52 +285,9 @@ class Progress:
                 if self.last_step is None or step != self.last_step:
                     self.last_step_mono = mono
                 self.last_step, self.last_step_time = step, stamp
+                self.checkpoints.saw_step(at, step)
             if parsed is not None and parsed.values and self._on_metrics is not None:
                 self._on_metrics(step if step is not None else self.last_step, parsed.values, stamp)
-
-    def _announce(self, ckpt: Checkpoint) -> None:
-        """A save announced in the output. With --checkpoint-dir it waits for the folder to show
-        the same step (one event, with the size); alone it is reported at once."""
-        self.checkpoint_mono = time.monotonic()
-        if self._folder is None:
-            self._report(ckpt)
-        elif ckpt.step not in self._reported:
-            assert ckpt.step is not None  # _SAVED always has one
-            self._announced.setdefault(ckpt.step, (ckpt, time.monotonic()))
-
-    def _scan_checkpoints(self, *, final: bool = False) -> None:
-        """Report the checkpoints complete in --checkpoint-dir, and announcements the folder did
-        not confirm in time (a file rewritten in place may already hold a later step)."""
-        if self._folder is None:
-            return
-        done, busy = self._folder.scan(time.time(), final=final)
-        if busy:  # a long save with no output is not a hang
-            self.checkpoint_mono = time.monotonic()
-        for ckpt in done:
-            if ckpt.step is None:
-                ckpt.step = self.last_step  # a name with no number: the step we were at
-        confirmed = {c.step for c in done if self._announced.pop(c.step or -1, None) is not None}
-        late = time.monotonic() - 2 * CHECKPOINT_EVERY_S
-        for step, (ckpt, seen) in sorted(self._announced.items()):
-            if final or seen < late:
-                del self._announced[step]
-                self._report(ckpt)
-        for ckpt in done:
-            if ckpt.step in confirmed:
-                ckpt.seen_by = "folder+output"
-            self._report(ckpt)
-
-    def _report(self, ckpt: Checkpoint) -> None:
-        if ckpt.step is not None:
-            if ckpt.step in self._reported:
-                return
-            self._reported.add(ckpt.step)
-        latest = self.checkpoint
-        if latest is None or latest.step is None or (ckpt.step or 0) >= latest.step:
-            self.checkpoint = ckpt
-        self.checkpoint_mono = time.monotonic()
-        if self._on_checkpoint is not None:
-            self._on_checkpoint(ckpt)
 
 
 def parse_stretch(
