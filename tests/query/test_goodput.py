@@ -108,7 +108,9 @@ def test_a_real_run_with_crashes(invoke, run_logbook, store_path: Path, tmp_path
     )
     assert [e["lost_steps"] for e in each] == [40, 0]  # crashed at 190-ish, resumed from 150
     incidents = json.loads(
-        invoke(["incidents", "real", "--each", "--store", str(store_path), "--format", "json"]).stdout
+        invoke(
+            ["incidents", "real", "--each", "--store", str(store_path), "--format", "json"]
+        ).stdout
     )
     assert [i["lost_steps"] for i in incidents] == [40]  # the same definition
 
