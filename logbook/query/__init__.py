@@ -113,6 +113,7 @@ _DERIVED_VIEWS = (
                + coalesce(epoch(l.next_first_step_time - l.next_start_time), 0) as time_lost_s,
            l.next_label, a.decision, a.decision_reason
     from attempts a join lost_work l using (attempt_id)
+    where a.status not in ('completed', 'running')
     """,
     # Where each attempt's wall-clock time went: start-up until the first step, time hung,
     # lost work (its steps the run did not keep, lost_work.py; null when unknown), checkpoint
@@ -140,9 +141,7 @@ _DERIVED_VIEWS = (
                     then least(greatest(epoch(p.first_step_time - p.start_time), 0), p.wall)
                     when p.status in ('completed', 'running') then 0  -- no steps seen: unsplit
                     else p.wall end as startup_s,
-               -- a completed attempt loses nothing; one still running: not known yet
-               case when p.status = 'completed' then 0 else l.lost_steps end as lost_steps,
-               case when p.status = 'completed' then 0 else l.lost_work_s end as lost_work_s
+               l.lost_steps, l.lost_work_s
         from p left join ck using (attempt_id) left join g using (attempt_id)
                left join lost_work l using (attempt_id)
     ),
@@ -323,12 +322,13 @@ def show_run(store: Store, run: str) -> pa.Table:
                round(a.duration_s, 1) as duration_s,
                a.resumed_from_step as resumed_from,
                case when a.first_step is not null then concat(a.first_step, '-', a.last_step) end as steps,
-               i.lost_steps, i.restart_basis, round(i.downtime_s, 1) as downtime_s,
+               l.lost_steps, l.restart_basis, round(i.downtime_s, 1) as downtime_s,
                a.decision as then, a.summary,
                a.start_time, left(g.commit, 12) as git_commit, g.dirty as git_dirty,
                coalesce(n.hosts, 1) as hosts
         from attempts a
         left join incidents i on i.attempt_id = a.attempt_id
+        left join lost_work l on l.attempt_id = a.attempt_id
         left join (  -- every host of a launch snapshots the checkout: the leader's, else any
             select attempt_id,
                    arg_min(value, host is distinct from a_host) filter (where name = 'commit') as commit,

@@ -131,7 +131,8 @@ class Checkpoint:
     files: int | None = None
     write_s: float | None = None
     seen_by: str = "folder"  # folder | output | folder+output
-    step_source: str | None = None  # name | output | trainer_state | save line | last step logged
+    # name | output | trainer_state | content | save line | written with <entry> | last step logged
+    step_source: str | None = None
     identity: tuple[int, int, int] | None = None  # (inode, size, mtime ns): found again on resume
 
 
@@ -190,7 +191,14 @@ class FolderWatch:
         if deep:
             self._last_deep = now
         done: list[Checkpoint] = []
-        for name, shape in self._entries(deep=deep):
+        entries = self._entries(deep=deep)
+        present = {name for name, _ in entries}
+        for name in [n for n in self._pending if n not in present]:
+            # Gone before it settled: rotated away (Lightning's save_top_k) or renamed whole. It
+            # was a complete write, as far as it got.
+            write = self._pending.pop(name)
+            done.append(self._checkpoint(name, write.shape, write.start))
+        for name, shape in entries:
             before = self._done.get(name)
             write = self._pending.get(name)
             if write is None:
@@ -210,6 +218,10 @@ class FolderWatch:
                 write.shape = shape
         self._last_look = now
         return sorted(done, key=lambda c: c.time), bool(self._pending)
+
+    def named_pending(self) -> bool:
+        """Whether a write whose name gives its step is still going on."""
+        return any(step_in_name(name) is not None for name in self._pending)
 
     def at_start(self, name: str) -> Checkpoint | None:
         """The checkpoint named `name` as it was at the start, if it was there."""
@@ -353,10 +365,12 @@ class Checkpoints:
         self._times: list[float] = []  # when each step in _steps was first read
         self._steps: list[int] = []
         self._announced: list[_Announced] = []
-        self._reported: set[int] = set()  # steps whose checkpoint is on record
+        self._reported: set[int] = set()  # steps with a checkpoint on record
         self._resume_step: tuple[int, str] | None = None  # named by a resume line
         self._resume_path: str | None = None  # what a resume line says it loads
         self._resolved: dict[str | None, tuple[int | None, str | None]] = {}
+        self._named: list[Checkpoint] = []  # the last writes whose names gave their step
+        self._held: list[Checkpoint] = []  # step-less writes waiting for a named one to settle
 
     # --- fed by progress.py, in log order ---------------------------------------------------
 
@@ -427,8 +441,12 @@ class Checkpoints:
         done, busy = self._watch.scan(now, final=final)
         if busy:  # a long save with no output is not a hang
             self.activity = time.monotonic()
+        done, self._held = self._held + done, []
+        if not final and self._watch.named_pending():  # last.ckpt settled before its sibling
+            self._held = [c for c in done if c.step is None]
+            done = [c for c in done if c.step is not None]
         for ckpt in done:
-            self._step_of(ckpt, now)
+            self._step_of(ckpt, now, done + self._named)
         late = time.monotonic() - ANNOUNCED_WAIT_S
         for a in list(self._announced):
             if final or a.mono < late:
@@ -438,11 +456,23 @@ class Checkpoints:
                 )
         for ckpt in done:
             self._report(ckpt)
+            if ckpt.step_source == "name":
+                self._named = [*self._named[-7:], ckpt]
 
-    def _step_of(self, ckpt: Checkpoint, now: float) -> None:
-        """The step a write holds, and the save line that announced it (then used up)."""
+    def _step_of(self, ckpt: Checkpoint, now: float, named: list[Checkpoint]) -> None:
+        """The step a write holds (`named`: writes around it whose names gave theirs), and the
+        save line that announced it (then used up)."""
         written_at = ckpt.time.timestamp()
         start = written_at - (ckpt.write_s or 0.0)
+        if ckpt.step is None:  # written with a named one, as Lightning's last.ckpt: its step
+            for other in reversed(named):  # by their last writes: a rewrite it merged with wins
+                if (
+                    other.step_source == "name"
+                    and abs(other.time.timestamp() - written_at) <= SETTLE_S
+                ):
+                    ckpt.step = other.step
+                    ckpt.step_source = f"written with {Path(other.path or '').name}"
+                    break
         match = None
         for a in self._announced:
             if ckpt.step is not None:
@@ -461,9 +491,11 @@ class Checkpoints:
                 ckpt.step, ckpt.step_source = self._steps[i - 1], "last step logged"
 
     def _report(self, ckpt: Checkpoint) -> None:
+        """One event per write in the folder (Lightning's two files of a save are two writes,
+        each with its write time); a save line alone only when no write showed its step."""
         if ckpt.step is not None:
             self.memory.remember(ckpt)
-            if ckpt.step in self._reported:
+            if ckpt.seen_by == "output" and ckpt.step in self._reported:
                 return
             self._reported.add(ckpt.step)
         latest = self.latest

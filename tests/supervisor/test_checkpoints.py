@@ -292,3 +292,36 @@ def test_the_resume_from_the_folder_alone(tmp_path: Path) -> None:
         120,
         "trainer_state.json: checkpoint-last",
     )
+
+
+def test_a_file_written_with_a_named_one_holds_its_step(tmp_path: Path) -> None:
+    # Lightning writes epoch=0-step=20.ckpt, then last.ckpt; a look may fall between the two, so
+    # that last.ckpt settles a look before its sibling.
+    reported: list[Checkpoint] = []
+    out = tmp_path / "out"
+    t = time.time() + 5
+    track = _tracker(out, reported)
+    _rewrite(out / "epoch=0-step=20.ckpt", 20, t)
+    track.scan(t + 0.005)  # sees the named one only
+    _rewrite(out / "last.ckpt", 20, t + 0.01)
+    track.scan(t + 1.004)  # the named one settles... (unchanged for 1 s, seen twice)
+    track.scan(t + 1.5)
+    track.scan(t + 2.0)
+    assert [(c.step, Path(c.path or "").name, c.step_source) for c in reported] == [
+        (20, "epoch=0-step=20.ckpt", "name"),
+        (20, "last.ckpt", "written with epoch=0-step=20.ckpt"),
+    ]
+    assert track.memory.recall(str(out / "last.ckpt"), _identity(out / "last.ckpt")) == 20
+    # ...or the other way round: last.ckpt waits for it.
+    _rewrite(out / "last.ckpt", 40, t + 10)
+    track.scan(t + 10.2)
+    _rewrite(out / "epoch=0-step=40.ckpt", 40, t + 10.5)
+    for now in (t + 10.6, t + 11.2, t + 11.4, t + 11.7, t + 12.2):
+        track.scan(now)
+    assert [c.step for c in reported] == [20, 20, 40, 40]
+    assert track.memory.recall(str(out / "last.ckpt"), _identity(out / "last.ckpt")) == 40
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)

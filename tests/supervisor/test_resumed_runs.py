@@ -77,7 +77,10 @@ def test_a_nanogpt_loop_resumed_after_its_end(
     assert (first["label"], first["last_step"], second["parent_label"]) == ("1.00", KILL_AT, "1.00")
     # One event per write of the same file, with the step it holds (not the step logbook was at
     # when it looked); the relaunch's first write is at 60.
-    assert checkpoint_steps(store_path, "nano") == {"1.00": [20, 40], "1.01": [60]}
+    assert checkpoint_steps(store_path, "nano") == {
+        "1.00": [(20, "ckpt.pt"), (40, "ckpt.pt")],
+        "1.01": [(60, "ckpt.pt")],
+    }
     assert first["last_checkpoint_step"] == 40
     assert (second["resumed_from_step"], second["resume_source"]) == (
         40,

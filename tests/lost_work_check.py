@@ -83,17 +83,17 @@ def attempts(store: Path, run: str) -> list[dict[str, Any]]:
     ).to_pylist()
 
 
-def checkpoint_steps(store: Path, run: str) -> dict[str, list[int | None]]:
-    """Label -> the steps of its checkpoint events, in time order."""
+def checkpoint_steps(store: Path, run: str) -> dict[str, list[tuple[int | None, str]]]:
+    """Label -> (step, file or folder name) of each of its checkpoint events, in step order."""
     rows = run_sql(
         Store(store),
-        "select a.label, e.step from events e join attempts a using (attempt_id) "
-        "where e.run = ? and e.kind = 'checkpoint' order by e.time",
+        "select a.label, e.step, e.data->>'path' as path from events e join attempts a "
+        "using (attempt_id) where e.run = ? and e.kind = 'checkpoint' order by e.step, path",
         [run],
     ).to_pylist()
-    out: dict[str, list[int | None]] = {}
+    out: dict[str, list[tuple[int | None, str]]] = {}
     for r in rows:
-        out.setdefault(r["label"], []).append(r["step"])
+        out.setdefault(r["label"], []).append((r["step"], Path(r["path"] or "").name))
     return out
 
 
@@ -132,16 +132,22 @@ def lost_steps_everywhere(invoke, store: Path, run: str) -> dict[str, dict[str, 
     return {label: {k: v.get(label) for k, v in reports.items()} for label in labels}
 
 
-def assert_lost_agrees(invoke, store: Path, run: str, failed: str, lost: int) -> None:  # type: ignore[no-untyped-def]
-    """The failed attempt lost `lost` steps by every report; the one after it (completed) none
-    (goodput: 0; the others list only attempts that did not complete)."""
+def assert_lost_agrees(invoke, store: Path, run: str, failed: str, lost: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Every report gives the failed attempt `lost` lost steps, and the last one (completed, not
+    relaunched) 0; `logbook incidents` lists only the attempts that did not complete."""
     everywhere = lost_steps_everywhere(invoke, store, run)
-    assert everywhere[failed] == dict.fromkeys(
-        ("incidents", "goodput", "show", "chronicle"), lost
-    ), everywhere
-    for label, by in everywhere.items():
-        if label != failed:
-            assert by["goodput"] == 0 and by["show"] is None and by["chronicle"] is None, by
+    reports = ("goodput", "show", "chronicle")
+    statuses = {a["label"]: a["status"] for a in attempts(store, run)}
+    if statuses[failed] != "completed":
+        reports = ("incidents", *reports)
+    assert {k: everywhere[failed][k] for k in reports} == dict.fromkeys(reports, lost), everywhere
+    last = max(everywhere)
+    assert statuses[last] == "completed" and everywhere[last] == {
+        "incidents": None,
+        "goodput": 0,
+        "show": 0,
+        "chronicle": 0,
+    }, everywhere
 
 
 def kill_signal(how: str) -> int:
