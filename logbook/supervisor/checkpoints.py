@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 SETTLE_S = 1.0  # a checkpoint unchanged for this long, and across two looks, is complete
-DEEP_EVERY_S = 5.0  # folders are walked (for files rewritten inside them) this often
+DEEP_EVERY_S = 5.0  # folders with no step in their names (`last/`) are walked this often
 MAX_FILES = 10_000  # files measured per checkpoint folder
 HISTORY = 20_000  # (time, step) changes kept to find the step at a write's start
 ANNOUNCED_WAIT_S = 10.0  # a save line the folder does not confirm in this long is reported alone
@@ -171,6 +171,7 @@ class FolderWatch:
         self.patterns = patterns
         self._done: dict[str, _Shape] = {}  # name -> shape when last reported (or at the start)
         self._pending: dict[str, _Write] = {}
+        self._judged: dict[str, bool] = {}  # name -> is_checkpoint
         self._last_look = time.time()
         self._last_deep = 0.0
         self.latest_at_start: Checkpoint | None = None
@@ -196,8 +197,8 @@ class FolderWatch:
         for name in [n for n in self._pending if n not in present]:
             # Gone before it settled: rotated away (Lightning's save_top_k) or renamed whole. It
             # was a complete write, as far as it got.
-            write = self._pending.pop(name)
-            done.append(self._checkpoint(name, write.shape, write.start))
+            gone = self._pending.pop(name)
+            done.append(self._checkpoint(name, gone.shape, gone.start))
         for name, shape in entries:
             before = self._done.get(name)
             write = self._pending.get(name)
@@ -247,33 +248,40 @@ class FolderWatch:
         )
 
     def _entries(self, *, deep: bool) -> list[tuple[str, _Shape]]:
-        try:
-            names = [
-                e.name for e in os.scandir(self.folder) if is_checkpoint(e.name, self.patterns)
-            ]
-        except OSError:
-            return []
+        """The checkpoint entries and their shapes. A look costs a stat per entry: names are
+        judged once, and a folder seen before is walked only when `deep` or written."""
         out = []
-        for name in names:
-            known = self._pending.get(name)
-            shallow = not deep and known is None and name in self._done
-            shape = _measure(self.folder / name, self._done.get(name) if shallow else None)
-            if shape is not None:
-                out.append((name, shape))
+        try:
+            with os.scandir(self.folder) as entries:
+                for e in entries:
+                    ok = self._judged.get(e.name)
+                    if ok is None:
+                        ok = self._judged[e.name] = is_checkpoint(e.name, self.patterns)
+                    if not ok:
+                        continue
+                    # A folder named with its step is written once: not walked again once done.
+                    again = deep and step_in_name(e.name) is None
+                    known = None if again or e.name in self._pending else self._done.get(e.name)
+                    shape = _measure(e, known)
+                    if shape is not None:
+                        out.append((e.name, shape))
+        except OSError:
+            return out
         return sorted(out, key=lambda x: x[1].newest)
 
 
-def _measure(path: Path, known: _Shape | None = None) -> _Shape | None:
+def _measure(entry: os.DirEntry[str], known: _Shape | None = None) -> _Shape | None:
     """The entry's shape; a folder is walked unless `known` is its shape and its own inode and
     mtime have not moved (an entry added or removed inside moves them)."""
     try:
-        st = path.lstat()
-        if path.is_symlink():  # Lightning's save_last="link": a link is not a write
+        if entry.is_symlink():  # Lightning's save_last="link": a link is not a write
             return None
-        if not os.path.isdir(path):
+        st = entry.stat(follow_symlinks=False)
+        if not entry.is_dir(follow_symlinks=False):
             return _Shape(st.st_size, 1, st.st_mtime, st.st_mtime, st.st_ino, st.st_mtime_ns)
         if known is not None and known.inode == st.st_ino and known.newest_ns >= st.st_mtime_ns:
             return known
+        path = entry.path
         # The folder's own mtime moves when an entry is added: activity, but not its start.
         size, files, oldest, newest, newest_ns = 0, 0, float("inf"), st.st_mtime, st.st_mtime_ns
         for folder, _dirs, names in os.walk(path):
