@@ -51,9 +51,10 @@ _NOT_A_STEP = re.compile(r"epoch[=_\-]?\d+|-v\d+$", re.I)
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 # Output lines. A save: `saved checkpoint at step 100`, `Saving model checkpoint to
-# out/checkpoint-100` (Transformers), `saving checkpoint to out` (nanoGPT).
+# out/checkpoint-100` (Transformers), `saving checkpoint to out` (nanoGPT); not `will save
+# checkpoints every 100 steps`.
 _SAVE = re.compile(
-    rb"\b(?:sav(?:e|ed|ing)|wr(?:ote|iting|itten))\b[^\n]{0,40}?(?:checkpoint|ckpt)", re.I
+    rb"\b(?:saved|saving|wrote|writing|written)\b[^\n]{0,40}?(?:checkpoint|ckpt)", re.I
 )
 _STEP_WORD = re.compile(rb"\bstep\D{0,3}(\d+)", re.I)
 _PATH_AFTER = re.compile(rb"\b(?:to|at|from|path)\s+['\"]?(?!step\b)([^\s'\"]+)", re.I)
@@ -425,6 +426,8 @@ class Checkpoints:
         source = "output" if step is not None else "save line"
         if step is None:
             step = last_step
+        if step is None and self._watch is None:
+            return True  # a save before any step, and no folder to find it in: nothing to say
         self.activity = time.monotonic()
         ckpt = _Announced(step, source, at, self.activity, path)
         if self._watch is None:

@@ -325,3 +325,16 @@ def test_a_file_written_with_a_named_one_holds_its_step(tmp_path: Path) -> None:
 def _identity(path: Path) -> tuple[int, int, int]:
     st = path.stat()
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def test_save_lines_without_a_folder(tmp_path: Path) -> None:
+    reported: list[Checkpoint] = []
+    track = Checkpoints(None, reported.append)
+    assert not track.saw_line(b"Will save checkpoints every 100 steps", time.time(), None)
+    assert track.saw_line(b"saving checkpoint to out", time.time(), None)  # nothing logged yet
+    assert track.saw_line(b"saving checkpoint to out", time.time(), 120)
+    assert track.saw_line(b"Saving model checkpoint to out/checkpoint-150", time.time(), 149)
+    assert [(c.step, c.step_source, c.seen_by) for c in reported] == [
+        (120, "save line", "output"),
+        (150, "output", "output"),
+    ]
