@@ -176,7 +176,7 @@ class FolderWatch:
         self._last_look = time.time()
         self._last_deep = 0.0
         self.latest_at_start: Checkpoint | None = None
-        for name, shape in self._entries(deep=True):
+        for name, shape in self._entries(deep=True, start=True):
             self._done[name] = shape
             if (
                 self.latest_at_start is None
@@ -248,7 +248,7 @@ class FolderWatch:
             identity=shape.identity(),
         )
 
-    def _entries(self, *, deep: bool) -> list[tuple[str, _Shape]]:
+    def _entries(self, *, deep: bool, start: bool = False) -> list[tuple[str, _Shape]]:
         """The checkpoint entries and their shapes. A look costs a stat per entry: names are
         judged once, and a folder seen before is walked only when `deep` or written."""
         out = []
@@ -263,7 +263,11 @@ class FolderWatch:
                     # A folder named with its step is written once: not walked again once done.
                     again = deep and step_in_name(e.name) is None
                     known = None if again or e.name in self._pending else self._done.get(e.name)
-                    shape = _measure(e, known)
+                    # At the start (before the command is launched) a folder named with its step
+                    # is not walked: a store of many large checkpoints would delay the launch.
+                    shape = _measure(
+                        e, known, walk=not (start and step_in_name(e.name) is not None)
+                    )
                     if shape is not None:
                         out.append((e.name, shape))
         except OSError:
@@ -271,9 +275,12 @@ class FolderWatch:
         return sorted(out, key=lambda x: x[1].newest)
 
 
-def _measure(entry: os.DirEntry[str], known: _Shape | None = None) -> _Shape | None:
+def _measure(
+    entry: os.DirEntry[str], known: _Shape | None = None, *, walk: bool = True
+) -> _Shape | None:
     """The entry's shape; a folder is walked unless `known` is its shape and its own inode and
-    mtime have not moved (an entry added or removed inside moves them)."""
+    mtime have not moved (an entry added or removed inside moves them), or not `walk` (then its
+    own stat stands for it)."""
     try:
         if entry.is_symlink():  # Lightning's save_last="link": a link is not a write
             return None
@@ -282,6 +289,8 @@ def _measure(entry: os.DirEntry[str], known: _Shape | None = None) -> _Shape | N
             return _Shape(st.st_size, 1, st.st_mtime, st.st_mtime, st.st_ino, st.st_mtime_ns)
         if known is not None and known.inode == st.st_ino and known.newest_ns >= st.st_mtime_ns:
             return known
+        if not walk:
+            return _Shape(0, 0, st.st_mtime, st.st_mtime, st.st_ino, st.st_mtime_ns)
         path = entry.path
         # The folder's own mtime moves when an entry is added: activity, but not its start.
         size, files, oldest, newest, newest_ns = 0, 0, float("inf"), st.st_mtime, st.st_mtime_ns
