@@ -275,7 +275,10 @@ def resolve_run_settings(
     patterns = flags.get("checkpoint_pattern") or table.get("checkpoint-pattern")  # flag: ()
     if isinstance(patterns, str):
         patterns = [patterns]
-    if patterns is not None and not all(isinstance(p, str) and p for p in patterns):
+    if patterns is not None and (
+        not isinstance(patterns, (list, tuple))
+        or not all(isinstance(p, str) and p for p in patterns)
+    ):
         raise ConfigError(f"{where}: checkpoint-pattern must be a glob or a list of globs")
     from logbook.telemetry import check_every
 

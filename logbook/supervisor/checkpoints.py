@@ -365,6 +365,7 @@ class Checkpoints:
         on_checkpoint: called once per checkpoint, in the thread that found it; never raises.
         patterns: --checkpoint-pattern globs (None: the default rule, `is_checkpoint`).
         memory: the steps of checkpoints written by earlier attempts (a relaunch's resume).
+        logs: the raw logs, whose modification times date the lines read from them.
     """
 
     def __init__(
@@ -373,8 +374,10 @@ class Checkpoints:
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
         patterns: Sequence[str] | None = None,
         memory: CheckpointMemory | None = None,
+        logs: Sequence[Path] = (),
     ) -> None:
         self.folder = folder
+        self._logs = list(logs) if folder is not None else []
         self._watch = FolderWatch(folder, patterns) if folder is not None else None
         self._on_checkpoint = on_checkpoint
         self.memory = memory if memory is not None else CheckpointMemory()
@@ -391,6 +394,17 @@ class Checkpoints:
         self._held: list[Checkpoint] = []  # step-less writes waiting for a named one to settle
 
     # --- fed by progress.py, in log order ---------------------------------------------------
+
+    def written_by(self, read_at: float) -> float:
+        """When the lines just read were printed at the latest: the logs' last modification,
+        which is often well before the read (a save right after a step line, then silence)."""
+        newest = 0.0
+        for log in self._logs:
+            try:
+                newest = max(newest, os.stat(log).st_mtime)
+            except OSError:
+                continue
+        return min(read_at, newest) if newest else read_at
 
     def saw_step(self, at: float, step: int) -> None:
         """The logs reached `step` at `at` (seconds since the epoch, when it was read)."""

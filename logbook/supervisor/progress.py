@@ -82,7 +82,7 @@ class Progress:
         self.catch_up_s = 0.0  # how long the catch-up took
         self._catch_up_budget = catch_up_s
         self.checkpoints = Checkpoints(
-            checkpoint_dir, on_checkpoint, checkpoint_patterns, checkpoint_memory
+            checkpoint_dir, on_checkpoint, checkpoint_patterns, checkpoint_memory, log_paths
         )
         self._parser = parser  # None: steps only, by find_step
         self._on_metrics = on_metrics
@@ -263,7 +263,7 @@ class Progress:
 
     def _scan_lines(self, chunk: bytes) -> None:
         stamp, mono = _now(), time.monotonic()
-        at = stamp.timestamp()
+        at = self.checkpoints.written_by(stamp.timestamp())  # dates a checkpoint's step
         self.last_output_time = stamp
         for line in chunk.split(b"\n"):
             if not line:

@@ -338,3 +338,46 @@ def test_save_lines_without_a_folder(tmp_path: Path) -> None:
         (120, "save line", "output"),
         (150, "output", "output"),
     ]
+
+
+def test_checkpoint_patterns_from_the_flag_or_logbook_toml() -> None:
+    from logbook.cli.commands_run import resolve_run_settings
+    from logbook.errors import ConfigError
+
+    def patterns(flag: tuple[str, ...], table: dict) -> list[str] | None:  # type: ignore[type-arg]
+        return resolve_run_settings({"checkpoint_pattern": flag}, {"run": table}, (), None)[
+            "checkpoint_patterns"
+        ]
+
+    assert patterns((), {}) is None  # the default rule
+    assert patterns((), {"checkpoint-pattern": "model_*.pt"}) == ["model_*.pt"]
+    assert patterns((), {"checkpoint-pattern": ["a*", "b*"]}) == ["a*", "b*"]
+    assert patterns(("c*",), {"checkpoint-pattern": ["a*"]}) == ["c*"]  # the flag wins
+    with pytest.raises(ConfigError, match="checkpoint-pattern"):
+        patterns((), {"checkpoint-pattern": 3})
+
+
+def test_a_pattern_under_logbook_run(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # model.pt rewritten in place is a checkpoint only when configured; export.pt never. Its step
+    # is the last one printed before it was written, though read after it (the log's mtime).
+    script, out = tmp_path / "train.py", tmp_path / "out"
+    script.write_text(
+        "import os, sys, time\nos.makedirs(sys.argv[1])\n"
+        "for step in range(1, 7):\n"
+        "    print(f'step={step} loss={1 / step}', flush=True)\n"
+        "    if step % 3 == 0:\n"
+        "        time.sleep(0.1)\n"
+        "        open(os.path.join(sys.argv[1], 'model.pt'), 'wb').write(b'w' * step)\n"
+        "    time.sleep(0.7)\n"
+        "open(os.path.join(sys.argv[1], 'export.pt'), 'wb').write(b'w')\n"
+    )
+    run_logbook(
+        "run", "--store", str(store_path), "--no-capture", "--sample-every", "0",
+        "--checkpoint-dir", str(out), "--checkpoint-pattern", "model*.pt", "--",
+        sys.executable, str(script), str(out), check=0,
+    )  # fmt: skip
+    events = _checkpoint_events(store_path)
+    assert [(step, Path(d["path"]).name, d["step_source"]) for step, d in events] == [
+        (3, "model.pt", "last step logged"),
+        (6, "model.pt", "last step logged"),
+    ]
