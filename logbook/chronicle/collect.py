@@ -63,10 +63,11 @@ def gather(
         attempts = _rows(
             con,
             """
-            select a.*, i.lost_steps, i.lost_work_s, i.downtime_s, i.time_lost_s,
+            select a.*, l.lost_steps, l.lost_work_s, i.downtime_s, i.time_lost_s,
                    coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
                    coalesce(n.hosts, 1) as hosts
             from attempts a left join incidents i using (attempt_id)
+            left join lost_work l using (attempt_id)  -- one definition (query/lost_work.py)
             left join (select attempt_id, count(distinct host) as hosts from nodes group by all) n
                 using (attempt_id)
             where a.run = $run order by a.start_time, a.label

@@ -122,7 +122,7 @@ COMMANDS.append(metrics)
 @store_option
 @format_option
 def goodput(run_name: str, each: bool, store: Path | None, fmt: str) -> None:
-    """Where a run's wall-clock and GPU time went: productive training, re-done steps, hangs,
+    """Where a run's wall-clock and GPU time went: productive training, lost work, hangs,
     downtime, start-up and checkpoints, with the share of each.
 
     \b

@@ -25,6 +25,7 @@ _RUN_SETTINGS = (
     "max_same_failures",
     "hang_timeout",
     "checkpoint_dir",
+    "checkpoint_pattern",
     "resume_cmd",
     "grace",
     "sample_every",
@@ -86,6 +87,13 @@ _RUN_SETTINGS = (
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Where the training writes checkpoints; their steps measure lost work.",
+)
+@click.option(
+    "--checkpoint-pattern",
+    multiple=True,
+    metavar="GLOB",
+    help="Which entries of --checkpoint-dir are checkpoints (repeatable; e.g. 'model_*.pt'), "
+    "instead of names with checkpoint, ckpt, step, iter or epoch.",
 )
 @click.option(
     "--metrics",
@@ -265,6 +273,14 @@ def resolve_run_settings(
 
         load_mix(Path(data_mix))  # likewise
     checkpoint_dir = get("checkpoint_dir", None)
+    patterns = flags.get("checkpoint_pattern") or table.get("checkpoint-pattern")  # flag: ()
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if patterns is not None and (
+        not isinstance(patterns, (list, tuple))
+        or not all(isinstance(p, str) and p for p in patterns)
+    ):
+        raise ConfigError(f"{where}: checkpoint-pattern must be a glob or a list of globs")
     from logbook.telemetry import check_every
 
     sample_every = check_every(duration("sample_every", "10s") or 0.0)
@@ -279,6 +295,7 @@ def resolve_run_settings(
         "grace_s": duration("grace", "20s"),
         "resume_command": shlex.split(resume) if resume else None,
         "checkpoint_dir": Path(checkpoint_dir).absolute() if checkpoint_dir else None,
+        "checkpoint_patterns": list(patterns) if patterns else None,
         "config_path": Path(config_file).absolute() if config_file else None,
         "data_mix_path": Path(data_mix).absolute() if data_mix else None,
         "metrics": metrics,

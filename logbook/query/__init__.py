@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
 from logbook.errors import BadQuery, ReadOnlyQuery, StoreCorrupt
-from logbook.query import gpu_count
+from logbook.query import gpu_count, lost_work
 from logbook.store import Snapshot, Store, layout, parts
 
 if TYPE_CHECKING:
@@ -97,37 +97,33 @@ _DERIVED_VIEWS = (
                 then duration_s / (last_step - coalesce(resumed_from_step, 0)) end as s_per_step
     from attempts
     """,
-    # Each attempt beside the one that followed it: what its end cost.
+    lost_work.VIEW,
+    # Each attempt beside the one that followed it: what its end cost (lost work: lost_work.py).
     """
     create view incidents as
-    with a as (select * from attempt_pace)
     select a.run, a.label, a.attempt_id, a.status,
            coalesce(a.crash_class, a.status) as class,
            a.summary, a.end_time as time, a.last_step,
-           coalesce(n.resumed_from_step, a.last_checkpoint_step) as restart_step,
-           greatest(a.last_step - coalesce(n.resumed_from_step, a.last_checkpoint_step), 0) as lost_steps,
-           greatest(a.last_step - coalesce(n.resumed_from_step, a.last_checkpoint_step), 0) * a.s_per_step
-               as lost_work_s,
+           l.restart_step, l.restart_basis, l.lost_steps, l.lost_work_s,
            a.hung_s,
-           epoch(n.start_time - a.end_time) as downtime_s,
-           epoch(n.first_step_time - n.start_time) as restart_startup_s,
-           coalesce(greatest(a.last_step - coalesce(n.resumed_from_step, a.last_checkpoint_step), 0)
-                    * a.s_per_step, 0) + coalesce(a.hung_s, 0) + coalesce(epoch(n.start_time - a.end_time), 0)
-               + coalesce(epoch(n.first_step_time - n.start_time), 0) as time_lost_s,
-           n.label as next_label, a.decision, a.decision_reason
-    from a left join attempts n on n.parent_id = a.attempt_id
+           epoch(l.next_start_time - a.end_time) as downtime_s,
+           epoch(l.next_first_step_time - l.next_start_time) as restart_startup_s,
+           coalesce(l.lost_work_s, 0) + coalesce(a.hung_s, 0)
+               + coalesce(epoch(l.next_start_time - a.end_time), 0)
+               + coalesce(epoch(l.next_first_step_time - l.next_start_time), 0) as time_lost_s,
+           l.next_label, a.decision, a.decision_reason
+    from attempts a join lost_work l using (attempt_id)
     where a.status not in ('completed', 'running')
     """,
     # Where each attempt's wall-clock time went: start-up until the first step, time hung,
-    # steps done again after a crash, checkpoint writes, and the rest, productive; plus the
-    # downtime since the attempt before it. Every part is clipped so that they add up to wall_s.
+    # lost work (its steps the run did not keep, lost_work.py; null when unknown), checkpoint
+    # writes, and the rest, productive; plus the downtime since the attempt before it. Every part
+    # is clipped so that they add up to wall_s.
     """
     create view goodput as
     with p as (
         select a.*,
                coalesce(a.duration_s, epoch(now() - a.start_time)) as wall,
-               max(a.last_step) over (partition by a.run order by a.start_time
-                   rows between unbounded preceding and 1 preceding) as prior_max_step,
                lag(a.end_time) over (partition by a.run order by a.start_time) as prev_end
         from attempt_pace a
     ),
@@ -145,26 +141,26 @@ _DERIVED_VIEWS = (
                     then least(greatest(epoch(p.first_step_time - p.start_time), 0), p.wall)
                     when p.status in ('completed', 'running') then 0  -- no steps seen: unsplit
                     else p.wall end as startup_s,
-               case when p.prior_max_step is null then 0  -- (least() skips nulls)
-                    else greatest(least(p.prior_max_step, p.last_step)
-                                  - coalesce(p.resumed_from_step, p.first_step), 0)
-               end as redone_steps
+               l.lost_steps, l.lost_work_s
         from p left join ck using (attempt_id) left join g using (attempt_id)
+               left join lost_work l using (attempt_id)
     ),
     s2 as (
         select *, least(coalesce(hung_s, 0), wall - startup_s) as hung_part from s1
     ),
     s3 as (
-        select *, least(coalesce(redone_steps * s_per_step, 0), wall - startup_s - hung_part)
-                  as redone_part from s2
+        select *, case when lost_work_s is not null  -- (least() skips nulls)
+                       then least(lost_work_s, wall - startup_s - hung_part) end as lost_part
+        from s2
     ),
     s4 as (
-        select *, least(ck_s, wall - startup_s - hung_part - redone_part) as checkpoint_part
+        select *, least(ck_s, wall - startup_s - hung_part - coalesce(lost_part, 0))
+                  as checkpoint_part
         from s3
     )
     select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
-           wall - startup_s - hung_part - redone_part - checkpoint_part as productive_s,
-           redone_part as redone_s, redone_steps, hung_part as hung_s, startup_s,
+           wall - startup_s - hung_part - coalesce(lost_part, 0) - checkpoint_part as productive_s,
+           lost_part as lost_s, lost_steps, hung_part as hung_s, startup_s,
            checkpoint_part as checkpoint_s,
            greatest(coalesce(epoch(start_time - prev_end), 0), 0) as downtime_before_s
     from s4
@@ -326,12 +322,13 @@ def show_run(store: Store, run: str) -> pa.Table:
                round(a.duration_s, 1) as duration_s,
                a.resumed_from_step as resumed_from,
                case when a.first_step is not null then concat(a.first_step, '-', a.last_step) end as steps,
-               i.lost_steps, round(i.downtime_s, 1) as downtime_s,
+               l.lost_steps, l.restart_basis, round(i.downtime_s, 1) as downtime_s,
                a.decision as then, a.summary,
                a.start_time, left(g.commit, 12) as git_commit, g.dirty as git_dirty,
                coalesce(n.hosts, 1) as hosts
         from attempts a
         left join incidents i on i.attempt_id = a.attempt_id
+        left join lost_work l on l.attempt_id = a.attempt_id
         left join (  -- every host of a launch snapshots the checkout: the leader's, else any
             select attempt_id,
                    arg_min(value, host is distinct from a_host) filter (where name = 'commit') as commit,
@@ -417,7 +414,7 @@ def list_incidents(store: Store, run: str) -> pa.Table:
     return run_sql(
         store,
         """
-        select label, time, class, summary, last_step, restart_step, lost_steps,
+        select label, time, class, summary, last_step, restart_step, restart_basis, lost_steps,
                round(lost_work_s, 1) as lost_work_s, round(hung_s, 1) as hung_s,
                round(downtime_s, 1) as downtime_s, round(time_lost_s, 1) as time_lost_s, next_label, decision
         from incidents where run = ? order by time

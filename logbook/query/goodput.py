@@ -6,8 +6,10 @@ Categories, each in seconds of wall-clock and in GPU-hours (seconds × the attem
 its launch snapshot; downtime counts the GPUs of the attempt that followed it, which were waiting):
 
 - productive: training that moved the run forward;
-- re-done steps: steps trained again after a crash, back from the checkpoint it resumed from to
-  the furthest step reached before (at the attempt's own pace);
+- lost work: the steps of an attempt that did not complete which the run did not keep, from the
+  step the next attempt restarted from to its last step, at its own pace (`query/lost_work.py`,
+  the same steps `logbook incidents` and `logbook show` give; unknown, and then not split off
+  productive time, where no restart step is known);
 - hung: from the last sign of progress until logbook stopped the command;
 - downtime: between the end of an attempt and the start of the next;
 - start-up: from launch to the first step (all of an attempt that failed before one);
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 CATEGORIES = (
     ("productive", "productive_s"),
-    ("re-done steps", "redone_s"),
+    ("lost work", "lost_s"),
     ("hung", "hung_s"),
     ("downtime", "downtime_before_s"),
     ("start-up", "startup_s"),
@@ -73,7 +75,8 @@ def goodput(store: Store, run: str) -> pa.Table:
 
 
 def goodput_by_attempt(store: Store, run: str) -> pa.Table:
-    """The `goodput` view of one run, an attempt a line, oldest first.
+    """The `goodput` view of one run, an attempt a line, oldest first (`lost_steps` as
+    `logbook incidents` gives them).
 
     Raises:
         NoSuchRun: the run is unknown.
@@ -82,7 +85,7 @@ def goodput_by_attempt(store: Store, run: str) -> pa.Table:
     cols = ", ".join(f"round({col}, 1) as {col}" for _, col in CATEGORIES)
     return query.run_sql(
         store,
-        f"select label, status, gpus, round(wall_s, 1) as wall_s, {cols}, redone_steps "
+        f"select label, status, gpus, round(wall_s, 1) as wall_s, {cols}, lost_steps "
         "from goodput where run = $run order by start_time",
         {"run": run},
     )

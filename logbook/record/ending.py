@@ -150,6 +150,7 @@ def end_fields(
             first_step_time=progress.first_step_time,
             last_step_time=progress.last_step_time,
             resumed_from_step=progress.resumed_from_step,
+            resume_source=progress.resume_source,
             last_output_time=progress.last_output_time,
             last_checkpoint_step=progress.checkpoint.step if progress.checkpoint else None,
             last_checkpoint_time=progress.checkpoint.time if progress.checkpoint else None,

@@ -44,11 +44,23 @@ def points_schema() -> pa.Schema:
 
 @dataclass
 class Fed:
-    """What one chunk gave: its points (`step`, `name`, `value`) and how many lines named a step."""
+    """What one chunk gave: its points (`step`, `name`, `value`), how many lines named a step,
+    and which (`step_line`, numpy, ascending line indices) named which step (`step_value`)."""
 
     points: pa.Table
     step_lines: int
     lines: int
+    step_line: Any = None
+    step_value: Any = None
+
+    def step_before(self, line: int, carried: int | None) -> int | None:
+        """The last step named before `line` of the chunk (`carried`: the one before the chunk)."""
+        import numpy as np
+
+        if self.step_line is None:
+            return carried
+        k = int(np.searchsorted(self.step_line, line)) - 1
+        return int(self.step_value[k]) if k >= 0 else carried
 
 
 class MetricStream:
@@ -144,7 +156,7 @@ class MetricStream:
         if self.gating or self.held:
             first = int(s_line[0]) if len(s_line) else None
             table = self._gate(table, ~own_line, first, p_line)
-        return Fed(table, len(s_step), chunk.lines)
+        return Fed(table, len(s_step), chunk.lines, s_line, s_step)
 
     def _gate(
         self, table: pa.Table, stepless: Any, first_step_line: int | None, p_line: Any
@@ -281,12 +293,3 @@ def interleaved(
     finally:
         for f in files.values():
             f.close()
-
-
-def split_count(data: bytes, offset: int) -> int:
-    """The index (as `ChunkParser` counts lines: empty ones not counted) of the line of `data`
-    that holds `offset`."""
-    from logbook.record.batch import split_lines
-
-    start = last_line_end(data[:offset])
-    return len(split_lines(data[:start]))

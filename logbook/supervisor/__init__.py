@@ -36,6 +36,7 @@ class RunOptions:
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     hang_timeout_s: float | None = None
     checkpoint_dir: Path | None = None
+    checkpoint_patterns: list[str] | None = None  # which entries are checkpoints; None: the default
     resume_command: list[str] | None = None
     detectors: dict[str, Any] = field(default_factory=dict)  # logbook.toml [detectors] settings
     metrics: str = "auto"  # auto | none | regex:PATTERN: metrics from the output

@@ -12,6 +12,7 @@ from typing import Any
 
 from logbook.record.parsers import LineParser
 from logbook.supervisor import launch
+from logbook.supervisor.checkpoints import CheckpointMemory
 from logbook.supervisor.oom import OomWatch
 from logbook.supervisor.passthrough import Passthrough
 from logbook.supervisor.progress import Progress
@@ -36,6 +37,8 @@ class Launch:
     checkpoint_dir: Path | None
     parser: LineParser | None = None  # metrics from the output; None: steps only
     catch_up_s: float = 1.0  # after the end, parse for at most this long (the rest: off the path)
+    checkpoint_patterns: list[str] | None = None  # --checkpoint-pattern; None: the default rule
+    checkpoint_memory: CheckpointMemory | None = None  # steps of the run's earlier checkpoints
 
 
 @dataclass
@@ -90,6 +93,8 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         on_metrics=watch.metrics,
         on_parsed=watch.parsed,
         on_settings=watch.settings,
+        checkpoint_patterns=spec.checkpoint_patterns,
+        checkpoint_memory=spec.checkpoint_memory,
     )
     # The pump before the command: its output never meets a pipe that nobody reads. (And before
     # the start is journaled: the pump's own start-up overlaps the journal's fsyncs.)

@@ -14,7 +14,6 @@ left: the coverage file names it, and it is parsed off the path of the job (`rec
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,21 +21,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end, split_count
-from logbook.supervisor.checkpoints import Checkpoint, FolderWatch
+from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end
+from logbook.supervisor.checkpoints import Checkpoint, CheckpointMemory, Checkpoints
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from logbook.record.parsers import LineParser
 
-_RESUMED = re.compile(rb"resum\w*\b[^\n\r]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE)
-_SAVED = re.compile(
-    rb"(?:sav\w*|wr[io]te?\w*)\b[^\n\r]{0,40}?checkpoint[^\n\r]{0,80}?\bstep\D{0,3}(\d+)",
-    re.IGNORECASE,
-)
 READ_EVERY_S = 0.5
-CHECKPOINT_EVERY_S = 5.0
 CHUNK_S = 0.2  # a chunk is sized to about this much parsing: the end and a stop wait no longer
 MIN_READ, MAX_READ = 256 << 10, 8 << 20  # bytes per read of a log
 END_BUDGET_S = 1.0  # after the command ends, parse for at most this long (#15)
@@ -67,6 +60,8 @@ class Progress:
         end_budget_s: float = END_BUDGET_S,
         on_parsed: Callable[[dict[str, Any]], None] | None = None,
         on_settings: Callable[[dict[str, float]], None] | None = None,
+        checkpoint_patterns: list[str] | None = None,
+        checkpoint_memory: CheckpointMemory | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -76,9 +71,6 @@ class Progress:
         self.first_step_time: datetime | None = None
         self.last_step_time: datetime | None = None
         self.last_step_mono = self.started
-        self.resumed_from_step: int | None = None
-        self.checkpoint: Checkpoint | None = None
-        self.checkpoint_mono = self.started
         self._paths = log_paths
         self._offsets = {p: 0 for p in log_paths}
         self._partial = {p: b"" for p in log_paths}
@@ -87,11 +79,9 @@ class Progress:
         self.end_parse_s = 0.0  # how long `stop` parsed after the command ended
         self.unparsed: dict[str, int] = {}  # log -> bytes left unparsed by `stop`
         self.parsed_lines = 0
-        self._ckpt_dir = checkpoint_dir
-        self._folder = FolderWatch(checkpoint_dir) if checkpoint_dir is not None else None
-        self._announced: dict[int, tuple[Checkpoint, float]] = {}  # step -> (it, monotonic time)
-        self._reported: set[int] = set()  # steps whose checkpoint is on record
-        self._on_checkpoint = on_checkpoint
+        self.checkpoints = Checkpoints(
+            checkpoint_dir, on_checkpoint, checkpoint_patterns, checkpoint_memory, log_paths
+        )
         # Without a parser (--metrics none), steps only.
         self.stream = MetricStream(parser.mode if parser is not None else "none")
         self._on_metrics = on_metrics
@@ -104,8 +94,20 @@ class Progress:
         self._rate = float(MIN_READ / CHUNK_S)  # bytes parsed per second, as last measured
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if self._folder is not None and self._folder.latest_at_start is not None:
-            self.resumed_from_step = self._folder.latest_at_start.step
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The newest checkpoint on record (checkpoints.py)."""
+        return self.checkpoints.latest
+
+    @property
+    def resumed_from_step(self) -> int | None:
+        return self.checkpoints.resume(self.first_step)[0]
+
+    @property
+    def resume_source(self) -> str | None:
+        """What gave resumed_from_step: the output's line, the checkpoint's name, ..."""
+        return self.checkpoints.resume(self.first_step)[1]
 
     # --- fed by the pumps -------------------------------------------------------------------
 
@@ -141,24 +143,21 @@ class Progress:
             self._settle()
         self.end_parse_s = time.monotonic() - started
         self._parsed()  # the coverage names every log, and how far each is parsed
-        self._scan_checkpoints(final=True)
+        self.checkpoints.scan(final=True)
 
     def last_activity(self) -> float:
         """Monotonic time of the last output, step or checkpoint."""
-        return max(self.last_output, self.last_step_mono, self.checkpoint_mono)
+        return max(self.last_output, self.last_step_mono, self.checkpoints.activity)
 
     def _follow(self) -> None:
         try:  # Linux niceness is per thread: parsing yields the CPU to the command and the passthrough
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
         except (OSError, AttributeError):
             pass
-        next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
         while not self._stop.wait(READ_EVERY_S):
             try:
                 self.read_logs()
-                if self._ckpt_dir is not None and time.monotonic() >= next_ckpt:
-                    next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
-                    self._scan_checkpoints()
+                self.checkpoints.scan()  # a stat per entry; folders walked every few seconds
             except Exception:  # a bug here must never touch the training
                 continue
 
@@ -240,6 +239,7 @@ class Progress:
             "last_step": self.last_step,
             "last_step_time": self.last_step_time,
             "resumed_from_step": self.resumed_from_step,
+            "resume_source": self.resume_source,
             **self._state,
         }
 
@@ -266,19 +266,17 @@ class Progress:
     def _scan_chunk(self, chunk: bytes, stamp: datetime) -> Fed:
         mono = time.monotonic()
         self.last_output_time = stamp
-        skip: frozenset[int] = frozenset()
-        if b"esum" in chunk or b"ESUM" in chunk:
-            resumed = [(m.start(), int(m.group(1))) for m in _RESUMED.finditer(chunk)]
-            if resumed and self.resumed_from_step is None:
-                self.resumed_from_step = resumed[0][1]
-            # where it starts from is not progress
-            skip = frozenset(split_count(chunk, at) for at, _ in resumed)
-        if b"heckpoint" in chunk or b"HECKPOINT" in chunk:
-            for m in _SAVED.finditer(chunk):
-                self._announce(Checkpoint(int(m.group(1)), stamp, None, seen_by="output"))
+        at = self.checkpoints.written_by(stamp.timestamp())  # dates a checkpoint's step
+        # Save and resume lines: their steps are not progress; each is told the step before it.
+        marked = self.checkpoints.marked_lines(chunk)
+        skip = frozenset(i for i, _ in marked)
         before = self.stream.last_step
         fed = self.stream.feed(chunk, skip_step_lines=skip)
         self.parsed_lines += fed.lines
+        for i, line in marked:
+            self.checkpoints.saw_line(line, at, fed.step_before(i, before))
+        if fed.step_lines:  # one time for the whole chunk: its last step is the one that counts
+            self.checkpoints.saw_step(at, int(fed.step_value[-1]))
         if fed.step_lines:
             if self.first_step is None:
                 self.first_step, self.first_step_time = self.stream.first_step, stamp
@@ -286,47 +284,3 @@ class Progress:
                 self.last_step_mono = mono
             self.last_step, self.last_step_time = self.stream.last_step, stamp
         return fed
-
-    def _announce(self, ckpt: Checkpoint) -> None:
-        """A save announced in the output. With --checkpoint-dir it waits for the folder to show
-        the same step (one event, with the size); alone it is reported at once."""
-        self.checkpoint_mono = time.monotonic()
-        if self._folder is None:
-            self._report(ckpt)
-        elif ckpt.step not in self._reported:
-            assert ckpt.step is not None  # _SAVED always has one
-            self._announced.setdefault(ckpt.step, (ckpt, time.monotonic()))
-
-    def _scan_checkpoints(self, *, final: bool = False) -> None:
-        """Report the checkpoints complete in --checkpoint-dir, and announcements the folder did
-        not confirm in time (a file rewritten in place may already hold a later step)."""
-        if self._folder is None:
-            return
-        done, busy = self._folder.scan(time.time(), final=final)
-        if busy:  # a long save with no output is not a hang
-            self.checkpoint_mono = time.monotonic()
-        for ckpt in done:
-            if ckpt.step is None:
-                ckpt.step = self.last_step  # a name with no number: the step we were at
-        confirmed = {c.step for c in done if self._announced.pop(c.step or -1, None) is not None}
-        late = time.monotonic() - 2 * CHECKPOINT_EVERY_S
-        for step, (ckpt, seen) in sorted(self._announced.items()):
-            if final or seen < late:
-                del self._announced[step]
-                self._report(ckpt)
-        for ckpt in done:
-            if ckpt.step in confirmed:
-                ckpt.seen_by = "folder+output"
-            self._report(ckpt)
-
-    def _report(self, ckpt: Checkpoint) -> None:
-        if ckpt.step is not None:
-            if ckpt.step in self._reported:
-                return
-            self._reported.add(ckpt.step)
-        latest = self.checkpoint
-        if latest is None or latest.step is None or (ckpt.step or 0) >= latest.step:
-            self.checkpoint = ckpt
-        self.checkpoint_mono = time.monotonic()
-        if self._on_checkpoint is not None:
-            self._on_checkpoint(ckpt)

@@ -21,6 +21,7 @@ from logbook.record.parsers import LineParser
 from logbook.store import Store
 from logbook.supervisor import lineage, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
+from logbook.supervisor.checkpoints import CheckpointMemory
 from logbook.supervisor.launch_snapshots import start_capture, start_settings
 from logbook.supervisor.lifecycle_hooks import LifecycleHooks
 from logbook.supervisor.policy import Decision, History, Outcome, decide
@@ -58,6 +59,7 @@ class Session:
         self.under_scheduler = any(v in env for v in SCHEDULER_VARS)
         self.recorder: Recorder | None = None
         self.history = History()
+        self.checkpoint_memory = CheckpointMemory(self._recorded_checkpoints)
         # Metrics from the output: "none" keeps only the step finder of the hang watch. The
         # other hosts of a launch leave metrics to the leader (their ranks rarely print any).
         leads = self.node is None or self.node.leader
@@ -139,6 +141,20 @@ class Session:
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
         return not forwarder.stopping
 
+    def _recorded_checkpoints(self) -> list[dict[str, Any]]:
+        """The run's checkpoint events on record: a relaunch by hand finds the step of the
+        checkpoint it loads (read once, when first needed, in the progress thread)."""
+        if self.store is None or not self.previous:
+            return []
+        from logbook.query import run_sql
+
+        return run_sql(  # type: ignore[no-any-return]
+            self.store,
+            "select step, data from events where run = ? and kind = 'checkpoint' "
+            "and step is not null",
+            [self.run],
+        ).to_pylist()
+
     def attempt(self, forwarder: Forwarder, restart_count: int) -> tuple[int, Decision]:
         opts, first_of_run = self.opts, not self.previous
         node = self.node
@@ -183,6 +199,8 @@ class Session:
             opts.checkpoint_dir,
             self.parser,
             opts.catch_up_s,
+            opts.checkpoint_patterns,
+            self.checkpoint_memory,
         )
         metrics = (
             MetricBuffer(recorder, mode=opts.metrics)
@@ -275,6 +293,9 @@ class Session:
                     "files": ckpt.files,
                     "write_s": ckpt.write_s,
                     "seen_by": ckpt.seen_by,
+                    "step_source": ckpt.step_source,
+                    "inode": ckpt.identity[0] if ckpt.identity else None,
+                    "mtime_ns": ckpt.identity[2] if ckpt.identity else None,
                 },
             )
 

@@ -15,7 +15,7 @@ from logbook.store import Store
 #   1.00  0-130, crashed: first step at 10, steps 1-100 at 1 s a step until 110, hung 15 s;
 #         one checkpoint that took 5 s to write.
 #   1.01  160-320 (30 s of downtime), resumed from step 50: steps 51-200 from 170 to 319, so
-#         steps 51-100 are done again (50 s at 1 s a step).
+#         the steps 51-100 of 1.00 are lost (50 s at its pace of 1 s a step), counted in 1.00.
 HISTORY = [
     {"type": "attempt", "label": "1.00", "start": "2026-01-01T00:00:00Z",
      "end": "2026-01-01T00:02:10Z", "status": "crashed", "class": "gpu_hardware",
@@ -49,24 +49,24 @@ def test_each_part_of_the_time_is_counted_once(invoke, store_path: Path, tmp_pat
         invoke(["goodput", "g", "--each", "--store", str(store_path), "--format", "json"]).stdout
     )
     got = [
-        {k: e[k] for k in ("label", "gpus", "wall_s", "productive_s", "redone_s", "hung_s",
-                           "downtime_before_s", "startup_s", "checkpoint_s", "redone_steps")}
+        {k: e[k] for k in ("label", "gpus", "wall_s", "productive_s", "lost_s", "hung_s",
+                           "downtime_before_s", "startup_s", "checkpoint_s", "lost_steps")}
         for e in each
     ]  # fmt: skip
     assert got == [
-        {"label": "1.00", "gpus": 8, "wall_s": 130, "productive_s": 100, "redone_s": 0,
+        {"label": "1.00", "gpus": 8, "wall_s": 130, "productive_s": 50, "lost_s": 50,
          "hung_s": 15, "downtime_before_s": 0, "startup_s": 10, "checkpoint_s": 5,
-         "redone_steps": 0},
-        {"label": "1.01", "gpus": 8, "wall_s": 160, "productive_s": 100, "redone_s": 50,
+         "lost_steps": 50},
+        {"label": "1.01", "gpus": 8, "wall_s": 160, "productive_s": 150, "lost_s": 0,
          "hung_s": 0, "downtime_before_s": 30, "startup_s": 10, "checkpoint_s": 0,
-         "redone_steps": 50},
+         "lost_steps": 0},
     ]  # fmt: skip
     total = json.loads(
         invoke(["goodput", "g", "--store", str(store_path), "--format", "json"]).stdout
     )
     assert [(c["category"], c["seconds"], c["pct"], c["gpu_hours"]) for c in total] == [
         ("productive", 200, 62.5, round(200 * 8 / 3600, 3)),
-        ("re-done steps", 50, 15.6, round(50 * 8 / 3600, 3)),
+        ("lost work", 50, 15.6, round(50 * 8 / 3600, 3)),
         ("hung", 15, 4.7, round(15 * 8 / 3600, 3)),
         ("downtime", 30, 9.4, round(30 * 8 / 3600, 3)),
         ("start-up", 20, 6.3, round(20 * 8 / 3600, 3)),
@@ -100,13 +100,19 @@ def test_a_real_run_with_crashes(invoke, run_logbook, store_path: Path, tmp_path
         "from attempts",
     ).to_pylist()
     assert abs(rows["total"]["seconds"] - wall["w"]) < 0.2  # every second of the run, once
-    assert rows["productive"]["seconds"] > rows["re-done steps"]["seconds"] > 0
+    assert rows["productive"]["seconds"] > rows["lost work"]["seconds"] > 0
     assert rows["downtime"]["seconds"] >= 0.4 and rows["hung"]["seconds"] == 0
     assert rows["total"]["gpu_hours"] == 0  # no GPU here
     each = json.loads(
         invoke(["goodput", "real", "--each", "--store", str(store_path), "--format", "json"]).stdout
     )
-    assert [e["redone_steps"] for e in each] == [0, 40]  # crashed at 190-ish, resumed from 150
+    assert [e["lost_steps"] for e in each] == [40, 0]  # crashed at 190-ish, resumed from 150
+    incidents = json.loads(
+        invoke(
+            ["incidents", "real", "--each", "--store", str(store_path), "--format", "json"]
+        ).stdout
+    )
+    assert [i["lost_steps"] for i in incidents] == [40]  # the same definition
 
 
 def test_goodput_of_an_unknown_run(invoke, store_path: Path) -> None:  # type: ignore[no-untyped-def]

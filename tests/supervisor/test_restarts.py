@@ -137,7 +137,7 @@ def test_crashes_twice_then_succeeds_from_its_checkpoint(
     ] == [
         ("1.00", "10-130", None, 30, "restart"),
         ("1.01", "110-230", 100, 30, "restart"),
-        ("1.02", "210-300", 200, None, "stop"),
+        ("1.02", "210-300", 200, 0, "stop"),  # completed, not relaunched: nothing lost
     ]
     events = run_sql(
         Store(store_path), "select kind, count(*) as n from events group by kind"

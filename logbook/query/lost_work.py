@@ -1,0 +1,56 @@
+"""Lost work: the one definition that `logbook incidents`, `goodput`, `show` and the chronicle
+all read (#15).
+
+An attempt loses the steps it made that the run does not keep:
+
+    lost_steps = its last step - the restart step            (never below 0)
+
+The restart step is, first that is known:
+
+1. the step the next attempt (the one whose parent it is) resumed from, `resumed_from_step`, as
+   its `resume_source` says (the training's resume line, the checkpoint it loaded);
+2. the first step that next attempt logged (it cannot have resumed after it: a training that
+   starts over logs its first step, and then everything is lost);
+3. the attempt's own last checkpoint, when no attempt followed or the next one logged no step
+   (what a relaunch could at best resume from).
+
+An attempt that completed and was not relaunched lost nothing (0); one still running and not
+relaunched, not known yet (null). A completed one that was relaunched is measured like the others
+(a trainer that exits 0 on SIGTERM, as Lightning does, and is resumed from an older checkpoint).
+With no last step, or no restart step, the lost steps are unknown: null, never 0.
+`lost_work_s` is the lost steps at the failed attempt's own pace (`attempt_pace.s_per_step`).
+"""
+
+from __future__ import annotations
+
+VIEW = """
+create view lost_work as
+with n as (  -- the first relaunch of each attempt
+    select * exclude (_k) from (
+        select *, row_number() over (partition by parent_id order by start_time) as _k
+        from attempts where parent_id is not null) where _k = 1
+),
+r as (
+    select a.*, n.attempt_id as next_attempt_id, n.label as next_label,
+           n.start_time as next_start_time, n.first_step_time as next_first_step_time,
+           case when n.resumed_from_step is not null then n.resumed_from_step
+                when n.first_step is not null then n.first_step
+                when a.status <> 'running' then a.last_checkpoint_step end as restart_step,
+           case when n.resumed_from_step is not null
+                     then coalesce(n.resume_source, 'resume step of ' || n.label)
+                when n.first_step is not null then 'first step logged by ' || n.label
+                when a.status <> 'running' and a.last_checkpoint_step is not null
+                     then 'last checkpoint' end as restart_basis
+    from attempt_pace a left join n on n.parent_id = a.attempt_id
+)
+select run, label, attempt_id, status, last_step, restart_step, restart_basis,
+       -- greatest() skips nulls: an unknown step must give an unknown loss, not 0
+       case when status = 'completed' and next_attempt_id is null then 0
+            when last_step is not null and restart_step is not null
+            then greatest(last_step - restart_step, 0) end as lost_steps,
+       case when status = 'completed' and next_attempt_id is null then 0
+            when last_step is not null and restart_step is not null
+            then greatest(last_step - restart_step, 0) * s_per_step end as lost_work_s,
+       next_attempt_id, next_label, next_start_time, next_first_step_time
+from r
+"""
