@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logbook.record.parsers import MAX_LINE as MAX_LINE_READ
 from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end
 from logbook.supervisor.checkpoints import Checkpoint, CheckpointMemory, Checkpoints
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 READ_EVERY_S = 0.5
 CHUNK_S = 0.2  # a chunk is sized to about this much parsing: the end and a stop wait no longer
-MIN_READ, MAX_READ = 256 << 10, 8 << 20  # bytes per read of a log
+MIN_READ, MAX_READ = 256 << 10, 2 << 20  # bytes per read of a log (the engine needs ~8x that)
 END_BUDGET_S = 1.0  # after the command ends, parse for at most this long (#15)
 
 
@@ -253,7 +254,10 @@ class Progress:
         if cut == 0 and len(whole) > MAX_LINE:
             cut = len(whole)  # a line with no end in sight is no metric line: parse it as it is
         stamp = _now()
-        fed = self._scan_chunk(whole[:cut], stamp) if cut else None
+        # A line with no end: the parser reads its first MAX_LINE_READ bytes only, so only those
+        # go to it (the engine's memory is a few times what it is given).
+        chunk = whole[:cut] if last_line_end(whole[:cut]) else whole[: min(cut, MAX_LINE_READ)]
+        fed = self._scan_chunk(chunk, stamp) if cut else None
         with self._commit:  # the points, the offset and the state of the parse move together
             if self._abandoned:
                 return
