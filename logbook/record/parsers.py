@@ -604,7 +604,9 @@ def _collect(pairs: list[tuple[str, re.Match[str]]]) -> Parsed | None:
                 step = int(num)
                 continue
         v = _number(num)
-        if v is None or (name == "mfu" and v < 0):  # nanoGPT's -100.00% before it has measured
+        # nanoGPT's -100.00% before it has measured; by its sign, so that -0 goes too (a rule on
+        # the value itself would make lines that differ in digits parse differently).
+        if v is None or (name == "mfu" and math.copysign(1.0, v) < 0):
             continue
         values[name] = v * _SCALE[short_unit] if short_unit in _SCALE else v
     return _split_step(values, step)

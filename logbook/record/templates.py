@@ -33,13 +33,16 @@ if TYPE_CHECKING:
     import numpy as np
 
 MARK = "\x1f"  # stands for a run of digits in a template
+# A run of zeros only: `LineParser` treats some zeros apart (a bar's `0/50` names no counter,
+# Rich's `0.00it/s` is no rate), so lines with a zero where others have digits are another shape.
+ZERO = "\x18"
 WIDE = "\x1e"  # stands for a run no template may hide (see `to_template`)
 # A run beside a comma, by its length (1, 2, 3, 4 or more): `1,234` is a number, `1,2345` two.
 COMMA_MARKS = "\x1a\x1b\x1c\x1d"
-_MARKS = re.compile("[\x1a-\x1f]")
+_MARKS = re.compile("[\x18\x1a-\x1f]")
 _RUN = re.compile(r"[0-9]+")
 # A number in a template: runs joined by `.` and an exponent, as `LineParser` reads them.
-_R = "[\x1a-\x1d\x1f]0?"
+_R = "[\x18\x1a-\x1d\x1f]0?"
 _UNIT = re.compile(rf"(?:{_R}(?:\.(?:{_R})?)?|\.{_R})(?:[eE][-+]?{_R})?")
 # A template whose lines may parse differently with other digits (see the module docstring).
 _UNSAFE = re.compile(WIDE)
@@ -74,7 +77,8 @@ class Plan:
 def to_template(line: str) -> str:
     """The template of one line, as `logbook.record.batch` makes it for many at once.
 
-    Each maximal run of ASCII digits becomes `MARK`, or one of `COMMA_MARKS` beside a comma;
+    Each maximal run of ASCII digits becomes `MARK` (`ZERO` for zeros only), or one of
+    `COMMA_MARKS` beside a comma;
     then "0" when its leading zero makes another shape (`05`, invalid in JSON; not after a `.` or
     in an exponent, where JSON allows it). A run of 19 digits or more, or an exponent of 3 digits
     or more, becomes `WIDE`, which no plan reads (steps past int64, overflow to inf).
@@ -90,7 +94,7 @@ def to_template(line: str) -> str:
         if before.endswith(",") or line[e : e + 1] == ",":
             mark = COMMA_MARKS[min(len(text), 4) - 1]
         else:
-            mark = MARK
+            mark = ZERO if text.strip("0") == "" else MARK
         lz = len(text) > 1 and text[0] == "0" and not before.endswith(".") and not exponent
         return mark + ("0" if lz else "")
 
@@ -332,6 +336,10 @@ def chunk_templates(lines: ChunkLines) -> Templates:
     at = rs[comma]
     out[at] = 0x19 + np.minimum(rl[comma], 4).astype(np.uint8)
     out[rs[wide]] = 0x1E
+    if len(rs):  # runs of zeros only (any digit but 0 in [run start, next run start): not)
+        nonzero = np.logical_or.reduceat(digit & (a != np.uint8(48)), rs)
+        out[rs[~nonzero & ~comma & ~wide]] = 0x18
+        del nonzero
     second = rs[lz] + 1
     out[second] = 48
     keep = np.ones(n, np.bool_)

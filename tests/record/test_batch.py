@@ -405,3 +405,18 @@ _STEP_PIECES = st.sampled_from(
 @given(st.lists(st.lists(_STEP_PIECES, max_size=12).map("".join), min_size=1, max_size=20))
 def test_mode_none_generated(lines: list[str]) -> None:
     assert_same(["\n".join(lines).encode()], "none")
+
+
+def test_zeros_are_a_shape_of_their_own() -> None:
+    """LineParser treats some zeros apart (Rich's `0.00it/s` is no rate, nanoGPT's negative mfu,
+    `-0` included, is dropped): lines that differ from others only by such zeros still agree."""
+    lines = [
+        b" 50%|#####     | 100/200 [00:05<00:05, 0.50it/s]",
+        b" 50%|#####     | 101/200 [00:05<00:05, 0.00it/s]",
+        b"iter 3: loss 2.1, mfu -1.00%",
+        b"iter 4: loss 2.1, mfu -0.00%",
+        b"iter 5: loss 2.1, mfu 0.00%",
+    ]
+    data = b"".join(line + b"\n" for line in lines * 4)
+    parser = assert_same([data])
+    assert _learnt(parser) > 0
