@@ -30,7 +30,14 @@ _RESUMED = re.compile(rb"resum\w*\b[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECAS
 _SAVED = re.compile(
     rb"(?:sav\w*|wr[io]te?\w*)\b[^\n]{0,40}?checkpoint[^\n]{0,80}?\bstep\D{0,3}(\d+)", re.IGNORECASE
 )
+# The follower's wait policy. While output flows it reads every READ_EVERY_S (a chunk per read:
+# parsing batches, and a flood costs the command little CPU). Once output has stopped for
+# RECENT_S (the pump says "o" at most every 0.2 s, and before the bytes reach the log) it sleeps
+# until the next "o" wakes it, or IDLE_READ_S at most (a belt, should a ping be lost), or the next
+# checkpoint scan: an idle wrapper must cost next to nothing (benchmarks/bench.py, quiet).
 READ_EVERY_S = 0.5
+RECENT_S = 2.0
+IDLE_READ_S = 10.0
 CHECKPOINT_EVERY_S = 5.0
 MAX_READ = (
     256 << 10
@@ -95,6 +102,7 @@ class Progress:
         self._parser = parser  # None: steps only, by find_step
         self._on_metrics = on_metrics
         self._stop = threading.Event()
+        self._wake = threading.Event()  # output seen, or stop: the idle follower reads at once
         self._thread: threading.Thread | None = None
         if self._folder is not None and self._folder.latest_at_start is not None:
             self.resumed_from_step = self._folder.latest_at_start.step
@@ -103,6 +111,7 @@ class Progress:
 
     def saw_output(self) -> None:
         self.last_output = time.monotonic()
+        self._wake.set()
 
     # --- the follower -------------------------------------------------------------------------
 
@@ -113,6 +122,7 @@ class Progress:
     def stop(self) -> None:
         """Read what is left of the logs, then stop."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.read_logs(final=True)
@@ -130,7 +140,7 @@ class Progress:
         except (OSError, AttributeError):
             pass
         next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
-        while not self._stop.wait(READ_EVERY_S):
+        while not self._idle_wait(next_ckpt if self._ckpt_dir is not None else None):
             try:
                 self.read_logs()
                 if self._ckpt_dir is not None and time.monotonic() >= next_ckpt:
@@ -138,6 +148,17 @@ class Progress:
                     self._scan_checkpoints()
             except Exception:  # a bug here must never touch the training
                 continue
+
+    def _idle_wait(self, next_ckpt: float | None) -> bool:
+        """Wait for the follower's next read (see READ_EVERY_S); True once stopped."""
+        now = time.monotonic()
+        if now - self.last_output < RECENT_S:
+            return self._stop.wait(READ_EVERY_S)
+        self._wake.clear()
+        if time.monotonic() - self.last_output >= RECENT_S:  # no "o" since the clear: sleep
+            until = min(now + IDLE_READ_S, next_ckpt if next_ckpt is not None else float("inf"))
+            self._wake.wait(max(0.0, until - now))
+        return self._stop.is_set()
 
     def read_logs(self, final: bool = False) -> None:
         """Scan what the logs gained since the last call, in bounded chunks. When the command
