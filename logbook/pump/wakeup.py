@@ -3,7 +3,7 @@
 Python runs signal handlers in the main thread only, and the kernel may hand a process's signal to
 any of its threads: a main thread asleep in a lock or a timed wait would run the handler (our
 Ctrl-C forwarding) only when it next wakes, which is why the wrapper used to wake every fraction of
-a second. Here the main thread sleeps in select(2) on a self-pipe that is also the signal wake-up
+a second. Here the main thread sleeps in poll(2) on a self-pipe that is also the signal wake-up
 fd (signal.set_wakeup_fd): a signal, on whichever thread, writes a byte into it, and so does any
 thread that calls `poke()` (a child that exited, a copy that ended). Idle, nothing wakes it.
 Standard library only: the pump uses it too.
@@ -11,11 +11,13 @@ Standard library only: the pump uses it too.
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import signal
 import threading
 
+MAX_SLEEP_S = 3600.0  # poll(2) takes a C int of milliseconds; callers look again when woken
 
 class Wakeup:
     """A self-pipe the main thread waits on; signals and `poke()` wake it."""
@@ -50,8 +52,11 @@ class Wakeup:
     def wait(self, timeout: float | None) -> None:
         """Sleep until a signal, a poke or `timeout` seconds (None: no limit), whichever is first.
 
-        A signal handler runs before this returns (select is retried after it, PEP 475)."""
-        select.select([self._r], [], [], None if timeout is None else max(0.0, timeout))
+        A signal handler runs before this returns (poll is retried after it, PEP 475)."""
+        poller = select.poll()  # not select(2): a descriptor past 1024 would not fit its set
+        poller.register(self._r, select.POLLIN)
+        ms = None if timeout is None else max(0, math.ceil(min(timeout, MAX_SLEEP_S) * 1000))
+        poller.poll(ms)
         try:
             while os.read(self._r, 4096):
                 pass
