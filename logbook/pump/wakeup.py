@@ -19,6 +19,7 @@ import threading
 
 MAX_SLEEP_S = 3600.0  # poll(2) takes a C int of milliseconds; callers look again when woken
 
+
 class Wakeup:
     """A self-pipe the main thread waits on; signals and `poke()` wake it."""
 
