@@ -122,30 +122,34 @@ class Bench:
         size = make_log_file(f, self.a.size_mb)
         self.add(s, "generate the file (once)", round(time.perf_counter() - t0, 2), "s")
         drain(["cat", str(f)])  # warm the page cache
-        base, wrapped, tee = [], [], []
+        base, wrapped, unparsed, tee = [], [], [], []
         for k in range(n):  # alternate the cases; each run's log is checked, then removed
             base.append(drain(["cat", str(f)]))
             store = self.tmp / f"pt-store-{k}"
-            # --catch-up 0: the output's throughput, not the parsing after the end (timed below)
-            wrapped.append(
-                drain(self.wrap(store, "cat", str(f), opts=("--catch-up", "0")), watch_rss=True)
-            )
-            logs = raw_logs(store)
-            self.check(s, f"raw log size, run {k + 1}", logs == [size], f"{logs} vs {size}")
-            shutil.rmtree(store)
+            # --catch-up 0: the output's throughput, not the parsing after the end (timed below);
+            # --metrics none: the same without the parser, whose cost it separates.
+            for opts, into in ((("--catch-up", "0"), wrapped),
+                               (("--catch-up", "0", "--metrics", "none"), unparsed)):  # fmt: skip
+                into.append(drain(self.wrap(store, "cat", str(f), opts=opts), watch_rss=True))
+                logs = raw_logs(store)
+                self.check(s, f"raw log size, run {len(into)}{'' if into is wrapped else ' (--metrics none)'}",
+                           logs == [size], f"{logs} vs {size}")  # fmt: skip
+                shutil.rmtree(store)
             tee.append(drain(["sh", "-c", 'cat "$1" | tee "$2"', "-", str(f), str(store)]))
             os.unlink(store)
         mb = size / 2**20
-        b, w, t = (mb / med(r) for r in (base, wrapped, tee))
+        b, w, u, t = (mb / med(r) for r in (base, wrapped, unparsed, tee))
         self.add(s, "file size", round(mb, 1), "MB")
         self.add(s, f"cat FILE | reader (median of {n})", round(b, 1), "MB/s")
         self.add(s, f"logbook run -- cat FILE | reader (median of {n})", round(w, 1), "MB/s")
         self.add(s, "ratio wrapped/plain", round(w / b, 3), "", ">= 0.5", w / b >= 0.5)
+        self.add(s, "the same with --metrics none", round(u, 1), "MB/s")
+        self.add(s, "ratio wrapped (--metrics none)/plain", round(u / b, 3))
         self.add(s, "(reference) cat FILE | tee LOG | reader", round(t, 1), "MB/s")
         self.add(s, "(reference) ratio wrapped/tee", round(w / t, 3))
-        rss = max(r["rss_mb"] for r in wrapped)
+        rss = max(r["rss_mb"] for r in wrapped + unparsed)
         self.add(s, "wrapper peak RSS", round(rss, 1), "MB", "< 100", rss < 100)
-        got = {r["bytes"] for r in base + wrapped + tee}
+        got = {r["bytes"] for r in base + wrapped + unparsed + tee}
         self.check(s, "bytes passed through", got == {size}, f"{sorted(got)} of {size}")
         self.catch_up(f)
 
