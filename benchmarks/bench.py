@@ -158,30 +158,36 @@ class Bench:
         size = make_log_file(f, self.a.size_mb)
         self.add(s, "generate the file (once)", round(time.perf_counter() - t0, 2), "s")
         drain(["cat", str(f)])  # warm the page cache
-        base, wrapped, tee = [], [], []
+        base, wrapped, unparsed, tee = [], [], [], []
         for k in range(n):  # alternate the cases; each run's log is checked, then removed
             base.append(drain(["cat", str(f)]))
             store = self.tmp / f"pt-store-{k}"
             # --catch-up 0 and no background finish: the output's throughput, not the parsing
-            # after the end (timed below)
-            cmd = self.wrap(store, "cat", str(f), opts=("--catch-up", "0"))
-            wrapped.append(drain(cmd, watch_rss=True, env=NO_FINISHER))
-            logs = raw_logs(store)
-            self.check(s, f"raw log size, run {k + 1}", logs == [size], f"{logs} vs {size}")
-            shutil.rmtree(store)
+            # after the end (timed below); --metrics none: the same without the parser, whose
+            # cost it separates.
+            for opts, into in ((("--catch-up", "0"), wrapped),
+                               (("--catch-up", "0", "--metrics", "none"), unparsed)):  # fmt: skip
+                cmd = self.wrap(store, "cat", str(f), opts=opts)
+                into.append(drain(cmd, watch_rss=True, env=NO_FINISHER))
+                logs = raw_logs(store)
+                self.check(s, f"raw log size, run {len(into)}{'' if into is wrapped else ' (--metrics none)'}",
+                           logs == [size], f"{logs} vs {size}")  # fmt: skip
+                shutil.rmtree(store)
             tee.append(drain(["sh", "-c", 'cat "$1" | tee "$2"', "-", str(f), str(store)]))
             os.unlink(store)
         mb = size / 2**20
-        b, w, t = (mb / med(r) for r in (base, wrapped, tee))
+        b, w, u, t = (mb / med(r) for r in (base, wrapped, unparsed, tee))
         self.add(s, "file size", round(mb, 1), "MB")
         self.add(s, f"cat FILE | reader (median of {n})", round(b, 1), "MB/s")
         self.add(s, f"logbook run -- cat FILE | reader (median of {n})", round(w, 1), "MB/s")
         self.add(s, "ratio wrapped/plain", round(w / b, 3), "", ">= 0.5", w / b >= 0.5)
+        self.add(s, "the same with --metrics none", round(u, 1), "MB/s")
+        self.add(s, "ratio wrapped (--metrics none)/plain", round(u / b, 3))
         self.add(s, "(reference) cat FILE | tee LOG | reader", round(t, 1), "MB/s")
         self.add(s, "(reference) ratio wrapped/tee", round(w / t, 3))
-        rss = max(r["rss_mb"] for r in wrapped)
+        rss = max(r["rss_mb"] for r in wrapped + unparsed)
         self.add(s, "wrapper peak RSS", round(rss, 1), "MB", "< 100", rss < 100)
-        got = {r["bytes"] for r in base + wrapped + tee}
+        got = {r["bytes"] for r in base + wrapped + unparsed + tee}
         self.check(s, "bytes passed through", got == {size}, f"{sorted(got)} of {size}")
         self.catch_up(f)
 
@@ -309,35 +315,54 @@ class Bench:
 
 
 def quiet(self: Bench) -> None:
-    """Supervisor CPU while a child runs quietly (#3): the hang watch, follower and heartbeat on."""
-    import psutil
-
+    """The wrapper idle (#3, #15): `sleep` under `logbook run` with the hang watch, the checkpoint
+    scan and the sampler at 10 s on. The steady state (after start-up) of the recorder and the pump
+    together, in CPU-s per minute, from /proc's per-thread run time (ns; psutil's 10 ms ticks where
+    there is none), and their wake-ups per minute; then the whole run's CPU, start-up included."""
     s, secs = "quiet child", self.a.quiet_s
-    cmd = self.wrap(self.tmp / "quiet-store", "sleep", str(secs))
-    cmd[cmd.index("--") : cmd.index("--")] = [
-        "--hang-timeout",
-        "1h",
-        "--checkpoint-dir",
-        str(self.tmp),
-    ]
+    cmd = self.wrap(self.tmp / "quiet-store", "sleep", f"{secs:g}")
+    cmd[cmd.index("--") : cmd.index("--")] = ["--hang-timeout", "1h", "--checkpoint-dir",
+                                              str(self.tmp), "--sample-every", "10s"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wrapper, cpu = psutil.Process(proc.pid), 0.0
-    while proc.poll() is None:
+    settle = min(QUIET_SETTLE_S, secs / 4)
+    time.sleep(settle)
+    pids = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children()
+                        if "logbook.pump" in " ".join(c.cmdline()))]  # fmt: skip
+    t0, a = time.monotonic(), [_idle_cpu(p) for p in pids]
+    time.sleep(max(0.0, secs - settle - 1.0))
+    t1, b = time.monotonic(), [_idle_cpu(p) for p in pids]
+    _, status, usage = os.wait4(proc.pid, 0)  # its children too: the pump and `sleep`, reaped
+    per_min = [(y[0] - x[0]) / (t1 - t0) * 60 for x, y in zip(a, b, strict=True)]
+    wakes = [(y[1] - x[1]) / (t1 - t0) * 60 for x, y in zip(a, b, strict=True)]
+    total = sum(per_min)
+    name = "recorder + pump" if len(pids) == 2 else "recorder (no pump found)"
+    self.add(s, f"{name}, steady, sampler at 10 s", round(total, 4), "CPU-s/min", "<= 0.05",
+             total <= 0.05)  # fmt: skip
+    for who, cpu, w in zip(("recorder", "pump"), per_min, wakes, strict=False):
+        self.add(s, f"  {who}", round(cpu, 4), f"CPU-s/min, {w:.0f} wake-ups/min")
+    share = 100 * (usage.ru_utime + usage.ru_stime) / secs
+    self.add(s, f"whole run over a {secs:g} s quiet child, start-up included", round(share, 2),
+             "% of a core", "< 1", share < 1)  # fmt: skip
+    self.check(s, "exit status", os.waitstatus_to_exitcode(status) == 0, str(status))
+
+
+QUIET_SETTLE_S = 6.0  # start-up (imports, journal, first reading) is over by then
+
+
+def _idle_cpu(pid: int) -> tuple[float, int]:
+    """(CPU seconds, voluntary context switches: wake-ups) of a process, summed over its threads."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not (tasks / str(pid) / "schedstat").exists():  # not Linux: psutil's ticks, no wake-ups
+        times = psutil.Process(pid).cpu_times()
+        return times.user + times.system, 0
+    cpu, wakes = 0.0, 0
+    for t in tasks.iterdir():
         try:
-            t = wrapper.cpu_times()
-            cpu = t.user + t.system
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.5)
-    share = 100 * cpu / secs
-    self.add(
-        s,
-        f"wrapper CPU over a {secs:g} s quiet child",
-        round(share, 2),
-        "% of a core",
-        "< 1",
-        share < 1,
-    )
+            cpu += int((t / "schedstat").read_text().split()[0]) / 1e9
+            wakes += int((t / "status").read_text().split("voluntary_ctxt_switches:")[1].split()[0])
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            continue
+    return cpu, wakes
 
 
 def write_parts(store: Path, run: str, indices: range, rows: int) -> int:

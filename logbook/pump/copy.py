@@ -48,6 +48,7 @@ class Pump(threading.Thread):
         warn: Callable[[str], None],
         on_output: Callable[[], None] | None = None,
         on_gone: Callable[[str], None] | None = None,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name=f"logbook-pump-{name}", daemon=True)
         self.src = src
@@ -56,6 +57,8 @@ class Pump(threading.Thread):
         self.warn = warn
         self.on_output = on_output or (lambda: None)  # the hang watch's clock: must be cheap
         self.on_gone = on_gone or (lambda stream: None)  # our reader left: told before we close
+        self.on_end = on_end or (lambda: None)  # the copy is over (wakes the pump's main thread)
+        self.ended = False
         self.bytes = 0
         self.unlogged_bytes = 0
         self.reader_gone = False  # our own stdout/stderr was closed (e.g. `| head`)
@@ -83,8 +86,12 @@ class Pump(threading.Thread):
                 self._close_log()
                 self._copy()
         finally:
-            self._close_log()
-            os.close(self.src)
+            try:
+                self._close_log()
+                os.close(self.src)
+            finally:
+                self.ended = True
+                self.on_end()
 
     def _copy(self) -> None:
         while True:

@@ -33,8 +33,10 @@ import threading
 import time
 
 from logbook.pump.copy import Pump
+from logbook.pump.wakeup import Wakeup
 
-PING_S = 0.2
+PING_S = 0.2  # "o" at most this often: the recorder's hang watch and log follower need no more
+END_CHECK_S = 30.0
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
@@ -77,6 +79,8 @@ def main(argv: list[str]) -> int:
         print(f"logbook pump: bad spec: {e}", file=sys.stderr)
         return 2
     status = Status(spec.get("status"))
+    wake = Wakeup()  # the main thread sleeps until a copy ends or a signal comes, nothing else
+    wake.catch_signals()
     ptys = [(s["fd"], s["dest"]) for s in streams if s.get("pty")]
     group: list[int] = []  # the training's process group, once the recorder names it
     if spec.get("control") is not None:
@@ -91,15 +95,22 @@ def main(argv: list[str]) -> int:
             warn=lambda text: status.say(f"warn {text}"),
             on_output=status.ping,
             on_gone=lambda name: status.say(f"gone {name}"),
+            on_end=wake.poke,
         )
         for s in streams
     ]
     for p in pumps:
         p.start()
-    for p in pumps:
-        while p.is_alive():
-            p.join(timeout=0.5)  # wake now and then: signal handlers run in this thread only
-        status.say(f"done {p.stream} {p.bytes} {p.unlogged_bytes}")
+    pending = list(pumps)
+    while pending:
+        # Signal handlers run in this thread only: it sleeps on the wake-up pipe, which signals
+        # and the end of each copy write into (a timer here would cost CPU through a whole
+        # training). The timeout is a belt: a copy that ended without its poke is seen anyway.
+        wake.wait(END_CHECK_S)
+        for p in [p for p in pending if p.ended or not p.is_alive()]:
+            p.join()
+            pending.remove(p)
+            status.say(f"done {p.stream} {p.bytes} {p.unlogged_bytes}")
     return 0
 
 

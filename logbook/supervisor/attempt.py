@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from logbook.pump.wakeup import Wakeup
 from logbook.record.parsers import LineParser
 from logbook.supervisor import launch
 from logbook.supervisor.checkpoints import CheckpointMemory
@@ -20,7 +22,7 @@ from logbook.supervisor.recorder import _now
 from logbook.supervisor.signals import Forwarder
 
 DRAIN_WAIT_S = 5.0  # after the child ends, how long its output may keep flowing (grandchildren)
-WATCH_EVERY_S = 0.25
+WATCH_EVERY_S = 0.25  # how often to look while a hang's hooks run, or where signals cannot wake us
 
 
 @dataclass
@@ -144,23 +146,45 @@ def _wait(
     progress: Progress,
     watch: Watch,
 ) -> float | None:
-    """Wait for the command, waking often: to watch for a hang, and because the kernel may hand a
-    signal to any of our threads while Python runs handlers (our forwarding) only in the main one."""
+    """Wait for the command, asleep until something is due: its exit (a thread waits for it), a
+    signal (forwarded by its handler, which runs in this, the main thread, so it must wake at once),
+    the hang deadline, or the SIGKILL after a grace period. Idle, it never wakes (benchmarks/)."""
+    wake = Wakeup()
+    catching = wake.catch_signals()
+    reaper = threading.Thread(target=_reap, args=(proc, wake), name="logbook-reap", daemon=True)
+    reaper.start()
     hung_s: float | None = None
     stop_pending = False  # hung: stopped once its on_hang hooks (a thread, or None) are done
     hooks: Any = None
-    while True:
-        try:
-            proc.wait(timeout=WATCH_EVERY_S)
-            return hung_s
-        except subprocess.TimeoutExpired:
-            pass
-        forwarder.service()  # also while hooks run: they never delay a Ctrl-C or its kill
-        if spec.hang_timeout_s and hung_s is None:
-            quiet = time.monotonic() - progress.last_activity()
-            if quiet >= spec.hang_timeout_s:
-                hung_s, stop_pending = quiet, True
-                hooks = watch.hang(proc.pid, quiet, progress)
-        if stop_pending and (hooks is None or not hooks.is_alive()):
-            stop_pending = False
-            forwarder.stop_group(spec.grace_s)
+    try:
+        while proc.returncode is None:
+            forwarder.service()  # also while hooks run: they never delay a Ctrl-C or its kill
+            now = time.monotonic()
+            due = [forwarder.next_due()]
+            if spec.hang_timeout_s and hung_s is None:
+                quiet = now - progress.last_activity()
+                if quiet >= spec.hang_timeout_s:
+                    hung_s, stop_pending = quiet, True
+                    hooks = watch.hang(proc.pid, quiet, progress)
+                else:  # output moves the deadline on: we wake at the old one and look again
+                    due.append(now + spec.hang_timeout_s - quiet)
+            if stop_pending and (hooks is None or not hooks.is_alive()):
+                stop_pending = False
+                forwarder.stop_group(spec.grace_s)
+                due.append(forwarder.next_due())
+            if stop_pending or not catching:  # hooks to wait for; or handlers that need a wake
+                due.append(now + WATCH_EVERY_S)
+            times = [t for t in due if t is not None]
+            wake.wait(min(times) - time.monotonic() if times else None)
+        return hung_s
+    finally:
+        wake.close()
+
+
+def _reap(proc: subprocess.Popen[bytes], wake: Wakeup) -> None:
+    """Wait for the command's exit in a thread of its own (blocking: no polling), then wake the
+    main thread. Popen.wait with a timeout would poll every few milliseconds."""
+    try:
+        proc.wait()
+    finally:
+        wake.poke()

@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 
     from logbook.record.parsers import LineParser
 
+# The follower's wait policy. While output flows it reads every READ_EVERY_S (a chunk per read:
+# parsing batches, and a flood costs the command little CPU). Once output has stopped for
+# RECENT_S (the pump says "o" at most every 0.2 s, and before the bytes reach the log) it sleeps
+# until the next "o" wakes it, or IDLE_READ_S at most (a belt, should a ping be lost), or the next
+# checkpoint scan: an idle wrapper must cost next to nothing (benchmarks/bench.py, quiet).
 READ_EVERY_S = 0.5
+RECENT_S = 2.0
+IDLE_READ_S = 10.0
+CHECKPOINT_EVERY_S = 5.0  # the checkpoint folder is looked at this often while no output flows
 CHUNK_S = 0.2  # a chunk is sized to about this much parsing: the end and a stop wait no longer
 MIN_READ, MAX_READ = 256 << 10, 2 << 20  # bytes per read of a log (the engine needs ~8x that)
 END_BUDGET_S = 1.0  # after the command ends, parse for at most this long (#15)
@@ -80,6 +88,7 @@ class Progress:
         self.end_parse_s = 0.0  # how long `stop` parsed after the command ended
         self.unparsed: dict[str, int] = {}  # log -> bytes left unparsed by `stop`
         self.parsed_lines = 0
+        self._ckpt_dir = checkpoint_dir
         self.checkpoints = Checkpoints(
             checkpoint_dir, on_checkpoint, checkpoint_patterns, checkpoint_memory, log_paths
         )
@@ -94,6 +103,7 @@ class Progress:
         self._state = self.stream.state()  # of the parse, as of the last chunk committed
         self._rate = float(MIN_READ / CHUNK_S)  # bytes parsed per second, as last measured
         self._stop = threading.Event()
+        self._wake = threading.Event()  # output seen, or stop: the idle follower reads at once
         self._thread: threading.Thread | None = None
 
     @property
@@ -114,6 +124,7 @@ class Progress:
 
     def saw_output(self) -> None:
         self.last_output = time.monotonic()
+        self._wake.set()
 
     # --- the follower -------------------------------------------------------------------------
 
@@ -127,6 +138,7 @@ class Progress:
         started = time.monotonic()
         deadline = started + 0.95 * self.end_budget_s  # the rest of it: the coverage, the checks
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread is not None and self._thread.is_alive():
@@ -155,12 +167,25 @@ class Progress:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
         except (OSError, AttributeError):
             pass
-        while not self._stop.wait(READ_EVERY_S):
+        next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
+        while not self._idle_wait(next_ckpt if self._ckpt_dir is not None else None):
             try:
                 self.read_logs()
                 self.checkpoints.scan()  # a stat per entry; folders walked every few seconds
+                next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
             except Exception:  # a bug here must never touch the training
                 continue
+
+    def _idle_wait(self, next_ckpt: float | None) -> bool:
+        """Wait for the follower's next read (see READ_EVERY_S); True once stopped."""
+        now = time.monotonic()
+        if now - self.last_output < RECENT_S:
+            return self._stop.wait(READ_EVERY_S)
+        self._wake.clear()
+        if time.monotonic() - self.last_output >= RECENT_S:  # no "o" since the clear: sleep
+            until = min(now + IDLE_READ_S, next_ckpt if next_ckpt is not None else float("inf"))
+            self._wake.wait(max(0.0, until - now))
+        return self._stop.is_set()
 
     def read_logs(self, final: bool = False) -> None:
         """Parse what the logs gained since the last call, chunk by chunk, until caught up (or

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logbook.exitcodes import ExitCode
+from logbook.pump.wakeup import Wakeup
 from logbook.record.attempt import attempt_row
 from logbook.record.detector_feed import observe_points
 from logbook.record.detectors import Detectors
@@ -134,11 +135,17 @@ class Session:
     def backoff(self, delay_s: float, forwarder: Forwarder) -> bool:
         """Wait before relaunching; False if logbook was asked to stop meanwhile."""
         end = time.monotonic() + delay_s
-        while time.monotonic() < end:
-            forwarder.service()
-            if forwarder.stopping:
-                return False
-            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+        wake = Wakeup()  # a stopping signal ends the wait at once; nothing else wakes it
+        catching = wake.catch_signals()
+        try:
+            while time.monotonic() < end:
+                forwarder.service()
+                if forwarder.stopping:
+                    return False
+                left = end - time.monotonic()
+                wake.wait(left if catching else min(0.1, left))
+        finally:
+            wake.close()
         return not forwarder.stopping
 
     def _recorded_checkpoints(self) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 The handlers only record the signal and call kill(2): a Python signal handler runs in the main
 thread between two bytecodes, perhaps inside a lock (threading's own, an import's), so starting a
 timer thread or importing there can deadlock the wrapper. The rest (the grace deadline, ranks
-that left the group) is done by `service()`, which the main thread calls every fraction of a second.
+that left the group) is done by `service()`, which the main thread calls after every signal (a
+signal wakes it: logbook/pump/wakeup.py) and at `next_due()`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,15 @@ class Forwarder:
             self._find_strays()
             self._killpg(signal.SIGKILL)
             self._signal_strays(signal.SIGKILL)
+
+    def next_due(self) -> float | None:
+        """The monotonic time `service()` must run by (the SIGKILL after the grace period), or
+        None while nothing is due; a signal's own work is due at once, and its signal wakes us."""
+        if self.pgid is None:
+            return None
+        if self._unsent_to_strays:
+            return time.monotonic()
+        return None if self.killed_after_grace else self._kill_at
 
     @property
     def stopping(self) -> bool:
