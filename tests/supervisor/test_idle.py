@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from helpers import logbook_cmd
 
@@ -57,8 +58,10 @@ def test_the_idle_follower_wakes_on_output(tmp_path: Path, ping_first: bool) -> 
     log.write_bytes(b"")
     got: list[tuple[float, int | None, dict[str, float]]] = []
 
-    def on_metrics(step: int | None, values: dict[str, float], when: datetime) -> None:
-        got.append((time.monotonic(), step, values))
+    def on_metrics(points: pa.Table, when: datetime) -> None:  # columns step, name, value
+        rows = points.to_pylist()
+        values = {r["name"]: r["value"] for r in rows}
+        got.append((time.monotonic(), rows[0]["step"], values))
 
     prog = Progress([log], None, parser=LineParser(), on_metrics=on_metrics)
     prog.start()
