@@ -33,7 +33,9 @@ class Tokens(torch.utils.data.Dataset):
 
 
 class EndAt(TrainerCallback):
-    def on_step_end(self, args, state, control, **kw):
+    # At the start of the step after KILL_AT: step KILL_AT's log line and the bar's redraw after
+    # it are printed by then (at its end, the bar may not have been redrawn: tqdm's 0.1 s).
+    def on_step_begin(self, args, state, control, **kw):
         time.sleep(0.05)
         if first and state.global_step == kill_at:
             if how == "int":
