@@ -433,6 +433,11 @@ class _Reads:
                 k, x = src
                 self.outputs.append((kind, lines, 0, "", x, None if k < 0 else number(k)))
                 break
+        else:
+            if plan.bar is not None:  # counter = a * b + c: three numbers, read in a row
+                a, b, c = (number(k) for k in plan.bar)
+                assert b == a + 1 and c == a + 2
+                self.outputs.append(("bar", lines, 0, "", 1.0, a))
         for j, (name, (k, x)) in enumerate(plan.values):
             self.outputs.append(("value", lines, j, name, x, None if k < 0 else number(k)))
         return rows[~fits]
@@ -482,6 +487,14 @@ class _Reads:
                     column = floats[at[which] : at[which + 1]]
                     if x != 1.0:
                         column = column * x
+                elif kind == "bar":
+                    a, b, c = (
+                        pc.cast(
+                            texts.slice(int(at[w]), int(at[w + 1] - at[w])), pa.int64()
+                        ).to_numpy()
+                        for w in (which, which + 1, which + 2)
+                    )
+                    column = a * b + c
                 else:
                     column = pc.cast(part, pa.int64()).to_numpy()
             if kind == "value":
@@ -494,4 +507,4 @@ class _Reads:
                     )
                 )
             else:
-                cols.s.append((lines, column, np.full(n, kind == "counter", np.bool_)))
+                cols.s.append((lines, column, np.full(n, kind != "step", np.bool_)))

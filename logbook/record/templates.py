@@ -61,6 +61,8 @@ class Plan:
         step, counter: (number index, 1) for an int read from the line, (-1, value) for a
             constant, or None.
         values: (name, (number index, scale)) or (name, (-1, constant)), in `LineParser`'s order.
+        bar: for a counter `epoch x total + n` (a bar naming its epoch), the indices of the
+            three numbers (a, b, c) with counter = a * b + c; `counter` is then None.
     """
 
     runs: int
@@ -68,10 +70,11 @@ class Plan:
     step: Source | None
     counter: Source | None
     values: tuple[tuple[str, Source], ...]
+    bar: tuple[int, int, int] | None = None
 
     @property
     def empty(self) -> bool:
-        return self.step is None and self.counter is None and not self.values
+        return self.step is None and self.counter is None and self.bar is None and not self.values
 
 
 def to_template(line: str) -> str:
@@ -125,7 +128,13 @@ def make_plan(template: str, line: str, parse: Callable[[str], Parsed | None]) -
         probe = parse(_perturb(line, runs, units[k], first=True))
         changed.append(probe if probe is not None else Parsed(None, {}))
     step = _int_source(base.step, [p.step for p in changed], texts, units, runs, line)
-    counter = _int_source(_counter(base), [_counter(p) for p in changed], texts, units, runs, line)
+    counters = [_counter(p) for p in changed]
+    counter = _int_source(_counter(base), counters, texts, units, runs, line)
+    bar = None
+    if counter is False:
+        probes = [_perturb(line, runs, u, first=True)[u[0] : u[1]] for u in units]
+        bar = _bar_source(_counter(base), counters, texts, probes)
+        counter = None if bar is not None else False
     if isinstance(step, bool) or isinstance(counter, bool):
         return None  # (False: no plan can give it)
     values: list[tuple[str, Source]] = []
@@ -140,7 +149,7 @@ def make_plan(template: str, line: str, parse: Callable[[str], Parsed | None]) -
         if src is None:
             return None
         values.append((name, src))
-    plan = Plan(len(runs), tuple(spans), step, counter, tuple(values))
+    plan = Plan(len(runs), tuple(spans), step, counter, tuple(values), bar)
     # Verify on the line with every number changed (other digits, so not a probe already seen).
     every = line
     for unit in reversed(units):
@@ -186,6 +195,8 @@ def _perturb(line: str, runs: list[tuple[int, int]], unit: tuple[int, int], *, f
         new = str((int(line[i]) + 3) % 10)
         if i == s and e - s > 1 and new == "0":
             new = "4"
+        if new == "0" and line[s:i].strip("0") == "" and line[i + 1 : e].strip("0") == "":
+            new = "4"  # a run of zeros only is another template (ZERO)
     return line[:i] + new + line[i + 1 :]
 
 
@@ -213,6 +224,28 @@ def _int_source(
     if not text.isdigit() or int(text) != base or int(probe) != changed[k]:
         return False
     return (k, 1.0)
+
+
+def _bar_source(
+    base: int | None, changed: list[int | None], texts: list[str], probes: list[str]
+) -> tuple[int, int, int] | None:
+    """The numbers (a, b, c) of a counter a * b + c (a bar's epoch x total + n), or None."""
+    from itertools import permutations
+
+    if base is None or any(c is None for c in changed):
+        return None
+    moved = [k for k, c in enumerate(changed) if c != base]
+    if len(moved) != 3 or not all(texts[k].isdigit() and probes[k].isdigit() for k in moved):
+        return None
+
+    def value(a: int, b: int, c: int, probe: int = -1) -> int:
+        num = {k: int(probes[k] if k == probe else texts[k]) for k in (a, b, c)}
+        return num[a] * num[b] + num[c]
+
+    for a, b, c in permutations(moved):
+        if value(a, b, c) == base and all(value(a, b, c, k) == changed[k] for k in moved):
+            return (a, b, c)
+    return None
 
 
 def _value_source(
@@ -266,7 +299,11 @@ def apply_plan(plan: Plan, line: str, units: list[tuple[int, int]]) -> Parsed | 
     if plan.empty:
         return None
     values = {name: num(src) for name, src in plan.values}
-    return Parsed(whole(plan.step), values, whole(plan.counter))
+    counter = whole(plan.counter)
+    if plan.bar is not None:
+        a, b, c = (int(texts[k]) for k in plan.bar)
+        counter = a * b + c
+    return Parsed(whole(plan.step), values, counter)
 
 
 def same_float(a: float, b: float) -> bool:

@@ -105,10 +105,7 @@ def _learnt(parser: ChunkParser) -> int:
 def test_bench_formats(fmt: str) -> None:
     data = BENCH.make_mixed(300_000) if fmt == "mixed" else BENCH.make(fmt, 150_000)
     parser = assert_same(BENCH.chunks(data, 64 << 10))
-    # A bar naming its epoch gives the counter epoch x total + n, made of three numbers: no plan
-    # reads that yet, so those lines go line by line (still equal, as asserted above).
-    derived = fmt == "tqdm postfix"
-    if not derived and fmt != "prose" and LineParser().parse(split_lines(data)[1]) is not None:
+    if fmt != "prose" and LineParser().parse(split_lines(data)[1]) is not None:
         assert _learnt(parser) > 0, "read line by line, not by plans"
 
 
@@ -420,3 +417,17 @@ def test_zeros_are_a_shape_of_their_own() -> None:
     data = b"".join(line + b"\n" for line in lines * 4)
     parser = assert_same([data])
     assert _learnt(parser) > 0
+
+
+def test_a_bar_naming_its_epoch_is_read_by_a_plan() -> None:
+    """Lightning's bar: the counter epoch x total + n is made of three numbers of the line."""
+    lines = [
+        f"Epoch {e}:  {n * 2}%|##        | {n}/50 [00:01<00:01, 15.00it/s, v_num=0, train_loss=0.{n}]"
+        for e in range(3)
+        for n in range(0, 50, 7)
+    ]
+    data = "".join(line + "\n" for line in lines).encode()
+    parser = assert_same([data])
+    assert any(p is not None and p.bar is not None for p in parser._plans.values())
+    steps = parser.parse(data).steps.to_pydict()
+    assert 2 * 50 + 49 in steps["step"] and all(steps["counter"])
