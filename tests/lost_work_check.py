@@ -19,28 +19,20 @@ from logbook.query import run_sql
 from logbook.store import Store
 
 
+def _argv(store: Path, run: str, ckpt: Path, command: list[str], *extra: str) -> list[str]:
+    """`logbook run` of `command` with the checkpoint folder, no snapshot, no sampler."""
+    return logbook_cmd(
+        "run", "--store", str(store), "--run", run, "--no-capture", "--sample-every", "0",
+        "--checkpoint-dir", str(ckpt), *extra, "--", *command,
+    )  # fmt: skip
+
+
 def run_logbook(
     store: Path, run: str, ckpt: Path, command: list[str], *extra: str, env: dict | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """`logbook run` of `command` with the checkpoint folder, no snapshot, fast relaunches."""
+    """`logbook run` of `command` (see `_argv`), with fast relaunches."""
     return subprocess.run(
-        logbook_cmd(
-            "run",
-            "--store",
-            str(store),
-            "--run",
-            run,
-            "--no-capture",
-            "--sample-every",
-            "0",
-            "--backoff",
-            "0.1",
-            "--checkpoint-dir",
-            str(ckpt),
-            *extra,
-            "--",
-            *command,
-        ),  # fmt: skip
+        _argv(store, run, ckpt, command, "--backoff", "0.1", *extra),
         capture_output=True,
         env={**os.environ, **(env or {})},
         timeout=300,
@@ -52,22 +44,7 @@ def interrupt_when(
 ) -> subprocess.CompletedProcess[bytes]:
     """`logbook run` of `command`, sent `sig` (Ctrl-C: SIGINT) once `marker` appears."""
     proc = subprocess.Popen(
-        logbook_cmd(
-            "run",
-            "--store",
-            str(store),
-            "--run",
-            run,
-            "--no-capture",
-            "--sample-every",
-            "0",
-            "--checkpoint-dir",
-            str(ckpt),
-            "--",
-            *command,
-        ),  # fmt: skip
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        _argv(store, run, ckpt, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 240
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -75,6 +52,32 @@ def interrupt_when(
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def end_and_relaunch(
+    store: Path,
+    run: str,
+    ckpt: Path,
+    command: list[str],
+    marker: Path,
+    how: str,
+    interrupted: tuple[int, ...] = (),
+) -> None:
+    """The training ends itself at its kill step by `how` (kill, term, int: the signal), then is
+    relaunched: by logbook itself after SIGKILL (worth a relaunch), by a second `logbook run`
+    after an interruption (which is not). `interrupted`: other exit codes the interrupted run may
+    give besides 128 + the signal (a trainer that catches it)."""
+    if how == "kill":
+        p = run_logbook(store, run, ckpt, command, "--restarts", "1")
+        assert p.returncode == 0, p.stderr.decode()[-3000:]
+        return
+    if how == "term":
+        p = run_logbook(store, run, ckpt, command)
+    else:
+        p = interrupt_when(store, run, ckpt, command, marker, signal.SIGINT)
+    assert p.returncode in (128 + kill_signal(how), *interrupted), p.stderr.decode()[-3000:]
+    p = run_logbook(store, run, ckpt, command)
+    assert p.returncode == 0, p.stderr.decode()[-3000:]
 
 
 def attempts(store: Path, run: str) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ repeated is an expected failure until they are.
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from lost_work_check import (
     assert_lost_agrees,
     attempts,
     checkpoint_steps,
-    interrupt_when,
-    kill_signal,
-    run_logbook,
+    end_and_relaunch,
 )
 
 pytestmark = [
@@ -38,18 +35,8 @@ def _resumed_run(how: str, script: str, store: Path, tmp_path: Path) -> tuple[di
     two attempts."""
     out, marker = tmp_path / "out", tmp_path / "at-kill"
     command = [sys.executable, str(TRAINERS / script), str(out), how, str(KILL_AT), str(marker)]
-    if how == "kill":  # SIGKILL is worth a relaunch: logbook relaunches it itself
-        p = run_logbook(store, "t", out, command, "--restarts", "1")
-        assert p.returncode == 0, p.stderr.decode()[-3000:]
-    else:  # an interruption is not: relaunched by hand, by a second `logbook run`
-        if how == "term":
-            p = run_logbook(store, "t", out, command)
-        else:
-            p = interrupt_when(store, "t", out, command, marker, signal.SIGINT)
-        # Lightning catches both: SIGTERM stops it as if done (exit 0), Ctrl-C exits 1.
-        assert p.returncode in (128 + kill_signal(how), 0, 1), p.stderr.decode()[-3000:]
-        p = run_logbook(store, "t", out, command)
-        assert p.returncode == 0, p.stderr.decode()[-3000:]
+    # Lightning catches both: SIGTERM stops it as if done (exit 0), Ctrl-C exits 1.
+    end_and_relaunch(store, "t", out, command, marker, how, interrupted=(0, 1))
     first, second = attempts(store, "t")
     assert (first["label"], second["parent_label"]) == ("1.00", "1.00")
     return first, second

@@ -4,7 +4,6 @@ checkpoint events, the resume step and its source, and the lost steps every repo
 
 from __future__ import annotations
 
-import signal
 import textwrap
 from pathlib import Path
 
@@ -14,9 +13,7 @@ from lost_work_check import (
     assert_lost_agrees,
     attempts,
     checkpoint_steps,
-    interrupt_when,
-    kill_signal,
-    run_logbook,
+    end_and_relaunch,
     steps_logged,
 )
 
@@ -62,17 +59,7 @@ def test_a_nanogpt_loop_resumed_after_its_end(
     script, out, marker = tmp_path / "train.py", tmp_path / "out", tmp_path / "at-kill"
     script.write_text(NANO)
     command = [PYTHON, str(script), str(out), how, str(KILL_AT), str(marker)]
-    if how == "kill":  # SIGKILL is worth a relaunch: logbook relaunches it itself
-        p = run_logbook(store_path, "nano", out, command, "--restarts", "1")
-        assert p.returncode == 0, p.stderr.decode()[-3000:]
-    else:  # an interruption is not: relaunched by hand, by a second `logbook run`
-        if how == "term":
-            p = run_logbook(store_path, "nano", out, command)
-        else:
-            p = interrupt_when(store_path, "nano", out, command, marker, signal.SIGINT)
-        assert p.returncode == 128 + kill_signal(how), p.stderr.decode()[-3000:]
-        p = run_logbook(store_path, "nano", out, command)
-        assert p.returncode == 0, p.stderr.decode()[-3000:]
+    end_and_relaunch(store_path, "nano", out, command, marker, how)
     first, second = attempts(store_path, "nano")
     assert (first["label"], first["last_step"], second["parent_label"]) == ("1.00", KILL_AT, "1.00")
     # One event per write of the same file, with the step it holds (not the step logbook was at
