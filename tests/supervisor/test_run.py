@@ -355,7 +355,7 @@ def test_wrapper_memory_stays_bounded_whatever_the_child_prints(
     assert proc.wait() == 0 and total >= 290 << 20
     watcher.join()
     # About 32 MB (one huge line) and 45 MB (log lines, caught up after the end) here.
-    # Bounded, far below the 300 MB printed: the chunk engine holds ~8x its 2 MiB reads (numpy).
+    # Bounded, far below the 300 MB printed: the chunk engine holds ~8x its reads (numpy).
     assert 0 < peak[0] < 100 << 20, f"wrapper's anonymous memory peaked at {peak[0] >> 20} MiB"
 
 
