@@ -174,10 +174,11 @@ def _brief(text: str, limit: int = 120) -> str:
 def unparsed_message(progress: Any, finisher: dict[str, Any] | None) -> str:
     """What the end left unparsed (#15: the exit is never held more than --catch-up by parsing)."""
     left = sum(progress.unparsed.values())
-    head = (
-        f"{left / 1e6:.1f} MB of output were not yet parsed for metrics when the command ended "
-        f"(parsed for {progress.end_parse_s:.1f} s after it)"
-    )
+    head = f"{left / 1e6:.1f} MB of output were not yet parsed for metrics when the command ended "
+    if getattr(progress, "handed_over", False):
+        head += f"(more than the {progress.end_budget_s:g} s its exit may wait for parsing)"
+    else:
+        head += f"(parsed for {progress.end_parse_s:.1f} s after it)"
     if finisher is not None:
         return head + f"; a background process (pid {finisher['pid']}) is parsing them"
     return head + "; the next logbook command that writes, or `logbook reparse`, parses them"

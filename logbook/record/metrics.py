@@ -232,7 +232,21 @@ def write_metrics(store: Any, run: str, table: pa.Table, *, by_name: bool = Fals
     from logbook.store import layout, parts
 
     if not by_name:
-        import pyarrow.compute as pc
-
-        table = table.take(pc.sort_indices(table, sort_keys=[("name", "ascending")]))
+        table = table.take(name_order(table["name"]))
     return parts.write_part(layout.run_dir(store.root, "metrics", run), table, **METRICS_PARQUET)
+
+
+def name_order(names: pa.ChunkedArray | pa.Array) -> Any:
+    """Indices that sort `names`, stably: a few distinct names, ranked once and sorted as small
+    integers (a string sort of every point costs about twice the whole part's write, #15)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(names, pa.ChunkedArray):
+        names = names.combine_chunks()
+    if names.null_count:
+        return pc.sort_indices(names)  # stable too; no producer writes a null name
+    codes = pc.dictionary_encode(names)
+    rank = np.argsort(pc.array_sort_indices(codes.dictionary).to_numpy())
+    return np.argsort(rank[codes.indices.to_numpy()], kind="stable")

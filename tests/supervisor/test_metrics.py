@@ -7,6 +7,9 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from logbook.query import run_sql
 from logbook.store import Store
@@ -268,14 +271,12 @@ def test_a_flood_of_metric_lines_is_all_on_record_after_the_background_finish(
     assert counts == {"points": n, "steps": n, "lo": 0, "hi": n - 1}
 
 
-def test_the_end_parses_for_at_most_its_budget_and_the_coverage_names_the_rest(
-    tmp_path: Path,
-) -> None:
+def _end_of(log: Path, lines: int, budget_s: float) -> tuple[Any, list[int], list[dict]]:
+    """A Progress stopped over a log of `lines` metric lines that nobody parsed yet."""
     from logbook.record.parsers import LineParser
     from logbook.supervisor import progress
 
-    log = tmp_path / "stdout.log"
-    log.write_bytes(b"".join(b"step=%d loss=0.5\n" % i for i in range(1_000_000)))
+    log.write_bytes(b"".join(b"step=%d loss=0.5\n" % i for i in range(lines)))
     seen: list[int] = []
     covered: list[dict] = []
     p = progress.Progress(
@@ -284,10 +285,43 @@ def test_the_end_parses_for_at_most_its_budget_and_the_coverage_names_the_rest(
         parser=LineParser("auto"),
         on_metrics=lambda points, t: seen.append(points.num_rows),
         on_parsed=covered.append,
-        end_budget_s=0.3,
+        end_budget_s=budget_s,
     )
     p.stop()
+    return p, seen, covered
+
+
+def test_a_rest_that_fits_the_budget_is_parsed_at_the_end(tmp_path: Path) -> None:
+    p, seen, covered = _end_of(tmp_path / "stdout.log", 20_000, 1.0)
+    assert p.unparsed == {} and not p.handed_over and sum(seen) == 20_000
+    assert covered[-1]["streams"]["stdout"]["to"] == (tmp_path / "stdout.log").stat().st_size
     assert p.end_parse_s < 1.0
+
+
+def test_a_rest_that_cannot_fit_is_handed_over_whole_without_holding_the_exit(
+    tmp_path: Path,
+) -> None:
+    """Parsing part of a flood would hold the exit for the whole budget and still leave the
+    background finish most of it: none is parsed, at once (#15)."""
+    log = tmp_path / "stdout.log"
+    p, seen, covered = _end_of(log, 1_000_000, 0.3)
+    assert p.handed_over and sum(seen) == 0
+    assert p.unparsed == {"stdout": log.stat().st_size}
+    assert covered[-1]["streams"]["stdout"]["to"] == 0
+    assert p.end_parse_s < 0.3
+
+
+def test_the_end_parses_for_at_most_its_budget_and_the_coverage_names_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the rate was overestimated, the deadline still holds, and the coverage stops at a
+    line's end."""
+    from logbook.supervisor import progress
+
+    monkeypatch.setattr(progress, "PRIOR_RATE", 1e12)  # as if it all fitted
+    log = tmp_path / "stdout.log"
+    p, seen, covered = _end_of(log, 1_000_000, 0.3)
+    assert p.end_parse_s < 1.0 and not p.handed_over
     to = covered[-1]["streams"]["stdout"]["to"]
     assert p.unparsed == {"stdout": log.stat().st_size - to} and to > 0
     # Every line before `to` was parsed, none after: the rest is whole lines.
