@@ -126,6 +126,18 @@ def wait_parsed(store: Path, timeout: float = 1800.0) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
+def count_in(path: Path, token: bytes) -> int:
+    """How often `token` occurs in the file, read in 16 MiB chunks (one split across two is
+    counted too: the last bytes of a chunk, too few to hold it, start the next)."""
+    n, tail = 0, b""
+    with path.open("rb") as f:
+        for chunk in iter(partial(f.read, 1 << 24), b""):
+            data = tail + chunk
+            n += data.count(token)
+            tail = data[-(len(token) - 1) :]
+    return n
+
+
 def raw_logs(store: Path) -> list[int]:
     return [p.stat().st_size for p in sorted(store.glob("logs/run=*/*/stdout.log"))]
 
@@ -195,9 +207,7 @@ class Bench:
         """The same file with the defaults: how many of its metric lines are on record when
         `logbook run` returns, and when the background finish has them all (#15)."""
         s, store = "passthrough", self.tmp / "pt-catch-up"
-        lines = sum(
-            chunk.count(b"loss=") for chunk in iter(partial(f.open("rb").read, 1 << 24), b"")
-        )
+        lines = count_in(f, b"loss=")
         r = drain(self.wrap(store, "cat", str(f)))
         at_return = loss_points(store)
         report = end_report(store)

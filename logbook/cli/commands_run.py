@@ -105,8 +105,9 @@ _RUN_SETTINGS = (
     "--catch-up",
     metavar="DURATION",
     help="How long logbook run may parse the output after the command ends, at most 1s (the "
-    "exit is never held longer); what is left is parsed by a background process and is on record "
-    "when it ends. 0: hand it all over. [default: 1s]",
+    "exit is never held longer); a rest that cannot be parsed in that time is not begun. What is "
+    "left is parsed by a background process and is on record when it ends. 0: hand it all over. "
+    "[default: 1s]",
 )
 @click.option(
     "--config",

@@ -236,6 +236,8 @@ class Progress:
             f.seek(self._offsets[path])
             data = f.read(size)
         if not data:
+            if final and self._partial[path]:  # the command's last line, which never ended
+                self._take(path, b"", True)
             return False
         # CPU time, not wall: the follower yields to the command, and the end's rate is wanted.
         t0 = time.thread_time()

@@ -291,6 +291,26 @@ def _end_of(log: Path, lines: int, budget_s: float) -> tuple[Any, list[int], lis
     return p, seen, covered
 
 
+def test_a_last_line_without_an_end_is_parsed_by_the_run_itself(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Output that stops mid-line (no newline after the last value): parsed at the end, not left
+    to a background process."""
+    from logbook.store import coverage
+
+    p = run_logbook(
+        "run", "--store", str(store_path), "--run", "r", "--no-capture", "--",
+        sys.executable, "-c", "import sys, time; sys.stdout.write('step=1 loss=0.5\\nstep=2 loss=0.25'); "
+        "sys.stdout.flush(); time.sleep(1.5)",  # the follower reads the unended line meanwhile
+        check=0,
+    )  # fmt: skip
+    assert b"not yet parsed" not in p.stderr
+    assert [(r["step"], r["value"]) for r in _metrics(store_path)] == [(1, 0.5), (2, 0.25)]
+    [log_dir] = store_path.glob("logs/run=r/*")
+    doc = coverage.read(log_dir) or {}
+    assert doc.get("complete") and not doc.get("finisher")
+
+
 def test_a_rest_that_fits_the_budget_is_parsed_at_the_end(tmp_path: Path) -> None:
     p, seen, covered = _end_of(tmp_path / "stdout.log", 20_000, 1.0)
     assert p.unparsed == {} and not p.handed_over and sum(seen) == 20_000
