@@ -127,6 +127,7 @@ class Passthrough:
         proc.wait()
         left = list(self._open)
         if left:
+            _end_the_line(self.logs.get("stderr"))
             self.warn(
                 f"the output pump stopped ({_how(proc.returncode)}); logbook copies the "
                 f"output on itself ({', '.join(left)})"
@@ -177,6 +178,24 @@ class Passthrough:
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         self.reader_gone = self.reader_gone or any(t.reader_gone for t in self._threads)
+
+
+def _end_the_line(stderr_log: Path | None) -> None:
+    """Put our warning on a line of its own when the training's stderr stopped mid-line (an
+    unbuffered `print` writes the text and its newline apart): its raw log ends as it did."""
+    if stderr_log is None:
+        return
+    try:
+        with open(stderr_log, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) in (b"\n", b"\r"):
+                return
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _how(returncode: int) -> str:
