@@ -147,6 +147,18 @@ def test_child_sees_its_attempt_and_runs_unbuffered(run_logbook, store_path: Pat
     )
 
 
+def test_the_wrappers_memory_pool_stays_out_of_the_childs_environment(
+    run_logbook, store_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """logbook run picks pyarrow's system pool for itself through ARROW_DEFAULT_MEMORY_POOL
+    (supervisor.system_memory_pool); the training gets the environment it was given."""
+    code = "import os; print(os.environ.get('ARROW_DEFAULT_MEMORY_POOL', 'unset'))"
+    base = ["run", "--store", str(store_path), "--run", "pool", "--", sys.executable, "-c", code]
+    assert run_logbook(*base, check=0).stdout.strip() == b"unset"
+    given = run_logbook(*base, env={"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}, check=0)
+    assert given.stdout.strip() == b"jemalloc"
+
+
 def test_lineage_labels_and_parents(run_logbook, store_path: Path) -> None:
     base = ["run", "--store", str(store_path), "--run", "lin"]
     run_logbook(*base, "--", "true", check=0)
