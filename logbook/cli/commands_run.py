@@ -200,7 +200,11 @@ def run(
         capture=not no_capture,
         **resolve_run_settings(flags, config, hook_specs, config_path),
     )
-    sys.exit(supervisor.run(opts))
+    code = supervisor.run(opts)
+    from logbook.cli import exit_at_once
+
+    exit_at_once()
+    sys.exit(code)
 
 
 def resolve_run_settings(
