@@ -5,7 +5,9 @@ The order of the questions:
 1. A stopping signal logbook passed on: SIGINT is the user (interrupted); SIGTERM/SIGHUP is a
    scheduler when one is present (preempted), else the user. This wins over exit status 0: a job
    told to stop that exits cleanly has stopped, not finished.
-2. Exit status 0: completed, whatever the log says.
+2. Exit status 0: completed, whatever the log says, but for one thing: the command's own report,
+   among its last lines, of a stopping signal it caught (Lightning's `[rank: 0] Received SIGTERM:
+   15`, then a clean exit 0): interrupted, or preempted under a scheduler, as in 4.
 3. A scheduler's own words (a Slurm "CANCELLED ... DUE TO TIME LIMIT" line): preempted.
 4. The command itself died of SIGINT/SIGTERM/SIGHUP that logbook did not send: interrupted, or
    preempted under a scheduler.
@@ -68,7 +70,7 @@ class Verdict:
         crash_class: one of rules.CLASSES when crashed, else None.
         retryable: whether a restart can help.
         rule: the rule id that decided, or a reason: "exit-code", "forwarded-signal", "signal",
-            "sigkill", "usage-exit-2", "python-traceback", "killed-after-grace".
+            "caught-signal", "sigkill", "usage-exit-2", "python-traceback", "killed-after-grace".
         summary: one line for people.
         evidence: JSON-able: exit_code, signal, signal_name, lines, log, rules, and exception,
             torchrun when found.
@@ -142,7 +144,13 @@ def classify_end(
             forwarded_signal, log_paths, rules, under_scheduler, killed_after_grace, evidence
         )
     if returncode == 0:
-        return Verdict("completed", None, False, "exit-code", "exited with code 0", evidence)
+        caught = _caught_stop(read_tails(log_paths))
+        if caught is None:
+            return Verdict("completed", None, False, "exit-code", "exited with code 0", evidence)
+        evidence["caught_signal"], evidence["line"] = caught
+        status = "preempted" if under_scheduler else "interrupted"
+        summary = f"{status}: the command caught {caught[0]} ({caught[1]!r}) and exited 0"
+        return Verdict(status, None, under_scheduler, "caught-signal", summary, evidence)
 
     tails = read_tails(log_paths)
     report, report_tail = next(
@@ -204,6 +212,23 @@ def classify_end(
         )
     summary = f"{who}exited with code {code} and no known error in the log"
     return _with_lines(Verdict("crashed", "unknown", True, "exit-code", summary, evidence), tails)
+
+
+# A trainer's report that it caught a stopping signal and is shutting down (Lightning's signal
+# connector: `[rank: 0] Received SIGTERM: 15`). Only among the last CAUGHT_LINES lines of a log: a
+# run that caught one early and trained on to its end has completed.
+_CAUGHT = re.compile(r"\bReceived (SIGTERM|SIGINT|SIGHUP)\b(?::\s*\d+)?")
+CAUGHT_LINES = 30
+
+
+def _caught_stop(tails: list[LogTail]) -> tuple[str, str] | None:
+    """(the signal, the line) if a log ends soon after the command said it caught one."""
+    for tail in tails:
+        for line in tail.lines[-CAUGHT_LINES:]:
+            m = _CAUGHT.search(line)
+            if m is not None:
+                return m.group(1), line.strip()[:300]
+    return None
 
 
 def _stopped(

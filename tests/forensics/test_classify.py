@@ -237,6 +237,43 @@ def test_completed_even_with_scary_lines(run_child: Run) -> None:
     assert (v.status, v.crash_class, v.retryable, v.rule) == ("completed", None, False, "exit-code")
 
 
+# Lightning's signal connector, as it runs: on SIGTERM it logs `[rank: 0] Received SIGTERM: 15`
+# (seen from the real Lightning 2.6 in tests/record/test_real_trainers.py), lets the step end and
+# returns from fit; the script then exits 0.
+CATCHES_SIGTERM = """
+import os, signal, sys, time
+stop = []
+signal.signal(signal.SIGTERM, lambda s, f: (print(f"[rank: 0] Received SIGTERM: {{s}}", flush=True), stop.append(s)))
+for step in range({steps}):
+    print(f"step={{step}} loss={{1 / (step + 1):.4f}}", flush=True)
+    if step == {kill_at}:
+        os.kill(os.getpid(), signal.SIGTERM)
+    if stop and step >= {kill_at} + {trains_on}:
+        break
+"""
+
+
+def test_a_caught_sigterm_and_a_clean_exit_is_a_stop_not_a_completion(run_child: Run) -> None:
+    child = run_child(python=CATCHES_SIGTERM.format(steps=100, kill_at=40, trains_on=2))
+    assert child.returncode == 0
+    v = child.classify()
+    assert (v.status, v.crash_class, v.retryable, v.rule) == (
+        "interrupted", None, False, "caught-signal",
+    )  # fmt: skip
+    assert v.evidence["caught_signal"] == "SIGTERM"
+    assert v.evidence["line"] == "[rank: 0] Received SIGTERM: 15"
+    assert "caught SIGTERM" in v.summary
+    v = child.classify(under_scheduler=True)
+    assert (v.status, v.retryable) == ("preempted", True)
+
+
+def test_a_sigterm_caught_long_before_the_end_is_a_completion(run_child: Run) -> None:
+    """A run that caught one early and trained on to its last step has completed."""
+    child = run_child(python=CATCHES_SIGTERM.format(steps=100, kill_at=10, trains_on=1000))
+    assert child.returncode == 0 and "step=99 " in child.logs[0].read_text()
+    assert child.classify().status == "completed"
+
+
 def test_killed_by_sigterm_not_through_logbook(run_child: Run) -> None:
     child = run_child(python="import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
     v = child.classify(under_scheduler=True)
