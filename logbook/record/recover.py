@@ -195,7 +195,45 @@ def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered |
     streams = {name: {"to": size, "holes": []} for name, size in sizes.items()}
     done = {**doc, **state, **stream.state(), "streams": streams, "complete": True}
     coverage.write(log_dir, {**done, "finisher": None})
+    update_steps(store, run, attempt_id, stream.first_step, stream.last_step, stamp)
     return result if result.lines else None
+
+
+def update_steps(
+    store: Store,
+    run: str,
+    attempt_id: str,
+    first: int | None,
+    last: int | None,
+    stamp: datetime,
+) -> bool:
+    """Widen an ended attempt's first and last step to those its whole logs show, once they are
+    parsed: the wrapper closed it with the steps it had read, and under a flood its end leaves most of the
+    output to the background finish (#15). A new row with a later `recorded_at` (the attempts
+    view takes the latest); an attempt not yet closed is left to whoever closes it (its close
+    reads the coverage). Whether a row was written."""
+    if last is None:
+        return False  # no step in the logs (or in this mode): what the row says stays
+    rows = [r for r in store.read("attempts", run).to_pylist() if r["attempt_id"] == attempt_id]
+    if not rows:
+        return False
+    row = max(rows, key=lambda r: r["recorded_at"])
+    if row.get("end_time") is None or row.get("status") in (None, "running"):
+        return False
+    # Only ever wider: a reparse in a narrower mode (a pattern for the eval lines alone) sees
+    # fewer steps than the training made.
+    known = [v for v in (row.get("first_step"), row.get("last_step")) if v is not None]
+    first = min([*known, *([] if first is None else [first])])
+    last = max([*known, last])
+    if (row.get("first_step"), row.get("last_step")) == (first, last):
+        return False
+    new = {**row, "first_step": first, "last_step": last, "recorded_at": datetime.now(timezone.utc)}
+    if row.get("last_step") != last:
+        new["last_step_time"] = stamp
+    if row.get("first_step") is None and first is not None:
+        new["first_step_time"] = stamp
+    store.write("attempts", run, [new])
+    return True
 
 
 def progress_of(root: Path, run: str, attempt_id: str) -> dict[str, Any]:
@@ -232,5 +270,6 @@ __all__ = [
     "progress_of",
     "recover_metrics",
     "recover_store",
+    "update_steps",
     "write_printed",
 ]

@@ -12,8 +12,8 @@ tidies what is left). The logs' coverage is rewritten to say they are parsed, in
 
 Refused while the attempt's recorder (or its background finish) is alive: it still writes
 points. Settings printed at start-up (snapshots of kind `printed`) are written only if the
-attempt has none yet; the attempts table's first and last step are not rewritten (the coverage
-file and the result hold the steps the logs show).
+attempt has none yet. An ended attempt's first and last step are widened to those the logs show
+in that mode (`recover.update_steps`; never narrowed: a mode may see fewer steps).
 """
 
 from __future__ import annotations
@@ -221,6 +221,7 @@ def _replace(
             "finisher": None,
         },
     )
+    recover.update_steps(store, run, attempt_id, stream.first_step, stream.last_step, stamp)
     return Reparsed(
         run,
         label,

@@ -269,6 +269,11 @@ def test_a_flood_of_metric_lines_is_all_on_record_after_the_background_finish(
         "max(step) as hi from metrics where name = 'loss'",
     )
     assert counts == {"points": n, "steps": n, "lo": 0, "hi": n - 1}
+    # The attempt says the steps of the whole log, not those read before the end (show, lost work).
+    [row] = run_sql(
+        Store(store_path), "select first_step, last_step, status from attempts"
+    ).to_pylist()
+    assert (row["first_step"], row["last_step"], row["status"]) == (0, n - 1, "completed")
 
 
 def _end_of(log: Path, lines: int, budget_s: float) -> tuple[Any, list[int], list[dict]]:

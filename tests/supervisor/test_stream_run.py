@@ -186,6 +186,9 @@ def test_reparse_with_a_new_pattern_replaces_the_parsed_metrics(
         ("val_loss", "parser"),
     }
     assert [r["step"] for r in rows if r["name"] == "val_loss"] == [0, 20, 40]
+    # This pattern sees the eval lines' steps only: the attempt keeps the 0-50 the training made.
+    [steps] = _sql(store, "select first_step, last_step from attempts")
+    assert steps == {"first_step": 0, "last_step": 50}
     doc = coverage.read(next(store.glob("logs/run=r/*")))
     assert doc is not None and doc["metrics"] == spec and doc["complete"]
     # Again, with the mode now on record: the same points, not twice.
@@ -228,6 +231,8 @@ def test_reparse_after_a_kill_9_of_the_wrapper(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     [done] = json.loads(p.stdout)
     assert done["points"] == 300 and done["last_step"] == 299
+    [steps] = _sql(store, "select status, first_step, last_step from attempts")
+    assert steps == {"status": "lost", "first_step": 0, "last_step": 299}
     [loss] = _sql(
         store,
         "select count(*) as n, count(distinct step) as steps from metrics where name = 'loss'",
