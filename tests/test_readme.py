@@ -111,7 +111,9 @@ def cli_commands() -> list[tuple[str, ...]]:
     from logbook.cli import cli
 
     out: list[tuple[str, ...]] = []
-    for name, command in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
         if isinstance(command, click.Group):
             out.extend((name, sub) for sub in command.commands)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -249,6 +250,7 @@ class Session:
 
         def started(pid: int, start: Any) -> None:
             recorder.attempt["pid"] = pid  # in the row that records the end
+            _warm_the_end()
             for text in self.early_warnings if restart_count == 0 else ():
                 recorder.warn(text)
             if opts.capture and self.store is not None:
@@ -484,6 +486,21 @@ def child_env(
     else:
         env.pop("LOGBOOK_CHECKPOINT_DIR", None)  # an outer wrapper's is not ours
     return env
+
+
+def _warm_the_end() -> None:
+    """Compile the shipped crash rules (20-60 ms of regular expressions) while the command runs:
+    the end's classification reads them, and the job's exit should not wait for that."""
+
+    def warm() -> None:
+        try:
+            from logbook.forensics.rules import load_rules
+
+            load_rules()  # cached; the end reads the same tuple
+        except Exception:  # the end loads them itself, and reports what fails
+            pass
+
+    threading.Thread(target=warm, name="logbook-warm", daemon=True).start()
 
 
 def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[tuple[str, str]]]:
