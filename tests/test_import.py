@@ -437,7 +437,9 @@ def test_the_error_lists_bad_rows_by_line(invoke, tmp_path: Path, store_path: Pa
     )
     r = do_import(invoke, store_path, path, "--run", "gpt", code=1)
     assert r.stderr == (
-        f"Error: {path} has 2 bad rows; nothing was imported:\n"
+        f"Error: {path} has 3 bad rows; nothing was imported:\n"
+        "  line 2: run gpt has no attempts, in the file or the store: add an attempt row for its "
+        "events and metrics to belong to\n"
         "  line 2: time 'yesterday' is not a time (write e.g. 2021-11-22T14:05:00Z)\n"
         "  line 4: no text; fix them and import again (the format: schemas/import.md)\n"
     )
@@ -446,3 +448,74 @@ def test_the_error_lists_bad_rows_by_line(invoke, tmp_path: Path, store_path: Pa
     assert "has 20 bad rows (at least: reading stopped there)" in r.stderr
     assert "line 20: no time" in r.stderr and "line 21" not in r.stderr
     assert not store_path.exists()
+
+
+def test_every_bad_row_of_a_file_is_named_in_one_pass(  # type: ignore[no-untyped-def]
+    invoke, tmp_path: Path, store_path: Path
+) -> None:
+    """Row errors (a bad time) and errors found against the other rows (an unknown label, a
+    metric in no attempt, an attempt that ends before it starts) come in one report, not in
+    stages that appear only once the first are fixed."""
+    rows = [
+        {"type": "attempt", "label": "1.00", "start": "2021-10-20T09:00:00Z",
+         "end": "2021-10-20T12:00:00Z", "status": "crashed"},
+        {"type": "note", "time": "yesterday", "text": "bad time"},
+        {"type": "attempt", "label": "1.01", "start": "2021-10-21T09:00:00Z",
+         "end": "2021-10-20T12:00:00Z", "status": "crashed"},
+        {"type": "event", "time": "2021-10-20T10:00:00Z", "kind": "note", "attempt": "9.99"},
+        {"type": "attempt", "run": "other", "start": "2021-10-20T09:00:00Z",
+         "end": "2021-10-20T12:00:00Z", "status": "completed"},
+        {"type": "metric", "run": "other", "time": "2022-01-01T00:00:00Z", "step": 5,
+         "name": "loss", "value": 1},
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "h.jsonl", rows)
+    r = do_import(invoke, store_path, path, "--run", "gpt", code=1)
+    assert f"{path} has 4 bad rows; nothing was imported" in r.stderr
+    assert "line 2: time 'yesterday' is not a time" in r.stderr
+    assert "line 3: attempt 1.01 ends before it starts" in r.stderr
+    assert "line 4: attempt 9.99 is not in the file or the store" in r.stderr
+    assert "line 6: no attempt of run other was running at 2022-01-01 00:00:00 UTC" in r.stderr
+    assert not store_path.exists()
+
+
+def test_a_bad_attempt_row_is_not_also_reported_as_missing(  # type: ignore[no-untyped-def]
+    invoke, tmp_path: Path, store_path: Path
+) -> None:
+    rows = [
+        {"type": "attempt", "label": "1.00", "start": "2021-10-20T09:00:00Z",
+         "end": "2021-10-20T12:00:00Z", "status": "crashd"},
+        {"type": "note", "time": "2021-10-20T10:00:00Z", "text": "x", "attempt": "1.00"},
+        {"type": "metric", "time": "2021-10-20T10:00:00Z", "step": 5, "name": "loss", "value": 1},
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "h.jsonl", rows)
+    r = do_import(invoke, store_path, path, "--run", "gpt", code=1)
+    assert f"{path} has a bad row; nothing was imported" in r.stderr
+    assert "line 1: status 'crashd' is not one of" in r.stderr
+    assert "line 2" not in r.stderr and "line 3" not in r.stderr
+
+
+def test_overlapping_attempts_are_imported_with_a_warning_that_names_both(  # type: ignore[no-untyped-def]
+    invoke, sql, tmp_path: Path, store_path: Path
+) -> None:
+    rows = [
+        {"type": "attempt", "label": "11.00", "start": "2021-10-20T09:00:00Z",
+         "end": "2021-10-20T20:00:00Z", "status": "crashed"},
+        {"type": "attempt", "label": "11.01", "start": "2021-10-20T12:12:00Z",
+         "end": "2021-10-21T03:00:00Z", "status": "hung"},
+        {"type": "attempt", "label": "11.02", "start": "2021-10-21T04:00:00Z", "status": "running"},
+        {"type": "attempt", "label": "11.03", "start": "2021-10-22T04:00:00Z",
+         "end": "2021-10-22T05:00:00Z", "status": "completed"},
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "h.jsonl", rows)
+    r = do_import(invoke, store_path, path, "--run", "opt")
+    assert (
+        "warning: run opt: attempts 11.00 and 11.01 overlap by 7.8 h "
+        "(11.01 starts 2021-10-20 12:12 UTC, before 11.00 ends 2021-10-20 20:00 UTC)"
+    ) in r.stderr
+    assert (
+        "warning: run opt: attempt 11.02 has no end (running) but 11.03 starts after it"
+    ) in r.stderr
+    assert "imported into opt (a new run): 4 attempts" in r.stderr
+    assert len(sql("select * from attempts")) == 4
+    again = do_import(invoke, store_path, path, "--run", "opt")  # the store's attempts count too
+    assert "attempts 11.00 and 11.01 overlap" in again.stderr

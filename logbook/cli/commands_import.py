@@ -45,6 +45,8 @@ def import_(
             target, file, run=run_name, fmt=fmt, dry_run=dry_run, progress=progress
         )
     for result in results:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(result.describe(dry_run=dry_run), err=True)
     if dry_run:
         click.echo("nothing written (--dry-run)", err=True)

@@ -102,11 +102,12 @@ def _import(
     finally:
         if collecting:
             gc.enable()
-    if found.errors:
+    if len(found.errors) >= MAX_ERRORS or (found.errors and not found.runs):
         raise _bad_rows(path, found.errors)
     if not found.runs:
         raise LogbookError(f"{path} has no rows to import", hint="see schemas/import.md")
     say("checking the rows against the store")
+    # Also with bad rows: its errors join theirs, so a file's errors come in one report.
     plan = Plan(store, found, con)  # checks rows against the store and each other
     if found.errors:
         raise _bad_rows(path, found.errors)

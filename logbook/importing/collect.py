@@ -65,6 +65,7 @@ class Collector:
         self.runs: dict[str, int] = {}  # run -> first line
         self.attempts: dict[tuple[str, str], dict[str, Any]] = {}  # merged fields per label
         self.attempt_lines: dict[tuple[str, str], list[int]] = {}
+        self.bad_attempts: set[tuple[str, str]] = set()  # labels of attempt rows with errors
         self.last_label: dict[str, str] = {}
         self.events: list[dict[str, Any]] = []
         self.refs: dict[tuple[str, str], int] = {}  # attempt labels named by rows -> first line
@@ -115,6 +116,30 @@ class Collector:
         return label
 
     def _attempt(self, line: int, run: str, row: dict[str, Any]) -> None:
+        label = self._label(run, row)
+        try:
+            fields = self._attempt_fields(row)
+        except Bad:
+            # Known by label all the same: rows naming it are not also reported as naming none.
+            self.bad_attempts.add((run, label))
+            raise
+        self.attempts.setdefault((run, label), {}).update(fields)
+        self.attempt_lines.setdefault((run, label), []).append(line)
+
+    def _label(self, run: str, row: dict[str, Any]) -> str:
+        if row.get("label") is not None:
+            label = parse_label(row["label"])
+        else:  # the next in the file's own lineage, so it is the same label in every import
+            from logbook.supervisor.lineage import next_label
+
+            previous = self.last_label.get(run)
+            label = "1.00" if previous is None else next_label(previous)
+            while (run, label) in self.attempts or (run, label) in self.bad_attempts:
+                label = next_label(label)
+        self.last_label[run] = label
+        return label
+
+    def _attempt_fields(self, row: dict[str, Any]) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         for key, value in row.items():
             if key in ("type", "run", "label") or value is None:
@@ -139,18 +164,7 @@ class Collector:
         decision = fields.get("decision")
         if decision is not None and decision not in DECISIONS:
             raise Bad(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
-        if row.get("label") is not None:
-            label = parse_label(row["label"])
-        else:  # the next in the file's own lineage, so it is the same label in every import
-            from logbook.supervisor.lineage import next_label
-
-            previous = self.last_label.get(run)
-            label = "1.00" if previous is None else next_label(previous)
-            while (run, label) in self.attempts:
-                label = next_label(label)
-        self.last_label[run] = label
-        self.attempts.setdefault((run, label), {}).update(fields)
-        self.attempt_lines.setdefault((run, label), []).append(line)
+        return fields
 
     def _event(self, line: int, run: str, row: dict[str, Any]) -> None:
         kind = parse_text(row.get("kind") or "", "kind")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import json
 import os
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ class Imported:
     metrics: int = 0  # new metric points
     skipped: int = 0  # attempts, events, notes and metrics of the file already on record
     new_run: bool = False
+    warnings: list[str] = field(default_factory=list)  # what was imported but looks wrong
 
     def describe(self, *, dry_run: bool = False) -> str:
         """One line for people: 'imported into opt: 3 attempts, 2 events, 1 note, 9 metrics'."""
@@ -83,12 +85,13 @@ class Plan:
         self.stored = {run: _current_attempts(store, run) for run in found.runs}
         # run -> every attempt of it, the file's and the store's, by start time
         self.lineup = self._attempts()
+        # Every check runs, so that a file's errors come in one report, not in stages.
         self._check_refs()
-        if found.errors:
-            return
         self._attach_metrics()
         if found.errors:
             return
+        for run, attempts in self.lineup.items():
+            self.results[run].warnings = _overlaps(run, attempts)
         self._attach_events()
         self._steps()
         for run in found.runs:
@@ -118,10 +121,11 @@ class Plan:
                 problem = _attempt_problem(label, fields)
                 if problem:
                     self._error(lines[-1], problem)
+                    self.found.bad_attempts.add((run, label))
                     continue
                 merged.append({**fields, "label": label, "attempt_id": attempt_id, "_file": True})
             merged.sort(key=lambda a: (a["start_time"], a["label"]))
-            if not merged:
+            if not merged and not any(r == run for r, _ in found.bad_attempts):
                 self._error(
                     found.runs[run],
                     f"run {run} has no attempts, in the file or the store: add an attempt row "
@@ -132,6 +136,7 @@ class Plan:
 
     def _check_refs(self) -> None:
         known = {(run, a["label"]) for run, attempts in self.lineup.items() for a in attempts}
+        known |= self.found.bad_attempts  # reported already
         for (run, label), line in self.found.refs.items():
             if (run, label) not in known:
                 self._error(line, _unknown_label(run, label, self.lineup[run]))
@@ -174,11 +179,15 @@ class Plan:
             """
         )
         self.con.execute("drop table m_new")
+        # A run with a bad attempt row may have lost the attempt its points belong to: those
+        # points are not reported as well.
+        doubtful = {run for run, _ in self.found.bad_attempts}
         for r in self._rows(
             "select line, run, time from m where attempt_id is null order by line limit ?",
             [MAX_ERRORS],
         ):
-            self._error(r["line"], _no_attempt_then(r["run"], r["time"]))
+            if r["run"] not in doubtful:
+                self._error(r["line"], _no_attempt_then(r["run"], r["time"]))
 
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         # Through Arrow: DuckDB's own Python timestamps with a zone need pytz.
@@ -494,6 +503,31 @@ def _end_event(run: str, a: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _within(a: Mapping[str, Any], t: datetime) -> bool:
     return bool(a["start_time"] <= t and (a.get("end_time") is None or t <= a["end_time"]))
+
+
+def _overlaps(run: str, attempts: list[dict[str, Any]]) -> list[str]:
+    """Warnings for attempts (sorted by start) that overlap the next one: downtime and MTBF count
+    their shared time once, but a history kept by hand more likely has a wrong time."""
+    out = []
+    for a, b in itertools.pairwise(attempts):
+        end = a.get("end_time")
+        if end is None and a.get("status", "running") == "running":
+            out.append(
+                f"run {run}: attempt {a['label']} has no end (running) but {b['label']} starts "
+                "after it; give it an end and a status"
+            )
+        elif end is not None and end > b["start_time"]:
+            hours = (end - b["start_time"]).total_seconds() / 3600
+            out.append(
+                f"run {run}: attempts {a['label']} and {b['label']} overlap by {hours:.1f} h "
+                f"({b['label']} starts {_minute(b['start_time'])}, before {a['label']} ends "
+                f"{_minute(end)})"
+            )
+    return out
+
+
+def _minute(t: datetime) -> str:
+    return f"{t.astimezone(_UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _unknown_label(run: str, label: str, attempts: list[dict[str, Any]]) -> str:
