@@ -519,3 +519,79 @@ def test_overlapping_attempts_are_imported_with_a_warning_that_names_both(  # ty
     assert len(sql("select * from attempts")) == 4
     again = do_import(invoke, store_path, path, "--run", "opt")  # the store's attempts count too
     assert "attempts 11.00 and 11.01 overlap" in again.stderr
+
+
+def test_a_hand_kept_history_keeps_its_precision(  # type: ignore[no-untyped-def]
+    invoke, sql, tmp_path: Path, store_path: Path
+) -> None:
+    """Times given as a day, a month or a range, approximate steps and step ranges, hours lost as
+    the source states them, labels such as glm:42 and events of the run are kept as given."""
+    rows = [
+        {"type": "attempt", "label": "glm:42", "start": "2022-05", "end": "2022-05-03/2022-05-05",
+         "status": "crashed", "resumed_from": "≈ 14,300", "hours_lost": 12.5},
+        {"type": "attempt", "label": "glm:43", "start": "2022-05-06T08:00:00Z",
+         "end": "2022-05-07", "status": "completed"},
+        {"type": "event", "time": "2022-05-06T09:00:00Z", "kind": "hparam_change",
+         "message": "lr 4.45e-05 -> 4e-05", "step": "14000-14500"},
+        {"type": "note", "time": "2022-05-06T10:00:00Z", "text": "moved to the new cluster",
+         "scope": "run", "step": "~15000"},
+        {"type": "event", "time": "2022-05-06T11:00:00Z", "kind": "note", "step": 15100},
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "glm.jsonl", rows)
+    do_import(invoke, store_path, path, "--run", "glm")
+    attempts = sql(
+        "select label, start_time::varchar as s, start_precision, start_until::varchar as su, "
+        "end_time::varchar as e, end_precision, end_until::varchar as eu, resumed_from_step, "
+        "steps_approx, lost_h_stated from attempts order by label"
+    )
+    assert attempts == [
+        {"label": "glm:42", "s": "2022-05-01 00:00:00+00", "start_precision": "month",
+         "su": "2022-06-01 00:00:00+00", "e": "2022-05-03 00:00:00+00", "end_precision": "range",
+         "eu": "2022-05-06 00:00:00+00", "resumed_from_step": 14300, "steps_approx": True,
+         "lost_h_stated": 12.5},
+        {"label": "glm:43", "s": "2022-05-06 08:00:00+00", "start_precision": None, "su": None,
+         "e": "2022-05-07 00:00:00+00", "end_precision": "day", "eu": "2022-05-08 00:00:00+00",
+         "resumed_from_step": None, "steps_approx": None, "lost_h_stated": None},
+    ]  # fmt: skip
+    events = sql(
+        "select e.kind, e.step, e.step_until, e.step_approx, a.label from events e "
+        "left join attempts a using (attempt_id) where e.kind in ('hparam_change', 'note') "
+        "order by e.time"
+    )
+    assert events == [
+        {"kind": "hparam_change", "step": 14000, "step_until": 14500, "step_approx": None,
+         "label": "glm:43"},
+        {"kind": "note", "step": 15000, "step_until": None, "step_approx": True, "label": None},
+        {"kind": "note", "step": 15100, "step_until": None, "step_approx": None, "label": "glm:43"},
+    ]  # fmt: skip
+    again = do_import(invoke, store_path, path, "--run", "glm")  # the same file adds nothing
+    assert "0 attempts, 0 events, 0 notes, 0 metrics; 5 already on record" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"start": "2022-13"}, "start '2022-13' is not a time"),
+        ({"start": "2022-05-05/2022-05-01"}, "start '2022-05-05/2022-05-01' ends before it starts"),
+        ({"resumed_from": "≈ lots"}, "resumed_from '≈ lots' is not a whole number"),
+        ({"start_precision": "day"}, "attempt rows have no field 'start_precision'"),
+    ],
+)
+def test_a_bad_time_or_step_of_a_hand_kept_history_is_named(  # type: ignore[no-untyped-def]
+    invoke, tmp_path: Path, store_path: Path, row: dict[str, Any], message: str
+) -> None:
+    attempt = {"type": "attempt", "start": "2022-05-01T00:00:00Z", "status": "running", **row}
+    path = write_jsonl(tmp_path / "h.jsonl", [attempt])
+    r = do_import(invoke, store_path, path, "--run", "glm", code=1)
+    assert f"line 1: {message}" in r.stderr
+
+
+def test_an_event_of_the_run_names_no_attempt(invoke, tmp_path: Path, store_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        {"type": "attempt", "start": "2022-05-01T00:00:00Z", "status": "running"},
+        {"type": "note", "time": "2022-05-02", "text": "x", "scope": "run", "attempt": "1.00"},
+        {"type": "note", "time": "2022-05-02", "text": "x", "scope": "lineage"},
+    ]  # fmt: skip
+    r = do_import(invoke, store_path, write_jsonl(tmp_path / "h.jsonl", rows), "--run", "g", code=1)
+    assert "line 2: an event of the run (scope run) names no attempt" in r.stderr
+    assert "line 3: scope 'lineage' is not one of attempt, run" in r.stderr

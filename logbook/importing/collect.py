@@ -15,8 +15,10 @@ from logbook.importing.fields import (
     parse_int,
     parse_label,
     parse_object,
+    parse_step,
     parse_text,
     parse_time,
+    parse_when,
     redact_value,
 )
 from logbook.importing.read import Bad
@@ -43,8 +45,14 @@ _ATTEMPT_ALIASES = {
     "class": "crash_class",
     "parent": "parent_label",
     "resumed_from": "resumed_from_step",
+    "hours_lost": "lost_h_stated",
 }
-_EVENT_FIELDS = {"type", "run", "time", "kind", "message", "step", "severity", "attempt", "data"}
+_ATTEMPT_TIMES = ("start_time", "end_time")  # a day, month or range as well as an instant
+_ATTEMPT_STEPS = ("resumed_from_step", "first_step", "last_step", "last_checkpoint_step")
+_EVENT_FIELDS = {
+    "type", "run", "time", "kind", "message", "step", "severity", "attempt", "data", "scope",
+}  # fmt: skip
+SCOPES = ("attempt", "run")
 _NOTE_FIELDS = {"text", "tags"} | _EVENT_FIELDS - {"kind"}
 _METRIC_FIELDS = {"type", "run", "time", "step", "name", "value", "metrics", "attempt"}
 
@@ -148,6 +156,21 @@ class Collector:
                 fields.update(_signal(value))
                 continue
             column = _ATTEMPT_ALIASES.get(key, key)
+            if column in _ATTEMPT_TIMES:
+                when = parse_when(value, key)
+                fields[column] = when.time
+                prefix = column.removesuffix("_time")
+                fields[f"{prefix}_precision"], fields[f"{prefix}_until"] = (
+                    when.precision,
+                    when.until,
+                )
+                continue
+            if column in _ATTEMPT_STEPS:
+                step = parse_step(value, key)
+                fields[column] = step.step
+                if step.approx or step.until is not None:  # a range: its start, approximately
+                    fields["steps_approx"] = True
+                continue
             convert = self._converters.get(column)
             if convert is None:
                 raise Bad(f"attempt rows have no field {key!r} (see schemas/import.md)")
@@ -208,14 +231,26 @@ class Collector:
         severity = row.get("severity") or "info"
         if severity not in SEVERITIES:
             raise Bad(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
-        step = row.get("step")
+        scope = row.get("scope") or "attempt"
+        if scope not in SCOPES:
+            raise Bad(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+        label = self._attempt_ref(line, run, row)
+        if scope == "run" and label is not None:
+            raise Bad("an event of the run (scope run) names no attempt")
+        when = parse_when(row.get("time"))
+        step = None if row.get("step") is None else parse_step(row["step"])
         self.events.append(
             {
                 "line": line,
                 "run": run,
-                "label": self._attempt_ref(line, run, row),
-                "time": parse_time(row.get("time")),
-                "step": None if step is None else parse_int(step, "step"),
+                "label": label,
+                "of_run": scope == "run",
+                "time": when.time,
+                "time_precision": when.precision,
+                "time_until": when.until,
+                "step": None if step is None else step.step,
+                "step_until": None if step is None else step.until,
+                "step_approx": True if step is not None and step.approx else None,
                 "kind": kind,
                 "severity": severity,
                 "message": None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from logbook import schema as schemas
@@ -24,6 +26,11 @@ _ATTEMPT_DERIVED = {
     "wrapper_pid",
     "logbook_version",
     "signal_name",
+    "start_precision",  # from start and end as given (parse_when)
+    "start_until",
+    "end_precision",
+    "end_until",
+    "steps_approx",  # from the steps as given (parse_step)
 }
 
 
@@ -43,6 +50,92 @@ def parse_time(value: Any, field: str = "time") -> datetime:
     except (ValueError, OverflowError, OSError):
         pass
     raise Bad(f"{field} {value!r} is not a time (write e.g. 2021-11-22T14:05:00Z)")
+
+
+_PERIOD = re.compile(r"^\s*(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?\s*$")
+
+
+@dataclass(frozen=True)
+class When:
+    """A time as a source gives it: an instant, a year, month or day, or a range of them."""
+
+    time: datetime  # the first instant
+    precision: str | None = None  # None for an instant; year, month, day or range
+    until: datetime | None = None  # the end of the period or range (exclusive for periods)
+
+
+def parse_when(value: Any, field: str = "time") -> When:
+    """An instant as `parse_time` reads it, or what a hand-kept history often has instead: a year
+    (2021), month (2021-11), day (2021-11-03), or a range of any of these (ISO 8601's
+    2021-11-03/2021-11-05, or 2021-11-03T10:00Z/2021-11-03T14:00Z)."""
+    if isinstance(value, str) and "/" in value:
+        first, _, last = value.partition("/")
+        a, b = parse_when(first, field), parse_when(last, field)
+        end = b.until or b.time
+        if end < a.time:
+            raise Bad(f"{field} {value!r} ends before it starts")
+        return When(a.time, "range", end)
+    m = _PERIOD.match(value) if isinstance(value, str) else None
+    if m is None:
+        return When(parse_time(value, field))
+    year, month, day = (int(g) if g else None for g in m.groups())
+    try:
+        if day is not None:
+            t = datetime(year, month, day, tzinfo=_UTC)  # type: ignore[arg-type]
+            return When(t, "day", t + timedelta(days=1))
+        if month is not None:
+            t = datetime(year, month, 1, tzinfo=_UTC)  # type: ignore[arg-type]
+            later = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=_UTC)  # type: ignore[operator]
+            return When(t, "month", later)
+        t = datetime(year, 1, 1, tzinfo=_UTC)  # type: ignore[arg-type]
+        return When(t, "year", datetime(year + 1, 1, 1, tzinfo=_UTC))  # type: ignore[operator]
+    except ValueError:
+        raise Bad(f"{field} {value!r} is not a time (write e.g. 2021-11-22T14:05:00Z)") from None
+
+
+_APPROX = ("~", "≈", "ca.", "about", "approx.", "approximately")
+_STEP_RANGE = re.compile(r"^(.+?)\s*(?:\.\.|–|—|-(?=\s*\d))\s*(.+)$")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step as a source gives it: exact, approximate ('≈ 14,300'), or a range ('14000-14500')."""
+
+    step: int
+    until: int | None = None
+    approx: bool = False
+
+
+def parse_step(value: Any, field: str = "step") -> Step:
+    if not isinstance(value, str):
+        return Step(parse_int(value, field))
+    try:
+        return _step_text(value, field)
+    except Bad:
+        raise Bad(
+            f"{field} {value!r} is not a whole number (nor one like ≈ 14,300 or 14000-14500)"
+        ) from None
+
+
+def _step_text(value: str, field: str) -> Step:
+    text = value.strip()
+    approx = False
+    for mark in _APPROX:
+        if text.lower().startswith(mark):
+            approx, text = True, text[len(mark) :].strip()
+            break
+    m = _STEP_RANGE.match(text)
+    if m is not None:
+        lo, hi = (parse_int(_digits(g), field) for g in m.groups())
+        if hi < lo:
+            raise Bad(f"{field} {value!r} ends before it starts")
+        return Step(lo, hi, approx)
+    return Step(parse_int(_digits(text), field), None, approx)
+
+
+def _digits(text: str) -> str:
+    """'14,300' and '14 300' and '14_300' as 14300 (thousands separators of hand-kept notes)."""
+    return re.sub(r"(?<=\d)[,_ ](?=\d{3}\b)", "", text.strip())
 
 
 def parse_int(value: Any, field: str) -> int:

@@ -240,6 +240,9 @@ class Plan:
             if e["label"] is not None:
                 e["attempt_id"] = by_label[(run, e["label"])]
                 continue
+            if e["of_run"]:  # the file says it belongs to the run, whatever ran then
+                e["attempt_id"] = None
+                continue
             i = bisect.bisect_right(starts[run], e["time"]) - 1
             a = self.lineup[run][i] if i >= 0 else None
             end = a.get("end_time") if a else None
@@ -295,6 +298,9 @@ class Plan:
                 severity=e["severity"],
                 data=e["data"],
             )
+            # As the source gives them; not part of the identity, which older imports made.
+            for key in ("time_precision", "time_until", "step_until", "step_approx"):
+                row[key] = e[key]
             # The event's content is its identity: the same row in a later import is skipped.
             row["event_id"] = _uuid(
                 "event", run, e["label"], row["time"].isoformat(), row["step"], row["kind"],

@@ -16,8 +16,8 @@ from logbook.store import layout
 if TYPE_CHECKING:
     from logbook.store import Store
 
-_TRAILING_NUMBER = re.compile(r"^(.*\.)(\d+)$")
-_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}")
+_TRAILING_NUMBER = re.compile(r"^(.*[.:])(\d+)$")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@:-]{0,63}")  # ':' for labels like glm:42
 _LAUNCHERS = {
     "python",
     "python3",
@@ -64,7 +64,7 @@ def place(
     if label is not None:
         if not _LABEL.fullmatch(label):
             raise ConfigError(
-                f"label {label!r} is not allowed", hint="use letters, digits and . _ + @ -"
+                f"label {label!r} is not allowed", hint="use letters, digits and . _ + @ : -"
             )
         if label in used or not _claim(claims, label, parent_id):
             raise ConfigError(
@@ -143,7 +143,7 @@ def previous_attempts(store: Store, run: str) -> list[tuple[str, str]]:
 
 
 def next_label(label: str) -> str:
-    """1.00 -> 1.01, 12.09 -> 12.10, warmup -> warmup.01."""
+    """1.00 -> 1.01, 12.09 -> 12.10, glm:42 -> glm:43, warmup -> warmup.01."""
     m = _TRAILING_NUMBER.match(label)
     if not m:
         return f"{label}.01"
