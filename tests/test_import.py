@@ -595,3 +595,50 @@ def test_an_event_of_the_run_names_no_attempt(invoke, tmp_path: Path, store_path
     r = do_import(invoke, store_path, write_jsonl(tmp_path / "h.jsonl", rows), "--run", "g", code=1)
     assert "line 2: an event of the run (scope run) names no attempt" in r.stderr
     assert "line 3: scope 'lineage' is not one of attempt, run" in r.stderr
+
+
+def test_declared_hardware_goes_to_the_attempts_it_covers(  # type: ignore[no-untyped-def]
+    invoke, sql, tmp_path: Path, store_path: Path
+) -> None:
+    rows = [
+        {"type": "hardware", "time": "2021-11-01", "hosts": 124, "gpus_per_host": 8,
+         "gpu_model": "A100 80GB", "note": "the first allocation"},
+        {"type": "attempt", "label": "12.00", "start": "2021-11-05T00:00:00Z",
+         "end": "2021-11-06T00:00:00Z", "status": "crashed"},
+        {"type": "hardware", "time": "2021-11-06T06:00:00Z", "hosts": 128, "gpus": 1024},
+        {"type": "attempt", "label": "12.01", "start": "2021-11-07T00:00:00Z",
+         "end": "2021-11-08T00:00:00Z", "status": "hung"},
+        {"type": "hardware", "time": "2021-11-07T00:00:00Z", "attempt": "12.01", "gpus": 1016},
+        {"type": "attempt", "label": "11.09", "start": "2021-10-30T00:00:00Z",
+         "end": "2021-10-31T00:00:00Z", "status": "crashed"},
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "opt.jsonl", rows)
+    do_import(invoke, store_path, path, "--run", "opt")
+    declared = sql(
+        "select a.label, s.name, s.value from snapshots s join attempts a using (attempt_id) "
+        "where s.kind = 'declared' order by a.label, s.name"
+    )
+    assert [(r["label"], r["name"], r["value"]) for r in declared] == [
+        ("12.00", "gpu_model", "A100 80GB"),
+        ("12.00", "gpus", "992"),
+        ("12.00", "gpus_per_host", "8"),
+        ("12.00", "hosts", "124"),
+        ("12.01", "gpus", "1016"),  # the attempt's own row over the run's
+        ("12.01", "hosts", "128"),
+    ]
+    events = sql(
+        "select message, attempt_id is null as of_run from events "
+        "where kind = 'hardware_change' order by time"
+    )
+    assert events == [
+        {"message": "hardware: 992 GPUs (A100 80GB) on 124 hosts (declared): the first allocation",
+         "of_run": True},
+        {"message": "hardware: 1,024 GPUs on 128 hosts (declared)", "of_run": True},
+        {"message": "hardware: 1,016 GPUs (declared)", "of_run": False},
+    ]  # fmt: skip
+    before = len(sql("select * from snapshots"))
+    do_import(invoke, store_path, path, "--run", "opt")  # again: nothing new
+    assert len(sql("select * from snapshots")) == before
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"type": "hardware", "time": "2021", "gpus": -1}])
+    r = do_import(invoke, store_path, bad, "--run", "opt", code=1)
+    assert "line 1: hosts and gpus_per_host are at least 1, gpus at least 0" in r.stderr

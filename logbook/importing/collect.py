@@ -28,7 +28,7 @@ from logbook.store import layout
 if TYPE_CHECKING:
     import duckdb
 
-TYPES = ("attempt", "event", "note", "metric")
+TYPES = ("attempt", "event", "note", "metric", "hardware")
 STATUSES = ("running", "completed", "interrupted", "preempted", "hung", "crashed", "lost")
 DECISIONS = ("restart", "stop", "gave_up")
 MAX_ERRORS = 20  # bad rows listed before reading stops
@@ -53,6 +53,8 @@ _EVENT_FIELDS = {
     "type", "run", "time", "kind", "message", "step", "severity", "attempt", "data", "scope",
 }  # fmt: skip
 SCOPES = ("attempt", "run")
+_HARDWARE_FIELDS = {"type", "run", "time", "attempt", "hosts", "gpus", "gpus_per_host", "gpu_model"}
+_HARDWARE_FIELDS |= {"message", "note"}
 _NOTE_FIELDS = {"text", "tags"} | _EVENT_FIELDS - {"kind"}
 _METRIC_FIELDS = {"type", "run", "time", "step", "name", "value", "metrics", "attempt"}
 
@@ -74,6 +76,7 @@ class Collector:
         self.attempts: dict[tuple[str, str], dict[str, Any]] = {}  # merged fields per label
         self.attempt_lines: dict[tuple[str, str], list[int]] = {}
         self.bad_attempts: set[tuple[str, str]] = set()  # labels of attempt rows with errors
+        self.hardware: list[dict[str, Any]] = []  # declared hardware, from a time on
         self.last_label: dict[str, str] = {}
         self.events: list[dict[str, Any]] = []
         self.refs: dict[tuple[str, str], int] = {}  # attempt labels named by rows -> first line
@@ -197,6 +200,41 @@ class Collector:
             )
         data = self._data(row, _EVENT_FIELDS)
         self._keep(line, run, row, kind, row.get("message"), data)
+
+    def _hardware(self, line: int, run: str, row: dict[str, Any]) -> None:
+        """Hardware a source declares, from its time on (or for the attempt it names): hosts, GPUs
+        and their model. It becomes the `declared` snapshot of the attempts it covers and a
+        hardware_change event of the run."""
+        extra = sorted(k for k in row if k not in _HARDWARE_FIELDS and row[k] is not None)
+        if extra:
+            raise Bad(f"hardware rows have no field {extra[0]!r} (see schemas/import.md)")
+        counts = {
+            key: parse_int(row[key], key)
+            for key in ("hosts", "gpus", "gpus_per_host")
+            if row.get(key) is not None
+        }
+        if any(v < (0 if k == "gpus" else 1) for k, v in counts.items()):
+            raise Bad("hosts and gpus_per_host are at least 1, gpus at least 0")
+        if "gpus" not in counts and {"hosts", "gpus_per_host"} <= counts.keys():
+            counts["gpus"] = counts["hosts"] * counts["gpus_per_host"]
+        model = row.get("gpu_model")
+        declared: dict[str, Any] = {**counts}
+        if model is not None:
+            declared["gpu_model"] = redact_value(parse_text(model, "gpu_model").strip())
+        if not declared.keys() & {"hosts", "gpus", "gpu_model"}:
+            raise Bad("a hardware row needs hosts, gpus or gpu_model")
+        label = self._attempt_ref(line, run, row)
+        self.hardware.append(
+            {"line": line, "run": run, "label": label, "time": parse_when(row.get("time")).time}
+            | {"declared": declared}
+        )
+        words = _hardware_words(declared)
+        note = row.get("message", row.get("note"))
+        message = words if note is None else f"{words}: {parse_text(note, 'message')}"
+        event = {**row, "kind": "hardware_change", "scope": "attempt" if label else "run"}
+        for key in ("type", "message", "note", "hosts", "gpus", "gpus_per_host", "gpu_model"):
+            event.pop(key, None)
+        self._keep(line, run, event, "hardware_change", message, declared)
 
     def _note(self, line: int, run: str, row: dict[str, Any]) -> None:
         text = row.get("text", row.get("message"))
@@ -347,3 +385,14 @@ def _signal(value: Any) -> dict[str, Any]:
             raise Bad(f"signal {value!r} is not a signal name (e.g. SIGKILL)") from None
     number = parse_int(value, "signal")
     return {"signal": number, "signal_name": signal_name(number)}
+
+
+def _hardware_words(declared: dict[str, Any]) -> str:
+    """'992 GPUs (A100 80GB) on 124 hosts', from what a hardware row declares."""
+    gpus, model, hosts = declared.get("gpus"), declared.get("gpu_model"), declared.get("hosts")
+    what = f"{gpus:,} GPU{'' if gpus == 1 else 's'}" if gpus is not None else "GPUs"
+    if model:
+        what += f" ({model})"
+    if hosts is not None:
+        what += f" on {hosts:,} host{'' if hosts == 1 else 's'}"
+    return f"hardware: {what} (declared)"

@@ -82,6 +82,7 @@ class Plan:
         self.attempt_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.event_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.run_rows: dict[str, dict[str, Any]] = {}
+        self.snapshot_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.stored = {run: _current_attempts(store, run) for run in found.runs}
         # run -> every attempt of it, the file's and the store's, by start time
         self.lineup = self._attempts()
@@ -95,7 +96,9 @@ class Plan:
         self._attach_events()
         self._steps()
         for run in found.runs:
-            self._events(run, self._finish_attempts(run))
+            attempts = self._finish_attempts(run)
+            self._events(run, attempts)
+            self._declared_hardware(run, attempts)
         self._new_metrics()
 
     def _error(self, line: int, why: str) -> None:
@@ -327,6 +330,41 @@ class Plan:
             else:
                 result.events += 1
 
+    def _declared_hardware(self, run: str, attempts: list[dict[str, Any]]) -> None:
+        """Each of the file's attempts gets the hardware declared for it: the run's last hardware
+        row at or before its start, over which a row naming the attempt goes. They are snapshot
+        rows of kind `declared`, which `logbook cost` reads where nothing was measured."""
+        rows = sorted((h for h in self.found.hardware if h["run"] == run), key=lambda h: h["time"])
+        if not rows:
+            return
+        on_record = _declared_on_record(self.store, run)
+        for a in attempts:
+            declared: dict[str, Any] = {}
+            lines = []
+            for h in rows:
+                if h["label"] is None and h["time"] <= a["start_time"]:
+                    declared, lines = {**h["declared"]}, [h["line"]]  # the latest in force
+            for h in rows:
+                if h["label"] == a["label"]:
+                    declared |= h["declared"]
+                    lines.append(h["line"])
+            where = ", ".join(str(n) for n in lines)
+            for name, value in declared.items():
+                key = (a["attempt_id"], name, str(value))
+                if key in on_record:
+                    continue
+                self.snapshot_rows[run].append(
+                    {
+                        "attempt_id": a["attempt_id"],
+                        "time": a["start_time"],
+                        "kind": "declared",
+                        "name": name,
+                        "value": str(value),
+                        "status": "ok",
+                        "detail": f"declared by the imported history (line {where})",
+                    }
+                )
+
     def _new_metrics(self) -> None:
         """The points not yet on record, as table m_add; a point is its (time, step, name, value)."""
         if not self.found.metric_count:
@@ -377,6 +415,7 @@ class Plan:
             for table, rows_by_run in (
                 ("events", self.event_rows),
                 ("attempts", self.attempt_rows),
+                ("snapshots", self.snapshot_rows),
                 ("runs", {r: [row] for r, row in self.run_rows.items()}),
             ):
                 for run, rows in rows_by_run.items():
@@ -436,6 +475,13 @@ def _current_attempts(store: Store, run: str) -> list[dict[str, Any]]:
 
 def _has_run_row(store: Store, run: str) -> bool:
     return store.read("runs", run=run).num_rows > 0
+
+
+def _declared_on_record(store: Store, run: str) -> set[tuple[str, str, str]]:
+    """(attempt_id, name, value) of the run's declared snapshot rows: an import adds each once."""
+    data = store.read("snapshots", run=run)
+    rows = data.select(["attempt_id", "kind", "name", "value"]).to_pylist()
+    return {(r["attempt_id"], r["name"], r["value"]) for r in rows if r["kind"] == "declared"}
 
 
 def _event_ids(store: Store, run: str) -> set[str]:
