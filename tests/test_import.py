@@ -642,3 +642,25 @@ def test_declared_hardware_goes_to_the_attempts_it_covers(  # type: ignore[no-un
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"type": "hardware", "time": "2021", "gpus": -1}])
     r = do_import(invoke, store_path, bad, "--run", "opt", code=1)
     assert "line 1: hosts and gpus_per_host are at least 1, gpus at least 0" in r.stderr
+
+
+def test_an_end_whose_reason_is_unknown_is_ended_not_a_failure(  # type: ignore[no-untyped-def]
+    invoke, sql, tmp_path: Path, store_path: Path
+) -> None:
+    rows = [
+        {"type": "attempt", "label": "1.00", "start": "2022-05-01T00:00:00Z",
+         "end": "2022-05-02T00:00:00Z", "status": "ended"},
+        {"type": "attempt", "label": "1.01", "start": "2022-05-03T00:00:00Z",
+         "end": "2022-05-04T00:00:00Z", "status": "completed"},
+    ]  # fmt: skip
+    do_import(invoke, store_path, write_jsonl(tmp_path / "h.jsonl", rows), "--run", "b")
+    assert sql("select label, status from attempts order by label") == [
+        {"label": "1.00", "status": "ended"},
+        {"label": "1.01", "status": "completed"},
+    ]
+    assert sql("select kind, message from events") == [
+        {"kind": "ended", "message": "ended; how is not known"}
+    ]
+    args = ["incidents", "b", "--each", "--store", str(store_path), "--format", "json"]
+    each = json.loads(invoke(args).stdout)
+    assert [(i["label"], i["class"], i["next_label"]) for i in each] == [("1.00", "ended", "1.01")]

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     import duckdb
 
 TYPES = ("attempt", "event", "note", "metric", "hardware")
-STATUSES = ("running", "completed", "interrupted", "preempted", "hung", "crashed", "lost")
+# `ended`: a history says when it ended but not how (not a failure, nor a completion).
+STATUSES = ("running", "completed", "interrupted", "preempted", "hung", "crashed", "lost", "ended")
 DECISIONS = ("restart", "stop", "gave_up")
 MAX_ERRORS = 20  # bad rows listed before reading stops
 _BATCH = 100_000  # metric rows parsed before they move into DuckDB (bounds Python's memory)

@@ -542,7 +542,7 @@ def _end_event(run: str, a: Mapping[str, Any]) -> dict[str, Any] | None:
         run,
         a["attempt_id"],
         kind,
-        a.get("summary") or status,
+        a.get("summary") or ("ended; how is not known" if status == "ended" else status),
         source="import",
         at=a["end_time"],
         step=a.get("last_step"),
