@@ -142,6 +142,17 @@ def previous_attempts(store: Store, run: str) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
+# The lineage a label belongs to, in SQL over `label` (the attempts view) and in Python: the label
+# less its trailing number (11.05 -> 11, glm:42 -> glm), else the label itself.
+LINEAGE_SQL = r"coalesce(nullif(regexp_extract(label, '^(.*)[.:][0-9]+$', 1), ''), label)"
+
+
+def lineage_of(label: str) -> str:
+    """11.05 -> 11, 12.00 -> 12, glm:42 -> glm, warmup.01 -> warmup, baseline -> baseline."""
+    m = _TRAILING_NUMBER.match(label)
+    return m.group(1)[:-1] or label if m else label
+
+
 def next_label(label: str) -> str:
     """1.00 -> 1.01, 12.09 -> 12.10, glm:42 -> glm:43, warmup -> warmup.01."""
     m = _TRAILING_NUMBER.match(label)
