@@ -664,3 +664,24 @@ def test_an_end_whose_reason_is_unknown_is_ended_not_a_failure(  # type: ignore[
     args = ["incidents", "b", "--each", "--store", str(store_path), "--format", "json"]
     each = json.loads(invoke(args).stdout)
     assert [(i["label"], i["class"], i["next_label"]) for i in each] == [("1.00", "ended", "1.01")]
+
+
+def test_sources_are_kept_and_events_of_one_time_keep_the_file_order(  # type: ignore[no-untyped-def]
+    invoke, sql, tmp_path: Path, store_path: Path
+) -> None:
+    cite = "metaseq projects/OPT/chronicles/10_percent_update.md"
+    rows = [
+        {"type": "attempt", "label": "11.00", "start": "2021-11-05", "status": "running",
+         "source": cite},
+        {"type": "hardware", "time": "2021-11-05", "gpus": 992, "source": cite},
+        *[{"type": "event", "time": "2021-11-06", "kind": "hparam_change", "key": "clip",
+           "message": f"clipping -> {v}", "source": cite} for v in ("1.5", "1.0", "0.3")],
+    ]  # fmt: skip
+    do_import(invoke, store_path, write_jsonl(tmp_path / "h.jsonl", rows), "--run", "opt")
+    assert sql("select citation from attempts") == [{"citation": cite}]
+    assert sql(
+        "select message from events where kind = 'hparam_change' "
+        "order by time, seq desc"  # descending: the test fails if seq does not follow the file
+    ) == [{"message": f"clipping -> {v}"} for v in ("0.3", "1.0", "1.5")]
+    hardware = sql("select data from events where kind = 'hardware_change'")
+    assert json.loads(hardware[0]["data"])["source"] == cite

@@ -78,9 +78,8 @@ def test_every_row_has_its_source_quoted_above_it() -> None:
                 break
             above.append(text)
         assert any(t.startswith("# source: ") for t in above), f"line {number}: no # source:"
-        if row["type"] in ("event", "note"):
-            source = row["source"]
-            assert "projects/OPT/chronicles/" in source or "arXiv:2205.01068" in source, number
+        source = row["source"]
+        assert "projects/OPT/chronicles/" in source or "arXiv:2205.01068" in source, number
 
 
 def test_every_row_of_the_file_is_on_record(opt: dict[str, Any]) -> None:
@@ -95,14 +94,19 @@ def test_every_row_of_the_file_is_on_record(opt: dict[str, Any]) -> None:
         f"imported into {RUN} (a new run): {types['attempt']} attempts, "
         f"{types['event'] + types['hardware'] + ends} events, {types['note']} notes, 0 metrics"
     )
-    attempts = sql(opt, "select label from attempts order by label")
-    assert [a["label"] for a in attempts] == sorted(
-        r["label"] for r in rows if r["type"] == "attempt"
+    attempts = sql(opt, "select label, citation from attempts order by label")
+    assert [(a["label"], a["citation"]) for a in attempts] == sorted(
+        (r["label"], r["source"]) for r in rows if r["type"] == "attempt"
     )
     on_record = sql(
         opt,
-        "select kind, message from events where json_extract_string(data, '$.source') is not null",
+        "select kind, message from events where json_extract_string(data, '$.source') is not null "
+        "and kind <> 'hardware_change'",  # the hardware row's own event: its source is below
     )
+    hardware = sql(
+        opt, "select data->>'source' as source from events where kind = 'hardware_change'"
+    )
+    assert [h["source"] for h in hardware] == [r["source"] for r in rows if r["type"] == "hardware"]
     assert Counter((e["kind"], e["message"]) for e in on_record) == Counter(
         ("note" if r["type"] == "note" else r["kind"], r.get("text", r.get("message")))
         for r in rows

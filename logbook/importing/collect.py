@@ -47,6 +47,7 @@ _ATTEMPT_ALIASES = {
     "parent": "parent_label",
     "resumed_from": "resumed_from_step",
     "hours_lost": "lost_h_stated",
+    "source": "citation",
 }
 _ATTEMPT_TIMES = ("start_time", "end_time")  # a day, month or range as well as an instant
 _ATTEMPT_STEPS = ("resumed_from_step", "first_step", "last_step", "last_checkpoint_step")
@@ -55,7 +56,7 @@ _EVENT_FIELDS = {
 }  # fmt: skip
 SCOPES = ("attempt", "run")
 _HARDWARE_FIELDS = {"type", "run", "time", "attempt", "hosts", "gpus", "gpus_per_host", "gpu_model"}
-_HARDWARE_FIELDS |= {"message", "note"}
+_HARDWARE_FIELDS |= {"message", "note", "source"}
 _NOTE_FIELDS = {"text", "tags"} | _EVENT_FIELDS - {"kind"}
 _METRIC_FIELDS = {"type", "run", "time", "step", "name", "value", "metrics", "attempt"}
 
@@ -235,7 +236,9 @@ class Collector:
         event = {**row, "kind": "hardware_change", "scope": "attempt" if label else "run"}
         for key in ("type", "message", "note", "hosts", "gpus", "gpus_per_host", "gpu_model"):
             event.pop(key, None)
-        self._keep(line, run, event, "hardware_change", message, declared)
+        source = event.pop("source", None)
+        data = declared if source is None else {**declared, "source": redact_value(source)}
+        self._keep(line, run, event, "hardware_change", message, data)
 
     def _note(self, line: int, run: str, row: dict[str, Any]) -> None:
         text = row.get("text", row.get("message"))

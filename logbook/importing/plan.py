@@ -304,6 +304,7 @@ class Plan:
             # As the source gives them; not part of the identity, which older imports made.
             for key in ("time_precision", "time_until", "step_until", "step_approx"):
                 row[key] = e[key]
+            row["seq"] = e["line"]
             # The event's content is its identity: the same row in a later import is skipped.
             row["event_id"] = _uuid(
                 "event", run, e["label"], row["time"].isoformat(), row["step"], row["kind"],
@@ -517,7 +518,7 @@ def _attempt_row(run: str, a: dict[str, Any], parent: dict[str, Any] | None) -> 
         command=redact_command(row.get("command") or []),
         recorded_at=parts.now(),
     )
-    for key in ("summary", "decision_reason", "evidence", "cwd"):
+    for key in ("summary", "decision_reason", "evidence", "cwd", "citation"):
         if row.get(key) is not None:
             row[key] = redact_text(row[key])
     return row
