@@ -271,6 +271,14 @@ def _summed(col: str, what: str) -> str:
         end"""
 
 
+def _over_steps_seen(col: str, kind: str) -> str:
+    """SQL for the total row's basis of tokens or FLOPs: unknown when no attempt has them."""
+    return f"""case when count({col}) = 0
+            then 'unknown: ' || {basis.without_kind(f"arg_min(basis.{col}, start_time)")}
+        else printf('{kind}: sum over the %d of %d attempts with steps seen, steps done again '
+                    || 'included', count({col}), count(*)) end"""
+
+
 _REACHED = """coalesce(printf('declared: at the furthest step, %d (attempt %s)', max(last_step),
                                 arg_max(label, last_step)), 'unknown: no training step seen')"""
 _SUMS = {
@@ -286,12 +294,13 @@ _SUMS = {
 _TOTAL_BASES = {
     **{c: _summed(c, what) for c, what in _SUMS.items()},
     "gpus": "'see each attempt'",
-    "tokens": "'declared: sum over the attempts with steps seen, steps done again included'",
-    "flops": "'estimated: sum over the attempts with steps seen, steps done again included'",
+    "tokens": _over_steps_seen("tokens", "declared"),
+    "flops": _over_steps_seen("flops", "estimated"),
     "tokens_reached": _REACHED,
     "flops_reached": _REACHED,
-    "mfu": "'estimated: FLOPs processed ÷ peak FLOPs of the GPUs while stepping, "
-    "over the attempts with an MFU'",
+    "mfu": "case when count(mfu) = 0 then 'unknown: no attempt has an MFU' "
+    "else 'estimated: FLOPs processed ÷ peak FLOPs of the GPUs while stepping, "
+    "over the attempts with an MFU' end",
 }
 _TOTAL = f"""
 select 'total' as attempt, null as status, null::integer as gpus,

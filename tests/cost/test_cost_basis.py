@@ -13,6 +13,7 @@ import pytest
 
 from cost.gpubox import at, gpu_box, snapshot
 from logbook.cost.report import FIGURES
+from logbook.query import run_sql
 from logbook.store import Store
 
 KINDS = ("measured:", "estimated:", "declared:", "unknown:")
@@ -143,3 +144,45 @@ def test_a_real_run_keeps_its_figures_each_with_a_kind(
             if r["attempt"] == "total" and figure == "gpus":
                 continue  # not summed: see each attempt
             assert r["basis"][figure].startswith(KINDS), (r["attempt"], figure, r["basis"][figure])
+
+
+def _overview(md: str) -> dict[str, str]:
+    rows = [line.split("|")[1:3] for line in md.split("## Lineage")[0].splitlines()]
+    return {k.strip(): v.strip() for k, v in (r for r in rows if len(r) == 2)}
+
+
+def _model_card(md: str) -> dict[str, tuple[str, str]]:
+    part = md.split("## For model cards and regulators")[1].split("\n## ")[0]
+    rows = [line.split(" | ") for line in part.splitlines() if line.startswith("| ")]
+    return {r[0].strip("| "): (r[1], r[2].rstrip(" |")) for r in rows if len(r) == 3}
+
+
+def test_the_chronicle_shows_unknown_and_each_figures_kind(
+    invoke, imported: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    invoke(["chronicle", "opt", "--store", str(imported), "--out", str(tmp_path / "a")])
+    md = (tmp_path / "a" / "chronicle.md").read_text()
+    overview = _overview(md)
+    assert [overview[k] for k in ("GPU-hours", "energy", "CO2e", "money")] == ["unknown"] * 4
+    card = _model_card(md)
+    assert card["Hardware type and count"][0] == "unknown"
+    assert card["Hardware type and count"][1].startswith("unknown: no GPU inventory")
+    assert card["GPU\\-hours used"] == ("unknown", "unknown: 1.00, 1.01 without GPU\\-hours")
+    assert card["Energy \\(kWh\\)"][0] == "unknown"
+    assert card["Training time \\(wall\\-clock, first launch to last end\\)"][1].startswith(
+        "declared: 2 attempts"
+    )
+    html = (tmp_path / "a" / "index.html").read_text()
+    assert "<b>unknown</b><span>kWh of energy, unknown</span>" in html
+    assert "0 GPUs at most" not in html and "0 GPUs at most" not in md
+    # The same history with one attempt's 8 H100s on record: figures with their kinds.
+    aid = run_sql(Store(imported), "select attempt_id from attempts where label = '1.00'")
+    gpu_box(Store(imported), "opt", aid.column(0)[0].as_py())
+    invoke(["chronicle", "opt", "--store", str(imported), "--out", str(tmp_path / "b")])
+    md = (tmp_path / "b" / "chronicle.md").read_text()
+    card = _model_card(md)
+    assert card["Hardware type and count"][1].startswith("measured: inventory at launch: 8 × ")
+    assert "unknown: no GPU inventory" in card["Hardware type and count"][1]  # 1.01's
+    assert card["GPU\\-hours used"][1].startswith(
+        "unknown: 1.01 without GPU\\-hours; at least 144 over the 1 of 2 attempts known"
+    )
