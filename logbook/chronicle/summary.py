@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from logbook.chronicle.collect import ROUTINE
+from logbook.cost.basis import KINDS
 
 FAILED = ("crashed", "hung", "lost", "failed", "killed")
 
@@ -33,9 +34,18 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
         "last_step": max(
             (a["last_step"] for a in attempts if a["last_step"] is not None), default=None
         ),
-        "gpus": max((int(c["gpus"] or 0) for c in s["cost"] if c["attempt"] != "total"), default=0),
+        "gpus": _most_gpus(s["cost"]),
         "hosts": max((a["hosts"] for a in attempts), default=0),
         "cost": total,
+        "figures": {
+            name: figure(total, name, digits, unit)
+            for name, digits, unit in (
+                ("gpu_h", 1, ""),
+                ("energy_kwh", 1, " kWh"),
+                ("co2_kg", 1, " kg"),
+                ("cost_usd", 0, " USD"),
+            )
+        },
         "productive_pct": productive["pct"] if productive else None,
         "final_metrics": s["final_metrics"],
     }
@@ -45,6 +55,26 @@ def _total(cost: list[dict[str, Any]]) -> dict[str, Any]:
     return next((c for c in cost if c["attempt"] == "total"), cost[-1] if cost else {})
 
 
+def _most_gpus(cost: list[dict[str, Any]]) -> int | None:
+    """The most GPUs an attempt had; None when an attempt's count is unknown (#16: not 0)."""
+    counts = [c["gpus"] for c in cost if c["attempt"] != "total"]
+    if not counts or any(n is None for n in counts):
+        return None
+    return max(int(n) for n in counts)
+
+
+def figure(row: dict[str, Any], name: str, digits: int, unit: str = "") -> dict[str, str]:
+    """A figure of a cost row for people: `value` ("1,234.5 kWh" or "unknown"), the `kind` of its
+    basis (measured, declared, estimated, unknown) and `text`, the two together (#16)."""
+    basis = (row.get("basis") or {}).get(name) or ""
+    kind = basis.split(":", 1)[0]
+    kind = kind if kind in KINDS else ""
+    if row.get(name) is None:
+        return {"value": "unknown", "kind": "unknown", "text": "unknown"}
+    value = number(row[name], digits) + unit
+    return {"value": value, "kind": kind, "text": f"{value}, {kind}" if kind else value}
+
+
 def disclosure(s: dict[str, Any], o: dict[str, Any]) -> list[dict[str, str]]:
     """The training figures model cards (Hugging Face's template) and the EU AI Act (Annex XI
     2(d), 2(e)) ask for, each with where it came from."""
@@ -52,18 +82,22 @@ def disclosure(s: dict[str, Any], o: dict[str, Any]) -> list[dict[str, str]]:
     basis = c.get("basis") or {}
     hw = s["hardware"]
     gpu_names = sorted({h["gpu_name"] for h in hw if h.get("gpu_name")})
-    hardware = (
-        f"{o['gpus']} × {', '.join(gpu_names)} on {o['hosts']} host(s)"
-        if o["gpus"] and gpu_names
-        else (f"{o['gpus']} GPUs on {o['hosts']} host(s)" if o["gpus"] else "no GPU on record")
-    )
+    if o["gpus"] is None:
+        hardware = "unknown"
+    elif o["gpus"] == 0:
+        hardware = "no GPU"
+    elif gpu_names:
+        hardware = f"{o['gpus']} × {', '.join(gpu_names)} on {o['hosts']} host(s)"
+    else:
+        hardware = f"{o['gpus']} GPUs on {o['hosts']} host(s)"
     co2 = c.get("co2_kg")
     return [
-        {"item": "Hardware type and count", "value": hardware, "basis": basis.get("gpus", "")},
+        {"item": "Hardware type and count", "value": hardware, "basis": _gpus_basis(s["cost"])},
         {
             "item": "Training time (wall-clock, first launch to last end)",
             "value": duration(o["span_s"]),
-            "basis": f"{o['attempts']} attempts, failed and restarted ones included",
+            "basis": f"{figure(c, 'hours', 1)['kind'] or 'measured'}: {o['attempts']} attempts, "
+            "failed and restarted ones included",
         },
         {
             "item": "GPU-hours used",
@@ -91,6 +125,12 @@ def disclosure(s: dict[str, Any], o: dict[str, Any]) -> list[dict[str, str]]:
             "basis": basis.get("cost_usd", ""),
         },
     ]
+
+
+def _gpus_basis(cost: list[dict[str, Any]]) -> str:
+    """The attempts' GPU count bases, each once (the total has none of its own)."""
+    bases = dict.fromkeys(c["basis"]["gpus"] for c in cost if c["attempt"] != "total")
+    return "; ".join(bases)
 
 
 def journal(s: dict[str, Any]) -> list[dict[str, Any]]:

@@ -106,9 +106,19 @@ def _for_people(report: pa.Table) -> pa.Table:
         if name in ("attempt", "status"):
             columns[name] = pa.array(values, pa.string())
             continue
-        unknown = "" if name == "gpus" else "unknown"
-        columns[name] = pa.array([unknown if v is None else _number(v) for v in values])
+        attempts = report.column("attempt").to_pylist()
+        columns[name] = pa.array(
+            [
+                _number(v) if v is not None else _blank(name, a)
+                for v, a in zip(values, attempts, strict=True)
+            ]
+        )
     return pa.table(columns)
+
+
+def _blank(figure: str, attempt: str) -> str:
+    """A null figure: unknown, but for the total's GPUs, which are not summed."""
+    return "" if figure == "gpus" and attempt == "total" else "unknown"
 
 
 def _number(value: float | int | Decimal) -> str:

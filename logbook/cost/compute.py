@@ -104,13 +104,14 @@ _UNDECLARED = (
 def basis(figure: str) -> str:
     """SQL: how `figure` (tokens, flops, tokens_reached or flops_reached) was found."""
     steps = "steps run" if figure in ("tokens", "flops") else "last step"
-    tokens = f"printf('{steps} × tokens per step, %g (%s)', tps, tps_from)"
+    # Tokens: steps × a declared batch; FLOPs: 6·N·D, an approximation of the model's (#16).
+    tokens = f"printf('declared: {steps} × tokens per step, %g (%s)', tps, tps_from)"
     text = (
         tokens
         if figure.startswith("tokens")
         else (
-            f"printf('6 × N × tokens ({steps} × tokens per step); N = %g (%s), tokens per step = %g (%s)', "
-            "n_params, n_params_from, tps, tps_from)"
+            f"printf('estimated: 6 × N × tokens ({steps} × tokens per step); N = %g (%s), "
+            "tokens per step = %g (%s)', n_params, n_params_from, tps, tps_from)"
         )
     )
     needs = "tps is null" if figure.startswith("tokens") else "n_params is null or tps is null"
@@ -121,9 +122,10 @@ def basis(figure: str) -> str:
 
 MFU_BASIS = """case
     when n_params is null or tps is null or last_step is null then 'unknown: FLOPs unknown'
+    when gpus is null then 'unknown: GPU count unknown'
     when gpus = 0 then 'unknown: no GPU'
     when peak_tflops is null then printf('unknown: no peak FLOPs for %s in the price table',
                                          coalesce('"' || gpu_name || '"', 'a GPU of unrecorded model'))
     when s_per_step is null then 'unknown: no step pace (fewer than two steps seen)'
-    else printf('achieved FLOP/s (6 × N × tokens per step ÷ seconds per step) ÷ (%g TFLOPS dense peak (%s) × %d GPUs)',
+    else printf('estimated: achieved FLOP/s (6 × N × tokens per step ÷ seconds per step) ÷ (%g TFLOPS dense peak (%s) × %d GPUs)',
                 peak_tflops, spec_name, gpus) end"""

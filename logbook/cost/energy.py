@@ -17,7 +17,7 @@ GPU, per GPU and attempt, the first that applies:
    time, the way BLOOM and the Llama model cards report energy.
 
 Measured energy covers the readings, from the first to the last; the basis says so when that is
-under 95 % of the wall time.
+under 95 % of the wall time. GPU count unknown: GPU energy unknown (#16); no GPU at launch: none.
 
 CPU: no power readings, and no table of CPU TDPs here, so codecarbon's method for a CPU model it
 has no TDP for: its constant mode, 50 % of an assumed 85 W, over the wall time. (With a known TDP
@@ -28,6 +28,10 @@ guessed number of DIMMs (2 up to 16 GiB, 4 up to 64, 8 up to 128, then the fewes
 common sizes, at most 32) at 5 W each (1.5 W on ARM), the 5th to 8th counted at 90 %, the 9th to
 16th at 80 %, the rest at 70 %; at least 10 W (3 W on ARM), which is also the figure when the
 size is not on record (`logbook run --no-capture`).
+
+CPU and memory are estimated only for a host whose own facts are on record (a `host` row in the
+attempt's launch snapshot): an imported attempt, or one run with --no-capture, gets no guess (#16);
+its CPU and memory energy are unknown, and so is its total energy.
 
 So the samples are read once, and only the GPU rows' power, energy counter and time.
 """
@@ -71,8 +75,9 @@ def samples_cte(host_key: str) -> str:
 
 
 # Over a host's row of an attempt (gpu_j, gpus, tdp_w, wall_s, by_counter, by_power, gpu_span_s, spec_name,
-# gpu_name, mem_bytes, is_arm):
+# gpu_name, mem_bytes, is_arm, host_known):
 GPU_KWH = """case when gpu_j is not null then gpu_j / 3.6e6
+                  when gpus is null then null
                   when gpus = 0 then 0.0
                   when tdp_w is not null then gpus * tdp_w * wall_s / 3.6e6 end"""
 _SHARE = "gpu_span_s / nullif(wall_s, 0)"
@@ -85,7 +90,8 @@ GPU_BASIS = f"""case
            end
         || case when {_SHARE} < {MEASURED_SHARE_NOTED}
                 then printf(', readings over %.0f%% of the wall time', 100 * {_SHARE}) else '' end
-    when gpus = 0 then 'no GPU'
+    when gpus is null then 'unknown: GPU count unknown'
+    when gpus = 0 then 'measured: no GPU at launch'
     when tdp_w is not null
         then printf('estimated: %d GPUs × %g W rated (%s) × wall time; no power samples',
                     gpus, tdp_w, spec_name)
@@ -93,11 +99,14 @@ GPU_BASIS = f"""case
                 coalesce('"' || gpu_name || '"', 'a GPU of unrecorded model'))
     end"""
 
-CPU_KWH = f"{CPU_W} * wall_s / 3.6e6"
-CPU_BASIS = (
-    "'estimated as codecarbon does for a CPU without a known TDP: "
-    f"{CPU_CONSTANT_SHARE:.0%} of {CPU_TDP_W:g} W × wall time'"
+NO_HOST = (
+    "no host snapshot for this attempt (imported, or run with --no-capture), "
+    "and logbook estimates CPU and memory only for a host on record"
 )
+CPU_KWH = f"case when host_known then {CPU_W} * wall_s / 3.6e6 end"
+CPU_BASIS = f"""case when host_known
+    then 'estimated: as codecarbon does for a CPU without a known TDP: {CPU_CONSTANT_SHARE:.0%} of {CPU_TDP_W:g} W × wall time'
+    else 'unknown: {NO_HOST}' end"""
 
 _GIB = "(mem_bytes / 1073741824.0)"
 _SLOT = f"(case when is_arm then {RAM_SLOT_W_ARM} else {RAM_SLOT_W} end)"
@@ -110,8 +119,9 @@ RAM_W = f"""case when mem_bytes is null then {_FLOOR} else greatest({_FLOOR},
     {_SLOT} * least({_DIMMS}, 4) + {_SLOT} * 0.9 * least(greatest({_DIMMS} - 4, 0), 4)
     + {_SLOT} * 0.8 * least(greatest({_DIMMS} - 8, 0), 8) + {_SLOT} * 0.7 * greatest({_DIMMS} - 16, 0))
     end"""
-RAM_KWH = f"({RAM_W}) * wall_s / 3.6e6"
-RAM_BASIS = f"""case when mem_bytes is null
-    then 'estimated as codecarbon does: memory size not on record, its minimum (2 DIMMs)'
-    else printf('estimated as codecarbon does: %d DIMMs guessed for %.0f GiB, %g W each, less from the 5th',
+RAM_KWH = f"case when host_known then ({RAM_W}) * wall_s / 3.6e6 end"
+RAM_BASIS = f"""case when not host_known then 'unknown: {NO_HOST}'
+    when mem_bytes is null
+    then 'estimated: as codecarbon does: memory size not on record, its minimum (2 DIMMs)'
+    else printf('estimated: as codecarbon does: %d DIMMs guessed for %.0f GiB, %g W each, less from the 5th',
                 cast({_DIMMS} as integer), {_GIB}, {_SLOT}) end"""

@@ -11,6 +11,10 @@ hand-made row says. The count, the first that applies:
 3. the launcher's LOCAL_WORLD_SIZE, SLURM_GPUS_ON_NODE, or WORLD_SIZE ÷ GROUP_WORLD_SIZE (or
    SLURM_NNODES);
 4. null: the snapshot does not say (`logbook cost` then counts the GPUs in the samples).
+
+Each basis starts with its kind (#16): the inventory is measured; one GPU per wrapped worker or per
+launcher slot is estimated. `host_known` says whether the host's own facts are on record (any `host`
+row): `logbook cost` estimates CPU and memory energy only for such a host, never from this machine.
 """
 
 from __future__ import annotations
@@ -27,15 +31,17 @@ _COUNT = """case
     end"""
 _BASIS = """case
     when workers = 1 and coalesce(inv_gpus, 1) > 0
-        then 'launcher: LOCAL_RANK is set, the wrapper runs one worker: 1 GPU'
+        then 'estimated: launcher: LOCAL_RANK is set, the wrapper runs one worker: 1 GPU'
     when workers > 1 and coalesce(inv_gpus, 1) > 0
-        then printf('launcher: %d wrapped workers (LOCAL_RANK), a GPU each', workers)
-    when inv_gpus = 0 then 'inventory at launch: no GPU'
+        then printf('estimated: launcher: %d wrapped workers (LOCAL_RANK), a GPU each', workers)
+    when inv_gpus = 0 then 'measured: inventory at launch: no GPU'
     when inv_gpus is not null
-        then printf('inventory at launch: %d × %s', inv_gpus, coalesce(gpu_name, 'GPU, model not recorded'))
-    when local_world > 0 then 'launcher: LOCAL_WORLD_SIZE (one GPU per local worker)'
-    when slurm_gpus > 0 then 'launcher: SLURM_GPUS_ON_NODE'
-    when world > 0 then printf('launcher: WORLD_SIZE %d ÷ %d nodes', world, greatest(coalesce(nodes, 1), 1))
+        then printf('measured: inventory at launch: %d × %s', inv_gpus,
+                    coalesce(gpu_name, 'GPU, model not recorded'))
+    when local_world > 0 then 'estimated: launcher: LOCAL_WORLD_SIZE (one GPU per local worker)'
+    when slurm_gpus > 0 then 'declared: launcher: SLURM_GPUS_ON_NODE'
+    when world > 0 then printf('estimated: launcher: WORLD_SIZE %d ÷ %d nodes', world,
+                               greatest(coalesce(nodes, 1), 1))
     end"""
 
 VIEW = f"""
@@ -50,6 +56,7 @@ h as (
         mode(value) filter (where kind = 'gpu' and name like '%.name') as gpu_name,
         max(try_cast(value as double)) filter (where kind = 'host' and name = 'memory_bytes')
             as mem_bytes,
+        count(*) filter (where kind = 'host') > 0 as host_known,
         coalesce(bool_or(regexp_matches(value, 'aarch64|arm64', 'i'))
                  filter (where kind = 'host' and name = 'os'), false) as is_arm,
         count(distinct value) filter (where kind = 'launcher' and name = 'LOCAL_RANK') as workers,

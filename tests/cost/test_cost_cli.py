@@ -58,22 +58,25 @@ def test_a_real_run_declares_compute_and_a_price(
     row = out[0]
     assert row["tokens"] == 40 * 4096 and row["flops"] == pytest.approx(6 * 7e9 * 40 * 4096)
     assert row["basis"]["flops"] == (
-        "6 × N × tokens (steps run × tokens per step); N = 7e+09 (arg params), "
+        "estimated: 6 × N × tokens (steps run × tokens per step); N = 7e+09 (arg params), "
         "tokens per step = 4096 (config tokens_per_step)"
     )
-    # --no-capture: no inventory, no launcher variables; nothing to price, and no GPU energy.
-    assert row["gpus"] == 0 and row["cost_usd"] == 0 and row["gpu_kwh"] == 0
-    assert row["basis"]["gpus"].startswith("unknown, counted as 0")
-    assert row["cpu_kwh"] == pytest.approx(42.5 * attempt["duration_s"] / 3.6e6)
+    # --no-capture: no inventory, no launcher variables, no host facts: unknown, never 0 (#16).
+    assert [row[f] for f in ("gpus", "gpu_h", "cost_usd", "gpu_kwh", "cpu_kwh", "energy_kwh")] == [
+        None
+    ] * 6
+    assert row["basis"]["gpus"].startswith("unknown: no GPU inventory")
+    assert row["basis"]["cpu_kwh"].startswith("unknown: no host snapshot")
     # The same attempt on a GPU machine: the price `logbook run --gpu-price` recorded applies.
     gpu_box(store, "real", attempt["attempt_id"])
     row = json.loads(
         invoke(["cost", "real", "--store", str(store_path), "--format", "json"]).stdout
     )[0]
     assert row["gpu_h"] == pytest.approx(8 * attempt["duration_s"] / 3600)
+    assert row["cpu_kwh"] == pytest.approx(42.5 * attempt["duration_s"] / 3.6e6)
     assert row["cost_usd"] == pytest.approx(row["gpu_h"] * 2.5)
     assert row["basis"]["cost_usd"] == (
-        "GPU-hours × $2.5 per GPU-hour, recorded by logbook run --gpu-price"
+        "declared: GPU-hours × $2.5 per GPU-hour, recorded by logbook run --gpu-price"
     )
     assert row["mfu"] is not None and 0 < row["mfu"] < 1
 
@@ -94,11 +97,17 @@ def test_a_real_run_with_its_launch_snapshot_and_a_crash(
     assert [r["attempt"] for r in rows] == ["1.00", "1.01", "total"]
     for r in rows[:2]:
         # This machine's GPUs, or the reason there are none on record; its memory, measured.
-        assert r["basis"]["gpus"].startswith(("inventory at launch", "unknown, counted as 0"))
+        assert r["basis"]["gpus"].startswith(("measured: inventory at launch", "unknown:"))
         assert "GiB" in r["basis"]["ram_kwh"]
-        assert r["energy_kwh"] > 0 and r["co2_kg"] == pytest.approx(r["energy_kwh"] * 0.475)
+        if r["gpus"] is not None:
+            assert r["energy_kwh"] > 0 and r["co2_kg"] == pytest.approx(r["energy_kwh"] * 0.475)
+        else:  # neither NVML nor nvidia-smi answered: GPU energy, so the total, unknown
+            assert r["energy_kwh"] is None and r["cpu_kwh"] > 0
     assert rows[-1]["hours"] == pytest.approx(rows[0]["hours"] + rows[1]["hours"])
-    assert rows[-1]["energy_kwh"] == pytest.approx(rows[0]["energy_kwh"] + rows[1]["energy_kwh"])
+    if rows[0]["energy_kwh"] is not None:
+        assert rows[-1]["energy_kwh"] == pytest.approx(
+            rows[0]["energy_kwh"] + rows[1]["energy_kwh"]
+        )
 
 
 def test_the_shapes_of_json_jsonl_csv_and_table(invoke, lineage, store_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -117,9 +126,14 @@ def test_the_shapes_of_json_jsonl_csv_and_table(invoke, lineage, store_path: Pat
     assert float(table[0]["cost_usd"]) == pytest.approx(8 * 6.88)
     text = invoke([*base, "table"]).stdout
     assert "basis" not in text.splitlines()[0]
-    assert f"gpus: 1.00: inventory at launch: 8 × {'NVIDIA H100 80GB HBM3'}" in text
-    assert "energy_kwh: 1.00: (GPU + CPU + memory) × PUE 1.56 (default: Uptime Institute" in text
-    assert 'cost_usd: 1.00: GPU-hours × $6.88 per GPU-hour, price table "H100 SXM"' in text
+    assert f"gpus: 1.00: measured: inventory at launch: 8 × {'NVIDIA H100 80GB HBM3'}" in text
+    assert (
+        "energy_kwh: 1.00: estimated: (GPU estimated + CPU estimated + memory estimated) × PUE 1.56 "
+        "(default: Uptime Institute" in text
+    )
+    assert (
+        'cost_usd: 1.00: estimated: GPU-hours × $6.88 per GPU-hour, price table "H100 SXM"' in text
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,7 +162,8 @@ def test_bad_numbers_are_refused(
 def test_bad_logbook_toml(
     invoke, lineage, store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    lineage("t", [{"label": "1.00", "start": at(0), "end": at(60), "status": "completed"}])
+    ids = lineage("t", [{"label": "1.00", "start": at(0), "end": at(60), "status": "completed"}])
+    gpu_box(Store(store_path), "t", ids["1.00"])
     monkeypatch.chdir(tmp_path)
     toml = tmp_path / "logbook.toml"
     toml.write_text("[cost]\npue = 'high'\n")
@@ -162,7 +177,9 @@ def test_bad_logbook_toml(
     )
     toml.write_text("[cost]\npue = 1.2\ncarbon-intensity = 57\n")
     rows = json.loads(invoke(["cost", "t", "--store", str(store_path), "--format", "json"]).stdout)
-    assert rows[0]["basis"]["energy_kwh"] == f"(GPU + CPU + memory) × PUE 1.2 ({toml} [cost] pue)"
+    assert rows[0]["basis"]["energy_kwh"] == (
+        f"estimated: (GPU estimated + CPU estimated + memory estimated) × PUE 1.2 ({toml} [cost] pue)"
+    )
     assert rows[0]["co2_kg"] == pytest.approx(rows[0]["energy_kwh"] * 0.057)
 
 

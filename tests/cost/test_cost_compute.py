@@ -60,14 +60,14 @@ def test_flops_processed_reached_and_mfu(run) -> None:  # type: ignore[no-untype
     assert total["flops_reached"] == pytest.approx(6 * N * 250 * TOKENS_PER_STEP)
     assert total["mfu"] == pytest.approx(6 * N * TOKENS_PER_STEP / (PEAK * 8), rel=1e-3)
     assert rows["1.00"]["basis"]["flops"] == (
-        "6 × N × tokens (steps run × tokens per step); N = 1e+09 (--params), "
+        "estimated: 6 × N × tokens (steps run × tokens per step); N = 1e+09 (--params), "
         "tokens per step = 1000 (config tokens_per_step)"
     )
     assert rows["1.00"]["basis"]["mfu"] == (
-        "achieved FLOP/s (6 × N × tokens per step ÷ seconds per step) ÷ "
+        "estimated: achieved FLOP/s (6 × N × tokens per step ÷ seconds per step) ÷ "
         "(989.4 TFLOPS dense peak (H100 SXM) × 8 GPUs)"
     )
-    assert total["basis"]["flops_reached"] == "at the furthest step, 250 (attempt 1.02)"
+    assert total["basis"]["flops_reached"] == "declared: at the furthest step, 250 (attempt 1.02)"
 
 
 def test_where_n_comes_from(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -133,10 +133,10 @@ def test_the_gpu_count_from_the_launcher_when_the_inventory_failed(
     )  # fmt: skip
     rows = json.loads(invoke(["cost", "l", "--store", str(store_path), "--format", "json"]).stdout)
     assert [(r["gpus"], r["basis"]["gpus"]) for r in rows[:4]] == [
-        (4, "launcher: LOCAL_WORLD_SIZE (one GPU per local worker)"),
-        (8, "launcher: SLURM_GPUS_ON_NODE"),
-        (8, "launcher: WORLD_SIZE 16 ÷ 2 nodes"),
-        (1, "launcher: LOCAL_RANK is set, the wrapper runs one worker: 1 GPU"),
+        (4, "estimated: launcher: LOCAL_WORLD_SIZE (one GPU per local worker)"),
+        (8, "declared: launcher: SLURM_GPUS_ON_NODE"),
+        (8, "estimated: launcher: WORLD_SIZE 16 ÷ 2 nodes"),
+        (1, "estimated: launcher: LOCAL_RANK is set, the wrapper runs one worker: 1 GPU"),
     ]
     assert rows[-1]["gpu_h"] == pytest.approx(21.0)
     assert all(r["cost_usd"] is None for r in rows)  # no GPU model on record: no price

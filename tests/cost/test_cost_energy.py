@@ -59,9 +59,9 @@ def test_counter_power_and_rated_power_each_give_8_gpus_at_700_w_for_an_hour(thr
     assert rows["1.02"]["basis"]["gpu_kwh"] == (
         "estimated: 8 GPUs × 700 W rated (H100 SXM) × wall time; no power samples"
     )
-    assert rows["1.00"]["basis"]["gpus"] == f"inventory at launch: 8 × {H100}"
+    assert rows["1.00"]["basis"]["gpus"] == f"measured: inventory at launch: 8 × {H100}"
     assert rows["1.00"]["basis"]["ram_kwh"] == (
-        "estimated as codecarbon does: 16 DIMMs guessed for 2048 GiB, 5 W each, less from the 5th"
+        "estimated: as codecarbon does: 16 DIMMs guessed for 2048 GiB, 5 W each, less from the 5th"
     )
     assert "50% of 85 W" in rows["1.00"]["basis"]["cpu_kwh"]
     total = rows["total"]
@@ -79,8 +79,11 @@ def test_pue_and_carbon_intensity_from_flags(three_ways) -> None:  # type: ignor
     it_kwh = 5.6 + CPU_KWH_PER_H + RAM_KWH_PER_H_2TIB
     assert row["energy_kwh"] == pytest.approx(it_kwh * 1.1)
     assert row["co2_kg"] == pytest.approx(it_kwh * 1.1 * 0.057)
-    assert row["basis"]["energy_kwh"] == "(GPU + CPU + memory) × PUE 1.1 (--pue)"
-    assert row["basis"]["co2_kg"] == "energy × 57 gCO2e/kWh (--carbon-intensity)"
+    # Declared PUE and intensity over measured GPUs and estimated CPU and memory: estimated.
+    assert row["basis"]["energy_kwh"] == (
+        "estimated: (GPU measured + CPU estimated + memory estimated) × PUE 1.1 (--pue)"
+    )
+    assert row["basis"]["co2_kg"] == "estimated: energy × 57 gCO2e/kWh (--carbon-intensity)"
 
 
 def test_power_readings_that_vary_and_cover_part_of_the_wall_time(
@@ -140,13 +143,19 @@ def test_memory_power_follows_codecarbons_dimm_guess(
 
 
 def test_no_memory_on_record_counts_codecarbons_minimum(lineage, store_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # The host is on record (its snapshot), its memory size is not.
     ids = lineage("n", [{"label": "1.00", "start": at(0), "end": at(3600), "status": "completed"}])
-    row = _by_attempt(cost_report(Store(store_path), "n"))["1.00"]
+    store = Store(store_path)
+    snapshot(store, "n", ids["1.00"], [("host", "hostname", "box"), ("host", "memory_bytes", None)])
+    row = _by_attempt(cost_report(store, "n"))["1.00"]
     assert row["ram_kwh"] == pytest.approx(0.010)
-    assert row["gpus"] == 0 and row["gpu_kwh"] == 0 and row["cost_usd"] == 0
-    assert row["basis"]["gpus"].startswith("unknown, counted as 0: no GPU inventory")
-    assert row["basis"]["cost_usd"] == "no GPU-hours"
-    assert ids  # the lineage is on record
+    assert row["basis"]["ram_kwh"] == (
+        "estimated: as codecarbon does: memory size not on record, its minimum (2 DIMMs)"
+    )
+    # No GPU count on record: unknown, and so are the figures made from it, never 0.
+    assert row["gpus"] is None and row["gpu_kwh"] is None and row["cost_usd"] is None
+    assert row["basis"]["gpus"].startswith("unknown: no GPU inventory")
+    assert row["basis"]["cost_usd"] == "unknown: GPU count unknown"
 
 
 def test_an_accelerator_without_rated_power_and_samples_leaves_energy_unknown(
@@ -163,7 +172,7 @@ def test_an_accelerator_without_rated_power_and_samples_leaves_energy_unknown(
         'unknown: no power samples, and no rated power for "NVIDIA A10G" in the price table'
     )
     assert rows["total"]["energy_kwh"] is None
-    assert rows["total"]["basis"]["energy_kwh"] == "unknown: 1.00 without GPU energy"
+    assert rows["total"]["basis"]["energy_kwh"] == "unknown: 1.00 without energy"
 
 
 def test_several_hosts_of_one_run_are_summed(invoke, lineage, store_path: Path) -> None:  # type: ignore[no-untyped-def]

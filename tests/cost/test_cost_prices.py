@@ -86,7 +86,7 @@ def test_an_unknown_accelerator_has_unknown_money_and_the_way_out(
     assert rows[0]["basis"]["cost_usd"] == (
         f'unknown: "NVIDIA GeForce RTX 4090" is not in the price table; {HINT}'
     )
-    assert rows[-1]["basis"]["cost_usd"] == f"unknown: 1.00 without a price; {HINT}"
+    assert rows[-1]["basis"]["cost_usd"] == "unknown: 1.00 without a price or GPU-hours"
     table = invoke(["cost", "u", "--store", str(store_path)]).stdout
     header, *lines = [[c.strip() for c in x.split("|")] for x in table.splitlines() if "|" in x]
     cells = dict(zip(header, next(x for x in lines if x[0] == "1.00"), strict=True))
@@ -102,7 +102,7 @@ def test_an_unknown_accelerator_has_unknown_money_and_the_way_out(
         ).stdout
     )
     assert priced[0]["cost_usd"] == pytest.approx(6.0)
-    assert priced[0]["basis"]["cost_usd"] == "GPU-hours × $1.5 per GPU-hour, --gpu-price"
+    assert priced[0]["basis"]["cost_usd"] == "declared: GPU-hours × $1.5 per GPU-hour, --gpu-price"
 
 
 def test_flag_then_recorded_then_toml_then_table(
@@ -126,16 +126,16 @@ def test_flag_then_recorded_then_toml_then_table(
     (work / "logbook.toml").write_text("[cost]\ngpu-price = 3.0\n")
     assert price() == (
         pytest.approx(3.0),
-        f"GPU-hours × $3 per GPU-hour, {work / 'logbook.toml'} [cost] gpu-price",
+        f"declared: GPU-hours × $3 per GPU-hour, {work / 'logbook.toml'} [cost] gpu-price",
     )
     # What `logbook run --gpu-price 2.5` records at launch beats logbook.toml...
     snapshot(store, "p", ids["1.00"], [("cost", "gpu_price_usd_per_hour", "2.5")])
     assert price() == (
         pytest.approx(2.5),
-        "GPU-hours × $2.5 per GPU-hour, recorded by logbook run --gpu-price",
+        "declared: GPU-hours × $2.5 per GPU-hour, recorded by logbook run --gpu-price",
     )
     # ...and the flag beats both.
     assert price("--gpu-price", "1") == (
         pytest.approx(1.0),
-        "GPU-hours × $1 per GPU-hour, --gpu-price",
+        "declared: GPU-hours × $1 per GPU-hour, --gpu-price",
     )

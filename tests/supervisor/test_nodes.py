@@ -208,14 +208,14 @@ def test_two_hosts_record_one_attempt_and_their_totals_sum(
     assert first["gpus"] == 16
     assert first["gpu_h"] == pytest.approx(want_gpu_h)
     assert total["gpu_h"] == pytest.approx(want_gpu_h)
-    assert first["basis"]["gpus"] == "2 hosts, each: telemetry: 8 GPUs sampled"
-    assert first["basis"]["gpu_h"] == "GPUs × wall time, summed over 2 hosts"
+    assert first["basis"]["gpus"] == "measured: 2 hosts, each: telemetry: 8 GPUs sampled"
+    assert first["basis"]["gpu_h"] == "measured: 2 hosts, each: GPUs × wall time"
     # the price given to the launch (recorded by the leader) holds on every host
     assert first["cost_usd"] == pytest.approx(want_gpu_h * 2.10)
     # GPU 7 of EIGHT_H100 reports no power; each host's energy is measured from its own samples
     energy = first["basis"]["gpu_kwh"]
-    assert energy.startswith("2 hosts, each: measured: power samples × time, 7 GPUs") or (
-        energy.startswith("node-a: measured: power samples × time, 7 GPUs")
+    assert energy.startswith("measured: 2 hosts, each: power samples × time, 7 GPUs") or (
+        energy.startswith("measured: node-a: measured: power samples × time, 7 GPUs")
         and "; node-b: measured: power samples × time, 7 GPUs" in energy
     ), energy
     show = json.loads(invoke(["show", "mh", "--store", str(store_path), "--format", "json"]).stdout)
@@ -256,7 +256,7 @@ def test_restarts_under_two_hosts_and_the_goodput_of_both(
     out = json.loads(invoke(["cost", "mh", "--store", str(store_path), "--format", "json"]).stdout)
     # no GPU answered the inventory here, so each host counts SLURM_GPUS_ON_NODE: 4 + 4
     assert [(r["gpus"], r["basis"]["gpus"]) for r in out[:-1]] == [
-        (8, "2 hosts, each: launcher: SLURM_GPUS_ON_NODE"),
+        (8, "declared: 2 hosts, each: launcher: SLURM_GPUS_ON_NODE"),
     ] * 2
     walls = {
         r["label"]: r["wall_s"]
@@ -347,7 +347,7 @@ def test_wrapped_workers_share_their_host(invoke, store_path: Path, tmp_path: Pa
     out = json.loads(invoke(["cost", "mh", "--store", str(store_path), "--format", "json"]).stdout)
     assert (out[0]["gpus"], out[0]["basis"]["gpus"]) == (
         2,
-        "launcher: 2 wrapped workers (LOCAL_RANK), a GPU each",
+        "estimated: launcher: 2 wrapped workers (LOCAL_RANK), a GPU each",
     )
 
 
