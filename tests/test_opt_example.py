@@ -4,9 +4,9 @@ hardware), and every row of the file is on record with its source.
 
 The facts asserted are the sources' (facebookresearch/metaseq projects/OPT/chronicles/*.md and the
 OPT paper), read back from the store: a wrong row in the file or a wrong import fails them. The
-tests marked xfail are figures the CLI prints today without a basis in the history (GPU count 0
-and money 0 though the hardware is declared and no price is known, durations and downtime from
-times known only to the day or to a range): they say what a reader should get instead.
+test marked xfail is a figure the CLI prints today without a basis in the history (durations and
+downtime from times known only to the day or to a range): it says what a reader should get
+instead.
 """
 
 from __future__ import annotations
@@ -268,12 +268,9 @@ def test_the_chronicle_answers_the_reader(opt: dict[str, Any]) -> None:
         assert f"| {setting} |" in changes, setting
 
 
-# What the CLI prints today without a basis in this history. Each says what it should print.
+# What a reader should get from the declared hardware and the unknown price.
 
 
-@pytest.mark.xfail(
-    reason="logbook cost does not read the declared hardware: 0 GPUs, money 0", strict=True
-)
 def test_cost_takes_the_declared_gpus_and_says_the_money_is_unknown(opt: dict[str, Any]) -> None:
     rows = cli_json(opt, "cost", RUN)
     attempts = [r for r in rows if r["attempt"] != "total"]

@@ -8,9 +8,10 @@ hand-made row says. The count, the first that applies:
 1. LOCAL_RANK is set (the wrapper runs one worker of torchrun, DeepSpeed or accelerate) on a host
    with GPUs: one GPU per wrapped worker (a launch over hosts can wrap each worker);
 2. the inventory at launch (gpu `count`; 0 on a host without GPUs);
-3. the launcher's LOCAL_WORLD_SIZE, SLURM_GPUS_ON_NODE, or WORLD_SIZE ÷ GROUP_WORLD_SIZE (or
+3. what an imported history declares (`declared` snapshot rows of its hardware rows);
+4. the launcher's LOCAL_WORLD_SIZE, SLURM_GPUS_ON_NODE, or WORLD_SIZE ÷ GROUP_WORLD_SIZE (or
    SLURM_NNODES);
-4. null: the snapshot does not say (`logbook cost` then counts the GPUs in the samples).
+5. null: the snapshot does not say (`logbook cost` then counts the GPUs in the samples).
 
 Each basis starts with its kind (#16): the inventory is measured; one GPU per wrapped worker or per
 launcher slot is estimated. `host_known` says whether the host's own facts are on record (any `host`
@@ -25,6 +26,7 @@ HOST_KEY = "case when ah.multi then coalesce(host, ah.a_host) else ah.a_host end
 _COUNT = """case
     when workers > 0 and coalesce(inv_gpus, 1) > 0 then workers
     when inv_gpus is not null then inv_gpus
+    when declared_gpus is not null then declared_gpus
     when local_world > 0 then local_world
     when slurm_gpus > 0 then slurm_gpus
     when world > 0 then world // greatest(coalesce(nodes, 1), 1)
@@ -38,6 +40,9 @@ _BASIS = """case
     when inv_gpus is not null
         then printf('measured: inventory at launch: %d × %s', inv_gpus,
                     coalesce(gpu_name, 'GPU, model not recorded'))
+    when declared_gpus is not null
+        then printf('declared: %d × %s, by the imported history', declared_gpus,
+                    coalesce(gpu_name, 'GPU, model not declared'))
     when local_world > 0 then 'estimated: launcher: LOCAL_WORLD_SIZE (one GPU per local worker)'
     when slurm_gpus > 0 then 'declared: launcher: SLURM_GPUS_ON_NODE'
     when world > 0 then printf('estimated: launcher: WORLD_SIZE %d ÷ %d nodes', world,
@@ -53,7 +58,11 @@ with ah as (
 h as (
     select sn.run, sn.attempt_id, {HOST_KEY} as host,
         max(try_cast(value as integer)) filter (where kind = 'gpu' and name = 'count') as inv_gpus,
-        mode(value) filter (where kind = 'gpu' and name like '%.name') as gpu_name,
+        coalesce(mode(value) filter (where kind = 'gpu' and name like '%.name'),
+                 any_value(value) filter (where kind = 'declared' and name = 'gpu_model'))
+            as gpu_name,
+        max(try_cast(value as integer)) filter (where kind = 'declared' and name = 'gpus')
+            as declared_gpus,
         max(try_cast(value as double)) filter (where kind = 'host' and name = 'memory_bytes')
             as mem_bytes,
         count(*) filter (where kind = 'host') > 0 as host_known,
