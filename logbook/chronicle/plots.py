@@ -55,6 +55,7 @@ Point = tuple[int, float, float, float]  # step, value, min and max of its bucke
 LABELLED_ATTEMPTS = 30  # more attempts than this and the strip's bars go unlabelled
 LABELLED_CRASHES = 8
 LABELLED_MARKERS = 15  # per kind
+LABEL_CHARS = 40  # a label along the axis's height, not past it
 LABEL_GAP = 0.015  # of the x axis: closer marker labels would overlap (6.5 pt text on 612 pt)
 MOST_NONFINITE = 1000  # NaN/inf ticks drawn per curve
 MOST_CLASSES = 20
@@ -398,7 +399,7 @@ def _draw_markers(ax: Axes, markers: Sequence[dict[str, Any]], span: float) -> l
         kind = next(iter(kinds))
         colour = LINE_KINDS[kind][0] if len(kinds) == 1 and kind in LINE_KINDS else "#424242"
         text = "; ".join(dict.fromkeys(str(m["label"]) for m in group))
-        ax.text(step, 0.95, short(text, 60), transform=on_x, rotation=90, ha="right", va="top",
+        ax.text(step, 0.95, short(text, LABEL_CHARS), transform=on_x, rotation=90, ha="right", va="top",
                 fontsize=6.5, color=colour, clip_on=True)  # fmt: skip
     return handles
 
