@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from logbook.cost import CostSettings
     from logbook.store import Store
 
-# Events that are routine: counted in the journal, not listed one by one.
-ROUTINE = ("checkpoint", "telemetry_unavailable")
-
 
 @dataclass
 class Record:
@@ -79,16 +76,7 @@ def gather(
         rec.sections["attempts"] = attempts
         if not attempts:
             rec.missing["attempts"] = "No attempts are on record for this run."
-        rec.sections["events"] = _rows(
-            con,
-            """
-            select e.time, e.step, e.kind, e.severity, e.source, e.message, e.data, e.host,
-                   a.label as attempt
-            from events e left join attempts a using (attempt_id)
-            where e.run = $run order by e.time, e.step
-            """,
-            run,
-        )
+        rec.sections["events"] = _events(con, run, attempts)
         rec.sections["hparams"] = [
             {**e, **_data(e)} for e in rec.sections["events"] if e["kind"] == "hparam_change"
         ]
@@ -151,6 +139,25 @@ def _has_any_rows(store: Store, run: str) -> bool:
     return run in store.run_names() or any(
         store.part_files(table, run) for table in schema.tables()
     )
+
+
+def _events(
+    con: duckdb.DuckDBPyConnection, run: str, attempts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The run's events in time order, those of one time in the order they were recorded (a
+    file's order, for an import; #16): read in the store's order (parts by name, rows as written;
+    DuckDB keeps it without ORDER BY), then sorted stably by time."""
+    rows = _rows(
+        con,
+        "select time, step, kind, severity, source, message, data, host, attempt_id "
+        "from events where run = $run",
+        run,
+    )
+    labels = {a["attempt_id"]: a["label"] for a in attempts}
+    for e in rows:
+        e["attempt"] = labels.get(e.pop("attempt_id"))
+    rows.sort(key=lambda e: e["time"])
+    return rows
 
 
 def _hardware(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from logbook.chronicle.journal import describe
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -123,7 +125,8 @@ def _markers(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
         {"run": run, "kinds": kinds},
     ).fetchall()
     for step, kind, message, data in events:
-        out.append({"step": step, "kind": kind, "label": message or kind, "metric": _metric(data)})
+        said = describe({"kind": kind, "message": message, "data": data})
+        out.append({"step": step, "kind": kind, "label": said, "metric": _metric(data)})
     return out
 
 

@@ -55,6 +55,8 @@ Point = tuple[int, float, float, float]  # step, value, min and max of its bucke
 LABELLED_ATTEMPTS = 30  # more attempts than this and the strip's bars go unlabelled
 LABELLED_CRASHES = 8
 LABELLED_MARKERS = 15  # per kind
+LABEL_CHARS = 40  # a label along the axis's height, not past it
+LABEL_GAP = 0.015  # of the x axis: closer marker labels would overlap (6.5 pt text on 612 pt)
 MOST_NONFINITE = 1000  # NaN/inf ticks drawn per curve
 MOST_CLASSES = 20
 # How each kind of marker is drawn on a curve: vertical lines, red alerts on top, others grey.
@@ -118,6 +120,10 @@ def timeline(attempts: Sequence[dict[str, Any]]) -> str | None:
                     text = short(str(a["crash_class"]), 24)
                     progress.annotate(text, (x1, a["last_step"]), xytext=(4, 3), fontsize=7,
                                       textcoords="offset points", color=STATUS_COLOURS["crashed"])  # fmt: skip
+        if all(a["last_step"] is None for a in rows):  # an empty panel, not a run stuck at 0
+            progress.text(0.5, 0.5, "no steps on record", transform=progress.transAxes,
+                          ha="center", va="center", fontsize=8, color=OTHER_COLOUR)  # fmt: skip
+            progress.set_yticks([])
         progress.set_ylabel("step")
         progress.set_ylim(bottom=0)
         progress.yaxis.set_major_formatter(compact)
@@ -180,7 +186,8 @@ def curves(
             handles += ax.plot(bad, [0.0] * len(bad), ls="", marker="|", ms=7, mew=1.2,
                                color=ALERT_COLOUR, transform=ax.get_xaxis_transform(),
                                clip_on=False, label="NaN/inf")  # fmt: skip
-        handles += _draw_markers(ax, markers)
+        every = steps + [m["step"] for m in markers] + bad
+        handles += _draw_markers(ax, markers, float(max(every) - min(every)) if every else 0.0)
         positive = good and min(lows) > 0
         if log_y or (log_y is None and positive and max(highs) > 100 * min(lows)):
             from matplotlib.ticker import NullFormatter
@@ -247,7 +254,8 @@ def incidents(by_class: Sequence[dict[str, Any]]) -> str | None:
     """How often each class of incident happened and the hours it cost, most frequent on top.
 
     Args:
-        by_class: dicts with class, count and time_lost_s; past MOST_CLASSES the rest are summed.
+        by_class: dicts with class, count and time_lost_s (None: unknown, drawn as no bar and
+            said so); past MOST_CLASSES the rest are summed (unknown if one of them is).
 
     Returns:
         SVG text, or None without rows.
@@ -255,21 +263,32 @@ def incidents(by_class: Sequence[dict[str, Any]]) -> str | None:
     if not by_class:
         return None
     rows = sorted(
-        ((str(r["class"]), int(r["count"]), float(r["time_lost_s"] or 0.0)) for r in by_class),
-        key=lambda r: (-r[1], -r[2], r[0]),
+        ((str(r["class"]), int(r["count"]), _hours_of(r["time_lost_s"])) for r in by_class),
+        key=lambda r: (-r[1], -(r[2] or 0.0), r[0]),
     )
     if len(rows) > MOST_CLASSES:
         rest = rows[MOST_CLASSES - 1 :]
-        summed = (f"{len(rest)} other classes", sum(r[1] for r in rest), sum(r[2] for r in rest))
-        rows = rows[: MOST_CLASSES - 1] + [summed]
+        hours = [r[2] for r in rest]
+        summed = None if None in hours else sum(h for h in hours if h is not None)
+        rows = rows[: MOST_CLASSES - 1] + [(f"{len(rest)} other classes", sum(r[1] for r in rest), summed)]  # fmt: skip
     names = [short(name, 32) for name, _, _ in rows]
-    counts, hours = [r[1] for r in rows], [r[2] / 3600 for r in rows]
+    counts, lost_h = [r[1] for r in rows], [r[2] for r in rows]
     with figure(1.1 + 0.3 * len(rows)) as fig:
         left, right = fig.subplots(1, 2, sharey=True)
         found = left.barh(range(len(rows)), counts, color=STATUS_COLOURS["crashed"], height=0.7)
         left.bar_label(found, [str(c) for c in counts], padding=2, fontsize=7)
-        lost = right.barh(range(len(rows)), hours, color=STATUS_COLOURS["hung"], height=0.7)
-        right.bar_label(lost, [_hours(h) for h in hours], padding=2, fontsize=7)
+        # An unknown time lost is no bar and says so, never a bar of 0 (#16).
+        widths = [math.nan if h is None else h for h in lost_h]
+        lost = right.barh(range(len(rows)), widths, color=STATUS_COLOURS["hung"], height=0.7)
+        right.bar_label(lost, ["" if h is None else _hours(h) for h in lost_h], padding=2,
+                        fontsize=7)  # fmt: skip
+        for i in (i for i, h in enumerate(lost_h) if h is None):  # bar_label leaves NaN bars bare
+            right.annotate("unknown", (0, i), xytext=(2, 0), textcoords="offset points",
+                           va="center", fontsize=7, color=OTHER_COLOUR)  # fmt: skip
+        if all(h is None for h in lost_h):
+            right.text(0.5, 0.5, "time lost not measured", transform=right.transAxes,
+                       ha="center", va="center", fontsize=8, color=OTHER_COLOUR)  # fmt: skip
+            right.set_xticks([])
         left.set_yticks(range(len(rows)), names)
         left.invert_yaxis()
         for ax, title in ((left, "incidents"), (right, "hours lost")):
@@ -346,8 +365,10 @@ def _bucket(points: Sequence[Point], max_points: int) -> list[Point]:
     return sorted(out, key=lambda p: p[0])
 
 
-def _draw_markers(ax: Axes, markers: Sequence[dict[str, Any]]) -> list[Artist]:
-    """Draw markers by kind (lines, alert triangles, grey ticks); return their legend handles."""
+def _draw_markers(ax: Axes, markers: Sequence[dict[str, Any]], span: float) -> list[Artist]:
+    """Draw markers by kind (lines, alert triangles, grey ticks); return their legend handles.
+    Labels of markers closer than a label's width (span: the steps the axis covers) are one
+    label, so none is drawn over another (#16)."""
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for m in markers:
         by_kind.setdefault(str(m["kind"]), []).append(m)
@@ -369,15 +390,31 @@ def _draw_markers(ax: Axes, markers: Sequence[dict[str, Any]]) -> list[Artist]:
         label = ", ".join(others) if len(others) <= 3 else f"{len(others)} other kinds"
         handles += ax.plot(steps, [1.0] * len(steps), ls="", marker="|", ms=6, color=OTHER_COLOUR,
                            transform=on_x, clip_on=False, label=short(label, 40))  # fmt: skip
-    for kind, group in by_kind.items():
-        if len(group) > LABELLED_MARKERS:
-            continue
-        colour = LINE_KINDS[kind][0] if kind in LINE_KINDS else "#424242"
-        for m in group:
-            if m.get("label"):
-                ax.text(m["step"], 0.95, short(str(m["label"]), 30), transform=on_x, rotation=90,
-                        ha="right", va="top", fontsize=6.5, color=colour, clip_on=True)  # fmt: skip
+    labelled = [
+        m for group in by_kind.values() if len(group) <= LABELLED_MARKERS for m in group
+        if m.get("label")
+    ]  # fmt: skip
+    for step, group in _close_together(labelled, span):
+        kinds = {m["kind"] for m in group}
+        kind = next(iter(kinds))
+        colour = LINE_KINDS[kind][0] if len(kinds) == 1 and kind in LINE_KINDS else "#424242"
+        text = "; ".join(dict.fromkeys(str(m["label"]) for m in group))
+        ax.text(step, 0.95, short(text, LABEL_CHARS), transform=on_x, rotation=90, ha="right", va="top",
+                fontsize=6.5, color=colour, clip_on=True)  # fmt: skip
     return handles
+
+
+def _close_together(
+    markers: list[dict[str, Any]], span: float
+) -> list[tuple[int, list[dict[str, Any]]]]:
+    """Markers grouped where each is within LABEL_GAP of the axis from the group's first, by step."""
+    groups: list[tuple[int, list[dict[str, Any]]]] = []
+    for m in sorted(markers, key=lambda m: m["step"]):
+        if groups and m["step"] - groups[-1][0] <= LABEL_GAP * span:
+            groups[-1][1].append(m)
+        else:
+            groups.append((m["step"], [m]))
+    return groups
 
 
 def _start_step(attempt: dict[str, Any]) -> int:
@@ -426,6 +463,11 @@ def _or(value: float, fallback: float) -> float:
 def _num(value: float | None) -> float:
     """None as NaN."""
     return math.nan if value is None else float(value)
+
+
+def _hours_of(seconds: float | None) -> float | None:
+    """Seconds as hours, None (unknown) kept."""
+    return None if seconds is None else float(seconds) / 3600
 
 
 def _hours(h: float) -> str:

@@ -11,8 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from logbook.chronicle import summary
+from logbook.chronicle import journal, mdtables, summary
 from logbook.chronicle.data import EXAMPLES
+from logbook.chronicle.numbers import figure, setting
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -36,13 +37,15 @@ def html(page: Page) -> str:
 
 
 def markdown(page: Page) -> str:
-    """chronicle.md: the same content, its figures as images in img/."""
-    return _env(autoescape=False).get_template("chronicle.md.j2").render(**_context(page))
+    """chronicle.md: the same content, its figures as images in img/, its tables lined up."""
+    text = _env(autoescape=False).get_template("chronicle.md.j2").render(**_context(page))
+    return mdtables.align(text)
 
 
 def _context(page: Page) -> dict[str, Any]:
     s = page.sections
     o = summary.overview(s)
+    told = journal.entries(s)
     return {
         "run": page.run,
         "s": s,
@@ -54,7 +57,8 @@ def _context(page: Page) -> dict[str, Any]:
         "data": page.data,
         "anonymized": page.anonymized,
         "disclosure": summary.disclosure(s, o),
-        "journal": summary.journal(s),
+        "decisions": journal.decisions(told),
+        "journal": journal.journal(told),
         "failed": [a for a in s["attempts"] if a["status"] in summary.FAILED],
         "examples": EXAMPLES,
     }
@@ -73,10 +77,12 @@ def _env(*, autoescape: bool) -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=figure,  # every float printed with significant digits, and None never (#16)
     )
     env.filters.update(
         duration=summary.duration,
         number=summary.number,
+        setting=setting,
         sci=summary.sci,
         when=when,
         md=md,
@@ -98,15 +104,15 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
 def md(value: Any) -> str:
     """Markdown text that renders as the literal string: HTML escaped, Markdown punctuation
     backslashed, line breaks as spaces."""
-    text = "" if value is None else str(value)
+    text = str(figure(value))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
 
 
 def cell(value: Any) -> str:
-    """A Markdown table cell: as `md`, never empty-looking."""
+    """A Markdown table cell: as `md`, never empty-looking; a float with significant digits."""
     if isinstance(value, float):
-        value = f"{value:,.2f}"
+        value = figure(value)
     elif isinstance(value, datetime):
         value = when(value)
     return md(value) if value not in (None, "") else " "

@@ -1,14 +1,12 @@
 """The figures a chronicle leads with, worked out from a gathered record: dates, wall time,
 attempts and restarts by cause, how far the training got, GPU-hours, energy, CO2, money, goodput;
-the lines model cards and regulators ask for; and the journal, day by day."""
+and the lines model cards and regulators ask for (the journal: journal.py)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
-from logbook.chronicle.collect import ROUTINE
 from logbook.cost.basis import KINDS
 
 FAILED = ("crashed", "hung", "lost", "failed", "killed")
@@ -131,55 +129,6 @@ def _gpus_basis(cost: list[dict[str, Any]]) -> str:
     """The attempts' GPU count bases, each once (the total has none of its own)."""
     bases = dict.fromkeys(c["basis"]["gpus"] for c in cost if c["attempt"] != "total")
     return "; ".join(bases)
-
-
-def journal(s: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every attempt's start and end and every event, in time order, grouped by day; routine events
-    (checkpoints, ...) counted per day rather than listed."""
-    entries: list[dict[str, Any]] = []
-    for a in s["attempts"]:
-        entries.append(
-            _entry(
-                a["start_time"],
-                a["label"],
-                a["first_step"],
-                "start",
-                f"attempt {a['label']} launched",
-            )
-        )
-        if a["end_time"]:
-            why = a["summary"] or a["status"]
-            entries.append(
-                _entry(
-                    a["end_time"],
-                    a["label"],
-                    a["last_step"],
-                    a["status"],
-                    f"attempt {a['label']} {a['status']}: {why}",
-                )
-            )
-    entries += [
-        _entry(e["time"], e["attempt"], e["step"], e["kind"], e["message"] or e["kind"])
-        for e in s["events"]
-    ]
-    entries.sort(key=lambda e: e["time"])
-    days: dict[str, dict[str, Any]] = {}
-    for e in entries:
-        day = days.setdefault(
-            e["time"].date().isoformat(),
-            {"day": e["time"].date().isoformat(), "entries": [], "routine": Counter()},
-        )
-        if e["kind"] in ROUTINE:
-            day["routine"][e["kind"]] += 1
-        else:
-            day["entries"].append(e)
-    return [{**d, "routine": sorted(d["routine"].items())} for d in days.values()]
-
-
-def _entry(
-    time: datetime, attempt: str | None, step: int | None, kind: str, text: str
-) -> dict[str, Any]:
-    return {"time": time, "attempt": attempt, "step": step, "kind": kind, "text": text}
 
 
 def duration(seconds: float | None) -> str:

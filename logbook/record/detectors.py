@@ -100,11 +100,11 @@ class Detectors:
 
     def _one(self, name: str, step: int | None, value: float) -> list[Finding]:
         if not math.isfinite(value):  # any metric (#15); never part of a history
-            found = [Finding("nan", name, step, value, f"{name} is {value} at step {step}")]
+            found = [Finding("nan", name, step, value, f"{name} is {value}{_at(step)}")]
             return self._cooled(found, step)
         if value > 0 and name.endswith("nan_iterations"):  # Megatron counts its NaN steps
             found = [
-                Finding("nan", name, step, value, f"{value:g} NaN iterations up to step {step}")
+                Finding("nan", name, step, value, f"{value:g} NaN iterations{_at(step, 'up to')}")
             ]
             return self._cooled(found, step)
         if not self._has_history(name):
@@ -132,7 +132,7 @@ class Detectors:
                             name,
                             step,
                             value,
-                            f"{name} spiked to {value:.4g} at step {step} (median {median:.4g})",
+                            f"{name} spiked to {value:.4g}{_at(step)} (median {median:.4g})",
                             {"median": median, "mad": mad, "limit": limit},
                         )
                     )
@@ -143,7 +143,7 @@ class Detectors:
                         name,
                         step,
                         value,
-                        f"grad_norm {value:.4g} at step {step} is "
+                        f"grad_norm {value:.4g}{_at(step)} is "
                         f"{value / median:.0f}x its median {median:.4g}",
                         {"median": median},
                     )
@@ -158,7 +158,7 @@ class Detectors:
                             name,
                             step,
                             value,
-                            f"{name} fell to {value:.4g} at step {step} "
+                            f"{name} fell to {value:.4g}{_at(step)} "
                             f"({value / median:.0%} of its median {median:.4g})",
                             {"median": median},
                         )
@@ -170,7 +170,7 @@ class Detectors:
                     name,
                     step,
                     value,
-                    f"loss scale collapsed to {value:g} at step {step}",
+                    f"loss scale collapsed to {value:g}{_at(step)}",
                 )
             )
         hist.append(value)
@@ -191,3 +191,8 @@ class Detectors:
                 self._last_said[key] = now
                 kept.append(f)
         return kept
+
+
+def _at(step: int | None, words: str = "at") -> str:
+    """The words "at step N" for a message, or none for a point logged without a step (#16)."""
+    return "" if step is None else f" {words} step {step}"

@@ -284,3 +284,33 @@ def test_downsample_keeps_extremes_and_nonfinite() -> None:
     assert downsample(points[:10], 1000) == [(s, v, v, v) for s, v in points[:10]]
     with pytest.raises(ValueError):
         downsample(points, 0)
+
+
+def test_marker_labels_on_one_step_are_one_label() -> None:
+    """A relaunch that restarts and changes the lr at one step (#16): one label, both told."""
+    markers = [
+        {"step": 400, "kind": "restart", "label": "1.01 after oom"},
+        {"step": 400, "kind": "hparam_change", "label": "lr -> 4e-05"},
+        {"step": 402, "kind": "data_mix_change", "label": "more code"},
+        {"step": 800, "kind": "restart", "label": "1.02 after hang"},
+    ]
+    shown = texts(curves("loss", loss(1000), markers) or "")
+    told = [t for t in shown if "after" in t or "lr " in t or "code" in t]
+    assert len(told) == 2, told
+    assert "1.01 after oom" in told[0] and "4e-05" in told[0] and "more code" in told[0]
+
+
+def test_incidents_with_unknown_time_lost_draw_no_zero() -> None:
+    rows = [
+        {"class": "gpu_oom", "count": 2, "time_lost_s": None},
+        {"class": "nccl_timeout", "count": 1, "time_lost_s": 7200},
+    ]
+    shown = texts(incidents(rows) or "")
+    assert "unknown" in shown and "2.0" in shown  # the bars' labels
+    nothing = texts(incidents([{"class": "gpu_oom", "count": 2, "time_lost_s": None}]) or "")
+    assert "time lost not measured" in nothing
+
+
+def test_timeline_without_steps_says_so() -> None:
+    rows = [attempt(i, "crashed", first_step=None, last_step=None, resumed_from_step=None) for i in range(3)]  # fmt: skip
+    assert "no steps on record" in texts(timeline(rows) or "")

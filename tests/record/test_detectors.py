@@ -94,3 +94,15 @@ def test_nan_and_inf_in_any_metric_are_found_at_their_step(name: str, bad: float
     found = run(det, name, values)
     assert [(f.kind, f.name, f.step) for f in found] == [("nan", name, 30)]
     assert found[0].value == bad or (math.isnan(bad) and math.isnan(found[0].value))
+
+
+def test_messages_of_points_without_a_step_never_say_none() -> None:
+    """Metrics logged without a step (an import, logbook.log without step=) still get findings,
+    and their messages say what is known (#16: "at step None" was printed)."""
+    det = Detectors()
+    found = [*det.observe(None, {"loss": math.nan}), *det.observe(None, {"nan_iterations": 3.0})]
+    for value in (65536.0, 0.5):
+        found += det.observe(None, {"loss_scale": value})
+    assert {f.kind for f in found} == {"nan", "loss_scale_collapse"}
+    for f in found:
+        assert "None" not in f.message and "step" not in f.message, f.message
