@@ -256,6 +256,10 @@ def test_the_chronicle_answers_the_reader(opt: dict[str, Any]) -> None:
     lineage = page.split("## Lineage", 1)[1].split("## ", 1)[0]
     for label in ("11.00", "11.04", "11.10", "12.00", "12.43", "12.45.2", "12.final"):
         assert re.search(rf"^\| {re.escape(label)} +\|", lineage, re.M), label  # cells padded
+    # Started as the notes date them: a day, or a range of days, never a made-up midnight.
+    assert re.search(r"^\| 11\.00 +\| +\| 2021-11-05 +\|", lineage, re.M)
+    assert re.search(r"^\| 11\.04 +\| 11\.00 +\| 2021-11-05 to 2021-11-11 +\|", lineage, re.M)
+    assert "00:00 UTC" not in lineage
     changes = page.split("## Hyperparameter and data-mix changes", 1)[1].split("## ", 1)[0]
     for setting in (
         "clip\\_norm",

@@ -149,14 +149,16 @@ def _events(
     DuckDB keeps it without ORDER BY), then sorted stably by time."""
     rows = _rows(
         con,
-        "select time, step, kind, severity, source, message, data, host, attempt_id "
-        "from events where run = $run",
+        "select time, step, kind, severity, source, message, data, host, attempt_id, seq, "
+        "time_precision, time_until, step_until, step_approx from events where run = $run",
         run,
     )
     labels = {a["attempt_id"]: a["label"] for a in attempts}
     for e in rows:
         e["attempt"] = labels.get(e.pop("attempt_id"))
-    rows.sort(key=lambda e: e["time"])
+    # Events of one time in their file's order (an imported history dates several to one day);
+    # recorded ones (no seq) as read, the sort being stable.
+    rows.sort(key=lambda e: (e["time"], e["seq"] is None, e["seq"] or 0))
     return rows
 
 

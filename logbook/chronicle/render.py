@@ -6,8 +6,9 @@ inline HTML in Markdown, so `<script>` in a note must not stay a tag there eithe
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,28 @@ def _env(*, autoescape: bool) -> Any:
     return env
 
 
-def when(value: datetime | None) -> str:
-    """2026-11-22 14:05 UTC."""
-    return "" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+def when(value: datetime | None, row: Mapping[str, Any] | None = None, field: str = "time") -> str:
+    """2026-11-22 14:05 UTC; as precisely as a hand-kept history knew it when `row` says so
+    (`{field}_precision`, `{field}_until`): 2021-11-05, 2021-11, 2021, 2021-11-05 to 2021-11-11."""
+    if value is None:
+        return ""
+    precision = row.get(f"{field}_precision") if row else None
+    if precision in _PERIODS:
+        return value.strftime(_PERIODS[precision])
+    until = row.get(f"{field}_until") if row and precision == "range" else None
+    if until is None:
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+    if _midnight(value) and _midnight(until):  # days: the range's end is the next midnight
+        last = until - timedelta(days=1) if until > value else until
+        return f"{value:%Y-%m-%d} to {last:%Y-%m-%d}" if last > value else f"{value:%Y-%m-%d}"
+    return f"{value:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+
+
+_PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
+
+
+def _midnight(t: datetime) -> bool:
+    return (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
