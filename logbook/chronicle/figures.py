@@ -32,7 +32,7 @@ def draw(s: dict[str, Any]) -> dict[str, str]:
                 {
                     "class": i["class"],
                     "count": int(i["count"]),
-                    "time_lost_s": i["time_lost_s"] or 0.0,
+                    "time_lost_s": i["time_lost_s"],  # None: unknown, drawn as such
                 }
                 for i in s["incidents"]
                 if i["class"] != "all failures"

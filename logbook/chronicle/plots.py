@@ -247,7 +247,8 @@ def incidents(by_class: Sequence[dict[str, Any]]) -> str | None:
     """How often each class of incident happened and the hours it cost, most frequent on top.
 
     Args:
-        by_class: dicts with class, count and time_lost_s; past MOST_CLASSES the rest are summed.
+        by_class: dicts with class, count and time_lost_s (None: unknown, labelled so and never
+            summed as 0); past MOST_CLASSES the rest are summed.
 
     Returns:
         SVG text, or None without rows.
@@ -255,21 +256,23 @@ def incidents(by_class: Sequence[dict[str, Any]]) -> str | None:
     if not by_class:
         return None
     rows = sorted(
-        ((str(r["class"]), int(r["count"]), float(r["time_lost_s"] or 0.0)) for r in by_class),
-        key=lambda r: (-r[1], -r[2], r[0]),
+        ((str(r["class"]), int(r["count"]), _lost(r["time_lost_s"])) for r in by_class),
+        key=lambda r: (-r[1], -(r[2] if math.isfinite(r[2]) else 0.0), r[0]),
     )
     if len(rows) > MOST_CLASSES:
         rest = rows[MOST_CLASSES - 1 :]
         summed = (f"{len(rest)} other classes", sum(r[1] for r in rest), sum(r[2] for r in rest))
         rows = rows[: MOST_CLASSES - 1] + [summed]
     names = [short(name, 32) for name, _, _ in rows]
-    counts, hours = [r[1] for r in rows], [r[2] / 3600 for r in rows]
+    counts = [r[1] for r in rows]
+    hours = [r[2] / 3600 if math.isfinite(r[2]) else 0.0 for r in rows]
+    labels = [_hours(r[2] / 3600) if math.isfinite(r[2]) else "unknown" for r in rows]
     with figure(1.1 + 0.3 * len(rows)) as fig:
         left, right = fig.subplots(1, 2, sharey=True)
         found = left.barh(range(len(rows)), counts, color=STATUS_COLOURS["crashed"], height=0.7)
         left.bar_label(found, [str(c) for c in counts], padding=2, fontsize=7)
         lost = right.barh(range(len(rows)), hours, color=STATUS_COLOURS["hung"], height=0.7)
-        right.bar_label(lost, [_hours(h) for h in hours], padding=2, fontsize=7)
+        right.bar_label(lost, labels, padding=2, fontsize=7)
         left.set_yticks(range(len(rows)), names)
         left.invert_yaxis()
         for ax, title in ((left, "incidents"), (right, "hours lost")):
@@ -279,6 +282,11 @@ def incidents(by_class: Sequence[dict[str, Any]]) -> str | None:
             ax.tick_params(axis="y", length=0)
         right.tick_params(axis="y", labelleft=False)
         return to_svg(fig)
+
+
+def _lost(seconds: Any) -> float:
+    """Seconds lost, NaN when unknown (a sum with NaN in it stays unknown)."""
+    return math.nan if seconds is None else float(seconds)
 
 
 def utilization(rows: Sequence[dict[str, Any]]) -> str | None:

@@ -181,3 +181,27 @@ def test_a_live_attempt_counts_to_now_and_an_ended_run_keeps_its_figures(  # typ
     assert row["note"] is None and row["open"] is False and row["unknown_s"] == 0
     [a] = run_sql(Store(store_path), "select duration_s from attempts").to_pylist()
     assert abs(row["wall_s"] - round(a["duration_s"], 1)) < 0.11
+
+
+def test_the_chronicle_says_unknown_rather_than_a_share(  # type: ignore[no-untyped-def]
+    invoke, store_path: Path, tmp_path: Path
+) -> None:
+    s = str(_imported(invoke, store_path, tmp_path))
+    out = tmp_path / "site"
+    proc = subprocess.run(
+        logbook_cmd("chronicle", "h", "--out", str(out), "--store", s),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "chronicle.md").read_text().replace("\\", "")  # unescaped Markdown
+    # 20000 of 60000 s cannot be split; 21500 s were productive for certain
+    assert (
+        "| trained productively | unknown: 33.3 % of the wall-clock cannot be split (attempts "
+        "without step times, or whose lost work is not known); at least 35.8 % |" in md
+    )
+    assert "% of the wall-clock |" not in md
+    html = (out / "index.html").read_text()
+    assert "at least 35.8 %" in html and "-2000" not in html and "-33" not in md
+    assert ">unknown<" in (out / "img" / "incidents.svg").read_text()
