@@ -19,7 +19,7 @@ relaunched, not known yet (null). A completed one that was relaunched is measure
 (a trainer that exits 0 on SIGTERM, as Lightning does, and is resumed from an older checkpoint).
 With no last step, or no restart step, the lost steps are unknown: null, never 0.
 `lost_work_s` is the lost steps at the failed attempt's own pace (`attempt_pace.s_per_step`),
-at most the time it ran until its last step (#16: a rollback to an older attempt's checkpoint, or
+at most the time it trained, from its first step to its last (#16: a rollback to an older attempt's checkpoint, or
 a pace from two sparse points, must not lose more time than the attempt had).
 """
 
@@ -45,8 +45,9 @@ r as (
                      then 'last checkpoint' end as restart_basis
     from attempt_pace a left join n on n.parent_id = a.attempt_id
 ),
-t as (  -- what it can have lost is at most the time it ran until its last step
-    select *, greatest(epoch(least(coalesce(last_step_time, end_at), end_at) - start_time), 0)
+t as (  -- what it can have lost is at most the time it trained: its first step to its last
+    select *, greatest(epoch(least(coalesce(last_step_time, end_at), end_at)
+                             - least(coalesce(first_step_time, start_time), end_at)), 0)
               as trained_s
     from r
 )

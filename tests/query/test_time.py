@@ -205,3 +205,30 @@ def test_the_chronicle_says_unknown_rather_than_a_share(  # type: ignore[no-unty
     html = (out / "index.html").read_text()
     assert "at least 35.8 %" in html and "-2000" not in html and "-33" not in md
     assert ">unknown<" in (out / "img" / "incidents.svg").read_text()
+
+
+def test_lost_work_is_bounded_by_the_attempt_that_lost_it(  # type: ignore[no-untyped-def]
+    invoke, store_path: Path, tmp_path: Path
+) -> None:
+    # Two sparse points a day apart and one step apart give a pace of a day a step; the relaunch
+    # rolls back 51 steps. At that pace 1.00 would have lost 51 days in 2 days of wall-clock.
+    rows = [
+        {"type": "attempt", "label": "1.00", "start": _at(0), "end": _at(2 * 86400),
+         "status": "hung", "resumed_from": 0},
+        {"type": "metric", "time": _at(3600), "step": 100, "name": "loss", "value": 3.0},
+        {"type": "metric", "time": _at(86400 + 3600), "step": 101, "name": "loss", "value": 3.0},
+        {"type": "attempt", "label": "1.01", "start": _at(2 * 86400 + 600),
+         "end": _at(3 * 86400), "status": "completed", "resumed_from": 50},
+        {"type": "metric", "time": _at(2 * 86400 + 1200), "step": 60, "name": "loss", "value": 3.0},
+    ]  # fmt: skip
+    history = tmp_path / "sparse.jsonl"
+    history.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    s = str(store_path)
+    invoke(["import", str(history), "--run", "sparse", "--store", s])
+    [i] = _json(invoke, "incidents", "sparse", "--each", "--store", s)
+    # at most its first step to its last (a day), as goodput splits it; hung from the last step
+    assert (i["lost_steps"], i["lost_work_s"], i["hung_s"]) == (51, 86400, 86400 - 3600)
+    # lost work + hung + downtime + 1.01's start-up: within the 2 days and 20 min it took
+    assert i["time_lost_s"] == 86400 + 82800 + 600 + 600
+    lost = {c["category"]: c["seconds"] for c in _json(invoke, "goodput", "sparse", "--store", s)}
+    assert lost["lost work"] == 86400 and lost["hung"] == 82800
