@@ -19,7 +19,7 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
     starts = [a["start_time"] for a in attempts]
     ends = [a["end_time"] or a["start_time"] for a in attempts]
     causes = Counter(a["class"] or a["status"] for a in attempts if a["status"] in FAILED)
-    productive = next((g for g in s["goodput"] if g["category"] == "productive"), None)
+    share = productive_share(s["goodput"])
     return {
         "first_start": min(starts) if starts else None,
         "last_end": max(ends) if ends else None,
@@ -44,9 +44,26 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
                 ("cost_usd", 0, " USD"),
             )
         },
-        "productive_pct": productive["pct"] if productive else None,
+        "productive_pct": share["pct"],
+        "productive_why": share["why"],
         "final_metrics": s["final_metrics"],
     }
+
+
+def productive_share(goodput: list[dict[str, Any]]) -> dict[str, Any]:
+    """The share of the wall-clock that trained productively, or None and why it is not known:
+    time goodput could not split (attempts without step times, #16) may have been productive."""
+    by = {g["category"]: g for g in goodput}
+    productive, unknown = by.get("productive"), by.get("unknown")
+    if productive is None or productive["pct"] is None:
+        return {"pct": None, "why": "no wall-clock time on record"}
+    if unknown and unknown["seconds"]:
+        return {
+            "pct": None,
+            "why": f"{unknown['pct']} % of the wall-clock cannot be split (attempts without step "
+            f"times, or whose lost work is not known); at least {productive['pct']} %",
+        }
+    return {"pct": productive["pct"], "why": None}
 
 
 def _total(cost: list[dict[str, Any]]) -> dict[str, Any]:

@@ -132,19 +132,20 @@ def events(
 @store_option
 @format_option
 def data_mix(run_name: str, store: Path | None, fmt: str) -> None:
-    """A run's data-mix history: each declared mix, one line per source, with what changed.
+    """A run's data-mix history: each declared mix, one line per source, with what changed, and
+    the data-mix changes imported or added as events.
 
     \b
         logbook data-mix gpt
         logbook data-mix gpt --format json
     """
-    from logbook.record.datamix import history
+    from logbook.query.datamix import history
 
     table = history(open_store(store), run_name)
     if table.num_rows == 0:
         click.echo(
             f"no data mix on record for {run_name}; declare one with `logbook run --data-mix "
-            "FILE` or logbook.data_mix(...)",
+            "FILE` or logbook.data_mix(...), or import data_mix_change events",
             err=True,
         )
     render(table, fmt)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
 from logbook.errors import BadQuery, ReadOnlyQuery, StoreCorrupt
-from logbook.query import gpu_count, lost_work
+from logbook.query import attempt_time, gpu_count, lost_work
 from logbook.store import Snapshot, Store, layout, parts
 
 if TYPE_CHECKING:
@@ -85,49 +85,68 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
 FAILURES = ("crashed", "hung", "lost", "failed", "killed")
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
-    # Each attempt with its pace in seconds per step.
+    attempt_time.VIEW,
+    # Each attempt with its pace in seconds per step (and its time, attempt_time.py).
     """
     create view attempt_pace as
     select *,
            -- Step times are when logbook read the lines (every 0.5 s): for a short attempt fall
-           -- back on its whole duration over the steps it made.
+           -- back on its whole time over the steps it made.
            case when last_step > first_step and epoch(last_step_time - first_step_time) >= 2
                 then epoch(last_step_time - first_step_time) / (last_step - first_step)
                 when last_step > coalesce(resumed_from_step, 0)
-                then duration_s / (last_step - coalesce(resumed_from_step, 0)) end as s_per_step
-    from attempts
+                then wall_s / (last_step - coalesce(resumed_from_step, 0)) end as s_per_step
+    from attempt_time
     """,
     lost_work.VIEW,
-    # Each attempt beside the one that followed it: what its end cost (lost work: lost_work.py).
+    # Each attempt that did not complete beside the one that followed it: what its end cost (lost
+    # work: lost_work.py; hung time and overlaps: attempt_time.py). A part not known is null, and
+    # then so is the sum, time_lost_s; `unknown` says which part and why.
     """
     create view incidents as
-    select a.run, a.label, a.attempt_id, a.status,
-           coalesce(a.crash_class, a.status) as class,
-           a.summary, a.end_time as time, a.last_step,
-           l.restart_step, l.restart_basis, l.lost_steps, l.lost_work_s,
-           a.hung_s,
-           epoch(l.next_start_time - a.end_time) as downtime_s,
-           epoch(l.next_first_step_time - l.next_start_time) as restart_startup_s,
-           coalesce(l.lost_work_s, 0) + coalesce(a.hung_s, 0)
-               + coalesce(epoch(l.next_start_time - a.end_time), 0)
-               + coalesce(epoch(l.next_first_step_time - l.next_start_time), 0) as time_lost_s,
-           l.next_label, a.decision, a.decision_reason
-    from attempts a join lost_work l using (attempt_id)
-    where a.status not in ('completed', 'running')
+    with i as (
+        select a.run, a.label, a.attempt_id, a.status, a.start_time,
+               coalesce(a.crash_class, a.status) as class,
+               a.summary, a.end_time as time, a.last_step,
+               l.restart_step, l.restart_basis, l.lost_steps, l.lost_work_s,
+               a.hung_time_s as hung_s,
+               -- a relaunch that started before this attempt ended waited for nothing
+               case when l.next_start_time is not null
+                    then greatest(epoch(l.next_start_time - a.end_at), 0) end as downtime_s,
+               case when l.next_attempt_id is null then 0
+                    when n.first_step_time is not null  -- from when this attempt had ended
+                    then least(greatest(epoch(n.first_step_time
+                                              - greatest(n.start_time, a.end_at)), 0), n.wall_s)
+                    -- a recorded relaunch without steps: its time is its own incident
+                    when n.wrapper_pid is not null then 0 end as restart_startup_s,
+               l.next_label, a.decision, a.decision_reason,
+               nullif(concat_ws('; ', a.time_note,
+                   case when l.next_start_time < a.end_at
+                        then printf('%s started %.0f s before it ended (counted once)',
+                                    l.next_label, epoch(a.end_at - l.next_start_time)) end), '')
+                   as note
+        from attempt_time a join lost_work l using (attempt_id)
+             left join attempt_time n on n.attempt_id = l.next_attempt_id
+        where a.status not in ('completed', 'running')
+    )
+    select *, lost_work_s + hung_s + coalesce(downtime_s, 0) + restart_startup_s as time_lost_s,
+           nullif(concat_ws('; ',
+               case when lost_work_s is null
+                    then 'lost work: ' || case when last_step is null then 'no step times'
+                                               else 'no restart step' end end,
+               case when hung_s is null then 'hung time: no step times' end,
+               case when restart_startup_s is null
+                    then 'start-up of ' || next_label || ': no step times' end), '') as unknown
+    from i
     """,
-    # Where each attempt's wall-clock time went: start-up until the first step, time hung,
-    # lost work (its steps the run did not keep, lost_work.py; null when unknown), checkpoint
-    # writes, and the rest, productive; plus the downtime since the attempt before it. Every part
-    # is clipped so that they add up to wall_s.
+    # Where each attempt's wall-clock time went, counted once where attempts overlap
+    # (attempt_time.py): start-up until the first step, time hung, lost work (its steps the run
+    # did not keep, lost_work.py), checkpoint writes, the rest productive; and unknown, what
+    # cannot be split: an attempt without step times, or a failed one whose lost work is not
+    # known. Plus the downtime since the attempts before it. The parts add up to wall_s.
     """
     create view goodput as
-    with p as (
-        select a.*,
-               coalesce(a.duration_s, epoch(now() - a.start_time)) as wall,
-               lag(a.end_time) over (partition by a.run order by a.start_time) as prev_end
-        from attempt_pace a
-    ),
-    ck as (
+    with ck as (
         select attempt_id, sum(coalesce(try_cast(json_extract(data, '$.write_s') as double), 0))
                as checkpoint_s
         from events where kind = 'checkpoint' group by attempt_id
@@ -137,33 +156,48 @@ _DERIVED_VIEWS = (
     ),
     s1 as (
         select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, coalesce(g.gpus, 0) as gpus,
-               case when p.first_step_time is not null
-                    then least(greatest(epoch(p.first_step_time - p.start_time), 0), p.wall)
-                    when p.status in ('completed', 'running') then 0  -- no steps seen: unsplit
-                    else p.wall end as startup_s,
-               l.lost_steps, l.lost_work_s
-        from p left join ck using (attempt_id) left join g using (attempt_id)
+               p.counted_s as wall,
+               -- the time an earlier attempt covered comes off the start (least() and greatest()
+               -- skip nulls: unknown stays unknown only through the case)
+               case when p.startup_time_s is not null
+                    then least(greatest(p.startup_time_s - p.overlap_s, 0), p.counted_s) end
+                   as startup_part,
+               l.lost_steps, l.lost_work_s,
+               p.status in ('completed', 'running') or l.lost_work_s is not null as lost_known
+        from attempt_pace p left join ck using (attempt_id) left join g using (attempt_id)
                left join lost_work l using (attempt_id)
     ),
     s2 as (
-        select *, least(coalesce(hung_s, 0), wall - startup_s) as hung_part from s1
+        select *, case when hung_time_s is not null
+                       then least(hung_time_s, wall - coalesce(startup_part, 0)) end as hung_part
+        from s1
     ),
     s3 as (
-        select *, case when lost_work_s is not null  -- (least() skips nulls)
-                       then least(lost_work_s, wall - startup_s - hung_part) end as lost_part
+        select *, wall - coalesce(startup_part, 0) - coalesce(hung_part, 0) as rest,
+               startup_part is not null and hung_part is not null as split_known
         from s2
     ),
     s4 as (
-        select *, least(ck_s, wall - startup_s - hung_part - coalesce(lost_part, 0))
-                  as checkpoint_part
+        select *, case when split_known and lost_known
+                       then least(coalesce(lost_work_s, 0), rest) end as lost_part
         from s3
+    ),
+    s5 as (
+        select *, case when split_known then least(ck_s, rest - coalesce(lost_part, 0)) else 0 end
+                  as checkpoint_part
+        from s4
     )
     select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
-           wall - startup_s - hung_part - coalesce(lost_part, 0) - checkpoint_part as productive_s,
-           lost_part as lost_s, lost_steps, hung_part as hung_s, startup_s,
+           case when split_known and lost_known then rest - lost_part - checkpoint_part else 0 end
+               as productive_s,
+           lost_part as lost_s, lost_steps, hung_part as hung_s, startup_part as startup_s,
            checkpoint_part as checkpoint_s,
-           greatest(coalesce(epoch(start_time - prev_end), 0), 0) as downtime_before_s
-    from s4
+           case when split_known and lost_known then 0
+                when split_known then rest - checkpoint_part else rest end as unknown_s,
+           gap_before_s as downtime_before_s,
+           is_open as open, overlap_s, case when overlap_s > 0 then covered_by end as overlapped_by,
+           time_note as note
+    from s5
     """,
 )
 
@@ -290,7 +324,9 @@ def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) 
 
 
 def list_runs(store: Store) -> pa.Table:
-    """One row per run: attempts, status of the latest, first start, last end, total wall time."""
+    """One row per run: attempts, status of the latest, first start, last end, total wall time
+    (overlapping attempts counted once, open ones to their last evidence: attempt_time.py), and a
+    note naming the attempts open or overlapping."""
     return run_sql(
         store,
         """
@@ -299,9 +335,10 @@ def list_runs(store: Store) -> pa.Table:
                arg_max(case when decision = 'gave_up' then 'gave_up' else status end, start_time)
                    as latest_status,
                min(start_time) as first_start,
-               max(coalesce(end_time, start_time)) as last_end,
-               sum(coalesce(duration_s, epoch(now() - start_time))) as wall_s
-        from attempts group by run order by first_start
+               max(end_at) as last_end,
+               sum(counted_s) as wall_s,
+               string_agg(label || ' ' || time_note, '; ' order by start_time, label) as note
+        from attempt_time group by run order by first_start
         """,
     )
 
@@ -319,14 +356,14 @@ def show_run(store: Store, run: str) -> pa.Table:
         select a.label, a.parent_label as parent, a.status,
                coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
                coalesce(cast(a.exit_code as varchar), a.signal_name) as exit,
-               round(a.duration_s, 1) as duration_s,
+               round(a.wall_s, 1) as duration_s,
                a.resumed_from_step as resumed_from,
                case when a.first_step is not null then concat(a.first_step, '-', a.last_step) end as steps,
                l.lost_steps, l.restart_basis, round(i.downtime_s, 1) as downtime_s,
-               a.decision as then, a.summary,
+               a.decision as then, a.summary, a.time_note as note,
                a.start_time, left(g.commit, 12) as git_commit, g.dirty as git_dirty,
                coalesce(n.hosts, 1) as hosts
-        from attempts a
+        from attempt_time a
         left join incidents i on i.attempt_id = a.attempt_id
         left join lost_work l on l.attempt_id = a.attempt_id
         left join (  -- every host of a launch snapshots the checkout: the leader's, else any
@@ -371,32 +408,45 @@ def read_attempt(store: Store, run: str, label: str) -> dict[str, Any]:
 
 
 def incidents_by_class(store: Store, run: str) -> pa.Table:
-    """Failures of a run by class: count, steps and time lost, mean time between failures.
+    """Failures of a run by class: count, steps and time lost, mean time between failures (over
+    the run's time, overlaps counted once and open attempts to their last evidence). A sum with a
+    part unknown is unknown (null); `unknown` says which, `note` what the time counts.
 
     Raises:
         NoSuchRun: the store has no such run.
     """
     store.check_run(run)
     failures = ", ".join(f"'{f}'" for f in FAILURES)
+
+    # sum() skips nulls: a sum is known only when every part is
+    def known_sum(col: str) -> str:
+        return f"case when count({col}) = count(*) then round(coalesce(sum({col}), 0), 1) end"
+
     return run_sql(
         store,
         f"""
         with i as (select * from incidents where run = $run),
-             total as (select sum(coalesce(duration_s, epoch(now() - start_time))) as wall_s
-                       from attempts where run = $run),
+             total as (select sum(counted_s) as wall_s,
+                              string_agg(label || ' ' || time_note, '; '
+                                         order by start_time, label) as note
+                       from attempt_time where run = $run),
              by_class as (
-                 select class, count(*) as count, sum(lost_steps) as lost_steps,
-                        round(sum(time_lost_s), 1) as time_lost_s,
-                        round(sum(coalesce(hung_s, 0)), 1) as hung_s,
+                 select class, count(*) as count, {known_sum("lost_steps")} as lost_steps,
+                        {known_sum("time_lost_s")} as time_lost_s, {known_sum("hung_s")} as hung_s,
                         round(sum(coalesce(downtime_s, 0)), 1) as downtime_s,
-                        bool_or(status in ({failures})) as is_failure
+                        bool_or(status in ({failures})) as is_failure,
+                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
                  from i group by class)
         select class, count, lost_steps, time_lost_s, hung_s, downtime_s,
-               case when is_failure then round((select wall_s from total) / count, 1) end as mtbf_s
+               case when is_failure then round((select wall_s from total) / count, 1) end as mtbf_s,
+               unknown, null as note
         from by_class
         union all
-        select 'all failures', sum(count), sum(lost_steps), sum(time_lost_s), sum(hung_s), sum(downtime_s),
-               round((select wall_s from total) / nullif(sum(count), 0), 1)
+        select 'all failures', coalesce(sum(count), 0),
+               {known_sum("lost_steps")}, {known_sum("time_lost_s")}, {known_sum("hung_s")},
+               coalesce(sum(downtime_s), 0),
+               round((select wall_s from total) / nullif(sum(count), 0), 1),
+               string_agg(unknown, '; '), (select note from total)
         from by_class where is_failure
         order by class = 'all failures', count desc, class
         """,
@@ -416,7 +466,8 @@ def list_incidents(store: Store, run: str) -> pa.Table:
         """
         select label, time, class, summary, last_step, restart_step, restart_basis, lost_steps,
                round(lost_work_s, 1) as lost_work_s, round(hung_s, 1) as hung_s,
-               round(downtime_s, 1) as downtime_s, round(time_lost_s, 1) as time_lost_s, next_label, decision
+               round(downtime_s, 1) as downtime_s, round(time_lost_s, 1) as time_lost_s, next_label, decision,
+               unknown, note
         from incidents where run = ? order by time
         """,
         [run],

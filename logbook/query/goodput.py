@@ -1,6 +1,7 @@
-"""Goodput: how much of a run's wall-clock and GPU time trained the model, and where the rest went
-. The split per attempt is the `goodput` view (logbook/query.py), so it is queryable;
-this module sums it per run.
+"""Goodput: how much of a run's wall-clock and GPU time trained the model, and where the rest went.
+The split per attempt is the `goodput` view (logbook/query/__init__.py), so it is queryable;
+this module sums it per run. Attempts that overlap count their shared time once, an open one to
+its last evidence (`query/attempt_time.py`), so the total is the run's first start to its last end.
 
 Categories, each in seconds of wall-clock and in GPU-hours (seconds × the attempt's GPU count, from
 its launch snapshot; downtime counts the GPUs of the attempt that followed it, which were waiting):
@@ -13,7 +14,10 @@ its launch snapshot; downtime counts the GPUs of the attempt that followed it, w
 - hung: from the last sign of progress until logbook stopped the command;
 - downtime: between the end of an attempt and the start of the next;
 - start-up: from launch to the first step (all of an attempt that failed before one);
-- checkpoints: writing checkpoints, as `--checkpoint-dir` measured them.
+- checkpoints: writing checkpoints, as `--checkpoint-dir` measured them;
+- unknown: time that cannot be split (#16): an attempt without step times (imported ones, a
+  recorded one that logged no step), a hung one with no sign of its last progress, or the trained
+  part of a failed attempt whose lost work is not known. Never filed under start-up or productive.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ CATEGORIES = (
     ("downtime", "downtime_before_s"),
     ("start-up", "startup_s"),
     ("checkpoints", "checkpoint_s"),
+    ("unknown", "unknown_s"),
 )
 
 
@@ -46,7 +51,8 @@ def goodput(store: Store, run: str) -> pa.Table:
     """
     store.check_run(run)
     sums = ", ".join(
-        f"sum({col}) as {col}, sum({col} * gpus) / 3600 as {col}_gpu_h" for _, col in CATEGORIES
+        f"coalesce(sum({col}), 0) as {col}, coalesce(sum({col} * gpus), 0) / 3600 as {col}_gpu_h"
+        for _, col in CATEGORIES
     )
     lines = " union all ".join(
         f"select {i} as o, '{name}' as category, {col} as s, {col}_gpu_h as gpu_h from t"
@@ -76,7 +82,8 @@ def goodput(store: Store, run: str) -> pa.Table:
 
 def goodput_by_attempt(store: Store, run: str) -> pa.Table:
     """The `goodput` view of one run, an attempt a line, oldest first (`lost_steps` as
-    `logbook incidents` gives them).
+    `logbook incidents` gives them); a part not known is null and its time is in `unknown_s`;
+    `open`, `overlap_s`, `overlapped_by` and `note` say how its time was counted.
 
     Raises:
         NoSuchRun: the run is unknown.
@@ -85,7 +92,8 @@ def goodput_by_attempt(store: Store, run: str) -> pa.Table:
     cols = ", ".join(f"round({col}, 1) as {col}" for _, col in CATEGORIES)
     return query.run_sql(
         store,
-        f"select label, status, gpus, round(wall_s, 1) as wall_s, {cols}, lost_steps "
+        f"select label, status, gpus, round(wall_s, 1) as wall_s, {cols}, lost_steps, open, "
+        "round(overlap_s, 1) as overlap_s, overlapped_by, note "
         "from goodput where run = $run order by start_time",
         {"run": run},
     )

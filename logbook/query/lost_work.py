@@ -18,7 +18,9 @@ An attempt that completed and was not relaunched lost nothing (0); one still run
 relaunched, not known yet (null). A completed one that was relaunched is measured like the others
 (a trainer that exits 0 on SIGTERM, as Lightning does, and is resumed from an older checkpoint).
 With no last step, or no restart step, the lost steps are unknown: null, never 0.
-`lost_work_s` is the lost steps at the failed attempt's own pace (`attempt_pace.s_per_step`).
+`lost_work_s` is the lost steps at the failed attempt's own pace (`attempt_pace.s_per_step`),
+at most the time it trained, from its first step to its last (#16: a rollback to an older attempt's checkpoint, or
+a pace from two sparse points, must not lose more time than the attempt had).
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ r as (
                 when a.status <> 'running' and a.last_checkpoint_step is not null
                      then 'last checkpoint' end as restart_basis
     from attempt_pace a left join n on n.parent_id = a.attempt_id
+),
+t as (  -- what it can have lost is at most the time it trained: its first step to its last
+    select *, greatest(epoch(least(coalesce(last_step_time, end_at), end_at)
+                             - least(coalesce(first_step_time, start_time), end_at)), 0)
+              as trained_s
+    from r
 )
 select run, label, attempt_id, status, last_step, restart_step, restart_basis,
        -- greatest() skips nulls: an unknown step must give an unknown loss, not 0
@@ -49,8 +57,9 @@ select run, label, attempt_id, status, last_step, restart_step, restart_basis,
             when last_step is not null and restart_step is not null
             then greatest(last_step - restart_step, 0) end as lost_steps,
        case when status = 'completed' and next_attempt_id is null then 0
-            when last_step is not null and restart_step is not null
-            then greatest(last_step - restart_step, 0) * s_per_step end as lost_work_s,
+            when last_step is not null and restart_step is not null and s_per_step is not null
+            then least(greatest(last_step - restart_step, 0) * s_per_step, trained_s)
+            end as lost_work_s,
        next_attempt_id, next_label, next_start_time, next_first_step_time
-from r
+from t
 """
