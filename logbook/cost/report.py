@@ -61,12 +61,16 @@ HINT = "pass --gpu-price USD or set [cost] gpu-price in logbook.toml"
 _ATTEMPTS = """
 a as (
     select attempt_id, label, status, start_time, parent_id, first_step, last_step,
-           resumed_from_step, s_per_step, coalesce(duration_s, epoch(now() - start_time)) as wall_s,
+           resumed_from_step, s_per_step, wall_s,  -- attempt_time.py: to its end, now or last evidence
            coalesce(host, '') as a_host,
-           case when wrapper_pid is not null and duration_s is null
+           case when wall_s is null
+                    then 'unknown: its start or end is known only to the ' || concat_ws(' and ',
+                         start_precision, case when end_precision <> start_precision
+                                               or start_precision is null then end_precision end)
+                when wrapper_pid is not null and end_time is null
                     then 'measured: launch to now, still running'
                 when wrapper_pid is not null then 'measured: launch to end'
-                when duration_s is null then 'declared: imported start, to now (no end on record)'
+                when is_open then 'declared: imported start, to its last evidence (open: no end on record)'
                 else 'declared: start to end, as imported' end as hours_basis
     from attempt_pace where run = $run
 ),

@@ -111,8 +111,10 @@ _DERIVED_VIEWS = (
                l.restart_step, l.restart_basis, l.lost_steps, l.lost_work_s,
                a.hung_time_s as hung_s,
                -- a relaunch that started before this attempt ended waited for nothing
-               case when l.next_start_time is not null
+               case when l.next_start_time is not null and a.end_precision is null
+                         and n.start_precision is null  -- to the day or a range: not known
                     then greatest(epoch(l.next_start_time - a.end_at), 0) end as downtime_s,
+               l.next_start_time is not null as has_next,
                case when l.next_attempt_id is null then 0
                     when n.first_step_time is not null  -- from when this attempt had ended
                     then least(greatest(epoch(n.first_step_time
@@ -129,8 +131,12 @@ _DERIVED_VIEWS = (
              left join attempt_time n on n.attempt_id = l.next_attempt_id
         where a.status not in ('completed', 'running')
     )
-    select *, lost_work_s + hung_s + coalesce(downtime_s, 0) + restart_startup_s as time_lost_s,
+    select * exclude (has_next),
+           lost_work_s + hung_s + case when has_next then downtime_s else 0 end
+               + restart_startup_s as time_lost_s,
            nullif(concat_ws('; ',
+               case when has_next and downtime_s is null
+                    then 'downtime: its end or the next start is known only to a day or range' end,
                case when lost_work_s is null
                     then 'lost work: ' || case when last_step is null then 'no step times'
                                                else 'no restart step' end end,

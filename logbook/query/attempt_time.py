@@ -11,6 +11,9 @@ definition that `runs`, `show`, `incidents`, `goodput`, the lost work and the ch
   counted span starts where the attempts before it stop covering; `overlap_s` is the rest of its
   wall, and `covered_by` the attempt that covered it. `gap_before_s`, the downtime before it, is
   never below 0.
+- **Known only to a day, month or range** (an imported history's `start_precision` or
+  `end_precision`): its wall and counted time are unknown (null), and so is the downtime before
+  it, or after it until the next attempt: 11.04 "between Nov 5 and Nov 11" ran for an unknown time.
 - **Hung time**: the `hung_s` on record (the hang watch measured it), else, for a hung attempt,
   from its last progress (step or output) to its end; unknown (null) without either. Always
   within its wall; 0 for an attempt that did not hang.
@@ -47,22 +50,27 @@ e as (
                 when o.attempt_id is null then greatest(now(), a.start_time)
                 else greatest(a.start_time, a.last_step_time, a.last_output_time,
                               a.last_checkpoint_time, ev.t, mt.t) end as end_at,
-           st.has_steps
+           st.has_steps,
+           a.start_precision is not null or a.end_precision is not null as imprecise
     from attempts a left join o using (attempt_id) left join ev using (attempt_id)
          left join mt using (attempt_id) left join stepped st using (run)
 ),
 w as (
-    select *, epoch(end_at - start_time) as wall_s,
+    select *, case when not imprecise then epoch(end_at - start_time) end as wall_s,
            max(end_at) over before as covered_until,
-           arg_max(label, end_at) over before as covered_by
+           arg_max(label, end_at) over before as covered_by,
+           arg_max(end_precision is not null, end_at) over before as covered_imprecise
     from e
     window before as (partition by run order by start_time, label
                       rows between unbounded preceding and 1 preceding)
 ),
 c as (
     select *,
-           epoch(end_at - least(greatest(start_time, covered_until), end_at)) as counted_s,
+           case when not imprecise
+                then epoch(end_at - least(greatest(start_time, covered_until), end_at))
+                end as counted_s,
            case when covered_until is null then 0
+                when start_precision is not null or covered_imprecise then null
                 else greatest(epoch(start_time - covered_until), 0) end as gap_before_s,
            greatest(last_step_time, last_output_time) as last_progress_time
     from w
