@@ -542,16 +542,17 @@ def test_a_hand_kept_history_keeps_its_precision(  # type: ignore[no-untyped-def
     attempts = sql(
         "select label, start_time::varchar as s, start_precision, start_until::varchar as su, "
         "end_time::varchar as e, end_precision, end_until::varchar as eu, resumed_from_step, "
-        "steps_approx, lost_h_stated from attempts order by label"
+        "steps_approx, lost_h_stated, duration_s from attempts order by label"
     )
     assert attempts == [
         {"label": "glm:42", "s": "2022-05-01 00:00:00+00", "start_precision": "month",
          "su": "2022-06-01 00:00:00+00", "e": "2022-05-03 00:00:00+00", "end_precision": "range",
          "eu": "2022-05-06 00:00:00+00", "resumed_from_step": 14300, "steps_approx": True,
-         "lost_h_stated": 12.5},
+         "lost_h_stated": 12.5, "duration_s": None},
         {"label": "glm:43", "s": "2022-05-06 08:00:00+00", "start_precision": None, "su": None,
          "e": "2022-05-07 00:00:00+00", "end_precision": "day", "eu": "2022-05-08 00:00:00+00",
-         "resumed_from_step": None, "steps_approx": None, "lost_h_stated": None},
+         "resumed_from_step": None, "steps_approx": None, "lost_h_stated": None,
+         "duration_s": None},
     ]  # fmt: skip
     events = sql(
         "select e.kind, e.step, e.step_until, e.step_approx, a.label from events e "

@@ -514,7 +514,10 @@ def _attempt_row(run: str, a: dict[str, Any], parent: dict[str, Any] | None) -> 
         status=row.get("status") or "running",
         parent_id=parent["attempt_id"] if parent else None,
         parent_label=parent["label"] if parent else None,
-        duration_s=(end - start).total_seconds() if end else None,
+        # A start or end known only to a day or a range gives no duration (not its first instant's).
+        duration_s=(end - start).total_seconds()
+        if end and row.get("start_precision") is None and row.get("end_precision") is None
+        else None,
         command=redact_command(row.get("command") or []),
         recorded_at=parts.now(),
     )
