@@ -45,9 +45,31 @@ def gather(con: duckdb.DuckDBPyConnection, rec: Record, run: str, chosen: list[s
     if not counts:
         rec.missing["curves"] = "No metrics were recorded (none parsed from the output or logged)."
     markers = _markers(con, run)
-    rec.sections["curves"] = [
-        {"name": n, "points": _points(con, run, n), "markers": _for(markers, n)} for n in names
+    # Lineages (like OPT's 11.x and 12.x) each have their own steps: one curve each, never one
+    # line across both on a shared step axis.
+    lines = [
+        r[0]
+        for r in con.execute(
+            "select a.lineage from metrics m join attempts a using (attempt_id) "
+            "where m.run = $run group by a.lineage order by min(a.start_time), a.lineage",
+            {"run": run},
+        ).fetchall()
     ]
+    if len(lines) < 2:
+        rec.sections["curves"] = [
+            {"name": n, "points": _points(con, run, n), "markers": _for(markers, n)} for n in names
+        ]
+        return
+    rec.sections["curves"] = [
+        {
+            "name": f"{n}, lineage {lineage}",
+            "points": _points(con, run, n, lineage),
+            "markers": _for([m for m in markers if m["lineage"] in (lineage, None)], n),
+        }
+        for n in names
+        for lineage in lines
+    ]
+    rec.sections["curves"] = [c for c in rec.sections["curves"] if c["points"]]
 
 
 def _choose(counts: dict[str, tuple[int, int]], chosen: list[str] | None, rec: Record) -> list[str]:
@@ -64,12 +86,21 @@ def _choose(counts: dict[str, tuple[int, int]], chosen: list[str] | None, rec: R
     return (first + [n for n in stepped if n not in first])[:MOST_CURVES]
 
 
-def _points(con: duckdb.DuckDBPyConnection, run: str, name: str) -> list[tuple[Any, ...]]:
-    """(step, value, lo, hi) per bucket, then (step, nan, nan, nan) per non-finite step."""
+def _points(
+    con: duckdb.DuckDBPyConnection, run: str, name: str, lineage: str | None = None
+) -> list[tuple[Any, ...]]:
+    """(step, value, lo, hi) per bucket, then (step, nan, nan, nan) per non-finite step; with
+    `lineage`, of that lineage's attempts only."""
+    mine = (
+        "and attempt_id in (select attempt_id from attempts where run = $run and lineage = $l)"
+        if lineage is not None
+        else ""
+    )
+    params = {"run": run, "name": name} | ({"l": lineage} if lineage is not None else {})
     rows = con.execute(
-        """
+        f"""
         with m as (select step, value, time from metrics
-                   where run = $run and name = $name and step is not null),
+                   where run = $run and name = $name and step is not null {mine}),
         r as (select min(step) as lo, greatest(1, ceil((max(step) - min(step) + 1) / $n)) as width
               from m)
         select max(step), arg_max(value, (time, step)) filter (where isfinite(value)),
@@ -77,12 +108,12 @@ def _points(con: duckdb.DuckDBPyConnection, run: str, name: str) -> list[tuple[A
         from m, r group by (step - lo) // width
         having count(*) filter (where isfinite(value)) > 0 order by 1
         """,
-        {"run": run, "name": name, "n": POINTS},
+        params | {"n": POINTS},
     ).fetchall()
     bad = con.execute(
         "select distinct step from metrics where run = $run and name = $name and step is not null "
-        "and not isfinite(value) order by step limit $most",
-        {"run": run, "name": name, "most": MOST_NONFINITE},
+        f"and not isfinite(value) {mine} order by step limit $most",
+        params | {"most": MOST_NONFINITE},
     ).fetchall()
     nan = float("nan")
     return sorted([tuple(r) for r in rows] + [(s, nan, nan, nan) for (s,) in bad])
@@ -100,23 +131,26 @@ def _final(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
 
 def _markers(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
     """Restarts (where each later attempt resumed) and the marked events, at their step."""
-    restarts = con.execute(
+    restarts = con.execute(  # within a lineage; the first attempt of a new one is a decision
         """
         select coalesce(a.resumed_from_step, a.first_step), a.label,
-               coalesce(p.crash_class, p.status)
+               coalesce(p.crash_class, p.status), a.lineage
         from attempts a join attempts p on p.attempt_id = a.parent_id
         where a.run = $run and coalesce(a.resumed_from_step, a.first_step) is not null
+          and p.lineage = a.lineage
         """,
         {"run": run},
     ).fetchall()
     out = [
-        {"step": s, "kind": "restart", "label": f"{label} after {why}", "metric": None}
-        for s, label, why in restarts
-    ]
+        {"step": s, "kind": "restart", "label": f"{label} after {why}", "metric": None,
+         "lineage": lineage}
+        for s, label, why, lineage in restarts
+    ]  # fmt: skip
     kinds = list(MARKED_KINDS)
     events = con.execute(
         """
-        select coalesce(e.step, a.resumed_from_step, a.first_step), e.kind, e.message, e.data
+        select coalesce(e.step, a.resumed_from_step, a.first_step), e.kind, e.message, e.data,
+               a.lineage
         from events e left join attempts a using (attempt_id)
         where e.run = $run and list_contains($kinds, e.kind)
           and coalesce(e.step, a.resumed_from_step, a.first_step) is not null
@@ -124,9 +158,11 @@ def _markers(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
         """,
         {"run": run, "kinds": kinds},
     ).fetchall()
-    for step, kind, message, data in events:
+    for step, kind, message, data, lineage in events:
         said = describe({"kind": kind, "message": message, "data": data})
-        out.append({"step": step, "kind": kind, "label": said, "metric": _metric(data)})
+        out.append(
+            {"step": step, "kind": kind, "label": said, "metric": _metric(data), "lineage": lineage}
+        )
     return out
 
 

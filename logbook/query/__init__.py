@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
 from logbook.errors import BadQuery, ReadOnlyQuery, StoreCorrupt
-from logbook.query import attempt_time, gpu_count, lost_work
+from logbook.query import attempt_time, gpu_count, lineages, lost_work
 from logbook.store import Snapshot, Store, layout, parts
 
 if TYPE_CHECKING:
@@ -60,11 +60,14 @@ def _connection() -> duckdb.DuckDBPyConnection:
     _load(con, Snapshot({t: [] for t in schemas.tables()}, {t: [] for t in schemas.tables()}))
     for table in schemas.tables():
         _create_view(con, table, _CHANGES.get(table, table))
-    for table, key in (("attempts", "attempt_id"), ("nodes", "attempt_id, node")):
+    for table, key, replace in (
+        ("attempts", "attempt_id", f" replace ({lineages.LINEAGE} as lineage)"),
+        ("nodes", "attempt_id, node", ""),
+    ):
         con.execute(
-            f"create view {table} as select * exclude (_n) from (select *, row_number() over "
-            f"(partition by {key} order by recorded_at desc, {_STATUS_RANK} desc) as _n "
-            f"from {_CHANGES[table]}) where _n = 1"
+            f"create view {table} as select * exclude (_n){replace} from (select *, "
+            f"row_number() over (partition by {key} order by recorded_at desc, "
+            f"{_STATUS_RANK} desc) as _n from {_CHANGES[table]}) where _n = 1"
         )
     for sql in _DERIVED_VIEWS:
         con.execute(sql)
@@ -85,6 +88,8 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
 FAILURES = ("crashed", "hung", "lost", "failed", "killed")
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
+    lineages.ATTEMPT_LINEAGE_VIEW,
+    lineages.VIEW,
     attempt_time.VIEW,
     # Each attempt with its pace in seconds per step (and its time, attempt_time.py).
     """
@@ -342,7 +347,9 @@ def list_runs(store: Store) -> pa.Table:
                    as latest_status,
                min(start_time) as first_start,
                max(end_at) as last_end,
-               sum(counted_s) as wall_s,
+               count(distinct lineage) as lineages,
+               -- a sum over an attempt of unknown time is unknown, not the others' sum
+               case when count(counted_s) = count(*) then sum(counted_s) end as wall_s,
                string_agg(label || ' ' || time_note, '; ' order by start_time, label) as note
         from attempt_time group by run order by first_start
         """,
@@ -359,7 +366,7 @@ def show_run(store: Store, run: str) -> pa.Table:
     return run_sql(
         store,
         """
-        select a.label, a.parent_label as parent, a.status,
+        select a.label, a.lineage, a.parent_label as parent, a.status,
                coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
                coalesce(cast(a.exit_code as varchar), a.signal_name) as exit,
                round(a.wall_s, 1) as duration_s,

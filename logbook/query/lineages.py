@@ -30,11 +30,13 @@ select a.run, a.lineage,
        count(*) as attempts,
        count(*) filter (where l.is_restart) as restarts,
        min(a.start_time) as started,
+       -- (a time known only to a day or range counts as its first instant here)
        case when bool_and(a.end_time is not null) then max(a.end_time) end as ended,
-       arg_min(a.label, a.start_time) as first_label,
-       arg_max(a.label, a.start_time) as last_label,
-       arg_max(a.status, a.start_time) as last_status,
-       arg_min(case when l.is_new_lineage then a.parent_label end, a.start_time) as came_from,
+       first(a.label order by a.start_time, a.label) as first_label,
+       last(a.label order by a.start_time, a.label) as last_label,
+       last(a.status order by a.start_time, a.label) as last_status,
+       first(a.parent_label order by a.start_time, a.label)
+           filter (where l.is_new_lineage) as came_from,
        max(a.last_step) as last_step
 from attempts a join attempt_lineage l using (attempt_id)
 group by a.run, a.lineage

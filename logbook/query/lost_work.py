@@ -5,7 +5,9 @@ An attempt loses the steps it made that the run does not keep:
 
     lost_steps = its last step - the restart step            (never below 0)
 
-The restart step is, first that is known:
+The next attempt is the first whose parent it is within its lineage (query/lineages.py): the first
+attempt of a new lineage follows it by a decision, not as a restart, so the old lineage's last
+attempt is measured as one that no attempt followed. The restart step is, first that is known:
 
 1. the step the next attempt (the one whose parent it is) resumed from, `resumed_from_step`, as
    its `resume_source` says (the training's resume line, the checkpoint it loaded);
@@ -27,10 +29,11 @@ from __future__ import annotations
 
 VIEW = """
 create view lost_work as
-with n as (  -- the first relaunch of each attempt
+with n as (  -- the first relaunch of each attempt within its lineage (lineages.py)
     select * exclude (_k) from (
-        select *, row_number() over (partition by parent_id order by start_time) as _k
-        from attempts where parent_id is not null) where _k = 1
+        select c.*, row_number() over (partition by c.parent_id order by c.start_time) as _k
+        from attempts c join attempt_lineage l using (attempt_id) where l.is_restart)
+    where _k = 1
 ),
 r as (
     select a.*, n.attempt_id as next_attempt_id, n.label as next_label,

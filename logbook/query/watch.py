@@ -261,7 +261,9 @@ def _read_state(
     p = {"run": run}
     counts = _rows(
         con,
-        "select count(*) as n, count(parent_id) as restarts from attempts where run = $run",
+        # restarts within a lineage (lineages.py): a new lineage is a decision
+        "select count(*) as n, count(*) filter (where is_restart) as restarts "
+        "from attempt_lineage where run = $run",
         p,
     )[0]
     state.attempts, state.restarts = counts["n"], counts["restarts"]
