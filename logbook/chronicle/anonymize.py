@@ -27,8 +27,9 @@ class Anonymizer:
         users: user names on record (system accounts are ignored).
         """
         self.hosts: dict[str, str] = {}
+        self._numbered = 0  # stand-ins given: short names share their host's, never a number
         for h in sorted({h for h in hosts if h}):
-            self.hosts[h] = f"host-{len(self.hosts) + 1:03d}"
+            self.hosts[h] = self._next_host()
             short = h.split(".")[0]
             if short != h and short not in self.hosts:  # node17.cluster.example -> node17
                 self.hosts[short] = self.hosts[h]
@@ -50,8 +51,13 @@ class Anonymizer:
         if name is None:
             return None
         if name not in self.hosts:
-            self.hosts[name] = f"host-{len(set(self.hosts.values())) + 1:03d}"
+            self.hosts[name] = self._next_host()
         return self.hosts[name]
+
+    def _next_host(self) -> str:
+        # (Counting the names taken gave two hosts one stand-in once a short name was among them.)
+        self._numbered += 1
+        return f"host-{self._numbered:03d}"
 
     def text(self, text: str) -> str:
         """`text` with every known name and home folder replaced."""

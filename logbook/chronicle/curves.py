@@ -45,8 +45,8 @@ def gather(con: duckdb.DuckDBPyConnection, rec: Record, run: str, chosen: list[s
     if not counts:
         rec.missing["curves"] = "No metrics were recorded (none parsed from the output or logged)."
     markers = _markers(con, run)
-    # Lineages (like OPT's 11.x and 12.x) each have their own steps: one curve each, never one
-    # line across both on a shared step axis.
+    # Lineages (like OPT's 11.x and 12.x) each have their own steps: a line each, in its own
+    # colour, never one line across both.
     lines = [
         r[0]
         for r in con.execute(
@@ -60,16 +60,18 @@ def gather(con: duckdb.DuckDBPyConnection, rec: Record, run: str, chosen: list[s
             {"name": n, "points": _points(con, run, n), "markers": _for(markers, n)} for n in names
         ]
         return
-    rec.sections["curves"] = [
-        {
-            "name": f"{n}, lineage {lineage}",
-            "points": _points(con, run, n, lineage),
-            "markers": _for([m for m in markers if m["lineage"] in (lineage, None)], n),
-        }
-        for n in names
-        for lineage in lines
-    ]
-    rec.sections["curves"] = [c for c in rec.sections["curves"] if c["points"]]
+    rec.sections["curves"] = []
+    for n in names:
+        each = {lineage: _points(con, run, n, lineage) for lineage in lines}
+        each = {lineage: points for lineage, points in each.items() if points}
+        rec.sections["curves"].append(
+            {
+                "name": n,
+                "points": sorted(p for points in each.values() for p in points),
+                "markers": _for(markers, n),
+                "lineages": each,
+            }
+        )
 
 
 def _choose(counts: dict[str, tuple[int, int]], chosen: list[str] | None, rec: Record) -> list[str]:

@@ -43,7 +43,7 @@ def draw(s: dict[str, Any]) -> dict[str, str]:
     }
     for i, c in enumerate(s["curves"]):
         made[f"curve-{i + 1}-{slug(c['name'])}"] = plots.curves(
-            c["name"], c["points"], c["markers"]
+            c["name"], c["points"], c["markers"], lineages=c.get("lineages")
         )
     return {name: svg for name, svg in made.items() if svg}
 

@@ -153,6 +153,7 @@ def curves(
     markers: Sequence[dict[str, Any]],
     *,
     log_y: bool | None = None,
+    lineages: dict[str, Sequence[Point]] | None = None,
 ) -> str | None:
     """One metric over steps: its value, the min-max band of each bucket, NaN/inf steps, markers.
 
@@ -161,27 +162,39 @@ def curves(
         points: (step, value, min, max) in step order; more than MAX_POINTS are downsampled.
         markers: dicts with step, kind (restart, hparam_change, an alert kind, ...) and label.
         log_y: a log y axis; None to choose one when the values are positive and span 2 decades.
+        lineages: the points of each lineage of the run, when it has several: one line each, in
+            a colour of its own and named in the legend (`points` is then their union).
 
     Returns:
         SVG text, or None without points.
     """
     if not points:
         return None
-    if len(points) > MAX_POINTS:
-        points = _bucket(points, MAX_POINTS)
-    good = [(s, v, _or(lo, v), _or(hi, v)) for s, v, lo, hi in points if math.isfinite(v)]
-    bad = _thin([s for s, v, _, _ in points if not math.isfinite(v)], MOST_NONFINITE)
-    steps, values = [p[0] for p in good], [p[1] for p in good]
+    series = lineages if lineages and len(lineages) > 1 else {"": points}
+    drawn = {k: _bucket(v, MAX_POINTS) if len(v) > MAX_POINTS else v for k, v in series.items()}
+    good = [(s, v, _or(lo, v), _or(hi, v)) for p in drawn.values() for s, v, lo, hi in p if math.isfinite(v)]  # fmt: skip
+    bad = _thin(sorted(s for p in drawn.values() for s, v, _, _ in p if not math.isfinite(v)), MOST_NONFINITE)  # fmt: skip
+    steps = [p[0] for p in good]
     lows, highs = [p[2] for p in good], [p[3] for p in good]
     with figure(3.2) as fig:
         ax = fig.subplots()
         ax.set_title(name)
         handles: list[Artist] = []
-        if any(lo != hi for _, _, lo, hi in good):
-            band = ax.fill_between(steps, lows, highs, color=LINE_COLOUR, alpha=0.18, lw=0)
-            band.set_label("min/max")
-            handles.append(band)
-        ax.plot(steps, values, color=LINE_COLOUR, lw=1.2, marker="o" if len(good) < 2 else "")
+        for i, (lineage, pts) in enumerate(drawn.items()):
+            mine = [(s, v, _or(lo, v), _or(hi, v)) for s, v, lo, hi in pts if math.isfinite(v)]
+            colour = LINE_COLOUR if not lineage else _LINEAGE_COLOURS[i % len(_LINEAGE_COLOURS)]
+            xs = [p[0] for p in mine]
+            if any(lo != hi for _, _, lo, hi in mine):
+                band = ax.fill_between(xs, [p[2] for p in mine], [p[3] for p in mine],
+                                       color=colour, alpha=0.18, lw=0)  # fmt: skip
+                if not lineage:
+                    band.set_label("min/max")
+                    handles.append(band)
+            line = ax.plot(xs, [p[1] for p in mine], color=colour, lw=1.2,
+                           marker="o" if len(mine) < 2 else "")  # fmt: skip
+            if lineage:
+                line[0].set_label(f"lineage {lineage}")
+                handles += line
         if bad:
             handles += ax.plot(bad, [0.0] * len(bad), ls="", marker="|", ms=7, mew=1.2,
                                color=ALERT_COLOUR, transform=ax.get_xaxis_transform(),
@@ -200,6 +213,10 @@ def curves(
         if handles:
             fig.legend(handles=handles, loc="outside upper right", ncols=min(len(handles), 6))
         return to_svg(fig)
+
+
+# One colour per lineage on a curve (tab10 less the alert red), the first the usual line colour.
+_LINEAGE_COLOURS = (LINE_COLOUR, "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
 
 
 def datamix(history: Sequence[dict[str, Any]]) -> str | None:

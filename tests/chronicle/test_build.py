@@ -263,3 +263,41 @@ def test_progress_shows_on_a_terminal_only(recorded: Recorded, tmp_path: Path) -
     assert b"reading the record" in seen and b"writing the pages" in seen
     piped = _chronicle(recorded.store, recorded.run, tmp_path / "b")
     assert "reading the record" not in piped.stderr and piped.stderr == ""
+
+
+def test_anonymized_samples_number_unnamed_hosts_in_name_order(
+    recorded: Recorded, tmp_path: Path
+) -> None:
+    """Samples parts are rewritten in parallel: a host that only the samples name still gets the
+    same stand-in every time, by name order, whichever thread meets it first."""
+    import shutil
+    from datetime import datetime, timezone
+
+    from logbook.store import Store
+
+    store = tmp_path / "store"
+    shutil.copytree(recorded.store, store)
+    now = datetime.now(timezone.utc)
+    for gpu, host in ((1, "zz-extra-node"), (0, "aa-extra-node")):  # a part each, z first
+        Store(store).write(
+            "samples",
+            recorded.run,
+            [{"attempt_id": "x", "time": now, "scope": "gpu", "gpu_index": gpu, "host": host}],
+        )
+    seen = []
+    for build in ("one", "two"):
+        out = tmp_path / build
+        _chronicle(store, recorded.run, out, "--anonymize")
+        data = duckdb.sql(
+            f"select distinct host from '{out}/data/samples/*.parquet' order by host"
+        ).fetchall()
+        seen.append([h for (h,) in data])
+        assert not any("extra" in str(h) for h in seen[-1])
+    assert seen[0] == seen[1]
+    stand_ins = duckdb.sql(
+        f"select host from '{tmp_path}/one/data/samples/*.parquet' where attempt_id = 'x' "
+        "order by gpu_index"
+    ).fetchall()
+    aa, zz = (h for (h,) in stand_ins)
+    assert re.fullmatch(r"host-\d{3}", aa) and re.fullmatch(r"host-\d{3}", zz)
+    assert aa < zz  # numbered by name, not by which part was met first

@@ -65,6 +65,8 @@ def test_the_chronicle_separates_the_lineages(  # type: ignore[no-untyped-def]
     assert "| attempts                             | 3 (1 restarts, in 2 lineages)" in md
     lineage = md.split("## Lineage", 1)[1].split("![", 1)[0]
     assert "| 2       | 1        | 0        | 2.00  | 2.00 | 1.01     | completed" in lineage
-    # one curve per lineage, each on its own steps
-    html = (out / "index.html").read_text()
-    assert "loss, lineage 1" in html and "loss, lineage 2" in html
+    # one figure per metric, a line per lineage named in its legend
+    curves = sorted(p.name for p in (out / "img").glob("curve-*loss*.svg"))
+    assert curves == ["curve-1-loss.svg"]
+    svg = (out / "img" / curves[0]).read_text()
+    assert "lineage 1" in svg and "lineage 2" in svg
