@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from logbook.chronicle.journal import describe
+from logbook.chronicle.scrub import Numbers
 
 if TYPE_CHECKING:
     import duckdb
@@ -62,12 +63,13 @@ def gather(con: duckdb.DuckDBPyConnection, rec: Record, run: str, chosen: list[s
         return
     rec.sections["curves"] = []
     for n in names:
-        each = {lineage: _points(con, run, n, lineage) for lineage in lines}
-        each = {lineage: points for lineage, points in each.items() if points}
+        each = _points_by_lineage(con, run, n)
         rec.sections["curves"].append(
             {
                 "name": n,
-                "points": sorted(p for points in each.values() for p in points),
+                "points": Numbers(
+                    sorted((p for ps in each.values() for p in ps), key=lambda p: p[0])
+                ),
                 "markers": _for(markers, n),
                 "lineages": each,
             }
@@ -88,37 +90,42 @@ def _choose(counts: dict[str, tuple[int, int]], chosen: list[str] | None, rec: R
     return (first + [n for n in stepped if n not in first])[:MOST_CURVES]
 
 
-def _points(
-    con: duckdb.DuckDBPyConnection, run: str, name: str, lineage: str | None = None
-) -> list[tuple[Any, ...]]:
-    """(step, value, lo, hi) per bucket, then (step, nan, nan, nan) per non-finite step; with
-    `lineage`, of that lineage's attempts only."""
-    mine = (
-        "and attempt_id in (select attempt_id from attempts where run = $run and lineage = $l)"
-        if lineage is not None
-        else ""
-    )
-    params = {"run": run, "name": name} | ({"l": lineage} if lineage is not None else {})
+def _points(con: duckdb.DuckDBPyConnection, run: str, name: str) -> list[tuple[Any, ...]]:
+    """(step, value, lo, hi) per bucket, then (step, nan, nan, nan) per non-finite step."""
+    by = _points_by_lineage(con, run, name, by_lineage=False)
+    return by.get("", [])
+
+
+def _points_by_lineage(
+    con: duckdb.DuckDBPyConnection, run: str, name: str, *, by_lineage: bool = True
+) -> dict[str, list[tuple[Any, ...]]]:
+    """For each lineage (or all as one, ""), (step, value, lo, hi) per bucket of its own step
+    range, then (step, nan, nan, nan) per non-finite step: one scan of the metric."""
+    lineage = "a.lineage" if by_lineage else "''"
     rows = con.execute(
         f"""
-        with m as (select step, value, time from metrics
-                   where run = $run and name = $name and step is not null {mine}),
-        r as (select min(step) as lo, greatest(1, ceil((max(step) - min(step) + 1) / $n)) as width
-              from m)
-        select max(step), arg_max(value, (time, step)) filter (where isfinite(value)),
+        with m as (select {lineage} as lineage, m.step, m.value, m.time
+                   from metrics m left join attempts a using (attempt_id)
+                   where m.run = $run and m.name = $name and m.step is not null),
+        r as (select lineage, min(step) as lo,
+                     greatest(1, ceil((max(step) - min(step) + 1) / $n)) as width
+              from m group by lineage)
+        select lineage, max(step), arg_max(value, (time, step)) filter (where isfinite(value)),
                min(value) filter (where isfinite(value)), max(value) filter (where isfinite(value))
-        from m, r group by (step - lo) // width
-        having count(*) filter (where isfinite(value)) > 0 order by 1
+        from m join r using (lineage) group by lineage, (step - lo) // width
+        having count(*) filter (where isfinite(value)) > 0
+        union all
+        select * from (
+            select distinct lineage, step, 'nan'::double, 'nan'::double, 'nan'::double
+            from m where not isfinite(value))
+        qualify row_number() over (partition by lineage order by step) <= $most
         """,
-        params | {"n": POINTS},
+        {"run": run, "name": name, "n": POINTS, "most": MOST_NONFINITE},
     ).fetchall()
-    bad = con.execute(
-        "select distinct step from metrics where run = $run and name = $name and step is not null "
-        f"and not isfinite(value) {mine} order by step limit $most",
-        params | {"most": MOST_NONFINITE},
-    ).fetchall()
-    nan = float("nan")
-    return sorted([tuple(r) for r in rows] + [(s, nan, nan, nan) for (s,) in bad])
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for key, *point in rows:
+        out.setdefault(key or "", []).append(tuple(point))
+    return {k: Numbers(sorted(v, key=lambda p: p[0])) for k, v in out.items()}
 
 
 def _final(con: duckdb.DuckDBPyConnection, run: str) -> list[dict[str, Any]]:
