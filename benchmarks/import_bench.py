@@ -28,8 +28,9 @@ from pathlib import Path
 AIM_ROWS_PER_CPU_S = 140_000
 
 
-def write_history(path: Path, rows: int, seed: int = 16) -> dict[str, int]:
-    """A history of `rows` lines; returns the count of each row type."""
+def write_history(path: Path, rows: int, seed: int = 16, *, plain: bool = False) -> dict[str, int]:
+    """A history of `rows` lines; returns the count of each row type. `plain`: only what imports
+    before #16 read (no hardware rows, days, ranges, approximate steps, sources or `ended`)."""
     rng = random.Random(seed)
     start = datetime(2022, 3, 11, tzinfo=timezone.utc)
     counts = dict.fromkeys(("attempt", "metric", "event", "note", "hardware"), 0)
@@ -40,24 +41,27 @@ def write_history(path: Path, rows: int, seed: int = 16) -> dict[str, int]:
             f.write(json.dumps(row) + "\n")
             counts[str(row["type"])] += 1
 
-        put({"type": "hardware", "time": "2022-03", "hosts": 48, "gpus_per_host": 8,
-             "gpu_model": "A100 80GB", "source": "benchmark"})  # fmt: skip
+        if not plain:
+            put({"type": "hardware", "time": "2022-03", "hosts": 48, "gpus_per_host": 8,
+                 "gpu_model": "A100 80GB", "source": "benchmark"})  # fmt: skip
         while sum(counts.values()) < rows:
-            if step % 5000 == 0:  # a new attempt, its predecessor ended a minute before
+            if step % 5000 == 0:  # a new attempt, its predecessor ended at its last point
                 label = f"{1 + attempt // 40}.{attempt % 40:02d}"
                 if attempt:
-                    put({"type": "attempt", "label": prev, "end": iso(t - timedelta(minutes=1)),
-                         "status": rng.choice(["crashed", "hung", "ended"]), "source": "benchmark"})  # fmt: skip
+                    ends = ["crashed", "hung"] if plain else ["crashed", "hung", "ended"]
+                    put({"type": "attempt", "label": prev, "end": iso(t), "status": rng.choice(ends)}
+                        | ({} if plain else {"source": "benchmark"}))  # fmt: skip
                     t += timedelta(days=1)  # down a day: a start known to the day is after the end
-                begin = t.strftime("%Y-%m-%d") if attempt % 7 == 3 else iso(t)
-                if attempt % 7 == 3:
+                by_day = attempt % 7 == 3 and not plain
+                begin = t.strftime("%Y-%m-%d") if by_day else iso(t)
+                if by_day:
                     t = t.replace(hour=12)  # its points after its start, whatever the day's hour
                 put({"type": "attempt", "label": label, "start": begin, "status": "running",
-                     "resumed_from": f"≈ {max(step - 100, 0):,}"})  # fmt: skip
+                     "resumed_from": max(step - 100, 0) if plain else f"≈ {max(step - 100, 0):,}"})  # fmt: skip
                 prev, attempt = label, attempt + 1
             if step % 997 == 0:
                 put({"type": "event", "time": iso(t), "kind": "hparam_change", "key": "lr",
-                     "old": 1e-4, "new": 9e-5, "step": f"{step}-{step + 50}"})  # fmt: skip
+                     "old": 1e-4, "new": 9e-5, "step": step if plain else f"{step}-{step + 50}"})  # fmt: skip
             if step % 1499 == 0:
                 put({"type": "note", "time": iso(t), "text": f"checked the loss at {step}",
                      "tags": ["watch"]})  # fmt: skip
@@ -108,10 +112,11 @@ def main() -> int:
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plain", action="store_true", help="only rows imports before #16 read")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="import-bench-") as tmp:
         path = Path(tmp) / "history.jsonl"
-        counts = write_history(path, args.rows)
+        counts = write_history(path, args.rows, plain=args.plain)
         lines = sum(counts.values())
         metric_points = counts["metric"] * 3
         wall, cpu, said = timed_import(path, Path(tmp) / "store")
