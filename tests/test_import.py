@@ -686,3 +686,22 @@ def test_sources_are_kept_and_events_of_one_time_keep_the_file_order(  # type: i
     ) == [{"message": f"clipping -> {v}"} for v in ("0.3", "1.0", "1.5")]
     hardware = sql("select data from events where kind = 'hardware_change'")
     assert json.loads(hardware[0]["data"])["source"] == cite
+
+
+def test_hours_lost_as_stated_come_before_a_worked_out_figure(  # type: ignore[no-untyped-def]
+    invoke, tmp_path: Path, store_path: Path
+) -> None:
+    rows = [
+        {"type": "attempt", "label": "1.00", "start": "2022-05-01T00:00:00Z",
+         "end": "2022-05-02T00:00:00Z", "status": "crashed", "hours_lost": 12.5},
+        {"type": "attempt", "label": "1.01", "start": "2022-05-02T06:00:00Z",
+         "end": "2022-05-03T00:00:00Z", "status": "hung"},
+        {"type": "attempt", "label": "1.02", "start": "2022-05-03T01:00:00Z",
+         "end": "2022-05-04T00:00:00Z", "status": "completed"},
+    ]  # fmt: skip
+    do_import(invoke, store_path, write_jsonl(tmp_path / "h.jsonl", rows), "--run", "g")
+    args = ["incidents", "g", "--each", "--store", str(store_path), "--format", "json"]
+    each = {i["label"]: i for i in json.loads(invoke(args).stdout)}
+    assert each["1.00"]["time_lost_s"] == 45000.0  # 12.5 h, as stated
+    assert each["1.00"]["time_lost_basis"] == "stated by the imported history"
+    assert each["1.01"]["time_lost_basis"] == "worked out"

@@ -126,7 +126,7 @@ _DERIVED_VIEWS = (
                                               - greatest(n.start_time, a.end_at)), 0), n.wall_s)
                     -- a recorded relaunch without steps: its time is its own incident
                     when n.wrapper_pid is not null then 0 end as restart_startup_s,
-               l.next_label, a.decision, a.decision_reason,
+               l.next_label, a.decision, a.decision_reason, a.lost_h_stated,
                nullif(concat_ws('; ', a.time_note,
                    case when l.next_start_time < a.end_at
                         then printf('%s started %.0f s before it ended (counted once)',
@@ -136,11 +136,15 @@ _DERIVED_VIEWS = (
              left join attempt_time n on n.attempt_id = l.next_attempt_id
         where a.status not in ('completed', 'running')
     )
-    select * exclude (has_next),
-           lost_work_s + hung_s + case when has_next then downtime_s else 0 end
-               + restart_startup_s as time_lost_s,
+    select * exclude (has_next, lost_h_stated),
+           -- hours lost as a history states them come first, and say so (time_lost_basis)
+           coalesce(lost_h_stated * 3600, lost_work_s + hung_s
+               + case when has_next then downtime_s else 0 end + restart_startup_s) as time_lost_s,
+           case when lost_h_stated is not null then 'stated by the imported history'
+                else 'worked out' end as time_lost_basis,
            nullif(concat_ws('; ',
-               case when has_next and downtime_s is null
+               case when lost_h_stated is not null then null
+                    when has_next and downtime_s is null
                     then 'downtime: its end or the next start is known only to a day or range' end,
                case when lost_work_s is null
                     then 'lost work: ' || case when last_step is null then 'no step times'
@@ -479,8 +483,8 @@ def list_incidents(store: Store, run: str) -> pa.Table:
         """
         select label, time, class, summary, last_step, restart_step, restart_basis, lost_steps,
                round(lost_work_s, 1) as lost_work_s, round(hung_s, 1) as hung_s,
-               round(downtime_s, 1) as downtime_s, round(time_lost_s, 1) as time_lost_s, next_label, decision,
-               unknown, note
+               round(downtime_s, 1) as downtime_s, round(time_lost_s, 1) as time_lost_s,
+               time_lost_basis, next_label, decision, unknown, note
         from incidents where run = ? order by time
         """,
         [run],
