@@ -260,6 +260,10 @@ def test_the_chronicle_answers_the_reader(opt: dict[str, Any]) -> None:
     assert re.search(r"^\| 11\.00 +\| +\| 2021-11-05 +\|", lineage, re.M)
     assert re.search(r"^\| 11\.04 +\| 11\.00 +\| 2021-11-05 to 2021-11-11 +\|", lineage, re.M)
     assert "00:00 UTC" not in lineage
+    # what ended the attempts short of completion, cause by cause, over time
+    restarts = (out / "img" / "restarts.svg").read_text(encoding="utf-8")
+    assert "ended (4)" in restarts and "interrupted (1)" in restarts
+    assert "img/restarts.svg" in page
     changes = page.split("## Hyperparameter and data-mix changes", 1)[1].split("## ", 1)[0]
     for setting in (
         "clip\\_norm",

@@ -27,6 +27,13 @@ def draw(s: dict[str, Any]) -> dict[str, str]:
                 for a in s["attempts"]
             ]
         ),
+        "restarts": plots.restarts(
+            [
+                {"time": a["end_time"], "cause": a["class"] or a["status"]}
+                for a in s["attempts"]
+                if a["status"] not in ("completed", "running")
+            ]
+        ),
         "incidents": plots.incidents(
             [
                 {

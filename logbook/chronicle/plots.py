@@ -147,6 +147,49 @@ def timeline(attempts: Sequence[dict[str, Any]]) -> str | None:
         return to_svg(fig)
 
 
+MOST_CAUSES = 6  # lines in the restarts-over-time figure; the rest are summed as "other"
+
+
+def restarts(ends: Sequence[dict[str, Any]]) -> str | None:
+    """How many attempts each cause had ended so far, over wall-clock time: a step line per cause
+    (the OPT logbook's question, "what kept stopping us, and when").
+
+    Args:
+        ends: dicts with time (UTC-aware) and cause, one per attempt that ended short of
+            completion; the most frequent MOST_CAUSES causes get a line, the rest one "other".
+
+    Returns:
+        SVG text, or None with fewer than two such ends.
+    """
+    rows = sorted((e for e in ends if e["time"] is not None), key=lambda e: e["time"])
+    if len(rows) < 2:
+        return None
+    from collections import Counter
+
+    from matplotlib import colormaps
+
+    counts = Counter(str(e["cause"]) for e in rows)
+    top = [c for c, _ in counts.most_common(MOST_CAUSES)]
+    cause = [c if c in top else "other" for c in (str(e["cause"]) for e in rows)]
+    names = top + (["other"] if "other" in cause and "other" not in top else [])
+    palette = colormaps["tab10"].colors  # type: ignore[attr-defined]
+    with figure(3.0) as fig:
+        ax = fig.subplots()
+        first, last = rows[0]["time"], rows[-1]["time"]
+        for i, name in enumerate(names):
+            times = [e["time"] for e, c in zip(rows, cause, strict=True) if c == name]
+            xs = [first, *times, last]
+            ys = [0, *range(1, len(times) + 1), len(times)]
+            colour = STATUS_COLOURS.get(name) or palette[i % len(palette)]
+            ax.step(xs, ys, where="post", color=colour, lw=1.3, label=f"{short(name, 24)} ({len(times)})")  # fmt: skip
+        ax.set_ylabel("ends so far")
+        ax.set_ylim(bottom=0)
+        date_axis(ax.xaxis)
+        ax.set_xlabel("time (UTC)")
+        fig.legend(loc="outside upper right", ncols=min(len(names), 4))
+        return to_svg(fig)
+
+
 def curves(
     name: str,
     points: Sequence[Point],
