@@ -301,6 +301,12 @@ def test_no_duration_or_downtime_from_times_not_known_to_the_instant(opt: dict[s
     for a in cli_json(opt, "show", RUN):
         if a["label"] in imprecise:  # e.g. 12.00 to 12.43 is not 22 days down: ~40 restarts ran
             assert a["duration_s"] is None and a["downtime_s"] is None, a
+        if a["label"] == "11.04":  # said as the notes know it, never a made-up midnight
+            assert "started between 2021-11-05 and 2021-11-11" in a["note"], a
+    known = {e["message"]: e["known_to"] for e in cli_json(opt, "events", RUN)}
+    assert {k for m, k in known.items() if m.startswith("clip: 2.5 -> 1.5")} == {
+        "between 2021-11-05 and 2021-11-11"
+    }
     for r in cli_json(opt, "cost", RUN):
         if r["attempt"] in imprecise:
             assert r["gpu_h"] is None and r["basis"]["hours"].startswith("unknown: "), r

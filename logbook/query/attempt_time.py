@@ -24,6 +24,8 @@ definition that `runs`, `show`, `incidents`, `goodput`, the lost work and the ch
 
 from __future__ import annotations
 
+from logbook.query.precision import as_known
+
 VIEW = """
 create view attempt_time as
 with live as (  -- attempts a running recorder holds: a dead journal closes its own as lost
@@ -94,6 +96,14 @@ select *, wall_s - counted_s as overlap_s,
                 when end_time is null then 'running: counted to now' end,
            case when wall_s > counted_s
                 then printf('overlaps %s by %.0f s (counted once)', covered_by, wall_s - counted_s)
-                end), '') as time_note
+                end,
+           case when start_precision is not null
+                then 'started ' || {START} end,
+           case when end_precision is not null
+                then 'ended ' || {END} end
+           ), '') as time_note
 from c
 """
+
+# Said in `time_note`: a start or end an imported history knew only to a day, month or range.
+VIEW = VIEW.replace("{START}", as_known("start")).replace("{END}", as_known("end"))

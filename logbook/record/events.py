@@ -149,14 +149,17 @@ def list_events(
         NoSuchRun: the run is unknown.
     """
     from logbook import query
+    from logbook.query import precision
 
     store.check_run(run)
     if limit is not None and limit < 1:
         raise LogbookError("--limit must be at least 1")
     sql = (
-        "select e.time, a.label as attempt, e.step, e.kind, e.severity, e.source, e.message "
+        "select e.time, a.label as attempt, e.step, e.kind, e.severity, e.source, e.message, "
+        f"{precision.known_to('e.time')} as known_to "
         "from events e left join attempts a on a.attempt_id = e.attempt_id "
-        "where e.run = $run and (len($kinds) = 0 or list_contains($kinds, e.kind)) order by e.time"
+        "where e.run = $run and (len($kinds) = 0 or list_contains($kinds, e.kind)) "
+        "order by e.time, e.seq"
     )
     params: dict[str, Any] = {"run": run, "kinds": list(kinds)}
     if limit is not None:
