@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from logbook import query
 from logbook.chronicle import curves
+from logbook.chronicle.journal import event_data
 
 if TYPE_CHECKING:
     import duckdb
@@ -76,9 +77,15 @@ def gather(
         rec.sections["attempts"] = attempts
         if not attempts:
             rec.missing["attempts"] = "No attempts are on record for this run."
+        rec.sections["lineages"] = _rows(  # restarts within each: query/lineages.py
+            con,
+            "select lineage, attempts, restarts, first_label, last_label, last_status, came_from "
+            "from lineages where run = $run order by started, lineage",
+            run,
+        )
         rec.sections["events"] = _events(con, run, attempts)
         rec.sections["hparams"] = [
-            {**e, **_data(e)} for e in rec.sections["events"] if e["kind"] == "hparam_change"
+            {**e, **event_data(e)} for e in rec.sections["events"] if e["kind"] == "hparam_change"
         ]
         curves.gather(con, rec, run, metrics)
         rec.sections["utilization"] = _rows(
@@ -228,14 +235,6 @@ def _evidence_lines(evidence: str | None) -> list[str]:
         return [evidence] if evidence else []
     lines = doc.get("lines") if isinstance(doc, dict) else None
     return [str(x) for x in lines][-20:] if isinstance(lines, list) else []
-
-
-def _data(event: dict[str, Any]) -> dict[str, Any]:
-    try:
-        doc = json.loads(event["data"]) if event.get("data") else {}
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def _rows(

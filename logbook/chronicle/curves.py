@@ -47,33 +47,19 @@ def gather(con: duckdb.DuckDBPyConnection, rec: Record, run: str, chosen: list[s
         rec.missing["curves"] = "No metrics were recorded (none parsed from the output or logged)."
     markers = _markers(con, run)
     # Lineages (like OPT's 11.x and 12.x) each have their own steps: a line each, in its own
-    # colour, never one line across both.
-    lines = [
-        r[0]
-        for r in con.execute(
-            "select a.lineage from metrics m join attempts a using (attempt_id) "
-            "where m.run = $run group by a.lineage order by min(a.start_time), a.lineage",
-            {"run": run},
-        ).fetchall()
-    ]
-    if len(lines) < 2:
-        rec.sections["curves"] = [
-            {"name": n, "points": _points(con, run, n), "markers": _for(markers, n)} for n in names
-        ]
-        return
+    # colour, never one line across both (a lineage without points draws none).
+    several = (
+        con.execute(
+            "select count(distinct lineage) from attempts where run = $run", {"run": run}
+        ).fetchall()[0][0]
+        > 1
+    )
     rec.sections["curves"] = []
     for n in names:
-        each = _points_by_lineage(con, run, n)
-        rec.sections["curves"].append(
-            {
-                "name": n,
-                "points": Numbers(
-                    sorted((p for ps in each.values() for p in ps), key=lambda p: p[0])
-                ),
-                "markers": _for(markers, n),
-                "lineages": each,
-            }
-        )
+        each = _points_by_lineage(con, run, n, by_lineage=several)
+        points = sorted((p for ps in each.values() for p in ps), key=lambda p: p[0])
+        curve = {"name": n, "points": Numbers(points), "markers": _for(markers, n)}
+        rec.sections["curves"].append(curve | ({"lineages": each} if several else {}))
 
 
 def _choose(counts: dict[str, tuple[int, int]], chosen: list[str] | None, rec: Record) -> list[str]:
@@ -90,14 +76,8 @@ def _choose(counts: dict[str, tuple[int, int]], chosen: list[str] | None, rec: R
     return (first + [n for n in stepped if n not in first])[:MOST_CURVES]
 
 
-def _points(con: duckdb.DuckDBPyConnection, run: str, name: str) -> list[tuple[Any, ...]]:
-    """(step, value, lo, hi) per bucket, then (step, nan, nan, nan) per non-finite step."""
-    by = _points_by_lineage(con, run, name, by_lineage=False)
-    return by.get("", [])
-
-
 def _points_by_lineage(
-    con: duckdb.DuckDBPyConnection, run: str, name: str, *, by_lineage: bool = True
+    con: duckdb.DuckDBPyConnection, run: str, name: str, *, by_lineage: bool
 ) -> dict[str, list[tuple[Any, ...]]]:
     """For each lineage (or all as one, ""), (step, value, lo, hi) per bucket of its own step
     range, then (step, nan, nan, nan) per non-finite step: one scan of the metric."""

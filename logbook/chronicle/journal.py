@@ -99,7 +99,7 @@ def describe(event: dict[str, Any]) -> str:
     """An event's text for people: its message, else what its data says, else its kind."""
     if event.get("message"):
         return str(event["message"])
-    data = _data(event)
+    data = event_data(event)
     if event["kind"] == "hparam_change" and "key" in data:
         return f"{data['key']}: {setting(data.get('old'))} → {setting(data.get('new'))}"
     return str(event["kind"]).replace("_", " ")
@@ -166,13 +166,14 @@ def _decision(e: dict[str, Any]) -> str | None:
     if kind.endswith("_change"):
         return kind.removesuffix("_change").replace("_", " ")
     if kind == "note":
-        tags = _data(e).get("tags")
+        tags = event_data(e).get("tags")
         if isinstance(tags, list) and set(map(str, tags)) & set(DECISION_TAGS):
             return "note"
     return None
 
 
-def _data(event: dict[str, Any]) -> dict[str, Any]:
+def event_data(event: dict[str, Any]) -> dict[str, Any]:
+    """An event's `data` JSON as a dict; {} when it has none or is not an object."""
     try:
         doc = json.loads(event["data"]) if event.get("data") else {}
     except ValueError:

@@ -26,12 +26,9 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
         "span_s": (max(ends) - min(starts)).total_seconds() if starts else None,
         "attempts": len(attempts),
         # within a lineage: the first attempt of a new one is a decision (query/lineages.py)
-        "restarts": sum(
-            1
-            for a in attempts
-            if a["parent_id"] and _lineage_of_parent(a, attempts) == a["lineage"]
-        ),  # fmt: skip
-        "lineages": _lineages(attempts),
+        # within a lineage: the first attempt of a new one is a decision (query/lineages.py)
+        "restarts": sum(line["restarts"] for line in s["lineages"]),
+        "lineages": s["lineages"],
         "failures": sum(causes.values()),
         "causes": causes.most_common(),
         "status": attempts[-1]["status"] if attempts else None,
@@ -54,35 +51,6 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
         "productive_why": share["why"],
         "final_metrics": s["final_metrics"],
     }
-
-
-def _lineage_of_parent(a: dict[str, Any], attempts: list[dict[str, Any]]) -> str | None:
-    return next((p["lineage"] for p in attempts if p["attempt_id"] == a["parent_id"]), None)
-
-
-def _lineages(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each lineage in the order it began: its attempts, restarts within it, first and last
-    label, how its last attempt stands, and the attempt of another lineage it followed."""
-    ids = {a["attempt_id"]: a for a in attempts}
-    out: dict[str, dict[str, Any]] = {}
-    for a in attempts:  # in start order (collect.py)
-        parent = ids.get(a["parent_id"])
-        same = parent is not None and parent["lineage"] == a["lineage"]
-        row = out.setdefault(
-            a["lineage"],
-            {
-                "lineage": a["lineage"],
-                "attempts": 0,
-                "restarts": 0,
-                "first": a["label"],
-                "came_from": None if same or parent is None else parent["label"],
-            },
-        )
-        row["attempts"] += 1
-        row["restarts"] += same
-        row["last"], row["status"] = a["label"], a["status"]
-        row["last_step"] = a["last_step"] if a["last_step"] is not None else row.get("last_step")
-    return list(out.values())
 
 
 def productive_share(goodput: list[dict[str, Any]]) -> dict[str, Any]:
