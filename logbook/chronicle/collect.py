@@ -79,7 +79,8 @@ def gather(
             rec.missing["attempts"] = "No attempts are on record for this run."
         rec.sections["lineages"] = _rows(  # restarts within each: query/lineages.py
             con,
-            "select lineage, attempts, restarts, first_label, last_label, last_status, came_from "
+            "select lineage, attempts, restarts, failures, mtbf_s, first_label, last_label, "
+            "last_status, came_from "
             "from lineages where run = $run order by started, lineage",
             run,
         )

@@ -26,7 +26,6 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
         "span_s": (max(ends) - min(starts)).total_seconds() if starts else None,
         "attempts": len(attempts),
         # within a lineage: the first attempt of a new one is a decision (query/lineages.py)
-        # within a lineage: the first attempt of a new one is a decision (query/lineages.py)
         "restarts": sum(line["restarts"] for line in s["lineages"]),
         "lineages": s["lineages"],
         "failures": sum(causes.values()),

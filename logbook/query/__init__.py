@@ -84,13 +84,12 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
         con.register(f"_journal_{table}", journal)
 
 
-# failed and killed: statuses that stores written by early versions hold
-FAILURES = ("crashed", "hung", "lost", "failed", "killed")
+FAILURES = lineages.FAILURES
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
     lineages.ATTEMPT_LINEAGE_VIEW,
-    lineages.VIEW,
     attempt_time.VIEW,
+    lineages.VIEW,
     # Each attempt with its pace in seconds per step (and its time, attempt_time.py).
     """
     create view attempt_pace as
@@ -110,7 +109,7 @@ _DERIVED_VIEWS = (
     """
     create view incidents as
     with i as (
-        select a.run, a.label, a.attempt_id, a.status, a.start_time,
+        select a.run, a.label, a.lineage, a.attempt_id, a.status, a.start_time,
                coalesce(a.crash_class, a.status) as class,
                a.summary, a.end_time as time, a.last_step,
                l.restart_step, l.restart_basis, l.lost_steps, l.lost_work_s,
@@ -439,6 +438,7 @@ def incidents_by_class(store: Store, run: str) -> pa.Table:
     def known_sum(col: str) -> str:
         return f"case when count({col}) = count(*) then round(coalesce(sum({col}), 0), 1) end"
 
+    # With several lineages, a row for each: its failures and MTBF within it (lineages.py).
     return run_sql(
         store,
         f"""
@@ -453,19 +453,39 @@ def incidents_by_class(store: Store, run: str) -> pa.Table:
                         round(sum(coalesce(downtime_s, 0)), 1) as downtime_s,
                         bool_or(status in ({failures})) as is_failure,
                         string_agg(label || ': ' || unknown, '; ' order by time) as unknown
-                 from i group by class)
-        select class, count, lost_steps, time_lost_s, hung_s, downtime_s,
-               case when is_failure then round((select wall_s from total) / count, 1) end as mtbf_s,
-               unknown, null as note
-        from by_class
-        union all
-        select 'all failures', coalesce(sum(count), 0),
-               {known_sum("lost_steps")}, {known_sum("time_lost_s")}, {known_sum("hung_s")},
-               coalesce(sum(downtime_s), 0),
-               round((select wall_s from total) / nullif(sum(count), 0), 1),
-               string_agg(unknown, '; '), (select note from total)
-        from by_class where is_failure
-        order by class = 'all failures', count desc, class
+                 from i group by class),
+             lin as (select lineage, started, mtbf_s, failures, counted_s from lineages
+                     where run = $run and (select count(*) from lineages where run = $run) > 1),
+             by_lineage as (
+                 select lineage, count(*) as count, {known_sum("lost_steps")} as lost_steps,
+                        {known_sum("time_lost_s")} as time_lost_s, {known_sum("hung_s")} as hung_s,
+                        round(sum(coalesce(downtime_s, 0)), 1) as downtime_s,
+                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
+                 from i where status in ({failures}) group by lineage),
+             rows as (
+                 select class, count, lost_steps, time_lost_s, hung_s, downtime_s,
+                        case when is_failure then round((select wall_s from total) / count, 1)
+                             end as mtbf_s,
+                        unknown, null as note, 0 as part, null::timestamptz as started
+                 from by_class
+                 union all
+                 select 'all failures', coalesce(sum(count), 0),
+                        {known_sum("lost_steps")}, {known_sum("time_lost_s")}, {known_sum("hung_s")},
+                        coalesce(sum(downtime_s), 0),
+                        round((select wall_s from total) / nullif(sum(count), 0), 1),
+                        string_agg(unknown, '; '), (select note from total), 1, null
+                 from by_class where is_failure
+                 union all
+                 select 'all failures in lineage ' || lin.lineage, coalesce(b.count, 0),
+                        coalesce(b.lost_steps, 0), coalesce(b.time_lost_s, 0),
+                        coalesce(b.hung_s, 0), coalesce(b.downtime_s, 0),
+                        lin.mtbf_s, b.unknown,
+                        case when lin.counted_s is null
+                             then 'its time is unknown: an attempt known only to a day or range'
+                             end, 2, lin.started
+                 from lin left join by_lineage b using (lineage))
+        select * exclude (part, started) from rows
+        order by part, case when part = 0 then -count end, started, class
         """,
         {"run": run},
     )

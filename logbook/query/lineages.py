@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from logbook.supervisor.lineage import LINEAGE_SQL
 
+# How an attempt ends that counts as a failure (failed and killed: statuses of early stores).
+FAILURES = ("crashed", "hung", "lost", "failed", "killed")
+
 # Over the attempts table's rows: the lineage in force, explicit or from the label.
 LINEAGE = f"coalesce(lineage, {LINEAGE_SQL})"
 
@@ -24,7 +27,9 @@ select a.run, a.attempt_id, a.label, a.lineage, a.parent_id, a.parent_label,
 from attempts a left join attempts p on p.attempt_id = a.parent_id
 """
 
-VIEW = """
+# Over attempt_time (created after it): failures and the mean time between them count within the
+# lineage, over the time its attempts ran (overlaps once); unknown when an attempt's time is.
+VIEW = f"""
 create view lineages as
 select a.run, a.lineage,
        count(*) as attempts,
@@ -37,7 +42,13 @@ select a.run, a.lineage,
        last(a.status order by a.start_time, a.label) as last_status,
        first(a.parent_label order by a.start_time, a.label)
            filter (where l.is_new_lineage) as came_from,
-       max(a.last_step) as last_step
-from attempts a join attempt_lineage l using (attempt_id)
+       max(a.last_step) as last_step,
+       count(*) filter (where a.status in {FAILURES}) as failures,
+       case when count(t.counted_s) = count(*) then round(sum(t.counted_s), 1) end as counted_s,
+       case when count(t.counted_s) = count(*)
+                 and count(*) filter (where a.status in {FAILURES}) > 0
+            then round(sum(t.counted_s)
+                       / count(*) filter (where a.status in {FAILURES}), 1) end as mtbf_s
+from attempts a join attempt_lineage l using (attempt_id) join attempt_time t using (attempt_id)
 group by a.run, a.lineage
 """

@@ -64,9 +64,42 @@ def test_the_chronicle_separates_the_lineages(  # type: ignore[no-untyped-def]
     md = (out / "chronicle.md").read_text()
     assert "| attempts                             | 3 (1 restarts, in 2 lineages)" in md
     lineage = md.split("## Lineage", 1)[1].split("![", 1)[0]
-    assert "| 2       | 1        | 0        | 2.00  | 2.00 | 1.01     | completed" in lineage
+    rows = [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in lineage.splitlines()
+        if line.startswith("| ")
+    ][2:]
+    assert [r[:4] + r[5:] for r in rows] == [
+        ["1", "2", "1", "2", "1.00", "1.01", "", "crashed"],
+        ["2", "1", "0", "0", "2.00", "2.00", "1.01", "completed"],
+    ]
+    assert rows[0][4].endswith("s") and rows[1][4] == ""  # an MTBF within lineage 1; none in 2
     # one figure per metric, a line per lineage named in its legend
     curves = sorted(p.name for p in (out / "img").glob("curve-*loss*.svg"))
     assert curves == ["curve-1-loss.svg"]
     svg = (out / "img" / curves[0]).read_text()
     assert "lineage 1" in svg and "lineage 2" in svg
+
+
+def test_failures_and_mtbf_count_within_each_lineage(invoke, two_lineages: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = sql(
+        invoke,
+        two_lineages,
+        "select l.lineage, l.failures, l.counted_s, l.mtbf_s, "
+        "       (select round(sum(counted_s), 1) from attempt_time t join attempts a "
+        "        using (attempt_id) where a.lineage = l.lineage) as own_s "
+        "from lineages l order by started",
+    )
+    one, two = rows
+    assert (one["lineage"], one["failures"], two["lineage"], two["failures"]) == ("1", 2, "2", 0)
+    assert one["counted_s"] == one["own_s"] and one["mtbf_s"] == round(one["own_s"] / 2, 1)
+    assert two["mtbf_s"] is None  # no failure in it: no mean time between failures
+    out = invoke(["incidents", "gpt", "--store", str(two_lineages), "--format", "json"]).stdout
+    by_class = {r["class"]: r for r in json.loads(out)}
+    assert list(by_class)[-2:] == ["all failures in lineage 1", "all failures in lineage 2"]
+    assert by_class["all failures in lineage 1"]["count"] == 2
+    assert by_class["all failures in lineage 1"]["mtbf_s"] == one["mtbf_s"]
+    assert by_class["all failures in lineage 2"]["count"] == 0
+    # the run's MTBF counts the time of all three attempts over its two failures
+    whole = sum(r["own_s"] for r in rows)
+    assert abs(by_class["all failures"]["mtbf_s"] - whole / 2) < 0.1
