@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
     from matplotlib.axis import Axis
     from matplotlib.figure import Figure
 
@@ -60,6 +64,7 @@ _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 _TAG = re.compile(r"<[^>]+>")  # text is XML-escaped, so every "<" left opens a tag
 _REF = re.compile(r'\sid="|url\(#|href="#')
 _SIZE = re.compile(r'\s(?:width|height)="[^"]*"')
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in XML 1.0
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
 
 
@@ -92,8 +97,50 @@ def figure(height: float) -> Iterator[Figure]:
         yield Figure(figsize=(WIDTH, height), layout="constrained")
 
 
+def tip(artist: Artist, text: str) -> None:
+    """What a reader hovering over `artist` on the page sees: an SVG <title>, which browsers show
+    as a tooltip with no script (the page's Content-Security-Policy allows none).
+
+    Args:
+        artist: drawn on a figure from `figure`.
+        text: plain text; escaped when written.
+    """
+    fig = artist.get_figure()
+    tips: dict[str, str] = fig.__dict__.setdefault("_logbook_tips", {})  # type: ignore[union-attr]
+    gid = f"tip{len(tips)}"
+    artist.set_gid(gid)
+    tips[gid] = text
+
+
+def hover(ax: Axes, spots: Sequence[tuple[float, float, str]]) -> None:
+    """Spots of `ax` (x, y in data units) that say their text when hovered over: invisible
+    squares with a <title>, added to the SVG text after drawing, far lighter than an artist each.
+
+    Args:
+        ax: an axes of a figure from `figure`.
+        spots: (x, y, text); text is escaped when written.
+    """
+    ax.figure.__dict__.setdefault("_logbook_hover", []).append((ax, spots))
+
+
+def _hover_svg(fig: Figure) -> str:
+    """The hover spots of `fig` as SVG elements, placed as the figure was just drawn."""
+    out = []
+    scale = 72 / fig.dpi  # the SVG's units are points; transforms give pixels at fig.dpi
+    top = fig.get_figheight() * 72
+    for ax, spots in fig.__dict__.get("_logbook_hover", []):
+        if not spots:
+            continue
+        xy = ax.transData.transform([(x, y) for x, y, _ in spots])
+        for (x, y), (_, _, text) in zip(xy, spots, strict=True):
+            title = html.escape(_CONTROL.sub(" ", text), quote=False)
+            out.append(f'<rect x="{x * scale - 3:.1f}" y="{top - y * scale - 3:.1f}" '
+                       f'width="6" height="6" fill-opacity="0"><title>{title}</title></rect>')  # fmt: skip
+    return f'<g class="hover">{"".join(out)}</g>\n' if out else ""
+
+
 def to_svg(fig: Figure) -> str:
-    """The figure as SVG text, without a date in its metadata.
+    """The figure as SVG text, without a date in its metadata, with its tooltips (`tip`).
 
     Args:
         fig: a figure from `figure`.
@@ -103,7 +150,15 @@ def to_svg(fig: Figure) -> str:
     """
     out = io.StringIO()
     fig.savefig(out, format="svg", metadata={"Date": None})
-    return out.getvalue()
+    svg = out.getvalue()
+    spots = _hover_svg(fig)
+    if spots:
+        end = svg.rindex("</svg>")
+        svg = svg[:end] + spots + svg[end:]
+    for gid, text in fig.__dict__.get("_logbook_tips", {}).items():
+        title = html.escape(_CONTROL.sub(" ", text), quote=False)
+        svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{title}</title>', 1)
+    return svg
 
 
 def inline(svg: str, prefix: str, *, label: str) -> str:

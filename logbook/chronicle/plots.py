@@ -30,11 +30,14 @@ from logbook.chronicle._style import (
     compact,
     date_axis,
     figure,
+    hover,
     inline,
     short,
     status_colour,
+    tip,
     to_svg,
 )
+from logbook.chronicle.numbers import figure as number
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -58,6 +61,7 @@ LABELLED_MARKERS = 15  # per kind
 LABEL_CHARS = 40  # a label along the axis's height, not past it
 LABEL_GAP = 0.015  # of the x axis: closer marker labels would overlap (6.5 pt text on 612 pt)
 MOST_NONFINITE = 1000  # NaN/inf ticks drawn per curve
+HOVER_POINTS = 60  # per curve, shared by its lineages: each says its step and value
 MOST_CLASSES = 20
 # How each kind of marker is drawn on a curve: vertical lines, red alerts on top, others grey.
 LINE_KINDS: dict[str, tuple[str, Literal["--", ":", "-."]]] = {
@@ -127,8 +131,11 @@ def timeline(attempts: Sequence[dict[str, Any]]) -> str | None:
         progress.set_ylabel("step")
         progress.set_ylim(bottom=0)
         progress.yaxis.set_major_formatter(compact)
-        bars = [(x0, x1 - x0) for x0, x1 in spans]
-        strip.broken_barh(bars, (0.45, 0.5), facecolors=[status_colour(a["status"]) for a in rows])
+        for a, (x0, x1) in zip(rows, spans, strict=True):  # one bar each, to hover over
+            bar = strip.broken_barh(
+                [(x0, x1 - x0)], (0.45, 0.5), facecolors=status_colour(a["status"])
+            )
+            tip(bar, _attempt_tip(a))
         if len(rows) <= LABELLED_ATTEMPTS:
             for i, (a, (x0, x1)) in enumerate(zip(rows, spans, strict=True)):
                 strip.text((x0 + x1) / 2, 0.28 - 0.2 * (i % 2), short(str(a["label"]), 12),
@@ -235,6 +242,7 @@ def curves(
                     handles.append(band)
             line = ax.plot(xs, [p[1] for p in mine], color=colour, lw=1.2,
                            marker="o" if len(mine) < 2 else "")  # fmt: skip
+            _hover_points(ax, name, lineage, mine, HOVER_POINTS // len(drawn))
             if lineage:
                 line[0].set_label(f"lineage {lineage}")
                 handles += line
@@ -423,6 +431,28 @@ def _bucket(points: Sequence[Point], max_points: int) -> list[Point]:
     if current:
         out.append(tuple(current[1:]))  # type: ignore[arg-type]
     return sorted(out, key=lambda p: p[0])
+
+
+def _attempt_tip(a: dict[str, Any]) -> str:
+    """One attempt, as hovering over its bar says it: label, end, times and steps."""
+    how = a["status"] + (f" ({a['crash_class']})" if a.get("crash_class") else "")
+    end = f"{a['end']:%Y-%m-%d %H:%M} UTC" if a["end"] else "still running"
+    steps = f", steps {a['first_step']:,}–{a['last_step']:,}" if a.get("first_step") is not None and a["last_step"] is not None else ""  # fmt: skip
+    return f"{a['label']}: {how}, {a['start']:%Y-%m-%d %H:%M} UTC to {end}{steps}"
+
+
+def _hover_points(ax: Axes, name: str, lineage: str, points: Sequence[Point], most: int) -> None:
+    """Up to `most` points of a line, evenly spread and the last among them, that say their step
+    and value when hovered over."""
+    if not points or most < 1:
+        return
+    picked = sorted({round(i * (len(points) - 1) / max(most - 1, 1)) for i in range(most)})
+    said = f"{name} (lineage {lineage})" if lineage else name
+    spots = []
+    for s, v, lo, hi in (points[i] for i in picked):
+        spread = f" (from {number(lo)} to {number(hi)} in its bucket)" if lo != hi else ""
+        spots.append((float(s), v, f"step {s:,}: {said} {number(v)}{spread}"))
+    hover(ax, spots)
 
 
 def _draw_markers(ax: Axes, markers: Sequence[dict[str, Any]], span: float) -> list[Artist]:

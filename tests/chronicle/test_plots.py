@@ -314,3 +314,39 @@ def test_incidents_with_unknown_time_lost_draw_no_zero() -> None:
 def test_timeline_without_steps_says_so() -> None:
     rows = [attempt(i, "crashed", first_step=None, last_step=None, resumed_from_step=None) for i in range(3)]  # fmt: skip
     assert "no steps on record" in texts(timeline(rows) or "")
+
+
+def titles(svg: str) -> list[str]:
+    """The tooltips of a figure: its <title> elements' text (the SVG must parse)."""
+    return ["".join(el.itertext()) for el in ET.fromstring(svg).iter(f"{SVG}title")]
+
+
+def test_hovering_says_each_attempt_and_a_curves_values() -> None:
+    rows = [attempt(0, "crashed"), attempt(1, "running", label=HOSTILE)]
+    said = titles(timeline(rows) or "")
+    assert said == [
+        "1.00: crashed (gpu_oom), 2026-03-01 00:00 UTC to 2026-03-01 03:00 UTC, steps 0–900",
+        f"{HOSTILE}: running, 2026-03-01 04:00 UTC to still running, steps 1,000–1,900",
+    ]
+    points = loss(1000)
+    said = titles(curves("loss", points, []) or "")
+    assert len(said) == 60 and said[-1] == f"step 999: loss {points[-1][1]:.6g}"
+    step, value = re.fullmatch(r"step ([\d,]+): loss (\S+)", said[30]).groups()  # type: ignore[union-attr]
+    assert float(value) == pytest.approx(points[int(step.replace(",", ""))][1], rel=1e-5)
+    by_lineage = curves("loss", points, [], lineages={"1": points[:500], "2": points[500:]}) or ""
+    said = titles(by_lineage)
+    assert len(said) == 60 and said[0] == f"step 0: loss (lineage 1) {points[0][1]:.6g}"
+    assert said[-1] == f"step 999: loss (lineage 2) {points[-1][1]:.6g}"
+    # each spot sits on its point: the last on the line's last vertex
+    svg = curves("loss", points, []) or ""
+    last = ET.fromstring(svg).findall(f".//{SVG}rect")[-1]
+    line = [
+        el
+        for el in ET.fromstring(svg).iter(f"{SVG}path")
+        if el.attrib.get("d", "").count("L") > 500
+    ]
+    x, y = map(float, line[0].attrib["d"].split()[-2:])
+    assert float(last.attrib["x"]) + 3 == pytest.approx(x, abs=0.2)
+    assert float(last.attrib["y"]) + 3 == pytest.approx(y, abs=0.2)
+    # downsampled: a hovered bucket gives its range too
+    assert " in its bucket)" in titles(curves("loss", loss(150_000), []) or "")[5]
