@@ -161,6 +161,7 @@ class Plan:
             "att",
             pa.table(
                 {
+                    "ai": pa.array(range(len(lineup)), pa.int32()),
                     "run": pa.array([a["run"] for a in lineup], pa.string()),
                     "label": pa.array([a["label"] for a in lineup], pa.string()),
                     "attempt_id": pa.array([a["attempt_id"] for a in lineup], pa.string()),
@@ -169,16 +170,22 @@ class Plan:
                 }
             ),
         )
+        # The attempt of each time once (a row's points share it), not of each point; and as its
+        # index in att (ai): a million copies of a 32-character id cost more than the search.
         self.con.execute(
             """
             create table m as
+            with at_time as (
+                select t.run, t.time,
+                       case when a.end_time is null or a.end_time >= t.time then a.ai end as ai
+                from (select distinct run, time from m_new where label is null) t
+                asof left join att a on a.run = t.run and t.time >= a.start_time
+            )
             select m.run, m.time, m.step, m.name, m.value, m.line,
-                   case when m.label is not null then x.attempt_id
-                        when a.end_time is null or a.end_time >= m.time then a.attempt_id
-                   end as attempt_id
+                   case when m.label is not null then x.ai else t.ai end as ai
             from m_new m
             left join att x on x.run = m.run and x.label = m.label
-            asof left join att a on a.run = m.run and m.time >= a.start_time
+            left join at_time t on m.label is null and t.run = m.run and t.time = m.time
             """
         )
         self.con.execute("drop table m_new")
@@ -186,7 +193,7 @@ class Plan:
         # points are not reported as well.
         doubtful = {run for run, _ in self.found.bad_attempts}
         for r in self._rows(
-            "select line, run, time from m where attempt_id is null order by line limit ?",
+            "select line, run, time from m where ai is null order by line limit ?",
             [MAX_ERRORS],
         ):
             if r["run"] not in doubtful:
@@ -209,10 +216,10 @@ class Plan:
                 spans.setdefault(a["attempt_id"], []).append((e["step"], e["time"]))
         if self.found.metric_count:
             for r in self._rows(
-                "select m.attempt_id, min(step) as lo, max(step) as hi, "
+                "select a.attempt_id, min(step) as lo, max(step) as hi, "
                 "arg_min(time, step) as lo_t, arg_max(time, step) as hi_t from m "
-                "join att a using (attempt_id) where step is not null and time >= a.start_time "
-                "and (a.end_time is null or time <= a.end_time) group by m.attempt_id"
+                "join att a using (ai) where step is not null and time >= a.start_time "
+                "and (a.end_time is null or time <= a.end_time) group by a.attempt_id"
             ):
                 spans.setdefault(r["attempt_id"], []).extend(
                     [(r["lo"], r["lo_t"]), (r["hi"], r["hi_t"])]
@@ -383,7 +390,7 @@ class Plan:
                 "where source = 'import'"
             )
         self.con.execute(
-            f"create table m_add as select distinct run, attempt_id, time, step, name, value "
+            f"create table m_add as select distinct run, ai, time, step, name, value "
             f"from m where not exists (select 1 from ({old}) o where o.run = m.run "
             "and o.time = m.time and o.name = m.name and o.step is not distinct from m.step "
             "and o.value is not distinct from m.value)"
@@ -443,8 +450,8 @@ class Plan:
 
         target = schemas.load("metrics").arrow()
         result = self.con.sql(
-            "select attempt_id, time, step, name, value, 'import' as source from m_add "
-            "where run = ? order by time, step, name",
+            "select a.attempt_id, m.time, m.step, m.name, m.value, 'import' as source "
+            "from m_add m join att a using (ai) where m.run = ? order by m.time, m.step, m.name",
             params=[run],
         )
         assert result is not None

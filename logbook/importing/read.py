@@ -42,28 +42,42 @@ def format_of(path: Path, fmt: str | None) -> str:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | Bad]]:
     """(line, object) per line; blank lines and lines starting with # are skipped."""
-    decode = json.JSONDecoder().raw_decode  # json.loads(bytes) costs twice as much per line
+    for first, lines in jsonl_blocks(path):
+        for line, raw in enumerate(lines, first):
+            row = parse_line(raw)
+            if row is not None:
+                yield line, row
+
+
+def jsonl_blocks(path: Path, size: int = 8 << 20) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the first line, the raw lines) per block of about `size` bytes."""
+    first = 1
     with open(path, "rb") as f:
-        for line, raw in enumerate(f, 1):
-            try:
-                text = raw.decode().strip().lstrip("\ufeff")
-            except UnicodeDecodeError as e:
-                yield line, Bad(f"not UTF-8: {e}")
-                continue
-            if not text or text[0] == "#":
-                continue
-            if text[0] != "{":
-                yield line, Bad("not a JSON object (one {...} per line)")
-                continue
-            try:
-                obj, end = decode(text)
-            except json.JSONDecodeError as e:
-                yield line, Bad(f"not JSON: {e.msg} at column {e.colno}")
-                continue
-            if end != len(text):
-                yield line, Bad(f"not JSON: more after the object at column {end + 1}")
-                continue
-            yield line, obj
+        while lines := f.readlines(size):
+            yield first, lines
+            first += len(lines)
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | Bad | None:
+    """One line of JSON lines as an object, or what is wrong with it; None for a blank or # line."""
+    try:
+        text = raw.decode().strip().lstrip("\ufeff")
+    except UnicodeDecodeError as e:
+        return Bad(f"not UTF-8: {e}")
+    if not text or text[0] == "#":
+        return None
+    if text[0] != "{":
+        return Bad("not a JSON object (one {...} per line)")
+    try:
+        obj, end = _decode(text)
+    except json.JSONDecodeError as e:
+        return Bad(f"not JSON: {e.msg} at column {e.colno}")
+    if end != len(text):
+        return Bad(f"not JSON: more after the object at column {end + 1}")
+    return obj  # type: ignore[no-any-return]
+
+
+_decode = json.JSONDecoder().raw_decode  # json.loads(bytes) costs twice as much per line
 
 
 def read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | Bad]]:

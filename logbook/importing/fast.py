@@ -1,0 +1,166 @@
+"""Metric rows of JSON lines checked in DuckDB, a block of lines at once (#16).
+
+A big history is mostly metric rows of one plain shape; parsing and checking them one by one in
+Python was most of an import's time. Here DuckDB parses a block's lines and takes the metric rows
+whose every field has the plain shape: known fields once each, `time` an ISO 8601 instant, `step` a
+JSON integer, values finite JSON numbers or null, no `attempt`. Every other line, bad ones
+included, goes back to the row-by-row checks (`Collector.add`), so each error is reported there,
+by its line and in the same words, in the same single pass; a row taken here is one those checks
+would have taken with the same points.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from logbook.errors import LogbookError
+from logbook.importing.read import Bad
+from logbook.store import layout
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from logbook.importing.collect import Collector
+
+# The instants Python's datetime.fromisoformat and DuckDB read alike (others: row by row).
+_INSTANT = (
+    r"^\d{4}-\d{2}-\d{2}([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
+    r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$"
+)
+_FIELDS = ["type", "run", "time", "step", "metrics", "name", "value"]
+_PATHS = "[" + ", ".join(f"'$.{f}'" for f in _FIELDS) + "]"
+_PRESENT = " + ".join(f"(f[{i}] is not null)::int" for i in range(1, len(_FIELDS) + 1))
+
+# One row per line that may be a plain metric row: its fields as JSON, parsed once. A row with a
+# field of another name, or one field twice, has more keys than known fields present. DuckDB's
+# JSON reader allows a trailing comma, which Python's does not: such lines go row by row.
+_PARSE = """
+create or replace temp table _rows as
+select line, f[2] as run_json, f[3] ->> '$' as time_text, f[4] as step_json,
+       f[5] as metrics, f[6] as name_json, f[7] as value_json
+from (
+    select line, json_extract(text, $paths) as f, len(json_keys(text)) as keys
+    from _lines
+    where json_valid(text) and not regexp_matches(text, ',\\s*[}\\]]')
+)
+where f[1]::varchar = '"metric"' and keys = $present
+"""
+
+# The points of the plain rows; `run` null where the row gives none (or null, or "": the default).
+_POINTS = """
+create or replace temp table _points as
+with rows as (
+    select line,
+           case when run_json is null or run_json in ('null', '""') then null
+                else run_json ->> '$' end as run,
+           run_json is null or run_json in ('null', '""') or json_type(run_json) = 'VARCHAR'
+               as run_ok,
+           try_cast(time_text as timestamptz) as time, time_text,
+           case when step_json is null or step_json = 'null' then null
+                else try_cast(step_json as bigint) end as step,
+           step_json is null or step_json = 'null'
+               or (json_type(step_json) in ('BIGINT', 'UBIGINT')
+                   and try_cast(step_json as bigint) is not null) as step_ok,
+           case when metrics is not null then json_keys(metrics) else [name_json ->> '$'] end
+               as names,
+           case when metrics is not null then json_extract(metrics, '$.*') else [value_json] end
+               as vals
+    from _rows
+    where (metrics is not null and name_json is null and value_json is null
+           and json_type(metrics) = 'OBJECT')
+       or (metrics is null and json_type(name_json) = 'VARCHAR' and value_json is not null)
+)
+select line, run, time, step, unnest(names) as raw, unnest(vals) as val
+from rows
+where run_ok and step_ok and time is not null and regexp_matches(time_text, $instant)
+  and len(names) > 0
+"""
+
+# The rows taken whole: each point's run a good name (or the default), name and value plain.
+_TAKE = """
+create or replace temp table _taken as
+select line, coalesce(any_value(run), $default) as run
+from _points
+group by line
+having bool_and(case when run is null then $default is not null
+                     else run in (select run from _runs) end)
+   and bool_and(coalesce(raw in (select raw from _names), false))
+   and count(distinct raw) = count(*)  -- a name twice: Python's json keeps the last value
+   and bool_and(json_type(val) = 'NULL' or json_type(val) in ('DOUBLE', 'BIGINT', 'UBIGINT')
+                and coalesce(isfinite(try_cast(val as double)), false))
+"""
+
+_INSERT = """
+insert into m_new
+select t.run, p.time, p.step, n.name,
+       try_cast(p.val as double), null, p.line
+from _points p join _taken t using (line) join _names n using (raw)
+"""
+
+
+def take_metrics(
+    con: duckdb.DuckDBPyConnection, first: int, lines: list[bytes], found: Collector
+) -> tuple[list[int], dict[str, int]]:
+    """Add the plain metric rows among `lines` (numbered from `first`) to `found`'s metric table.
+
+    Returns:
+        The indexes in `lines` of the rows left for the row-by-row checks, in order; and the runs
+        of the rows taken, each with its first line (for `Collector.note_run`, after those rows).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    try:
+        text = pa.array(lines, pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:  # a line is not UTF-8: row by row, which names it
+        return list(range(len(lines))), {}
+    con.register("_lines", pa.table({"line": np.arange(first, first + len(lines)), "text": text}))
+    try:
+        con.execute(_PARSE.replace("$paths", _PATHS).replace("$present", _PRESENT))
+        con.execute(_POINTS.replace("$instant", "'" + _INSTANT + "'"))
+    finally:
+        con.unregister("_lines")
+    runs = _good_runs(con)
+    names = _names(con, found)
+    con.register("_runs", pa.table({"run": pa.array(runs, pa.string())}))
+    con.register("_names", pa.table({"raw": list(names), "name": list(names.values())}))
+    try:
+        con.execute(_TAKE.replace("$default", "?::varchar"), [found.default_run] * 2)
+        con.execute(_INSERT)
+    finally:
+        con.unregister("_runs")
+        con.unregister("_names")
+    found.metric_count += _count(con, "select count(*) from _points join _taken using (line)")
+    runs_taken = dict(con.execute("select run, min(line) from _taken group by run").fetchall())
+    taken = con.execute("select line from _taken").fetchnumpy()["line"]
+    left = np.ones(len(lines), dtype=bool)
+    left[np.asarray(taken, dtype=np.int64) - first] = False
+    return np.flatnonzero(left).tolist(), runs_taken
+
+
+def _good_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The runs the plain rows name whose names are good (the others go row by row)."""
+    out = []
+    for (run,) in con.execute("select distinct run from _points where run is not null").fetchall():
+        try:
+            layout.check_run_name(run)
+        except LogbookError:
+            continue
+        out.append(run)
+    return out
+
+
+def _names(con: duckdb.DuckDBPyConnection, found: Collector) -> dict[str, str]:
+    """Each metric name of the plain rows -> the name recorded, where it has one."""
+    out = {}
+    for (raw,) in con.execute("select distinct raw from _points").fetchall():
+        try:
+            out[raw] = found.name_of(raw)
+        except Bad:
+            continue
+    return out
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
