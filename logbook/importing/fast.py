@@ -11,7 +11,7 @@ would have taken with the same points.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from logbook.errors import LogbookError
 from logbook.importing.read import Bad
@@ -19,6 +19,7 @@ from logbook.store import layout
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
     from logbook.importing.collect import Collector
 
@@ -46,10 +47,10 @@ from (
 where f[1]::varchar = '"metric"' and keys = $present
 """
 
-# The points of the plain rows; `run` null where the row gives none (or null, or "": the default).
-_POINTS = """
-create or replace temp table _points as
-with rows as (
+# The plain rows; `run` null where the row gives none (or null, or "": the default).
+_PLAIN = """
+create or replace temp table _plain as
+select * exclude (run_ok, step_ok, time_text) from (
     select line,
            case when run_json is null or run_json in ('null', '""') then null
                 else run_json ->> '$' end as run,
@@ -70,31 +71,34 @@ with rows as (
            and json_type(metrics) = 'OBJECT')
        or (metrics is null and json_type(name_json) = 'VARCHAR' and value_json is not null)
 )
-select line, run, time, step, unnest(names) as raw, unnest(vals) as val
-from rows
 where run_ok and step_ok and time is not null and regexp_matches(time_text, $instant)
   and len(names) > 0
 """
 
-# The rows taken whole: each point's run a good name (or the default), name and value plain.
-_TAKE = """
-create or replace temp table _taken as
-select line, coalesce(any_value(run), $default) as run
-from _points
-group by line
-having bool_and(case when run is null then $default is not null
-                     else run in (select run from _runs) end)
-   and bool_and(coalesce(raw in (select raw from _names), false))
-   and count(distinct raw) = count(*)  -- a name twice: Python's json keeps the last value
-   and bool_and(json_type(val) = 'NULL' or json_type(val) in ('DOUBLE', 'BIGINT', 'UBIGINT')
-                and coalesce(isfinite(try_cast(val as double)), false))
+# Their points; `plain` false for a point whose value is not a finite JSON number or null. Rows
+# that name a metric twice are left out ($twice): Python's json keeps the last value of a name.
+_POINTS = """
+create or replace temp table _points as
+select line, run, time, step, raw, try_cast(val as double) as value,
+       json_type(val) = 'NULL' or json_type(val) in ('DOUBLE', 'BIGINT', 'UBIGINT')
+           and coalesce(isfinite(try_cast(val as double)), false) as plain
+from (select line, run, time, step, unnest(names) as raw, unnest(vals) as val
+      from _plain $twice)
+"""
+
+# Rows with a point that is not plain after all: a value, a name or a run the row-by-row checks
+# would refuse or read otherwise.
+_LEAVE = """
+create or replace temp table _leave as
+select distinct line from _points
+where not plain or not coalesce(raw in (select raw from _names), false)
+   or case when run is null then $default is null else run not in (select run from _runs) end
 """
 
 _INSERT = """
 insert into m_new
-select t.run, p.time, p.step, n.name,
-       try_cast(p.val as double), null, p.line
-from _points p join _taken t using (line) join _names n using (raw)
+select coalesce(p.run, $default), p.time, p.step, n.name, p.value, null, p.line
+from _points p join _names n using (raw) anti join _leave using (line)
 """
 
 
@@ -117,25 +121,46 @@ def take_metrics(
     con.register("_lines", pa.table({"line": np.arange(first, first + len(lines)), "text": text}))
     try:
         con.execute(_PARSE.replace("$paths", _PATHS).replace("$present", _PRESENT))
-        con.execute(_POINTS.replace("$instant", "'" + _INSTANT + "'"))
+        con.execute(_PLAIN.replace("$instant", "'" + _INSTANT + "'"))
     finally:
         con.unregister("_lines")
+    names, twice = _names(con, found)
+    con.execute(_POINTS.replace("$twice", _not_in(twice)), twice or None)
     runs = _good_runs(con)
-    names = _names(con, found)
     con.register("_runs", pa.table({"run": pa.array(runs, pa.string())}))
     con.register("_names", pa.table({"raw": list(names), "name": list(names.values())}))
+    default = [found.default_run]
     try:
-        con.execute(_TAKE.replace("$default", "?::varchar"), [found.default_run] * 2)
-        con.execute(_INSERT)
+        con.execute(_LEAVE.replace("$default", "?::varchar"), default)
+        con.execute(_INSERT.replace("$default", "?::varchar"), default)
     finally:
         con.unregister("_runs")
         con.unregister("_names")
-    found.metric_count += _count(con, "select count(*) from _points join _taken using (line)")
-    runs_taken = dict(con.execute("select run, min(line) from _taken group by run").fetchall())
-    taken = con.execute("select line from _taken").fetchnumpy()["line"]
+    result = con.sql(
+        "select coalesce(run, ?::varchar) as run, line, count(*) as points "
+        "from _points anti join _leave using (line) group by all",
+        params=default,
+    )
+    assert result is not None
+    taken = result.to_arrow_table()
+    found.metric_count += pc_sum(taken.column("points"))
     left = np.ones(len(lines), dtype=bool)
-    left[np.asarray(taken, dtype=np.int64) - first] = False
-    return np.flatnonzero(left).tolist(), runs_taken
+    left[taken.column("line").to_numpy() - first] = False
+    return np.flatnonzero(left).tolist(), _first_lines(taken)
+
+
+def pc_sum(column: pa.ChunkedArray) -> int:
+    import pyarrow.compute as pc
+
+    total = pc.sum(column).as_py()
+    return int(total or 0)
+
+
+def _first_lines(taken: pa.Table) -> dict[str, int]:
+    """Run -> the first line of the taken rows of it."""
+    by_run = taken.group_by("run").aggregate([("line", "min")])
+    runs, lines = by_run.column("run").to_pylist(), by_run.column("line_min").to_pylist()
+    return dict(zip(runs, lines, strict=True))
 
 
 def _good_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -150,17 +175,23 @@ def _good_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
     return out
 
 
-def _names(con: duckdb.DuckDBPyConnection, found: Collector) -> dict[str, str]:
-    """Each metric name of the plain rows -> the name recorded, where it has one."""
-    out = {}
-    for (raw,) in con.execute("select distinct raw from _points").fetchall():
-        try:
-            out[raw] = found.name_of(raw)
-        except Bad:
-            continue
-    return out
+def _names(con: duckdb.DuckDBPyConnection, found: Collector) -> tuple[dict[str, str], list[Any]]:
+    """Each metric name of the plain rows -> the name recorded, where it has one; and the lists
+    of names that name one twice. Rows have few lists of names (most have one), read once each."""
+    names: dict[str, str] = {}
+    twice = []
+    for (listed,) in con.execute("select distinct names from _plain").fetchall():
+        if len(set(listed)) < len(listed):
+            twice.append(listed)
+        for raw in listed:
+            if raw not in names:
+                try:
+                    names[raw] = found.name_of(raw)
+                except Bad:
+                    continue
+    return names, twice
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = con.execute(sql).fetchone()
-    return int(row[0]) if row else 0
+def _not_in(twice: list[Any]) -> str:
+    """The condition that leaves out rows of the lists of names in `twice`, if any."""
+    return f"where names not in ({', '.join('?' for _ in twice)})" if twice else ""
