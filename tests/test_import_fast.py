@@ -14,7 +14,7 @@ import pytest
 from logbook.importing import _collect, _collect_jsonl
 from logbook.importing.collect import MAX_ERRORS, Collector
 from logbook.importing.fast import take_metrics
-from logbook.importing.read import read_jsonl
+from logbook.importing.read import jsonl_blocks, read_jsonl
 
 T = "2021-10-20T10:00:00Z"
 
@@ -136,8 +136,11 @@ def test_the_bulk_path_takes_plain_rows_and_leaves_the_others(tmp_path: Path) ->
     con = duckdb.connect(":memory:")
     con.execute("set TimeZone = 'UTC'")
     found = Collector("gpt", con, csv_strings=False)
-    lines = [(json.dumps(r) + "\n").encode() for r in PLAIN] + [f"{s}\n".encode() for s in LEFT]
-    left, runs = take_metrics(con, 1, lines, found)
+    lines = [json.dumps(r) for r in PLAIN] + LEFT
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(lines))  # the last line without a newline
+    (block,) = jsonl_blocks(path)
+    left, runs = take_metrics(con, block, found)
     assert left == list(range(len(PLAIN), len(lines)))
     assert runs == {"gpt": 1, "other": 12}
     assert found.metric_count == 17

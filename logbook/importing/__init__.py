@@ -137,17 +137,17 @@ def _collect_jsonl(
     in the order of their lines, so errors come as they would row by row."""
     from logbook.importing.fast import take_metrics
 
-    for first, lines in jsonl_blocks(path):
-        left, runs = take_metrics(con, first, lines, found)
+    for block in jsonl_blocks(path):
+        left, runs = take_metrics(con, block, found)
         for i in left:
-            row = parse_line(lines[i])
+            row = parse_line(block.line(i))
             if row is not None:
-                found.add(first + i, row)
+                found.add(block.first + i, row)
                 if len(found.errors) >= MAX_ERRORS:
                     return
         for name, line in runs.items():
             found.note_run(name, line)
-        say(f"reading {path.name}: {first + len(lines) - 1:,} lines")
+        say(f"reading {path.name}: {block.first + len(block) - 1:,} lines")
 
 
 def _bad_rows(path: Path, errors: list[tuple[int, str]]) -> LogbookError:

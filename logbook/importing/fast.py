@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from logbook.errors import LogbookError
-from logbook.importing.read import Bad
+from logbook.importing.read import Bad, Block
 from logbook.store import layout
 
 if TYPE_CHECKING:
@@ -103,22 +103,27 @@ from _points p join _names n using (raw) anti join _leave using (line)
 
 
 def take_metrics(
-    con: duckdb.DuckDBPyConnection, first: int, lines: list[bytes], found: Collector
+    con: duckdb.DuckDBPyConnection, block: Block, found: Collector
 ) -> tuple[list[int], dict[str, int]]:
-    """Add the plain metric rows among `lines` (numbered from `first`) to `found`'s metric table.
+    """Add the plain metric rows of `block` to `found`'s metric table.
 
     Returns:
-        The indexes in `lines` of the rows left for the row-by-row checks, in order; and the runs
+        The indexes in `block` of the rows left for the row-by-row checks, in order; and the runs
         of the rows taken, each with its first line (for `Collector.note_run`, after those rows).
     """
     import numpy as np
     import pyarrow as pa
 
+    first, count = block.first, len(block)
+    # The lines as Arrow strings over the bytes read, not copied line by line.
+    text = pa.StringArray.from_buffers(
+        count, pa.py_buffer(block.starts.astype(np.int32)), pa.py_buffer(block.data)
+    )
     try:
-        text = pa.array(lines, pa.binary()).cast(pa.string())
+        text.validate(full=True)
     except pa.ArrowInvalid:  # a line is not UTF-8: row by row, which names it
-        return list(range(len(lines))), {}
-    con.register("_lines", pa.table({"line": np.arange(first, first + len(lines)), "text": text}))
+        return list(range(count)), {}
+    con.register("_lines", pa.table({"line": np.arange(first, first + count), "text": text}))
     try:
         con.execute(_PARSE.replace("$paths", _PATHS).replace("$present", _PRESENT))
         con.execute(_PLAIN.replace("$instant", "'" + _INSTANT + "'"))
@@ -144,7 +149,7 @@ def take_metrics(
     assert result is not None
     taken = result.to_arrow_table()
     found.metric_count += pc_sum(taken.column("points"))
-    left = np.ones(len(lines), dtype=bool)
+    left = np.ones(count, dtype=bool)
     left[taken.column("line").to_numpy() - first] = False
     return np.flatnonzero(left).tolist(), _first_lines(taken)
 

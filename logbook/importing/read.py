@@ -5,11 +5,16 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logbook.errors import LogbookError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 FORMATS = ("jsonl", "csv")
 
@@ -42,20 +47,43 @@ def format_of(path: Path, fmt: str | None) -> str:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | Bad]]:
     """(line, object) per line; blank lines and lines starting with # are skipped."""
-    for first, lines in jsonl_blocks(path):
-        for line, raw in enumerate(lines, first):
-            row = parse_line(raw)
+    for block in jsonl_blocks(path):
+        for i in range(len(block)):
+            row = parse_line(block.line(i))
             if row is not None:
-                yield line, row
+                yield block.first + i, row
 
 
-def jsonl_blocks(path: Path, size: int = 8 << 20) -> Iterator[tuple[int, list[bytes]]]:
-    """(number of the first line, the raw lines) per block of about `size` bytes."""
+@dataclass(frozen=True)
+class Block:
+    """Whole lines of a file, as read: their bytes and where each starts."""
+
+    first: int  # the number of the first line
+    data: bytes
+    starts: npt.NDArray[np.int64]  # of each line, then the end of the last
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def line(self, i: int) -> bytes:
+        return self.data[self.starts[i] : self.starts[i + 1]]
+
+
+def jsonl_blocks(path: Path, size: int = 32 << 20) -> Iterator[Block]:
+    """The file in blocks of about `size` bytes of whole lines. Lines end at b"\\n" alone, as when
+    iterating over a file opened in binary mode (a lone \\r is inside a line)."""
+    import numpy as np
+
     first = 1
     with open(path, "rb") as f:
-        while lines := f.readlines(size):
-            yield first, lines
-            first += len(lines)
+        while data := f.read(size):
+            data += f.readline()  # the rest of the last line
+            ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord(b"\n")) + 1
+            if not ends.size or ends[-1] != len(data):  # the file's last line has no newline
+                ends = np.append(ends, len(data))
+            block = Block(first, data, np.concatenate(([0], ends)).astype(np.int64))
+            yield block
+            first += len(block)
 
 
 def parse_line(raw: bytes) -> dict[str, Any] | Bad | None:
