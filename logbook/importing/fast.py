@@ -19,7 +19,6 @@ from logbook.store import layout
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow as pa
 
     from logbook.importing.collect import Collector
 
@@ -141,31 +140,21 @@ def take_metrics(
     finally:
         con.unregister("_runs")
         con.unregister("_names")
-    result = con.sql(
-        "select coalesce(run, ?::varchar) as run, line, count(*) as points "
-        "from _points anti join _leave using (line) group by all",
-        params=default,
+    con.execute(
+        "create or replace temp table _taken as select coalesce(run, ?::varchar) as run, line, "
+        "count(*) as points from _points anti join _leave using (line) group by all",
+        default,
     )
-    assert result is not None
-    taken = result.to_arrow_table()
-    found.metric_count += pc_sum(taken.column("points"))
+    found.metric_count += _one(con, "select coalesce(sum(points), 0) from _taken")
+    first_lines = dict(con.execute("select run, min(line) from _taken group by run").fetchall())
     left = np.ones(count, dtype=bool)
-    left[taken.column("line").to_numpy() - first] = False
-    return np.flatnonzero(left).tolist(), _first_lines(taken)
+    left[con.execute("select line from _taken").fetchnumpy()["line"] - first] = False
+    return np.flatnonzero(left).tolist(), first_lines
 
 
-def pc_sum(column: pa.ChunkedArray) -> int:
-    import pyarrow.compute as pc
-
-    total = pc.sum(column).as_py()
-    return int(total or 0)
-
-
-def _first_lines(taken: pa.Table) -> dict[str, int]:
-    """Run -> the first line of the taken rows of it."""
-    by_run = taken.group_by("run").aggregate([("line", "min")])
-    runs, lines = by_run.column("run").to_pylist(), by_run.column("line_min").to_pylist()
-    return dict(zip(runs, lines, strict=True))
+def _one(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _good_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
