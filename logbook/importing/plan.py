@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _PART_ROWS = 1_000_000  # rows per metrics part written
+# Dictionaries for the columns that repeat: tried on times, steps and values too, they cost over 40 % of
+# writing a part of points and made it a third larger (2026-12-05, a million points).
+_POINT_ENCODING = {"use_dictionary": ["attempt_id", "name", "source"]}
 # Fixed, so the same run and label (or the same event) get the same id in every import.
 _NAMESPACE = uuid.UUID("6f1c2d0e-55a4-4c55-9d0b-7a1e3f0c9b21")
 _UTC = timezone.utc
@@ -421,7 +424,7 @@ class Plan:
             if self.found.metric_count:
                 for run in self.found.runs:
                     for data in self._metric_parts(run):
-                        staged.append(self._stage("metrics", run, data))
+                        staged.append(self._stage("metrics", run, data, **_POINT_ENCODING))
             for table, rows_by_run in (
                 ("events", self.event_rows),
                 ("attempts", self.attempt_rows),
@@ -475,10 +478,10 @@ class Plan:
         ids = self._attempt_ids.take(points.column("ai"))
         return points.drop_columns(["ai"]).add_column(0, "attempt_id", ids)
 
-    def _stage(self, table: str, run: str, data: pa.Table) -> tuple[Path, Path]:
+    def _stage(self, table: str, run: str, data: pa.Table, **options: Any) -> tuple[Path, Path]:
         directory = layout.run_dir(self.store.root, table, run)
         # A hidden .tmp name: readers skip it, and `logbook doctor` clears one left by a crash.
-        tmp = parts.write_part(directory, data, name=f".import-{uuid.uuid4().hex}.tmp")
+        tmp = parts.write_part(directory, data, name=f".import-{uuid.uuid4().hex}.tmp", **options)
         return tmp, directory / layout.new_part_name("import")
 
 
