@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _PART_ROWS = 1_000_000  # rows per metrics part written
-# Dictionaries for the columns that repeat: tried on times, steps and values too, they cost over 40 % of
-# writing a part of points and made it a third larger (2026-12-05, a million points).
+# Dictionaries for the columns that repeat: tried on times, steps and values too, they cost over
+# 40 % of writing a part of points and made it a third larger (2026-12-05, a million points).
 _POINT_ENCODING = {"use_dictionary": ["attempt_id", "name", "source"]}
 # Fixed, so the same run and label (or the same event) get the same id in every import.
 _NAMESPACE = uuid.UUID("6f1c2d0e-55a4-4c55-9d0b-7a1e3f0c9b21")
