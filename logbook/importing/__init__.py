@@ -13,14 +13,14 @@ so importing a file again, or after rows were appended to it, never duplicates a
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from logbook.errors import LogbookError
 from logbook.importing.collect import MAX_ERRORS, Collector
 from logbook.importing.plan import Imported, Plan
-from logbook.importing.read import format_of, read_csv, read_jsonl
+from logbook.importing.read import Bad, format_of, jsonl_blocks, parse_line, read_csv
 from logbook.store import Store, layout
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def import_file(
         con = duckdb.connect(":memory:")
         try:
             con.execute("set TimeZone = 'UTC'")
+            con.execute("set threads = 1")
             # A file larger than memory spills here, not into a .tmp/ in the working directory.
             con.execute(f"set temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
             return _import(store, path, run, fmt, dry_run, con, progress or (lambda _: None))
@@ -85,19 +86,16 @@ def _import(
     say: Callable[[str], None],
 ) -> list[Imported]:
     say(f"reading {path.name}")
-    rows = read_jsonl(path) if fmt == "jsonl" else read_csv(path)
     found = Collector(run, con, csv_strings=fmt == "csv")
     # The rows are plain dicts and tuples, never cycles: the cyclic collector would only rescan
     # the batch held for DuckDB again and again (a tenth of the time of a big file).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for line, row in rows:
-            found.add(line, row)
-            if line % _SAY_EVERY == 0:
-                say(f"reading {path.name}: {line:,} lines")
-            if len(found.errors) >= MAX_ERRORS:
-                break
+        if fmt == "jsonl":
+            _collect_jsonl(path, found, con, say)
+        else:
+            _collect(read_csv(path), found, path, say)
         found.flush()
     finally:
         if collecting:
@@ -115,6 +113,41 @@ def _import(
         say("writing")
         plan.write()
     return list(plan.results.values())
+
+
+def _collect(
+    rows: Iterable[tuple[int, dict[str, Any] | Bad]],
+    found: Collector,
+    path: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Check the rows one by one, until MAX_ERRORS of them are bad."""
+    for line, row in rows:
+        found.add(line, row)
+        if line % _SAY_EVERY == 0:
+            say(f"reading {path.name}: {line:,} lines")
+        if len(found.errors) >= MAX_ERRORS:
+            return
+
+
+def _collect_jsonl(
+    path: Path, found: Collector, con: duckdb.DuckDBPyConnection, say: Callable[[str], None]
+) -> None:
+    """A block of lines at a time: its plain metric rows in DuckDB (fast.py), the rest one by one,
+    in the order of their lines, so errors come as they would row by row."""
+    from logbook.importing.fast import take_metrics
+
+    for block in jsonl_blocks(path):
+        left, runs = take_metrics(con, block, found)
+        for i in left:
+            row = parse_line(block.line(i))
+            if row is not None:
+                found.add(block.first + i, row)
+                if len(found.errors) >= MAX_ERRORS:
+                    return
+        for name, line in runs.items():
+            found.note_run(name, line)
+        say(f"reading {path.name}: {block.first + len(block) - 1:,} lines")
 
 
 def _bad_rows(path: Path, errors: list[tuple[int, str]]) -> LogbookError:

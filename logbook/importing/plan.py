@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 _PART_ROWS = 1_000_000  # rows per metrics part written
+# Dictionaries for the columns that repeat: tried on times, steps and values too, they cost over
+# 40 % of writing a part of points and made it a third larger (2026-12-05, a million points).
+_POINT_ENCODING = {"use_dictionary": ["attempt_id", "name", "source"]}
 # Fixed, so the same run and label (or the same event) get the same id in every import.
 _NAMESPACE = uuid.UUID("6f1c2d0e-55a4-4c55-9d0b-7a1e3f0c9b21")
 _UTC = timezone.utc
@@ -84,6 +87,7 @@ class Plan:
         self.run_rows: dict[str, dict[str, Any]] = {}
         self.snapshot_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.stored = {run: _current_attempts(store, run) for run in found.runs}
+        self._attempt_ids: pa.Array  # by index (ai in DuckDB), once the metrics are attached
         # run -> every attempt of it, the file's and the store's, by start time
         self.lineup = self._attempts()
         # Every check runs, so that a file's errors come in one report, not in stages.
@@ -157,36 +161,48 @@ class Plan:
             return
         ts = pa.timestamp("us", tz="UTC")
         lineup = [a | {"run": run} for run, attempts in self.lineup.items() for a in attempts]
+        self._attempt_ids = pa.array([a["attempt_id"] for a in lineup], pa.string())
         self.con.register(
             "att",
             pa.table(
                 {
+                    "ai": pa.array(range(len(lineup)), pa.int32()),
                     "run": pa.array([a["run"] for a in lineup], pa.string()),
                     "label": pa.array([a["label"] for a in lineup], pa.string()),
-                    "attempt_id": pa.array([a["attempt_id"] for a in lineup], pa.string()),
+                    "attempt_id": self._attempt_ids,
                     "start_time": pa.array([a["start_time"] for a in lineup], ts),
                     "end_time": pa.array([a.get("end_time") for a in lineup], ts),
                 }
             ),
         )
+        # The attempt of each time once (a row's points share it), not of each point; and as its
+        # index in att (ai): a million copies of a 32-character id cost more than the search.
         self.con.execute(
             """
-            create table m as
-            select m.run, m.time, m.step, m.name, m.value, m.line,
-                   case when m.label is not null then x.attempt_id
-                        when a.end_time is null or a.end_time >= m.time then a.attempt_id
-                   end as attempt_id
-            from m_new m
-            left join att x on x.run = m.run and x.label = m.label
-            asof left join att a on a.run = m.run and m.time >= a.start_time
+            create table at_time as
+            select t.run, t.time,
+                   case when a.end_time is null or a.end_time >= t.time then a.ai end as ai
+            from (select distinct run, time from m_new where label is null) t
+            asof left join att a on a.run = t.run and t.time >= a.start_time
             """
         )
-        self.con.execute("drop table m_new")
-        # A run with a bad attempt row may have lost the attempt its points belong to: those
-        # points are not reported as well.
+        # Each point once (the same point twice in a file is one point) with its attempt.
+        self.con.execute(
+            f"create table m as select distinct run, time, step, name, value, ai from {_ATTACHED}"
+        )
+        self._points_in_file = {
+            r["run"]: r["n"] for r in self._rows("select run, count(*) n from m_new group by run")
+        }
+        if self._rows("select count(*) n from m where ai is null")[0]["n"]:
+            self._no_attempt_errors()
+        self.con.execute("drop table m_new; drop table at_time")
+
+    def _no_attempt_errors(self) -> None:
+        """The lines of points in no attempt. A run with a bad attempt row may have lost the
+        attempt its points belong to: those points are not reported as well."""
         doubtful = {run for run, _ in self.found.bad_attempts}
         for r in self._rows(
-            "select line, run, time from m where attempt_id is null order by line limit ?",
+            f"select line, run, time from {_ATTACHED} where ai is null order by line limit ?",
             [MAX_ERRORS],
         ):
             if r["run"] not in doubtful:
@@ -209,10 +225,10 @@ class Plan:
                 spans.setdefault(a["attempt_id"], []).append((e["step"], e["time"]))
         if self.found.metric_count:
             for r in self._rows(
-                "select m.attempt_id, min(step) as lo, max(step) as hi, "
+                "select a.attempt_id, min(step) as lo, max(step) as hi, "
                 "arg_min(time, step) as lo_t, arg_max(time, step) as hi_t from m "
-                "join att a using (attempt_id) where step is not null and time >= a.start_time "
-                "and (a.end_time is null or time <= a.end_time) group by m.attempt_id"
+                "join att a using (ai) where step is not null and time >= a.start_time "
+                "and (a.end_time is null or time <= a.end_time) group by a.attempt_id"
             ):
                 spans.setdefault(r["attempt_id"], []).extend(
                     [(r["lo"], r["lo_t"]), (r["hi"], r["hi_t"])]
@@ -371,10 +387,6 @@ class Plan:
         if not self.found.metric_count:
             return
         files = [p for run in self.found.runs for p in self.store.part_files("metrics", run)]
-        old = (
-            "select null::varchar as run, null::timestamptz as time, null::bigint as step, "
-            "null::varchar as name, null::double as value where false"
-        )
         if files:
             listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
             old = (
@@ -382,20 +394,20 @@ class Plan:
                 "hive_partitioning = true, union_by_name = true, hive_types = {'run': 'VARCHAR'}) "
                 "where source = 'import'"
             )
-        self.con.execute(
-            f"create table m_add as select distinct run, attempt_id, time, step, name, value "
-            f"from m where not exists (select 1 from ({old}) o where o.run = m.run "
-            "and o.time = m.time and o.name = m.name and o.step is not distinct from m.step "
-            "and o.value is not distinct from m.value)"
-        )
-        rows = {r["run"]: r["n"] for r in self._rows("select run, count(*) n from m group by run")}
+            self.con.execute(
+                f"create table m_add as select * from m where not exists (select 1 from ({old}) o "
+                "where o.run = m.run and o.time = m.time and o.name = m.name "
+                "and o.step is not distinct from m.step and o.value is not distinct from m.value)"
+            )
+            self.con.execute("drop table m")
+        else:  # nothing imported before: every point is new
+            self.con.execute("alter table m rename to m_add")
         new = {
             r["run"]: r["n"] for r in self._rows("select run, count(*) n from m_add group by run")
         }
-        self.con.execute("drop table m")
         for run, result in self.results.items():
             result.metrics = new.get(run, 0)
-            result.skipped += rows.get(run, 0) - result.metrics
+            result.skipped += self._points_in_file.get(run, 0) - result.metrics
 
     def write(self) -> None:
         """Stage every part under a hidden name, then rename them all into place: metrics, events,
@@ -412,7 +424,7 @@ class Plan:
             if self.found.metric_count:
                 for run in self.found.runs:
                     for data in self._metric_parts(run):
-                        staged.append(self._stage("metrics", run, data))
+                        staged.append(self._stage("metrics", run, data, **_POINT_ENCODING))
             for table, rows_by_run in (
                 ("events", self.event_rows),
                 ("attempts", self.attempt_rows),
@@ -442,8 +454,10 @@ class Plan:
         import pyarrow as pa
 
         target = schemas.load("metrics").arrow()
+        # Sorted by the attempt's index, its id put in after: sorting rows that carry a 32-character
+        # id cost three times as much.
         result = self.con.sql(
-            "select attempt_id, time, step, name, value, 'import' as source from m_add "
+            "select ai, time, step, name, value, 'import' as source from m_add "
             "where run = ? order by time, step, name",
             params=[run],
         )
@@ -453,16 +467,32 @@ class Plan:
         for batch in result.to_arrow_reader(_PART_ROWS):
             batches.append(batch)
             if sum(b.num_rows for b in batches) >= _PART_ROWS:
-                yield conform(pa.Table.from_batches(batches), target)
+                yield conform(self._with_ids(pa.Table.from_batches(batches)), target)
                 batches = []
         if any(b.num_rows for b in batches):
-            yield conform(pa.Table.from_batches(batches, schema=batches[0].schema), target)
+            table = pa.Table.from_batches(batches, schema=batches[0].schema)
+            yield conform(self._with_ids(table), target)
 
-    def _stage(self, table: str, run: str, data: pa.Table) -> tuple[Path, Path]:
+    def _with_ids(self, points: pa.Table) -> pa.Table:
+        """The attempt index `ai` of each point replaced by its attempt_id."""
+        ids = self._attempt_ids.take(points.column("ai"))
+        return points.drop_columns(["ai"]).add_column(0, "attempt_id", ids)
+
+    def _stage(self, table: str, run: str, data: pa.Table, **options: Any) -> tuple[Path, Path]:
         directory = layout.run_dir(self.store.root, table, run)
         # A hidden .tmp name: readers skip it, and `logbook doctor` clears one left by a crash.
-        tmp = parts.write_part(directory, data, name=f".import-{uuid.uuid4().hex}.tmp")
+        tmp = parts.write_part(directory, data, name=f".import-{uuid.uuid4().hex}.tmp", **options)
         return tmp, directory / layout.new_part_name("import")
+
+
+# The file's points with their attempt's index (ai): by their label, else the time's (at_time).
+_ATTACHED = """(
+    select m.run, m.time, m.step, m.name, m.value, m.line,
+           case when m.label is not null then x.ai else t.ai end as ai
+    from m_new m
+    left join att x on x.run = m.run and x.label = m.label
+    left join at_time t on m.label is null and t.run = m.run and t.time = m.time
+)"""
 
 
 def _current_attempts(store: Store, run: str) -> list[dict[str, Any]]:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logbook.errors import LogbookError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 FORMATS = ("jsonl", "csv")
 
@@ -42,28 +47,65 @@ def format_of(path: Path, fmt: str | None) -> str:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | Bad]]:
     """(line, object) per line; blank lines and lines starting with # are skipped."""
-    decode = json.JSONDecoder().raw_decode  # json.loads(bytes) costs twice as much per line
+    for block in jsonl_blocks(path):
+        for i in range(len(block)):
+            row = parse_line(block.line(i))
+            if row is not None:
+                yield block.first + i, row
+
+
+@dataclass(frozen=True)
+class Block:
+    """Whole lines of a file, as read: their bytes and where each starts."""
+
+    first: int  # the number of the first line
+    data: bytes
+    starts: npt.NDArray[np.int64]  # of each line, then the end of the last
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def line(self, i: int) -> bytes:
+        return self.data[self.starts[i] : self.starts[i + 1]]
+
+
+def jsonl_blocks(path: Path, size: int = 32 << 20) -> Iterator[Block]:
+    """The file in blocks of about `size` bytes of whole lines. Lines end at b"\\n" alone, as when
+    iterating over a file opened in binary mode (a lone \\r is inside a line)."""
+    import numpy as np
+
+    first = 1
     with open(path, "rb") as f:
-        for line, raw in enumerate(f, 1):
-            try:
-                text = raw.decode().strip().lstrip("\ufeff")
-            except UnicodeDecodeError as e:
-                yield line, Bad(f"not UTF-8: {e}")
-                continue
-            if not text or text[0] == "#":
-                continue
-            if text[0] != "{":
-                yield line, Bad("not a JSON object (one {...} per line)")
-                continue
-            try:
-                obj, end = decode(text)
-            except json.JSONDecodeError as e:
-                yield line, Bad(f"not JSON: {e.msg} at column {e.colno}")
-                continue
-            if end != len(text):
-                yield line, Bad(f"not JSON: more after the object at column {end + 1}")
-                continue
-            yield line, obj
+        while data := f.read(size):
+            data += f.readline()  # the rest of the last line
+            ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord(b"\n")) + 1
+            if not ends.size or ends[-1] != len(data):  # the file's last line has no newline
+                ends = np.append(ends, len(data))
+            block = Block(first, data, np.concatenate(([0], ends)).astype(np.int64))
+            yield block
+            first += len(block)
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | Bad | None:
+    """One line of JSON lines as an object, or what is wrong with it; None for a blank or # line."""
+    try:
+        text = raw.decode().strip().lstrip("\ufeff")
+    except UnicodeDecodeError as e:
+        return Bad(f"not UTF-8: {e}")
+    if not text or text[0] == "#":
+        return None
+    if text[0] != "{":
+        return Bad("not a JSON object (one {...} per line)")
+    try:
+        obj, end = _decode(text)
+    except json.JSONDecodeError as e:
+        return Bad(f"not JSON: {e.msg} at column {e.colno}")
+    if end != len(text):
+        return Bad(f"not JSON: more after the object at column {end + 1}")
+    return obj  # type: ignore[no-any-return]
+
+
+_decode = json.JSONDecoder().raw_decode  # json.loads(bytes) costs twice as much per line
 
 
 def read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | Bad]]:
