@@ -82,8 +82,8 @@ def rename_values(
         footer_start, meta = _footer(data)
         chunks = [_rewrite_chunk(data, cc, rename) for cc in _chunks_of(meta, column.encode())]
         _fix_footer(meta, column.encode(), chunks)
-    except (_Unexpected, _thrift.ThriftError, UnicodeDecodeError, ValueError):
-        return None
+    except (_Unexpected, _thrift.ThriftError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # not as expected (a field missing or of another type): re-encode it
     footer = _thrift.dumps(meta)
     with open(dest, "wb") as out:
         at = 0
