@@ -21,7 +21,7 @@
    rest through `Store.write`; the same `--seed` gives the same store.
 2. `python -m logbook chronicle RUN --out DIR --store STORE`, then with `--anonymize`, each in a
    fresh process after the store's files were read once, `--repeats` (1) times: wall time, peak
-   RSS (os.wait4's, and the process tree's summed, sampled every 50 ms), and what it wrote. A
+   RSS (os.wait4's, and the process tree's summed, sampled every 50 ms), CPU time and what it wrote. A
    failure is reported with its exit status and stderr, and the script exits 1.
 
 `--quick` is `--days 2` (1.45 M samples, the rest as large, its times compressed to fit).
@@ -764,7 +764,7 @@ def _us(t: datetime) -> int:
 
 
 def _measure(argv: list[str], log: Path) -> dict[str, Any]:
-    """Run argv; its wall time, exit status, peak RSS (os.wait4) and, polled every 50 ms, the
+    """Run argv; its wall time, exit status, CPU time and peak RSS (os.wait4) and, polled every 50 ms, the
     peak of its process tree's summed RSS."""
     import psutil
 
@@ -780,7 +780,7 @@ def _measure(argv: list[str], log: Path) -> dict[str, Any]:
             time.sleep(0.05)
         wall, (_, status, usage) = time.perf_counter() - t, ended
     return {"s": wall, "rc": os.waitstatus_to_exitcode(status), "rss": usage.ru_maxrss << 10,
-            "tree_rss": peak, "stderr": log.read_text(errors="replace")[-3000:]}  # fmt: skip
+            "cpu_s": usage.ru_utime + usage.ru_stime, "tree_rss": peak, "stderr": log.read_text(errors="replace")[-3000:]}  # fmt: skip
 
 
 def chronicle(root: Path, repeats: int, keep: Path | None, tmp: Path | None) -> dict[str, Any]:
@@ -856,9 +856,10 @@ def _print(b: dict[str, Any], root: Path, results: dict[str, Any]) -> None:
             print(f"{what:24} FAILED (exit {r['rc']}) after {r['s']:.1f} s:\n{r['stderr'][-1500:]}")
             continue
         s, out = statistics.median(r["s"] for r in runs), runs[-1]["output"]
+        cpu = statistics.median(r["cpu_s"] for r in runs)
         rss, tree = max(r["rss"] for r in runs), max(r["tree_rss"] for r in runs)
         verdict = "ok" if s < AIM_S and max(rss, tree) < AIM_BYTES else "missed"
-        print(f"{what:24} {s:7.2f} s  peak RSS {rss / 1e6:6.0f} MB (tree {tree / 1e6:.0f} MB)  "
+        print(f"{what:24} {s:7.2f} s  CPU {cpu:6.1f} s  peak RSS {rss / 1e6:6.0f} MB (tree {tree / 1e6:.0f} MB)  "
               f"wrote {out['files']} files, {out['bytes'] / 1e6:.1f} MB  "
               f"(aim < {AIM_S:g} s, < {AIM_BYTES / 1e9:g} GB: {verdict})")  # fmt: skip
 

@@ -4,7 +4,9 @@ samples as the store's own parts in `data/samples/`, a README with the table ref
 example DuckDB queries that a test runs on the published files.
 
 Every string goes out scrubbed (logbook.chronicle.scrub). Samples hold numbers and a host name
-only, so their parts are copied byte for byte, and rewritten only to anonymize the host.
+only, so their parts are copied byte for byte; to anonymize the host, only the host column's
+dictionary and the footer are rewritten (logbook.chronicle.rename_values), and a part not
+written that way is re-encoded.
 """
 
 from __future__ import annotations
@@ -170,6 +172,15 @@ def _hosts_in(part: Path) -> set[str | None]:
 
 
 def _rewrite_hosts(src: Path, dest: Path, host: Callable[[str | None], str | None]) -> int:
+    """Copy one samples part with its host column mapped: its dictionary renamed, every other
+    byte copied (#16); else re-encoded."""
+    from logbook.chronicle.rename_values import rename_values
+
+    rows = rename_values(src, dest, "host", host)
+    return rows if rows is not None else _reencode_hosts(src, dest, host)
+
+
+def _reencode_hosts(src: Path, dest: Path, host: Callable[[str | None], str | None]) -> int:
     """Copy one samples part with its host column mapped, batch by batch (bounded memory; the
     re-encoding costs about a minute per hundred million rows on two cores)."""
     import pyarrow as pa
