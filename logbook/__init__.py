@@ -37,7 +37,7 @@ def open_store(path: str | None = None) -> Store:
         StoreCorrupt: there is no store there.
         ConfigError: a logbook.toml on the way is malformed.
     """
-    from logbook.config import find_store
+    from logbook.settings import find_store
     from logbook.store import Store
 
     root, source = find_store(path)

@@ -152,7 +152,7 @@ class Recorder:
     # setup -----------------------------------------------------------------------------------
 
     def _open(self, store: str | Path | None) -> None:
-        from logbook.config import find_store
+        from logbook.settings import find_store
         from logbook.store import Store, layout
 
         try:
@@ -573,7 +573,7 @@ def metrics_table(cols: _Columns, names: list[str], attempt_id: str) -> pa.Table
 
 def _detector_settings() -> dict[str, Any]:
     """logbook.toml's [detectors], as `logbook run` reads them; defaults if there is none."""
-    from logbook.config import find_config
+    from logbook.settings import find_config
 
     _, config = find_config()
     table = config.get("detectors", {})

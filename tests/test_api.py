@@ -311,3 +311,33 @@ def test_the_detectors_watch_logged_metrics(tmp_path: Path) -> None:
         tmp_path / "store",
         "select count(*) as n from events where run = 'quiet' and source = 'detector'",
     ) == [{"n": 0}]
+
+
+def test_config_works_after_other_calls_in_a_fresh_process(tmp_path: Path) -> None:
+    # #17: a submodule named `config` replaced the function once anything imported it.
+    script = _script(
+        tmp_path,
+        "order",
+        """
+        import logbook
+        logbook.log({"loss": 2.0}, step=1)
+        logbook.open_store()
+        logbook.note("before the settings", step=1)
+        logbook.config({"optim": {"lr": 3e-4}})
+        """,
+    )
+    env = _env(LOGBOOK_STORE=str(tmp_path / "store"))
+    done = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = _sql(tmp_path / "store", "select name, value from snapshots where kind = 'api_config'")
+    assert rows == [{"name": "optim.lr", "value": "0.0003"}]
+
+
+def test_no_submodule_shadows_a_public_function() -> None:
+    import logbook
+
+    package = Path(logbook.__file__).parent
+    submodules = {p.stem for p in package.glob("*.py")} | {
+        p.name for p in package.iterdir() if (p / "__init__.py").is_file()
+    }
+    assert submodules.isdisjoint(logbook.__all__), submodules & set(logbook.__all__)
