@@ -341,3 +341,87 @@ def test_no_submodule_shadows_a_public_function() -> None:
         p.name for p in package.iterdir() if (p / "__init__.py").is_file()
     }
     assert submodules.isdisjoint(logbook.__all__), submodules & set(logbook.__all__)
+
+
+def test_log_without_a_step_takes_the_next_one_as_wandb_does(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path / "store", "steps")
+    rec.log({"loss": 4.0})  # the first is step 0
+    rec.log({"loss": 3.0})
+    rec.log({"loss": 2.0}, step=10)
+    rec.log({"loss": 1.0})  # the one after the last logged
+    rec.close()
+    rows = _sql(tmp_path / "store", "select step, value from metrics order by time, step")
+    assert rows == [
+        {"step": 0, "value": 4.0},
+        {"step": 1, "value": 3.0},
+        {"step": 10, "value": 2.0},
+        {"step": 11, "value": 1.0},
+    ]
+
+
+def test_nested_dicts_are_flattened_and_lr_is_the_learning_rate(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path / "store", "nested")
+    for step in (1, 2):  # twice: the second call takes the cached path
+        rec.log({"train": {"loss": 1.5, "acc": {"top1": 0.5}}, "lr": 3e-4}, step=step)
+    rec.close()
+    rows = _sql(
+        tmp_path / "store",
+        "select name, list(step order by step) as steps, min(value) as value from metrics "
+        "group by name order by name",
+    )
+    assert rows == [
+        {"name": "learning_rate", "steps": [1, 2], "value": 3e-4},
+        {"name": "train/acc/top1", "steps": [1, 2], "value": 0.5},
+        {"name": "train/loss", "steps": [1, 2], "value": 1.5},
+    ]
+
+
+def test_tags_and_group_are_snapshot_rows(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        "tagged",
+        """
+        import logbook
+        logbook.init(group="sweep-3", tags=["baseline", "bf16"], config={"lr": 3e-4})
+        logbook.log({"loss": 1.0})
+        """,
+    )
+    env = _env(LOGBOOK_STORE=str(tmp_path / "store"))
+    done = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = _sql(
+        tmp_path / "store",
+        "select s.kind, s.value from snapshots s join attempts a using (attempt_id) "
+        "where a.run = 'tagged' and s.kind in ('tag', 'group', 'api_config') order by 1, 2",
+    )
+    assert rows == [
+        {"kind": "api_config", "value": "0.0003"},
+        {"kind": "group", "value": "sweep-3"},
+        {"kind": "tag", "value": "baseline"},
+        {"kind": "tag", "value": "bf16"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ending", "status", "exit_code"),
+    [
+        ("sys.exit(3)", "crashed", 3),
+        ("sys.exit('bad input')", "crashed", 1),
+        ("sys.exit(0)", "completed", 0),
+        ("raise ValueError('no data')", "crashed", 1),
+        ("pass", "completed", 0),
+    ],
+)
+def test_a_standalone_script_is_recorded_with_its_exit_status(
+    tmp_path: Path, ending: str, status: str, exit_code: int
+) -> None:
+    script = _script(
+        tmp_path, "ends", f"import sys, logbook\nlogbook.log({{'loss': 1.0}})\n{ending}\n"
+    )
+    env = _env(LOGBOOK_STORE=str(tmp_path / "store"))
+    done = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True)
+    assert done.returncode == exit_code, done.stderr
+    [row] = _sql(tmp_path / "store", "select status, exit_code, summary from attempts")
+    assert (row["status"], row["exit_code"]) == (status, exit_code)
+    if ending.startswith("sys.exit(3"):
+        assert row["summary"] == "exited with code 3"

@@ -23,7 +23,7 @@ attempt under `logbook run` and start their own attempt otherwise:
 - `train_end` at train end, and an `exception` event when `fit` raises (`on_exception`; for
   Ctrl-C, a warning). Lightning re-raises the exception, so the attempt ends as it would without
   the callback; after Ctrl-C Lightning calls `sys.exit(1)`, which a standalone Recorder records as
-  completed (under `logbook run` the wrapper sees the exit code).
+  crashed with exit code 1 (under `logbook run` the wrapper classifies the exit).
 
 Only global rank zero records (`trainer.is_global_zero`), on top of the Recorder's own rank check.
 Events and their data keys: see logbook.integrations._common.
