@@ -467,6 +467,11 @@ class Recorder:
                 self._start_thread()
 
     def _start_thread(self) -> None:
+        # Writing imports pandas through pyarrow, and pandas a thread pool that registers with
+        # threading's atexit: done first at exit (a short script under `logbook run`), that
+        # fails and the points were dropped. Imported now, it is done.
+        import concurrent.futures.thread  # noqa: F401
+
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._loop, name="logbook-api", daemon=True)
         self._thread.start()

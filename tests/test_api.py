@@ -425,3 +425,57 @@ def test_a_standalone_script_is_recorded_with_its_exit_status(
     assert (row["status"], row["exit_code"]) == (status, exit_code)
     if ending.startswith("sys.exit(3"):
         assert row["summary"] == "exited with code 3"
+
+
+PRINTS_WHAT_IT_LOGS = {
+    # key=value lines with a step: the parser has the step, and rounds the loss to 4 decimals
+    "stepped": """
+        import logbook
+        for step in range(1, 6):
+            loss = 3.0 / (step + 0.123456)
+            logbook.log({"loss": loss, "lr": 3e-4}, step=step)
+            print(f"step={step} loss={loss:.4f} lr=3e-4 tokens_per_s=1000", flush=True)
+    """,
+    # dicts of strings with no step, as the Transformers Trainer prints what it logs
+    "unstepped": """
+        import logbook
+        for step in range(1, 6):
+            loss = 3.0 / (step + 0.123456)
+            logbook.log({"loss": loss, "learning_rate": 3e-4}, step=step)
+            print({"loss": f"{loss:.4g}", "learning_rate": "0.0003", "tokens_per_s": "1000"})
+    """,
+}
+
+
+@pytest.mark.parametrize("style", sorted(PRINTS_WHAT_IT_LOGS))
+def test_printing_what_the_api_logs_records_it_once(tmp_path: Path, style: str) -> None:
+    # #17: the API's point wins over the same value parsed from the output; what only the
+    # output printed (tokens_per_s) is still parsed.
+    script = _script(tmp_path, "echo", PRINTS_WHAT_IT_LOGS[style])
+    store = tmp_path / "store"
+    done = subprocess.run(
+        logbook_cmd("run", "--store", str(store), "--run", "echo", "--", sys.executable, script),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "could not record" not in done.stderr  # a short script's points were dropped at exit
+    rows = _sql(
+        store,
+        "select name, source, count(*) as n, list(step order by step) as steps from metrics "
+        "where name <> 'tokens_per_s' group by all order by name",
+    )
+    assert rows == [
+        {"name": "learning_rate", "source": "api", "n": 5, "steps": [1, 2, 3, 4, 5]},
+        {"name": "loss", "source": "api", "n": 5, "steps": [1, 2, 3, 4, 5]},
+    ]
+    assert _sql(
+        store, "select source, count(*) as n from metrics where name = 'tokens_per_s' group by 1"
+    ) == [{"source": "parser", "n": 5}]
+    # every point stays in the store: all_metrics holds the parsed copies too
+    parsed = _sql(
+        store, "select count(*) as n from all_metrics where source = 'parser' and name = 'loss'"
+    )
+    assert parsed == [{"n": 5}]
