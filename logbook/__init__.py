@@ -9,7 +9,8 @@ TYPE_CHECKING = (
     False  # not typing's: `python -m logbook.pump` imports this package, and typing costs
 )
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
     from typing import Any
 
     from logbook.api import Recorder
@@ -24,6 +25,7 @@ __all__ = [
     "data_mix",
     "event",
     "flush",
+    "init",
     "log",
     "note",
     "open_store",
@@ -37,7 +39,7 @@ def open_store(path: str | None = None) -> Store:
         StoreCorrupt: there is no store there.
         ConfigError: a logbook.toml on the way is malformed.
     """
-    from logbook.config import find_store
+    from logbook.settings import find_store
     from logbook.store import Store
 
     root, source = find_store(path)
@@ -48,8 +50,25 @@ def open_store(path: str | None = None) -> Store:
 # environment (joins the attempt under `logbook run`, else starts one); see logbook.api.
 
 
-def log(values: Mapping[str, float], *, step: int | None = None) -> None:
-    """Record metric values, e.g. `logbook.log({"loss": 2.31}, step=1200)`."""
+def init(
+    run: str | None = None,
+    *,
+    store: str | Path | None = None,
+    group: str | None = None,
+    tags: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
+) -> Recorder:
+    """Start recording as `run` (default: the script's name) in `store`, in `group`, with `tags`
+    and settings `config`, e.g. `logbook.init(group="sweep-3", tags=["baseline"])`. Optional:
+    the other calls start recording on first use."""
+    from logbook.api import init as init_default
+
+    return init_default(run, store=store, group=group, tags=tags, config=config)
+
+
+def log(values: Mapping[str, Any], *, step: int | None = None) -> None:
+    """Record metric values, e.g. `logbook.log({"loss": 2.31}, step=1200)`; without `step`, at the
+    step after the last one logged (0 first), as `wandb.log`; nested dicts flattened with `/`."""
     from logbook.api import get_recorder
 
     get_recorder().log(values, step=step)

@@ -2,7 +2,7 @@
 training process itself.
 
     rec = Recorder()                       # or logbook.log(...), which uses a default Recorder
-    rec.log({"loss": 2.31, "lr": 3e-4}, step=1200)
+    rec.log({"loss": 2.31, "lr": 3e-4}, step=1200)   # without step=: the step after the last
     rec.data_mix({"web": 0.6, "code": 0.4}, step=1200)
 
 Where the rows go:
@@ -12,8 +12,10 @@ Where the rows go:
 - On its own it starts an attempt of `run` (default: the script's stem) after the run's previous
   ones, journaled as running; at `close()` or at exit it journals the end and folds the journal.
   The end is `crashed` when the process ends with an uncaught exception (we chain
-  `sys.excepthook`) — with a `crash` event classified by logbook.forensics — else `completed`. `sys.exit(1)` is not an exception that reaches the hook, so
-  such an ending is recorded as completed.
+  `sys.excepthook`; exit code 1, and a `crash` event classified by logbook.forensics) or with a
+  status other than 0 given to `sys.exit` (which we wrap: atexit is not told the status), else
+  `completed`; the attempt's `exit_code` is the process's. `raise SystemExit(3)` and the `exit()`
+  builtin bypass `sys.exit` and read as 0, and a `sys.exit` the program catches still counts.
 
 Cost: `log` appends to per-column arrays under a lock (no per-point objects); a daemon thread
 writes one Parquet part every FLUSH_S seconds, and a buffer of FLUSH_POINTS points is handed to it
@@ -40,10 +42,10 @@ import time
 import uuid
 import weakref
 from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from logbook.record.attempt import AttemptJournal
     from logbook.store import Store
 
-__all__ = ["Recorder", "get_recorder"]
+__all__ = ["Recorder", "get_recorder", "init"]
 
 FLUSH_S = 5.0  # the writer thread writes what is buffered this often
 FLUSH_POINTS = 250_000  # a buffer this full is handed to the writer at once (bounded memory)
@@ -59,9 +61,13 @@ MAX_NAMES = 10_000  # distinct metric names per recorder; values of more are ski
 HEARTBEAT_S = 15.0
 _NO_STEP = -(2**63)  # null marker inside the int64 step buffer
 _RANK_VARS = ("RANK", "SLURM_PROCID", "LOCAL_RANK")
+# One name for the learning rate whoever records it: the output parser's (`record/parsers.py`
+# ALIASES) and the Transformers Trainer's.
+_METRIC_ALIASES = {"lr": "learning_rate"}
 
 _live: weakref.WeakSet[Recorder] = weakref.WeakSet()
 _crashed: list[BaseException] = []  # the uncaught exception, once the excepthook saw one
+_exit_status: list[int] = []  # what the main thread passed to sys.exit, last call last
 _hooked = False
 
 
@@ -121,6 +127,7 @@ class Recorder:
         self.attempt_id: str = env.get("LOGBOOK_ATTEMPT_ID") or ""
         self.label: str | None = env.get("LOGBOOK_ATTEMPT") if self.attempt_id else None
         self.joined = bool(self.attempt_id)  # under `logbook run`: the wrapper owns the attempt
+        self._last_step = -1  # the step `log` takes next without one is this plus one
         self.skipped = 0  # values that were not numbers, or of names past MAX_NAMES
         self.written = 0  # metric points written
         self.dropped = 0  # metric points lost to a store failure
@@ -152,7 +159,7 @@ class Recorder:
     # setup -----------------------------------------------------------------------------------
 
     def _open(self, store: str | Path | None) -> None:
-        from logbook.config import find_store
+        from logbook.settings import find_store
         from logbook.store import Store, layout
 
         try:
@@ -201,13 +208,17 @@ class Recorder:
 
     # the API ---------------------------------------------------------------------------------
 
-    def log(self, values: Mapping[str, float], *, step: int | None = None) -> None:
-        """Record metric values seen now, at `step` when known."""
+    def log(self, values: Mapping[str, Any], *, step: int | None = None) -> None:
+        """Record metric values seen now, at `step`; without one, at the step after the last one
+        logged (0 first), as `wandb.log` does. Nested dicts are flattened with `/`
+        (`{"train": {"loss": 1.0}}` is `train/loss`), and `lr` is recorded as `learning_rate`, the
+        name the output parser and Transformers give it."""
         if self.store is None or self._closed:
             return
         t = time.time_ns() // 1000
-        s = _NO_STEP if step is None else int(step)
         with self._lock:
+            s = self._last_step + 1 if step is None else int(step)
+            self._last_step = s
             if self._thread is None or self._pid != os.getpid():
                 self._start_thread()
             cols = self._cols
@@ -236,9 +247,11 @@ class Recorder:
             self._backpressure()
 
     def _slow_points(self, values: Mapping[str, Any], cols: _Columns) -> array[int]:
-        """Append the numbers of `values` one by one; cache the keys when all were usable."""
+        """Append the numbers of `values` one by one; cache the keys when all were usable and
+        none nested (the cached path appends `values.values()` as they are)."""
         codes = array("i")
-        for name, value in values.items():
+        flat = _flat_items(values)
+        for name, value in flat:
             if isinstance(value, (str, bytes)) or not isinstance(name, str):
                 self.skipped += 1
                 continue
@@ -249,17 +262,29 @@ class Recorder:
                 continue
             code = self._codes.get(name)
             if code is None:
-                if len(self._names) >= MAX_NAMES:
+                code = self._new_code(name)
+                if code is None:
                     self.skipped += 1
                     continue
-                code = self._codes[name] = len(self._names)
-                self._names.append(name)
             codes.append(code)
             cols.values.append(x)
         cols.codes.extend(codes)
-        if len(codes) == len(values) and len(self._key_cache) < 1000:
+        if len(codes) == len(flat) == len(values) and len(self._key_cache) < 1000:
             self._key_cache[tuple(values)] = codes
         return codes
+
+    def _new_code(self, name: str) -> int | None:
+        """The code of a name not seen before (`lr` shares `learning_rate`'s); None past
+        MAX_NAMES names."""
+        metric = _METRIC_ALIASES.get(name, name)
+        code = self._codes.get(metric)
+        if code is None:
+            if len(self._names) >= MAX_NAMES:
+                return None
+            code = self._codes[metric] = len(self._names)
+            self._names.append(metric)
+        self._codes[name] = code
+        return code
 
     def event(
         self,
@@ -308,21 +333,42 @@ class Recorder:
         """Record settings as snapshot rows of kind `api_config` (apart from `config`, the
         --config file the wrapper compares with the parent attempt), nested keys joined with dots
         and values as JSON; secrets redacted by name."""
-        if self.store is None or self._closed:
-            return
         from logbook.record.hparams import flatten
+
+        pairs = [(k, json.dumps(v, default=str)) for k, v in flatten(values).items()]
+        self._snapshots("api_config", pairs)
+
+    def add_tags(self, *tags: str) -> None:
+        """Tag the attempt: one snapshot row of kind `tag` per tag, its text as the value."""
+        self._snapshots("tag", [("tag", t) for t in self._texts("tags", tags)])
+
+    def set_group(self, group: str) -> None:
+        """Put the attempt in a group (a sweep, an ablation): a snapshot row of kind `group`."""
+        self._snapshots("group", [("group", g) for g in self._texts("group", [group])])
+
+    def _texts(self, what: str, values: Any) -> list[str]:
+        """The strings of `values`; anything else is skipped with a warning."""
+        texts = [v for v in values if isinstance(v, str) and v]
+        if len(texts) != len(values):
+            self._warn(f"{what}: only non-empty strings are recorded; the rest were skipped")
+        return texts
+
+    def _snapshots(self, kind: str, pairs: list[tuple[str, str]]) -> None:
+        """Snapshot rows of `kind` for (name, value) pairs; secrets redacted by name."""
+        if self.store is None or self._closed or not pairs:
+            return
         from logbook.record.redact import redact_value
 
         stamp = _now()
         rows = []
-        for key, value in flatten(values).items():
-            shown, why = redact_value(key, json.dumps(value, default=str))
+        for key, value in pairs:
+            shown, why = redact_value(key, value)
             rows.append(
                 {
                     "run": self.run,
                     "attempt_id": self.attempt_id,
                     "time": stamp,
-                    "kind": "api_config",
+                    "kind": kind,
                     "name": key,
                     "value": shown,
                     "status": "redacted" if why else "ok",
@@ -343,7 +389,12 @@ class Recorder:
         self._drain()
 
     def close(self) -> None:
-        """Flush, and end the attempt when this process started it. Later calls do nothing."""
+        """Flush, and end the attempt when this process started it: completed, or crashed when an
+        exception is on its way out. Later calls do nothing."""
+        self._close(exit_status=None)
+
+    def _close(self, exit_status: int | None) -> None:
+        """`exit_status`: the process's, at exit (0 unless `sys.exit` gave another)."""
         if self.store is None or self._closed:
             return
         if self.skipped:
@@ -360,7 +411,10 @@ class Recorder:
             from logbook.record.ending import end_of_process
 
             fields, crash = end_of_process(
-                _crashed[0] if _crashed else None, self._attempt["start_time"], _now()
+                _crashed[0] if _crashed else None,
+                self._attempt["start_time"],
+                _now(),
+                exit_status=exit_status,
             )
             if crash is not None:
                 self._event("crash", crash[0], severity="error", data=crash[1])
@@ -380,7 +434,7 @@ class Recorder:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
             _crashed.append(exc)
-        self.close()
+        self._close(_exit_code(exc.code) if isinstance(exc, SystemExit) else None)
 
     # internals -------------------------------------------------------------------------------
 
@@ -413,6 +467,11 @@ class Recorder:
                 self._start_thread()
 
     def _start_thread(self) -> None:
+        # Writing imports pandas through pyarrow, and pandas a thread pool that registers with
+        # threading's atexit: done first at exit (a short script under `logbook run`), that
+        # fails and the points were dropped. Imported now, it is done.
+        import concurrent.futures.thread  # noqa: F401
+
         self._pid = os.getpid()
         self._thread = threading.Thread(target=self._loop, name="logbook-api", daemon=True)
         self._thread.start()
@@ -573,11 +632,22 @@ def metrics_table(cols: _Columns, names: list[str], attempt_id: str) -> pa.Table
 
 def _detector_settings() -> dict[str, Any]:
     """logbook.toml's [detectors], as `logbook run` reads them; defaults if there is none."""
-    from logbook.config import find_config
+    from logbook.settings import find_config
 
     _, config = find_config()
     table = config.get("detectors", {})
     return table if isinstance(table, dict) else {}
+
+
+def _flat_items(values: Mapping[str, Any], prefix: str = "") -> list[tuple[Any, Any]]:
+    """(name, value) pairs with nested mappings flattened: {"train": {"loss": 1}} -> train/loss."""
+    out: list[tuple[Any, Any]] = []
+    for name, value in values.items():
+        if isinstance(value, Mapping) and isinstance(name, str):
+            out.extend(_flat_items(value, f"{prefix}{name}/"))
+        else:
+            out.append((f"{prefix}{name}" if prefix and isinstance(name, str) else name, value))
+    return out
 
 
 def _reason(e: BaseException) -> str:
@@ -606,14 +676,37 @@ def _install_hooks() -> None:
         previous(exc_type, exc, tb)
 
     sys.excepthook = hook
+    _watch_sys_exit()
     atexit.register(_close_all)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _watch_sys_exit() -> None:
+    """Note the status the main thread passes to `sys.exit`, for the attempt's end: atexit is not
+    told it. (`raise SystemExit(n)` and the `exit()` builtin pass by; such an end reads as 0.)"""
+    previous = sys.exit
+
+    def exit(status: object = None) -> NoReturn:
+        if threading.current_thread() is threading.main_thread():
+            _exit_status.append(_exit_code(status))
+        previous(status)  # type: ignore[arg-type]  # any object, as sys.exit takes
+
+    exit.__doc__ = previous.__doc__
+    sys.exit = exit
+
+
+def _exit_code(status: object) -> int:
+    """The exit code a process gets from `sys.exit(status)`."""
+    if status is None:
+        return 0
+    return status if isinstance(status, int) else 1
+
+
 def _close_all() -> None:
+    status = _exit_status[-1] if _exit_status else 0
     for rec in list(_live):
-        rec.close()
+        rec._close(exit_status=status)
 
 
 def _after_fork_in_child() -> None:
@@ -638,4 +731,34 @@ def get_recorder() -> Recorder:
             if _default is None:
                 _default = Recorder()
             rec = _default
+    return rec
+
+
+def init(
+    run: str | None = None,
+    *,
+    store: str | Path | None = None,
+    group: str | None = None,
+    tags: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
+) -> Recorder:
+    """Make the default Recorder with `run` and `store` (as `wandb.init`), and record the group,
+    tags and settings. Once the default Recorder exists (an earlier `logbook.*` call made it), its
+    run and store stay; a different one asked for here is a warning."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Recorder(store, run)
+            rec = _default
+        else:
+            rec = _default
+            if run is not None and run != rec.run:
+                rec.warn(f"logbook.init: recording to run {rec.run}, made by an earlier call")
+    if group is not None:
+        rec.set_group(group)
+    if isinstance(tags, str):
+        tags = [tags]
+    rec.add_tags(*tags)
+    if config:
+        rec.config(config)
     return rec

@@ -311,3 +311,171 @@ def test_the_detectors_watch_logged_metrics(tmp_path: Path) -> None:
         tmp_path / "store",
         "select count(*) as n from events where run = 'quiet' and source = 'detector'",
     ) == [{"n": 0}]
+
+
+def test_config_works_after_other_calls_in_a_fresh_process(tmp_path: Path) -> None:
+    # #17: a submodule named `config` replaced the function once anything imported it.
+    script = _script(
+        tmp_path,
+        "order",
+        """
+        import logbook
+        logbook.log({"loss": 2.0}, step=1)
+        logbook.open_store()
+        logbook.note("before the settings", step=1)
+        logbook.config({"optim": {"lr": 3e-4}})
+        """,
+    )
+    env = _env(LOGBOOK_STORE=str(tmp_path / "store"))
+    done = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = _sql(tmp_path / "store", "select name, value from snapshots where kind = 'api_config'")
+    assert rows == [{"name": "optim.lr", "value": "0.0003"}]
+
+
+def test_no_submodule_shadows_a_public_function() -> None:
+    import logbook
+
+    package = Path(logbook.__file__).parent
+    submodules = {p.stem for p in package.glob("*.py")} | {
+        p.name for p in package.iterdir() if (p / "__init__.py").is_file()
+    }
+    assert submodules.isdisjoint(logbook.__all__), submodules & set(logbook.__all__)
+
+
+def test_log_without_a_step_takes_the_next_one_as_wandb_does(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path / "store", "steps")
+    rec.log({"loss": 4.0})  # the first is step 0
+    rec.log({"loss": 3.0})
+    rec.log({"loss": 2.0}, step=10)
+    rec.log({"loss": 1.0})  # the one after the last logged
+    rec.close()
+    rows = _sql(tmp_path / "store", "select step, value from metrics order by time, step")
+    assert rows == [
+        {"step": 0, "value": 4.0},
+        {"step": 1, "value": 3.0},
+        {"step": 10, "value": 2.0},
+        {"step": 11, "value": 1.0},
+    ]
+
+
+def test_nested_dicts_are_flattened_and_lr_is_the_learning_rate(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path / "store", "nested")
+    for step in (1, 2):  # twice: the second call takes the cached path
+        rec.log({"train": {"loss": 1.5, "acc": {"top1": 0.5}}, "lr": 3e-4}, step=step)
+    rec.close()
+    rows = _sql(
+        tmp_path / "store",
+        "select name, list(step order by step) as steps, min(value) as value from metrics "
+        "group by name order by name",
+    )
+    assert rows == [
+        {"name": "learning_rate", "steps": [1, 2], "value": 3e-4},
+        {"name": "train/acc/top1", "steps": [1, 2], "value": 0.5},
+        {"name": "train/loss", "steps": [1, 2], "value": 1.5},
+    ]
+
+
+def test_tags_and_group_are_snapshot_rows(tmp_path: Path) -> None:
+    script = _script(
+        tmp_path,
+        "tagged",
+        """
+        import logbook
+        logbook.init(group="sweep-3", tags=["baseline", "bf16"], config={"lr": 3e-4})
+        logbook.log({"loss": 1.0})
+        """,
+    )
+    env = _env(LOGBOOK_STORE=str(tmp_path / "store"))
+    done = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = _sql(
+        tmp_path / "store",
+        "select s.kind, s.value from snapshots s join attempts a using (attempt_id) "
+        "where a.run = 'tagged' and s.kind in ('tag', 'group', 'api_config') order by 1, 2",
+    )
+    assert rows == [
+        {"kind": "api_config", "value": "0.0003"},
+        {"kind": "group", "value": "sweep-3"},
+        {"kind": "tag", "value": "baseline"},
+        {"kind": "tag", "value": "bf16"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ending", "status", "exit_code"),
+    [
+        ("sys.exit(3)", "crashed", 3),
+        ("sys.exit('bad input')", "crashed", 1),
+        ("sys.exit(0)", "completed", 0),
+        ("raise ValueError('no data')", "crashed", 1),
+        ("pass", "completed", 0),
+    ],
+)
+def test_a_standalone_script_is_recorded_with_its_exit_status(
+    tmp_path: Path, ending: str, status: str, exit_code: int
+) -> None:
+    script = _script(
+        tmp_path, "ends", f"import sys, logbook\nlogbook.log({{'loss': 1.0}})\n{ending}\n"
+    )
+    env = _env(LOGBOOK_STORE=str(tmp_path / "store"))
+    done = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True)
+    assert done.returncode == exit_code, done.stderr
+    [row] = _sql(tmp_path / "store", "select status, exit_code, summary from attempts")
+    assert (row["status"], row["exit_code"]) == (status, exit_code)
+    if ending.startswith("sys.exit(3"):
+        assert row["summary"] == "exited with code 3"
+
+
+PRINTS_WHAT_IT_LOGS = {
+    # key=value lines with a step: the parser has the step, and rounds the loss to 4 decimals
+    "stepped": """
+        import logbook
+        for step in range(1, 6):
+            loss = 3.0 / (step + 0.123456)
+            logbook.log({"loss": loss, "lr": 3e-4}, step=step)
+            print(f"step={step} loss={loss:.4f} lr=3e-4 tokens_per_s=1000", flush=True)
+    """,
+    # dicts of strings with no step, as the Transformers Trainer prints what it logs
+    "unstepped": """
+        import logbook
+        for step in range(1, 6):
+            loss = 3.0 / (step + 0.123456)
+            logbook.log({"loss": loss, "learning_rate": 3e-4}, step=step)
+            print({"loss": f"{loss:.4g}", "learning_rate": "0.0003", "tokens_per_s": "1000"})
+    """,
+}
+
+
+@pytest.mark.parametrize("style", sorted(PRINTS_WHAT_IT_LOGS))
+def test_printing_what_the_api_logs_records_it_once(tmp_path: Path, style: str) -> None:
+    # #17: the API's point wins over the same value parsed from the output; what only the
+    # output printed (tokens_per_s) is still parsed.
+    script = _script(tmp_path, "echo", PRINTS_WHAT_IT_LOGS[style])
+    store = tmp_path / "store"
+    done = subprocess.run(
+        logbook_cmd("run", "--store", str(store), "--run", "echo", "--", sys.executable, script),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "could not record" not in done.stderr  # a short script's points were dropped at exit
+    rows = _sql(
+        store,
+        "select name, source, count(*) as n, list(step order by step) as steps from metrics "
+        "where name <> 'tokens_per_s' group by all order by name",
+    )
+    assert rows == [
+        {"name": "learning_rate", "source": "api", "n": 5, "steps": [1, 2, 3, 4, 5]},
+        {"name": "loss", "source": "api", "n": 5, "steps": [1, 2, 3, 4, 5]},
+    ]
+    assert _sql(
+        store, "select source, count(*) as n from metrics where name = 'tokens_per_s' group by 1"
+    ) == [{"source": "parser", "n": 5}]
+    # every point stays in the store: all_metrics holds the parsed copies too
+    parsed = _sql(
+        store, "select count(*) as n from all_metrics where source = 'parser' and name = 'loss'"
+    )
+    assert parsed == [{"n": 5}]

@@ -493,3 +493,44 @@ def test_checkpoints_in_the_wrappers_folder_are_left_to_it(
     callback.recorder.close()
     [event] = _events(store, "checkpoint")
     assert event["data"]["path"] == str(elsewhere / "step-5") and event["data"]["size_bytes"] == 10
+
+
+@pytest.mark.filterwarnings(_LEAFSPEC)
+@pytest.mark.filterwarnings("ignore:The '\\w+_dataloader' does not have many workers")
+def test_lightning_logger_records_what_lightning_logs(tmp_path: Path) -> None:
+    pl = _lightning()
+    from lightning.pytorch.loggers import CSVLogger
+
+    from logbook.integrations.lightning import LogbookCallback, LogbookLogger
+
+    store = tmp_path / "store"
+    rec = Recorder(store, "lit")
+    ours, csv = LogbookLogger(rec), CSVLogger(tmp_path / "logs")
+    trainer = pl.Trainer(
+        max_steps=6,
+        accelerator="cpu",
+        logger=[ours, csv],
+        log_every_n_steps=2,
+        enable_checkpointing=False,
+        callbacks=[LogbookCallback(rec)],  # beside the logger: no second copy of the metrics
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(_module(pl), _loader(), _loader())
+    rec.close()
+
+    assert trainer.logger is ours
+    lines = (Path(csv.log_dir) / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    csv_loss = {
+        int(row[header.index("step")]): float(row[header.index("train_loss")])
+        for row in (line.split(",") for line in lines[1:])
+        if row[header.index("train_loss")]
+    }
+    got = _sql(store, "select step, value from metrics where name = 'train_loss' order by step")
+    # A logger records the step Lightning gives its loggers, as the CSV logger does.
+    assert {r["step"]: r["value"] for r in got} == pytest.approx(csv_loss)
+    assert len(got) == len(csv_loss) == 3
+    config = _config(store)
+    assert (config["lr"], config["width"]) == (0.05, 4)  # log_hyperparams
+    assert _sql(store, "select status from attempts") == [{"status": "completed"}]

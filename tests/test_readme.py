@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from logbook.config import find_store, load_toml
+from logbook.settings import find_store, load_toml
 from logbook.store import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +185,7 @@ def test_every_command_is_in_the_readme() -> None:
 
 # logbook.toml ---------------------------------------------------------------------------------
 
-# The tables logbook reads: [store] (logbook/config.py), [run], [crash] and [detectors]
+# The tables logbook reads: [store] (logbook/settings.py), [run], [crash] and [detectors]
 # (logbook/cli/commands_run.py), [hooks] (logbook/supervisor/hook_runner.py), [cost] and [compute]
 # (logbook/cost/settings.py). Every other table would be ignored, so documenting one is a mistake.
 TABLES = {"store", "run", "hooks", "crash", "detectors", "cost", "compute"}

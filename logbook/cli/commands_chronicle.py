@@ -56,8 +56,8 @@ def chronicle(
         logbook chronicle gpt --out site/ --anonymize --metric loss --metric grad_norm
     """
     from logbook.chronicle.build import build
-    from logbook.config import find_config
     from logbook.cost import resolve_settings
+    from logbook.settings import find_config
 
     config_path, config = find_config()
     settings = resolve_settings({}, config, config_path)

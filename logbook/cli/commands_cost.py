@@ -70,8 +70,8 @@ def cost(
         logbook cost gpt --gpu-price 2.10 --pue 1.1 --carbon-intensity 57 --format json
         logbook cost gpt --params 7B --tokens-per-step 4M
     """
-    from logbook.config import find_config
     from logbook.cost import basis_notes, cost_report, resolve_settings
+    from logbook.settings import find_config
 
     config_path, config = find_config()
     flags = {

@@ -33,8 +33,8 @@ def import_(
     \b
         logbook import examples/opt-history.jsonl --run opt-175b
     """
-    from logbook.config import find_store
     from logbook.importing import import_file
+    from logbook.settings import find_store
     from logbook.store import Store
 
     root, source = find_store(store)

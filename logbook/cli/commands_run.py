@@ -186,7 +186,7 @@ def run(
     attempt's exit code (128+N if signal N ended it).
     """
     from logbook import supervisor
-    from logbook.config import find_config, find_store
+    from logbook.settings import find_config, find_store
 
     root, source = find_store(store)
     config_path, config = find_config()
@@ -214,9 +214,9 @@ def resolve_run_settings(
     config_path: Path | None,
 ) -> dict[str, Any]:
     """Flags over logbook.toml's [run] table over defaults; errors before anything starts."""
-    from logbook.config import parse_duration
     from logbook.errors import ConfigError
     from logbook.forensics.rules import load_rules
+    from logbook.settings import parse_duration
     from logbook.supervisor.hook_runner import check_hooks, hooks_from_config, parse_hook_option
     from logbook.supervisor.policy import RestartPolicy
 

@@ -79,8 +79,8 @@ def watch(
         logbook watch gpt --every 5s --target-steps 100000
         logbook watch gpt --once
     """
-    from logbook.config import parse_duration
     from logbook.query.watch import watch_state
+    from logbook.settings import parse_duration
 
     try:
         every_s = parse_duration(every, what="--every")

@@ -39,7 +39,7 @@ def format_option(f: F) -> F:
 
 def open_store(path: Path | None, *, create: bool = False):  # type: ignore[no-untyped-def]
     """The store the options name (see store_option), opened."""
-    from logbook.config import find_store
+    from logbook.settings import find_store
     from logbook.store import Store
 
     root, source = find_store(path)

@@ -1,8 +1,16 @@
-"""PyTorch Lightning: `LogbookCallback` records a `Trainer`'s training.
+"""PyTorch Lightning: `LogbookLogger` is a Lightning logger, `LogbookCallback` records the rest.
 
-    from logbook.integrations.lightning import LogbookCallback
+    from logbook.integrations.lightning import LogbookCallback, LogbookLogger
 
-    trainer = lightning.pytorch.Trainer(max_epochs=3, callbacks=[LogbookCallback()])
+    trainer = lightning.pytorch.Trainer(logger=LogbookLogger(), callbacks=[LogbookCallback()])
+
+`LogbookLogger` does what a Lightning logger does (`Trainer(logger=...)`, alone or in a list
+with others): `log_metrics` records what Lightning logs at the step Lightning gives its loggers
+(as CSVLogger does: the count of optimizer steps before the one that logged), `log_hyperparams` the
+hyperparameters as `config` snapshot rows, `save` and `finalize` write what is buffered. Its
+`name` is "logbook" and its `version` the attempt's label, which name the checkpoint folder when it
+is the first logger. The callback, beside it or alone, records the rest (below); beside a
+`LogbookLogger` it leaves the metrics to the logger.
 
 Works with the `lightning` package (`lightning.pytorch`), else with `pytorch_lightning`. What it
 records, through logbook's default Recorder (or the one given), so the rows join the wrapper's
@@ -23,7 +31,7 @@ attempt under `logbook run` and start their own attempt otherwise:
 - `train_end` at train end, and an `exception` event when `fit` raises (`on_exception`; for
   Ctrl-C, a warning). Lightning re-raises the exception, so the attempt ends as it would without
   the callback; after Ctrl-C Lightning calls `sys.exit(1)`, which a standalone Recorder records as
-  completed (under `logbook run` the wrapper sees the exit code).
+  crashed with exit code 1 (under `logbook run` the wrapper classifies the exit).
 
 Only global rank zero records (`trainer.is_global_zero`), on top of the Recorder's own rank check.
 Events and their data keys: see logbook.integrations._common.
@@ -54,7 +62,7 @@ from logbook.integrations._common import CallbackBase, guarded, numbers
 if TYPE_CHECKING:
     from logbook.api import Recorder
 
-__all__ = ["LogbookCallback"]
+__all__ = ["LogbookCallback", "LogbookLogger"]
 
 _MTIME_SLACK_NS = 2_000_000_000  # file systems with coarse timestamps: a file may look 1-2 s older
 
@@ -89,7 +97,7 @@ class LogbookCallback(pl.Callback, CallbackBase):
         loggers = list(trainer.loggers)
         # Only beside loggers the user has: one of ours alone would become `trainer.logger` and
         # change what Lightning does (hparams checks, warnings, LearningRateMonitor's refusal).
-        if loggers and not any(isinstance(lg, _Relay) for lg in loggers):
+        if loggers and not any(isinstance(lg, (_Relay, LogbookLogger)) for lg in loggers):
             trainer.loggers = [*loggers, _Relay(self, loggers[0])]
 
     @guarded
@@ -267,3 +275,59 @@ class _Relay(Logger):
         state = self.__dict__.copy()
         state.update(_owner=None, _first=None)
         return state
+
+
+class LogbookLogger(Logger, CallbackBase):
+    """A Lightning logger that records through logbook; see the module docstring.
+
+    Args:
+        recorder: where rows go; default: logbook's default Recorder (shared with `logbook.log`).
+    """
+
+    framework = "lightning"
+
+    def __init__(self, recorder: Recorder | None = None) -> None:
+        Logger.__init__(self)
+        CallbackBase.__init__(self, recorder)
+
+    @property
+    def name(self) -> str:
+        return "logbook"
+
+    @property
+    def version(self) -> str:  # type: ignore[override]  # the logger's, not the framework's
+        return self.recorder.label or "0"
+
+    @property
+    def save_dir(self) -> str | None:
+        return None  # checkpoints under the Trainer's default_root_dir
+
+    @pl.utilities.rank_zero_only
+    def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+        try:
+            self.recorder.log(numbers(metrics), step=step)
+        except Exception as e:
+            self.failed("log_metrics", e)
+
+    @pl.utilities.rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            values = params if isinstance(params, dict) else vars(params)
+            self.recorder.config(dict(values))
+        except Exception as e:
+            self.failed("log_hyperparams", e)
+
+    def save(self) -> None:
+        self._flush("save")
+
+    def finalize(self, status: str) -> None:
+        self._flush("finalize")
+
+    def _flush(self, hook: str) -> None:
+        try:
+            self.recorder.flush()
+        except Exception as e:
+            self.failed(hook, e)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return CallbackBase.__getstate__(self)

@@ -2,7 +2,9 @@
 
 Every table in schemas/ is a view of the same name. `attempts` keeps the newest row of each
 attempt (its current state); `attempt_changes` holds every row; `nodes` and `node_changes` do the
-same for the hosts of a launch over several; `runs` keeps the first row of each run. Reports bind user values as parameters; none is pasted into SQL.
+same for the hosts of a launch over several; `runs` keeps the first row of each run; `metrics`
+leaves out the points parsed from the output that repeat a point of the Python API (see
+METRICS_VIEW), and `all_metrics` holds every point. Reports bind user values as parameters; none is pasted into SQL.
 """
 
 from __future__ import annotations
@@ -25,6 +27,29 @@ if TYPE_CHECKING:
 _STATUS_RANK = "case status when 'running' then 0 else 1 end"
 # Tables of states appended over time: the view of the table's name keeps the newest row of each.
 _CHANGES = {"attempts": "attempt_changes", "nodes": "node_changes"}
+# Every metric point recorded; the `metrics` view leaves out the output's copies of API points.
+_RAW = {**_CHANGES, "metrics": "all_metrics"}
+# A point the output printed is the API's point printed (#17) when it is of the same attempt,
+# name and step, and agrees to the digits printed (0.5%: three significant digits, as the
+# shortest trainers print); or when it has no step and the API records that name in the attempt
+# (the Transformers Trainer prints every dict it logs, with no step). The API's point is kept: it
+# has the exact value and the trainer's step. NaN agrees with NaN.
+METRICS_VIEW = """
+    create view metrics as
+    select * from all_metrics where source is distinct from 'parser'
+    union all
+    select * from all_metrics m where m.source = 'parser'
+      and not exists (
+        select 1 from all_metrics a
+        where a.source = 'api' and a.run = m.run and a.attempt_id = m.attempt_id
+          and a.name = m.name and a.step = m.step
+          and (a.value = m.value or abs(a.value - m.value) <= 0.005 * abs(a.value)
+               or (isnan(a.value) and isnan(m.value))))
+      and (m.step is not null or not exists (
+        select 1 from all_metrics a
+        where a.source = 'api' and a.run = m.run and a.attempt_id = m.attempt_id
+          and a.name = m.name))
+"""
 
 
 def connect(store: Store, run: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -59,7 +84,7 @@ def _connection() -> duckdb.DuckDBPyConnection:
     con.execute("set enable_progress_bar = false")  # a library prints nothing (long scans drew one)
     _load(con, Snapshot({t: [] for t in schemas.tables()}, {t: [] for t in schemas.tables()}))
     for table in schemas.tables():
-        _create_view(con, table, _CHANGES.get(table, table))
+        _create_view(con, table, _RAW.get(table, table))
     for table, key, replace in (
         ("attempts", "attempt_id", f" replace ({lineages.LINEAGE} as lineage)"),
         ("nodes", "attempt_id, node", ""),
@@ -69,6 +94,7 @@ def _connection() -> duckdb.DuckDBPyConnection:
             f"row_number() over (partition by {key} order by recorded_at desc, "
             f"{_STATUS_RANK} desc) as _n from {_CHANGES[table]}) where _n = 1"
         )
+    con.execute(METRICS_VIEW)
     for sql in _DERIVED_VIEWS:
         con.execute(sql)
     con.execute("set enable_external_access = false")

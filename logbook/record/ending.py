@@ -91,11 +91,17 @@ def judge(
 
 
 def end_of_process(
-    crashed: BaseException | None, start: datetime, end: datetime
+    crashed: BaseException | None,
+    start: datetime,
+    end: datetime,
+    *,
+    exit_status: int | None = None,
 ) -> tuple[dict[str, Any], tuple[str, dict[str, Any]] | None]:
     """The end of an attempt a Python process recorded itself (the Python API on its own): crashed
-    when an uncaught exception ended it, else completed (`sys.exit(1)` reaches no hook, so it reads
-    as completed). Returns the end fields and, for a crash, the crash event's (message, data)."""
+    when an uncaught exception ended it (exit code 1) or it exited with a status other than 0,
+    else completed. `exit_status`: the process's, when it is exiting (None: ended by `close()`
+    with the process still running, so no exit code). Returns the end fields and, for an
+    exception, the crash event's (message, data)."""
     crash = None
     if crashed is not None:
         from logbook.forensics.exceptions import describe_exception
@@ -104,12 +110,20 @@ def end_of_process(
             crash = describe_exception(crashed)
         except Exception:  # a description that fails still leaves the crash on record
             crash = None
-    summary = crash[0] if crash else f"uncaught {type(crashed).__name__}" if crashed else None
+        exit_status = 1  # what Python exits with after an uncaught exception
+    failed = crashed is not None or bool(exit_status)
+    if crashed is not None:
+        summary: str | None = crash[0] if crash else f"uncaught {type(crashed).__name__}"
+        crash_class = crash[1].get("class") if crash else None
+    else:
+        summary = f"exited with code {exit_status}" if failed else None
+        crash_class = "unknown" if failed else None  # as the wrapper classes a bare exit code
     fields = {
-        "status": "crashed" if crashed is not None else "completed",
+        "status": "crashed" if failed else "completed",
         "end_time": end,
         "duration_s": (end - start).total_seconds(),
-        "crash_class": crash[1].get("class") if crash else None,
+        "exit_code": exit_status,
+        "crash_class": crash_class,
         "summary": summary,
         "recorded_at": end,
     }

@@ -33,7 +33,7 @@ def load_config(path: Path, *, what: str = "--config") -> dict[str, Any]:
         if suffix == ".json":
             doc = json.loads(text)
         elif suffix == ".toml":
-            from logbook.config import load_toml
+            from logbook.settings import load_toml
 
             return load_toml(path)
         else:  # .yaml, .yml and anything else: YAML is a superset of JSON

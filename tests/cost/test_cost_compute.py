@@ -85,7 +85,7 @@ def test_where_n_comes_from(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert n()[0] == pytest.approx(7e9)  # logbook.config over the config file
     assert "N = 7e+09 (api_config model.num_parameters)" in n()[1]
     (tmp_path / "logbook.toml").write_text("[compute]\nparams = '5B'\ntokens-per-step = 2000\n")
-    from logbook.config import find_config
+    from logbook.settings import find_config
 
     monkeypatch.chdir(tmp_path)
     path, config = find_config()

@@ -164,7 +164,7 @@ def test_duplicate_user_ids() -> None:
 
 
 def test_rules_from_a_logbook_toml(tmp_path: Path) -> None:
-    from logbook.config import load_toml
+    from logbook.settings import load_toml
 
     toml = tmp_path / "logbook.toml"
     toml.write_text(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from logbook.config import find_store
 from logbook.errors import ConfigError
+from logbook.settings import find_store
 
 
 def test_order_of_places(tmp_path: Path) -> None:
