@@ -4,7 +4,7 @@ Linear regression on random tensors; it logs train_loss every --log-every steps,
 --ckpt-every steps into --out, resumes from the last checkpoint there, and fails on purpose at
 --crash-at N in its first launch (LOGBOOK_RESTART_COUNT unset or 0):
 
-    pip install 'training-logbook[integrations]'       # torch, lightning, transformers
+    pip install torch lightning   (torch: the build for your CUDA, or the CPU one)
     logbook run --run lit -- python examples/train_lightning.py
     logbook run --run lit --restarts 1 -- python examples/train_lightning.py --crash-at 30
     logbook events lit

@@ -473,7 +473,7 @@ def test_importing_without_the_library_says_what_to_install(
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"ImportError: logbook.integrations.{module} needs ")
-    assert hint in last and "training-logbook[integrations]" in last
+    assert hint in last and "(after the torch build you choose)" in last
 
 
 def test_checkpoints_in_the_wrappers_folder_are_left_to_it(

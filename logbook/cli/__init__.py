@@ -58,6 +58,7 @@ COMMAND_MODULES = {
     "chronicle": "commands_chronicle",
     "watch": "commands_watch",
     "demo": "commands_demo",
+    "hooks": "commands_hooks",
 }
 
 

@@ -110,7 +110,7 @@ def event_add(
 @click.command()
 @click.argument("run_name", metavar="RUN")
 @click.option("--kind", "kinds", metavar="KINDS", help="Only these kinds (comma-separated).")
-@click.option("--limit", type=int, help="Only the last N.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the last N.")
 @store_option
 @format_option
 def events(

@@ -87,7 +87,10 @@ COMMANDS.append(incidents)
 @click.argument("run_name", metavar="RUN")
 @click.option("--name", "names", metavar="NAMES", help="Only these metrics (comma-separated).")
 @click.option(
-    "--every", type=int, metavar="N", help="One point per N steps (the last in each bucket)."
+    "--every",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="One point per N steps: the last of steps 1..N, N+1..2N, ... (step 0 alone).",
 )
 @click.option("--attempt", metavar="LABEL", help="Only this attempt.")
 @store_option

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from logbook.cli.options import store_option
+from logbook.cli.options import DURATION, store_option
 
 _RUN_SETTINGS = (
     "config",
@@ -63,11 +63,15 @@ _RUN_SETTINGS = (
 @click.option("--no-restart-on", metavar="CLASSES", help="Classes never to relaunch after.")
 @click.option(
     "--backoff",
+    type=DURATION,
     metavar="DURATION",
     help="Wait before the first relaunch; doubles while failures make no progress. [default: 10s]",
 )
 @click.option(
-    "--backoff-max", metavar="DURATION", help="Longest wait between relaunches. [default: 5m]"
+    "--backoff-max",
+    type=DURATION,
+    metavar="DURATION",
+    help="Longest wait between relaunches. [default: 5m]",
 )
 @click.option(
     "--max-same-failures",
@@ -78,6 +82,7 @@ _RUN_SETTINGS = (
 )
 @click.option(
     "--hang-timeout",
+    type=DURATION,
     metavar="DURATION",
     help="No output and no new step for this long is a hang "
     "(e.g. 30m): recorded, on_hang hooks run, the command is stopped.",
@@ -103,6 +108,7 @@ _RUN_SETTINGS = (
 )
 @click.option(
     "--catch-up",
+    type=DURATION,
     metavar="DURATION",
     help="How long logbook run may parse the output after the command ends, at most 1s (the "
     "exit is never held longer); a rest that cannot be parsed in that time is not begun. What is "
@@ -145,12 +151,14 @@ _RUN_SETTINGS = (
 )
 @click.option(
     "--grace",
+    type=DURATION,
     metavar="DURATION",
     help="Between passing on SIGINT/SIGTERM/SIGHUP (or a hang) and killing "
     "the command's group. [default: 20s]",
 )
 @click.option(
     "--sample-every",
+    type=DURATION,
     metavar="DURATION",
     help="Read the command's processes, the host and the GPUs this often into the samples "
     "table; 0 turns it off, less than 0.5s is refused. [default: 10s]",
@@ -288,7 +296,12 @@ def resolve_run_settings(
         raise ConfigError(f"{where}: checkpoint-pattern must be a glob or a list of globs")
     from logbook.telemetry import check_every
 
-    sample_every = check_every(duration("sample_every", "10s") or 0.0)
+    try:
+        sample_every = check_every(duration("sample_every", "10s") or 0.0)
+    except ConfigError as e:
+        if flags.get("sample_every") is None:
+            raise
+        raise click.BadParameter(str(e), param_hint="'--sample-every'") from e  # exit 2 (#17)
     gpu_price = get("gpu_price", None)
     if gpu_price is not None:
         gpu_price = _price(gpu_price)

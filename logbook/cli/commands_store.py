@@ -27,7 +27,7 @@ def doctor(dry_run: bool, store: Path | None, fmt: str) -> None:
     from logbook.store import doctor as doc
 
     s = open_store(store)
-    click.echo(f"store: {s.root} (from {s.source})", err=True)
+    click.echo(f"store: {s.root} ({_whence(s.source)})", err=True)
     problems = doc.examine(s, fix=not dry_run)
     if not problems:
         click.echo("no problems found", err=True)
@@ -64,6 +64,12 @@ def compact(store: Path | None) -> None:
         click.echo(f"Note: {note}", err=True)
     for s in result.skipped:
         click.echo(f"Warning: skipped {s}", err=True)
+
+
+def _whence(source: str) -> str:
+    """Where the store came from, as a phrase: 'from --store', 'from /x/logbook.toml', but 'found
+    walking up from /y' as it is (#17: it read "from found walking up")."""
+    return source if source.startswith(("found ", "default")) else f"from {source}"
 
 
 COMMANDS = [doctor, compact]

@@ -37,6 +37,29 @@ def format_option(f: F) -> F:
     )(f)
 
 
+class _Duration(click.ParamType):
+    """A flag's duration ('90', '90s', '30m', '1h30m') in seconds. A bad one is a usage error, exit 2,
+    as click's own value errors are (#17); the same value from logbook.toml is a ConfigError (1)."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        from logbook.config import parse_duration
+        from logbook.errors import ConfigError
+
+        try:
+            return parse_duration(value)
+        except ConfigError as e:
+            self.fail(str(e).removeprefix("duration: "), param, ctx)
+
+
+DURATION = _Duration()
+
+
 def open_store(path: Path | None, *, create: bool = False):  # type: ignore[no-untyped-def]
     """The store the options name (see store_option), opened."""
     from logbook.settings import find_store

@@ -54,7 +54,7 @@ except ImportError as e:
     except ImportError:  # pragma: no cover - exercised in a process without lightning
         raise ImportError(
             "logbook.integrations.lightning needs PyTorch Lightning: pip install lightning "
-            f"(or pip install 'training-logbook[integrations]'); importing it failed: {e}"
+            f"(after the torch build you choose); importing it failed: {e}"
         ) from e
 
 from logbook.integrations._common import CallbackBase, guarded, numbers

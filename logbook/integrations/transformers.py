@@ -35,7 +35,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised in a process without transformers
     raise ImportError(
         "logbook.integrations.transformers needs Hugging Face Transformers: "
-        "pip install transformers accelerate (or pip install 'training-logbook[integrations]'); "
+        "pip install transformers accelerate (after the torch build you choose); "
         f"importing it failed: {e}"
     ) from e
 

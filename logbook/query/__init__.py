@@ -545,17 +545,20 @@ def read_metrics(
     every: int | None = None,
     attempt: str | None = None,
 ) -> pa.Table:
-    """A run's metrics, oldest step first; with `every`, the last value in each bucket of that many steps.
+    """A run's metrics, oldest step first; with `every`, the last value in each bucket of that many
+    steps, the buckets ending on its multiples (steps 1..20, 21..40 for 20; step 0 alone).
 
     Raises:
         NoSuchRun: the store has no such run.
-        LogbookError: `every` is not positive.
+        LogbookError: `every` is not positive, or the run has no attempt `attempt`.
     """
     from logbook.errors import LogbookError
 
     store.check_run(run)
     if every is not None and every < 1:
         raise LogbookError("--every must be at least 1")
+    if attempt is not None:
+        read_attempt(store, run, attempt)  # an unknown label is an error, not an empty answer (#17)
     where = (
         "m.run = $run and (len($names) = 0 or list_contains($names, m.name)) "
         "and ($attempt is null or a.label = $attempt)"
@@ -569,7 +572,7 @@ def read_metrics(
         params["every"] = every
         sql = (
             f"select attempt, max(step) as step, name, arg_max(value, coalesce(step, 0)) as value, "
-            f"max(time) as time from ({base}) group by attempt, name, step // $every "
+            f"max(time) as time from ({base}) group by attempt, name, (step + $every - 1) // $every "
             "order by min(time), step, name"
         )
     else:

@@ -147,6 +147,7 @@ def list_events(
 
     Raises:
         NoSuchRun: the run is unknown.
+        LogbookError: a kind in `kinds` is on no event of the store (a typo answers nothing).
     """
     from logbook import query
     from logbook.query import precision
@@ -154,6 +155,7 @@ def list_events(
     store.check_run(run)
     if limit is not None and limit < 1:
         raise LogbookError("--limit must be at least 1")
+    _check_kinds(store, kinds)
     sql = (
         "select e.time, a.label as attempt, e.step, e.kind, e.severity, e.source, e.message, "
         f"{precision.known_to('e.time')} as known_to "
@@ -166,3 +168,20 @@ def list_events(
         sql = f"select * from ({sql}) offset greatest(0, (select count(*) from ({sql})) - $limit)"
         params["limit"] = limit
     return query.run_sql(store, sql, params)
+
+
+def _check_kinds(store: Store, kinds: Sequence[str]) -> None:
+    """Raise LogbookError for a kind no event of the store has: kinds are open (`event add`), so the
+    store's own are the list to check a filter against; one of another run's is fine (#17)."""
+    from logbook import query
+
+    if not kinds:
+        return
+    known = query.run_sql(store, "select distinct kind from events order by kind").column(0)
+    missing = [k for k in kinds if k not in set(known.to_pylist())]
+    if missing:
+        names = ", ".join(f'"{k}"' for k in missing)
+        raise LogbookError(
+            f"no event of kind {names} in {store.root} "
+            f"(kinds on record: {', '.join(known.to_pylist()) or 'none yet'})"
+        )

@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from logbook.repro.script import (
@@ -34,7 +35,22 @@ _SESSION_NAMES = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "HOSTNAME"}
     | {"DISPLAY", "TMPDIR", "MAIL", "VIRTUAL_ENV", "COLUMNS", "LINES", "PS1"}
 )
-_SESSION_PREFIXES = ("LOGBOOK_", "SSH_", "XDG_")
+# And those of the terminal, the desktop and the shell's tools, which no training reads (#17).
+_SESSION_NAMES |= {"LS_COLORS", "LSCOLORS", "COLORTERM", "WINDOWID", "DBUS_SESSION_BUS_ADDRESS"}
+_SESSION_NAMES |= {"EDITOR", "VISUAL", "PAGER", "LESS", "LESSOPEN", "LESSCLOSE", "MANPATH"}
+_SESSION_NAMES |= {"TMUX", "TMUX_PANE", "STY", "WAYLAND_DISPLAY", "XAUTHORITY", "DESKTOP_SESSION"}
+_SESSION_NAMES |= {"GPG_TTY", "GPG_AGENT_INFO", "MOTD_SHOWN", "PROMPT_COMMAND", "INVOCATION_ID"}
+_SESSION_NAMES |= {"JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "HISTFILE", "HISTSIZE", "HISTCONTROL"}
+_SESSION_PREFIXES: tuple[str, ...] = (
+    "LOGBOOK_",
+    "SSH_",
+    "XDG_",
+    "TERM_PROGRAM",
+    "VSCODE_",
+    "KITTY_",
+    "ITERM_",
+)
+_SESSION_PREFIXES += ("GNOME_", "KDE_", "SUDO_", "CONDA_PROMPT")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # PEP 508 names and PEP 440-ish versions: anything else pip could read as an option.
 _PACKAGE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -205,7 +221,7 @@ def recipe(store: Store, run: str, label: str) -> Recipe:
         row = snaps.get((kind, name))
         return row["value"] if row and row["status"] != "unknown" else None
 
-    git = _git_state(snaps, missing)
+    git = _git_state(snaps, missing, store.root)
     python = {k: v for k in ("version", "executable") if (v := ok("python", k)) is not None}
     packages: dict[str, str] = {}
     from_source: dict[str, str] = {}
@@ -308,7 +324,7 @@ def attempt_snapshots(store: Store, attempt: dict[str, Any]) -> dict[tuple[str, 
     return {(r["kind"], r["name"]): r for r in rows if r["host"] in (host, None)}
 
 
-def _git_state(snaps: dict[tuple[str, str], Any], missing: list[str]) -> GitState:
+def _git_state(snaps: dict[tuple[str, str], Any], missing: list[str], store_root: Path) -> GitState:
     def value(name: str) -> str | None:
         row = snaps.get(("git", name))
         return row["value"] if row and row["status"] != "unknown" else None
@@ -324,6 +340,9 @@ def _git_state(snaps: dict[tuple[str, str], Any], missing: list[str]) -> GitStat
     except ValueError:
         listed = []
     untracked = [str(p) for p in listed] if isinstance(listed, list) else []
+    root = value("root")
+    if root is not None:  # the default store sits in the checkout: the record, not the code (#17)
+        untracked = [p for p in untracked if not _is_within(Path(root) / p, store_root)]
     state = GitState(
         root=value("root"),
         commit=value("commit"),
@@ -344,6 +363,11 @@ def _git_state(snaps: dict[tuple[str, str], Any], missing: list[str]) -> GitStat
     if untracked:
         missing.append(f"{len(untracked)} untracked file(s): {', '.join(untracked)}")
     return state
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
 
 
 def _environment(

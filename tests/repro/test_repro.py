@@ -284,3 +284,45 @@ def test_hostile_record_stays_quoted(tmp_path: Path) -> None:
     with_diff = GitState(commit="0" * 40, diff="LOGBOOK_DIFF_0\n")
     text = Recipe(**{**r.__dict__, "git": with_diff}).as_script()
     assert "<<'LOGBOOK_DIFF_1'\nLOGBOOK_DIFF_0\nLOGBOOK_DIFF_1\n" in text
+
+
+def test_the_store_is_not_an_untracked_file_and_the_session_is_not_exported(
+    tmp_path: Path, invoke
+) -> None:  # type: ignore[no-untyped-def]
+    """The default store sits in the checkout (`.logbook/` where the user runs), and a terminal's
+    environment is full of variables no training reads (#17)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "train.py").write_text(TRAIN)
+    (repo / ".gitignore").write_text("ran.json\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "first")
+    (repo / "notes.txt").write_text("mine\n")
+    session = {
+        "LS_COLORS": "rs=0:di=01;34",
+        "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus",
+        "TMUX": "/tmp/tmux-1000/default,1,0",
+        "EDITOR": "vim",
+        "COLORTERM": "truecolor",
+        "WINDOWID": "123",
+        "TERM_PROGRAM": "vscode",
+    }
+    env = clean_env(FOO="one", NCCL_DEBUG="INFO", **session)
+    done = subprocess.run(
+        logbook_cmd("run", "--run", "r", "--", sys.executable, "train.py"),
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert (repo / ".logbook").is_dir()
+    r = recipe(Store.open(repo / ".logbook"), "r", "1.00")
+    assert r.git.untracked == ["notes.txt"]
+    assert r.env["FOO"] == "one" and r.env["NCCL_DEBUG"] == "INFO"
+    assert not set(session) & set(r.env), "session variables exported"
+    assert set(session) <= set(r.env_skipped)
+    text = invoke(["repro", "r", "1.00", "--store", str(repo / ".logbook")]).stdout
+    assert ".logbook" not in text.split("Untracked files", 1)[-1].splitlines()[0]
+    assert "export LS_COLORS" not in text and "export FOO=one" in text

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 from helpers import event
 
 from logbook.query import run_sql
@@ -128,3 +130,22 @@ def test_doctor_deletes_a_journal_that_names_no_wrapper(store: Store, invoke) ->
         assert live.path.exists()
     finally:
         live.close()
+
+
+@pytest.mark.parametrize("how", ["walking up", "--store", "LOGBOOK_STORE"])
+def test_doctor_says_where_the_store_came_from(store: Store, run_logbook, how: str) -> None:  # type: ignore[no-untyped-def]
+    deep = store.root.parent / "src" / "model"
+    deep.mkdir(parents=True)
+    args, env = ["doctor"], {k: v for k, v in os.environ.items() if k != "LOGBOOK_STORE"}
+    if how == "--store":
+        args += ["--store", str(store.root)]
+    elif how == "LOGBOOK_STORE":
+        env["LOGBOOK_STORE"] = str(store.root)
+    p = run_logbook(*args, cwd=deep, env=env, check=0)
+    first = p.stderr.decode().splitlines()[0]
+    whence = {
+        "walking up": f"found walking up from {deep}",
+        "--store": "from --store",
+        "LOGBOOK_STORE": "from LOGBOOK_STORE",
+    }[how]
+    assert first == f"store: {store.root} ({whence})"

@@ -275,7 +275,7 @@ def test_unknown_class_and_bad_duration_are_refused_before_start(
         "run", "--store", str(store_path), "--restart-on", "gpu_oom,cosmic_rays", *cmd, check=1
     )
     assert b"unknown class cosmic_rays" in p.stderr and not marker.exists()
-    p = run_logbook("run", "--store", str(store_path), "--hang-timeout", "soon", *cmd, check=1)
+    p = run_logbook("run", "--store", str(store_path), "--hang-timeout", "soon", *cmd, check=2)
     assert b"'soon' is not a duration" in p.stderr and not marker.exists()
 
 
