@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from logbook.cli.render import FORMATS
+from logbook.cli.render import FORMATS, WIDE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,14 +27,28 @@ def store_option(f: F) -> F:
 
 
 def format_option(f: F) -> F:
+    """--format, and --wide for the table (kept in the context: render reads it there, so no
+    command has to pass it on)."""
+    f = click.option(
+        "--wide",
+        is_flag=True,
+        expose_value=False,
+        callback=_keep_wide,
+        help="Show every column of the table, whole, however wide the terminal.",
+    )(f)
     return click.option(
         "--format",
         "fmt",
         type=click.Choice(FORMATS),
         default="table",
         show_default=True,
-        help="table for people (plain when piped); csv, json, jsonl or markdown for scripts.",
+        help="table for people, fitted to the terminal (plain when piped); csv, json, jsonl or "
+        "markdown for scripts.",
     )(f)
+
+
+def _keep_wide(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    ctx.meta[WIDE] = value
 
 
 def open_store(path: Path | None, *, create: bool = False):  # type: ignore[no-untyped-def]
