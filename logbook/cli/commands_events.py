@@ -59,7 +59,11 @@ def note(
 
 @click.group()
 def event() -> None:
-    """Add events by hand."""
+    """Add events by hand.
+
+    \b
+        logbook event add gpt --kind lr_change -m "LR 3e-4 -> 1e-4" --step 23000 lr=1e-4
+    """
 
 
 @event.command("add")
