@@ -1,9 +1,10 @@
 """Rows out: a rich table for people, plain text, CSV, JSON or JSON lines for scripts.
 
-Colour and box drawing follow the terminal (and NO_COLOR). A table fits the terminal's width (or
-COLUMNS, where set): the columns that fit in the table's priority order, long values cut with an
-ellipsis, and a line on stderr naming what was hidden; `--wide` shows every column whole, as a
-pipe or file gets them. The script formats never change with the width.
+Colour and box drawing follow the terminal (and NO_COLOR). A table on a terminal fits its width
+(COLUMNS wins, as rich reads it): the columns that fit in the table's priority order, long values
+cut with an ellipsis, and a line on stderr naming what was hidden; `--wide` shows every column
+whole, as a pipe or file always gets them (COLUMNS is often exported to processes that are not
+writing to a terminal). The script formats never change with the width.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -120,21 +120,16 @@ def _wide_asked() -> bool:
 
 def text_width(out: Any = None) -> int | None:
     """The width that text beside a table (notes, a legend) should wrap to: the table's, or
-    None for whole lines (--wide, or a pipe or file without COLUMNS)."""
+    None for whole lines (--wide, or a pipe or file)."""
     from rich.console import Console
 
     return _fit_width(Console(file=out or sys.stdout), _wide_asked())
 
 
 def _fit_width(console: Any, wide: bool) -> int | None:
-    """The width a table must fit: the terminal's (rich reads COLUMNS first), or COLUMNS on a
-    pipe when set (`watch` sets it); None for whole values (--wide, or a pipe or file)."""
-    if wide:
-        return None
-    if console.is_terminal:
-        return int(console.width)
-    columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+    """The width a table must fit: the terminal's (rich reads COLUMNS first); None for whole
+    values (--wide, or a pipe or file)."""
+    return int(console.width) if console.is_terminal and not wide else None
 
 
 def _rich_table(
@@ -155,16 +150,21 @@ def _rich_table(
     if width is not None:
         _fitted_table(names, rows, console, width, title, priority)
         return
-    if not console.is_terminal:  # a pipe or file gets whole values, never folded to 80 columns
-        console = Console(file=out, highlight=False, width=1 << 16, color_system=None)
+    # Whole values, never folded: a pipe or file (plain), or --wide on a terminal (the terminal
+    # wraps its long lines itself).
+    terminal = console.is_terminal
+    console = Console(
+        file=out, highlight=False, width=1 << 16, color_system="auto" if terminal else None
+    )
     table = Table(
-        title=title if console.is_terminal else None,
-        box=box.SIMPLE_HEAD if console.is_terminal else box.ASCII2,
-        show_edge=console.is_terminal,
+        title=title if terminal else None,
+        box=box.SIMPLE_HEAD if terminal else box.ASCII2,
+        show_edge=False,
+        pad_edge=not terminal,  # as piped before; on a terminal, as the fitted table
         title_justify="left",
     )
     for name in names:
-        table.add_column(name, overflow="fold", no_wrap=not console.is_terminal)
+        table.add_column(name, no_wrap=True)
     for r in rows:
         # Text(), not markup: values come from users and training output.
         table.add_row(*(Text(_cell(v)) for v in r.values()))
@@ -183,23 +183,15 @@ def _fitted_table(
 ) -> None:
     """The table cut to `width` cells: its first-priority columns, long values ending in "…"."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     from logbook.cli.fit import fit_columns
 
-    terminal = console.is_terminal
-    if not terminal:
-        console = Console(file=console.file, highlight=False, width=width, color_system=None)
     cells = [[_one_line(_cell(v)) for v in r.values()] for r in rows]
     fit = fit_columns(names, cells, width, priority=priority, gap=3)
     table = Table(
-        title=title if terminal else None,
-        box=box.SIMPLE_HEAD if terminal else box.ASCII2,
-        show_edge=False,
-        pad_edge=False,
-        title_justify="left",
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left"
     )
     for i, w in zip(fit.shown, fit.widths, strict=True):
         table.add_column(names[i], width=w, no_wrap=True, overflow="ellipsis")
