@@ -277,6 +277,9 @@ class _Narrator:
         self.stopped = False  # whether we sent the Ctrl-C
 
     def line(self, text: str, proc: subprocess.Popen[bytes]) -> None:
+        if text.startswith("logbook: "):  # logbook run's own account: the training was silent
+            self.say(f"    | {text}")
+            return
         self.was_silent, self.silent = self.silent, False
         if not self.training:
             self.say(f"    | {text}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 
 def test_run_then_runs_show_query(invoke, store_path: Path, train_script: Path) -> None:
     r = invoke(
@@ -114,3 +116,27 @@ def test_run_names_that_escape_the_store_are_refused(
 
 def test_help_is_short_flag_too(invoke) -> None:
     assert "Run SQL" in invoke(["query", "-h"]).stdout
+
+
+def _every_command() -> list[tuple[str, ...]]:
+    """Every command and group of the CLI, and each command of a group."""
+    import click
+
+    from logbook.cli import cli
+
+    ctx = click.Context(cli)
+    out: list[tuple[str, ...]] = []
+    for name in cli.list_commands(ctx):
+        out.append((name,))
+        command = cli.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            out.extend((name, sub) for sub in command.commands)
+    return out
+
+
+@pytest.mark.parametrize("words", _every_command(), ids=" ".join)
+def test_each_commands_help_shows_an_example(words: tuple[str, ...], invoke) -> None:
+    lines = invoke([*words, "--help"]).stdout.splitlines()
+    examples = [line.strip() for line in lines if line.strip().startswith("logbook ")]
+    command = f"logbook {' '.join(words)}"
+    assert any(e == command or e.startswith(f"{command} ") for e in examples), lines

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from logbook.cli.options import format_option, open_store, store_option
-from logbook.cli.render import render
+from logbook.cli.render import render, text_width
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,12 +86,28 @@ def cost(
     if fmt not in ("table", "markdown"):
         render(report, fmt)
         return
-    render(_for_people(report), fmt, title=f"cost of {run_name}" if fmt == "table" else None)
-    notes = "".join(f"  {line}\n" for line in basis_notes(report))
+    title = f"cost of {run_name}" if fmt == "table" else None
+    render(_for_people(report), fmt, title=title, priority=COST_FIRST)
+    notes = "".join(f"{line}\n" for line in _wrapped(basis_notes(report), text_width()))
     try:
         click.echo(f"\nBasis:\n{notes}", nl=False)
     except BrokenPipeError:  # `logbook cost gpt | head`: the reader had what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _wrapped(notes: list[str], width: int | None) -> list[str]:
+    """The basis notes, indented, each wrapped to the table's width (whole when piped)."""
+    import textwrap
+
+    if width is None:
+        return [f"  {note}" for note in notes]
+    return [
+        textwrap.fill(note, width, initial_indent="  ", subsequent_indent="    ") for note in notes
+    ]
+
+
+# Which columns a narrow terminal keeps first (the others follow in table order; --wide: all).
+COST_FIRST = ("attempt", "status", "gpu_h", "cost_usd", "energy_kwh", "co2_kg", "mfu")
 
 
 def _for_people(report: pa.Table) -> pa.Table:

@@ -9,6 +9,10 @@ import click
 from logbook.cli.options import format_option, open_store, store_option
 from logbook.cli.render import render
 
+# Which columns a narrow terminal keeps first (the others follow in table order; --wide: all).
+EVENTS_FIRST = ("time", "attempt", "kind", "message", "step")
+DATA_MIX_FIRST = ("attempt", "source", "weight", "change", "tokens")
+
 
 @click.command()
 @click.argument("run_name", metavar="RUN")
@@ -55,7 +59,11 @@ def note(
 
 @click.group()
 def event() -> None:
-    """Add events by hand."""
+    """Add events by hand.
+
+    \b
+        logbook event add gpt --kind lr_change -m "LR 3e-4 -> 1e-4" --step 23000 lr=1e-4
+    """
 
 
 @event.command("add")
@@ -124,7 +132,8 @@ def events(
     from logbook.record.events import list_events
 
     wanted = [k.strip() for k in (kinds or "").split(",") if k.strip()]
-    render(list_events(open_store(store), run_name, kinds=wanted, limit=limit), fmt)
+    events = list_events(open_store(store), run_name, kinds=wanted, limit=limit)
+    render(events, fmt, priority=EVENTS_FIRST)
 
 
 @click.command("data-mix")
@@ -148,7 +157,7 @@ def data_mix(run_name: str, store: Path | None, fmt: str) -> None:
             "FILE` or logbook.data_mix(...), or import data_mix_change events",
             err=True,
         )
-    render(table, fmt)
+    render(table, fmt, priority=DATA_MIX_FIRST)
 
 
 COMMANDS = [note, event, events, data_mix]

@@ -9,6 +9,11 @@ import click
 from logbook.cli.options import format_option, open_store, store_option
 from logbook.cli.render import render
 
+# Which columns a narrow terminal keeps first (the others follow in table order; --wide: all).
+RUNS_FIRST = ("run", "latest_status", "attempts", "wall_s", "last_end")
+SHOW_FIRST = ("label", "status", "class", "summary", "steps", "exit", "duration_s", "lost_steps")
+INCIDENTS_FIRST = ("label", "class", "summary", "time_lost_s", "lost_steps", "decision")
+
 
 @click.command()
 @click.argument("sql")
@@ -36,7 +41,7 @@ def runs(store: Path | None, fmt: str) -> None:
     """
     from logbook.query import list_runs
 
-    render(list_runs(open_store(store)), fmt)
+    render(list_runs(open_store(store)), fmt, priority=RUNS_FIRST)
 
 
 @click.command()
@@ -55,6 +60,7 @@ def show(run_name: str, store: Path | None, fmt: str) -> None:
         show_run(open_store(store), run_name),
         fmt,
         title=f"run {run_name}" if fmt == "table" else None,
+        priority=SHOW_FIRST,
     )
 
 
@@ -77,7 +83,8 @@ def incidents(run_name: str, each: bool, store: Path | None, fmt: str) -> None:
 
     s = open_store(store)
     data = list_incidents(s, run_name) if each else incidents_by_class(s, run_name)
-    render(data, fmt, title=f"incidents of {run_name}" if fmt == "table" else None)
+    title = f"incidents of {run_name}" if fmt == "table" else None
+    render(data, fmt, title=title, priority=INCIDENTS_FIRST if each else ())
 
 
 COMMANDS.append(incidents)

@@ -49,7 +49,11 @@ def reparse(
         lib.finish_rest(opened, run_name, attempt_id)
         return
     done = lib.reparse(opened, run_name, attempt=label, metrics=spec)
-    render(pa.Table.from_pylist(lib.as_rows(done)) if done else _empty(), fmt)
+    render(
+        pa.Table.from_pylist(lib.as_rows(done)) if done else _empty(),
+        fmt,
+        priority=("attempt", "points", "lines", "first_step", "last_step"),
+    )
 
 
 def _empty():  # type: ignore[no-untyped-def]

@@ -172,6 +172,14 @@ _RUN_SETTINGS = (
 @click.option(
     "--no-capture", is_flag=True, help="Skip the launch snapshot (git, packages, env, hardware)."
 )
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    envvar="LOGBOOK_QUIET",
+    help="No line on stderr for each decision (launching, how an attempt ended, relaunching, "
+    "giving up, a hang, a signal); warnings still print. Also LOGBOOK_QUIET=1.",
+)
 @store_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
 def run(
@@ -179,6 +187,7 @@ def run(
     label: str | None,
     tty: bool | None,
     no_capture: bool,
+    quiet: bool,
     store: Path | None,
     command: tuple[str, ...],
     hook_specs: tuple[str, ...],
@@ -206,6 +215,7 @@ def run(
         label=label,
         tty={None: "auto", True: "always", False: "never"}[tty],
         capture=not no_capture,
+        quiet=quiet,
         **resolve_run_settings(flags, config, hook_specs, config_path),
     )
     code = supervisor.run(opts)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from logbook.cli.render import FORMATS
+from logbook.cli.render import FORMATS, WIDE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,13 +27,23 @@ def store_option(f: F) -> F:
 
 
 def format_option(f: F) -> F:
+    """--format, and --wide for the table (kept in the context: render reads it there, so no
+    command has to pass it on)."""
+    f = click.option(
+        "--wide",
+        is_flag=True,
+        expose_value=False,
+        callback=_keep_wide,
+        help="Show every column of the table, whole, however wide the terminal.",
+    )(f)
     return click.option(
         "--format",
         "fmt",
         type=click.Choice(FORMATS),
         default="table",
         show_default=True,
-        help="table for people (plain when piped); csv, json, jsonl or markdown for scripts.",
+        help="table for people, fitted to the terminal (plain when piped); csv, json, jsonl or "
+        "markdown for scripts.",
     )(f)
 
 
@@ -48,7 +58,7 @@ class _Duration(click.ParamType):
     ) -> float:
         if isinstance(value, float):
             return value
-        from logbook.config import parse_duration
+        from logbook.settings import parse_duration
         from logbook.errors import ConfigError
 
         try:
@@ -58,6 +68,10 @@ class _Duration(click.ParamType):
 
 
 DURATION = _Duration()
+
+
+def _keep_wide(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    ctx.meta[WIDE] = value
 
 
 def open_store(path: Path | None, *, create: bool = False):  # type: ignore[no-untyped-def]

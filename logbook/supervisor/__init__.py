@@ -50,6 +50,7 @@ class RunOptions:
     rules: Sequence[Any] | None = None  # logbook.forensics.rules.Rule; None: the shipped ones
     sample_every_s: float = 10.0  # telemetry readings this often; 0: none
     gpu_price: float | None = None  # --gpu-price: USD per GPU-hour, recorded per attempt
+    quiet: bool = False  # --quiet: no line on stderr for each decision (narrate.py)
 
 
 def run(opts: RunOptions) -> int:

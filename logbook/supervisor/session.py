@@ -21,7 +21,7 @@ from logbook.record.ending import end_fields, judge, tail_lines, unparsed_messag
 from logbook.record.metrics import MetricBuffer
 from logbook.record.parsers import LineParser
 from logbook.store import Store
-from logbook.supervisor import lineage, nodes
+from logbook.supervisor import lineage, narrate, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.checkpoints import CheckpointMemory
 from logbook.supervisor.launch_snapshots import start_capture, start_settings
@@ -67,6 +67,9 @@ class Session:
         leads = self.node is None or self.node.leader
         self.parser = LineParser(opts.metrics) if opts.metrics != "none" and leads else None
         self.best_step: int | None = None
+        self.narrator = narrate.Narrator(opts.quiet)
+        self.waiting = False  # between attempts, in the wait before a relaunch
+        self.last_checkpoint: int | None = None  # the step of the last attempt's last checkpoint
         self.finisher: dict[str, Any] | None = None  # the background finish of the last attempt
         self.hooks = LifecycleHooks(
             opts.hooks,
@@ -98,8 +101,15 @@ class Session:
         self.previous = [p for p in self.previous if p[0] != first]
 
     def on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        if self.waiting:
+            self.narrator.say(f"received {name} while waiting to relaunch; not relaunching")
+        else:
+            self.narrator.say(
+                f"{self.placement.label} received {name}; passing it on to the command",
+                stderr_log=self._stderr_log(),
+            )
         if self.recorder is not None:
-            name = signal.Signals(sig).name
             self.recorder.event(
                 "signal", f"received {name}; passed to the command", data={"signal": name}
             )
@@ -138,6 +148,7 @@ class Session:
         end = time.monotonic() + delay_s
         wake = Wakeup()  # a stopping signal ends the wait at once; nothing else wakes it
         catching = wake.catch_signals()
+        self.waiting = True
         try:
             while time.monotonic() < end:
                 forwarder.service()
@@ -146,6 +157,7 @@ class Session:
                 left = end - time.monotonic()
                 wake.wait(left if catching else min(0.1, left))
         finally:
+            self.waiting = False
             wake.close()
         return not forwarder.stopping
 
@@ -239,6 +251,15 @@ class Session:
         samplers: list[Any] = []  # the telemetry sampler of this attempt
 
         def launching(start: Any) -> None:
+            self.narrator.say(
+                narrate.launching(
+                    self.placement.label,
+                    self.run,
+                    restart_count,
+                    opts.policy.max_restarts,
+                    self.last_checkpoint if restart_count else None,
+                )
+            )
             # On record before the command exists: a kill of logbook from here on leaves an
             # attempt (lost, then), never a training with no attempt at all.
             recorder.started(
@@ -278,6 +299,12 @@ class Session:
             message = f"no output and no progress for {quiet_s:.0f} s (--hang-timeout {opts.hang_timeout_s:g} s)"
             data = {"quiet_s": round(quiet_s, 1), "last_step": progress.last_step, "lines": tail}
             recorder.event("hang", message, severity="error", data=data, step=progress.last_step)
+            at = f" at step {progress.last_step}" if progress.last_step is not None else ""
+            self.narrator.say(
+                f"{self.placement.label} hung{at}: no output and no progress for "
+                f"{quiet_s:.0f} s; stopping it",
+                stderr_log=self._stderr_log(),
+            )
             # In the background: the hung command is stopped once its hooks are done (a
             # forensics hook wants it alive), while signals are still served meanwhile.
             return self.hooks.run(
@@ -417,8 +444,33 @@ class Session:
         else:
             self.hooks.run("on_end", recorder, {**payload, "decision": decision.action})
         recorder.ended(**fields)
+        self.say_end(attempt["label"], fields, decision, forwarder.stopping)
         code = ExitCode.SIGNAL_BASE + sig if sig else ended.returncode
         return int(code), decision
+
+    def say_end(
+        self, label: str, fields: dict[str, Any], decision: Decision, asked_to_stop: bool
+    ) -> None:
+        """One line: how the attempt ended, and what logbook does next."""
+        self.last_checkpoint = fields.get("last_checkpoint_step")
+        text = narrate.ended(
+            label,
+            fields["status"],
+            fields["crash_class"],
+            fields.get("last_step"),
+            fields["exit_code"],
+            fields["signal_name"],
+        )
+        next_step = narrate.then(
+            decision,
+            completed=fields["status"] == "completed",
+            asked_to_stop=asked_to_stop,
+            restarts_off=self.opts.policy.max_restarts == 0,
+            next_label=self.next_placement.label if self.next_placement else None,
+        )
+        self.narrator.say(
+            f"{text}; {next_step}" if next_step else text, stderr_log=self._stderr_log()
+        )
 
     def finish_later(self, recorder: Recorder, metrics: MetricBuffer, progress: Any) -> None:
         """Hand what the end left unparsed to a background process (record/finish.py), named in
@@ -430,6 +482,11 @@ class Session:
             return
         self.finisher = start_background(self.store.root, self.run, recorder.attempt_id)
         metrics.coverage = {**metrics.coverage, "finisher": self.finisher}
+
+    def _stderr_log(self) -> Path | None:
+        """The raw log of the current attempt's stderr: whether it stopped mid-line."""
+        log_dir = self._log_dir()
+        return log_dir / "stderr.log" if log_dir is not None else None
 
     def _log_dir(self) -> Path | None:
         return (
