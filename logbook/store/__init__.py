@@ -232,9 +232,8 @@ class Store:
                     raise
                 self._problem(f"skipped {path.relative_to(self.root)}: {e}")
                 continue
-            data = data.append_column(
-                "run", pa.array([layout.run_of(path.parent)] * len(data), pa.string())
-            )
+            # The folder names the run: parts written before #17 hold no run column.
+            data = parts.with_run(data, str(layout.run_of(path.parent)))
             pieces.append(conform(data, target))
         pieces.append(parts.to_arrow(table, snap.journal_rows[table], with_partitions=True))
         return pa.concat_tables(pieces)

@@ -252,17 +252,19 @@ def _write_merged(tmp: Path, table: str, inputs: list[Path]) -> int:
     import pyarrow.parquet as pq
 
     target = schemas.load(table).arrow()
+    run = str(layout.run_of(tmp.parent))
     rows = 0
     buffer: list[pa.Table] = []
     # Dictionaries only for strings: the numbers (times, steps, values) are nearly all distinct, and
     # a dictionary per row group of them made the output twice the size of plain zstd pages.
     strings = [f.name for f in target if pa.types.is_string(f.type)]
     # Every piece is redacted by the current rules (`_conformed`), so the output says so.
-    marked = redaction.mark_schema(target)
+    marked = redaction.mark_schema(parts.part_schema(target))
     with pq.ParquetWriter(str(tmp), marked, compression="zstd", use_dictionary=strings) as writer:
         for i, path in enumerate(inputs):
             for piece in _conformed(path, target, table):
-                buffer.append(piece)
+                # a part written before #17 gets its run column here
+                buffer.append(parts.with_run(piece, run))
                 rows += len(piece)
                 if sum(len(b) for b in buffer) >= ROW_GROUP_ROWS or (
                     sum(b.nbytes for b in buffer) >= ROW_GROUP_BYTES
