@@ -178,8 +178,16 @@ class Store:
         rows: dict[str, list[dict[str, Any]]] = {t: [] for t in tables}
         for jf in read:
             jrun = str(jf.header.get("run") or layout.run_of(jf.path.parent))
+            starts = {
+                t for t in tables if _start_part(self.root, t, jrun, jf.id) in listed.get(t, ())
+            }
+            if starts and not jf.sealed:  # sealed after it was read: its mark is on disk now
+                again = journals.read(jf.path)
+                jf.sealed = again.sealed if again is not None else 0
+            # the rows its start parts, listed above, hold are read from them
+            kept = journals.unsealed(jf.rows, jf.sealed, starts.__contains__)
             for table in tables:
-                mine = [r for t, r in jf.rows if t == table]
+                mine = [r for t, r in kept if t == table]
                 if not mine:
                     continue
                 folded = layout.run_dir(self.root, table, jrun) / layout.journal_part_name(jf.id)
@@ -259,7 +267,9 @@ class Store:
             except Exception as e:  # the logs stay; the next writer tries again
                 log.warning("could not parse the raw logs of %s: %s", path.name, e)
             try:
-                journals.write_folded(self.root, run, jf.id, jf.rows + journals.lost_rows(jf))
+                journals.write_folded(
+                    self.root, run, jf.id, jf.rows + journals.lost_rows(jf), jf.sealed
+                )
                 journals.remove(path)
             except OSError as e:  # a read-only store: the rows are still read from the journal
                 log.debug("cannot fold %s: %s", path, e)
@@ -268,6 +278,10 @@ class Store:
         if text not in self.problems:
             self.problems.append(text)
             log.warning(text)
+
+
+def _start_part(root: Path, table: str, run: str, journal_id: str) -> Path:
+    return layout.run_dir(root, table, run) / layout.start_part_name(journal_id)
 
 
 class Vanished(Exception):

@@ -164,12 +164,12 @@ def _compact_folder(
 def _inputs(root: Path, table: str, directory: Path, result: CompactResult) -> list[Path]:
     """The small whole parts of the folder; taken with the lock held."""
     run = layout.run_of(directory)
-    # Listed now, under the lock: a journal's part must not be merged while the journal is there,
-    # or folding the journal again would write its rows a second time.
+    # Listed now, under the lock: a journal's parts (folded, or its start) must not be merged
+    # while the journal is there, or folding it again would write their rows a second time.
     live = {p.stem for p in journals.list_journals(root, run)} if run else set()
     inputs = []
     for path in parts.iter_part_files(root, table, run):
-        if path.name.startswith("j-") and path.stem[2:] in live:
+        if layout.journal_of_part(path.name) in live:
             continue
         if not parts.looks_whole(path):
             result.skipped.append(str(path.relative_to(root)))
