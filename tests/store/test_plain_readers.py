@@ -154,3 +154,17 @@ def test_a_store_written_before_runs_were_inside_parts_reads_right(tmp_path: Pat
     for part in (tmp_path / ".logbook/attempts/run=old").glob("*.parquet"):
         assert set(pq.read_table(part).column("run").to_pylist()) == {"old"}
     assert run_sql(store, sql).to_pylist() == [{"run": "old", "status": "completed", "n": 2}]
+
+
+def test_logbook_reads_a_sealed_start_once(store_dir: Path) -> None:
+    """The start is in the journal and in its start part: logbook's own views count it once."""
+    from logbook.query import run_sql
+    from logbook.store import Store
+
+    store = Store.open(store_dir / ".logbook")
+    sql = "select run, status, count(*) as n from attempt_changes group by all order by all"
+    assert run_sql(store, sql).to_pylist() == [
+        {"run": "done", "status": "completed", "n": 2},
+        {"run": "done", "status": "running", "n": 2},
+        {"run": "live", "status": "running", "n": 1},
+    ]
