@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -176,6 +176,7 @@ class Store:
         tables = list(tables)
         listed = {t: self._part_files(t, run) for t in tables}
         rows: dict[str, list[dict[str, Any]]] = {t: [] for t in tables}
+        held = {str(r["attempt_id"]) for jf in read for t, r in jf.rows if t == "attempts"}
         for jf in read:
             jrun = str(jf.header.get("run") or layout.run_of(jf.path.parent))
             starts = {
@@ -196,7 +197,7 @@ class Store:
                 if not jf.path.exists() and not folded.exists():
                     raise Vanished(f"{jf.path} was folded and compacted while the store was read")
                 rows[table].extend({**r, "run": jrun} for r in mine)
-        return Snapshot(listed, rows)
+        return Snapshot(listed, rows, held)
 
     def reading(self, read: Callable[[], T]) -> T:
         """`read()`, called again (a few times) when a file it listed vanished before it was read:
@@ -294,6 +295,8 @@ class Snapshot:
 
     parts: dict[str, list[Path]]
     journal_rows: dict[str, list[dict[str, Any]]]
+    # attempts a journal holds, alive or closed as lost (their rows may be read from start parts)
+    journal_attempts: set[str] = field(default_factory=set)
 
 
 def vanished(error: BaseException) -> bool:
