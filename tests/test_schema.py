@@ -9,12 +9,13 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import logbook_cmd
 
 from logbook import schema
-from logbook.store import Store
+from logbook.store import Store, parts
 
 REQUIRED = {"runs", "attempts", "events", "metrics", "samples", "snapshots"}
 TYPES = {"string", "int64", "int32", "float64", "bool", "timestamp", "list<string>"}
@@ -44,7 +45,11 @@ def test_every_table_has_a_complete_versioned_file() -> None:
 
 
 def _check_parts(root: Path, table: str) -> int:
-    want = schema.load(table).arrow()
+    # every part holds its run too, first, as a Hive key's type (#17)
+    want = parts.part_schema(schema.load(table).arrow())
+    assert want.names[0] == "run" and want.field("run").type == pa.dictionary(
+        pa.int32(), pa.string()
+    )
     found = 0
     for part in (root / table).rglob("*.parquet"):
         got = pq.read_schema(part)

@@ -108,6 +108,10 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
         con.register(f"_parts_{table}", _dataset(table, snap.parts[table]))
         journal = parts.to_arrow(table, snap.journal_rows[table], with_partitions=True)
         con.register(f"_journal_{table}", journal)
+    import pyarrow as pa
+
+    held = pa.table({"attempt_id": pa.array(sorted(snap.journal_attempts), pa.string())})
+    con.register("_journal_attempt_ids", held)
 
 
 FAILURES = lineages.FAILURES

@@ -29,7 +29,7 @@ from logbook.query.precision import as_known
 VIEW = """
 create view attempt_time as
 with live as (  -- attempts a running recorder holds: a dead journal closes its own as lost
-    select distinct attempt_id from _journal_attempts
+    select attempt_id from _journal_attempt_ids  -- not _journal_attempts: a start part holds some
 ),
 o as (
     select attempt_id from attempts

@@ -100,6 +100,10 @@ class AttemptJournal:
         for table, row in rows:
             self.journal.append(table, row)
 
+    def seal(self) -> None:
+        """The start as Parquet too, for plain readers (#17): call it once the command runs."""
+        self.journal.seal()
+
     def append(self, table: str, row: dict[str, Any]) -> bool:
         self.journal.append(table, row)
         return True

@@ -166,8 +166,9 @@ def _replace(
     replaced = kept = 0
     strings = [f.name for f in target if pa.types.is_string(f.type)]
     try:
+        marked = redaction.mark_schema(parts.part_schema(target))  # every part holds its run (#17)
         with pq.ParquetWriter(
-            str(tmp), redaction.mark_schema(target), compression="zstd", use_dictionary=strings
+            str(tmp), marked, compression="zstd", use_dictionary=strings
         ) as writer:
             for path in affected:
                 for piece in compact._conformed(path, target, "metrics"):
@@ -179,12 +180,13 @@ def _replace(
                     replaced += piece.num_rows - rest.num_rows
                     kept += rest.num_rows
                     if rest.num_rows:
-                        writer.write_table(rest)
+                        writer.write_table(parts.with_run(rest, run))
 
             def write(points: pa.Table) -> None:
                 table = points_table(attempt_id, [points])
                 table = table.take(pc.sort_indices(table, sort_keys=[("name", "ascending")]))
-                writer.write_table(redaction.redact_table(table, "metrics").cast(target))
+                table = redaction.redact_table(table, "metrics").cast(target)
+                writer.write_table(parts.with_run(table, run))
 
             lines, points = recover.parse_stretches(
                 stream, {name: (p, [(0, sizes[name])]) for name, p in logs.items()}, write, stamp

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -176,10 +176,19 @@ class Store:
         tables = list(tables)
         listed = {t: self._part_files(t, run) for t in tables}
         rows: dict[str, list[dict[str, Any]]] = {t: [] for t in tables}
+        held = {str(r["attempt_id"]) for jf in read for t, r in jf.rows if t == "attempts"}
         for jf in read:
             jrun = str(jf.header.get("run") or layout.run_of(jf.path.parent))
+            starts = {
+                t for t in tables if _start_part(self.root, t, jrun, jf.id) in listed.get(t, ())
+            }
+            if starts and not jf.sealed:  # sealed after it was read: its mark is on disk now
+                again = journals.read(jf.path)
+                jf.sealed = again.sealed if again is not None else 0
+            # the rows its start parts, listed above, hold are read from them
+            kept = journals.unsealed(jf.rows, jf.sealed, starts.__contains__)
             for table in tables:
-                mine = [r for t, r in jf.rows if t == table]
+                mine = [r for t, r in kept if t == table]
                 if not mine:
                     continue
                 folded = layout.run_dir(self.root, table, jrun) / layout.journal_part_name(jf.id)
@@ -188,7 +197,7 @@ class Store:
                 if not jf.path.exists() and not folded.exists():
                     raise Vanished(f"{jf.path} was folded and compacted while the store was read")
                 rows[table].extend({**r, "run": jrun} for r in mine)
-        return Snapshot(listed, rows)
+        return Snapshot(listed, rows, held)
 
     def reading(self, read: Callable[[], T]) -> T:
         """`read()`, called again (a few times) when a file it listed vanished before it was read:
@@ -232,9 +241,8 @@ class Store:
                     raise
                 self._problem(f"skipped {path.relative_to(self.root)}: {e}")
                 continue
-            data = data.append_column(
-                "run", pa.array([layout.run_of(path.parent)] * len(data), pa.string())
-            )
+            # The folder names the run: parts written before #17 hold no run column.
+            data = parts.with_run(data, str(layout.run_of(path.parent)))
             pieces.append(conform(data, target))
         pieces.append(parts.to_arrow(table, snap.journal_rows[table], with_partitions=True))
         return pa.concat_tables(pieces)
@@ -260,7 +268,9 @@ class Store:
             except Exception as e:  # the logs stay; the next writer tries again
                 log.warning("could not parse the raw logs of %s: %s", path.name, e)
             try:
-                journals.write_folded(self.root, run, jf.id, jf.rows + journals.lost_rows(jf))
+                journals.write_folded(
+                    self.root, run, jf.id, jf.rows + journals.lost_rows(jf), jf.sealed
+                )
                 journals.remove(path)
             except OSError as e:  # a read-only store: the rows are still read from the journal
                 log.debug("cannot fold %s: %s", path, e)
@@ -269,6 +279,10 @@ class Store:
         if text not in self.problems:
             self.problems.append(text)
             log.warning(text)
+
+
+def _start_part(root: Path, table: str, run: str, journal_id: str) -> Path:
+    return layout.run_dir(root, table, run) / layout.start_part_name(journal_id)
 
 
 class Vanished(Exception):
@@ -281,6 +295,8 @@ class Snapshot:
 
     parts: dict[str, list[Path]]
     journal_rows: dict[str, list[dict[str, Any]]]
+    # attempts a journal holds, alive or closed as lost (their rows may be read from start parts)
+    journal_attempts: set[str] = field(default_factory=set)
 
 
 def vanished(error: BaseException) -> bool:

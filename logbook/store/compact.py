@@ -164,12 +164,12 @@ def _compact_folder(
 def _inputs(root: Path, table: str, directory: Path, result: CompactResult) -> list[Path]:
     """The small whole parts of the folder; taken with the lock held."""
     run = layout.run_of(directory)
-    # Listed now, under the lock: a journal's part must not be merged while the journal is there,
-    # or folding the journal again would write its rows a second time.
+    # Listed now, under the lock: a journal's parts (folded, or its start) must not be merged
+    # while the journal is there, or folding it again would write their rows a second time.
     live = {p.stem for p in journals.list_journals(root, run)} if run else set()
     inputs = []
     for path in parts.iter_part_files(root, table, run):
-        if path.name.startswith("j-") and path.stem[2:] in live:
+        if layout.journal_of_part(path.name) in live:
             continue
         if not parts.looks_whole(path):
             result.skipped.append(str(path.relative_to(root)))
@@ -252,17 +252,19 @@ def _write_merged(tmp: Path, table: str, inputs: list[Path]) -> int:
     import pyarrow.parquet as pq
 
     target = schemas.load(table).arrow()
+    run = str(layout.run_of(tmp.parent))
     rows = 0
     buffer: list[pa.Table] = []
     # Dictionaries only for strings: the numbers (times, steps, values) are nearly all distinct, and
     # a dictionary per row group of them made the output twice the size of plain zstd pages.
     strings = [f.name for f in target if pa.types.is_string(f.type)]
     # Every piece is redacted by the current rules (`_conformed`), so the output says so.
-    marked = redaction.mark_schema(target)
+    marked = redaction.mark_schema(parts.part_schema(target))
     with pq.ParquetWriter(str(tmp), marked, compression="zstd", use_dictionary=strings) as writer:
         for i, path in enumerate(inputs):
             for piece in _conformed(path, target, table):
-                buffer.append(piece)
+                # a part written before #17 gets its run column here
+                buffer.append(parts.with_run(piece, run))
                 rows += len(piece)
                 if sum(len(b) for b in buffer) >= ROW_GROUP_ROWS or (
                     sum(b.nbytes for b in buffer) >= ROW_GROUP_BYTES

@@ -1,7 +1,8 @@
 """A small fsync'd journal of lifecycle rows, so that `kill -9` of the wrapper loses none of them.
 
 A wrapper appends each lifecycle row (attempt start and end, signals, warnings) as one JSON line and
-fsyncs it, and touches the file as a heartbeat. At the end of the attempt it folds the journal into
+fsyncs it, and touches the file as a heartbeat. Once the command runs, it seals the rows so far (the
+start) into parts as well, so plain Parquet readers see a running attempt (#17). At the end of the attempt it folds the journal into
 Parquet parts named after the journal, then deletes it. Readers read a journal whose wrapper died
 as it is, with its running attempts closed as `lost`; the next command that writes (`logbook run`,
 `compact`, `doctor`) folds it so.
@@ -14,7 +15,7 @@ import os
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -50,6 +51,7 @@ class Journal:
         self.path = directory / f"{self.id}{SUFFIX}"
         self.root = root
         self.rows: list[tuple[str, dict[str, Any]]] = []  # kept so a fold never depends on the file
+        self.sealed = 0  # the first rows, also in start parts (`seal`)
         self._lock = threading.Lock()
         # Made under a hidden name and renamed once its header is on disk: a kill at any moment
         # leaves either no journal or one that names its wrapper, never an empty file.
@@ -101,6 +103,22 @@ class Journal:
             self._write_line({"table": table, "row": row})
             self.rows.append((table, row))
 
+    def seal(self) -> None:
+        """Write the rows so far as start parts too (once), so that plain Parquet readers see the
+        attempt while it runs (#17); the journal keeps them for a kill.
+
+        The line `{"sealed": n}` is on disk before any start part: a table's start part then
+        holds that table's rows among the journal's first n, and readers and the fold leave those
+        out of the journal (`unsealed`). A start part missing (a kill, a full disk) leaves them in.
+        """
+        with self._lock:
+            if self.sealed or not self.rows:
+                return
+            self._write_line({"sealed": len(self.rows)})
+            self.sealed = len(self.rows)
+            rows = self.rows[: self.sealed]
+        _write_parts(self.root, self.run, layout.start_part_name(self.id), rows)
+
     def touch(self) -> None:
         """Heartbeat: readers take a journal untouched for LOST_AFTER_S on another host as dead."""
         os.utime(self.path)
@@ -108,7 +126,7 @@ class Journal:
     def fold(self) -> None:
         """Write the rows as Parquet parts, then delete the journal."""
         with self._lock:
-            write_folded(self.root, self.run, self.id, self.rows)
+            write_folded(self.root, self.run, self.id, self.rows, self.sealed)
             self._close_fds()
             remove(self.path)
 
@@ -151,7 +169,29 @@ def remove(path: Path) -> None:
 
 
 def write_folded(
-    root: Path, run: str, journal_id: str, rows: Iterable[tuple[str, dict[str, Any]]]
+    root: Path, run: str, journal_id: str, rows: list[tuple[str, dict[str, Any]]], sealed: int = 0
+) -> None:
+    """Write a journal's rows as its parts, those its start parts hold left out."""
+    kept = unsealed(rows, sealed, lambda t: _start_part(root, t, run, journal_id).exists())
+    _write_parts(root, run, layout.journal_part_name(journal_id), kept)
+
+
+def unsealed(
+    rows: list[tuple[str, dict[str, Any]]], sealed: int, has_start_part: Callable[[str], bool]
+) -> list[tuple[str, dict[str, Any]]]:
+    """A journal's rows less those of its first `sealed` that a start part of their table holds."""
+    if not sealed:
+        return rows
+    done = {t for t in {t for t, _ in rows[:sealed]} if has_start_part(t)}
+    return [(t, r) for i, (t, r) in enumerate(rows) if i >= sealed or t not in done]
+
+
+def _start_part(root: Path, table: str, run: str, journal_id: str) -> Path:
+    return layout.run_dir(root, table, run) / layout.start_part_name(journal_id)
+
+
+def _write_parts(
+    root: Path, run: str, name: str, rows: Iterable[tuple[str, dict[str, Any]]]
 ) -> None:
     from logbook.store import parts
 
@@ -160,9 +200,7 @@ def write_folded(
         by_table[table].append(row)
     for table, table_rows in by_table.items():
         data = parts.to_arrow(table, table_rows)
-        parts.write_part(
-            layout.run_dir(root, table, run), data, layout.journal_part_name(journal_id)
-        )
+        parts.write_part(layout.run_dir(root, table, run), data, name)
 
 
 @dataclass
@@ -170,6 +208,7 @@ class JournalFile:
     path: Path
     header: dict[str, Any]
     rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    sealed: int = 0  # its first rows, also in start parts where those exist (Journal.seal)
 
     @property
     def id(self) -> str:
@@ -209,6 +248,7 @@ def read(path: Path) -> JournalFile | None:
         pass
     jf = JournalFile(path, docs[0])
     jf.rows = [(d["table"], d["row"]) for d in docs[1:] if "table" in d and "row" in d]
+    jf.sealed = max((int(d["sealed"]) for d in docs[1:] if "sealed" in d), default=0)
     return jf
 
 

@@ -1,10 +1,12 @@
 """Where things live inside a store, and which run names are safe to put there.
 
 <store>/<table>/run=<name>/<part>.parquet   Hive-partitioned, immutable parts
+<store>/<table>/run=<name>/j-<id>.start.parquet   a live journal's first rows, for Parquet readers
 <store>/_journal/run=<name>/<id>.jsonl      fsync'd lifecycle rows of live wrappers
 <store>/_labels/run=<name>/<label>          claims on attempt labels, one empty-ish file each
 <store>/logs/run=<name>/<attempt_id>/stdout.log, stderr.log   raw output per attempt (node-N/ for host N > 0)
-<store>/_quarantine/...                     parts that `logbook doctor` set aside
+<store>/_quarantine/<table>/run=<name>/...  parts that `logbook doctor` set aside: outside every
+                                            table's folder, so no reader's glob meets them
 """
 
 from __future__ import annotations
@@ -81,3 +83,15 @@ def new_part_name(prefix: str = "part") -> str:
 def journal_part_name(journal_id: str) -> str:
     """The part a journal folds into: fixed, so folding twice replaces instead of duplicating."""
     return f"j-{journal_id}{PART_SUFFIX}"
+
+
+def start_part_name(journal_id: str) -> str:
+    """The part holding a journal's first rows (its attempt's start) while the journal lives."""
+    return f"j-{journal_id}.start{PART_SUFFIX}"
+
+
+def journal_of_part(name: str) -> str | None:
+    """The id of the journal a part was written from (folded, or its start), or None."""
+    if not (name.startswith("j-") and name.endswith(PART_SUFFIX)):
+        return None
+    return name[2 : -len(PART_SUFFIX)].removesuffix(".start")

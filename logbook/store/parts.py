@@ -56,6 +56,9 @@ def write_part(directory: Path, data: pa.Table, name: str | None = None, **optio
     import pyarrow.parquet as pq
 
     data = redaction.redact_table(data, _table_of(data, directory))
+    run = layout.run_of(directory)
+    if run is not None:  # after redaction: the column must name the folder exactly
+        data = with_run(data, run)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / (name or layout.new_part_name())
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
@@ -70,6 +73,40 @@ def write_part(directory: Path, data: pa.Table, name: str | None = None, **optio
         raise
     fsync_dir(directory)
     return final
+
+
+def with_run(data: pa.Table, run: str) -> pa.Table:
+    """`data` with `run` as its first column, replacing any run column it had.
+
+    Every part holds its run (#17), not only its `run=<name>/` folder: a part copied elsewhere keeps
+    it, and readers need no Hive partitioning. Dictionary-encoded, the type pyarrow gives a Hive
+    key, so pandas merges the column and the folder's key instead of refusing two types.
+    """
+    import pyarrow as pa
+
+    codes = pa.array([0] * len(data), pa.int32())
+    column = pa.DictionaryArray.from_arrays(codes, pa.array([run], pa.string()))
+    if "run" in data.column_names:
+        data = data.drop_columns(["run"])
+    meta = data.schema.metadata
+    data = data.add_column(0, pa.field("run", run_type(), nullable=False), column)
+    return data.replace_schema_metadata(meta)
+
+
+def part_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema of a part file holding rows of `schema` (a table's schema without its run)."""
+    import pyarrow as pa
+
+    fields = [pa.field("run", run_type(), nullable=False), *(f for f in schema if f.name != "run")]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def run_type() -> pa.DataType:
+    """The type of the run column inside parts (a function: importing this module must not
+    import pyarrow)."""
+    import pyarrow as pa
+
+    return pa.dictionary(pa.int32(), pa.string())
 
 
 def _table_of(data: pa.Table, directory: Path) -> str:

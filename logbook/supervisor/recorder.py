@@ -116,6 +116,12 @@ class Recorder:
         self._thread = threading.Thread(target=self._heartbeat, name="logbook-journal", daemon=True)
         self._thread.start()
 
+    def seal_start(self) -> None:
+        """Write the start as Parquet too, so plain Parquet readers see the running attempt (#17).
+        Called once the command runs: it never waits for these writes."""
+        if self._journal is not None:
+            self._safe("the start of the attempt as Parquet", self._journal.seal)
+
     def event(
         self,
         kind: str,

@@ -272,6 +272,7 @@ class Session:
         def started(pid: int, start: Any) -> None:
             recorder.attempt["pid"] = pid  # in the row that records the end
             _warm_the_end()
+            recorder.seal_start()
             for text in self.early_warnings if restart_count == 0 else ():
                 recorder.warn(text)
             if opts.capture and self.store is not None:
