@@ -58,8 +58,8 @@ class _Duration(click.ParamType):
     ) -> float:
         if isinstance(value, float):
             return value
-        from logbook.settings import parse_duration
         from logbook.errors import ConfigError
+        from logbook.settings import parse_duration
 
         try:
             return parse_duration(value)
