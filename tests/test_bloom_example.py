@@ -253,7 +253,6 @@ def test_the_chronicle_answers_the_reader(bloom: dict[str, Any]) -> None:
 # Figures the CLI prints today without a basis in this history.
 
 
-@pytest.mark.xfail(strict=True, reason="goodput sums unknown durations as 0 s")
 def test_goodput_says_unknown_rather_than_zero(bloom: dict[str, Any]) -> None:
     rows = cli_json(bloom, "goodput", RUN)
     assert all(r["seconds"] is None for r in rows), rows

@@ -86,6 +86,7 @@ def _env(*, autoescape: bool) -> Any:
         setting=setting,
         sci=summary.sci,
         when=when,
+        at_least=at_least,
         md=md,
         cell=cell,
         # matplotlib wrote the SVG and escaped its text; ids are prefixed so figures never clash.
@@ -109,6 +110,19 @@ def when(value: datetime | None, row: Mapping[str, Any] | None = None, field: st
         last = until - timedelta(days=1) if until > value else until
         return f"{value:%Y-%m-%d} to {last:%Y-%m-%d}" if last > value else f"{value:%Y-%m-%d}"
     return f"{value:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC"
+
+
+def at_least(row: Mapping[str, Any], field: str, how: str = "figure") -> str:
+    """A goodput figure for people: "unknown", or, while some of its parts are unknown (the
+    row's `unknown` says which), the known part as "at least 2 h 05 min" (#16)."""
+    value = row.get(field)
+    if value is None:
+        return "unknown"
+    text = summary.duration(value) if how == "duration" else str(figure(value))
+    unknown = row.get("unknown") or ""
+    # GPU-hours miss every part the seconds miss, and those of a GPU count not on record
+    partial = unknown.startswith("at least") if field == "seconds" else bool(unknown)
+    return f"at least {text}" if partial else text
 
 
 _PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}

@@ -57,8 +57,13 @@ def productive_share(goodput: list[dict[str, Any]]) -> dict[str, Any]:
     time goodput could not split (attempts without step times, #16) may have been productive."""
     by = {g["category"]: g for g in goodput}
     productive, unknown = by.get("productive"), by.get("unknown")
-    if productive is None or productive["pct"] is None:
+    if productive is None:
         return {"pct": None, "why": "no wall-clock time on record"}
+    if productive["pct"] is None:  # a share of unknown parts is no share (query/goodput.py)
+        missing = productive.get("unknown") or (by.get("total") or {}).get("unknown")
+        if not missing:
+            return {"pct": None, "why": "no wall-clock time on record"}
+        return {"pct": None, "why": "how the time went is " + missing.removeprefix("at least: ")}
     if unknown and unknown["seconds"]:
         return {
             "pct": None,

@@ -199,7 +199,8 @@ _DERIVED_VIEWS = (
         select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
     ),
     s1 as (
-        select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, coalesce(g.gpus, 0) as gpus,
+        -- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
+        select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, g.gpus,
                p.counted_s as wall,
                -- the time an earlier attempt covered comes off the start (least() and greatest()
                -- skip nulls: unknown stays unknown only through the case)
@@ -227,13 +228,15 @@ _DERIVED_VIEWS = (
         from s3
     ),
     s5 as (
-        select *, case when split_known then least(ck_s, rest - coalesce(lost_part, 0)) else 0 end
-                  as checkpoint_part
+        select *, case when split_known then least(ck_s, rest - coalesce(lost_part, 0))
+                       when wall is not null then 0 end as checkpoint_part
         from s4
     )
     select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
-           case when split_known and lost_known then rest - lost_part - checkpoint_part else 0 end
-               as productive_s,
+           -- time not split is filed under unknown, not productive; of an attempt whose own
+           -- time is unknown (known only to a day or range), every part is unknown (#16)
+           case when split_known and lost_known then rest - lost_part - checkpoint_part
+                when wall is not null then 0 end as productive_s,
            lost_part as lost_s, lost_steps, hung_part as hung_s, startup_part as startup_s,
            checkpoint_part as checkpoint_s,
            case when split_known and lost_known then 0

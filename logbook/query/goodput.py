@@ -44,40 +44,92 @@ CATEGORIES = (
 
 def goodput(store: Store, run: str) -> pa.Table:
     """One line per category and a total: seconds, share of the wall-clock, GPU-hours, share of
-    the GPU time.
+    the GPU time. A part not known (an attempt known only to a day, a GPU count not on record)
+    never counts as 0 (#16): with some parts unknown a figure is the sum of the known ones and
+    `unknown` says "at least" and which attempts are missing; with none known, or only zeros
+    known, it is null. A share is given only where the figure and the total are both whole.
 
     Raises:
-        NoSuchRun: the run is unknown.
+        NoSuchRun: the store has no such run.
     """
     store.check_run(run)
-    sums = ", ".join(
-        f"coalesce(sum({col}), 0) as {col}, coalesce(sum({col} * gpus), 0) / 3600 as {col}_gpu_h"
-        for _, col in CATEGORIES
-    )
     lines = " union all ".join(
-        f"select {i} as o, '{name}' as category, {col} as s, {col}_gpu_h as gpu_h from t"
+        f"select {i} as o, '{name}' as category, {_sum(col)} as s, {_sum(f'{col} * gpus')} / 3600 "
+        f"as gpu_h, {_missing(col)} as missing_s, {_missing(f'{col} * gpus')} as missing_h, "
+        f"{_unknown(col)} as unknown from g"
         for i, (name, col) in enumerate(CATEGORIES)
     )
-    total_s = " + ".join(col for _, col in CATEGORIES)
-    total_h = " + ".join(f"{col}_gpu_h" for _, col in CATEGORIES)
+    any_missing = " or ".join(f"{col} is null" for _, col in CATEGORIES)
     return query.run_sql(
         store,
         f"""
-        with g as (
-            -- downtime waits with the GPUs of the attempt that follows it
-            select * from goodput where run = $run
+        with g as (select * from goodput where run = $run),
+        c as ({lines}),
+        t as (  -- what is missing of the total: the attempts with a part unknown
+            select sum(s) as s, sum(gpu_h) as gpu_h, max(o) + 1 as o,
+                   (select count(*) filter (where {any_missing}) from g) as missing_s,
+                   (select count(*) filter (where {any_missing} or gpus is null) from g)
+                       as missing_h
+            from c
         ),
-        t as (select {sums} from g),
-        c as ({lines} union all
-              select {len(CATEGORIES)}, 'total', {total_s}, {total_h} from t)
+        rows as (
+            select o, category, s, gpu_h, missing_s, missing_h, unknown from c
+            union all
+            select o, 'total',
+                   case when missing_s = 0 or s > 0 then s end,
+                   case when missing_h = 0 or gpu_h > 0 then gpu_h end, missing_s, missing_h,
+                   (select {
+            _unknown_text(
+                f"count(*) filter (where {any_missing})",
+                f"list(label order by start_time, label) filter (where {any_missing})",
+            )
+        } from g)
+            from t
+        )
         select category, round(s, 1) as seconds, round(s / 3600, 3) as hours,
-               round(100 * s / nullif((select {total_s} from t), 0), 1) as pct,
+               case when missing_s = 0 and (select missing_s from t) = 0
+                    then round(100 * s / nullif((select s from t), 0), 1) end as pct,
                round(gpu_h, 3) as gpu_hours,
-               round(100 * gpu_h / nullif((select {total_h} from t), 0), 1) as gpu_pct
-        from c order by o
+               case when missing_h = 0 and (select missing_h from t) = 0
+                    then round(100 * gpu_h / nullif((select gpu_h from t), 0), 1) end as gpu_pct,
+               -- the known part of a figure with unknown parts is a floor
+               nullif(concat_ws('; ',
+                   case when unknown is not null
+                        then concat(case when s is not null then 'at least: ' end, unknown) end,
+                   case when missing_h > missing_s
+                        then printf('GPU-hours: no GPU count on record for %d attempts',
+                                    missing_h - missing_s) end), '') as unknown
+        from rows order by o
         """,
         {"run": run},
     )
+
+
+def _sum(col: str) -> str:
+    """SQL: the sum of the known parts (sum() skips nulls); null where none is known, or where
+    the known ones are all 0 beside unknown ones: "at least 0 s" says nothing."""
+    return f"case when count({col}) = count(*) or sum({col}) > 0 then sum({col}) end"
+
+
+def _missing(col: str) -> str:
+    return f"count(*) - count({col})"
+
+
+def _unknown(col: str) -> str:
+    """SQL: for a figure with unknown parts, which attempts they are."""
+    return _unknown_text(
+        f"count(*) - count({col})",
+        f"list(label order by start_time, label) filter (where {col} is null)",
+    )
+
+
+def _unknown_text(n: str, labels: str) -> str:
+    """SQL: 'not known for 4 of 21 attempts (main.00, main.01, main.02, ...)'; null where
+    nothing is missing."""
+    return f"""case when {n} > 0 then
+        printf('not known for %d of %d attempts (%s%s)', {n}, count(*),
+                  array_to_string(({labels})[1:3], ', '), case when {n} > 3 then ', ...' else '' end)
+        end"""
 
 
 def goodput_by_attempt(store: Store, run: str) -> pa.Table:

@@ -103,7 +103,9 @@ def test_a_real_run_with_crashes(invoke, run_logbook, store_path: Path, tmp_path
     assert abs(rows["total"]["seconds"] - wall["w"]) < 0.2  # every second of the run, once
     assert rows["productive"]["seconds"] > rows["lost work"]["seconds"] > 0
     assert rows["downtime"]["seconds"] >= 0.4 and rows["hung"]["seconds"] == 0
-    assert rows["total"]["gpu_hours"] == 0  # no GPU here
+    # --no-capture: no inventory, so the GPU count is unknown, and so are the GPU-hours (#16)
+    assert rows["total"]["gpu_hours"] is None and rows["total"]["gpu_pct"] is None
+    assert rows["total"]["unknown"] == "GPU-hours: no GPU count on record for 2 attempts"
     each = json.loads(
         invoke(["goodput", "real", "--each", "--store", str(store_path), "--format", "json"]).stdout
     )
