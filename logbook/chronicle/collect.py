@@ -63,11 +63,13 @@ def gather(
             """
             select a.*, l.lost_steps, l.lost_work_s, i.downtime_s, i.time_lost_s,
                    coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
-                   coalesce(n.hosts, 1) as hosts
+                   h.hosts, g.gpu_model
             from attempts a left join incidents i using (attempt_id)
             left join lost_work l using (attempt_id)  -- one definition (query/lost_work.py)
-            left join (select attempt_id, count(distinct host) as hosts from nodes group by all) n
-                using (attempt_id)
+            -- hosts and GPU model as measured or declared (query/gpu_count.py)
+            left join attempt_hosts h using (attempt_id)
+            left join (select attempt_id, string_agg(distinct gpu_name, ', ') as gpu_model
+                       from launch_gpus group by attempt_id) g using (attempt_id)
             where a.run = $run order by a.start_time, a.label
             """,
             run,

@@ -113,16 +113,14 @@ def when(value: datetime | None, row: Mapping[str, Any] | None = None, field: st
 
 
 def at_least(row: Mapping[str, Any], field: str, how: str = "figure") -> str:
-    """A goodput figure for people: "unknown", or, while some of its parts are unknown (the
-    row's `unknown` says which), the known part as "at least 2 h 05 min" (#16)."""
+    """A summed figure of a report (goodput, incidents) for people: "unknown", or the sum of
+    its known parts as "at least 2 h 05 min" where the row's `at_least` names it (#16)."""
     value = row.get(field)
     if value is None:
         return "unknown"
     text = summary.duration(value) if how == "duration" else str(figure(value))
-    unknown = row.get("unknown") or ""
-    # GPU-hours miss every part the seconds miss, and those of a GPU count not on record
-    partial = unknown.startswith("at least") if field == "seconds" else bool(unknown)
-    return f"at least {text}" if partial else text
+    floors = (row.get("at_least") or "").split(", ")
+    return f"at least {text}" if field in floors else text
 
 
 _PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}

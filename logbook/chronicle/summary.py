@@ -35,7 +35,7 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
             (a["last_step"] for a in attempts if a["last_step"] is not None), default=None
         ),
         "gpus": _most_gpus(s["cost"]),
-        "hosts": max((a["hosts"] for a in attempts), default=0),
+        "hosts": _most_hosts(attempts),
         "cost": total,
         "figures": {
             name: figure(total, name, digits, unit)
@@ -63,7 +63,7 @@ def productive_share(goodput: list[dict[str, Any]]) -> dict[str, Any]:
         missing = productive.get("unknown") or (by.get("total") or {}).get("unknown")
         if not missing:
             return {"pct": None, "why": "no wall-clock time on record"}
-        return {"pct": None, "why": "how the time went is " + missing.removeprefix("at least: ")}
+        return {"pct": None, "why": "how the time went is " + missing}
     if unknown and unknown["seconds"]:
         return {
             "pct": None,
@@ -80,6 +80,15 @@ def _total(cost: list[dict[str, Any]]) -> dict[str, Any]:
 def _most_gpus(cost: list[dict[str, Any]]) -> int | None:
     """The most GPUs an attempt had; None when an attempt's count is unknown (#16: not 0)."""
     counts = [c["gpus"] for c in cost if c["attempt"] != "total"]
+    if not counts or any(n is None for n in counts):
+        return None
+    return max(int(n) for n in counts)
+
+
+def _most_hosts(attempts: list[dict[str, Any]]) -> int | None:
+    """The most hosts an attempt ran on, measured or declared (query/gpu_count.py); None when an
+    attempt's hosts are unknown (#16: an imported attempt without hardware is not on 1 host)."""
+    counts = [a["hosts"] for a in attempts]
     if not counts or any(n is None for n in counts):
         return None
     return max(int(n) for n in counts)
@@ -103,15 +112,19 @@ def disclosure(s: dict[str, Any], o: dict[str, Any]) -> list[dict[str, str]]:
     c = o["cost"]
     basis = c.get("basis") or {}
     hw = s["hardware"]
-    gpu_names = sorted({h["gpu_name"] for h in hw if h.get("gpu_name")})
+    # the inventory's GPU models, else those a history declares (query/gpu_count.py)
+    gpu_names = sorted({h["gpu_name"] for h in hw if h.get("gpu_name")}) or sorted(
+        {a["gpu_model"] for a in s["attempts"] if a.get("gpu_model")}
+    )
+    hosts = "hosts unknown" if o["hosts"] is None else f"on {o['hosts']:,} host(s)"
     if o["gpus"] is None:
         hardware = "unknown"
     elif o["gpus"] == 0:
         hardware = "no GPU"
     elif gpu_names:
-        hardware = f"{o['gpus']} × {', '.join(gpu_names)} on {o['hosts']} host(s)"
+        hardware = f"{o['gpus']:,} × {', '.join(gpu_names)} {hosts}"
     else:
-        hardware = f"{o['gpus']} GPUs on {o['hosts']} host(s)"
+        hardware = f"{o['gpus']:,} GPUs {hosts}"
     co2 = c.get("co2_kg")
     return [
         {"item": "Hardware type and count", "value": hardware, "basis": _gpus_basis(s["cost"])},

@@ -117,6 +117,7 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
 FAILURES = lineages.FAILURES
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
+    gpu_count.HOSTS_VIEW,
     lineages.ATTEMPT_LINEAGE_VIEW,
     attempt_time.VIEW,
     lineages.VIEW,
@@ -411,7 +412,7 @@ def show_run(store: Store, run: str) -> pa.Table:
                l.lost_steps, l.restart_basis, round(i.downtime_s, 1) as downtime_s,
                a.decision as then, a.summary, a.time_note as note,
                a.start_time, left(g.commit, 12) as git_commit, g.dirty as git_dirty,
-               coalesce(n.hosts, 1) as hosts
+               h.hosts
         from attempt_time a
         left join incidents i on i.attempt_id = a.attempt_id
         left join lost_work l on l.attempt_id = a.attempt_id
@@ -422,8 +423,7 @@ def show_run(store: Store, run: str) -> pa.Table:
             from snapshots join (select attempt_id, host as a_host from attempts) using (attempt_id)
             where kind = 'git' group by attempt_id
         ) g on g.attempt_id = a.attempt_id
-        left join (select attempt_id, count(distinct host) as hosts from nodes group by attempt_id) n
-            on n.attempt_id = a.attempt_id
+        left join attempt_hosts h on h.attempt_id = a.attempt_id  -- query/gpu_count.py
         where a.run = ?
         order by a.start_time, a.label
         """,
@@ -458,61 +458,85 @@ def read_attempt(store: Store, run: str, label: str) -> dict[str, Any]:
 
 def incidents_by_class(store: Store, run: str) -> pa.Table:
     """Failures of a run by class: count, steps and time lost, mean time between failures (over
-    the run's time, overlaps counted once and open attempts to their last evidence). A sum with a
-    part unknown is unknown (null); `unknown` says which, `note` what the time counts.
+    the run's time, overlaps counted once and open attempts to their last evidence). A sum over
+    parts that are all unknown is unknown (null), and so is "at least 0"; with some parts unknown
+    it is the sum of the known ones, and `at_least` names the figures that are such a floor (#16);
+    `unknown` says which parts are unknown and why, `note` what the time counts.
 
     Raises:
         NoSuchRun: the store has no such run.
     """
     store.check_run(run)
     failures = ", ".join(f"'{f}'" for f in FAILURES)
+    figures = ("lost_steps", "time_lost_s", "hung_s", "downtime_s")
 
-    # sum() skips nulls: a sum is known only when every part is
-    def known_sum(col: str) -> str:
-        return f"case when count({col}) = count(*) then round(coalesce(sum({col}), 0), 1) end"
+    def sums() -> str:
+        # sum() skips nulls: the known parts, a floor when some are not known
+        return ", ".join(
+            f"case when count({c}) = count(*) or sum({c}) > 0 then round(sum({c}), 1) end as {c}"
+            for c in figures
+        )
+
+    def floors() -> str:
+        return "nullif(concat_ws(', ', {}), '') as at_least".format(
+            ", ".join(
+                f"case when count({c}) < count(*) and sum({c}) > 0 then '{c}' end" for c in figures
+            )
+        )
 
     # With several lineages, a row for each: its failures and MTBF within it (lineages.py).
     return run_sql(
         store,
         f"""
-        with i as (select * from incidents where run = $run),
+        with i as (
+            -- an attempt that no attempt followed waited for nothing: its downtime is 0 in a sum
+            select * replace (case when next_label is null then 0 else downtime_s end
+                              as downtime_s)
+            from incidents where run = $run
+        ),
              total as (select sum(counted_s) as wall_s,
                               string_agg(label || ' ' || time_note, '; '
                                          order by start_time, label) as note
                        from attempt_time where run = $run),
              by_class as (
-                 select class, count(*) as count, {known_sum("lost_steps")} as lost_steps,
-                        {known_sum("time_lost_s")} as time_lost_s, {known_sum("hung_s")} as hung_s,
-                        round(sum(coalesce(downtime_s, 0)), 1) as downtime_s,
+                 select class, count(*) as count, {sums()}, {floors()},
                         bool_or(status in ({failures})) as is_failure,
                         string_agg(label || ': ' || unknown, '; ' order by time) as unknown
                  from i group by class),
+             failed as (
+                 select count(*) as count, {sums()}, {floors()},
+                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
+                 from i where class in (select class from by_class where is_failure)),
              lin as (select lineage, started, mtbf_s, failures, counted_s from lineages
                      where run = $run and (select count(*) from lineages where run = $run) > 1),
              by_lineage as (
-                 select lineage, count(*) as count, {known_sum("lost_steps")} as lost_steps,
-                        {known_sum("time_lost_s")} as time_lost_s, {known_sum("hung_s")} as hung_s,
-                        round(sum(coalesce(downtime_s, 0)), 1) as downtime_s,
+                 select lineage, count(*) as count, {sums()}, {floors()},
                         string_agg(label || ': ' || unknown, '; ' order by time) as unknown
                  from i where status in ({failures}) group by lineage),
              rows as (
                  select class, count, lost_steps, time_lost_s, hung_s, downtime_s,
                         case when is_failure then round((select wall_s from total) / count, 1)
                              end as mtbf_s,
-                        unknown, null as note, 0 as part, null::timestamptz as started
+                        at_least, unknown, null as note, 0 as part, null::timestamptz as started
                  from by_class
                  union all
-                 select 'all failures', coalesce(sum(count), 0),
-                        {known_sum("lost_steps")}, {known_sum("time_lost_s")}, {known_sum("hung_s")},
-                        coalesce(sum(downtime_s), 0),
-                        round((select wall_s from total) / nullif(sum(count), 0), 1),
-                        string_agg(unknown, '; '), (select note from total), 1, null
-                 from by_class where is_failure
+                 select 'all failures', count,
+                        -- no failure: nothing lost, rather than unknown
+                        case when count = 0 then 0 else lost_steps end,
+                        case when count = 0 then 0 else time_lost_s end,
+                        case when count = 0 then 0 else hung_s end,
+                        case when count = 0 then 0 else downtime_s end,
+                        round((select wall_s from total) / nullif(count, 0), 1),
+                        at_least, unknown, (select note from total), 1, null
+                 from failed
                  union all
                  select 'all failures in lineage ' || lin.lineage, coalesce(b.count, 0),
-                        coalesce(b.lost_steps, 0), coalesce(b.time_lost_s, 0),
-                        coalesce(b.hung_s, 0), coalesce(b.downtime_s, 0),
-                        lin.mtbf_s, b.unknown,
+                        -- a lineage without failures lost nothing; one with lost unknown
+                        case when b.lineage is null then 0 else b.lost_steps end,
+                        case when b.lineage is null then 0 else b.time_lost_s end,
+                        case when b.lineage is null then 0 else b.hung_s end,
+                        case when b.lineage is null then 0 else b.downtime_s end,
+                        lin.mtbf_s, b.at_least, b.unknown,
                         case when lin.counted_s is null
                              then 'its time is unknown: an attempt known only to a day or range'
                              end, 2, lin.started

@@ -45,9 +45,10 @@ CATEGORIES = (
 def goodput(store: Store, run: str) -> pa.Table:
     """One line per category and a total: seconds, share of the wall-clock, GPU-hours, share of
     the GPU time. A part not known (an attempt known only to a day, a GPU count not on record)
-    never counts as 0 (#16): with some parts unknown a figure is the sum of the known ones and
-    `unknown` says "at least" and which attempts are missing; with none known, or only zeros
-    known, it is null. A share is given only where the figure and the total are both whole.
+    never counts as 0 (#16): with some parts unknown a figure is the sum of the known ones,
+    `at_least` names it (a floor) and `unknown` says which attempts are missing; with none
+    known, or only zeros known, it is null. A share is given only where the figure and the
+    total are both whole.
 
     Raises:
         NoSuchRun: the store has no such run.
@@ -60,10 +61,17 @@ def goodput(store: Store, run: str) -> pa.Table:
         for i, (name, col) in enumerate(CATEGORIES)
     )
     any_missing = " or ".join(f"{col} is null" for _, col in CATEGORIES)
+    # A part the view could not split off an attempt of known time is in its unknown_s already;
+    # missing are the parts of an attempt whose time is unknown, and unknown downtimes.
+    split = ", ".join(
+        f"case when wall_s is not null then coalesce({col}, 0) end as {col}"
+        for _, col in CATEGORIES
+        if col != "downtime_before_s"
+    )
     return query.run_sql(
         store,
         f"""
-        with g as (select * from goodput where run = $run),
+        with g as (select * replace ({split}) from goodput where run = $run),
         c as ({lines}),
         t as (  -- what is missing of the total: the attempts with a part unknown
             select sum(s) as s, sum(gpu_h) as gpu_h, max(o) + 1 as o,
@@ -93,9 +101,10 @@ def goodput(store: Store, run: str) -> pa.Table:
                case when missing_h = 0 and (select missing_h from t) = 0
                     then round(100 * gpu_h / nullif((select gpu_h from t), 0), 1) end as gpu_pct,
                -- the known part of a figure with unknown parts is a floor
-               nullif(concat_ws('; ',
-                   case when unknown is not null
-                        then concat(case when s is not null then 'at least: ' end, unknown) end,
+               nullif(concat_ws(', ', case when missing_s > 0 and s is not null then 'seconds' end,
+                                case when missing_h > 0 and gpu_h is not null then 'gpu_hours' end),
+                      '') as at_least,
+               nullif(concat_ws('; ', unknown,
                    case when missing_h > missing_s
                         then printf('GPU-hours: no GPU count on record for %d attempts',
                                     missing_h - missing_s) end), '') as unknown

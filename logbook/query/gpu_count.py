@@ -82,3 +82,23 @@ h as (
 )
 select *, {_COUNT} as gpus, {_BASIS} as gpus_basis from h
 """
+
+# How many hosts each attempt ran on (#16), the first that applies: the hosts of a launch over
+# several (`nodes` rows; measured), what an imported history declares (`declared` snapshot rows of
+# its hardware rows), one for an attempt recorded on a host; else unknown (null), never 1: an
+# imported attempt without hardware says nothing of its hosts.
+HOSTS_VIEW = """
+create view attempt_hosts as
+with n as (select attempt_id, count(distinct host) as hosts from nodes group by attempt_id),
+d as (
+    select attempt_id, max(try_cast(value as integer)) as hosts from snapshots
+    where kind = 'declared' and name = 'hosts' and status = 'ok' group by attempt_id
+)
+select a.attempt_id,
+       coalesce(n.hosts, d.hosts, case when a.host is not null then 1 end) as hosts,
+       case when n.hosts is not null then 'measured: the hosts of the launch'
+            when d.hosts is not null then 'declared: by the imported history'
+            when a.host is not null then 'measured: the host on record'
+            else 'unknown: no host on record' end as hosts_basis
+from attempts a left join n using (attempt_id) left join d using (attempt_id)
+"""

@@ -114,9 +114,13 @@ def test_incidents_never_run_backwards_and_name_the_unknown(  # type: ignore[no-
     assert by_class["all failures"]["count"] == 4
     assert by_class["all failures"]["mtbf_s"] == 57000 / 4
     assert by_class["all failures"]["downtime_s"] == 3000
-    assert by_class["all failures"]["time_lost_s"] is None  # unknown parts never add as 0
+    # unknown parts never add as 0: the known part, said to be a floor (#16)
+    assert by_class["all failures"]["time_lost_s"] == 2500
+    assert by_class["all failures"]["at_least"] == "lost_steps, time_lost_s, hung_s"
+    assert by_class["communication"]["at_least"] is None
     assert by_class["communication"]["time_lost_s"] == 2500
-    assert by_class["hung"]["hung_s"] is None
+    # 1.01 hung 8000 s, 1.02 an unknown time: at least 8000 s
+    assert by_class["hung"]["hung_s"] == 8000 and "hung_s" in by_class["hung"]["at_least"]
     assert "1.04" in by_class["all failures"]["note"]  # open: counted to its last evidence
     calm = _json(invoke, "incidents", "calm", "--store", s)
     assert [(r["class"], r["count"], r["time_lost_s"], r["mtbf_s"]) for r in calm] == [
