@@ -20,6 +20,7 @@ from logbook.chronicle.numbers import setting
 ROUTINE = ("checkpoint", "telemetry_unavailable")
 # Events written for an attempt's end (by logbook run, or by an import): told in that end's entry.
 ENDINGS = (
+    "ended",  # an imported end whose reason is not known
     "crash",
     "hang",
     "hang_stopped",
@@ -55,16 +56,25 @@ DECISION_TAGS = (
 
 def journal(told: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The entries (see `entries`) grouped by day: {day, entries, routine}, routine being
-    [(kind, count)] of the entries only counted."""
+    [(kind, count)] of the entries only counted. A time an imported history knew only to a
+    month or a range is grouped under that period, not its first day (#16); each entry's `clock`
+    is its time of day, or what the heading's period leaves open ("that day", ...)."""
+    from logbook.chronicle.render import when
+
     days: dict[str, dict[str, Any]] = {}
     for e in told:
-        day = e["time"].date().isoformat()
+        precision = e.get("time_precision")
+        day = e["time"].date().isoformat() if precision in (None, "day") else when(e["time"], e)
+        e["clock"] = e["time"].strftime("%H:%M:%S") if precision is None else _OPEN[precision]
         d = days.setdefault(day, {"day": day, "entries": [], "routine": Counter()})
         if e["routine"]:
             d["routine"][e["kind"]] += 1
         else:
             d["entries"].append(e)
     return [{**d, "routine": sorted(d["routine"].items())} for d in days.values()]
+
+
+_OPEN = {"day": "that day", "month": "that month", "year": "that year", "range": "in that range"}
 
 
 def decisions(told: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,7 +111,8 @@ def describe(event: dict[str, Any]) -> str:
         return str(event["message"])
     data = event_data(event)
     if event["kind"] == "hparam_change" and "key" in data:
-        return f"{data['key']}: {setting(data.get('old'))} → {setting(data.get('new'))}"
+        old, new = (setting(data.get(k), k in data) for k in ("old", "new"))
+        return f"{data['key']}: {old} → {new}"
     return str(event["kind"]).replace("_", " ")
 
 
@@ -114,7 +125,10 @@ def _start(a: dict[str, Any]) -> dict[str, Any]:
         )
     step = a["resumed_from_step"] if a["resumed_from_step"] is not None else a["first_step"]
     what = "new lineage" if _new_lineage(a) else None
-    return _entry(a["start_time"], a["label"], step, "start", text, what=what, lifecycle=True)
+    return _entry(
+        a["start_time"], a["label"], step, "start", text, what=what, lifecycle=True,
+        known=(a.get("start_precision"), a.get("start_until")),
+    )  # fmt: skip
 
 
 def _end(a: dict[str, Any], told: list[str]) -> dict[str, Any]:
@@ -131,7 +145,10 @@ def _end(a: dict[str, Any], told: list[str]) -> dict[str, Any]:
             said.append(more)
     if said:
         text += ": " + "; ".join(said)
-    return _entry(a["end_time"], a["label"], a["last_step"], status, text, lifecycle=True)
+    return _entry(
+        a["end_time"], a["label"], a["last_step"], status, text, lifecycle=True,
+        known=(a.get("end_precision"), a.get("end_until")),
+    )  # fmt: skip
 
 
 def _grouped(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,9 +170,12 @@ def _grouped(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         routine = e["kind"] in ROUTINE
         if e["kind"] == "data_mix":
             routine, last_mix = e["message"] == last_mix, e["message"]
-        out.append(
-            _entry(e["time"], e["attempt"], e["step"], e["kind"], describe(e), what, routine)
-        )
+        entry = _entry(
+            e["time"], e["attempt"], e["step"], e["kind"], describe(e), what, routine,
+            known=(e.get("time_precision"), e.get("time_until")),
+        )  # fmt: skip
+        entry["step_until"], entry["step_approx"] = e.get("step_until"), e.get("step_approx")
+        out.append(entry)
     return out
 
 
@@ -207,9 +227,15 @@ def _entry(
     what: str | None = None,
     routine: bool = False,
     lifecycle: bool = False,
+    known: tuple[str | None, datetime | None] = (None, None),
 ) -> dict[str, Any]:
     return {
         "time": time,
+        # as precisely as the time is known (an imported day, month or range; #16), for `when`
+        "time_precision": known[0],
+        "time_until": known[1],
+        "step_until": None,
+        "step_approx": None,
         "attempt": attempt,
         "step": step,
         "kind": kind,

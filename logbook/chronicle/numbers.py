@@ -31,11 +31,14 @@ def figure(value: Any) -> Any:
     return value
 
 
-def setting(value: Any) -> str:
-    """A setting's value (a hyperparameter's old or new one): "not set" for None, numbers as
-    `figure`, true/false, text as it is, lists and tables as JSON."""
+def setting(value: Any, recorded: bool = True) -> str:
+    """A setting's value (a hyperparameter's old or new one): numbers as `figure`, true/false,
+    text as it is, lists and tables as JSON; None is "not set" where the record says so (a
+    config diff writes `"old": null` for a key the parent did not have), "not recorded" where
+    the value is simply missing (`recorded` false: an imported change that gives no old value;
+    #16: we do not know it was unset)."""
     if value is None:
-        return "not set"
+        return "not set" if recorded else "not recorded"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -87,6 +87,7 @@ def _env(*, autoescape: bool) -> Any:
         sci=summary.sci,
         when=when,
         at_least=at_least,
+        step=step,
         md=md,
         cell=cell,
         # matplotlib wrote the SVG and escaped its text; ids are prefixed so figures never clash.
@@ -123,6 +124,16 @@ def at_least(row: Mapping[str, Any], field: str, how: str = "figure") -> str:
     return f"at least {text}" if field in floors else text
 
 
+def step(row: Mapping[str, Any]) -> str:
+    """A row's step as an imported history knew it (#16): 31216, 31216–31250, ≈ 14300."""
+    value = row.get("step")
+    if value is None:
+        return ""
+    if row.get("step_until") is not None:
+        return f"{value}–{row['step_until']}"
+    return f"≈ {value}" if row.get("step_approx") else str(value)
+
+
 _PERIODS = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 
 
@@ -130,15 +141,20 @@ def _midnight(t: datetime) -> bool:
     return (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0)
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+# Punctuation that means something anywhere in a line; `<` and `&` are made entities (no tag, no
+# entity can then form, so `>` needs none). `(` after `]` would make a link, but `]` is escaped.
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~])")
+# What opens a block only at the start of a line: a list, a quote, a heading, a setext line.
+_MD_BLOCK = re.compile(r"^([-+>#=])|^(\d+)([.)])")
 
 
 def md(value: Any) -> str:
-    """Markdown text that renders as the literal string: HTML escaped, Markdown punctuation
-    backslashed, line breaks as spaces."""
-    text = str(figure(value))
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+    """Markdown text that renders as the literal string: `<` and `&` as entities, Markdown
+    punctuation backslashed where it would mean something, line breaks as spaces. Text reads
+    as written where nothing needs escaping (#16: "1 -> 2", not "1 \\-&gt; 2")."""
+    text = " ".join(str(figure(value)).split())
+    text = _MD_INLINE.sub(r"\\\1", text.replace("&", "&amp;").replace("<", "&lt;"))
+    return _MD_BLOCK.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", text)
 
 
 def cell(value: Any) -> str:

@@ -584,6 +584,8 @@ def _end_event(run: str, a: Mapping[str, Any]) -> dict[str, Any] | None:
         data={k: v for k, v in data.items() if v is not None},
     )
     row["event_id"] = _uuid("end", run, a["label"], kind)
+    # dated as precisely as the attempt's end (#16): "2022-03-24" is a day, not its midnight
+    row["time_precision"], row["time_until"] = a.get("end_precision"), a.get("end_until")
     return row
 
 
