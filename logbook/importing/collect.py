@@ -263,7 +263,10 @@ class Collector:
 
     def _data(self, row: dict[str, Any], known: set[str]) -> dict[str, Any]:
         data = parse_object(row["data"], "data") if row.get("data") is not None else {}
-        extras = {k: v for k, v in row.items() if k not in known and v is not None}
+        # An explicit `"old": null` says the setting was not set before, which a missing `old`
+        # does not (#16: "not set" against "not recorded"); a CSV cell cannot tell them apart.
+        said = ("old", "new") if not self.csv_strings else ()
+        extras = {k: v for k, v in row.items() if k not in known and (v is not None or k in said)}
         if self.csv_strings and extras:
             extras = parse_fields([f"{k}={v}" for k, v in extras.items()])
         return {**data, **extras}
