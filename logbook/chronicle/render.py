@@ -144,8 +144,9 @@ def _midnight(t: datetime) -> bool:
 # Punctuation that means something anywhere in a line; `<` and `&` are made entities (no tag, no
 # entity can then form, so `>` needs none). `(` after `]` would make a link, but `]` is escaped.
 _MD_INLINE = re.compile(r"([\\`*_\[\]|~])")
-# What opens a block only at the start of a line: a list, a quote, a heading, a setext line.
-_MD_BLOCK = re.compile(r"^([-+>#=])|^(\d+)([.)])")
+# What opens a block at the start of a line: a list item or heading ("- ", "+ ", "# ", "1. "),
+# a rule ("---"), a quote (">"), a setext underline ("==="); "-2000" and "11.00" do not.
+_MD_BLOCK = re.compile(r"^(?:[-+#](?=[\s-]|$)|>|=(?=[=\s]*$)|\d+[.)](?=\s|$))")
 
 
 def md(value: Any) -> str:
@@ -154,7 +155,12 @@ def md(value: Any) -> str:
     as written where nothing needs escaping (#16: "1 -> 2", not "1 \\-&gt; 2")."""
     text = " ".join(str(figure(value)).split())
     text = _MD_INLINE.sub(r"\\\1", text.replace("&", "&amp;").replace("<", "&lt;"))
-    return _MD_BLOCK.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", text)
+    return _MD_BLOCK.sub(_escape_block, text)
+
+
+def _escape_block(m: re.Match[str]) -> str:
+    mark = m[0]
+    return f"{mark[:-1]}\\{mark[-1]}" if mark[0].isdigit() else f"\\{mark}"
 
 
 def cell(value: Any) -> str:
