@@ -261,7 +261,17 @@ def test_goodput_says_unknown_rather_than_zero(bloom: dict[str, Any]) -> None:
 
 def test_the_model_card_counts_the_declared_hosts(bloom: dict[str, Any]) -> None:
     card = section(bloom["page"], "For model cards and regulators")
-    assert "on 1 host(s)" not in card and "48" in card
+    assert "on 1 host(s)" not in card and "| 384 × A100 80GB on 48 host(s) " in card
+    show = cli_json(bloom, "show", RUN)
+    assert [a["hosts"] for a in show] == [48] * 19 + [24] * 2  # 24 nodes from 2022-07-04
+    # The notes end with main.20 running: the wall-clock on record is a floor, not the run's.
+    assert re.search(
+        r"^\| Training time \(wall-clock, .*\| at least 115 d 8 h +\| declared: ", card, re.M
+    )
+    assert (
+        "to the start of main.20 (2022-07-05 04:00 to 2022-07-05 08:00 UTC), still open"
+        in (bloom["page"].splitlines()[2])
+    )
 
 
 def test_incident_totals_keep_unknown_downtime_unknown(bloom: dict[str, Any]) -> None:

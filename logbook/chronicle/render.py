@@ -87,6 +87,7 @@ def _env(*, autoescape: bool) -> Any:
         sci=summary.sci,
         when=when,
         at_least=at_least,
+        span=summary.span_text,
         step=step,
         md=md,
         cell=cell,

@@ -18,12 +18,14 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
     total = _total(s["cost"])
     starts = [a["start_time"] for a in attempts]
     ends = [a["end_time"] or a["start_time"] for a in attempts]
+    span = _span(attempts)
     causes = Counter(a["class"] or a["status"] for a in attempts if a["status"] in FAILED)
     share = productive_share(s["goodput"])
     return {
         "first_start": min(starts) if starts else None,
         "last_end": max(ends) if ends else None,
         "span_s": (max(ends) - min(starts)).total_seconds() if starts else None,
+        **span,
         "attempts": len(attempts),
         # within a lineage: the first attempt of a new one is a decision (query/lineages.py)
         "restarts": sum(line["restarts"] for line in s["lineages"]),
@@ -50,6 +52,36 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
         "productive_why": share["why"],
         "final_metrics": s["final_metrics"],
     }
+
+
+def _span(attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the first launch and the last end on record are known (#16): `first` and `last`
+    are their attempts, `last_field` "end" or "start" (an attempt still open), `span_bound`
+    "at least" where the last time is the start of a day or range or the run goes on past it,
+    "at most" where the first launch is, "unknown" where both are."""
+    if not attempts:
+        return {"first": None, "last": None, "last_field": "end", "span_bound": ""}
+    first = min(attempts, key=lambda a: a["start_time"])
+    # of one time, an attempt still open: the run goes on past it
+    last = max(attempts, key=lambda a: (a["end_time"] or a["start_time"], a["end_time"] is None))
+    field = "end" if last["end_time"] else "start"
+    lower = last[f"{field}_precision"] is not None or any(a["end_time"] is None for a in attempts)
+    upper = first["start_precision"] is not None
+    bound = {(True, True): "unknown", (True, False): "at least", (False, True): "at most"}
+    return {
+        "first": first,
+        "last": last,
+        "last_field": field,
+        "span_bound": bound.get((lower, upper), ""),
+    }
+
+
+def span_text(o: dict[str, Any]) -> str:
+    """The wall-clock from the first launch to the last end, as it is known: "115 d 8 h",
+    "at least 115 d 8 h", or "unknown" (see `_span`)."""
+    if o["span_s"] is None or o["span_bound"] == "unknown":
+        return "unknown"
+    return f"{o['span_bound']} {duration(o['span_s'])}".strip()
 
 
 def productive_share(goodput: list[dict[str, Any]]) -> dict[str, Any]:
@@ -130,9 +162,15 @@ def disclosure(s: dict[str, Any], o: dict[str, Any]) -> list[dict[str, str]]:
         {"item": "Hardware type and count", "value": hardware, "basis": _gpus_basis(s["cost"])},
         {
             "item": "Training time (wall-clock, first launch to last end)",
-            "value": duration(o["span_s"]),
-            "basis": f"{figure(c, 'hours', 1)['kind'] or 'measured'}: {o['attempts']} attempts, "
-            "failed and restarted ones included",
+            "value": span_text(o),
+            "basis": f"{_span_kind(c, o)}: {o['attempts']} attempts, "
+            "failed and restarted ones included"
+            + (
+                f"; {o['span_bound']}: the first launch or the last end is known only to a day "
+                "or range, or the run goes on past its last time on record"
+                if o["span_bound"]
+                else ""
+            ),
         },
         {
             "item": "GPU-hours used",
@@ -160,6 +198,15 @@ def disclosure(s: dict[str, Any], o: dict[str, Any]) -> list[dict[str, str]]:
             "basis": basis.get("cost_usd", ""),
         },
     ]
+
+
+def _span_kind(c: dict[str, Any], o: dict[str, Any]) -> str:
+    """The kind of the span's basis: the hours' kind, but the span of times a history declares
+    is declared even where the hours, which want every attempt's time, are unknown."""
+    kind = figure(c, "hours", 1)["kind"] or "measured"
+    if kind == "unknown" and o["span_bound"] != "unknown" and o["span_s"] is not None:
+        return "declared"
+    return kind
 
 
 def _gpus_basis(cost: list[dict[str, Any]]) -> str:

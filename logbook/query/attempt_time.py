@@ -87,7 +87,9 @@ select *, wall_s - counted_s as overlap_s,
             when wrapper_pid is not null and status <> 'completed' and has_steps
             then wall_s end as startup_time_s,
        nullif(concat_ws('; ',
-           case when is_open and end_at > start_time
+           case when is_open and imprecise  -- its time is not counted at all (wall_s null)
+                then 'open: no end on record and no recorder running; its time is unknown'
+                when is_open and end_at > start_time
                 then 'open: no end on record and no recorder running; counted to its last '
                      || 'evidence, ' || strftime(end_at, '%Y-%m-%d %H:%M:%S') || ' UTC'
                 when is_open
