@@ -277,6 +277,10 @@ def test_the_model_card_counts_the_declared_hosts(bloom: dict[str, Any]) -> None
 def test_incident_totals_keep_unknown_downtime_unknown(bloom: dict[str, Any]) -> None:
     by_class = {i["class"]: i for i in cli_json(bloom, "incidents", RUN)}
     assert all(i["downtime_s"] is None for i in by_class.values())
+    each = cli_json(bloom, "incidents", RUN, "--each")
+    assert all(i["time_lost_basis"] is None for i in each if i["time_lost_s"] is None)
+    # main.19 and main.20 both start in one range: the latest is the one the notes end with
+    assert cli_json(bloom, "runs")[0]["latest_status"] == "running"
     # The hours lost the notes state for 3 of the 4 hangs (18 h, 6 h, ~11 h), as a floor.
     hung = by_class["hung"]
     assert (hung["time_lost_s"], hung["at_least"], hung["hung_s"]) == (

@@ -706,4 +706,5 @@ def test_hours_lost_as_stated_come_before_a_worked_out_figure(  # type: ignore[n
     each = {i["label"]: i for i in json.loads(invoke(args).stdout)}
     assert each["1.00"]["time_lost_s"] == 45000.0  # 12.5 h, as stated
     assert each["1.00"]["time_lost_basis"] == "stated by the imported history"
-    assert each["1.01"]["time_lost_basis"] == "worked out"
+    # no hours stated and no step times: not known, so no basis either (#16)
+    assert each["1.01"]["time_lost_s"] is None and each["1.01"]["time_lost_basis"] is None

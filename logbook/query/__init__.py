@@ -171,7 +171,8 @@ _DERIVED_VIEWS = (
            coalesce(lost_h_stated * 3600, lost_work_s + hung_s
                + case when has_next then downtime_s else 0 end + restart_startup_s) as time_lost_s,
            case when lost_h_stated is not null then 'stated by the imported history'
-                else 'worked out' end as time_lost_basis,
+                -- no basis for a figure that is not known (#16)
+                when time_lost_s is not null then 'worked out' end as time_lost_basis,
            nullif(concat_ws('; ',
                case when lost_h_stated is not null then null
                     when has_next and downtime_s is null
@@ -380,8 +381,9 @@ def list_runs(store: Store) -> pa.Table:
         """
         select run,
                count(*) as attempts,
-               arg_max(case when decision = 'gave_up' then 'gave_up' else status end, start_time)
-                   as latest_status,
+               -- of attempts started at one time (an imported range), the later label
+               first(case when decision = 'gave_up' then 'gave_up' else status end
+                     order by start_time desc, label desc) as latest_status,
                min(start_time) as first_start,
                max(end_at) as last_end,
                count(distinct lineage) as lineages,
