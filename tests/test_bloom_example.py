@@ -262,6 +262,8 @@ def test_goodput_says_unknown_rather_than_zero(bloom: dict[str, Any]) -> None:
 def test_the_model_card_counts_the_declared_hosts(bloom: dict[str, Any]) -> None:
     card = section(bloom["page"], "For model cards and regulators")
     assert "on 1 host(s)" not in card and "| 384 × A100 80GB on 48 host(s) " in card
+    hardware = section(bloom["page"], "Hardware")
+    assert "- from 2022-03-11 19:42 UTC: hardware: 384 GPUs (A100 80GB) on 48 hosts" in hardware
     show = cli_json(bloom, "show", RUN)
     assert [a["hosts"] for a in show] == [48] * 19 + [24] * 2  # 24 nodes from 2022-07-04
     # The notes end with main.20 running: the wall-clock on record is a floor, not the run's.
