@@ -87,6 +87,7 @@ def _env(*, autoescape: bool) -> Any:
         sci=summary.sci,
         when=when,
         at_least=at_least,
+        capitalize_first=lambda text: text[:1].upper() + text[1:],
         span=summary.span_text,
         step=step,
         md=md,

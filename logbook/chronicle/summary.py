@@ -95,7 +95,7 @@ def productive_share(goodput: list[dict[str, Any]]) -> dict[str, Any]:
         missing = productive.get("unknown") or (by.get("total") or {}).get("unknown")
         if not missing:
             return {"pct": None, "why": "no wall-clock time on record"}
-        return {"pct": None, "why": "how the time went is " + missing}
+        return {"pct": None, "why": missing}
     if unknown and unknown["seconds"]:
         return {
             "pct": None,

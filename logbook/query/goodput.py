@@ -129,14 +129,15 @@ def _unknown(col: str) -> str:
     return _unknown_text(
         f"count(*) - count({col})",
         f"list(label order by start_time, label) filter (where {col} is null)",
+        "the downtime before" if col == "downtime_before_s" else "the time of",
     )
 
 
-def _unknown_text(n: str, labels: str) -> str:
-    """SQL: 'not known for 4 of 21 attempts (main.00, main.01, main.02, ...)'; null where
-    nothing is missing."""
+def _unknown_text(n: str, labels: str, what: str = "the time of") -> str:
+    """SQL: 'the time of 4 of 21 attempts is not known (main.00, main.01, main.02, ...)'; null
+    where nothing is missing."""
     return f"""case when {n} > 0 then
-        printf('not known for %d of %d attempts (%s%s)', {n}, count(*),
+        printf('{what} %d of %d attempts is not known (%s%s)', {n}, count(*),
                   array_to_string(({labels})[1:3], ', '), case when {n} > 3 then ', ...' else '' end)
         end"""
 
