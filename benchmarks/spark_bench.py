@@ -83,6 +83,7 @@ def spark_session(cores: int = 1) -> Any:
         SparkSession.builder.master(f"local[{cores}]")
         .appName("logbook-spark-bench")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(max(2, cores * 2)))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")
@@ -129,10 +130,10 @@ def normal(value: Any) -> Any:
 def same_rows(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> bool:
     if len(a) != len(b):
         return False
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         if len(ra) != len(rb):
             return False
-        for x, y in zip(ra, rb):
+        for x, y in zip(ra, rb, strict=True):
             x, y = normal(x), normal(y)
             if isinstance(x, float) and isinstance(y, float):
                 if not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9):
@@ -165,7 +166,11 @@ def table_counts(spark: Any, store: Path) -> dict[str, tuple[int, int]]:
         s = spark.sql(f"select count(*) from {t}").collect()[0][0]
         files = sorted(store.glob(f"{t}/run=*/*.parquet"))
         listed = [str(f) for f in files]
-        d = duckdb.sql(f"select count(*) from read_parquet({listed!r})").fetchall()[0][0] if files else 0
+        d = (
+            duckdb.sql(f"select count(*) from read_parquet({listed!r})").fetchall()[0][0]
+            if files
+            else 0
+        )
         out[t] = (int(s), int(d))
     return out
 

@@ -185,7 +185,7 @@ def _trino(t: schemas.TableSchema, db: str, where: str) -> str:
     cols = [n for n in t.names if n not in t.partitioning] + list(t.partitioning)
     parts = ", ".join(f"'{p}'" for p in t.partitioning)
     return (
-        f'CREATE TABLE IF NOT EXISTS {db}.{t.table} (\n{_columns(t, "trino", chr(34), cols)}\n)\n'
+        f"CREATE TABLE IF NOT EXISTS {db}.{t.table} (\n{_columns(t, 'trino', chr(34), cols)}\n)\n"
         f"COMMENT '{_comment(t)}'\n"
         f"WITH (\n  format = 'PARQUET',\n  external_location = '{where}/',\n"
         f"  partitioned_by = ARRAY[{parts}]\n);\n"

@@ -167,9 +167,16 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         subprocess.Popen(
             logbook_cmd("run", "--run", "multi", "--", sys.executable, "train.py"),
             cwd=cwd,
-            env={**os.environ, "LOGBOOK_LAUNCH_ID": "launch-1", "LOGBOOK_NODE_RANK": str(rank),
-                 "LOGBOOK_NODES": "2", "LOGBOOK_HOST": f"host{rank}", "SLURM_GPUS_ON_NODE": "8"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={
+                **os.environ,
+                "LOGBOOK_LAUNCH_ID": "launch-1",
+                "LOGBOOK_NODE_RANK": str(rank),
+                "LOGBOOK_NODES": "2",
+                "LOGBOOK_HOST": f"host{rank}",
+                "SLURM_GPUS_ON_NODE": "8",
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )  # fmt: skip
         for rank in (0, 1)
     ]
