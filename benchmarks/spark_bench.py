@@ -19,6 +19,7 @@ import json
 import math
 import re
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -75,8 +76,9 @@ def engine_cookbook(readme: str | None = None) -> dict[str, str]:
     return {b.splitlines()[0].removeprefix("-- ").split(":")[0].strip(): b for b in blocks}
 
 
-def spark_session(cores: int = 1) -> Any:
-    """A local Spark session: UI off, few shuffle partitions, UTC."""
+def spark_session(warehouse: Path, cores: int = 1) -> Any:
+    """A local Spark session: UI off, few shuffle partitions, UTC, its databases' folders (empty:
+    the tables are external) in `warehouse` rather than ./spark-warehouse."""
     from pyspark.sql import SparkSession
 
     spark = (
@@ -87,6 +89,7 @@ def spark_session(cores: int = 1) -> Any:
         .config("spark.sql.shuffle.partitions", str(max(2, cores * 2)))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")
+        .config("spark.sql.warehouse.dir", str(warehouse))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -184,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.store / "logbook-store.json").exists():
         print(f"no logbook store at {args.store}", file=sys.stderr)
         return 1
+    warehouse = tempfile.TemporaryDirectory(prefix="logbook-spark-")
     t0 = time.perf_counter()
-    spark = spark_session(args.cores)
+    spark = spark_session(Path(warehouse.name), args.cores)
     started = time.perf_counter() - t0
     t0 = time.perf_counter()
     create_tables(spark, args.store)
@@ -222,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         if not same:
             print(f"{name}: differ\n spark {s_rows[:5]}\n duckdb {d_rows[:5]}", file=sys.stderr)
     spark.stop()
+    warehouse.cleanup()
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -189,13 +189,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def spark(store: Path) -> Iterator[Any]:
+def spark(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One local Spark for the module, with the tables `logbook schema --ddl spark` makes."""
     if importlib.util.find_spec("pyspark") is None or not shutil.which("java"):
         pytest.skip("pyspark or java is not installed here")
     ddl = _cli("schema", "--ddl", "spark", "--location", str(store), "--store", str(store))
     assert ddl.returncode == 0, ddl.stderr
-    session = bench.spark_session(1)
+    session = bench.spark_session(tmp_path_factory.mktemp("warehouse"), 1)
     try:
         for sql in bench.statements(ddl.stdout):
             session.sql(sql)
