@@ -98,7 +98,9 @@ def test_metrics_command_downsamples(run_logbook, invoke, store_path: Path, tmp_
         ).stdout
     )
     # Buckets end on multiples of --every (#17): the last point of steps 1-100, 101-200, ...
-    assert [(r["step"], r["value"]) for r in rows] == [(s, 1000.0 - s) for s in range(100, 1001, 100)]
+    assert [(r["step"], r["value"]) for r in rows] == [
+        (s, 1000.0 - s) for s in range(100, 1001, 100)
+    ]
 
 
 def test_regex_mode_and_none(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
