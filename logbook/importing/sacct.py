@@ -56,14 +56,14 @@ _WORDS = {
     "COMPLETED": "completed",
     "FAILED": "failed",
     "OUT_OF_MEMORY": "ran out of memory",
-    "NODE_FAIL": "a node failed",
-    "BOOT_FAIL": "a node failed to boot",
-    "SPECIAL_EXIT": "special exit",
+    "NODE_FAIL": "lost a node",
+    "BOOT_FAIL": "could not boot a node",
+    "SPECIAL_EXIT": "ended in a special exit",
     "TIMEOUT": "reached its time limit",
-    "PREEMPTED": "preempted",
+    "PREEMPTED": "was preempted",
     "DEADLINE": "reached its deadline",
-    "REQUEUED": "requeued",
-    "CANCELLED": "cancelled",
+    "REQUEUED": "was requeued",
+    "CANCELLED": "was cancelled",
 }
 _WRAPPED_VARS = ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_RESTART_COUNT")
 
@@ -141,6 +141,13 @@ def collect_sacct(
                 f"{len(records)} of its records (export with sacct --duplicates for each run)"
             )
         previous: str | None = None
+        # A job `logbook run` recorded in one of its runs: its other runs go to that run too.
+        matched = [
+            w
+            for i, job in enumerate(records)
+            for w in (wrapped.get((job.raw_id, i + max(missing, 0)), []) if job.raw_id else [])
+        ]
+        job_run = run if run is not None or not matched else matched[0].run
         for i, job in enumerate(records):
             requeue = i + max(missing, 0)
             word = _state_word(job.state)
@@ -156,7 +163,7 @@ def collect_sacct(
                     _enrich(found, job, requeue, w)
                 continue
             label = f"{job.job_id}.{requeue:02d}"
-            _attempt(found, job, requeue, label, previous, run)
+            _attempt(found, job, requeue, label, previous, job_run)
             previous = label
     return warnings
 
@@ -287,7 +294,7 @@ def verdict(job: Job) -> dict[str, Any]:
     if real_sig is None and code is not None and (code or word in ("COMPLETED", "FAILED")):
         exit_code = code  # 0:0 of a node failure or a time limit is no exit the script made
     where = f" on {job.failed_node}" if job.failed_node else ""
-    summary = f"SLURM: job {job.job_id} {_WORDS.get(word, (job.state or 'no state').lower())}"
+    summary = f"SLURM: job {job.job_id} {_WORDS.get(word, 'ended')}"
     oom_step = next((s for s in job.steps if _state_word(s.state) == "OUT_OF_MEMORY"), None)
     if word == "CANCELLED":
         by = job.cancelled_by or (job.state or "").partition(" by ")[2].strip() or None
@@ -296,9 +303,9 @@ def verdict(job: Job) -> dict[str, Any]:
         step_sig = next(
             (s for s in (_exit(x.exit_code)[1] for x in job.steps) if s and 0 < s <= 64), None
         )
-        if oom_step is not None:
+        if oom_step is not None:  # the job's own code is its script's, after the step died
             crash_class = "host_oom"
-            summary += f": step {oom_step.step_id} ran out of memory (OUT_OF_MEMORY)"
+            summary += f": step {oom_step.step_id} ran out of memory"
         elif real_sig or step_sig:
             crash_class = "fatal_signal"
             summary += f": killed by {_signal_name(real_sig or step_sig)}"
@@ -307,10 +314,10 @@ def verdict(job: Job) -> dict[str, Any]:
             if exit_code:
                 summary += f" with exit code {exit_code}"
     elif word == "OUT_OF_MEMORY" and oom_step is not None:
-        summary += f" (step {oom_step.step_id})"
+        summary += f" in step {oom_step.step_id}"
     elif status == "ended":
-        summary += " (a state logbook does not map: how it ended is not known)"
-    summary += where
+        summary += ", in a state logbook does not know: how is not known"
+    summary += f"{where} ({job.state or 'no state'})"
     if status == "running":
         summary = None
     return {
@@ -365,6 +372,7 @@ def _json(value: Any) -> str:
 def _wrapped_attempts(store: Store) -> dict[tuple[str, int], list[Wrapped]]:
     """(SLURM job id, requeue count) -> the attempts `logbook run` recorded in that job, from
     their launcher snapshots."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if not store.root.exists():
@@ -372,7 +380,7 @@ def _wrapped_attempts(store: Store) -> dict[tuple[str, int], list[Wrapped]]:
     snaps = store.read("snapshots")
     if not snaps.num_rows:
         return {}
-    mask = pc.and_(pc.equal(snaps["kind"], "launcher"), pc.is_in(snaps["name"], _WRAPPED_VARS))
+    mask = pc.and_(pc.equal(snaps["kind"], "launcher"), pc.is_in(snaps["name"], value_set=pa.array(_WRAPPED_VARS)))
     rows = snaps.filter(mask).select(["attempt_id", "name", "value"]).to_pylist()
     if not rows:
         return {}

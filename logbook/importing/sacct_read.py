@@ -294,7 +294,7 @@ def _read_json(text: str) -> SacctFile:
         )
     meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
     plugin = meta.get("plugin") if isinstance(meta.get("plugin"), dict) else {}
-    parser = plugin.get("data_parser") or ""
+    parser = plugin.get("data_parser") or plugin.get("type") or ""
     out = SacctFile(f"json {parser}".strip(), [], [], [])
     lines = _job_lines(text, len(jobs))
     for i, obj in enumerate(jobs):
@@ -435,7 +435,7 @@ def _gpus_json(entries: Any) -> tuple[int | None, str | None]:
         return None, None
     tres = {}
     for e in entries:
-        if isinstance(e, dict) and e.get("type") == "gres" and str(e.get("name", "")):
+        if isinstance(e, dict) and e.get("type") == "gres" and e.get("name"):
             count = _number(e.get("count"))
             if count is not None:
                 tres[f"gres/{e['name']}"] = str(count)
