@@ -108,6 +108,10 @@ def _import(
     *,
     tz: str | None = None,
 ) -> list[Imported]:
+    if not dry_run and store.root.exists():
+        # A writer folds what dead wrappers left, as `logbook run` does at its start: else their
+        # `lost` rows, made afresh at each read, stay newer than what the file says of them.
+        store.fold_dead_journals()
     say(f"reading {path.name}")
     found = Collector(run, con, csv_strings=fmt == "csv")
     warnings: list[str] = []
