@@ -74,14 +74,18 @@ def import_file(
         raise LogbookError(f"source {source!r} is not one of {', '.join(SOURCES)}")
     if source == "sacct":
         if fmt is not None:
-            raise LogbookError("--format is for logbook's own format; sacct files are told apart "
-                               "by their first character ({: --json, else --parsable2)")
+            raise LogbookError(
+                "--format is for logbook's own format; sacct files are told apart "
+                "by their first character ({: --json, else --parsable2)"
+            )
         format_of(path, None)  # the file exists
         fmt = "sacct"
     else:
         if tz is not None:
-            raise LogbookError("--tz is for sacct files (--from sacct): logbook's own format "
-                               "gives times with their offset, and none means UTC")
+            raise LogbookError(
+                "--tz is for sacct files (--from sacct): logbook's own format "
+                "gives times with their offset, and none means UTC"
+            )
         fmt = format_of(path, fmt)
     with tempfile.TemporaryDirectory(prefix="logbook-import-") as spill:
         con = duckdb.connect(":memory:")
@@ -90,9 +94,7 @@ def import_file(
             con.execute("set threads = 1")
             # A file larger than memory spills here, not into a .tmp/ in the working directory.
             con.execute(f"set temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
-            return _import(
-                store, path, run, fmt, dry_run, con, progress or (lambda _: None), tz=tz
-            )
+            return _import(store, path, run, fmt, dry_run, con, progress or (lambda _: None), tz=tz)
         finally:
             con.close()
 

@@ -125,7 +125,7 @@ class Plan:
                 attempt_id = _uuid("attempt", run, label)
                 other = next((a for a in self.stored[run] if a["label"] == label), None)
                 recorded = self.found.enrich.get((run, label))
-                if other is not None and recorded == other["attempt_id"]:
+                if other is not None and recorded is not None and recorded == other["attempt_id"]:
                     # A recorded attempt the file completes (#18, sacct): its own fields under
                     # the file's, its parent kept.
                     attempt_id = recorded

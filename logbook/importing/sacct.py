@@ -318,12 +318,10 @@ def verdict(job: Job) -> dict[str, Any]:
     elif status == "ended":
         summary += ", in a state logbook does not know: how is not known"
     summary += f"{where} ({job.state or 'no state'})"
-    if status == "running":
-        summary = None
     return {
         "status": status,
         "class": crash_class if status == "crashed" else None,
-        "summary": summary,
+        "summary": None if status == "running" else summary,
         "exit_code": exit_code,
         "signal": real_sig,
     }
@@ -380,7 +378,10 @@ def _wrapped_attempts(store: Store) -> dict[tuple[str, int], list[Wrapped]]:
     snaps = store.read("snapshots")
     if not snaps.num_rows:
         return {}
-    mask = pc.and_(pc.equal(snaps["kind"], "launcher"), pc.is_in(snaps["name"], value_set=pa.array(_WRAPPED_VARS)))
+    mask = pc.and_(
+        pc.equal(snaps["kind"], "launcher"),
+        pc.is_in(snaps["name"], value_set=pa.array(_WRAPPED_VARS)),
+    )
     rows = snaps.filter(mask).select(["attempt_id", "name", "value"]).to_pylist()
     if not rows:
         return {}
@@ -405,5 +406,3 @@ def _wrapped_attempts(store: Store) -> dict[tuple[str, int], list[Wrapped]]:
             w = Wrapped(a["run"], a["label"], attempt_id, a["status"])
             out.setdefault((job.strip(), requeue), []).append(w)
     return out
-
-

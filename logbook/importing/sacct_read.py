@@ -292,8 +292,8 @@ def _read_json(text: str) -> SacctFile:
         raise LogbookError(
             'not sacct --json output: no "jobs" list at the top', hint="see schemas/sacct.md"
         )
-    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
-    plugin = meta.get("plugin") if isinstance(meta.get("plugin"), dict) else {}
+    meta = _dict(doc.get("meta"))
+    plugin = _dict(meta.get("plugin"))
     parser = plugin.get("data_parser") or plugin.get("type") or ""
     out = SacctFile(f"json {parser}".strip(), [], [], [])
     lines = _job_lines(text, len(jobs))
@@ -328,6 +328,10 @@ def _job_lines(text: str, count: int) -> list[int]:
     return out
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _number(value: Any) -> int | None:
     """A number of SLURM's JSON: plain (v0.0.37-38), or {"set", "infinite", "number"} (v0.0.39+)."""
     if isinstance(value, dict):
@@ -360,7 +364,7 @@ def _exit_json(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     code = _number(value.get("return_code"))
-    sig = value.get("signal") if isinstance(value.get("signal"), dict) else {}
+    sig = _dict(value.get("signal"))
     number = _number(sig.get("id", sig.get("signal_id")))
     if code is None and number is None:
         return None
@@ -371,13 +375,13 @@ def _job_of_json(line: int, obj: dict[str, Any]) -> Job:
     job_id = _number(obj.get("job_id"))
     if job_id is None:
         raise Bad("no job_id")
-    array = obj.get("array") if isinstance(obj.get("array"), dict) else {}
+    array = _dict(obj.get("array"))
     array_job = _number(array.get("job_id"))
     task = _number(array.get("task_id"))
     printed = f"{array_job}_{task}" if array_job and task is not None else str(job_id)
     state = obj.get("state")
-    times = obj.get("time") if isinstance(obj.get("time"), dict) else {}
-    tres = obj.get("tres") if isinstance(obj.get("tres"), dict) else {}
+    times = _dict(obj.get("time"))
+    tres = _dict(obj.get("tres"))
     gpus, model = _gpus_json(tres.get("allocated")) if tres.get("allocated") else (None, None)
     if gpus is None and tres.get("requested"):
         gpus, model = _gpus_json(tres.get("requested"))
@@ -418,7 +422,7 @@ def _float(n: int | None) -> float | None:
 
 
 def _step_json(s: dict[str, Any], job_id: str) -> Step:
-    step = s.get("step") if isinstance(s.get("step"), dict) else {}
+    step = _dict(s.get("step"))
     sid = step.get("id")
     if isinstance(sid, dict):  # {"job_id": 4242, "step_id": "batch"} in some versions
         sid = f"{sid.get('job_id', job_id)}.{sid.get('step_id')}"
