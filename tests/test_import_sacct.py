@@ -333,8 +333,10 @@ def test_a_lost_wrapped_attempt_gets_the_end_slurm_saw(  # type: ignore[no-untyp
         ('{"jobs": [{"job_id": 1,', "not JSON: Expecting"),
         ('{"meta": {}}', 'not sacct --json output: no "jobs" list at the top'),
         (
-            '{"jobs": [\n  {"job_id": 5, "state": {"current": ["COMPLETED"]}},\n  {"name": "x"}\n]}',
-            "line 3: job 2 of the jobs list: no job_id",
+            '{"jobs": [\n  {"job_id": 5, "state": {"current": ["COMPLETED"]}},\n  {"job_id": "x"},'
+            '\n  {"job_id": 7}\n]}',
+            "  line 3: job 2 of the jobs list: job_id 'x' is not a number\n"
+            "  line 4: job 3 of the jobs list: job 7 has no state.current;",
         ),
     ],
 )
@@ -351,6 +353,8 @@ def test_bad_input_is_named_and_nothing_is_written(  # type: ignore[no-untyped-d
 
 def test_tz_is_checked_and_only_for_sacct(invoke, tmp_path: Path, store_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = FIXTURES / "parsable2.txt"
+    r = sacct(invoke, store_path, path, "--format", "csv", code=1)
+    assert "Error: --format is for logbook's own format" in r.stderr
     r = sacct(invoke, store_path, path, "--tz", "Mars/Olympus", code=1)
     assert "Error: --tz 'Mars/Olympus' is not a time zone" in r.stderr
     r = invoke(["import", str(path), "--tz", "UTC", "--store", str(store_path)], code=1)

@@ -152,6 +152,8 @@ def _read_parsable2(text: str, tz: tzinfo) -> SacctFile:
                          _text(row.get("NodeList")))
                 )  # fmt: skip
                 continue
+            if _text(row["State"]) is None:
+                raise Bad(f"job {job_id} has no State")
             job = _job_of_row(number, row, tz)
         except Bad as e:
             out.errors.append((number, str(e)))
@@ -374,7 +376,10 @@ def _exit_json(value: Any) -> str | None:
 def _job_of_json(line: int, obj: dict[str, Any]) -> Job:
     job_id = _number(obj.get("job_id"))
     if job_id is None:
-        raise Bad("no job_id")
+        given = obj.get("job_id")
+        raise Bad("no job_id" if given is None else f"job_id {given!r} is not a number")
+    if _state_json(obj.get("state")) is None:
+        raise Bad(f"job {job_id} has no state.current")
     array = _dict(obj.get("array"))
     array_job = _number(array.get("job_id"))
     task = _number(array.get("task_id"))
