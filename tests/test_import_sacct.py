@@ -141,16 +141,22 @@ def test_tz_reads_the_clusters_local_times(invoke, sql, tmp_path: Path, store_pa
         f"{HEADER}\n"
         "17|17|bert|COMPLETED|0:0|2024-03-01T10:00:00|2024-03-01T11:00:00|n1|1||0\n"
         "18|18|bert|COMPLETED|0:0|2024-07-01T10:00:00|2024-07-01T11:00:00|n1|1||0\n"
+        "19|19|bert|COMPLETED|0:0|2024-08-01T10:00:00|2024-08-01T11:00:00|n1|1||2\n"
     )
-    sacct(invoke, store_path, path, "--tz", "Europe/Paris")
-    starts = sql("select label, start_time from attempts order by label")
+    r = sacct(invoke, store_path, path, "--tz", "Europe/Paris")
+    # Requeued twice, exported without --duplicates: its last run is its third.
+    assert r.stderr.startswith(
+        "warning: job 19 was requeued 2 times but the file has 1 of its records (export with "
+        "sacct --duplicates for each run)\n"
+    )
+    starts = sql("select label, start_time from attempts where label != '19.02' order by label")
     # Paris is UTC+1 in March, UTC+2 in July: the zone's rules, not one offset.
     assert [(r["label"], r["start_time"][:19]) for r in starts] == [
         ("17.00", "2024-03-01T09:00:00"),
         ("18.00", "2024-07-01T08:00:00"),
     ]
     # No gres/gpu in the TRES: the GPU count is unknown, not 0.
-    assert sql("select gpus from launch_gpus") == [{"gpus": None}, {"gpus": None}]
+    assert sql("select gpus from launch_gpus") == [{"gpus": None}] * 3
 
 
 def test_json_shapes_of_two_slurm_versions(invoke, sql, store_path: Path) -> None:  # type: ignore[no-untyped-def]
