@@ -161,6 +161,7 @@ def collect_sacct(
             if matches:
                 for w in matches:
                     _enrich(found, job, requeue, w)
+                previous = None  # the next run follows the wrapped attempt: the run's default
                 continue
             label = f"{job.job_id}.{requeue:02d}"
             _attempt(found, job, requeue, label, previous, job_run)
