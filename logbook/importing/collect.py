@@ -82,6 +82,12 @@ class Collector:
         self.last_label: dict[str, str] = {}
         self.events: list[dict[str, Any]] = []
         self.refs: dict[tuple[str, str], int] = {}  # attempt labels named by rows -> first line
+        # Facts a source states about an attempt (sacct: kind scheduler and declared), as
+        # {line, run, label, kind, name, value}: snapshot rows of the attempt, in the file or not.
+        self.stated: list[dict[str, Any]] = []
+        # (run, label) -> attempt_id of an attempt `logbook run` recorded whose fields the file
+        # completes (sacct: the end of a lost one); its own fields stay under them.
+        self.enrich: dict[tuple[str, str], str] = {}
         self.metric_count = 0
         self._canonical = canonical_name
         self._names: dict[str, str] = {}

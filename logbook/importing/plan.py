@@ -32,6 +32,8 @@ _POINT_ENCODING = {"use_dictionary": ["attempt_id", "name", "source"]}
 # Fixed, so the same run and label (or the same event) get the same id in every import.
 _NAMESPACE = uuid.UUID("6f1c2d0e-55a4-4c55-9d0b-7a1e3f0c9b21")
 _UTC = timezone.utc
+# Columns a recorded attempt's new row gets afresh when a file completes it.
+_REDONE = {"run", "recorded_at", "logbook_version", "duration_s", "parent_id", "parent_label"}
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Imported:
     notes: int = 0  # new notes
     metrics: int = 0  # new metric points
     skipped: int = 0  # attempts, events, notes and metrics of the file already on record
+    enriched: int = 0  # attempts `logbook run` recorded that the file adds facts to (sacct)
     new_run: bool = False
     warnings: list[str] = field(default_factory=list)  # what was imported but looks wrong
 
@@ -62,6 +65,8 @@ class Imported:
         )
         verb = "would import into" if dry_run else "imported into"
         new = " (a new run)" if self.new_run else ""
+        if self.enriched:
+            what += f"; facts added to {n(self.enriched, 'recorded attempt')}"
         tail = f"; {self.skipped:,} already on record" if self.skipped else ""
         return f"{verb} {self.run}{new}: {what}{tail}"
 
@@ -103,6 +108,7 @@ class Plan:
             attempts = self._finish_attempts(run)
             self._events(run, attempts)
             self._declared_hardware(run, attempts)
+            self._stated(run)
         self._new_metrics()
 
     def _error(self, line: int, why: str) -> None:
@@ -118,6 +124,13 @@ class Plan:
                 lines = found.attempt_lines[(run, label)]
                 attempt_id = _uuid("attempt", run, label)
                 other = next((a for a in self.stored[run] if a["label"] == label), None)
+                recorded = self.found.enrich.get((run, label))
+                if other is not None and recorded is not None and recorded == other["attempt_id"]:
+                    # A recorded attempt the file completes (#18, sacct): its own fields under
+                    # the file's, its parent kept.
+                    attempt_id = recorded
+                    kept = {k: v for k, v in other.items() if k not in _REDONE}
+                    fields = {**kept, **fields, "_parent": _parent_of(other)}
                 if other is not None and other["attempt_id"] != attempt_id:
                     self._error(
                         lines[0],
@@ -278,6 +291,8 @@ class Plan:
         for a in self.lineup[run]:
             if a.pop("_file", False):
                 parent = by_label[a["parent_label"]] if "parent_label" in a else previous
+                if "_parent" in a:  # a recorded attempt keeps its own
+                    parent = a["_parent"]
                 row = _attempt_row(run, a, parent)
                 rows.append(row)
                 old = stored.get(a["attempt_id"])
@@ -381,6 +396,42 @@ class Plan:
                         "detail": f"declared by the imported history (line {where})",
                     }
                 )
+
+    def _stated(self, run: str) -> None:
+        """Facts the file states about attempts of the run, in the file or recorded (sacct's
+        scheduler and declared rows), as snapshot rows at the attempt's start; each once."""
+        rows = [s for s in self.found.stated if s["run"] == run]
+        if not rows:
+            return
+        by_label = {a["label"]: a for a in self.lineup[run]}
+        # The file's own attempts; the others (recorded ones) are enriched by these rows.
+        mine = {lbl for r, lbl in self.found.attempts if r == run} - {
+            lbl for r, lbl in self.found.enrich if r == run
+        }
+        on_record = _stated_on_record(self.store, run)
+        enriched = set()
+        for s in rows:
+            a = by_label.get(s["label"])
+            if a is None:  # reported by the checks of labels
+                continue
+            key = (a["attempt_id"], s["kind"], s["name"], s["value"])
+            if key in on_record:
+                continue
+            on_record.add(key)
+            self.snapshot_rows[run].append(
+                {
+                    "attempt_id": a["attempt_id"],
+                    "time": a["start_time"],
+                    "kind": s["kind"],
+                    "name": s["name"],
+                    "value": s["value"],
+                    "status": "ok",
+                    "detail": f"stated by the imported history (line {s['line']})",
+                }
+            )
+            if a["label"] not in mine:
+                enriched.add(a["attempt_id"])
+        self.results[run].enriched = len(enriched)
 
     def _new_metrics(self) -> None:
         """The points not yet on record, as table m_add; a point is its (time, step, name, value)."""
@@ -506,6 +557,19 @@ def _current_attempts(store: Store, run: str) -> list[dict[str, Any]]:
 
 def _has_run_row(store: Store, run: str) -> bool:
     return store.read("runs", run=run).num_rows > 0
+
+
+def _stated_on_record(store: Store, run: str) -> set[tuple[str, str, str, str]]:
+    """(attempt_id, kind, name, value) of the run's snapshot rows."""
+    data = store.read("snapshots", run=run)
+    rows = data.select(["attempt_id", "kind", "name", "value"]).to_pylist()
+    return {(r["attempt_id"], r["kind"], r["name"], r["value"]) for r in rows}
+
+
+def _parent_of(a: Mapping[str, Any]) -> dict[str, Any] | None:
+    if a.get("parent_id") is None:
+        return None
+    return {"attempt_id": a["parent_id"], "label": a.get("parent_label")}
 
 
 def _declared_on_record(store: Store, run: str) -> set[tuple[str, str, str]]:

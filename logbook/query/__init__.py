@@ -408,7 +408,7 @@ def show_run(store: Store, run: str) -> pa.Table:
                l.lost_steps, l.restart_basis, round(i.downtime_s, 1) as downtime_s,
                a.decision as then, a.summary, a.time_note as note,
                a.start_time, left(g.commit, 12) as git_commit, g.dirty as git_dirty,
-               coalesce(n.hosts, 1) as hosts
+               coalesce(n.hosts, d.hosts, 1) as hosts
         from attempt_time a
         left join incidents i on i.attempt_id = a.attempt_id
         left join lost_work l on l.attempt_id = a.attempt_id
@@ -421,6 +421,10 @@ def show_run(store: Store, run: str) -> pa.Table:
         ) g on g.attempt_id = a.attempt_id
         left join (select attempt_id, count(distinct host) as hosts from nodes group by attempt_id) n
             on n.attempt_id = a.attempt_id
+        left join (  -- hosts an imported history or the scheduler's record declares (#18)
+            select attempt_id, max(try_cast(value as integer)) as hosts from snapshots
+            where kind = 'declared' and name = 'hosts' group by attempt_id
+        ) d on d.attempt_id = a.attempt_id
         where a.run = ?
         order by a.start_time, a.label
         """,
