@@ -196,6 +196,7 @@ class Collector:
 
             if crash_class not in CLASSES:
                 raise Bad(f"class {crash_class!r} is not one of {', '.join(CLASSES)}")
+        _check_cause(fields)
         decision = fields.get("decision")
         if decision is not None and decision not in DECISIONS:
             raise Bad(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
@@ -412,3 +413,15 @@ def _hardware_words(declared: dict[str, Any]) -> str:
     if hosts is not None:
         what += f" on {hosts:,} host{'' if hosts == 1 else 's'}"
     return f"hardware: {what} (declared)"
+
+
+def _check_cause(fields: Mapping[str, Any]) -> None:
+    """The second level of cause (#19): a known component, and how it was handled."""
+    from logbook.forensics.components import COMPONENTS, HANDLED
+
+    component = fields.get("component")
+    if component is not None and component not in COMPONENTS:
+        raise Bad(f"component {component!r} is not one of {', '.join(COMPONENTS)}")
+    handled = fields.get("handled")
+    if handled is not None and handled not in HANDLED:
+        raise Bad(f"handled {handled!r} is not one of {', '.join(HANDLED)}")
