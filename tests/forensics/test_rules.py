@@ -66,8 +66,8 @@ def test_rules_markdown_documents_every_rule() -> None:
         assert r.source in row
         assert f"| {r.component or ''} |" in row  # the second level of cause (#19)
     assert "| `slurm-preempted` | status: preempted | maintenance | yes |" in doc
-    assert "| `cuda-device-assert` | gpu_hardware | no |" in doc
-    assert "| `connection-reset` | communication (secondary) | yes |" in doc
+    assert "| `cuda-device-assert` | gpu_hardware | software_bug | no |" in doc
+    assert "| `connection-reset` | communication (secondary) |  | yes |" in doc
 
 
 def test_user_rules_come_first_and_replace_shipped_ids() -> None:
