@@ -99,3 +99,19 @@ def test_bad_interruption_rows_are_named(tmp_path: Path, store_path: Path, invok
     assert "line 4: interruptions rows have no field 'when'" in err
     assert "Traceback" not in err + result.stdout
     assert not store_path.exists() or not (store_path / "interruptions").exists()
+
+
+def test_the_chronicle_has_the_table(store_path: Path, tmp_path: Path, invoke) -> None:  # type: ignore[no-untyped-def]
+    invoke(["import", str(HISTORY), "--store", str(store_path)])
+    site = tmp_path / "site"
+    invoke(["chronicle", RUN, "--out", str(site), "--store", str(store_path)])
+    md = (site / "chronicle.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
+            if line.startswith("| ")]  # fmt: skip
+    by = {r[0]: r for r in rows if len(r) == 11}
+    assert by["gpu"][2:6] == ["148", "0", "148", "35.3 %"]
+    assert by["hbm"][5] == "17.2 %" and by["hbm"][6] == ""  # hours lost: not known
+    assert by["total"][2:5] == ["466", "47", "419"] and by["total"][9] == "466"
+    html = (site / "index.html").read_text()
+    assert 'id="causes"' in html and "<td>GPU HBM memory (uncorrectable ECC, row remapping)</td>" in html
+    assert (site / "data" / "interruptions.parquet").exists()

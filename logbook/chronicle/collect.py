@@ -127,6 +127,11 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
         rec.sections["cost"] = report.to_pylist()
         rec.sections["cost_notes"] = basis_notes(report)
         rec.sections["datamix"] = datamix.history(store, run).to_pylist()
+    # The Llama 3 report's table (#19): also for a run of counted interruptions alone
+    from logbook.query.causes import incidents_by_cause
+
+    causes = incidents_by_cause(store, run).to_pylist()
+    rec.sections["causes"] = causes if causes and causes[-1]["count"] else []
     if not rec.sections["incidents"] and rec.sections["attempts"]:
         rec.missing["incidents"] = "No failures: every attempt completed, or is still running."
     if not rec.sections["datamix"]:
