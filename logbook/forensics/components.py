@@ -102,6 +102,19 @@ def xid_component(xid: int) -> str | None:
     return (_tables()["xid"].get(str(xid)) or {}).get("component") or None
 
 
+def rule_keys() -> dict[str, str]:
+    """The components `component_of` would give, by key, for rows recorded before there were
+    components (attempts v3): "rule:<shipped rule id>", then the `[reason]` table's keys
+    ("status:reason", reason, status). Ids and keys are kebab-case, components snake_case."""
+    from logbook.forensics.rules import load_rules
+
+    keys = {f"rule:{r.id}": r.component for r in load_rules() if r.component}
+    for key, found in _tables()["reason"].items():
+        if found.get("component"):
+            keys[key] = found["component"]
+    return {k: c for k, c in keys.items() if "'" not in k}
+
+
 @lru_cache(maxsize=1)
 def _tables() -> dict[str, dict[str, Any]]:
     import sys

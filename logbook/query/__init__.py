@@ -157,7 +157,7 @@ _DERIVED_VIEWS = (
                     when n.wrapper_pid is not null then 0 end as restart_startup_s,
                l.next_label, a.decision, a.decision_reason, a.lost_h_stated,
                -- the second level of cause (#19): which part, planned or not, and who relaunched
-               a.component,
+               a.component, a.rule,
                coalesce(a.planned, case when a.status in ('interrupted', 'preempted') then true
                                         when a.status in ('crashed', 'hung', 'lost') then false
                                         end) as planned,

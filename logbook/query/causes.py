@@ -32,19 +32,28 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
         NoSuchRun: the store has no such run.
     """
     from logbook import query
-    from logbook.forensics.components import COMPONENTS
+    from logbook.forensics.components import COMPONENTS, rule_keys
     from logbook.query.goodput import goodput
 
     store.check_run(run)
+    rule_components = ", ".join(f"('{k}', '{c}')" for k, c in rule_keys().items())
     causes = ", ".join(
         "('{}', '{}')".format(name, text.replace("'", "''")) for name, text in COMPONENTS.items()
     )
     table = query.run_sql(
         store,
         f"""
-        with each as (
-            select component, planned, handled, 1::bigint as n, time_lost_s
-            from incidents where run = $run
+        with rules(key, component) as (values {rule_components}),
+        each as (
+            -- attempts recorded before attempts v4 have no component: their rule's, as now
+            select coalesce(i.component, r1.component, r2.component, r3.component, r4.component)
+                       as component, planned, handled, 1::bigint as n, time_lost_s
+            from incidents i
+                 left join rules r1 on r1.key = 'rule:' || i.rule
+                 left join rules r2 on r2.key = i.status || ':' || i.rule
+                 left join rules r3 on r3.key = i.rule
+                 left join rules r4 on r4.key = i.status
+            where run = $run
             union all
             select component, planned, handled, count, lost_h_stated * 3600
             from interruptions where run = $run

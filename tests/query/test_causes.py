@@ -96,3 +96,29 @@ def test_components_planned_and_handled_of_recorded_attempts(
     productive = next(r for r in split if r["category"] == "productive")["pct"]
     unknown = next(r for r in split if r["category"] == "unknown")["seconds"]
     assert by["total"]["effective_training_pct"] == (productive if unknown == 0 else None)
+
+
+def test_attempts_recorded_before_version_4_get_their_rules_component(
+    store_path: Path, tmp_path: Path, run_logbook, invoke
+) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    child = tmp_path / "ecc.py"
+    child.write_text(
+        "import sys\nprint('RuntimeError: CUDA error: uncorrectable ECC error encountered', "
+        "file=sys.stderr)\nsys.exit(1)\n"
+    )
+    run_logbook("run", "--store", str(store_path), "--run", "old", "--sample-every", "0",
+                "--", "python", str(child), check=1)  # fmt: skip
+    invoke(["compact", "--store", str(store_path)])  # the journal folded into parts
+    parts = list((store_path / "attempts").rglob("*.parquet"))
+    assert parts
+    for part in parts:  # as attempts v3 wrote them: no component, planned, handled
+        old = pq.read_table(part).drop_columns(["component", "planned", "handled"])
+        pq.write_table(old.replace_schema_metadata({b"logbook.schema_version": b"3"}), part)
+    rows = run_sql(Store(store_path), "select rule, component, planned from attempts").to_pylist()
+    assert rows == [{"rule": "cuda-ecc", "component": None, "planned": None}]
+    out = invoke(["incidents", "old", "--by", "cause", "--store", str(store_path),
+                  "--format", "json"]).stdout  # fmt: skip
+    got = json.loads(out)
+    assert [(r["component"], r["unexpected"]) for r in got] == [("hbm", 1), ("total", 1)]
