@@ -48,8 +48,9 @@ def test_the_report_table_comes_back_by_cause(store_path: Path, invoke) -> None:
     assert "already on record" in again and "counted" not in again  # nothing added twice
 
     got = json.loads(
-        invoke(["incidents", RUN, "--by", "cause", "--store", str(store_path),
-                "--format", "json"]).stdout  # fmt: skip
+        invoke(
+            ["incidents", RUN, "--by", "cause", "--store", str(store_path), "--format", "json"]
+        ).stdout  # fmt: skip
     )
     by = {r["component"]: r for r in got}
     for _name, component, count, share in TABLE_5:
@@ -113,5 +114,8 @@ def test_the_chronicle_has_the_table(store_path: Path, tmp_path: Path, invoke) -
     assert by["hbm"][5] == "17.2 %" and by["hbm"][6] == ""  # hours lost: not known
     assert by["total"][2:5] == ["466", "47", "419"] and by["total"][9] == "466"
     html = (site / "index.html").read_text()
-    assert 'id="causes"' in html and "<td>GPU HBM memory (uncorrectable ECC, row remapping)</td>" in html
+    assert (
+        'id="causes"' in html
+        and "<td>GPU HBM memory (uncorrectable ECC, row remapping)</td>" in html
+    )
     assert (site / "data" / "interruptions.parquet").exists()

@@ -365,8 +365,14 @@ def _from_hit(hit: _Hit, tails: list[LogTail], evidence: dict[str, Any], who: st
         summary = who + summary
     status = rule.status or "crashed"
     verdict = Verdict(
-        status, rule.crash_class, rule.retryable, rule.id, summary, evidence,
-        component=rule.component, planned=rule.planned,
+        status,
+        rule.crash_class,
+        rule.retryable,
+        rule.id,
+        summary,
+        evidence,
+        component=rule.component,
+        planned=rule.planned,
     )
     lines = tail.lines[max(0, hit.line - 2) : hit.line + 8]
     return _with_lines(verdict, tails, lines=lines, log=tail.path.name)

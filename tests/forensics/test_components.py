@@ -69,9 +69,15 @@ def test_code_reasons_and_stops_get_components_and_planned(tmp_path: Path) -> No
     assert [planned_of(s) for s in ("interrupted", "preempted", "crashed", "hung", "completed")] == [
         True, True, False, False, None,
     ]  # fmt: skip
-    log.write_text("slurmstepd: error: *** JOB 1 ON n1 CANCELLED AT 2024-01-02T03:04:05 DUE TO TIME LIMIT ***\n")
+    log.write_text(
+        "slurmstepd: error: *** JOB 1 ON n1 CANCELLED AT 2024-01-02T03:04:05 DUE TO TIME LIMIT ***\n"
+    )
     v = classify_end(returncode=15 + 128, log_paths=[log], under_scheduler=True)
-    assert (v.status, v.component, planned_of(v.status, v.planned)) == ("preempted", "maintenance", True)
+    assert (v.status, v.component, planned_of(v.status, v.planned)) == (
+        "preempted",
+        "maintenance",
+        True,
+    )
 
 
 def test_telemetry_faults_map_by_the_xid_table() -> None:

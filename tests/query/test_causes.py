@@ -58,7 +58,9 @@ def test_components_planned_and_handled_of_recorded_attempts(
         "select label, status, crash_class, component, planned, handled, restart_count "
         "from attempts where run = 'cause' order by start_time",
     ).to_pylist()
-    assert [(r["label"], r["status"], r["component"], r["planned"], r["handled"]) for r in rows] == [
+    assert [
+        (r["label"], r["status"], r["component"], r["planned"], r["handled"]) for r in rows
+    ] == [
         ("1.00", "crashed", "gpu", False, "automatic"),  # stored: the policy decided at its end
         ("1.01", "crashed", "user", False, None),
         ("1.02", "crashed", "nccl_watchdog", False, None),
