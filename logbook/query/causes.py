@@ -11,7 +11,7 @@ null, and a sum with an unknown part is unknown: hours lost of counts without ti
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,14 +33,16 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
     """
     from logbook import query
     from logbook.forensics.components import COMPONENTS, rule_keys
-    from logbook.query.goodput import goodput
+    from logbook.query.goodput import CATEGORIES
 
     store.check_run(run)
+    sums = ", ".join(f"coalesce(sum({col}), 0) as {col}" for _, col in CATEGORIES)
+    total = " + ".join(col for _, col in CATEGORIES)
     rule_components = ", ".join(f"('{k}', '{c}')" for k, c in rule_keys().items())
     causes = ", ".join(
         "('{}', '{}')".format(name, text.replace("'", "''")) for name, text in COMPONENTS.items()
     )
-    table = query.run_sql(
+    return query.run_sql(
         store,
         f"""
         with rules(key, component) as (values {rule_components}),
@@ -71,11 +73,19 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
             from each group by component
         ),
         all_unexpected as (select nullif(sum(unexpected), 0) as n from by_cause),
+        -- goodput's split of the run's time (query/goodput.py), in the same read
+        split as (select {sums} from goodput where run = $run),
+        effective as (
+            select case when ({total}) > 0 and unknown_s = 0
+                        then round(100 * productive_s / ({total}), 1) end as pct
+            from split
+        ),
         lines as (
             select 0 as part, b.component, coalesce(d.cause, 'not known') as cause, b.count,
                    b.planned, b.unexpected,
                    round(100 * b.unexpected / (select n from all_unexpected), 1) as share_pct,
-                   b.hours_lost, b.automatic, b.manual, b.handled_unknown, b.planned_unknown
+                   b.hours_lost, b.automatic, b.manual, b.handled_unknown, b.planned_unknown,
+                   null::double as effective_training_pct
             from by_cause b left join (values {causes}) d(component, cause) using (component)
             union all
             select 1, 'total', 'all interruptions', coalesce(sum(count), 0), coalesce(sum(planned), 0),
@@ -84,7 +94,8 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
                    case when count(*) = count(hours_lost)
                         then round(coalesce(sum(hours_lost), 0), 2) end,
                    coalesce(sum(automatic), 0), coalesce(sum(manual), 0),
-                   coalesce(sum(handled_unknown), 0), coalesce(sum(planned_unknown), 0)
+                   coalesce(sum(handled_unknown), 0), coalesce(sum(planned_unknown), 0),
+                   (select pct from effective)
             from by_cause
         )
         select * exclude (part) from lines
@@ -92,19 +103,3 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
         """,
         {"run": run},
     )
-    import pyarrow as pa
-
-    effective = _effective_pct(goodput(store, run).to_pylist())
-    values = [None] * (table.num_rows - 1) + [effective]
-    return table.append_column("effective_training_pct", pa.array(values, pa.float64()))
-
-
-def _effective_pct(split: list[dict[str, Any]]) -> float | None:
-    """Goodput's productive share of the run's time; None when some time cannot be split
-    (its `unknown` category is not zero) or the run has no time on record."""
-    by = {row["category"]: row for row in split}
-    total = by.get("total", {}).get("seconds")
-    if not total or (by.get("unknown", {}).get("seconds") or 0) > 0:
-        return None
-    pct = by.get("productive", {}).get("pct")
-    return None if pct is None else float(pct)
