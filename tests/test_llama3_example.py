@@ -82,6 +82,10 @@ def test_the_table_prints_for_people(store_path: Path, invoke) -> None:  # type:
     by = {row[0]: row for row in cells}
     assert by["gpu"][2:6] == ["148", "0", "148", "35.3"]
     assert by["total"][2:5] == ["466", "47", "419"]
+    by_class = invoke(["incidents", RUN, "--store", str(store_path)])
+    assert f'see "logbook incidents {RUN} --by cause"' in by_class.stderr
+    each = invoke(["incidents", RUN, "--each", "--by", "cause", "--store", str(store_path)], code=2)
+    assert "leave out --by cause" in each.stderr + each.stdout
 
 
 def test_bad_interruption_rows_are_named(tmp_path: Path, store_path: Path, invoke) -> None:  # type: ignore[no-untyped-def]

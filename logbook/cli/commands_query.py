@@ -101,6 +101,13 @@ def incidents(run_name: str, each: bool, by: str, store: Path | None, fmt: str) 
         data = list_incidents(s, run_name) if each else incidents_by_class(s, run_name)
     title = f"incidents of {run_name}" if fmt == "table" else None
     render(data, fmt, title=title, priority=INCIDENTS_FIRST if each else ())
+    if by == "class" and s.read("interruptions", run=run_name).num_rows:
+        # counts an imported history gives without times have no class (#19)
+        click.echo(
+            f"note: {run_name} also has interruptions counted without times or classes; "
+            f'see "logbook incidents {run_name} --by cause"',
+            err=True,
+        )
 
 
 COMMANDS.append(incidents)
