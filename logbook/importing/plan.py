@@ -46,6 +46,7 @@ class Imported:
     events: int = 0  # new events, notes not counted
     notes: int = 0  # new notes
     metrics: int = 0  # new metric points
+    interruptions: int = 0  # interruptions counted without times (#19), new
     skipped: int = 0  # attempts, events, notes and metrics of the file already on record
     enriched: int = 0  # attempts `logbook run` recorded that the file adds facts to (sacct)
     new_run: bool = False
@@ -60,9 +61,11 @@ class Imported:
         attempts = n(self.attempts, "new attempt" if self.attempts_updated else "attempt")
         if self.attempts_updated:
             attempts += f", {self.attempts_updated:,} updated"
-        what = ", ".join(
-            [attempts, n(self.events, "event"), n(self.notes, "note"), n(self.metrics, "metric")]
-        )
+        counts = [attempts, n(self.events, "event"), n(self.notes, "note")]
+        counts.append(n(self.metrics, "metric"))
+        if self.interruptions:
+            counts.append(n(self.interruptions, "counted interruption"))
+        what = ", ".join(counts)
         verb = "would import into" if dry_run else "imported into"
         new = " (a new run)" if self.new_run else ""
         if self.enriched:
@@ -89,6 +92,7 @@ class Plan:
         self.results = {run: Imported(run) for run in found.runs}
         self.attempt_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.event_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
+        self.interruption_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.run_rows: dict[str, dict[str, Any]] = {}
         self.snapshot_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.stored = {run: _current_attempts(store, run) for run in found.runs}
@@ -109,6 +113,7 @@ class Plan:
             self._events(run, attempts)
             self._declared_hardware(run, attempts)
             self._stated(run)
+            self._interruptions(run)
         self._new_metrics()
 
     def _error(self, line: int, why: str) -> None:
@@ -145,7 +150,8 @@ class Plan:
                     continue
                 merged.append({**fields, "label": label, "attempt_id": attempt_id, "_file": True})
             merged.sort(key=lambda a: (a["start_time"], a["label"]))
-            if not merged and not any(r == run for r, _ in found.bad_attempts):
+            counted = any(i["run"] == run for i in found.interruptions)  # counts only (#19)
+            if not merged and not counted and not any(r == run for r, _ in found.bad_attempts):
                 self._error(
                     found.runs[run],
                     f"run {run} has no attempts, in the file or the store: add an attempt row "
@@ -303,10 +309,12 @@ class Plan:
                     result.attempts += old is None
                     result.attempts_updated += old is not None
             previous = a
-        if not self.stored[run]:
+        has_run_row = _has_run_row(self.store, run)
+        if not self.stored[run] and not has_run_row:
             result.new_run = True
-        if not _has_run_row(self.store, run):
-            first = self.lineup[run][0]
+        if not has_run_row:
+            # a run of interruption counts alone (#19) was first recorded by this import
+            first = self.lineup[run][0] if self.lineup[run] else {"start_time": _now()}
             self.run_rows[run] = {
                 "run": run,
                 "created_at": first["start_time"],
@@ -315,6 +323,25 @@ class Plan:
                 "description": None,
             }
         return rows
+
+    def _interruptions(self, run: str) -> None:
+        """Rows of interruptions counted without times (#19); the same row again adds nothing."""
+        result = self.results[run]
+        on_record = set(
+            self.store.read("interruptions", run=run).column("interruption_id").to_pylist()
+        )
+        seen: dict[tuple[Any, ...], int] = {}
+        for row in (i for i in self.found.interruptions if i["run"] == run):
+            content = tuple(sorted((k, v) for k, v in row.items() if k != "seq"))
+            n = seen[content] = seen.get(content, 0) + 1  # the same content twice: two rows
+            row_id = _uuid("interruptions", run, content, n)
+            if row_id in on_record:
+                result.skipped += 1
+                continue
+            self.interruption_rows[run].append(
+                {**row, "interruption_id": row_id, "recorded_at": _now()}
+            )
+            result.interruptions += row["count"]
 
     def _events(self, run: str, attempts: list[dict[str, Any]]) -> None:
         result = self.results[run]
@@ -478,6 +505,7 @@ class Plan:
                         staged.append(self._stage("metrics", run, data, **_POINT_ENCODING))
             for table, rows_by_run in (
                 ("events", self.event_rows),
+                ("interruptions", self.interruption_rows),
                 ("attempts", self.attempt_rows),
                 ("snapshots", self.snapshot_rows),
                 ("runs", {r: [row] for r, row in self.run_rows.items()}),
@@ -690,3 +718,7 @@ def _no_attempt_then(run: str, t: datetime) -> str:
         f"no attempt of run {run} was running at {t.astimezone(_UTC):%Y-%m-%d %H:%M:%S} UTC: "
         "a metric needs one (give its attempt label, or add an attempt row that covers it)"
     )
+
+
+def _now() -> datetime:
+    return datetime.now(_UTC)
