@@ -157,6 +157,15 @@ _DERIVED_VIEWS = (
                     -- a recorded relaunch without steps: its time is its own incident
                     when n.wrapper_pid is not null then 0 end as restart_startup_s,
                l.next_label, a.decision, a.decision_reason, a.lost_h_stated,
+               -- the second level of cause (#19): which part, planned or not, and who relaunched
+               a.component, a.rule,
+               coalesce(a.planned, case when a.status in ('interrupted', 'preempted') then true
+                                        when a.status in ('crashed', 'hung', 'lost') then false
+                                        end) as planned,
+               coalesce(a.handled, case when a.decision = 'restart' then 'automatic'
+                                        -- the next launch: by the policy, or a new logbook run
+                                        when n.restart_count > 0 then 'automatic'
+                                        when n.restart_count = 0 then 'manual' end) as handled,
                nullif(concat_ws('; ', a.time_note,
                    case when l.next_start_time < a.end_at
                         then printf('%s started %.0f s before it ended (counted once)',
