@@ -74,9 +74,14 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
         ),
         all_unexpected as (select nullif(sum(unexpected), 0) as n from by_cause),
         -- goodput's split of the run's time (query/goodput.py), in the same read
-        split as (select {sums} from goodput where run = $run),
+        split as (
+            -- whole: every attempt's time and downtime known (an imported day or range is not,
+            -- #16), else a share would be made of the known attempts only
+            select {sums}, bool_and(wall_s is not null and downtime_before_s is not null) as whole
+            from goodput where run = $run
+        ),
         effective as (
-            select case when ({total}) > 0 and unknown_s = 0
+            select case when ({total}) > 0 and unknown_s = 0 and whole
                         then round(100 * productive_s / ({total}), 1) end as pct
             from split
         ),

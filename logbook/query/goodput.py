@@ -86,12 +86,9 @@ def goodput(store: Store, run: str) -> pa.Table:
             select o, 'total',
                    case when missing_s = 0 or s > 0 then s end,
                    case when missing_h = 0 or gpu_h > 0 then gpu_h end, missing_s, missing_h,
-                   (select {
-            _unknown_text(
-                f"count(*) filter (where {any_missing})",
-                f"list(label order by start_time, label) filter (where {any_missing})",
-            )
-        } from g)
+                   -- the attempts of unknown time, and those after an unknown downtime
+                   (select nullif(concat_ws('; ', {_unknown("productive_s")},
+                                            {_unknown("downtime_before_s")}), '') from g)
             from t
         )
         select category, round(s, 1) as seconds, round(s / 3600, 3) as hours,
@@ -105,9 +102,10 @@ def goodput(store: Store, run: str) -> pa.Table:
                                 case when missing_h > 0 and gpu_h is not null then 'gpu_hours' end),
                       '') as at_least,
                nullif(concat_ws('; ', unknown,
-                   case when missing_h > missing_s
-                        then printf('GPU-hours: no GPU count on record for %d attempts',
-                                    missing_h - missing_s) end), '') as unknown
+                   case when (select count(*) filter (where gpus is null) from g) > 0
+                        then printf('GPU-hours: no GPU count on record for %d of %d attempts',
+                                    (select count(*) filter (where gpus is null) from g),
+                                    (select count(*) from g)) end), '') as unknown
         from rows order by o
         """,
         {"run": run},

@@ -105,7 +105,7 @@ def test_a_real_run_with_crashes(invoke, run_logbook, store_path: Path, tmp_path
     assert rows["downtime"]["seconds"] >= 0.4 and rows["hung"]["seconds"] == 0
     # --no-capture: no inventory, so the GPU count is unknown, and so are the GPU-hours (#16)
     assert rows["total"]["gpu_hours"] is None and rows["total"]["gpu_pct"] is None
-    assert rows["total"]["unknown"] == "GPU-hours: no GPU count on record for 2 attempts"
+    assert rows["total"]["unknown"] == "GPU-hours: no GPU count on record for 2 of 2 attempts"
     each = json.loads(
         invoke(["goodput", "real", "--each", "--store", str(store_path), "--format", "json"]).stdout
     )
@@ -122,3 +122,55 @@ def test_goodput_of_an_unknown_run(invoke, store_path: Path) -> None:  # type: i
     Store.open(store_path, create=True)
     result = invoke(["goodput", "nope", "--store", str(store_path)], code=1)
     assert 'no run "nope"' in result.stderr
+
+
+# 1.01 ended some time on 2026-01-02: its time, and the downtime after it, are not known.
+PARTLY = [
+    {"type": "attempt", "label": "1.00", "start": "2026-01-01T00:00:00Z",
+     "end": "2026-01-01T01:00:00Z", "status": "crashed", "first_step": 1,
+     "first_step_time": "2026-01-01T00:10:00Z", "last_step": 100,
+     "last_step_time": "2026-01-01T00:59:00Z"},
+    {"type": "attempt", "label": "1.01", "start": "2026-01-01T01:10:00Z", "end": "2026-01-02",
+     "status": "crashed", "resumed_from": 100},
+    {"type": "attempt", "label": "1.02", "start": "2026-01-03T00:00:00Z",
+     "end": "2026-01-03T01:00:00Z", "status": "completed", "first_step": 101,
+     "first_step_time": "2026-01-03T00:01:00Z", "last_step": 200,
+     "last_step_time": "2026-01-03T00:59:00Z"},
+]  # fmt: skip
+
+
+def test_a_time_known_to_the_day_leaves_a_floor_and_no_share(  # type: ignore[no-untyped-def]
+    invoke, store_path: Path, tmp_path: Path
+) -> None:
+    """#16: an unknown part never sums as 0; the known ones are a floor, named in at_least."""
+    history = tmp_path / "h.jsonl"
+    history.write_text("".join(json.dumps(row) + "\n" for row in PARTLY))
+    invoke(["import", str(history), "--run", "p", "--store", str(store_path)])
+    rows = {
+        r["category"]: r
+        for r in json.loads(
+            invoke(["goodput", "p", "--store", str(store_path), "--format", "json"]).stdout
+        )
+    }
+    got = {k: (r["seconds"], r["pct"], r["at_least"]) for k, r in rows.items()}
+    assert got == {
+        "productive": (6540, None, "seconds"),  # 1.00: 3000 s, 1.02: 3540 s
+        "lost work": (None, None, None),  # 0 s known beside an unknown part: says nothing
+        "hung": (None, None, None),
+        "downtime": (600, None, "seconds"),  # before 1.01; before 1.02 not known
+        "start-up": (660, None, "seconds"),
+        "checkpoints": (None, None, None),
+        "unknown": (None, None, None),
+        "total": (7800, None, "seconds"),
+    }
+    assert rows["total"]["unknown"] == (
+        "the time of 1 of 3 attempts is not known (1.01); the downtime before 1 of 3 attempts "
+        "is not known (1.02); GPU-hours: no GPU count on record for 3 of 3 attempts"
+    )
+    # nor does the interruptions table make a share of the known time alone
+    causes = json.loads(
+        invoke(
+            ["incidents", "p", "--by", "cause", "--store", str(store_path), "--format", "json"]
+        ).stdout
+    )
+    assert causes[-1]["effective_training_pct"] is None
