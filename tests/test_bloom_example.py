@@ -281,6 +281,9 @@ def test_incident_totals_keep_unknown_downtime_unknown(bloom: dict[str, Any]) ->
     assert all(i["downtime_s"] is None for i in by_class.values())
     each = cli_json(bloom, "incidents", RUN, "--each")
     assert all(i["time_lost_basis"] is None for i in each if i["time_lost_s"] is None)
+    # "restarted by hand": an imported restart says nothing of who relaunched, never automatic
+    total = cli_json(bloom, "incidents", RUN, "--by", "cause")[-1]
+    assert (total["automatic"], total["manual"], total["handled_unknown"]) == (0, 0, 20)
     # main.19 and main.20 both start in one range: the latest is the one the notes end with
     assert cli_json(bloom, "runs")[0]["latest_status"] == "running"
     # The hours lost the notes state for 3 of the 4 hangs (18 h, 6 h, ~11 h), as a floor.

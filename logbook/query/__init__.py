@@ -162,7 +162,10 @@ _DERIVED_VIEWS = (
                coalesce(a.planned, case when a.status in ('interrupted', 'preempted') then true
                                         when a.status in ('crashed', 'hung', 'lost') then false
                                         end) as planned,
-               coalesce(a.handled, case when a.decision = 'restart' then 'automatic'
+               -- an imported history's "restart" says nothing of who relaunched (#16: BLOOM's
+               -- were by hand), so only a recorded one's (a wrapper decided) is automatic
+               coalesce(a.handled, case when a.decision = 'restart' and a.wrapper_pid is not null
+                                        then 'automatic'
                                         -- the next launch: by the policy, or a new logbook run
                                         when n.restart_count > 0 then 'automatic'
                                         when n.restart_count = 0 then 'manual' end) as handled,
