@@ -17,6 +17,8 @@ What `auto` reads:
   when each is a whole field and the line also names a step, epoch, loss, learning rate or grad
   norm, so that prose (`Found 3, expected 4`) stays out; a two-word name only for a loss
   (nanoGPT's `step 150: train loss 2.7689, val loss 2.5118`).
+- a step in words that opens a field before its metrics (`step 1: loss=1.99`, `[step 3] loss:
+  1.2`, `step 1 loss 1.99`, `Epoch 1, step 20: loss=0.5`); with no metric after it, nothing.
 - a name with its unit in brackets before `:` (DeepSpeed's `iter time (s): 0.5` -> `iter_time_s`).
 - Python dict reprs whose values are quoted numbers, as Transformers 5 prints them
   (`{'loss': '5.199', 'grad_norm': 'nan'}`); non-numeric strings are skipped. The Trainer names
