@@ -119,6 +119,15 @@ def test_parsable2_jobs_requeues_and_steps_become_attempts(invoke, sql, store_pa
     )
     counts = {i["class"]: i["count"] for i in incidents if not i["class"].startswith("all")}
     assert counts == {"preempted": 2, "gpu_hardware": 1, "host_oom": 1, "interrupted": 1}
+    # The second level of cause (#19) from SLURM's state: a node, a time limit, an OOM, a cancel.
+    components = sql("select label, component, planned from incidents order by label")
+    assert [tuple(r.values()) for r in components if r["label"].startswith("42")] == [
+        ("4242.00", "node", False),
+        ("4250.00", "maintenance", True),
+        ("4251.00", "user", False),
+        ("4252.00", "user", True),
+        ("4253.00", "maintenance", True),
+    ]
 
 
 def test_importing_again_adds_nothing(invoke, sql, store_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -51,6 +51,17 @@ STATES: dict[str, tuple[str, str | None]] = {
     "SIGNALING": ("running", None),
     "STAGE_OUT": ("running", None),
 }
+# The second level of cause (#19) of an end SLURM names: which part, as logbook.forensics.components.
+COMPONENTS = {
+    "NODE_FAIL": "node",
+    "BOOT_FAIL": "node",
+    "OUT_OF_MEMORY": "user",
+    "TIMEOUT": "maintenance",
+    "PREEMPTED": "maintenance",
+    "DEADLINE": "maintenance",
+    "REQUEUED": "maintenance",
+    "CANCELLED": "user",
+}
 _NEVER_RAN = {"PENDING", "REQUEUE_HOLD", "REQUEUE_FED", "REVOKED"}
 _WORDS = {
     "COMPLETED": "completed",
@@ -202,6 +213,7 @@ def _attempt(
         "status": v["status"],
         "class": v["class"],
         "reason": v["summary"],
+        "component": v["component"],
         "exit_code": v["exit_code"],
         "signal": v["signal"],
         "host": job.node_list,
@@ -229,6 +241,7 @@ def _enrich(found: Collector, job: Job, requeue: int, w: Wrapped) -> None:
             "end_time": job.end,
             "status": v["status"],
             "crash_class": v["class"],
+            "component": v["component"],
             "summary": v["summary"],
             "exit_code": v["exit_code"],
             "signal": v["signal"],
@@ -325,6 +338,9 @@ def verdict(job: Job) -> dict[str, Any]:
         "summary": None if status == "running" else summary,
         "exit_code": exit_code,
         "signal": real_sig,
+        "component": None
+        if status in ("running", "completed")
+        else COMPONENTS.get(word) or ("user" if oom_step is not None else None),
     }
 
 

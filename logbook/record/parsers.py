@@ -17,6 +17,8 @@ What `auto` reads:
   when each is a whole field and the line also names a step, epoch, loss, learning rate or grad
   norm, so that prose (`Found 3, expected 4`) stays out; a two-word name only for a loss
   (nanoGPT's `step 150: train loss 2.7689, val loss 2.5118`).
+- a step in words that opens a field before its metrics (`step 1: loss=1.99`, `[step 3] loss:
+  1.2`, `step 1 loss 1.99`, `Epoch 1, step 20: loss=0.5`); with no metric after it, nothing.
 - a name with its unit in brackets before `:` (DeepSpeed's `iter time (s): 0.5` -> `iter_time_s`).
 - Python dict reprs whose values are quoted numbers, as Transformers 5 prints them
   (`{'loss': '5.199', 'grad_norm': 'nan'}`); non-numeric strings are skipped. The Trainer names
@@ -163,6 +165,13 @@ _FIELD = re.compile(
 # A whole field `name value` or `name 120/ 5000` (fairseq, nanoGPT, Megatron's iteration); two
 # words only for a loss (nanoGPT's `train loss 2.7689`).
 _SPACED = re.compile(rf"\s*(?P<key>{_NAME}(?:\ [Ll][Oo][Ss][Ss])?)\s+{_VALUE}(?:\s*/\s*\d+)?\s*")
+# A step that opens a field before its metrics, in words: `step 1: loss=1.99`, `[step 3] loss: 1.2`,
+# `step 1 loss 1.99`, `Epoch 1, step 20: loss=0.5` (the pairs after it would otherwise hide it).
+_LEAD_STEP = re.compile(
+    r"\s*\[?\s*(?P<key>step|iter|iteration)\s+(?P<num>\d+)(?P<lu>(?!))?(?P<su>(?!))?\s*\]?\s*:?\s+",
+    re.IGNORECASE,
+)
+_LEAD_START = frozenset("sSiI[ ")
 # A whole field that is a rate alone (tqdm's `4.20it/s`).
 _RATE = re.compile(r"\s*(?P<num>\d+(?:\.\d*)?)(?P<lu>[A-Za-z]+/s|s/[A-Za-z]+)(?P<su>(?!))?\]?\s*")
 # Fields: split on | ; tabs, on commas that are not thousands separators, and on a `/` between a
@@ -418,9 +427,15 @@ def _parse_fields(line: str, extra: list[tuple[str, re.Match[str]]] | None = Non
         if ("|" in line or "," in line or ";" in line or "\t" in line)
         else [line]
     )
+    lead = None
     for i, field in enumerate(fields):
         if not field or field.isspace():
             continue
+        if field[0] in _LEAD_START and lead is None:
+            m = _LEAD_STEP.match(field)
+            if m is not None and m.end() < len(field):
+                lead = (i, m.group("key"), m)
+                field = field[m.end() :]
         m = _FIELD.fullmatch(field)
         if m is not None:
             pairs.append((i, m.group("key"), m))
@@ -437,6 +452,13 @@ def _parse_fields(line: str, extra: list[tuple[str, re.Match[str]]] | None = Non
             m = _SPACED.fullmatch(part)
             if m is not None:
                 spaced.append((i, m.group("key"), m))
+    if lead is not None:
+        if not pairs and not spaced:
+            return None  # `Step 3 of the setup: done`: prose, no metric after the step
+        pairs.insert(0, lead)  # the first step named wins
+        if spaced and not pairs[1:]:
+            pairs += spaced  # `step 1 loss 1.99`: the step names the line as a training's
+            spaced = []
     if spaced and len(pairs) + len(spaced) >= 2:
         names = {canonical_name(k) for _, k, _ in pairs + spaced}
         if names & _ANCHORS or any(n.endswith("loss") for n in names):

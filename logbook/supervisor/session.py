@@ -231,10 +231,10 @@ class Session:
         )
         detectors = Detectors(opts.detectors)
 
-        def on_metrics(points: Any, at: Any) -> None:
+        def on_metrics(points: Any, at: Any, log: str) -> None:
             assert metrics is not None
             metrics.add_points(points, at)
-            for f in observe_points(detectors, points):
+            for f in observe_points(detectors, points, log):
                 recorder.event(
                     f.kind,
                     f.message,

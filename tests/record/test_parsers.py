@@ -513,6 +513,26 @@ def test_signals_ranks_and_exit_codes_are_no_metrics(line: str) -> None:
 @pytest.mark.parametrize(
     "line, expected",
     [
+        ("step 1: loss=1.99", Parsed(1, {"loss": 1.99})),
+        ("step 1 loss 1.99", Parsed(1, {"loss": 1.99})),
+        ("[step 3] loss: 1.2", Parsed(3, {"loss": 1.2})),
+        ("Epoch 1, step 20: loss=0.5", Parsed(20, {"epoch": 1.0, "loss": 0.5})),
+        ("Iter 7: loss=0.25 lr=1e-4", Parsed(7, {"loss": 0.25, "learning_rate": 1e-4})),
+    ],
+)
+def test_a_step_in_words_before_the_metrics_is_the_lines_step(line: str, expected: Parsed) -> None:
+    """Hand-written loops print `step N` before their pairs; the pairs hid it (step null)."""
+    assert auto.parse(line) == expected
+
+
+@pytest.mark.parametrize("line", ["Step 3 of the setup: done", "step 2: downloading data"])
+def test_a_step_in_prose_with_no_metric_is_nothing(line: str) -> None:
+    assert auto.parse(line) is None
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
         (
             "step 150: train loss 2.7689, val loss 2.5118",
             Parsed(150, {"train_loss": 2.7689, "val_loss": 2.5118}),

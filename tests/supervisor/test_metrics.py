@@ -289,7 +289,7 @@ def _end_of(log: Path, lines: int, budget_s: float) -> tuple[Any, list[int], lis
         [log],
         None,
         parser=LineParser("auto"),
-        on_metrics=lambda points, t: seen.append(points.num_rows),
+        on_metrics=lambda points, t, log: seen.append(points.num_rows),
         on_parsed=covered.append,
         end_budget_s=budget_s,
     )
