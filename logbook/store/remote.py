@@ -21,7 +21,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,6 +279,8 @@ def mirror(url: str, *, remote: Remote | None = None, workers: int = 8) -> Path:
 
     try:
         if len(wanted) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(min(workers, len(wanted))) as pool:
                 list(pool.map(fetch, wanted))
         else:
@@ -376,9 +377,17 @@ class Ledger:
                 f.write(json.dumps(doc) + "\n")
 
 
-def pending(root: Path, ledger: Ledger, *, logs: bool = True) -> tuple[list[str], list[str]]:
+def pending(
+    root: Path, ledger: Ledger, *, logs: bool = True, listed: dict[str, Listed] | None = None
+) -> tuple[list[str], list[str]]:
     """What of the store at `root` is not yet at the ledger's URL as it is here, and what the
-    ledger says was uploaded but is gone here (replaced by a compaction or a reparse)."""
+    ledger says was uploaded but is gone here (replaced by a compaction or a reparse).
+
+    Args:
+        listed: the remote's listing, to trust it over the ledger: a file the ledger names but
+            the store lacks (a bucket emptied, a server that lost its state) goes up again, and a
+            part already there (pushed from elsewhere) does not.
+    """
     here: dict[str, os.stat_result] = {}
     root = Path(root)
     for path in _files(root):
@@ -392,10 +401,17 @@ def pending(root: Path, ledger: Ledger, *, logs: bool = True) -> tuple[list[str]
             here[rel] = path.stat()
         except OSError:
             continue
-    todo = sorted(
-        (rel for rel, st in here.items() if ledger.sent.get(rel) != (st.st_size, st.st_mtime_ns)),
-        key=_upload_order,
-    )
+
+    def there(rel: str, st: os.stat_result) -> bool:
+        ours = ledger.sent.get(rel) == (st.st_size, st.st_mtime_ns)
+        if listed is None:
+            return ours
+        info = listed.get(rel)
+        if info is None or info.size != st.st_size:
+            return False
+        return ours or rel.endswith(layout.PART_SUFFIX)  # parts never change
+
+    todo = sorted((rel for rel, st in here.items() if not there(rel, st)), key=_upload_order)
     gone = sorted(
         rel
         for rel in ledger.sent
@@ -426,6 +442,7 @@ def push(
     logs: bool = True,
     ledger: Ledger | None = None,
     stop: Callable[[], bool] | None = None,
+    check: bool = False,
 ) -> PushResult:
     """Upload what of the local store at `root` the remote lacks, then delete there the parts
     deleted here since they went up. Idempotent: a file goes up again only if it changed.
@@ -433,12 +450,21 @@ def push(
     Args:
         logs: include the raw logs (a wrapper uploads them when an attempt ends: they grow).
         stop: asked between files; True stops the push (what is left is in `pending`).
+        check: list the remote first and trust that over the ledger (one request per thousand
+            files; `logbook push` and `doctor` do, the wrapper's uploader trusts its ledger).
 
     Never raises for the network: the first failure stops the push and is in `error`.
     """
     ledger = ledger or Ledger(root, remote.url)
     ledger.reload()
-    todo, gone = pending(root, ledger, logs=logs)
+    listed = None
+    if check:
+        try:
+            listed = remote.list()
+        except StoreUnreachable as e:
+            todo, _ = pending(root, ledger, logs=logs)
+            return PushResult(pending=todo, error=e.message.split(": ", 1)[-1])
+    todo, gone = pending(root, ledger, logs=logs, listed=listed)
     result = PushResult(pending=list(todo))
     for rel in todo:
         if stop is not None and stop():
@@ -457,6 +483,9 @@ def push(
         result.pending.remove(rel)
         result.uploaded += 1
     for rel in gone:
+        if listed is not None and rel not in listed:
+            ledger.note(rel, deleted=True)
+            continue
         try:
             remote.delete(rel)
         except Exception as e:
