@@ -235,6 +235,12 @@ def _filesystem(url: str, retries: int) -> tuple[pafs.FileSystem, str]:
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if region:
             options["region"] = region
+        # The SDK's own variables for another endpoint (MinIO, a local server, a gateway).
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            scheme, _, host = endpoint.rpartition("://")
+            options["endpoint_override"] = host.rstrip("/")
+            options["scheme"] = scheme or "https"
         return pafs.S3FileSystem(**options), rest
     if scheme == "gs":  # untested
         return pafs.GcsFileSystem(retry_time_limit=REQUEST_TIMEOUT_S), rest

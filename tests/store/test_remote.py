@@ -1,0 +1,204 @@
+"""Remote stores (#18) against a real S3 server (moto's, on a free localhost port): real `logbook
+run` children, real uploads and downloads, the server killed mid-run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from helpers import logbook_cmd
+from s3server import S3Server, s3  # noqa: F401 (the fixture)
+
+from logbook.store import remote
+
+URL = "s3://logs/team/gpt"
+
+TRAIN = textwrap.dedent(
+    """
+    import sys, time
+    n, pause, code = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+    for i in range(1, n + 1):
+        print(f"step={i} loss={1.0 / i:.4f}", flush=True)
+        time.sleep(pause)
+    sys.exit(code)
+    """
+)
+
+
+@pytest.fixture
+def trainer(tmp_path: Path) -> Path:
+    path = tmp_path / "train.py"
+    path.write_text(TRAIN)
+    return path
+
+
+def _run(trainer: Path, *args: str, steps: int = 5, pause: float = 0.0, code: int = 0, **kw):  # type: ignore[no-untyped-def]
+    cmd = logbook_cmd("run", "--run", "gpt", *args, "--", sys.executable, str(trainer))
+    return subprocess.run(
+        [*cmd, str(steps), str(pause), str(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LOGBOOK_TEST_NO_FINISHER": "1"},
+        **kw,
+    )
+
+
+def _cli(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(logbook_cmd(*args), capture_output=True, text=True, timeout=60)
+    assert out.returncode == code, f"exit {out.returncode}: {out.stdout}\n{out.stderr}"
+    assert "Traceback" not in out.stderr
+    return out
+
+
+def _count(sql: str, store: str) -> int:
+    out = _cli("query", sql, "--store", store, "--format", "csv")
+    return int(out.stdout.splitlines()[1])
+
+
+def _expected_output(steps: int) -> str:
+    return "".join(f"step={i} loss={1.0 / i:.4f}\n" for i in range(1, steps + 1))
+
+
+def test_a_run_into_s3_is_read_back_from_s3(s3: S3Server, trainer: Path) -> None:  # noqa: F811
+    done = _run(trainer, "--store", URL, steps=6, code=3)
+    assert done.returncode == 3  # the training's exit code, as without logbook
+    assert done.stdout == _expected_output(6)
+    assert "Warning" not in done.stderr and "warning" not in done.stderr
+
+    keys = set(s3.objects("logs", "team/gpt/"))
+    assert any(k.startswith("team/gpt/attempts/run=gpt/") for k in keys)
+    assert any(k.startswith("team/gpt/metrics/run=gpt/") for k in keys)
+    assert any(k.endswith("/stdout.log") for k in keys)  # the raw logs go up at the end
+    assert not any("/_journal/" in k or "/_pushed/" in k for k in keys)  # local only
+
+    shown = _cli("show", "gpt", "--store", URL, code=0)
+    assert "1.00" in shown.stdout and "crashed" in shown.stdout
+    assert _count("select count(*) from metrics where name = 'loss'", URL) == 6
+    # LOGBOOK_STORE takes a URL too
+    env_out = subprocess.run(
+        logbook_cmd("runs", "--format", "csv"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LOGBOOK_STORE": URL},
+        timeout=60,
+    )
+    assert env_out.returncode == 0 and "gpt" in env_out.stdout
+
+
+def test_a_reader_downloads_each_part_once(s3: S3Server, trainer: Path) -> None:  # noqa: F811
+    assert _run(trainer, "--store", URL).returncode == 0
+    first = remote.Remote(URL)
+    cache = remote.mirror(URL, remote=first)
+    assert first.requests["list"] == 1 and first.requests["get"] >= 5
+    again = remote.Remote(URL)
+    assert remote.mirror(URL, remote=again) == cache
+    assert again.requests == {"list": 1}  # nothing new: one listing, no download
+
+
+def test_server_killed_mid_run_then_doctor_pushes_everything_once(
+    s3: S3Server,  # noqa: F811
+    trainer: Path,
+) -> None:
+    cmd = logbook_cmd("run", "--run", "gpt", "--store", URL, "--", sys.executable, str(trainer))
+    child = subprocess.Popen(
+        [*cmd, "40", "0.05", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LOGBOOK_TEST_NO_FINISHER": "1"},
+    )
+    ledgers = Path(os.environ["LOGBOOK_SPOOL"]).glob("*/_pushed/*.jsonl")
+    deadline = time.monotonic() + 30
+    while not any("attempts/" in p.read_text() for p in ledgers):  # the start went up
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.05)
+        ledgers = Path(os.environ["LOGBOOK_SPOOL"]).glob("*/_pushed/*.jsonl")
+    s3.stop()  # the object store dies mid-run
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0
+    assert out == _expected_output(40)  # the training's output intact
+    assert "not yet in s3://logs/team/gpt" in err and "wait in the spool" in err
+
+    s3.start()  # back, empty (moto keeps its objects in memory): everything must go up again
+    s3.make_bucket("logs")
+    doctor = subprocess.run(
+        logbook_cmd("doctor", "--store", URL), capture_output=True, text=True, timeout=60
+    )
+    assert "uploaded" in doctor.stdout, doctor.stdout + doctor.stderr
+    assert _count("select count(*) from metrics where name = 'loss'", URL) == 40
+    assert _count("select count(*) from attempts", URL) == 1
+    # again: nothing left to send, nothing doubled
+    again = _cli("doctor", "--store", URL)
+    assert "no problems found" in again.stderr
+    assert _count("select count(*) from metrics where name = 'loss'", URL) == 40
+
+
+def test_push_uploads_a_local_store_once(s3: S3Server, trainer: Path, tmp_path: Path) -> None:  # noqa: F811
+    local = tmp_path / "local"
+    assert _run(trainer, "--store", str(local)).returncode == 0
+    out = _cli("push", "--store", str(local), "--to", "s3://logs/archive")
+    sent = int(out.stderr.split(": ")[1].split()[0])
+    assert sent >= 5
+    objects = s3.objects("logs", "archive/")
+    for key, body in objects.items():
+        assert (local / key.removeprefix("archive/")).read_bytes() == body
+    out = _cli("push", "--store", str(local), "--to", "s3://logs/archive")
+    assert ": 0 file(s) uploaded" in out.stderr
+    assert s3.objects("logs", "archive/") == objects
+    assert _count("select count(*) from metrics", "s3://logs/archive") == 5
+
+
+def test_wrong_credentials_the_training_runs_and_says_so(
+    trainer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("moto")
+    server = S3Server().start(auth=True)  # keys it never issued are refused
+    try:
+        for k, v in server.env(
+            LOGBOOK_SPOOL=str(tmp_path / "spool"), AWS_ACCESS_KEY_ID="AKIAWRONGWRONGWRONG1"
+        ).items():
+            monkeypatch.setenv(k, v)
+        done = _run(trainer, "--store", URL, steps=4, code=0)
+    finally:
+        server.stop()
+    assert done.returncode == 0
+    assert done.stdout == _expected_output(4)
+    assert "cannot upload to s3://logs/team/gpt" in done.stderr
+    assert "wait in the spool" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_show_with_the_server_down_is_a_clear_error(
+    trainer: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    down = S3Server()  # never started: nothing listens on its port
+    for k, v in down.env(LOGBOOK_CACHE=str(tmp_path / "cache")).items():
+        monkeypatch.setenv(k, v)
+    out = _cli("show", "gpt", "--store", URL, code=1)
+    assert out.stderr.startswith("Error: cannot reach the store s3://logs/team/gpt")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("ftp://host/x", "cannot store to ftp:// URLs"),
+        ("s3://", "no bucket named"),
+        ("file:///tmp/x", "not a file:// URL"),
+    ],
+)
+def test_bad_urls_are_refused_clearly(value: str, message: str) -> None:
+    out = _cli("runs", "--store", value, code=1)
+    assert message in out.stderr
+
+
+def test_local_only_commands_refuse_a_url_clearly() -> None:
+    out = _cli("compact", "--store", URL, code=1)
+    assert "cannot yet compact a remote store" in out.stderr
