@@ -25,9 +25,8 @@ def doctor(dry_run: bool, store: Path | None, fmt: str) -> None:
     import pyarrow as pa
 
     from logbook.settings import store_url
-    from logbook.store import Store
+    from logbook.store import Store, remote
     from logbook.store import doctor as doc
-    from logbook.store import remote
 
     url = store_url(store)
     if url is not None:  # this host's spool of it: what dead wrappers left, folded and pushed
@@ -150,7 +149,7 @@ def push(url: str, store: Path | str | None) -> None:
     if result.error:
         raise remote.StoreUnreachable(
             f"{len(result.pending)} file(s) not uploaded to {target}: {result.error}",
-            hint='push again once the store answers (files already there are not sent again)',
+            hint="push again once the store answers (files already there are not sent again)",
         )
 
 
