@@ -13,19 +13,20 @@ from logbook.cli.render import FORMATS, WIDE
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _StoreParam(click.ParamType):
+class _StoreParam(click.Path):
     """A store folder (a Path) or a remote store's URL (`s3://bucket/prefix`, kept a str: a Path
     would fold its '//'). No readable check: a store logbook cannot read must not stop `logbook
     run` before the training starts (it runs unrecorded and says so); readers report it."""
 
-    name = "path"
+    def __init__(self) -> None:
+        super().__init__(path_type=Path, readable=False)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         from logbook.store.remote import is_url
 
-        if isinstance(value, Path) or not is_url(str(value)):
-            return Path(value)
-        return str(value)
+        if isinstance(value, str) and is_url(value):
+            return value
+        return super().convert(value, param, ctx)
 
 
 def store_option(f: F) -> F:
