@@ -11,7 +11,6 @@ with an empty cache and with a warm one.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -86,7 +85,7 @@ def main() -> None:
             results["s3"].append(wrapped(f"s3://bench/r{i}", train, args.steps, args.pause, env))
         print(f"unwrapped: wall {statistics.median(bare):.2f} s (median of {args.reps})")
         for name, rows in results.items():
-            walls, starts = zip(*rows)
+            walls, starts = zip(*rows, strict=True)
             print(
                 f"{name:6} wall {statistics.median(walls):.2f} s  start-up "
                 f"{statistics.median(starts):.3f} s  (median of {args.reps}; "

@@ -153,8 +153,8 @@ class Remote:
     def _count(self, kind: str) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + 1
 
-    def list(self) -> dict[str, Listed]:
-        """Every file under the store's root, by path relative to it.
+    def list(self, under: str = "") -> dict[str, Listed]:
+        """Every file under the store's root (or its folder `under`), by path relative to it.
 
         Raises:
             StoreUnreachable: the listing failed.
@@ -163,7 +163,7 @@ class Remote:
 
         self._count("list")
         try:
-            selector = pafs.FileSelector(self._path(""), recursive=True, allow_not_found=True)
+            selector = pafs.FileSelector(self._path(under), recursive=True, allow_not_found=True)
             infos = self.fs.get_file_info(selector)
         except Exception as e:
             raise self.unreachable(e) from e
@@ -253,26 +253,41 @@ def _filesystem(url: str, retries: int) -> tuple[pafs.FileSystem, str]:
 # reading ---------------------------------------------------------------------------------------
 
 
-def mirror(url: str, *, remote: Remote | None = None, workers: int = 8) -> Path:
+def mirror(
+    url: str,
+    *,
+    remote: Remote | None = None,
+    workers: int = 8,
+    under: Iterable[str] = ("",),
+    into: Path | None = None,
+) -> Path:
     """Bring this host's cache of `url` up to date and return it: one listing, then a download
     of each file the cache does not hold as listed (parts are immutable: each is fetched once),
     and the removal of cached files the store no longer has (merged by a compaction).
+
+    Args:
+        under: only these folders of the store (one listing each).
+        into: another folder than the cache.
 
     Raises:
         StoreUnreachable: the store did not answer.
         StoreCorrupt: nothing is stored under `url`.
     """
     remote = remote or Remote(url, retries=2)
+    folders = list(under)
     listed = {
-        rel: info for rel, info in remote.list().items() if _mirrored(rel) and not _hidden(rel)
+        rel: info
+        for folder in folders
+        for rel, info in remote.list(folder).items()
+        if _mirrored(rel) and not _hidden(rel)
     }
-    if not listed:
+    if not listed and folders == [""]:
         raise StoreCorrupt(
             f"no logbook store at {remote.url}",
             hint='record a run with "logbook run --store URL -- CMD", or upload a local store '
             'with "logbook push --to URL"',
         )
-    cache = cache_dir(remote.url)
+    cache = into or cache_dir(remote.url)
     cache.mkdir(parents=True, exist_ok=True)
     wanted = [rel for rel, info in listed.items() if not _same(cache / rel, info)]
 
@@ -296,11 +311,39 @@ def mirror(url: str, *, remote: Remote | None = None, workers: int = 8) -> Path:
         raise
     except Exception as e:
         raise remote.unreachable(e) from e
-    for path in _files(cache):
-        rel = path.relative_to(cache).as_posix()
-        if rel not in listed and not _hidden(rel):
-            path.unlink(missing_ok=True)
+    for folder in folders:
+        for path in _files(cache / folder):
+            rel = path.relative_to(cache).as_posix()
+            if rel not in listed and not _hidden(rel) and _mirrored(rel):
+                path.unlink(missing_ok=True)
     return cache
+
+
+def catch_up(url: str, spool: Path, run: str, *, timeout_s: float = 1.0) -> Path | None:
+    """What other hosts (or this one before its spool was cleared) recorded of `run`: its
+    attempts into the cache, whose folder is returned, and its label claims into the spool (so a
+    new attempt continues the lineage and takes a free label). Waits at most `timeout_s`; None if
+    the store did not answer by then (the writer goes on with what its spool knows).
+    """
+    done: list[Path] = []
+
+    def pull() -> None:
+        up = Remote(url, retries=1)
+        labels = f"{layout.LABELS_DIR}/run={layout.check_run_name(run)}"
+        theirs = up.list(labels)
+        ledger = Ledger(spool, url)
+        for rel, info in theirs.items():
+            dest = spool / rel
+            if not dest.exists() and not _hidden(rel):
+                up.get(rel, dest)
+                st = dest.stat()
+                ledger.note(rel, st.st_size, st.st_mtime_ns)  # it is there: never sent back
+        done.append(mirror(url, remote=up, under=[f"attempts/run={run}"]))
+
+    worker = threading.Thread(target=pull, name="logbook-catch-up", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return done[0] if done else None
 
 
 def _same(path: Path, info: Listed) -> bool:

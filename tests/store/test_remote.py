@@ -91,6 +91,26 @@ def test_a_run_into_s3_is_read_back_from_s3(s3: S3Server, trainer: Path) -> None
     assert env_out.returncode == 0 and "gpt" in env_out.stdout
 
 
+def test_another_host_continues_the_lineage(
+    s3: S3Server,  # noqa: F811
+    trainer: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _run(trainer, "--store", URL).returncode == 0
+    monkeypatch.setenv("LOGBOOK_SPOOL", str(tmp_path / "other-host"))  # an empty spool
+    assert _run(trainer, "--store", URL).returncode == 0
+    out = _cli(
+        "query",
+        "select label, parent_label from attempts order by label",
+        "--store",
+        URL,
+        "--format",
+        "csv",
+    )
+    assert out.stdout.splitlines()[1:] == ["1.00,", "1.01,1.00"]
+
+
 def test_a_reader_downloads_each_part_once(s3: S3Server, trainer: Path) -> None:  # noqa: F811
     assert _run(trainer, "--store", URL).returncode == 0
     first = remote.Remote(URL)
