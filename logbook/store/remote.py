@@ -332,7 +332,7 @@ def catch_up(url: str, spool: Path, run: str, *, timeout_s: float = 1.0) -> Path
         labels = f"{layout.LABELS_DIR}/run={layout.check_run_name(run)}"
         theirs = up.list(labels)
         ledger = Ledger(spool, url)
-        for rel, info in theirs.items():
+        for rel in theirs:
             dest = spool / rel
             if not dest.exists() and not _hidden(rel):
                 up.get(rel, dest)
