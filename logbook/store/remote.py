@@ -35,11 +35,12 @@ _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$")
 SCHEMES = ("s3", "gs", "az")
 SPOOL_MARK = "_spool.json"  # in a spool: the URL it is uploaded to
 PUSHED_DIR = "_pushed"  # in any store pushed somewhere: what went where, one ledger per URL
-# Top-level names never uploaded: this host's live journals, our own ledgers, the parts doctor
-# set aside. (The raw logs are uploaded, but only when a push includes them: see `push`.)
-_LOCAL_ONLY = {layout.JOURNAL_DIR, PUSHED_DIR, SPOOL_MARK, layout.QUARANTINE_DIR}
-# A reader's cache holds the tables (and their compaction manifests), not the logs or journals.
-_NOT_MIRRORED = {layout.JOURNAL_DIR, PUSHED_DIR, SPOOL_MARK, layout.QUARANTINE_DIR, layout.LOGS_DIR}
+# Top-level names never uploaded: our own ledgers, the parts doctor set aside. (The raw logs are
+# uploaded, but only when a push includes them: see `push`. Journals go up as they change, so
+# readers elsewhere see a live wrapper's rows, and a dead one's attempts closed as lost.)
+_LOCAL_ONLY = {PUSHED_DIR, SPOOL_MARK, layout.QUARANTINE_DIR}
+# A reader's cache holds the tables (and their compaction manifests) and journals, not the logs.
+_NOT_MIRRORED = {PUSHED_DIR, SPOOL_MARK, layout.QUARANTINE_DIR, layout.LOGS_DIR}
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 20.0
 
@@ -465,7 +466,7 @@ def pending(
         rel
         for rel in ledger.sent
         if rel not in here
-        and rel.endswith(layout.PART_SUFFIX)
+        and (rel.endswith(layout.PART_SUFFIX) or _is_journal(rel))
         and not (root / rel).exists()
         and (logs or not rel.startswith(layout.LOGS_DIR + "/"))
     )
@@ -475,13 +476,20 @@ def pending(
 _LOCK_NAME = "_compact.lock"
 
 
+def _is_journal(rel: str) -> bool:
+    return rel.startswith(layout.JOURNAL_DIR + "/") and rel.endswith(".jsonl")
+
+
 def _upload_order(rel: str) -> tuple[int, str]:
-    """Compaction manifests before the parts, the store's marker first: a reader that sees a
-    merged part sees what it replaces named."""
+    """The store's marker first; then compaction manifests and journals before the parts, as on
+    a local disk: a reader that sees a merged part sees what it replaces named, and one that sees
+    a journal's start parts sees the journal's line that says they hold its first rows."""
     name = rel.rsplit("/", 1)[-1]
     if rel == layout.MARKER:
         return (0, rel)
-    return (1 if name.startswith("_compact-") else 2, rel)
+    if name.startswith("_compact-") or _is_journal(rel):
+        return (1, rel)
+    return (2, rel)
 
 
 def push(

@@ -133,12 +133,7 @@ def test_server_killed_mid_run_then_doctor_pushes_everything_once(
         text=True,
         env={**os.environ, "LOGBOOK_TEST_NO_FINISHER": "1"},
     )
-    ledgers = Path(os.environ["LOGBOOK_SPOOL"]).glob("*/_pushed/*.jsonl")
-    deadline = time.monotonic() + 30
-    while not any("attempts/" in p.read_text() for p in ledgers):  # the start went up
-        assert time.monotonic() < deadline and child.poll() is None
-        time.sleep(0.05)
-        ledgers = Path(os.environ["LOGBOOK_SPOOL"]).glob("*/_pushed/*.jsonl")
+    _wait_for_upload("attempts/", child)  # the start went up
     s3.stop()  # the object store dies mid-run
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0
@@ -157,6 +152,49 @@ def test_server_killed_mid_run_then_doctor_pushes_everything_once(
     again = _cli("doctor", "--store", URL)
     assert "no problems found" in again.stderr
     assert _count("select count(*) from metrics where name = 'loss'", URL) == 40
+
+
+def _wait_for_upload(what: str, child: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        ledgers = Path(os.environ["LOGBOOK_SPOOL"]).glob("*/_pushed/*.jsonl")
+        if any(what in p.read_text() for p in ledgers):
+            return
+        assert time.monotonic() < deadline and child.poll() is None
+        time.sleep(0.05)
+
+
+def test_a_dead_wrapper_reads_as_lost_and_doctor_pushes_its_end(
+    s3: S3Server,  # noqa: F811
+    trainer: Path,
+) -> None:
+    cmd = logbook_cmd("run", "--run", "gpt", "--store", URL, "--", sys.executable, str(trainer))
+    child = subprocess.Popen(
+        [*cmd, "20", "0.05", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "LOGBOOK_TEST_NO_FINISHER": "1"},
+    )
+    _wait_for_upload("_journal/", child)
+    _wait_for_upload(".start.parquet", child)
+    child.kill()  # the wrapper dies (its host, say); its journal is in the bucket
+    child.wait()
+    time.sleep(1.5)  # the training itself runs on to its end
+    assert any("/_journal/" in k for k in s3.objects("logs", "team/gpt/"))
+    shown = _cli("show", "gpt", "--store", URL, "--format", "csv")
+    assert "lost" in shown.stdout  # read from the journal: its wrapper is gone
+
+    doctor = subprocess.run(
+        logbook_cmd("doctor", "--store", URL), capture_output=True, text=True, timeout=60
+    )
+    assert "uploaded" in doctor.stdout, doctor.stdout + doctor.stderr
+    keys = set(s3.objects("logs", "team/gpt/"))
+    # folded here, so deleted there (pyarrow leaves an empty "folder/" marker object in its place)
+    assert not any("/_journal/" in k and not k.endswith("/") for k in keys)
+    assert _count("select count(*) from attempts where status = 'lost'", URL) == 1
+    assert _count("select count(*) from attempt_changes", URL) == 2  # running, then lost
+    assert _count("select count(*) from metrics where name = 'loss'", URL) == 20  # from its logs
 
 
 def test_push_uploads_a_local_store_once(s3: S3Server, trainer: Path, tmp_path: Path) -> None:  # noqa: F811
