@@ -329,22 +329,28 @@ def catch_up(url: str, spool: Path, run: str, *, timeout_s: float = 1.0) -> Path
     done: list[Path] = []
 
     def pull() -> None:
-        up = Remote(url, retries=1)
-        labels = f"{layout.LABELS_DIR}/run={layout.check_run_name(run)}"
-        theirs = up.list(labels)
-        ledger = Ledger(spool, url)
-        for rel in theirs:
-            dest = spool / rel
-            if not dest.exists() and not _hidden(rel):
-                up.get(rel, dest)
-                st = dest.stat()
-                ledger.note(rel, st.st_size, st.st_mtime_ns)  # it is there: never sent back
-        done.append(mirror(url, remote=up, under=[f"attempts/run={run}"]))
+        try:
+            done.append(_catch_up(url, spool, run))
+        except Exception:  # the uploads say what is wrong, once
+            pass
 
     worker = threading.Thread(target=pull, name="logbook-catch-up", daemon=True)
     worker.start()
     worker.join(timeout_s)
     return done[0] if done else None
+
+
+def _catch_up(url: str, spool: Path, run: str) -> Path:
+    up = Remote(url, retries=1)
+    labels = f"{layout.LABELS_DIR}/run={layout.check_run_name(run)}"
+    ledger = Ledger(spool, url)
+    for rel in up.list(labels):
+        dest = spool / rel
+        if not dest.exists() and not _hidden(rel):
+            up.get(rel, dest)
+            st = dest.stat()
+            ledger.note(rel, st.st_size, st.st_mtime_ns)  # it is there: never sent back
+    return mirror(url, remote=up, under=[f"attempts/run={run}"])
 
 
 def _same(path: Path, info: Listed) -> bool:
