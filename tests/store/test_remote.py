@@ -94,6 +94,36 @@ def test_a_run_into_s3_is_read_back_from_s3(s3: S3Server, trainer: Path) -> None
     assert env_out.returncode == 0 and "gpt" in env_out.stdout
 
 
+def test_every_reading_command_reads_a_remote_store(
+    s3: S3Server,  # noqa: F811
+    trainer: Path,
+    tmp_path: Path,
+    invoke,  # type: ignore[no-untyped-def]
+) -> None:
+    assert _run(trainer, "--store", URL, code=1).returncode == 1
+    out = tmp_path / "chronicle"
+    for args in (
+        ["runs"],
+        ["show", "gpt"],
+        ["events", "gpt"],
+        ["incidents", "gpt"],
+        ["goodput", "gpt"],
+        ["cost", "gpt"],
+        ["metrics", "gpt"],
+        ["data-mix", "gpt"],
+        ["repro", "gpt", "1.00"],
+        ["watch", "gpt", "--once"],
+        ["query", "select count(*) as n from metrics"],
+        ["chronicle", "gpt", "--out", str(out)],
+    ):
+        result = invoke([*args, "--store", URL])  # exit 0
+        assert result.output.strip() or out.exists(), args
+    assert (out / "index.html").exists()
+    # a run the store lacks: the usual error, naming the store as the user did
+    missing = invoke(["show", "nope", "--store", URL], code=1)
+    assert f'no run "nope" in {URL}' in missing.output + missing.stderr
+
+
 def test_another_host_continues_the_lineage(
     s3: S3Server,  # noqa: F811
     trainer: Path,
