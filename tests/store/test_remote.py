@@ -265,6 +265,26 @@ def test_wrong_credentials_the_training_runs_and_says_so(
     assert "Traceback" not in done.stderr
 
 
+def test_a_store_that_never_answers_holds_the_exit_briefly(
+    trainer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as hole:  # accepts connections (the kernel does), never answers
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        silent = S3Server(port=hole.getsockname()[1])
+        for k, v in silent.env(LOGBOOK_SPOOL=str(tmp_path / "spool")).items():
+            monkeypatch.setenv(k, v)
+        t0 = time.monotonic()
+        done = _run(trainer, "--store", URL, steps=3, code=0)
+        wall = time.monotonic() - t0
+    assert done.returncode == 0 and done.stdout == _expected_output(3)
+    assert "wait in the spool" in done.stderr
+    # start-up waits at most 1 s for the store, the exit at most 2 s (requests time out in 20 s)
+    assert wall < 12, wall
+
+
 def test_show_with_the_server_down_is_a_clear_error(
     trainer: Path,
     tmp_path: Path,
