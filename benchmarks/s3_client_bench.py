@@ -33,7 +33,9 @@ def bench_pyarrow(endpoint: str, bucket: str) -> dict[str, float]:
     from pyarrow import fs
 
     t = time.perf_counter()
-    s3 = fs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1")
+    s3 = fs.S3FileSystem(
+        endpoint_override=endpoint, scheme="http", region="us-east-1", allow_delayed_open=True
+    )
     s3.get_file_info(f"{bucket}/none")
     first = time.perf_counter() - t
     t = time.perf_counter()

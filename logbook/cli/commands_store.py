@@ -141,16 +141,17 @@ def push(url: str, store: Path | str | None) -> None:
     s = Store.open(root, source=source)
     s.fold_dead_journals()  # what dead wrappers left goes up as parts
     result = remote.push(s.root, remote.Remote(target), check=True)
+    if result.error:
+        raise remote.StoreUnreachable(
+            f"could not push to {target}: {result.error}",
+            hint=f"{len(result.pending)} file(s) not uploaded ({result.uploaded} were); push "
+            "again once that is fixed (files already there are not sent again)",
+        )
     click.echo(
         f"pushed {s.root} to {target}: {result.uploaded} file(s) uploaded"
         + (f", {result.deleted} replaced part(s) deleted" if result.deleted else ""),
         err=True,
     )
-    if result.error:
-        raise remote.StoreUnreachable(
-            f"{len(result.pending)} file(s) not uploaded to {target}: {result.error}",
-            hint="push again once the store answers (files already there are not sent again)",
-        )
 
 
 def _whence(source: str) -> str:
