@@ -91,6 +91,9 @@ def main() -> None:
                 f"{statistics.median(starts):.3f} s  (median of {args.reps}; "
                 f"walls {', '.join(f'{w:.2f}' for w in walls)})"
             )
+        server.record()
+        wrapped("s3://bench/counted", train, args.steps, args.pause, env)
+        print(f"one s3 run: {server.request_count()} requests (its catch-up, uploads)")
         for what in ("cold", "warm"):
             server.record()
             t0 = time.time()
