@@ -245,6 +245,15 @@ def test_push_uploads_a_local_store_once(s3: S3Server, trainer: Path, tmp_path: 
     assert _count("select count(*) from metrics", "s3://logs/archive") == 5
 
 
+def test_import_into_a_remote_store(s3: S3Server) -> None:  # noqa: F811
+    history = Path(__file__).resolve().parents[2] / "examples" / "opt-history.jsonl"
+    _cli("import", str(history), "--run", "opt", "--store", "s3://logs/opt")
+    attempts = _count("select count(*) from attempts", "s3://logs/opt")
+    assert attempts > 0
+    _cli("import", str(history), "--run", "opt", "--store", "s3://logs/opt")  # idempotent
+    assert _count("select count(*) from attempts", "s3://logs/opt") == attempts
+
+
 def test_wrong_credentials_the_training_runs_and_says_so(
     trainer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
