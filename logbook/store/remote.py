@@ -409,14 +409,23 @@ class Ledger:
         self.path = Path(root) / PUSHED_DIR / f"{_key(url)}.jsonl"
         self.sent: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
+        self._read = 0  # bytes of the file read so far: a reload reads only what was added
+        self._lines = 0
         self.reload()
 
     def reload(self) -> None:
         try:
-            lines = self.path.read_text().splitlines()
+            with open(self.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size < self._read:  # rewritten by `tidy`
+                    self.sent, self._read, self._lines = {}, 0, 0
+                f.seek(self._read)
+                data = f.read()
         except OSError:
             return
-        for line in lines:
+        whole = data[: data.rfind(b"\n") + 1]  # a line being written is read next time
+        self._read += len(whole)
+        for line in whole.splitlines():
+            self._lines += 1
             try:
                 doc = json.loads(line)
             except ValueError:
@@ -438,6 +447,23 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
                 f.write(json.dumps(doc) + "\n")
+            self._lines += 1
+
+    def tidy(self) -> None:
+        """Rewrite the file with one line per file once it is mostly old lines (a journal goes up
+        at each heartbeat). A line another pusher appends meanwhile may be lost: its file then
+        goes up once more, which is harmless (the same bytes under the same name)."""
+        if self._lines < 1000 or self._lines < 4 * len(self.sent):
+            return
+        with self._lock:
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            lines = (
+                json.dumps({"path": rel, "size": size, "mtime_ns": mtime})
+                for rel, (size, mtime) in sorted(self.sent.items())
+            )
+            tmp.write_text("".join(f"{line}\n" for line in lines))
+            os.replace(tmp, self.path)
+            self._read, self._lines = self.path.stat().st_size, len(self.sent)
 
 
 def pending(
@@ -564,4 +590,5 @@ def push(
             return result
         ledger.note(rel, deleted=True)
         result.deleted += 1
+    ledger.tidy()
     return result

@@ -322,3 +322,20 @@ def test_bad_urls_are_refused_clearly(value: str, message: str) -> None:
 def test_local_only_commands_refuse_a_url_clearly() -> None:
     out = _cli("compact", "--store", URL, code=1)
     assert "cannot yet compact a remote store" in out.stderr
+
+
+def test_the_ledger_reads_only_what_was_added_and_stays_small(tmp_path: Path) -> None:
+    one, two = remote.Ledger(tmp_path, URL), remote.Ledger(tmp_path, URL)
+    for beat in range(1500):  # a journal that goes up at each heartbeat
+        one.note("_journal/run=gpt/j.jsonl", 100 + beat, beat)
+    one.note("attempts/run=gpt/p.parquet", 7, 1)
+    two.reload()  # another pusher on the host sees it all
+    assert two.sent == one.sent
+    before = one.path.stat().st_size
+    one.tidy()
+    assert one.path.stat().st_size < before / 100
+    assert remote.Ledger(tmp_path, URL).sent == one.sent
+    two.note("metrics/run=gpt/m.parquet", 3, 2)  # after the rewrite, from the other pusher
+    one.reload()
+    assert one.sent["metrics/run=gpt/m.parquet"] == (3, 2)
+    assert one.sent["_journal/run=gpt/j.jsonl"] == (1599, 1499)
