@@ -205,6 +205,8 @@ class Recorder:
         except Exception as e:
             self._warn(f"could not start an attempt of {self.run} ({_reason(e)}); not recorded")
             self.store = None
+            return
+        self._start_thread()  # which writes the start as Parquet too (`_seal_start`)
 
     # the API ---------------------------------------------------------------------------------
 
@@ -423,10 +425,11 @@ class Recorder:
         self._wake.set()
         if self._owner and self._journal is not None:
             self._attempt.update(fields)
-            how = self._journal.finish([("attempts", self._attempt)])
+            with self._write_lock:
+                how = self._journal.finish([("attempts", self._attempt)])
+                self._journal = None
             if how != "folded":
                 self._warn(f"the end of the attempt is {how} (the next logbook command folds it)")
-            self._journal = None
 
     def __enter__(self) -> Recorder:
         return self
@@ -490,8 +493,18 @@ class Recorder:
         if len(self._handoff) > 1:
             self._drain()
 
+    def _seal_start(self) -> None:
+        """The start as Parquet too, so plain Parquet readers see the running attempt (#17), as
+        the wrapper does once its command runs; in this thread, so no call waits for it."""
+        with self._write_lock:  # `_close` finishes the journal under it: never sealed after
+            j = self._journal
+            if j is not None and not self._closed:
+                self._safe("the start of the attempt as Parquet", j.seal)
+
     def _loop(self) -> None:
         last_beat = time.monotonic()
+        if self._owner:
+            self._seal_start()
         while not self._closed:
             self._wake.wait(FLUSH_S)
             self._wake.clear()

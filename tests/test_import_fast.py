@@ -233,6 +233,7 @@ def test_a_big_file_imports_every_point_once(  # type: ignore[no-untyped-def]
     expect = sum(v for row in map(json.loads, good[1:]) for v in row["metrics"].values())
     got = json.loads(out)[0]
     assert (got["n"], got["k"], got["s"]) == (points, points, 59_999)
-    assert math.isclose(got["v"], expect, rel_tol=1e-12)
+    # DuckDB sums in parallel, in another order: 1e-9 still sees one point lost or doubled (~1e-6)
+    assert math.isclose(got["v"], expect, rel_tol=1e-9)
     again = invoke(["import", str(path), "--run", "gpt", "--store", str(store_path)])
     assert "0 attempts, 0 events, 0 notes, 0 metrics" in again.stderr

@@ -9,6 +9,8 @@ The queries, commands and keys are read from README.md itself, between its `<!--
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -151,6 +153,44 @@ def test_each_query_pastes_into_a_shell(argv: list[str]) -> None:
     """The SQL sits in double quotes: nothing in it may end them or be expanded by the shell."""
     sql = argv[2]
     assert not re.search(r'["`!]|\$[\w{(@*#?$!-]', sql), sql
+
+
+# A first look -----------------------------------------------------------------------------------
+
+# Columns whose values depend on the machine and the moment (times, durations, Python's version).
+VARIES = {"time", "first_start", "last_end", "wall_s", "time_lost_s", "hung_s", "downtime_s"}
+VARIES |= {"mtbf_s", "python"}
+
+
+def first_look() -> list[tuple[list[str], list[list[str]]]]:
+    """(argv, rows with the header first) of each command in the README's "A first look"."""
+    block = _fenced(README.split("## A first look\n", 1)[1], "console")[0]
+    out: list[tuple[list[str], list[list[str]]]] = []
+    for part in block.split("$ ")[1:]:
+        command, *lines = part.strip("\n").split("\n")
+        if "--format csv" in command:
+            rows = list(csv.reader(lines))
+        else:  # a table: the header, a rule, then rows
+            rows = [[c.strip() for c in line.split("|")] for line in lines if line.strip()]
+            del rows[1]
+        out.append((shlex.split(command), rows))
+    return out
+
+
+def test_the_first_look_is_what_the_demo_answers(demo_store: Path, invoke: Any) -> None:
+    """#17: the README showed a hang summary the demo no longer printed."""
+    looks = first_look()
+    assert len(looks) >= 5
+    for argv, rows in looks:
+        assert argv[0] == "logbook", argv
+        args = [a for a in argv[1:] if a not in ("--format", "csv")]
+        got = list(csv.reader(io.StringIO(invoke([*args, "--store", str(demo_store), "--format",
+                                                   "csv"]).stdout)))  # fmt: skip
+        assert got[0] == rows[0], f"{argv}: columns"
+        keep = [i for i, name in enumerate(got[0]) if name not in VARIES]
+        assert [[r[i] for i in keep] for r in got[1:]] == [
+            [r[i] for i in keep] for r in rows[1:]
+        ], argv
 
 
 @pytest.mark.parametrize(("title", "argv"), cookbook(), ids=[t for t, _ in cookbook()])

@@ -127,6 +127,12 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
         rec.sections["cost"] = report.to_pylist()
         rec.sections["cost_notes"] = basis_notes(report)
         rec.sections["datamix"] = datamix.history(store, run).to_pylist()
+    # The Llama 3 report's table (#19): also for a run of counted interruptions alone
+    from logbook.query.causes import incidents_by_cause
+
+    # (a run of notes alone has neither attempts nor counts: no table)
+    causes = incidents_by_cause(store, run).to_pylist() if run in store.run_names() else []
+    rec.sections["causes"] = causes if causes and causes[-1]["count"] else []
     if not rec.sections["incidents"] and rec.sections["attempts"]:
         rec.missing["incidents"] = "No failures: every attempt completed, or is still running."
     if not rec.sections["datamix"]:

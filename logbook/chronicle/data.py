@@ -31,6 +31,7 @@ VIEWS = {
     "attempts": "attempt_changes",
     "nodes": "node_changes",
     "events": "events",
+    "interruptions": "interruptions",
     "snapshots": "snapshots",
     "metrics": "metrics",
 }

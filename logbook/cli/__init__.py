@@ -51,6 +51,7 @@ COMMAND_MODULES = {
     "doctor": "commands_store",
     "compact": "commands_store",
     "push": "commands_store",
+    "schema": "commands_schema",
     "import": "commands_import",
     "cost": "commands_cost",
     "repro": "commands_repro",

@@ -10,7 +10,12 @@ from logbook.cli.render import render
 
 @click.group()
 def hooks() -> None:
-    """The lifecycle hooks that ship with logbook (crash forensics, webhook, SLURM requeue)."""
+    """The lifecycle hooks that ship with logbook (crash forensics, webhook, SLURM requeue).
+
+    \b
+        logbook hooks list
+        logbook run --hook "on_crash=$(logbook hooks path crash-forensics)" -- python train.py
+    """
 
 
 @hooks.command("list")

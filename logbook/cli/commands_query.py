@@ -70,21 +70,44 @@ COMMANDS = [query, runs, show]
 @click.command()
 @click.argument("run_name", metavar="RUN")
 @click.option("--each", is_flag=True, help="One line per incident instead of totals by class.")
+@click.option(
+    "--by",
+    type=click.Choice(["class", "cause"]),
+    default="class",
+    show_default=True,
+    help="Totals by crash class, or by cause: the component, planned or not, relaunched "
+    "automatically or by hand, and the effective training time (#19).",
+)
 @store_option
 @format_option
-def incidents(run_name: str, each: bool, store: Path | None, fmt: str) -> None:
+def incidents(run_name: str, each: bool, by: str, store: Path | None, fmt: str) -> None:
     """Failures of a run by class: count, steps and time lost, mean time between failures.
 
     \b
         logbook incidents opt-mini
         logbook incidents opt-mini --each --format json
+        logbook incidents llama3-405b --by cause
     """
     from logbook.query import incidents_by_class, list_incidents
 
+    if each and by == "cause":
+        raise click.UsageError("--each lists incidents one by one; leave out --by cause")
     s = open_store(store)
-    data = list_incidents(s, run_name) if each else incidents_by_class(s, run_name)
+    if by == "cause":
+        from logbook.query.causes import incidents_by_cause
+
+        data = incidents_by_cause(s, run_name)
+    else:
+        data = list_incidents(s, run_name) if each else incidents_by_class(s, run_name)
     title = f"incidents of {run_name}" if fmt == "table" else None
     render(data, fmt, title=title, priority=INCIDENTS_FIRST if each else ())
+    if by == "class" and s.read("interruptions", run=run_name).num_rows:
+        # counts an imported history gives without times have no class (#19)
+        click.echo(
+            f"note: {run_name} also has interruptions counted without times or classes; "
+            f'see "logbook incidents {run_name} --by cause"',
+            err=True,
+        )
 
 
 COMMANDS.append(incidents)

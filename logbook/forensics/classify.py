@@ -74,6 +74,9 @@ class Verdict:
         summary: one line for people.
         evidence: JSON-able: exit_code, signal, signal_name, lines, log, rules, and exception,
             torchrun when found.
+        component: the deciding rule's component (#19), None when no rule decided or it does
+            not tell; `components.component_of` completes it from the code reason.
+        planned: the deciding rule's `planned`, None to let the status decide.
     """
 
     status: str
@@ -82,6 +85,8 @@ class Verdict:
     rule: str | None
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    component: str | None = None
+    planned: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -358,10 +363,17 @@ def _from_hit(hit: _Hit, tails: list[LogTail], evidence: dict[str, Any], who: st
     summary = rule.describe(hit.match)
     if hit.root:
         summary = who + summary
-    if rule.status:
-        verdict = Verdict(rule.status, None, rule.retryable, rule.id, summary, evidence)
-    else:
-        verdict = Verdict("crashed", rule.crash_class, rule.retryable, rule.id, summary, evidence)
+    status = rule.status or "crashed"
+    verdict = Verdict(
+        status,
+        rule.crash_class,
+        rule.retryable,
+        rule.id,
+        summary,
+        evidence,
+        component=rule.component,
+        planned=rule.planned,
+    )
     lines = tail.lines[max(0, hit.line - 2) : hit.line + 8]
     return _with_lines(verdict, tails, lines=lines, log=tail.path.name)
 

@@ -45,8 +45,10 @@ _FIELDS = {
     "summary",
     "source",
     "examples",
+    "component",
+    "planned",
 }
-_SHIPPED_NEEDS = ("retryable", "summary", "source", "examples")
+_SHIPPED_NEEDS = ("retryable", "summary", "source", "examples", "component")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ class Rule:
         source: where the text comes from.
         examples: real lines the rule matches.
         origin: "shipped" or "user".
+        component: the second level of cause (#19): the part that failed, one of
+            components.COMPONENTS, or None where the text does not tell.
+        planned: whether such an end is planned (a stop by a person or a scheduler), or None to
+            let the status decide (components.planned_of).
     """
 
     id: str
@@ -77,6 +83,8 @@ class Rule:
     source: str
     examples: tuple[str, ...] = ()
     origin: str = "shipped"
+    component: str | None = None
+    planned: bool | None = None
     regex: re.Pattern[str] = field(repr=False, compare=False, default=re.compile(""))
     needles: tuple[frozenset[str], ...] = field(repr=False, compare=False, default=())
 
@@ -111,8 +119,8 @@ def load_rules(user_rules: Sequence[Mapping[str, Any]] | None = None) -> list[Ru
 def rules_markdown() -> str:
     """A Markdown reference of every shipped rule, for the README and docs."""
     out = [
-        "| id | class | retryable | pattern | source |",
-        "|---|---|---|---|---|",
+        "| id | class | component | retryable | pattern | source |",
+        "|---|---|---|---|---|---|",
     ]
     for r in _shipped():
         kind = r.crash_class or f"status: {r.status}"
@@ -120,7 +128,8 @@ def rules_markdown() -> str:
             kind += " (secondary)"
         pattern = r.pattern.replace("|", r"\|")
         out.append(
-            f"| `{r.id}` | {kind} | {'yes' if r.retryable else 'no'} | `{pattern}` | {r.source} |"
+            f"| `{r.id}` | {kind} | {r.component or ''} | {'yes' if r.retryable else 'no'} "
+            f"| `{pattern}` | {r.source} |"
         )
     return "\n".join(out) + "\n"
 
@@ -178,6 +187,13 @@ def _parse(table: Mapping[str, Any], *, origin: str, where: str) -> Rule:
         raise fail(f"unknown class {crash_class!r}", hint=f"known: {', '.join(CLASSES)}")
     if status is not None and status not in STATUSES:
         raise fail(f"unknown status {status!r}", hint=f"known: {', '.join(STATUSES)}")
+    # "" in the shipped file: the text does not tell which part failed (unknown is null)
+    component = table.get("component") or None
+    if component is not None:
+        from logbook.forensics.components import COMPONENTS
+
+        if component not in COMPONENTS:
+            raise fail(f"unknown component {component!r}", hint=f"known: {', '.join(COMPONENTS)}")
     pattern = _typed(table, "pattern", str, fail, "")
     try:
         regex = re.compile(pattern, re.MULTILINE)
@@ -203,6 +219,8 @@ def _parse(table: Mapping[str, Any], *, origin: str, where: str) -> Rule:
         source=_typed(table, "source", str, fail, "logbook.toml" if origin == "user" else ""),
         examples=tuple(examples),
         origin=origin,
+        component=component,
+        planned=_typed(table, "planned", bool, fail, None) if "planned" in table else None,
         regex=regex,
         needles=needles(pattern),
     )

@@ -26,7 +26,9 @@ from logbook.store import Store, layout
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["Imported", "import_file"]
+__all__ = ["SOURCES", "Imported", "import_file"]
+SOURCES = ("logbook", "sacct")  # what `logbook import --from` reads
+_DOC = {"sacct": "sacct"}  # the page a bad file's error points to
 _SAY_EVERY = 100_000  # lines between progress reports
 
 
@@ -38,6 +40,8 @@ def import_file(
     fmt: str | None = None,
     dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
+    source: str = "logbook",
+    tz: str | None = None,
 ) -> list[Imported]:
     """Import the history in `path` into `store`: check all of it, then add what is new.
 
@@ -49,6 +53,9 @@ def import_file(
         fmt: jsonl or csv; None guesses from the file's name, else from its first line.
         dry_run: check the file and count what would be added, writing nothing.
         progress: called with a few words before each stage, and as lines are read.
+        source: `logbook` (the format of schemas/import.md) or `sacct` (SLURM's accounting:
+            sacct --parsable2 or --json output, schemas/sacct.md).
+        tz: with sacct, the zone of --parsable2's times (an IANA name, UTC, +02:00); default UTC.
 
     Returns:
         One Imported per run in the file, in the order of their first row.
@@ -63,7 +70,23 @@ def import_file(
 
     if run is not None:
         layout.check_run_name(run)
-    fmt = format_of(path, fmt)
+    if source not in SOURCES:
+        raise LogbookError(f"source {source!r} is not one of {', '.join(SOURCES)}")
+    if source == "sacct":
+        if fmt is not None:
+            raise LogbookError(
+                "--format is for logbook's own format; sacct files are told apart "
+                "by their first character ({: --json, else --parsable2)"
+            )
+        format_of(path, None)  # the file exists
+        fmt = "sacct"
+    else:
+        if tz is not None:
+            raise LogbookError(
+                "--tz is for sacct files (--from sacct): logbook's own format "
+                "gives times with their offset, and none means UTC"
+            )
+        fmt = format_of(path, fmt)
     with tempfile.TemporaryDirectory(prefix="logbook-import-") as spill:
         con = duckdb.connect(":memory:")
         try:
@@ -71,7 +94,7 @@ def import_file(
             con.execute("set threads = 1")
             # A file larger than memory spills here, not into a .tmp/ in the working directory.
             con.execute(f"set temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
-            return _import(store, path, run, fmt, dry_run, con, progress or (lambda _: None))
+            return _import(store, path, run, fmt, dry_run, con, progress or (lambda _: None), tz=tz)
         finally:
             con.close()
 
@@ -84,15 +107,26 @@ def _import(
     dry_run: bool,
     con: duckdb.DuckDBPyConnection,
     say: Callable[[str], None],
+    *,
+    tz: str | None = None,
 ) -> list[Imported]:
+    if not dry_run and store.root.exists():
+        # A writer folds what dead wrappers left, as `logbook run` does at its start: else their
+        # `lost` rows, made afresh at each read, stay newer than what the file says of them.
+        store.fold_dead_journals()
     say(f"reading {path.name}")
     found = Collector(run, con, csv_strings=fmt == "csv")
+    warnings: list[str] = []
     # The rows are plain dicts and tuples, never cycles: the cyclic collector would only rescan
     # the batch held for DuckDB again and again (a tenth of the time of a big file).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        if fmt == "jsonl":
+        if fmt == "sacct":
+            from logbook.importing.sacct import collect_sacct
+
+            warnings = collect_sacct(store, path, found, run=run, tz=tz)
+        elif fmt == "jsonl":
             _collect_jsonl(path, found, con, say)
         else:
             _collect(read_csv(path), found, path, say)
@@ -101,18 +135,20 @@ def _import(
         if collecting:
             gc.enable()
     if len(found.errors) >= MAX_ERRORS or (found.errors and not found.runs):
-        raise _bad_rows(path, found.errors)
+        raise _bad_rows(path, found.errors, fmt)
     if not found.runs:
         raise LogbookError(f"{path} has no rows to import", hint="see schemas/import.md")
     say("checking the rows against the store")
     # Also with bad rows: its errors join theirs, so a file's errors come in one report.
     plan = Plan(store, found, con)  # checks rows against the store and each other
     if found.errors:
-        raise _bad_rows(path, found.errors)
+        raise _bad_rows(path, found.errors, fmt)
     if not dry_run:
         say("writing")
         plan.write()
-    return list(plan.results.values())
+    results = list(plan.results.values())
+    results[0].warnings[:0] = warnings  # the file's own, before those of its runs
+    return results
 
 
 def _collect(
@@ -150,7 +186,7 @@ def _collect_jsonl(
         say(f"reading {path.name}: {block.first + len(block) - 1:,} lines")
 
 
-def _bad_rows(path: Path, errors: list[tuple[int, str]]) -> LogbookError:
+def _bad_rows(path: Path, errors: list[tuple[int, str]], fmt: str) -> LogbookError:
     errors = sorted(errors)[:MAX_ERRORS]
     listing = "\n".join(f"  line {line}: {why}" for line, why in errors)
     if len(errors) == 1:
@@ -161,5 +197,5 @@ def _bad_rows(path: Path, errors: list[tuple[int, str]]) -> LogbookError:
         rows += " (at least: reading stopped there)"
     return LogbookError(
         f"{path} has {rows}; nothing was imported:\n{listing}",
-        hint=f"fix {them} and import again (the format: schemas/import.md)",
+        hint=f"fix {them} and import again (the format: schemas/{_DOC.get(fmt, 'import')}.md)",
     )

@@ -28,7 +28,7 @@ from logbook.store import layout
 if TYPE_CHECKING:
     import duckdb
 
-TYPES = ("attempt", "event", "note", "metric", "hardware")
+TYPES = ("attempt", "event", "note", "metric", "hardware", "interruptions")
 # `ended`: a history says when it ended but not how (not a failure, nor a completion).
 STATUSES = ("running", "completed", "interrupted", "preempted", "hung", "crashed", "lost", "ended")
 DECISIONS = ("restart", "stop", "gave_up")
@@ -59,6 +59,9 @@ _HARDWARE_FIELDS = {"type", "run", "time", "attempt", "hosts", "gpus", "gpus_per
 _HARDWARE_FIELDS |= {"message", "note", "source"}
 _NOTE_FIELDS = {"text", "tags"} | _EVENT_FIELDS - {"kind"}
 _METRIC_FIELDS = {"type", "run", "time", "step", "name", "value", "metrics", "attempt"}
+_INTERRUPTION_FIELDS = {
+    "type", "run", "count", "component", "planned", "handled", "hours_lost", "reason", "source",
+}  # fmt: skip
 
 
 class Collector:
@@ -81,7 +84,14 @@ class Collector:
         self.hardware: list[dict[str, Any]] = []  # declared hardware, from a time on
         self.last_label: dict[str, str] = {}
         self.events: list[dict[str, Any]] = []
+        self.interruptions: list[dict[str, Any]] = []  # counts without times (#19)
         self.refs: dict[tuple[str, str], int] = {}  # attempt labels named by rows -> first line
+        # Facts a source states about an attempt (sacct: kind scheduler and declared), as
+        # {line, run, label, kind, name, value}: snapshot rows of the attempt, in the file or not.
+        self.stated: list[dict[str, Any]] = []
+        # (run, label) -> attempt_id of an attempt `logbook run` recorded whose fields the file
+        # completes (sacct: the end of a lost one); its own fields stay under them.
+        self.enrich: dict[tuple[str, str], str] = {}
         self.metric_count = 0
         self._canonical = canonical_name
         self._names: dict[str, str] = {}
@@ -196,6 +206,7 @@ class Collector:
 
             if crash_class not in CLASSES:
                 raise Bad(f"class {crash_class!r} is not one of {', '.join(CLASSES)}")
+        _check_cause(fields)
         decision = fields.get("decision")
         if decision is not None and decision not in DECISIONS:
             raise Bad(f"decision {decision!r} is not one of {', '.join(DECISIONS)}")
@@ -246,6 +257,34 @@ class Collector:
         source = event.pop("source", None)
         data = declared if source is None else {**declared, "source": redact_value(source)}
         self._keep(line, run, event, "hardware_change", message, data)
+
+    def _interruptions(self, line: int, run: str, row: dict[str, Any]) -> None:
+        """N interruptions of one cause with no times, as a report's table counts them (#19)."""
+        extra = sorted(k for k in row if k not in _INTERRUPTION_FIELDS and row[k] is not None)
+        if extra:
+            raise Bad(f"interruptions rows have no field {extra[0]!r} (see schemas/import.md)")
+        if row.get("count") is None:
+            raise Bad("an interruptions row needs a count")
+        count = parse_int(row["count"], "count")
+        if count < 1:
+            raise Bad(f"count {count} is not at least 1")
+        convert = self._converters
+        fields: dict[str, Any] = {"count": count}
+        for key, column in (
+            ("component", "component"),
+            ("planned", "planned"),
+            ("handled", "handled"),
+            ("hours_lost", "lost_h_stated"),
+            ("reason", "summary"),
+            ("source", "citation"),
+        ):
+            if row.get(key) is not None:
+                fields[column] = convert[column](row[key])
+        _check_cause(fields)
+        lost = fields.get("lost_h_stated")
+        if lost is not None and not lost >= 0:
+            raise Bad(f"hours_lost {lost} is not a number of hours")
+        self.interruptions.append({"run": run, "seq": line, **fields})
 
     def _note(self, line: int, run: str, row: dict[str, Any]) -> None:
         text = row.get("text", row.get("message"))
@@ -412,3 +451,15 @@ def _hardware_words(declared: dict[str, Any]) -> str:
     if hosts is not None:
         what += f" on {hosts:,} host{'' if hosts == 1 else 's'}"
     return f"hardware: {what} (declared)"
+
+
+def _check_cause(fields: Mapping[str, Any]) -> None:
+    """The second level of cause (#19): a known component, and how it was handled."""
+    from logbook.forensics.components import COMPONENTS, HANDLED
+
+    component = fields.get("component")
+    if component is not None and component not in COMPONENTS:
+        raise Bad(f"component {component!r} is not one of {', '.join(COMPONENTS)}")
+    handled = fields.get("handled")
+    if handled is not None and handled not in HANDLED:
+        raise Bad(f"handled {handled!r} is not one of {', '.join(HANDLED)}")

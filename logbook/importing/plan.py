@@ -32,6 +32,8 @@ _POINT_ENCODING = {"use_dictionary": ["attempt_id", "name", "source"]}
 # Fixed, so the same run and label (or the same event) get the same id in every import.
 _NAMESPACE = uuid.UUID("6f1c2d0e-55a4-4c55-9d0b-7a1e3f0c9b21")
 _UTC = timezone.utc
+# Columns a recorded attempt's new row gets afresh when a file completes it.
+_REDONE = {"run", "recorded_at", "logbook_version", "duration_s", "parent_id", "parent_label"}
 
 
 @dataclass
@@ -44,7 +46,9 @@ class Imported:
     events: int = 0  # new events, notes not counted
     notes: int = 0  # new notes
     metrics: int = 0  # new metric points
+    interruptions: int = 0  # interruptions counted without times (#19), new
     skipped: int = 0  # attempts, events, notes and metrics of the file already on record
+    enriched: int = 0  # attempts `logbook run` recorded that the file adds facts to (sacct)
     new_run: bool = False
     warnings: list[str] = field(default_factory=list)  # what was imported but looks wrong
 
@@ -57,11 +61,15 @@ class Imported:
         attempts = n(self.attempts, "new attempt" if self.attempts_updated else "attempt")
         if self.attempts_updated:
             attempts += f", {self.attempts_updated:,} updated"
-        what = ", ".join(
-            [attempts, n(self.events, "event"), n(self.notes, "note"), n(self.metrics, "metric")]
-        )
+        counts = [attempts, n(self.events, "event"), n(self.notes, "note")]
+        counts.append(n(self.metrics, "metric"))
+        if self.interruptions:
+            counts.append(n(self.interruptions, "counted interruption"))
+        what = ", ".join(counts)
         verb = "would import into" if dry_run else "imported into"
         new = " (a new run)" if self.new_run else ""
+        if self.enriched:
+            what += f"; facts added to {n(self.enriched, 'recorded attempt')}"
         tail = f"; {self.skipped:,} already on record" if self.skipped else ""
         return f"{verb} {self.run}{new}: {what}{tail}"
 
@@ -84,6 +92,7 @@ class Plan:
         self.results = {run: Imported(run) for run in found.runs}
         self.attempt_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.event_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
+        self.interruption_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.run_rows: dict[str, dict[str, Any]] = {}
         self.snapshot_rows: dict[str, list[dict[str, Any]]] = {r: [] for r in found.runs}
         self.stored = {run: _current_attempts(store, run) for run in found.runs}
@@ -103,6 +112,8 @@ class Plan:
             attempts = self._finish_attempts(run)
             self._events(run, attempts)
             self._declared_hardware(run, attempts)
+            self._stated(run)
+            self._interruptions(run)
         self._new_metrics()
 
     def _error(self, line: int, why: str) -> None:
@@ -118,6 +129,13 @@ class Plan:
                 lines = found.attempt_lines[(run, label)]
                 attempt_id = _uuid("attempt", run, label)
                 other = next((a for a in self.stored[run] if a["label"] == label), None)
+                recorded = self.found.enrich.get((run, label))
+                if other is not None and recorded is not None and recorded == other["attempt_id"]:
+                    # A recorded attempt the file completes (#18, sacct): its own fields under
+                    # the file's, its parent kept.
+                    attempt_id = recorded
+                    kept = {k: v for k, v in other.items() if k not in _REDONE}
+                    fields = {**kept, **fields, "_parent": _parent_of(other)}
                 if other is not None and other["attempt_id"] != attempt_id:
                     self._error(
                         lines[0],
@@ -132,7 +150,8 @@ class Plan:
                     continue
                 merged.append({**fields, "label": label, "attempt_id": attempt_id, "_file": True})
             merged.sort(key=lambda a: (a["start_time"], a["label"]))
-            if not merged and not any(r == run for r, _ in found.bad_attempts):
+            counted = any(i["run"] == run for i in found.interruptions)  # counts only (#19)
+            if not merged and not counted and not any(r == run for r, _ in found.bad_attempts):
                 self._error(
                     found.runs[run],
                     f"run {run} has no attempts, in the file or the store: add an attempt row "
@@ -278,6 +297,8 @@ class Plan:
         for a in self.lineup[run]:
             if a.pop("_file", False):
                 parent = by_label[a["parent_label"]] if "parent_label" in a else previous
+                if "_parent" in a:  # a recorded attempt keeps its own
+                    parent = a["_parent"]
                 row = _attempt_row(run, a, parent)
                 rows.append(row)
                 old = stored.get(a["attempt_id"])
@@ -288,10 +309,12 @@ class Plan:
                     result.attempts += old is None
                     result.attempts_updated += old is not None
             previous = a
-        if not self.stored[run]:
+        has_run_row = _has_run_row(self.store, run)
+        if not self.stored[run] and not has_run_row:
             result.new_run = True
-        if not _has_run_row(self.store, run):
-            first = self.lineup[run][0]
+        if not has_run_row:
+            # a run of interruption counts alone (#19) was first recorded by this import
+            first = self.lineup[run][0] if self.lineup[run] else {"start_time": _now()}
             self.run_rows[run] = {
                 "run": run,
                 "created_at": first["start_time"],
@@ -300,6 +323,25 @@ class Plan:
                 "description": None,
             }
         return rows
+
+    def _interruptions(self, run: str) -> None:
+        """Rows of interruptions counted without times (#19); the same row again adds nothing."""
+        result = self.results[run]
+        on_record = set(
+            self.store.read("interruptions", run=run).column("interruption_id").to_pylist()
+        )
+        seen: dict[tuple[Any, ...], int] = {}
+        for row in (i for i in self.found.interruptions if i["run"] == run):
+            content = tuple(sorted((k, v) for k, v in row.items() if k != "seq"))
+            n = seen[content] = seen.get(content, 0) + 1  # the same content twice: two rows
+            row_id = _uuid("interruptions", run, content, n)
+            if row_id in on_record:
+                result.skipped += 1
+                continue
+            self.interruption_rows[run].append(
+                {**row, "interruption_id": row_id, "recorded_at": _now()}
+            )
+            result.interruptions += row["count"]
 
     def _events(self, run: str, attempts: list[dict[str, Any]]) -> None:
         result = self.results[run]
@@ -382,6 +424,42 @@ class Plan:
                     }
                 )
 
+    def _stated(self, run: str) -> None:
+        """Facts the file states about attempts of the run, in the file or recorded (sacct's
+        scheduler and declared rows), as snapshot rows at the attempt's start; each once."""
+        rows = [s for s in self.found.stated if s["run"] == run]
+        if not rows:
+            return
+        by_label = {a["label"]: a for a in self.lineup[run]}
+        # The file's own attempts; the others (recorded ones) are enriched by these rows.
+        mine = {lbl for r, lbl in self.found.attempts if r == run} - {
+            lbl for r, lbl in self.found.enrich if r == run
+        }
+        on_record = _stated_on_record(self.store, run)
+        enriched = set()
+        for s in rows:
+            a = by_label.get(s["label"])
+            if a is None:  # reported by the checks of labels
+                continue
+            key = (a["attempt_id"], s["kind"], s["name"], s["value"])
+            if key in on_record:
+                continue
+            on_record.add(key)
+            self.snapshot_rows[run].append(
+                {
+                    "attempt_id": a["attempt_id"],
+                    "time": a["start_time"],
+                    "kind": s["kind"],
+                    "name": s["name"],
+                    "value": s["value"],
+                    "status": "ok",
+                    "detail": f"stated by the imported history (line {s['line']})",
+                }
+            )
+            if a["label"] not in mine:
+                enriched.add(a["attempt_id"])
+        self.results[run].enriched = len(enriched)
+
     def _new_metrics(self) -> None:
         """The points not yet on record, as table m_add; a point is its (time, step, name, value)."""
         if not self.found.metric_count:
@@ -427,6 +505,7 @@ class Plan:
                         staged.append(self._stage("metrics", run, data, **_POINT_ENCODING))
             for table, rows_by_run in (
                 ("events", self.event_rows),
+                ("interruptions", self.interruption_rows),
                 ("attempts", self.attempt_rows),
                 ("snapshots", self.snapshot_rows),
                 ("runs", {r: [row] for r, row in self.run_rows.items()}),
@@ -506,6 +585,19 @@ def _current_attempts(store: Store, run: str) -> list[dict[str, Any]]:
 
 def _has_run_row(store: Store, run: str) -> bool:
     return store.read("runs", run=run).num_rows > 0
+
+
+def _stated_on_record(store: Store, run: str) -> set[tuple[str, str, str, str]]:
+    """(attempt_id, kind, name, value) of the run's snapshot rows."""
+    data = store.read("snapshots", run=run)
+    rows = data.select(["attempt_id", "kind", "name", "value"]).to_pylist()
+    return {(r["attempt_id"], r["kind"], r["name"], r["value"]) for r in rows}
+
+
+def _parent_of(a: Mapping[str, Any]) -> dict[str, Any] | None:
+    if a.get("parent_id") is None:
+        return None
+    return {"attempt_id": a["parent_id"], "label": a.get("parent_label")}
 
 
 def _declared_on_record(store: Store, run: str) -> set[tuple[str, str, str]]:
@@ -626,3 +718,7 @@ def _no_attempt_then(run: str, t: datetime) -> str:
         f"no attempt of run {run} was running at {t.astimezone(_UTC):%Y-%m-%d %H:%M:%S} UTC: "
         "a metric needs one (give its attempt label, or add an attempt row that covers it)"
     )
+
+
+def _now() -> datetime:
+    return datetime.now(_UTC)

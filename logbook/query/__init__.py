@@ -156,6 +156,15 @@ _DERIVED_VIEWS = (
                     -- a recorded relaunch without steps: its time is its own incident
                     when n.wrapper_pid is not null then 0 end as restart_startup_s,
                l.next_label, a.decision, a.decision_reason, a.lost_h_stated,
+               -- the second level of cause (#19): which part, planned or not, and who relaunched
+               a.component, a.rule,
+               coalesce(a.planned, case when a.status in ('interrupted', 'preempted') then true
+                                        when a.status in ('crashed', 'hung', 'lost') then false
+                                        end) as planned,
+               coalesce(a.handled, case when a.decision = 'restart' then 'automatic'
+                                        -- the next launch: by the policy, or a new logbook run
+                                        when n.restart_count > 0 then 'automatic'
+                                        when n.restart_count = 0 then 'manual' end) as handled,
                nullif(concat_ws('; ', a.time_note,
                    case when l.next_start_time < a.end_at
                         then printf('%s started %.0f s before it ended (counted once)',
@@ -410,7 +419,7 @@ def show_run(store: Store, run: str) -> pa.Table:
                l.lost_steps, l.restart_basis, round(i.downtime_s, 1) as downtime_s,
                a.decision as then, a.summary, a.time_note as note,
                a.start_time, left(g.commit, 12) as git_commit, g.dirty as git_dirty,
-               coalesce(n.hosts, 1) as hosts
+               coalesce(n.hosts, d.hosts, 1) as hosts
         from attempt_time a
         left join incidents i on i.attempt_id = a.attempt_id
         left join lost_work l on l.attempt_id = a.attempt_id
@@ -423,6 +432,10 @@ def show_run(store: Store, run: str) -> pa.Table:
         ) g on g.attempt_id = a.attempt_id
         left join (select attempt_id, count(distinct host) as hosts from nodes group by attempt_id) n
             on n.attempt_id = a.attempt_id
+        left join (  -- hosts an imported history or the scheduler's record declares (#18)
+            select attempt_id, max(try_cast(value as integer)) as hosts from snapshots
+            where kind = 'declared' and name = 'hosts' group by attempt_id
+        ) d on d.attempt_id = a.attempt_id
         where a.run = ?
         order by a.start_time, a.label
         """,

@@ -10,6 +10,10 @@ sifted with pyarrow first:
   flood) an evenly spaced sample of EVERY_POINT of them, in order. Spikes and throughput drops are
   judged against rolling medians, which a sample keeps; a one-point spike inside a flood may be
   missed.
+- a name printed in two logs (a bar's `loss=` on stderr beside the step lines on stdout) is judged
+  on the log it came from first (#17). The logs are read a chunk each in turn, so the detectors
+  would otherwise see a stretch of one log's losses, then the same stretch of the other's: under a
+  flood the older, higher losses of the second looked like spikes.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ if TYPE_CHECKING:
 EVERY_POINT = 2000  # watched finite points per chunk passed one by one; more are sampled
 
 
-def observe_points(detectors: Detectors, points: pa.Table) -> list[Finding]:
-    """Feed a chunk's points (`step`, `name`, `value`) to the detectors; what they found."""
+def observe_points(detectors: Detectors, points: pa.Table, log: str | None = None) -> list[Finding]:
+    """Feed a chunk's points (`step`, `name`, `value`) to the detectors; what they found.
+    `log`: the raw log the chunk is from (None: one source, as the Python API)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -35,7 +40,11 @@ def observe_points(detectors: Detectors, points: pa.Table) -> list[Finding]:
     names, values = points["name"], points["value"]
     finite = pc.fill_null(pc.is_finite(values), True).to_numpy(zero_copy_only=False)
     watched = [
-        n for n in pc.unique(names).to_pylist() if n is not None and detectors.looks_at_finite(n)
+        n
+        for n in pc.unique(names).to_pylist()
+        if n is not None
+        and detectors.looks_at_finite(n)
+        and (log is None or detectors.log_of.setdefault(n, log) == log)
     ]
     if watched:
         looked = pc.is_in(names, pa.array(watched, pa.string())).to_numpy(zero_copy_only=False)

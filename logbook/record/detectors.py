@@ -76,6 +76,7 @@ class Detectors:
         self._low_run: dict[str, int] = {}
         self._last_said: dict[tuple[str, str], int] = {}
         self._count = 0
+        self.log_of: dict[str, str] = {}  # name -> the raw log it is judged on (detector_feed)
 
     @staticmethod
     def watches(name: str) -> bool:

@@ -51,6 +51,8 @@ def judge(
             status="crashed",
             crash_class="host_oom",
             retryable=True,
+            component=None,
+            planned=None,
             rule="cgroup-oom-kill",
             summary=f"killed by the kernel OOM killer (memory cgroup {ended.oom_cgroup}: "
             f"{ended.oom_kills} kill{'s' if ended.oom_kills > 1 else ''})",
@@ -64,9 +66,13 @@ def judge(
         status = "crashed"
     if ended.hardware_faults and status == "crashed" and verdict.crash_class != "gpu_hardware":
         # An Xid 79 or an uncorrected ECC error, then a crash: the GPU, whatever it raised.
+        from logbook.forensics.components import component_of_faults
+
         verdict = replace(
             verdict,
             crash_class="gpu_hardware",
+            component=component_of_faults(ended.hardware_faults) or "gpu",
+            planned=None,
             retryable=True,
             rule="hardware-fault",
             summary=f"{_brief(ended.hardware_faults[0])}, then: {verdict.summary}"[:500],
@@ -83,6 +89,8 @@ def judge(
             status="interrupted",
             crash_class=None,
             retryable=False,
+            component=None,
+            planned=None,
             rule="reader-gone",
             summary="the reader of its output went away (broken pipe)",
         )
@@ -134,8 +142,11 @@ def end_fields(
     status: str, verdict: Any, ended: Ended, outcome: Outcome, decision: Decision
 ) -> dict[str, Any]:
     """The attempts row's fields that record its end."""
+    from logbook.forensics.components import component_of, planned_of
+
     sig = -ended.returncode if ended.returncode < 0 else None
     progress = ended.progress
+    rule = "hang-timeout" if status == "hung" else None if status == "completed" else verdict.rule
     fields: dict[str, Any] = {
         "status": status,
         "end_time": ended.end,
@@ -147,11 +158,12 @@ def end_fields(
         "crash_class": outcome.crash_class,
         "retryable": outcome.retryable if status != "completed" else None,
         "summary": _hung_summary(verdict, ended) if status == "hung" else verdict.summary,
-        "rule": "hang-timeout"
-        if status == "hung"
-        else None
-        if status == "completed"
-        else verdict.rule,
+        "rule": rule,
+        # the second level of cause (#19); a relaunch by the policy is handled automatically, one
+        # by a person is known only when it comes (the incidents view)
+        "component": component_of(status, verdict.rule, getattr(verdict, "component", None)),
+        "planned": planned_of(status, getattr(verdict, "planned", None)),
+        "handled": "automatic" if decision.action == "restart" and status != "completed" else None,
         "evidence": json.dumps(verdict.evidence, default=str),
         "decision": decision.action,
         "decision_reason": decision.reason,

@@ -29,28 +29,6 @@ from logbook.repro.script import (
 )
 from logbook.store import Store
 
-# Variables of the machine or the login session, and the ones logbook sets for each attempt:
-# exported elsewhere they mislead (LOGBOOK_ATTEMPT would file the rerun under the original).
-_SESSION_NAMES = frozenset(
-    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "HOSTNAME"}
-    | {"DISPLAY", "TMPDIR", "MAIL", "VIRTUAL_ENV", "COLUMNS", "LINES", "PS1"}
-)
-# And those of the terminal, the desktop and the shell's tools, which no training reads (#17).
-_SESSION_NAMES |= {"LS_COLORS", "LSCOLORS", "COLORTERM", "WINDOWID", "DBUS_SESSION_BUS_ADDRESS"}
-_SESSION_NAMES |= {"EDITOR", "VISUAL", "PAGER", "LESS", "LESSOPEN", "LESSCLOSE", "MANPATH"}
-_SESSION_NAMES |= {"TMUX", "TMUX_PANE", "STY", "WAYLAND_DISPLAY", "XAUTHORITY", "DESKTOP_SESSION"}
-_SESSION_NAMES |= {"GPG_TTY", "GPG_AGENT_INFO", "MOTD_SHOWN", "PROMPT_COMMAND", "INVOCATION_ID"}
-_SESSION_NAMES |= {"JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "HISTFILE", "HISTSIZE", "HISTCONTROL"}
-_SESSION_PREFIXES: tuple[str, ...] = (
-    "LOGBOOK_",
-    "SSH_",
-    "XDG_",
-    "TERM_PROGRAM",
-    "VSCODE_",
-    "KITTY_",
-    "ITERM_",
-)
-_SESSION_PREFIXES += ("GNOME_", "KDE_", "SUDO_", "CONDA_PROMPT")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # PEP 508 names and PEP 440-ish versions: anything else pip could read as an option.
 _PACKAGE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -374,25 +352,21 @@ def _environment(
     snaps: dict[tuple[str, str], Any],
 ) -> tuple[dict[str, str], list[str], list[str], list[str]]:
     """(exported, secret, truncated, skipped) from the env rows."""
-    from logbook.capture.launcher import is_launcher_variable
+    from logbook.repro.environment import is_exported
 
     names = {name: row for (kind, name), row in snaps.items() if kind == "env"}
     env: dict[str, str] = {}
     secret, truncated, skipped = [], [], []
     for name in sorted(names):
         row = names[name]
-        if not _VAR_NAME.fullmatch(name) or row["value"] is None:
+        # The machine's or the session's first (repro/environment.py): a CI runner's token is
+        # not one to ask the reader for.
+        if not _VAR_NAME.fullmatch(name) or row["value"] is None or not is_exported(name, names):
             skipped.append(name)
         elif row["status"] == "redacted":
             secret.append(name)
         elif row["status"] == "truncated":
             truncated.append(name)
-        elif (
-            name in _SESSION_NAMES
-            or name.startswith(_SESSION_PREFIXES)
-            or is_launcher_variable(name, names)
-        ):
-            skipped.append(name)
         else:
             env[name] = row["value"]
     return env, secret, truncated, skipped

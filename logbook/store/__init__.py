@@ -89,8 +89,13 @@ class Store:
     # reading ---------------------------------------------------------------------------------
 
     def run_names(self) -> list[str]:
-        """Every run with at least one attempt, in the parts or in a live journal."""
-        names = {layout.run_of(p) for p in (self.root / "attempts").glob("run=*")}
+        """Every run with at least one attempt, in the parts or in a live journal, or with
+        interruptions an imported history counts without times (#19)."""
+        names = {
+            layout.run_of(p)
+            for table in ("attempts", "interruptions")
+            for p in (self.root / table).glob("run=*")
+        }
         names |= {
             layout.run_of(p)
             for p in (self.root / layout.JOURNAL_DIR).glob("run=*")

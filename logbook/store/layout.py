@@ -94,6 +94,14 @@ def start_part_name(journal_id: str) -> str:
     return f"j-{journal_id}.start{PART_SUFFIX}"
 
 
+def part_order(name: str) -> tuple[str, bool]:
+    """Sort key of a folder's parts: names in order, but a journal's start part before the part
+    it folds into (plain sorting puts `j-<id>.start` after `j-<id>`), so rows read in part order
+    keep the attempt's running row before its end."""
+    stem = name.removesuffix(PART_SUFFIX)
+    return stem.removesuffix(".start"), not stem.endswith(".start")
+
+
 def journal_of_part(name: str) -> str | None:
     """The id of the journal a part was written from (folded, or its start), or None."""
     if not (name.startswith("j-") and name.endswith(PART_SUFFIX)):

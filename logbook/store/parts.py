@@ -143,7 +143,7 @@ def iter_part_files(root: Path, table: str, run: str | None = None) -> Iterator[
         except FileNotFoundError:
             continue
         replaced = _replaced_by_compaction(d, names)
-        for name in sorted(names):
+        for name in sorted(names, key=layout.part_order):
             if (
                 name.endswith(layout.PART_SUFFIX)
                 and not name.startswith(".")
@@ -183,9 +183,12 @@ def _stable_names(directory: Path, tries: int = 20) -> list[str]:
     names = (before & after) | {n for n in before | after if n.startswith(MANIFEST_PREFIX)}
     replaced = _replaced_by_compaction(directory, list(names))
     return sorted(
-        n
-        for n in before & after
-        if n.endswith(layout.PART_SUFFIX) and not n.startswith(".") and n not in replaced
+        (
+            n
+            for n in before & after
+            if n.endswith(layout.PART_SUFFIX) and not n.startswith(".") and n not in replaced
+        ),
+        key=layout.part_order,
     )
 
 

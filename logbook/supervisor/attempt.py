@@ -72,7 +72,8 @@ class Watch:
     hang: Callable[[int, float, Progress], Any]  # may return the thread of its on_hang hooks
     warn: Callable[[str], None]
     checkpoint: Callable[[Any], None]
-    metrics: Callable[[Any, datetime], None] | None = None  # a chunk's points (step, name, value)
+    # a chunk's points (step, name, value), when read, from which log (stdout, stderr)
+    metrics: Callable[[Any, datetime, str], None] | None = None
     parsed: Callable[[dict[str, Any]], None] | None = None  # the logs' coverage, after each chunk
     settings: Callable[[dict[str, float]], None] | None = None  # a config echo, at the end
 

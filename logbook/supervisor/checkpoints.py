@@ -2,7 +2,9 @@
 
 Which entries are checkpoints (`is_checkpoint`): a top-level entry of the folder whose name says
 so or names a step (`checkpoint-1200/`, `epoch=0-step=50.ckpt`, `last.ckpt`, `ckpt.pt`,
-`global_step1200/`, `iter_0000100/`), not a text or state file (`trainer_state.json`,
+`global_step1200/`, `iter_0000100/`); a file only in a checkpoint format (`.pt`, `.ckpt`,
+`.safetensors`, `.distcp`...), with no extension, or JSON named checkpoint or ckpt; so not a text,
+table or state file (`step_times.csv`, `epoch_summary.json`, `trainer_state.json`,
 `latest_checkpointed_iteration.txt`), nor an export (`final/`, `model.safetensors`), tensorboard
 logs (`runs/`), hidden or temporary entries. A folder is one checkpoint: its inner files are
 measured, never reported on their own. `--checkpoint-pattern` globs replace the names' rule.
@@ -39,8 +41,16 @@ MAX_FILES = 10_000  # files measured per checkpoint folder
 HISTORY = 20_000  # (time, step) changes kept to find the step at a write's start
 ANNOUNCED_WAIT_S = 10.0  # a save line the folder does not confirm in this long is reported alone
 
-# The names' rule: a checkpoint's name says so or names a step (fnmatch, case-insensitive).
+# The names' rule: a checkpoint's name says so or names a step (fnmatch, case-insensitive)...
 DEFAULT_PATTERNS = ("*checkpoint*", "*ckpt*", "*step*", "iter*", "*epoch*")
+# ...and a file is in a format checkpoints are saved in (or has no extension), so that with
+# `--checkpoint-dir .` the training's `step_times.csv`, `epoch_summary.json` or `iterate.py` are not.
+_CHECKPOINT_FORMATS = (
+    ".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".distcp", ".pkl", ".pickle", ".npz", ".npy",
+    ".h5", ".hdf5", ".msgpack", ".tar", ".pdparams",
+)  # fmt: skip
+_SAYS_CHECKPOINT = re.compile(r"checkpoint|ckpt")  # the names that may be JSON (`checkpoint.json`)
+_EXTENSION = re.compile(r"\.[a-z][a-z0-9]*$")  # `.pt`, not the `.5` of `step_1.5`
 # Never checkpoints under the default rule: text and state files, partial writes.
 _NOT_CHECKPOINTS = (".txt", ".log", ".md", ".yaml", ".yml", ".lock", ".tmp", ".partial")
 
@@ -72,12 +82,15 @@ _RESUMED_FROM = re.compile(
 )
 
 
-def is_checkpoint(name: str, patterns: Sequence[str] | None = None) -> bool:
+def is_checkpoint(
+    name: str, patterns: Sequence[str] | None = None, *, folder: bool = False
+) -> bool:
     """Whether an entry of the checkpoint folder, by its name, is a checkpoint.
 
     Args:
         name: the entry's name (not a path).
         patterns: globs that replace the default rule (`--checkpoint-pattern`); None: the default.
+        folder: the entry is a folder (`checkpoint-1200/`, `global_step1200/`), not a file.
     """
     low = name.lower()
     if low.startswith(".") or low.startswith("tmp"):
@@ -86,7 +99,13 @@ def is_checkpoint(name: str, patterns: Sequence[str] | None = None) -> bool:
         return any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns)
     if low.endswith(_NOT_CHECKPOINTS):
         return False
-    return any(fnmatch.fnmatchcase(low, p) for p in DEFAULT_PATTERNS)
+    if not any(fnmatch.fnmatchcase(low, p) for p in DEFAULT_PATTERNS):
+        return False
+    says_so = _SAYS_CHECKPOINT.search(low) is not None
+    ext = _EXTENSION.search(low)
+    if folder or ext is None:  # `checkpoint-1200/`, `epoch_3/`, `ckpt`; not `epochs/`
+        return says_so or any(c.isdigit() for c in low)
+    return low.endswith(_CHECKPOINT_FORMATS) or (says_so and ext.group() == ".json")
 
 
 def step_in_name(name: str) -> int | None:
@@ -257,7 +276,9 @@ class FolderWatch:
                 for e in entries:
                     ok = self._judged.get(e.name)
                     if ok is None:
-                        ok = self._judged[e.name] = is_checkpoint(e.name, self.patterns)
+                        folder = e.is_dir(follow_symlinks=False)
+                        ok = is_checkpoint(e.name, self.patterns, folder=folder)
+                        self._judged[e.name] = ok
                     if not ok:
                         continue
                     # A folder named with its step is written once: not walked again once done.

@@ -48,6 +48,8 @@ class LifecycleHooks:
             "attempt_id": attempt.get("attempt_id"),
             "status": attempt.get("status"),
             "crash_class": attempt.get("crash_class"),
+            "component": attempt.get("component"),
+            "planned": attempt.get("planned"),
             "summary": attempt.get("summary"),
             "exit_code": attempt.get("exit_code"),
             "signal": attempt.get("signal_name"),

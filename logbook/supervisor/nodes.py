@@ -107,11 +107,15 @@ def first_on_host(env: Mapping[str, str]) -> bool:
     return not local
 
 
-def launch_ended(store: Store, run: str, attempt_id: str) -> bool:
-    """Whether the attempt a launch key gives was recorded by an earlier launch that has ended: the
-    key was reused, and this launch must not write into that attempt."""
-    rows = store.read("attempts", run=run).select(["attempt_id", "status"]).to_pylist()
-    return any(r["attempt_id"] == attempt_id and r["status"] != "running" for r in rows)
+def launch_used(store: Store, run: str, attempt_id: str, rank: int) -> bool:
+    """Whether this rank has already taken part in the attempt a launch key gives: the key was
+    reused (a LOGBOOK_LAUNCH_ID given twice), and this launch must not write into that attempt.
+
+    The attempt having ended is no sign: on a loaded cluster a host's wrapper can start after the
+    leader's command has already ended, and it still belongs to the launch (#18: 31 attempts for
+    one launch of 128 wrappers on two cores). Only the same rank twice is a second launch."""
+    rows = store.read("nodes", run=run).select(["attempt_id", "node"]).to_pylist()
+    return any(r["attempt_id"] == attempt_id and r["node"] == rank for r in rows)
 
 
 # A wrapper's rank when LOGBOOK_LAUNCH_ID gives no LOGBOOK_NODE_RANK: the scheduler's, if any.

@@ -44,6 +44,7 @@ CHECKPOINT_EVERY_S = 5.0  # the checkpoint folder is looked at this often while 
 CHUNK_S = 0.2  # a chunk is sized to about this much parsing: the end and a stop wait no longer
 MIN_READ, MAX_READ = 256 << 10, 1 << 20  # bytes per read of a log (the engine needs ~8x that;
 # chaos.py hostile-output: 155 MB peak RSS at 2 MiB, 148 at 1 MiB, aim < 150)
+MIN_TURN = 64 << 10  # bytes read from a log with a little left, beside one with a flood
 END_BUDGET_S = 1.0  # after the command ends, parse for at most this long (#15)
 END_RESERVE = 0.15  # of the budget, kept for the last part and the coverage after the parse
 PRIOR_RATE = 25e6  # bytes/s parsed and written, until a chunk is measured (~27 for bench.py's
@@ -58,8 +59,8 @@ class Progress:
     """Progress of one attempt, updated by the pumps (output activity) and by a follower thread.
 
     Args:
-        on_metrics: called with each chunk's points (a table of `step`, `name`, `value`) and the
-            time they were read.
+        on_metrics: called with each chunk's points (a table of `step`, `name`, `value`), the
+            time they were read and the log's name (`stdout`, `stderr`).
         on_settings: called once at the end with the values printed before the first step that
             never recurred (a config echo: settings, not metrics).
         end_budget_s: how long `stop` may parse what the command left (--catch-up).
@@ -71,7 +72,7 @@ class Progress:
         checkpoint_dir: Path | None,
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
         parser: LineParser | None = None,
-        on_metrics: Callable[[pa.Table, datetime], None] | None = None,
+        on_metrics: Callable[[pa.Table, datetime, str], None] | None = None,
         end_budget_s: float = END_BUDGET_S,
         on_parsed: Callable[[dict[str, Any]], None] | None = None,
         on_settings: Callable[[dict[str, float]], None] | None = None,
@@ -215,19 +216,43 @@ class Progress:
         busy = True
         while busy:  # the logs in turn, a chunk each, so that steps on stderr meet stdout's points
             busy = False
+            sizes = self._chunk_sizes()
             for path in self._paths:
                 if deadline is not None and time.monotonic() >= deadline:
                     return
                 if deadline is None and self._stop.is_set():
                     return
                 try:
-                    busy |= self._read_chunk(path, final, deadline)
+                    busy |= self._read_chunk(path, final, deadline, sizes.get(path, self._read))
                 except OSError:
                     continue
 
-    def _read_chunk(self, path: Path, final: bool, deadline: float | None = None) -> bool:
-        """Read and parse one chunk of `path`; whether there may be more."""
-        size = self._read
+    def _chunk_sizes(self) -> dict[Path, int]:
+        """Bytes to read from each log this turn: in proportion to what each has left, as
+        recovery's `interleaved` reads (#17). Equal sizes drifted apart under a flood: a log that
+        prints more bytes a step (a bar on stderr) fell further behind each turn, so its points
+        took steps the other log had reached long after, and the detectors saw old losses as
+        spikes."""
+        left: dict[Path, int] = {}
+        for p in self._paths:
+            try:
+                left[p] = max(0, os.stat(p).st_size - self._offsets[p])
+            except OSError:
+                continue
+        total = sum(left.values())
+        if total <= 0:
+            return {}
+        turn = self._read * len(self._paths)
+        return {
+            p: int(min(MAX_READ, max(MIN_TURN, turn * n / total))) if n else self._read
+            for p, n in left.items()
+        }
+
+    def _read_chunk(
+        self, path: Path, final: bool, deadline: float | None = None, size: int | None = None
+    ) -> bool:
+        """Read and parse one chunk of `path` (`size` bytes at most); whether there may be more."""
+        size = self._read if size is None else size
         if deadline is not None:  # at the end, no more than the time left can parse
             size = min(size, int(0.8 * self._rate * (deadline - time.monotonic())))
             if size < 16 << 10:
@@ -310,7 +335,7 @@ class Progress:
             self._partial[path] = whole[cut:]
             self._state = self.stream.state()
             if fed is not None and fed.points.num_rows and self._on_metrics is not None:
-                self._on_metrics(fed.points, stamp)
+                self._on_metrics(fed.points, stamp, path.stem)
 
     def _scan_chunk(self, chunk: bytes, stamp: datetime) -> Fed:
         mono = time.monotonic()

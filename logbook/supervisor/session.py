@@ -86,14 +86,16 @@ class Session:
         return self.node is None or self.node.leader
 
     def _join_launch(self, node: nodes.Node) -> None:
-        """Take part in a launch over several hosts, unless its key was used by a launch that has
-        ended (a LOGBOOK_LAUNCH_ID given twice): then record alone, and say so."""
+        """Take part in a launch over several hosts, unless its key was used by an earlier launch
+        (a LOGBOOK_LAUNCH_ID given twice: this rank is on record in it): then record alone, and
+        say so."""
         first = node.attempt_id(self.run, 0)
-        ended = self.store is not None and nodes.launch_ended(self.store, self.run, first)
-        if ended:
+        used = self.store is not None and nodes.launch_used(self.store, self.run, first, node.rank)
+        if used:
             self.early_warnings.append(
                 f"the launch key {node.launch} ({node.source}) was used by an attempt of run "
-                f"{self.run} that has ended; this host records its own attempt"
+                f"{self.run} that this host's rank already took part in; this host records its own "
+                "attempt"
             )
             self.node = None
             return
@@ -229,10 +231,10 @@ class Session:
         )
         detectors = Detectors(opts.detectors)
 
-        def on_metrics(points: Any, at: Any) -> None:
+        def on_metrics(points: Any, at: Any, log: str) -> None:
             assert metrics is not None
             metrics.add_points(points, at)
-            for f in observe_points(detectors, points):
+            for f in observe_points(detectors, points, log):
                 recorder.event(
                     f.kind,
                     f.message,

@@ -59,14 +59,15 @@ def test_every_example_classifies_to_its_rule(rule: Any, tmp_path: Path) -> None
 
 def test_rules_markdown_documents_every_rule() -> None:
     doc = rules_markdown()
-    assert doc.startswith("| id | class | retryable | pattern | source |")
+    assert doc.startswith("| id | class | component | retryable | pattern | source |")
     for r in SHIPPED:
         row = next(line for line in doc.splitlines() if line.startswith(f"| `{r.id}` |"))
         assert (r.crash_class or r.status) in row
         assert r.source in row
-    assert "| `slurm-preempted` | status: preempted | yes |" in doc
-    assert "| `cuda-device-assert` | gpu_hardware | no |" in doc
-    assert "| `connection-reset` | communication (secondary) | yes |" in doc
+        assert f"| {r.component or ''} |" in row  # the second level of cause (#19)
+    assert "| `slurm-preempted` | status: preempted | maintenance | yes |" in doc
+    assert "| `cuda-device-assert` | gpu_hardware | software_bug | no |" in doc
+    assert "| `connection-reset` | communication (secondary) |  | yes |" in doc
 
 
 def test_user_rules_come_first_and_replace_shipped_ids() -> None:

@@ -307,8 +307,17 @@ def test_the_store_is_not_an_untracked_file_and_the_session_is_not_exported(
         "COLORTERM": "truecolor",
         "WINDOWID": "123",
         "TERM_PROGRAM": "vscode",
+        # the machine's tools, paths and trackers: no training reads them, or reads them to
+        # find this machine's files
+        "NVM_DIR": "/home/me/.nvm",
+        "CONDA_DEFAULT_ENV": "base",
+        "LD_LIBRARY_PATH": "/usr/local/cuda/lib64",
+        "WANDB_PROJECT": "mine",
+        "HTTPS_PROXY": "http://proxy:3128",
+        "GITHUB_TOKEN": "ghp_" + "a" * 36,  # a CI runner's secret: not one to ask for
     }
-    env = clean_env(FOO="one", NCCL_DEBUG="INFO", **session)
+    shaping = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "2"}
+    env = clean_env(FOO="one", NCCL_DEBUG="INFO", **shaping, **session)
     done = subprocess.run(
         logbook_cmd("run", "--run", "r", "--", sys.executable, "train.py"),
         cwd=repo,
@@ -321,8 +330,10 @@ def test_the_store_is_not_an_untracked_file_and_the_session_is_not_exported(
     r = recipe(Store.open(repo / ".logbook"), "r", "1.00")
     assert r.git.untracked == ["notes.txt"]
     assert r.env["FOO"] == "one" and r.env["NCCL_DEBUG"] == "INFO"
+    assert {k: r.env[k] for k in shaping} == shaping
     assert not set(session) & set(r.env), "session variables exported"
     assert set(session) <= set(r.env_skipped)
+    assert r.env_secret == []
     text = invoke(["repro", "r", "1.00", "--store", str(repo / ".logbook")]).stdout
     assert ".logbook" not in text.split("Untracked files", 1)[-1].splitlines()[0]
     assert "export LS_COLORS" not in text and "export FOO=one" in text

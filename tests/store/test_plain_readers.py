@@ -168,3 +168,48 @@ def test_logbook_reads_a_sealed_start_once(store_dir: Path) -> None:
         {"run": "done", "status": "running", "n": 2},
         {"run": "live", "status": "running", "n": 1},
     ]
+
+
+# A script that records through the Python API alone (no `logbook run`), and waits for its stdin.
+API_LIVE = """
+import sys, logbook
+logbook.init(run="api-live")
+logbook.log({"loss": 1.0}, step=0)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_apis_own_attempt_is_seen_while_it_runs(tmp_path: Path) -> None:
+    """#17: a standalone API attempt was only in `_journal/*.jsonl` until it ended."""
+    from logbook.query import run_sql
+    from logbook.store import Store
+
+    (tmp_path / "api_live.py").write_text(API_LIVE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGBOOK_")}
+    proc = subprocess.Popen(
+        [sys.executable, "api_live.py"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        folder = tmp_path / ".logbook/attempts/run=api-live"
+        deadline = time.monotonic() + 20
+        while not list(folder.glob("*.start.parquet")):
+            assert time.monotonic() < deadline, "no start part while the attempt runs"
+            time.sleep(0.1)
+        rows = pq.read_table(folder).select(["run", "status"]).to_pylist()
+        assert rows == [{"run": "api-live", "status": "running"}]
+    finally:
+        _, err = proc.communicate("", timeout=60)
+    assert proc.returncode == 0 and "logbook: warning" not in err, err
+    sql = "select status, count(*) as n from attempt_changes group by all order by all"
+    assert run_sql(Store.open(tmp_path / ".logbook"), sql).to_pylist() == [
+        {"status": "completed", "n": 1},
+        {"status": "running", "n": 1},
+    ]

@@ -107,6 +107,22 @@ def test_journal_rows_are_read_while_the_writer_lives_and_folded_once(store: Sto
     assert Store(store.root).read("events").column("step").to_pylist() == [7]
 
 
+def test_a_sealed_start_reads_before_the_rest_of_its_journal(store: Store) -> None:
+    """A start part (`j-<id>.start`) sorts after its fold (`j-<id>`) by name: read in part order,
+    the attempt's first row must still come first, before and after a compaction."""
+    j = store.journal("r")
+    j.append("events", event(1))
+    j.seal()
+    j.append("events", event(2))
+    j.fold()
+    assert Store(store.root).read("events").column("step").to_pylist() == [1, 2]
+    from logbook.store import compact
+
+    result = compact.compact(Store(store.root))
+    assert (result.parts_before, result.parts_after) == (2, 1)
+    assert Store(store.root).read("events").column("step").to_pylist() == [1, 2]
+
+
 def test_a_torn_last_journal_line_is_skipped(store: Store) -> None:
     j = store.journal("r")
     j.append("events", event(1))

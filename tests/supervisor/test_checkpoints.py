@@ -152,11 +152,55 @@ def test_without_a_folder_the_output_alone_reports_them(
         ("latest_checkpointed_iteration.txt", False, None),
         (".faults.json", False, None),
         ("tmp-checkpoint-5", False, 5),
+        ("checkpoint.json", True, None),  # a small JSON checkpoint, its step inside
+        ("ckpt_100", True, 100),
+        # #17: `--checkpoint-dir .` sees the training's other files; these are not checkpoints
+        ("data_001.txt", False, 1),
+        ("log2.txt", False, 2),
+        ("step_times.csv", False, None),
+        ("epoch_summary.json", False, None),
+        ("iterate.py", False, None),
+        ("metrics_step.jsonl", False, None),
+        ("checkpoint_utils.py", False, None),
     ],
 )
 def test_which_entries_are_checkpoints(name: str, is_one: bool, step: int | None) -> None:
     assert is_checkpoint(name) is is_one
     assert step_in_name(name) == step
+
+
+def test_a_folder_is_one_when_its_name_says_so_or_gives_a_step() -> None:
+    assert is_checkpoint("global_step1200", folder=True)
+    assert is_checkpoint("checkpoints", folder=True)
+    assert is_checkpoint("epoch_3", folder=True)
+    assert not is_checkpoint("epochs", folder=True)  # a word, no step: a folder of plots
+    assert not is_checkpoint("step_times.csv")
+
+
+# With `--checkpoint-dir .` (#17): the training writes data, logs and tables beside its checkpoint.
+BESIDE = textwrap.dedent(
+    """
+    import time
+    for step in range(1, 121):
+        print(f"step {step} loss {2 - step / 1000:.4f}", flush=True)
+        if step == 100:
+            for name in ("data_001.txt", "log2.txt", "step_times.csv", "epoch_summary.json",
+                         "iterate.py"):
+                open(name, "w").write("x\\n")
+            open("ckpt_100.pt", "wb").write(b"z" * 1000)
+        time.sleep(0.002)
+    """
+)
+
+
+def test_only_checkpoints_among_the_trainings_files(run_logbook, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "train.py").write_text(BESIDE)
+    run_logbook(
+        "run", "--no-capture", "--quiet", "--checkpoint-dir", ".", "--", sys.executable,
+        "train.py", cwd=tmp_path, check=0,
+    )  # fmt: skip
+    events = _checkpoint_events(tmp_path / ".logbook")
+    assert [(step, Path(d["path"]).name) for step, d in events] == [(100, "ckpt_100.pt")]
 
 
 def test_patterns_replace_the_rule() -> None:

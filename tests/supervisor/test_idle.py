@@ -58,7 +58,7 @@ def test_the_idle_follower_wakes_on_output(tmp_path: Path, ping_first: bool) -> 
     log.write_bytes(b"")
     got: list[tuple[float, int | None, dict[str, float]]] = []
 
-    def on_metrics(points: pa.Table, when: datetime) -> None:  # columns step, name, value
+    def on_metrics(points: pa.Table, when: datetime, log: str) -> None:  # step, name, value
         rows = points.to_pylist()
         values = {r["name"]: r["value"] for r in rows}
         got.append((time.monotonic(), rows[0]["step"], values))

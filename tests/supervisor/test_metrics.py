@@ -97,9 +97,10 @@ def test_metrics_command_downsamples(run_logbook, invoke, store_path: Path, tmp_
             ]
         ).stdout
     )
-    assert [(r["step"], r["value"]) for r in rows] == [(99, 901.0)] + [
-        (s + 99, 901.0 - s) for s in range(100, 901, 100)
-    ] + [(1000, 0.0)]
+    # Buckets end on multiples of --every (#17): the last point of steps 1-100, 101-200, ...
+    assert [(r["step"], r["value"]) for r in rows] == [
+        (s, 1000.0 - s) for s in range(100, 1001, 100)
+    ]
 
 
 def test_regex_mode_and_none(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -288,7 +289,7 @@ def _end_of(log: Path, lines: int, budget_s: float) -> tuple[Any, list[int], lis
         [log],
         None,
         parser=LineParser("auto"),
-        on_metrics=lambda points, t: seen.append(points.num_rows),
+        on_metrics=lambda points, t, log: seen.append(points.num_rows),
         on_parsed=covered.append,
         end_budget_s=budget_s,
     )

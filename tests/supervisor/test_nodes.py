@@ -287,9 +287,28 @@ def test_a_reused_launch_key_records_alone(run_logbook, store_path: Path, tmp_pa
     assert b"the launch key same (LOGBOOK_LAUNCH_ID) was used by an attempt of run r" in (
         second.stderr
     )
+    assert b"that this host's rank already took part in" in second.stderr
     rows = _sql(store_path, "select label, attempt_id from attempts order by label")
     assert [r["label"] for r in rows] == ["1.00", "1.01"]
     assert len({r["attempt_id"] for r in rows}) == 2
+
+
+def test_a_host_that_starts_after_the_leader_ended_joins_its_launch(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """On a loaded cluster (or 128 wrappers on two cores) a host's wrapper can start after the
+    leader's command has ended: it is still that launch's host, not a reuse of its key."""
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    args = ("run", "--store", str(store_path), "--run", "r", "--no-capture", "--")
+    for rank in (0, 1):  # one after the other: the leader has ended when node 1 starts
+        env = {"LOGBOOK_LAUNCH_ID": "late", "LOGBOOK_NODES": "2", "LOGBOOK_NODE_RANK": str(rank)}
+        done = run_logbook(*args, sys.executable, str(script), env=env, check=0)
+        assert b"was used by an attempt" not in done.stderr
+    [attempt] = _sql(store_path, "select attempt_id, label from attempts")
+    assert attempt["label"] == "1.00"
+    nodes = _sql(store_path, "select node, attempt_id from nodes order by node")
+    assert nodes == [{"node": n, "attempt_id": attempt["attempt_id"]} for n in (0, 1)]
 
 
 def test_a_host_whose_wrapper_dies_is_lost(run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -373,6 +373,7 @@ def test_hooks_get_the_event(store_path: Path, tmp_path: Path, where: str) -> No
         and payload["attempt"] == "1.00"
     )
     assert payload["crash_class"] == "gpu_oom" and "CUDA out of memory" in payload["summary"]
+    assert (payload["component"], payload["planned"]) == ("user", False)  # #19
     hooks = run_sql(
         Store(store_path), "select message, data from events where kind = 'hook'"
     ).to_pylist()

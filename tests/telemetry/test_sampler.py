@@ -317,6 +317,7 @@ def test_a_crash_after_a_gpu_fault_is_a_gpu_hardware_crash(
         "hardware-fault",
     )
     assert attempt["summary"].startswith("GPU fault: nvidia-smi failed (exit 15")
+    assert (attempt["component"], attempt["planned"]) == ("gpu", False)  # not software_bug (#19)
     assert "ValueError" in attempt["summary"]
     evidence = json.loads(attempt["evidence"])
     assert evidence["class_from_output"] == "python_exception"

@@ -1,0 +1,154 @@
+"""Many hosts, one store (#18): N wrappers posing as the hosts of one srun step write one store.
+
+Each wrapper is a real `logbook run` with the variables srun gives its tasks (SLURM_JOB_ID,
+SLURM_STEP_ID, SLURM_NTASKS, SLURM_PROCID, SLURM_NODEID) and LOGBOOK_HOST naming its host; each
+runs a Python child that prints --points `step=N loss=X` lines. All start at once; the figures:
+
+- wall: first spawn to last exit, and the write rate (the leader's points, and every host's lines
+  over the wall; the other hosts of a launch leave metrics to the leader, see supervisor/session);
+- the record checked: one attempt, N `nodes` rows each with its own host, the leader's points all
+  there once, one label claimed;
+- parts in the store before and after `logbook compact`, and `logbook show` latency after it.
+
+    python benchmarks/hosts_bench.py --hosts 1,8,128 --points 10000
+    python benchmarks/hosts_bench.py --hosts 8 --store s3://bucket/prefix   # with a remote store
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = """
+import sys
+n = int(sys.argv[1])
+for s in range(1, n + 1):
+    print(f"step={s} loss={1.0 / s:.6f}")
+"""
+
+
+def logbook(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "logbook", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def launch(hosts: int, points: int, store: str, work: Path, job: str) -> dict[str, float]:
+    script = work / "train.py"
+    script.write_text(CHILD)
+    procs = []
+    t0 = time.perf_counter()
+    for rank in range(hosts):
+        env = {
+            **os.environ,
+            "SLURM_JOB_ID": job,
+            "SLURM_STEP_ID": "0",
+            "SLURM_NTASKS": str(hosts),
+            "SLURM_PROCID": str(rank),
+            "SLURM_NODEID": str(rank),
+            "LOGBOOK_HOST": f"host-{rank:03d}",
+            "LOGBOOK_QUIET": "1",
+        }
+        if hosts == 1:  # a lone task is no launch over several hosts
+            for name in ("SLURM_STEP_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_NODEID"):
+                env.pop(name)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "logbook", "run", "--store", store, "--run", "hosts",
+                 "--no-capture", "--", sys.executable, str(script), str(points)],
+                cwd=work,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )  # fmt: skip
+    errors = []
+    for p in procs:
+        _, err = p.communicate(timeout=1800)
+        if p.returncode != 0:
+            errors.append(err[-500:])
+    wall = time.perf_counter() - t0
+    if errors:
+        raise SystemExit(f"{len(errors)} wrappers failed; the first: {errors[0]}")
+    return {"wall_s": wall}
+
+
+def query(store: str, sql: str) -> list[dict]:  # type: ignore[type-arg]
+    r = logbook("query", sql, "--store", store, "--format", "json")
+    if r.returncode != 0:
+        raise SystemExit(r.stderr)
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def part_count(store: str) -> int | None:
+    root = Path(store)
+    if not root.is_dir():
+        return None  # a remote store: counted by its own tool
+    return sum(1 for p in root.rglob("*.parquet") if "_quarantine" not in p.parts)
+
+
+def one(hosts: int, points: int, store: str, work: Path) -> dict[str, object]:
+    figures: dict[str, object] = {"hosts": hosts, "points": points}
+    figures.update(launch(hosts, points, store, work, job=str(4000 + hosts)))
+    [row] = query(
+        store,
+        "select (select count(*) from attempts) attempts, (select count(*) from nodes) nodes, "
+        "(select count(distinct host) from nodes) node_hosts, "
+        "(select count(*) from metrics) points, (select count(distinct step) from metrics) steps",
+    )
+    want_nodes = hosts if hosts > 1 else 0
+    ok = (row["attempts"], row["nodes"], row["node_hosts"], row["points"], row["steps"]) == (
+        1,
+        want_nodes,
+        want_nodes,
+        points,
+        points,
+    )
+    figures["record"] = "all on record, once" if ok else f"WRONG: {row}"
+    figures["points_per_s"] = round(points / float(figures["wall_s"]))  # type: ignore[arg-type]
+    figures["lines_per_s_all_hosts"] = round(hosts * points / float(figures["wall_s"]))  # type: ignore[arg-type]
+    figures["parts_before"] = part_count(store)
+    t = time.perf_counter()
+    compacted = logbook("compact", "--store", store)
+    figures["compact_s"] = round(time.perf_counter() - t, 2)
+    if compacted.returncode != 0:
+        figures["compact"] = compacted.stderr.strip()[-300:]
+    figures["parts_after"] = part_count(store)
+    t = time.perf_counter()
+    shown = logbook("show", "hosts", "--store", store, "--format", "json")
+    figures["show_s"] = round(time.perf_counter() - t, 2)
+    if shown.returncode != 0 or json.loads(shown.stdout)[0]["hosts"] != max(hosts, 1):
+        figures["show"] = f"WRONG: {shown.stdout[-300:]} {shown.stderr[-300:]}"
+    figures["wall_s"] = round(float(figures["wall_s"]), 2)  # type: ignore[arg-type]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hosts", default="1,8,128", help="comma-separated host counts")
+    parser.add_argument("--points", type=int, default=10_000, help="metric lines per host")
+    parser.add_argument("--store", help="a store URL to use (default: a fresh temporary folder)")
+    args = parser.parse_args()
+    for hosts in (int(h) for h in args.hosts.split(",")):
+        work = Path(tempfile.mkdtemp(prefix="logbook-hosts-"))
+        store = args.store or str(work / "store")
+        try:
+            print(json.dumps(one(hosts, args.points, store, work)), flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
