@@ -119,6 +119,8 @@ def test_every_reading_command_reads_a_remote_store(
         result = invoke([*args, "--store", URL])  # exit 0
         assert result.output.strip() or out.exists(), args
     assert (out / "index.html").exists()
+    ddl = invoke(["schema", "--ddl", "spark", "--store", URL]).output
+    assert f"LOCATION '{URL}/attempts/'" in ddl  # the bucket, not this host's cache of it
     # a run the store lacks: the usual error, naming the store as the user did
     missing = invoke(["show", "nope", "--store", URL], code=1)
     assert f'no run "nope" in {URL}' in missing.output + missing.stderr
