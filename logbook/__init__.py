@@ -34,16 +34,15 @@ __all__ = [
 
 def open_store(path: str | None = None) -> Store:
     """Open the store as the CLI finds it: `path`, else LOGBOOK_STORE, else the nearest .logbook/.
+    A remote store (`s3://bucket/prefix`) is read through this host's cache of it.
 
     Raises:
         StoreCorrupt: there is no store there.
         ConfigError: a logbook.toml on the way is malformed.
     """
-    from logbook.settings import find_store
-    from logbook.store import Store
+    from logbook.store import open_any
 
-    root, source = find_store(path)
-    return Store.open(root, source=source)
+    return open_any(path)
 
 
 # The Python API: module-level calls use a default Recorder made on first use from the

@@ -69,6 +69,12 @@ def find_store(
     """
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
+    url = store_url(flag, env=env)
+    if url is not None:
+        raise ConfigError(
+            f"{url} is a remote store, and this command works on a local one",
+            hint="give a folder to --store (see logbook push and logbook run for remote stores)",
+        )
     if flag:
         return Path(flag).expanduser().absolute(), "--store"
     if env.get("LOGBOOK_STORE"):
@@ -84,6 +90,24 @@ def find_store(
         if (d / STORE_DIR).is_dir():
             return d / STORE_DIR, f"found walking up from {cwd}"
     return (cwd / STORE_DIR).absolute(), "default (./.logbook)"
+
+
+def store_url(
+    flag: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> str | None:
+    """The remote store (`s3://bucket/prefix`, #18) that `--store` or else LOGBOOK_STORE names,
+    checked; None when they name a folder or nothing (then see `find_store`).
+
+    Raises:
+        ConfigError: a URL logbook cannot use.
+    """
+    from logbook.store.remote import check_url, is_url
+
+    env = os.environ if env is None else env
+    value = flag if flag else env.get("LOGBOOK_STORE")
+    if value is None or not is_url(str(value)):
+        return None
+    return check_url(str(value))
 
 
 def find_config(cwd: Path | None = None) -> tuple[Path | None, dict[str, Any]]:

@@ -50,6 +50,7 @@ COMMAND_MODULES = {
     "data-mix": "commands_events",
     "doctor": "commands_store",
     "compact": "commands_store",
+    "push": "commands_store",
     "schema": "commands_schema",
     "import": "commands_import",
     "cost": "commands_cost",

@@ -57,10 +57,14 @@ def import_(
         logbook import --from sacct sacct.txt --run gpt-13b --tz Europe/Paris
     """
     from logbook.importing import import_file
-    from logbook.settings import find_store
-    from logbook.store import Store
+    from logbook.settings import find_store, store_url
+    from logbook.store import Store, remote
 
-    root, source = find_store(store)
+    url = store_url(store)
+    if url is not None:  # into this host's spool of it, then pushed (store/remote.py)
+        root, source = remote.make_spool(url), f"the spool of {url}"
+    else:
+        root, source = find_store(store)
     # A new store is made when there is something to write: not for a bad file, nor a dry run.
     target = Store.open(root, source=source) if root.exists() else Store(root, source=source)
     with progress_on_stderr() as progress:
@@ -80,6 +84,13 @@ def import_(
         click.echo(result.describe(dry_run=dry_run), err=True)
     if dry_run:
         click.echo("nothing written (--dry-run)", err=True)
+    elif url is not None:
+        pushed = remote.push(root, remote.Remote(url), check=True)
+        if pushed.error:
+            raise remote.StoreUnreachable(
+                f"imported into the spool {root}, but could not push to {url}: {pushed.error}",
+                hint=f'run "logbook doctor --store {url}" once the store answers',
+            )
 
 
 COMMANDS = [import_]

@@ -47,6 +47,11 @@ def reparse(
         if attempt_id is None:
             raise click.UsageError("--rest needs --attempt-id")
         lib.finish_rest(opened, run_name, attempt_id)
+        from logbook.store import remote
+
+        url = remote.spool_url(opened.root)
+        if url is not None:  # a remote store's spool: what the rest added goes up too
+            remote.push(opened.root, remote.Remote(url))
         return
     done = lib.reparse(opened, run_name, attempt=label, metrics=spec)
     render(

@@ -203,13 +203,20 @@ def run(
     attempt's exit code (128+N if signal N ended it).
     """
     from logbook import supervisor
-    from logbook.settings import find_config, find_store
+    from logbook.settings import find_config, find_store, store_url
 
-    root, source = find_store(store)
+    url = store_url(store)
+    if url is not None:  # recorded into this host's spool of it, uploaded beside the training
+        from logbook.store.remote import spool_dir
+
+        root, source = spool_dir(url), ("--store" if store else "LOGBOOK_STORE")
+    else:
+        root, source = find_store(store)
     config_path, config = find_config()
     opts = supervisor.RunOptions(
         command=list(command),
         store=root,
+        remote=url,
         store_source=source,
         run=run_name,
         label=label,

@@ -53,8 +53,9 @@ def schema(dialect: str | None, location: str | None, database: str, store: Path
         return
     present = None
     if location is None:
-        root = open_store(store).root.resolve()
-        location = str(root)
+        opened = open_store(store)
+        root = opened.root.resolve()
+        location = opened.url or str(root)  # a remote store: its URL, not this host's cache
         present = {t for t in schemas.tables() if (root / t).is_dir()}
     elif store is not None:
         root = open_store(store).root

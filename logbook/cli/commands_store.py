@@ -24,11 +24,26 @@ def doctor(dry_run: bool, store: Path | None, fmt: str) -> None:
     """
     import pyarrow as pa
 
+    from logbook.settings import store_url
+    from logbook.store import Store, remote
     from logbook.store import doctor as doc
 
-    s = open_store(store)
+    url = store_url(store)
+    if url is not None:  # this host's spool of it: what dead wrappers left, folded and pushed
+        spool = remote.spool_dir(url)
+        if not (spool / remote.SPOOL_MARK).exists():
+            click.echo(f"store: {url}; no spool of it on this host: nothing to push", err=True)
+            return
+        s = Store.open(spool, source=f"the spool of {url}")
+    else:
+        s = open_store(store)
     click.echo(f"store: {s.root} ({_whence(s.source)})", err=True)
     problems = doc.examine(s, fix=not dry_run)
+    spooled = remote.spool_url(s.root)
+    if spooled is not None:
+        pushed = _push(s, spooled, dry_run=dry_run)
+        if pushed:
+            problems.append(pushed)
     if not problems:
         click.echo("no problems found", err=True)
         return
@@ -52,8 +67,16 @@ def compact(store: Path | None) -> None:
     \b
         logbook compact
     """
+    from logbook.errors import ConfigError
+    from logbook.settings import store_url
     from logbook.store.compact import compact as do_compact
 
+    url = store_url(store)
+    if url is not None:
+        raise ConfigError(
+            f"{url}: logbook cannot yet compact a remote store (it stays readable as it is)",
+            hint="each wrapper compacts its run in its spool before uploading",
+        )
     with progress_on_stderr() as progress:
         result = do_compact(open_store(store), progress=progress)
     click.echo(
@@ -66,10 +89,75 @@ def compact(store: Path | None) -> None:
         click.echo(f"Warning: skipped {s}", err=True)
 
 
+def _push(s, url: str, *, dry_run: bool):  # type: ignore[no-untyped-def]
+    """Push a spool (doctor); a Problem when something was not yet uploaded, None if all was."""
+    from logbook.store import remote
+    from logbook.store.doctor import Problem
+
+    ledger = remote.Ledger(s.root, url)
+    up = remote.Remote(url)
+    try:
+        listed = up.list()
+    except remote.StoreUnreachable as e:
+        todo, _ = remote.pending(s.root, ledger)
+        return Problem(Path("."), f"{len(todo)} file(s) may not be in {url} yet", f"none: {e}")
+    todo, gone = remote.pending(s.root, ledger, listed=listed)
+    if not todo and not gone:
+        return None
+    what = f"{len(todo)} file(s) not yet uploaded to {url}" + (
+        f", {len(gone)} part(s) replaced here still there" if gone else ""
+    )
+    if dry_run:
+        return Problem(Path("."), what)
+    s.fold_dead_journals()
+    result = remote.push(s.root, up, ledger=ledger, check=True)
+    action = f"uploaded {result.uploaded}, deleted {result.deleted}"
+    if result.error:
+        action += f"; {len(result.pending)} left: {result.error}"
+    return Problem(Path("."), what, action)
+
+
+@click.command()
+@click.option(
+    "--to", "url", required=True, metavar="URL", help="The remote store, e.g. s3://bucket/prefix."
+)
+@store_option
+def push(url: str, store: Path | str | None) -> None:
+    """Upload a local store to a remote one, once: a file already there as it is here is not
+    sent again, so pushing again (after a fault, or as the store grows) is safe.
+
+    \b
+        logbook push --to s3://ml-logbooks/archive
+        logbook push --store ~/.cache/logbook/spool/... --to s3://ml-logbooks/gpt-13b
+    """
+    from logbook.errors import ConfigError
+    from logbook.settings import find_store
+    from logbook.store import Store, remote
+
+    target = remote.check_url(url) if remote.is_url(url) else None
+    if target is None:
+        raise ConfigError(f"--to {url!r} is not a remote store", hint="give s3://bucket/prefix")
+    root, source = find_store(store)
+    s = Store.open(root, source=source)
+    s.fold_dead_journals()  # what dead wrappers left goes up as parts
+    result = remote.push(s.root, remote.Remote(target), check=True)
+    if result.error:
+        raise remote.StoreUnreachable(
+            f"could not push to {target}: {result.error}",
+            hint=f"{len(result.pending)} file(s) not uploaded ({result.uploaded} were); push "
+            "again once that is fixed (files already there are not sent again)",
+        )
+    click.echo(
+        f"pushed {s.root} to {target}: {result.uploaded} file(s) uploaded"
+        + (f", {result.deleted} replaced part(s) deleted" if result.deleted else ""),
+        err=True,
+    )
+
+
 def _whence(source: str) -> str:
     """Where the store came from, as a phrase: 'from --store', 'from /x/logbook.toml', but 'found
     walking up from /y' as it is (#17: it read "from found walking up")."""
     return source if source.startswith(("found ", "default")) else f"from {source}"
 
 
-COMMANDS = [doctor, compact]
+COMMANDS = [doctor, compact, push]

@@ -90,7 +90,14 @@ def watch(
         raise click.BadParameter("refresh at most 10 times a second (0.1s)", param_hint="--every")
     s = open_store(store)
 
+    opened = [True]  # open_store has just brought a remote store's cache up to date
+
     def read() -> WatchState:
+        if s.url is not None and not opened:  # a remote store: what its writers uploaded since
+            from logbook.store.remote import mirror
+
+            mirror(s.url)
+        opened.clear()
         return watch_state(s, run_name, target_steps=target_steps, metrics=metrics)
 
     console = _console()

@@ -13,16 +13,31 @@ from logbook.cli.render import FORMATS, WIDE
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _StoreParam(click.Path):
+    """A store folder (a Path) or a remote store's URL (`s3://bucket/prefix`, kept a str: a Path
+    would fold its '//'). No readable check: a store logbook cannot read must not stop `logbook
+    run` before the training starts (it runs unrecorded and says so); readers report it."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path, readable=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from logbook.store.remote import is_url
+
+        if isinstance(value, str) and is_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 def store_option(f: F) -> F:
     return click.option(
         "--store",
         "store",
-        # No readable check here: a store logbook cannot read must not stop `logbook run` before
-        # the training starts (it runs unrecorded and says so); readers report it themselves.
-        type=click.Path(path_type=Path, readable=False),
+        type=_StoreParam(),
         default=None,
-        help="Store folder. Default: LOGBOOK_STORE, else the nearest .logbook/ (or logbook.toml "
-        "[store] path) walking up from here, else ./.logbook.",
+        help="Store folder, or a remote store's URL (s3://bucket/prefix). Default: "
+        "LOGBOOK_STORE, else the nearest .logbook/ (or logbook.toml [store] path) walking up from "
+        "here, else ./.logbook.",
     )(f)
 
 
@@ -74,10 +89,9 @@ def _keep_wide(ctx: click.Context, _param: click.Parameter, value: bool) -> None
     ctx.meta[WIDE] = value
 
 
-def open_store(path: Path | None, *, create: bool = False):  # type: ignore[no-untyped-def]
-    """The store the options name (see store_option), opened."""
-    from logbook.settings import find_store
-    from logbook.store import Store
+def open_store(path: Path | str | None, *, create: bool = False):  # type: ignore[no-untyped-def]
+    """The store the options name (see store_option), opened; a remote one is read through this
+    host's cache of it, brought up to date first (store/remote.py)."""
+    from logbook.store import open_any
 
-    root, source = find_store(path)
-    return Store.open(root, create=create, source=source)
+    return open_any(path, create=create)

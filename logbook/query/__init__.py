@@ -327,7 +327,9 @@ def run_sql(store: Store, sql: str, params: list[Any] | dict[str, Any] | None = 
     except _ViewsFailed as e:
         damaged = store.check_all_parts()
         if not damaged:
-            raise StoreCorrupt(f"cannot read {store.root}: {e}", hint='run "logbook doctor"') from e
+            raise StoreCorrupt(
+                f"cannot read {store.where}: {e}", hint='run "logbook doctor"'
+            ) from e
     except duckdb.Error as e:
         _refuse_writes(e)
         users_mistake = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)

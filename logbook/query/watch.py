@@ -204,7 +204,7 @@ def watch_state(
         store.check_run(run)
     elif not store.run_names():
         raise LogbookError(
-            f"no runs in {store.root} yet", hint='start one with "logbook run --run NAME -- CMD"'
+            f"no runs in {store.where} yet", hint='start one with "logbook run --run NAME -- CMD"'
         )
     error: Exception | None = None
     for tries in range(3):
@@ -227,7 +227,7 @@ def watch_state(
             error = e
         finally:
             con.close()
-    raise StoreCorrupt(f"cannot read {store.root}: {error}", hint='run "logbook doctor"')
+    raise StoreCorrupt(f"cannot read {store.where}: {error}", hint='run "logbook doctor"')
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -182,6 +182,6 @@ def _check_kinds(store: Store, kinds: Sequence[str]) -> None:
     if missing:
         names = ", ".join(f'"{k}"' for k in missing)
         raise LogbookError(
-            f"no event of kind {names} in {store.root} "
+            f"no event of kind {names} in {store.where} "
             f"(kinds on record: {', '.join(known.to_pylist()) or 'none yet'})"
         )

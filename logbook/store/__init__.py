@@ -37,6 +37,7 @@ class Store:
 
     def __init__(self, root: Path, *, source: str = "given") -> None:
         self.root = Path(root)
+        self.url: str | None = None  # a remote store's URL, when root is this host's cache of it
         self.source = source  # where the path came from: --store, LOGBOOK_STORE, logbook.toml, ...
         self.problems: list[str] = []  # parts skipped while reading, for the CLI to warn about
         self._folded = False  # fold_dead_journals ran
@@ -67,6 +68,11 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
+
+    @property
+    def where(self) -> str:
+        """The store as the user named it: its URL, or its folder."""
+        return self.url or str(self.root)
 
     # writing ---------------------------------------------------------------------------------
 
@@ -113,7 +119,7 @@ class Store:
         listing = ", ".join(close or known[:8]) or "none yet"
         label = "did you mean" if close else "known"
         raise NoSuchRun(
-            f'no run "{run}" in {self.root} ({label}: {listing})', hint='see "logbook runs"'
+            f'no run "{run}" in {self.where} ({label}: {listing})', hint='see "logbook runs"'
         )
 
     def part_files(self, table: str, run: str | None = None) -> list[Path]:
@@ -284,6 +290,30 @@ class Store:
         if text not in self.problems:
             self.problems.append(text)
             log.warning(text)
+
+
+def open_any(
+    path: str | os.PathLike[str] | None = None, *, create: bool = False, env: Any = None
+) -> Store:
+    """The store `path` names (else LOGBOOK_STORE, logbook.toml, .logbook/; see settings), opened
+    for reading. A remote store (`s3://...`) is mirrored into this host's cache first.
+
+    Raises:
+        StoreCorrupt: no store there.
+        StoreUnreachable: a remote store did not answer.
+    """
+    from logbook.settings import find_store, store_url
+
+    url = store_url(path, env=env)
+    if url is None:
+        root, source = find_store(path, env=env)
+        return Store.open(root, create=create, source=source)
+    from logbook.store import remote
+
+    source = "--store" if path else "LOGBOOK_STORE"
+    store = Store.open(remote.mirror(url), source=source)
+    store.url = url
+    return store
 
 
 def _start_part(root: Path, table: str, run: str, journal_id: str) -> Path:

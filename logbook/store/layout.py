@@ -7,6 +7,10 @@
 <store>/logs/run=<name>/<attempt_id>/stdout.log, stderr.log   raw output per attempt (node-N/ for host N > 0)
 <store>/_quarantine/<table>/run=<name>/...  parts that `logbook doctor` set aside: outside every
                                             table's folder, so no reader's glob meets them
+<store>/_pushed/<url key>.jsonl             what went to a remote store, one ledger per URL (#18)
+<store>/_spool.json                         in a remote store's spool: the URL (store/remote.py)
+
+A remote store (`s3://bucket/prefix`) holds the same layout under its prefix.
 """
 
 from __future__ import annotations

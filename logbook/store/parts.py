@@ -72,6 +72,9 @@ def write_part(directory: Path, data: pa.Table, name: str | None = None, **optio
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(directory)
+    from logbook.store import uploader
+
+    uploader.nudge()  # a remote store's spool: upload it now (a no-op for a local store)
     return final
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ class RunOptions:
 
     command: list[str]
     store: Path
+    remote: str | None = None  # a remote store's URL: `store` is then its spool (store/uploader.py)
     run: str | None = None
     label: str | None = None
     tty: str = "auto"  # auto | always | never: a pty per stream whose own end is a terminal
@@ -68,13 +70,46 @@ def run(opts: RunOptions) -> int:
     run_name = layout.check_run_name(
         lineage.default_run_name(opts.command) if opts.run is None else opts.run
     )
-    session = Session(opts, run_name)
-    forwarder = Forwarder(grace_s=opts.grace_s, on_signal=session.on_signal)
-    forwarder.install()
+    uploader = _start_uploads(opts)
     try:
-        return session.loop(forwarder)
+        session = Session(opts, run_name)
+        forwarder = Forwarder(grace_s=opts.grace_s, on_signal=session.on_signal)
+        forwarder.install()
+        try:
+            return session.loop(forwarder)
+        finally:
+            forwarder.restore()
     finally:
-        forwarder.restore()
+        if uploader is not None:
+            _finish_uploads(uploader)
+
+
+def _start_uploads(opts: RunOptions) -> Any:
+    """The thread that uploads the spool of a remote store (None for a local store, or when the
+    spool cannot be made: then the store is unusable, and the session runs unrecorded)."""
+    if opts.remote is None:
+        return None
+    from logbook.store import remote, uploader
+
+    try:
+        remote.make_spool(opts.remote)
+        up = uploader.Uploader(opts.store, opts.remote).start()
+    except Exception as e:  # the training comes first
+        print(f"logbook: warning: cannot upload to {opts.remote}: {e}", file=sys.stderr)
+        return None
+    uploader.set_current(up)
+    up.nudge()  # what an earlier wrapper left in the spool goes up first
+    return up
+
+
+def _finish_uploads(up: Any) -> None:
+    from logbook.store import uploader
+
+    uploader.set_current(None)
+    try:
+        up.finish()
+    except Exception as e:  # never the training's exit code
+        print(f"logbook: warning: uploads to {up.url} stopped: {e}", file=sys.stderr)
 
 
 def system_memory_pool() -> None:
