@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -46,8 +47,10 @@ class S3Server:
         env = {**os.environ}
         if auth:  # moto then checks signatures: keys it never issued are refused
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+        # moto's recorder writes `moto_recording` in its working folder: never the checkout's.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            cwd=tempfile.gettempdir(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
