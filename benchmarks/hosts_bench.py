@@ -11,7 +11,11 @@ runs a Python child that prints --points `step=N loss=X` lines. All start at onc
 - parts in the store before and after `logbook compact`, and `logbook show` latency after it.
 
     python benchmarks/hosts_bench.py --hosts 1,8,128 --points 10000
-    python benchmarks/hosts_bench.py --hosts 8 --store s3://bucket/prefix   # with a remote store
+    python benchmarks/hosts_bench.py --hosts 1,8,128 --s3    # into moto's S3 server on localhost
+
+With --s3 each count gets a fresh prefix of a local S3 server (moto, as the tests start it), each
+host its own spool and cache (as separate machines have), and the figures add the requests the
+server answered for the writes and for one `logbook show` from a cold cache.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 CHILD = """
 import sys
@@ -34,12 +39,15 @@ for s in range(1, n + 1):
 """
 
 
+ENV: dict[str, str] = dict(os.environ)  # the S3 server's variables with --s3
+
+
 def logbook(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "logbook", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=env or ENV,
         check=False,
     )
 
@@ -51,7 +59,10 @@ def launch(hosts: int, points: int, store: str, work: Path, job: str) -> dict[st
     t0 = time.perf_counter()
     for rank in range(hosts):
         env = {
-            **os.environ,
+            **ENV,
+            # each host its own spool and cache, as on separate machines (none for a folder store)
+            "LOGBOOK_SPOOL": str(work / f"spool-{rank}"),
+            "LOGBOOK_CACHE": str(work / f"cache-{rank}"),
             "SLURM_JOB_ID": job,
             "SLURM_STEP_ID": "0",
             "SLURM_NTASKS": str(hosts),
@@ -92,16 +103,28 @@ def query(store: str, sql: str) -> list[dict]:  # type: ignore[type-arg]
     return json.loads(r.stdout)  # type: ignore[no-any-return]
 
 
-def part_count(store: str) -> int | None:
+def part_count(store: str, server: Any = None) -> int | None:
+    if server is not None:  # listed with another client than logbook's (boto3)
+        import boto3
+
+        bucket, _, prefix = store.removeprefix("s3://").partition("/")
+        s3 = boto3.client("s3", endpoint_url=server.endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return sum(1 for k in keys if k.endswith(".parquet") and "/_quarantine/" not in k)
     root = Path(store)
-    if not root.is_dir():
-        return None  # a remote store: counted by its own tool
     return sum(1 for p in root.rglob("*.parquet") if "_quarantine" not in p.parts)
 
 
-def one(hosts: int, points: int, store: str, work: Path) -> dict[str, object]:
+def one(hosts: int, points: int, store: str, work: Path, server: Any = None) -> dict[str, object]:
     figures: dict[str, object] = {"hosts": hosts, "points": points}
+    if server is not None:
+        server.record()
     figures.update(launch(hosts, points, store, work, job=str(4000 + hosts)))
+    if server is not None:
+        figures["write_requests"] = server.request_count()
+        ENV["LOGBOOK_CACHE"] = str(work / "reader-cache")
     [row] = query(
         store,
         "select (select count(*) from attempts) attempts, (select count(*) from nodes) nodes, "
@@ -119,16 +142,24 @@ def one(hosts: int, points: int, store: str, work: Path) -> dict[str, object]:
     figures["record"] = "all on record, once" if ok else f"WRONG: {row}"
     figures["points_per_s"] = round(points / float(figures["wall_s"]))  # type: ignore[arg-type]
     figures["lines_per_s_all_hosts"] = round(hosts * points / float(figures["wall_s"]))  # type: ignore[arg-type]
-    figures["parts_before"] = part_count(store)
+    figures["parts_before"] = part_count(store, server)
     t = time.perf_counter()
     compacted = logbook("compact", "--store", store)
     figures["compact_s"] = round(time.perf_counter() - t, 2)
     if compacted.returncode != 0:
         figures["compact"] = compacted.stderr.strip()[-300:]
-    figures["parts_after"] = part_count(store)
+    figures["parts_after"] = part_count(store, server)
+    if server is not None:
+        ENV["LOGBOOK_CACHE"] = str(work / "cold-cache")
+        server.record()
     t = time.perf_counter()
     shown = logbook("show", "hosts", "--store", store, "--format", "json")
     figures["show_s"] = round(time.perf_counter() - t, 2)
+    if server is not None:
+        figures["show_requests_cold_cache"] = server.request_count()
+        t = time.perf_counter()
+        logbook("show", "hosts", "--store", store, "--format", "json")
+        figures["show_s_warm_cache"] = round(time.perf_counter() - t, 2)
     if shown.returncode != 0 or json.loads(shown.stdout)[0]["hosts"] != max(hosts, 1):
         figures["show"] = f"WRONG: {shown.stdout[-300:]} {shown.stderr[-300:]}"
     figures["wall_s"] = round(float(figures["wall_s"]), 2)  # type: ignore[arg-type]
@@ -139,15 +170,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", default="1,8,128", help="comma-separated host counts")
     parser.add_argument("--points", type=int, default=10_000, help="metric lines per host")
-    parser.add_argument("--store", help="a store URL to use (default: a fresh temporary folder)")
+    parser.add_argument("--s3", action="store_true", help="write into a local S3 server (moto)")
     args = parser.parse_args()
-    for hosts in (int(h) for h in args.hosts.split(",")):
-        work = Path(tempfile.mkdtemp(prefix="logbook-hosts-"))
-        store = args.store or str(work / "store")
-        try:
-            print(json.dumps(one(hosts, args.points, store, work)), flush=True)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    server = None
+    if args.s3:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from s3server import S3Server
+
+        server = S3Server().start()
+        server.make_bucket("bench")
+        ENV.update(server.env())
+    try:
+        for hosts in (int(h) for h in args.hosts.split(",")):
+            work = Path(tempfile.mkdtemp(prefix="logbook-hosts-"))
+            store = f"s3://bench/hosts-{hosts}" if server else str(work / "store")
+            try:
+                print(json.dumps(one(hosts, args.points, store, work, server)), flush=True)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":
