@@ -9,8 +9,9 @@ after a fault, or a part downloaded once, is never wrong.
 The client is pyarrow's filesystems (already a dependency): its S3 support is the AWS C++ SDK,
 which takes the usual credentials and settings (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN, AWS_PROFILE and ~/.aws, AWS_REGION, AWS_ENDPOINT_URL(_S3), instance roles);
-`gs://` goes to its GcsFileSystem and `az://container/prefix` to its AzureFileSystem (the account
-from AZURE_STORAGE_ACCOUNT_NAME); only s3:// is tested. See benchmarks/s3_client_bench.py.
+`gs://` goes to its GcsFileSystem and `az://container/prefix` to its AzureFileSystem, each
+configured from its own cloud's variables (`cloud_clients`). All three are tested against real
+servers (moto, gcp-storage-emulator, Azurite). See benchmarks/s3_client_bench.py.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logbook.errors import ConfigError, LogbookError, StoreCorrupt
-from logbook.store import layout
+from logbook.store import cloud_clients, layout
 
 if TYPE_CHECKING:
     from pyarrow import fs as pafs
@@ -69,7 +70,7 @@ def check_url(url: str) -> str:
     if scheme not in SCHEMES:
         raise ConfigError(
             f"{url}: logbook cannot store to {scheme}:// URLs",
-            hint="use s3://bucket/prefix (gs:// and az:// are supported untested), or a folder",
+            hint="use s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or a folder",
         )
     if not rest or rest.startswith("/"):
         raise ConfigError(f"{url}: no bucket named", hint=f"write {scheme}://bucket/prefix")
@@ -206,10 +207,12 @@ class Remote:
             pass
 
     def unreachable(self, error: BaseException) -> StoreUnreachable:
+        if isinstance(error, LogbookError):  # our own words (no account named, say): as they are
+            return StoreUnreachable(f"the store {self.url}: {error.message}", hint=error.hint)
+        scheme = self.url.split("://", 1)[0]
         return StoreUnreachable(
             f"cannot reach the store {self.url}: {describe(error)}",
-            hint="check the network, the endpoint (AWS_ENDPOINT_URL) and the credentials "
-            "(AWS_ACCESS_KEY_ID, AWS_PROFILE)",
+            hint=f"check the network, {cloud_clients.SETTINGS.get(scheme, 'the endpoint')}",
         )
 
 
@@ -250,12 +253,9 @@ def _filesystem(url: str, retries: int) -> tuple[pafs.FileSystem, str]:
         except TypeError:  # a pyarrow before allow_delayed_open
             options.pop("allow_delayed_open")
             return pafs.S3FileSystem(**options), rest
-    if scheme == "gs":  # untested
-        return pafs.GcsFileSystem(retry_time_limit=REQUEST_TIMEOUT_S), rest
-    account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME")  # az://container/prefix, untested
-    if not account:
-        raise ConfigError(f"{url}: set AZURE_STORAGE_ACCOUNT_NAME to the storage account")
-    return pafs.AzureFileSystem(account_name=account), rest
+    if scheme == "gs":
+        return cloud_clients.gcs(REQUEST_TIMEOUT_S), rest
+    return cloud_clients.azure(), rest  # az://container/prefix
 
 
 # reading ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cloudservers import Emulator, cloud  # noqa: F401 (the fixture)
 from helpers import logbook_cmd
 from s3server import S3Server, s3  # noqa: F401 (the fixture)
 
@@ -341,3 +342,40 @@ def test_the_ledger_reads_only_what_was_added_and_stays_small(tmp_path: Path) ->
     one.reload()
     assert one.sent["metrics/run=gpt/m.parquet"] == (3, 2)
     assert one.sent["_journal/run=gpt/j.jsonl"] == (1599, 1499)
+
+
+# gs:// and az://, against real emulators of each (tests/cloudservers.py) -----------------------
+
+
+def test_gs_and_az_stores_take_a_run_a_second_host_and_a_push(
+    cloud: Emulator,  # noqa: F811
+    trainer: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"{cloud.scheme}://logs/team/gpt"
+    done = _run(trainer, "--store", url, steps=6, code=3)
+    assert done.returncode == 3 and done.stdout == _expected_output(6)
+    assert "arning" not in done.stderr, done.stderr
+    monkeypatch.setenv("LOGBOOK_SPOOL", str(tmp_path / "other-host"))  # another host, empty spool
+    assert _run(trainer, "--store", url).returncode == 0
+    out = _cli(
+        "query",
+        "select label, status from attempts order by label",
+        "--store",
+        url,
+        "--format",
+        "csv",
+    )
+    assert out.stdout.splitlines()[1:] == ["1.00,crashed", "1.01,completed"]
+    assert _count("select count(*) from metrics where name = 'loss'", url) == 11
+    # the raw logs went up too: a reader with an empty cache sees them listed in the bucket
+    listed = remote.Remote(url).list()
+    assert sum(rel.endswith("/stdout.log") for rel in listed) == 2
+    # a local store pushed twice: the second sends nothing, and the bucket reads as the folder
+    local = tmp_path / "local"
+    assert _run(trainer, "--store", str(local)).returncode == 0
+    archive = f"{cloud.scheme}://logs/archive"
+    assert ": 0 file(s) uploaded" not in _cli("push", "--store", str(local), "--to", archive).stderr
+    assert ": 0 file(s) uploaded" in _cli("push", "--store", str(local), "--to", archive).stderr
+    assert _count("select count(*) from metrics", archive) == 5
