@@ -39,8 +39,9 @@ ev as (
     select attempt_id, max(time) as t from events
     where kind <> 'note' and attempt_id in (select attempt_id from o) group by attempt_id
 ),
-mt as (
-    select attempt_id, max(time) as t from metrics
+mt as (  -- any point is evidence, a printed copy of an API point too: all_metrics, not the
+         -- metrics view, whose anti-joins over every point cost seconds on a large run
+    select attempt_id, max(time) as t from all_metrics
     where attempt_id in (select attempt_id from o) group by attempt_id
 ),
 stepped as (  -- runs in which the recorder saw steps: there, no step means start-up
