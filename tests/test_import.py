@@ -388,7 +388,7 @@ def test_the_opt_example_reads_like_a_recorded_run(invoke, run_logbook, store_pa
         ("11.00", None, "crashed", "communication"),
         ("11.01", "11.00", "crashed", "gpu_hardware"),
         ("11.02", "11.01", "crashed", "numerical"),
-        ("12.00", "11.02", "hung", "hang"),
+        ("12.00", "11.02", "hung", "hung"),  # one word for it in every report
         ("12.01", "12.00", "preempted", None),
         ("12.02", "12.01", "crashed", "communication"),
         ("12.03", "12.02", "completed", None),

@@ -60,9 +60,9 @@ def gather(
         rec.sections["run"] = _one(con, "select * from runs where run = $run", run) or {}
         attempts = _rows(
             con,
-            """
+            f"""
             select a.*, l.lost_steps, l.lost_work_s, i.downtime_s, i.time_lost_s,
-                   coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
+                   {query.ATTEMPT_CLASS} as class,
                    h.hosts, g.gpu_model
             from attempts a left join incidents i using (attempt_id)
             left join lost_work l using (attempt_id)  -- one definition (query/lost_work.py)

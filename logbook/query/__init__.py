@@ -115,6 +115,10 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
 
 
 FAILURES = lineages.FAILURES
+# An ended attempt's class as every report names it: the crash class, else "hung" for an attempt
+# the hang watch stopped (the status's word, as `incidents` and `goodput` say it; the event is
+# `hang`). One expression, so `show`, `incidents`, `goodput` and the chronicle agree (#16).
+ATTEMPT_CLASS = "coalesce(a.crash_class, case when a.status = 'hung' then 'hung' end)"
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
     gpu_count.HOSTS_VIEW,
@@ -418,9 +422,9 @@ def show_run(store: Store, run: str) -> pa.Table:
     store.check_run(run)
     return run_sql(
         store,
-        """
+        f"""
         select a.label, a.lineage, a.parent_label as parent, a.status,
-               coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
+               {ATTEMPT_CLASS} as class,
                coalesce(cast(a.exit_code as varchar), a.signal_name) as exit,
                round(a.wall_s, 1) as duration_s,
                a.resumed_from_step as resumed_from,
