@@ -68,7 +68,7 @@ def gather(
             left join lost_work l using (attempt_id)  -- one definition (query/lost_work.py)
             -- hosts and GPU model as measured or declared (query/gpu_count.py)
             left join attempt_hosts h using (attempt_id)
-            left join (select attempt_id, string_agg(distinct gpu_name, ', ') as gpu_model
+            left join (select attempt_id, string_agg(distinct gpu_name, ', ' order by gpu_name) as gpu_model
                        from launch_gpus group by attempt_id) g using (attempt_id)
             where a.run = $run order by a.start_time, a.label
             """,

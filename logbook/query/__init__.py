@@ -521,17 +521,17 @@ def incidents_by_class(store: Store, run: str) -> pa.Table:
              by_class as (
                  select class, count(*) as count, {sums()}, {floors()},
                         bool_or(status in ({failures})) as is_failure,
-                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
+                        string_agg(label || ': ' || unknown, '; ' order by time, label) as unknown
                  from i group by class),
              failed as (
                  select count(*) as count, {sums()}, {floors()},
-                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
+                        string_agg(label || ': ' || unknown, '; ' order by time, label) as unknown
                  from i where class in (select class from by_class where is_failure)),
              lin as (select lineage, started, mtbf_s, failures, counted_s from lineages
                      where run = $run and (select count(*) from lineages where run = $run) > 1),
              by_lineage as (
                  select lineage, count(*) as count, {sums()}, {floors()},
-                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
+                        string_agg(label || ': ' || unknown, '; ' order by time, label) as unknown
                  from i where status in ({failures}) group by lineage),
              rows as (
                  select class, count, lost_steps, time_lost_s, hung_s, downtime_s,
