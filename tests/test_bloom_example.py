@@ -228,7 +228,7 @@ def test_the_chronicle_answers_the_reader(bloom: dict[str, Any]) -> None:
     assert "None" not in page and "nan" not in page.lower().split()
     overview = section(page, "Overview")
     assert re.search(r"\| attempts +\| 21 \(20 restarts\) +\|", overview)
-    assert re.search(r"\| failures +\| 5: 4 hang, 1 gpu\\_hardware +\|", overview)
+    assert re.search(r"\| failures +\| 5: 4 hung, 1 gpu\\_hardware +\|", overview)
     for item in ("GPU-hours", "energy", "money"):
         assert re.search(rf"\| {item} +\| unknown", overview), item
     lineage = section(page, "Lineage")
@@ -246,7 +246,7 @@ def test_the_chronicle_answers_the_reader(bloom: dict[str, Any]) -> None:
     decisions = section(page, "Decisions")
     assert decisions.count("| software ") == 11 and decisions.count("| hardware ") == 2
     restarts = (bloom["out"] / "img" / "restarts.svg").read_text(encoding="utf-8")
-    for cause in ("interrupted (10)", "ended (4)", "hang (4)", "gpu_hardware (1)", "preempted (1)"):
+    for cause in ("interrupted (10)", "ended (4)", "hung (4)", "gpu_hardware (1)", "preempted (1)"):
         assert cause in restarts, cause
 
 

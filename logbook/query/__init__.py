@@ -122,6 +122,7 @@ ATTEMPT_CLASS = "coalesce(a.crash_class, case when a.status = 'hung' then 'hung'
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
     gpu_count.HOSTS_VIEW,
+    gpu_count.ATTEMPT_GPUS_VIEW,
     lineages.ATTEMPT_LINEAGE_VIEW,
     attempt_time.VIEW,
     lineages.VIEW,
@@ -213,12 +214,11 @@ _DERIVED_VIEWS = (
                as checkpoint_s
         from events where kind = 'checkpoint' group by attempt_id
     ),
-    g as (  -- summed over the hosts of a launch over several
-        select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
-    ),
+    g as (select attempt_id, gpus, gpus_basis from attempt_gpus),  -- query/gpu_count.py
     s1 as (
         -- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
         select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, g.gpus,
+               coalesce(g.gpus_basis, 'unknown: no GPU count on record') as gpus_basis,
                p.counted_s as wall,
                -- the time an earlier attempt covered comes off the start (least() and greatest()
                -- skip nulls: unknown stays unknown only through the case)
@@ -250,7 +250,7 @@ _DERIVED_VIEWS = (
                        when wall is not null then 0 end as checkpoint_part
         from s4
     )
-    select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
+    select run, label, attempt_id, status, start_time, gpus, gpus_basis, wall as wall_s,
            -- time not split is filed under unknown, not productive; of an attempt whose own
            -- time is unknown (known only to a day or range), every part is unknown (#16)
            case when split_known and lost_known then rest - lost_part - checkpoint_part
