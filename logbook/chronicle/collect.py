@@ -135,6 +135,15 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
     # (a run of notes alone has neither attempts nor counts: no table)
     causes = incidents_by_cause(store, run).to_pylist() if run in store.run_names() else []
     rec.sections["causes"] = causes if causes and causes[-1]["count"] else []
+    # Interruptions a history counts without detailing them ("~90 restarts", #16): beside the
+    # attempts in the overview, never among them (they have no times to count with).
+    counted = query.run_sql(
+        store,
+        "select sum(count) as n, coalesce(bool_or(count_approx), false) as approx "
+        "from interruptions where run = ?",
+        [run],
+    ).to_pylist()
+    rec.sections["uncounted"] = counted[0] if counted and counted[0]["n"] else {}
     if not rec.sections["incidents"] and rec.sections["attempts"]:
         rec.missing["incidents"] = "No failures: every attempt completed, or is still running."
     if not rec.sections["datamix"]:

@@ -35,7 +35,8 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
     share_pct (of the run's unexpected interruptions), hours_lost (with some of the line's unknown:
     the known ones' sum as a floor, named in `at_least`, where above 0; else null), automatic, manual, handled_unknown, planned_unknown, effective_training_pct (total
     line only: goodput's productive share of the run's time; null when part of the time cannot
-    be split, or the run has no times), at_least.
+    be split, or the run has no times), at_least, count_approx (a count the history gives as
+    approximate, "~90", is part of it).
 
     Raises:
         NoSuchRun: the store has no such run.
@@ -59,7 +60,8 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
         each as (
             -- attempts recorded before attempts v4 have no component: their rule's, as now
             select coalesce(i.component, r1.component, r2.component, r3.component, r4.component)
-                       as component, planned, handled, 1::bigint as n, time_lost_s
+                       as component, planned, handled, 1::bigint as n, time_lost_s,
+                   false as approx
             from incidents i
                  left join rules r1 on r1.key = 'rule:' || i.rule
                  left join rules r2 on r2.key = i.status || ':' || i.rule
@@ -67,11 +69,12 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
                  left join rules r4 on r4.key = i.status
             where run = $run
             union all
-            select component, planned, handled, count, lost_h_stated * 3600
+            select component, planned, handled, count, lost_h_stated * 3600,
+                   coalesce(count_approx, false)
             from interruptions where run = $run
         ),
         by_cause as (
-            select component, sum(n) as count,
+            select component, sum(n) as count, bool_or(approx) as count_approx,
                    coalesce(sum(n) filter (where planned), 0) as planned,
                    coalesce(sum(n) filter (where not planned), 0) as unexpected,
                    {_HOURS_LOST},
@@ -101,7 +104,7 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
                    b.planned, b.unexpected,
                    round(100 * b.unexpected / (select n from all_unexpected), 1) as share_pct,
                    b.hours_lost, b.automatic, b.manual, b.handled_unknown, b.planned_unknown,
-                   null::double as effective_training_pct, b.at_least
+                   null::double as effective_training_pct, b.at_least, b.count_approx
             from by_cause b left join (values {causes}) d(component, cause) using (component)
             union all
             select 1, 'total', 'all interruptions', coalesce(sum(count), 0), coalesce(sum(planned), 0),
@@ -110,7 +113,8 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
                    (select {_HOURS_LOST_BARE} from each),
                    coalesce(sum(automatic), 0), coalesce(sum(manual), 0),
                    coalesce(sum(handled_unknown), 0), coalesce(sum(planned_unknown), 0),
-                   (select pct from effective), (select {_FLOOR} from each)
+                   (select pct from effective), (select {_FLOOR} from each),
+                   coalesce(bool_or(count_approx), false)
             from by_cause
         )
         select * exclude (part) from lines
