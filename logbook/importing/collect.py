@@ -262,8 +262,7 @@ class Collector:
             if "old" not in data and (run, key) in self._settings:
                 data["old"] = self._settings[(run, key)]
             old = data.get("old")
-            number = isinstance(old, (int, float)) and not isinstance(old, bool)
-            if "new" not in data and number:
+            if "new" not in data and isinstance(old, (int, float)) and not isinstance(old, bool):
                 data["new"] = float(f"{old * factor:.12g}")  # no float noise (1.2e-4 × 0.9)
         if key is not None and data.get("new") is not None:
             self._settings[(run, key)] = data["new"]
