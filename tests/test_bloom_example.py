@@ -228,7 +228,7 @@ def test_the_chronicle_answers_the_reader(bloom: dict[str, Any]) -> None:
     assert "None" not in page and "nan" not in page.lower().split()
     overview = section(page, "Overview")
     assert re.search(r"\| attempts +\| 21 \(20 restarts\) +\|", overview)
-    assert re.search(r"\| failures +\| 5: 4 hang, 1 gpu\\_hardware +\|", overview)
+    assert re.search(r"\| failures +\| 5: 4 hung, 1 gpu\\_hardware +\|", overview)
     for item in ("GPU-hours", "energy", "money"):
         assert re.search(rf"\| {item} +\| unknown", overview), item
     lineage = section(page, "Lineage")
@@ -246,7 +246,7 @@ def test_the_chronicle_answers_the_reader(bloom: dict[str, Any]) -> None:
     decisions = section(page, "Decisions")
     assert decisions.count("| software ") == 11 and decisions.count("| hardware ") == 2
     restarts = (bloom["out"] / "img" / "restarts.svg").read_text(encoding="utf-8")
-    for cause in ("interrupted (10)", "ended (4)", "hang (4)", "gpu_hardware (1)", "preempted (1)"):
+    for cause in ("interrupted (10)", "ended (4)", "hung (4)", "gpu_hardware (1)", "preempted (1)"):
         assert cause in restarts, cause
 
 
@@ -284,6 +284,10 @@ def test_incident_totals_keep_unknown_downtime_unknown(bloom: dict[str, Any]) ->
     # "restarted by hand": an imported restart says nothing of who relaunched, never automatic
     total = cli_json(bloom, "incidents", RUN, "--by", "cause")[-1]
     assert (total["automatic"], total["manual"], total["handled_unknown"]) == (0, 0, 20)
+    # by cause as by class: the hours stated for some are a floor, the rest never summed as 0
+    assert (total["hours_lost"], total["at_least"]) == (pytest.approx(42.3), "hours_lost")
+    assert re.search(r"^\| total +\| all interruptions +\| 20 .*\| at least 42\.3 +\|",
+                     section(bloom["page"], "Incidents"), re.M)  # fmt: skip
     # main.19 and main.20 both start in one range: the latest is the one the notes end with
     assert cli_json(bloom, "runs")[0]["latest_status"] == "running"
     # The hours lost the notes state for 3 of the 4 hangs (18 h, 6 h, ~11 h), as a floor.

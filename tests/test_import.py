@@ -388,7 +388,7 @@ def test_the_opt_example_reads_like_a_recorded_run(invoke, run_logbook, store_pa
         ("11.00", None, "crashed", "communication"),
         ("11.01", "11.00", "crashed", "gpu_hardware"),
         ("11.02", "11.01", "crashed", "numerical"),
-        ("12.00", "11.02", "hung", "hang"),
+        ("12.00", "11.02", "hung", "hung"),  # one word for it in every report
         ("12.01", "12.00", "preempted", None),
         ("12.02", "12.01", "crashed", "communication"),
         ("12.03", "12.02", "completed", None),
@@ -708,3 +708,69 @@ def test_hours_lost_as_stated_come_before_a_worked_out_figure(  # type: ignore[n
     assert each["1.00"]["time_lost_basis"] == "stated by the imported history"
     # no hours stated and no step times: not known, so no basis either (#16)
     assert each["1.01"]["time_lost_s"] is None and each["1.01"]["time_lost_basis"] is None
+
+
+# What hand-kept histories hold that the format lacked (#16): launch settings as an attempt's
+# config, a change relative to the value before, and restarts counted but not detailed.
+GAPS = [
+    {"type": "attempt", "label": "11.00", "start": "2021-11-01T00:00:00Z",
+     "end": "2021-11-01T10:00:00Z", "status": "crashed", "resumed_from": 0, "last_step": 1000,
+     "config": {"params": "175B", "tokens_per_step": 2000000, "optim": {"lr": 1.2e-4},
+                "wandb_api_key": "abc123abc123abc123"}},
+    {"type": "event", "time": "2021-11-01T01:00:00Z", "kind": "hparam_change", "key": "lr",
+     "old": 1.2e-4, "new": 1e-4},
+    {"type": "event", "time": "2021-11-01T02:00:00Z", "kind": "hparam_change", "key": "lr",
+     "change": "-10%", "message": "LR lowered by 10 %"},
+    {"type": "event", "time": "2021-11-01T03:00:00Z", "kind": "hparam_change", "key": "lr",
+     "change": "halved"},
+    {"type": "event", "time": "2021-11-01T04:00:00Z", "kind": "hparam_change", "key": "clip",
+     "change": "×0.5"},
+    {"type": "interruptions", "count": "~90", "attempt": "11.00", "time": "2021-11-02/2021-11-09",
+     "reason": "restarts on bad nodes", "planned": False},
+]  # fmt: skip
+
+
+def test_settings_relative_changes_and_restarts_not_detailed(  # type: ignore[no-untyped-def]
+    invoke, sql, tmp_path: Path, store_path: Path
+) -> None:
+    do_import(invoke, store_path, write_jsonl(tmp_path / "h.jsonl", GAPS), "--run", "g")
+    config = sql("select name, value from snapshots where kind = 'config' order by name")
+    assert [(c["name"], c["value"]) for c in config] == [
+        ("optim.lr", "0.00012"), ("params", '"175B"'), ("tokens_per_step", "2000000"),
+        ("wandb_api_key", "***"),
+    ]  # fmt: skip
+    [cost] = json.loads(
+        invoke(["cost", "g", "--store", str(store_path), "--format", "json"]).stdout
+    )[:1]
+    assert cost["flops"] == pytest.approx(6 * 175e9 * 1000 * 2e6)  # from the declared config
+    changes = sql("select message, data from events where kind = 'hparam_change' order by time")
+    data = [json.loads(c["data"]) for c in changes]
+    assert [(d.get("old"), d.get("new"), d.get("factor")) for d in data] == [
+        (1.2e-4, 1e-4, None), (1e-4, 9e-5, 0.9), (9e-5, 4.5e-5, 0.5), (None, None, 0.5),
+    ]  # fmt: skip
+    assert [c["message"] for c in changes[2:]] == ["lr: 9e-05 -> 4.5e-05 (halved)", "clip ×0.5"]
+    [counted] = sql(
+        "select i.count, i.count_approx, a.label, i.time_precision from interruptions i "
+        "join attempts a using (attempt_id)"
+    )
+    assert counted == {
+        "count": 90,
+        "count_approx": True,
+        "label": "11.00",
+        "time_precision": "range",
+    }
+    by_cause = json.loads(
+        invoke(
+            ["incidents", "g", "--by", "cause", "--store", str(store_path), "--format", "json"]
+        ).stdout
+    )
+    assert (by_cause[-1]["count"], by_cause[-1]["count_approx"]) == (91, True)  # 90 + the crash
+    bad = write_jsonl(tmp_path / "bad.jsonl", [
+        {**GAPS[0], "config": [1]},
+        {**GAPS[1], "change": "a lot"},
+        {**GAPS[-1], "count": "80-100"},
+    ])  # fmt: skip
+    err = do_import(invoke, store_path, bad, "--run", "b", code=1).stderr
+    assert "line 1: config is not a JSON object" in err
+    assert "line 2: change 'a lot' is not a relative change" in err
+    assert "line 3: count '80-100' is a range" in err

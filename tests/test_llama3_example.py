@@ -115,7 +115,7 @@ def test_the_chronicle_has_the_table(store_path: Path, tmp_path: Path, invoke) -
             if line.startswith("| ")]  # fmt: skip
     by = {r[0]: r for r in rows if len(r) == 11}
     assert by["gpu"][2:6] == ["148", "0", "148", "35.3 %"]
-    assert by["hbm"][5] == "17.2 %" and by["hbm"][6] == ""  # hours lost: not known
+    assert by["hbm"][5] == "17.2 %" and by["hbm"][6] == "unknown"  # hours lost: not known
     assert by["total"][2:5] == ["466", "47", "419"] and by["total"][9] == "466"
     html = (site / "index.html").read_text()
     assert (

@@ -6,6 +6,7 @@ Apache Thrift writes (the caller checks that before trusting a rewrite).
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +56,7 @@ class Container:
     items: list[Any]
 
 
-def loads(buf: bytes | memoryview, pos: int = 0) -> tuple[Struct, int]:
+def loads(buf: bytes | memoryview | mmap.mmap, pos: int = 0) -> tuple[Struct, int]:
     """The struct at `pos` of `buf`, and the position just after it."""
     reader = _Reader(memoryview(buf), pos)
     try:

@@ -60,15 +60,15 @@ def gather(
         rec.sections["run"] = _one(con, "select * from runs where run = $run", run) or {}
         attempts = _rows(
             con,
-            """
+            f"""
             select a.*, l.lost_steps, l.lost_work_s, i.downtime_s, i.time_lost_s,
-                   coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
+                   {query.ATTEMPT_CLASS} as class,
                    h.hosts, g.gpu_model
             from attempts a left join incidents i using (attempt_id)
             left join lost_work l using (attempt_id)  -- one definition (query/lost_work.py)
             -- hosts and GPU model as measured or declared (query/gpu_count.py)
             left join attempt_hosts h using (attempt_id)
-            left join (select attempt_id, string_agg(distinct gpu_name, ', ') as gpu_model
+            left join (select attempt_id, string_agg(distinct gpu_name, ', ' order by gpu_name) as gpu_model
                        from launch_gpus group by attempt_id) g using (attempt_id)
             where a.run = $run order by a.start_time, a.label
             """,
@@ -135,6 +135,15 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
     # (a run of notes alone has neither attempts nor counts: no table)
     causes = incidents_by_cause(store, run).to_pylist() if run in store.run_names() else []
     rec.sections["causes"] = causes if causes and causes[-1]["count"] else []
+    # Interruptions a history counts without detailing them ("~90 restarts", #16): beside the
+    # attempts in the overview, never among them (they have no times to count with).
+    counted = query.run_sql(
+        store,
+        "select sum(count) as n, coalesce(bool_or(count_approx), false) as approx "
+        "from interruptions where run = ?",
+        [run],
+    ).to_pylist()
+    rec.sections["uncounted"] = counted[0] if counted and counted[0]["n"] else {}
     if not rec.sections["incidents"] and rec.sections["attempts"]:
         rec.missing["incidents"] = "No failures: every attempt completed, or is still running."
     if not rec.sections["datamix"]:

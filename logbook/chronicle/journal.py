@@ -134,10 +134,10 @@ def _start(a: dict[str, Any]) -> dict[str, Any]:
 def _end(a: dict[str, Any], told: list[str]) -> dict[str, Any]:
     status = a["status"]
     text = f"attempt {a['label']} {status}"
-    if a["class"] and a["class"] not in (status, "hang"):
+    if a["class"] and a["class"] != status:
         text += f" ({a['class']})"
     # The summary and the ending events often open with the status or class ("hung: ...").
-    prefixes = tuple(f"{p}: " for p in (status, a["class"], "hung") if p)
+    prefixes = tuple(f"{p}: " for p in (status, a["class"]) if p)
     said: list[str] = []
     for more in [a["summary"] or "", *told]:
         more = _without_prefix(more, prefixes)

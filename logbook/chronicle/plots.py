@@ -435,7 +435,8 @@ def _bucket(points: Sequence[Point], max_points: int) -> list[Point]:
 
 def _attempt_tip(a: dict[str, Any]) -> str:
     """One attempt, as hovering over its bar says it: label, end, times and steps."""
-    how = a["status"] + (f" ({a['crash_class']})" if a.get("crash_class") else "")
+    crash_class = a.get("crash_class")
+    how = a["status"] + (f" ({crash_class})" if crash_class and crash_class != a["status"] else "")
     end = f"{a['end']:%Y-%m-%d %H:%M} UTC" if a["end"] else "still running"
     steps = f", steps {a['first_step']:,}–{a['last_step']:,}" if a.get("first_step") is not None and a["last_step"] is not None else ""  # fmt: skip
     return f"{a['label']}: {how}, {a['start']:%Y-%m-%d %H:%M} UTC to {end}{steps}"

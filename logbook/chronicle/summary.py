@@ -30,6 +30,7 @@ def overview(s: dict[str, Any]) -> dict[str, Any]:
         # within a lineage: the first attempt of a new one is a decision (query/lineages.py)
         "restarts": sum(line["restarts"] for line in s["lineages"]),
         "lineages": s["lineages"],
+        "uncounted": s.get("uncounted") or {},
         "failures": sum(causes.values()),
         "causes": causes.most_common(),
         "status": attempts[-1]["status"] if attempts else None,

@@ -137,7 +137,7 @@ def _over_hosts(col: str) -> str:
         when count(distinct {col}) = 1
             then printf('%s: %d hosts, each: %s', {kind}, count(*), {basis.without_kind(f"any_value({col})")})
         else {kind} || ': ' || string_agg(coalesce(nullif(hk, ''), 'host not recorded') || ': ' || {col},
-                                         '; ' order by hk) end"""
+                                         '; ' order by hk, {col}) end"""
 
 
 def _sum_if_known(col: str) -> str:
@@ -271,7 +271,7 @@ def _summed(col: str, what: str) -> str:
     known = f"count({col})"
     return f"""case when bool_and({col} is not null)
             then {basis.weakest_over(f"basis.{col}")} || ': sum over the attempts'
-        else 'unknown: ' || string_agg(label, ', ' order by start_time) filter (where {col} is null)
+        else 'unknown: ' || string_agg(label, ', ' order by start_time, label) filter (where {col} is null)
              || ' without {what}'
              || case when {known} > 0 then printf('; at least %.6g over the %d of %d attempts known',
                                                   sum({col}), {known}, count(*)) else '' end
@@ -289,7 +289,7 @@ def _over_steps_seen(col: str, kind: str) -> str:
 _REACHED = """coalesce(printf('declared: at the furthest step, %d (attempt %s)', max(last_step),
                                 arg_max(label, last_step)), 'unknown: no training step seen')"""
 _SUMS = {
-    "hours": "",
+    "hours": "a known wall time",
     "gpu_h": "GPU-hours",
     "cost_usd": "a price or GPU-hours",
     "gpu_kwh": "GPU energy",
@@ -379,11 +379,14 @@ def basis_notes(report: pa.Table) -> list[str]:
     merged: dict[tuple[tuple[str, str], ...], list[str]] = {}
     for figure in FIGURES:
         groups: dict[str, list[str]] = {}
-        for r in attempts:
+        for r in attempts:  # in the report's order: by start, then label
             groups.setdefault(r["basis"][figure], []).append(r["attempt"])
+        # The strongest kind first (measured, declared, estimated, unknown), then by the first
+        # attempt each applies to: the same notes in the same order on every build (#16).
+        ordered = sorted(groups.items(), key=lambda g: _kind_rank(g[0]))  # stable: ties keep order
         key = tuple(
             ("all attempts" if len(groups) == 1 and len(attempts) > 1 else _labels(labels), text)
-            for text, labels in groups.items()
+            for text, labels in ordered
         )
         if total is not None and total["basis"][figure].startswith("unknown"):
             key += (("total", total["basis"][figure]),)
@@ -393,6 +396,12 @@ def basis_notes(report: pa.Table) -> list[str]:
         for key, figures in merged.items()
         for who, text in key
     ]
+
+
+def _kind_rank(text: str) -> int:
+    """Where the kind a basis text starts with stands in basis.KINDS; anything else last."""
+    kind = text.split(":", 1)[0]
+    return basis.KINDS.index(kind) if kind in basis.KINDS else len(basis.KINDS)
 
 
 def _labels(labels: list[str], most: int = 6) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from logbook.importing.fields import (
     parse_time,
     parse_when,
     redact_value,
+    relative_factor,
 )
 from logbook.importing.read import Bad
 from logbook.record.events import SEVERITIES, parse_fields
@@ -61,6 +63,7 @@ _NOTE_FIELDS = {"text", "tags"} | _EVENT_FIELDS - {"kind"}
 _METRIC_FIELDS = {"type", "run", "time", "step", "name", "value", "metrics", "attempt"}
 _INTERRUPTION_FIELDS = {
     "type", "run", "count", "component", "planned", "handled", "hours_lost", "reason", "source",
+    "attempt", "time",
 }  # fmt: skip
 
 
@@ -96,6 +99,7 @@ class Collector:
         self._canonical = canonical_name
         self._names: dict[str, str] = {}
         self._converters = attempt_converters()
+        self._settings: dict[tuple[str, Any], Any] = {}  # (run, key) -> the last change's new value
         self._points: list[tuple[Any, ...]] = []  # metric rows not yet moved into DuckDB
         con.execute(
             "create table m_new (run varchar, time timestamptz, step bigint, name varchar, "
@@ -148,6 +152,10 @@ class Collector:
     def _attempt(self, line: int, run: str, row: dict[str, Any]) -> None:
         label = self._label(run, row)
         try:
+            config = row.get("config")
+            if config is not None:  # launch settings: kept as `logbook run` keeps a --config
+                row = {k: v for k, v in row.items() if k != "config"}
+                self._config(line, run, label, config)
             fields = self._attempt_fields(row)
         except Bad:
             # Known by label all the same: rows naming it are not also reported as naming none.
@@ -155,6 +163,23 @@ class Collector:
             raise
         self.attempts.setdefault((run, label), {}).update(fields)
         self.attempt_lines.setdefault((run, label), []).append(line)
+
+    def _config(self, line: int, run: str, label: str, config: Any) -> None:
+        """An attempt's launch settings (`config`, #16): snapshot rows of kind config, flattened
+        and redacted as `logbook run --config` writes them, which cost reads (params,
+        tokens_per_step) and `logbook diff` compares."""
+        from logbook.record.hparams import flatten
+        from logbook.record.redact import redact_value as redact_setting
+
+        settings = flatten(parse_object(config, "config"))
+        if not settings:
+            raise Bad("config is empty")
+        for name, value in settings.items():
+            shown, _ = redact_setting(name, json.dumps(value, default=str))
+            self.stated.append(
+                {"line": line, "run": run, "label": label, "kind": "config", "name": name,
+                 "value": shown}
+            )  # fmt: skip
 
     def _label(self, run: str, row: dict[str, Any]) -> str:
         if row.get("label") is not None:
@@ -219,7 +244,28 @@ class Collector:
                 f"kind {kind!r} is not allowed (letters, digits, _ and -)" if kind else "no kind"
             )
         data = self._data(row, _EVENT_FIELDS)
-        self._keep(line, run, row, kind, row.get("message"), data)
+        message = row.get("message")
+        if kind == "hparam_change":
+            self._setting_change(run, data)
+            if message is None and "change" in data and data.get("key") is not None:
+                message = _change_words(data)
+        self._keep(line, run, row, kind, message, data)
+
+    def _setting_change(self, run: str, data: dict[str, Any]) -> None:
+        """A change given relative to the value before (`change`: ×0.5, /2, -10%, halved; #16):
+        `factor` kept beside it, and the new value worked out from the old one (given, else the
+        `new` of the file's last change of that key in the run), never guessed without one."""
+        key = data.get("key")
+        if "change" in data:
+            factor = relative_factor(data["change"])
+            data["factor"] = factor
+            if "old" not in data and (run, key) in self._settings:
+                data["old"] = self._settings[(run, key)]
+            old = data.get("old")
+            if "new" not in data and isinstance(old, (int, float)) and not isinstance(old, bool):
+                data["new"] = float(f"{old * factor:.12g}")  # no float noise (1.2e-4 × 0.9)
+        if key is not None and data.get("new") is not None:
+            self._settings[(run, key)] = data["new"]
 
     def _hardware(self, line: int, run: str, row: dict[str, Any]) -> None:
         """Hardware a source declares, from its time on (or for the attempt it names): hosts, GPUs
@@ -265,11 +311,26 @@ class Collector:
             raise Bad(f"interruptions rows have no field {extra[0]!r} (see schemas/import.md)")
         if row.get("count") is None:
             raise Bad("an interruptions row needs a count")
-        count = parse_int(row["count"], "count")
+        # "~90 restarts": attempts a history says happened without detailing them (#16)
+        given = parse_step(row["count"], "count")
+        if given.until is not None:
+            raise Bad(f"count {row['count']!r} is a range: give one number, approximate (~90)")
+        count = given.step
         if count < 1:
             raise Bad(f"count {count} is not at least 1")
         convert = self._converters
         fields: dict[str, Any] = {"count": count}
+        # Keys only where given: a row's identity is its content (plan.py), as before version 2.
+        if given.approx:
+            fields["count_approx"] = True
+        label = self._attempt_ref(line, run, row)
+        if label is not None:
+            fields["label"] = label  # the attempt they happened in or around: its id in plan.py
+        if row.get("time") is not None:
+            when = parse_when(row["time"])
+            fields["time"] = when.time
+            if when.precision is not None:
+                fields["time_precision"], fields["time_until"] = when.precision, when.until
         for key, column in (
             ("component", "component"),
             ("planned", "planned"),
@@ -443,6 +504,13 @@ def _signal(value: Any) -> dict[str, Any]:
             raise Bad(f"signal {value!r} is not a signal name (e.g. SIGKILL)") from None
     number = parse_int(value, "signal")
     return {"signal": number, "signal_name": signal_name(number)}
+
+
+def _change_words(data: dict[str, Any]) -> str:
+    """'lr: 0.0001 -> 5e-05 (halved)', or 'lr halved' where the value before is not known."""
+    if data.get("new") is None:
+        return f"{data['key']} {data['change']}"
+    return f"{data['key']}: {data.get('old')} -> {data['new']} ({data['change']})"
 
 
 def _hardware_words(declared: dict[str, Any]) -> str:

@@ -275,3 +275,44 @@ def attempt_converters() -> dict[str, Callable[[Any], Any]]:
     out["command"] = _command
     out["evidence"] = lambda v: v if isinstance(v, str) else json.dumps(v, default=str)
     return out
+
+
+# A change relative to the value before, as hand-kept logs write it (#16).
+_WORDS = {"halved": 0.5, "doubled": 2.0, "tripled": 3.0, "quartered": 0.25}
+_TIMES = re.compile(r"^\s*[×x*]\s*([0-9.]+(?:e[+-]?\d+)?)\s*$", re.I)
+_OVER = re.compile(r"^\s*[/÷]\s*([0-9.]+(?:e[+-]?\d+)?)\s*$", re.I)
+_PERCENT = re.compile(r"^\s*([+\-−])\s*([0-9.]+)\s*%\s*$")
+
+
+def relative_factor(value: Any) -> float:
+    """The factor of a relative change: ×0.5, x0.5, *0.5, /2, -10%, +25%, halved, doubled.
+
+    Raises:
+        Bad: not one of those.
+    """
+    text = value.strip().lower() if isinstance(value, str) else None
+    factor: float | None = None
+    if text is not None:
+        if text in _WORDS:
+            factor = _WORDS[text]
+        elif m := _TIMES.match(text):
+            factor = _float(m[1])
+        elif m := _OVER.match(text):
+            divisor = _float(m[1])
+            factor = 1 / divisor if divisor else None
+        elif m := _PERCENT.match(text):
+            share = _float(m[2])
+            factor = None if share is None else 1 + (share if m[1] == "+" else -share) / 100
+    if factor is None or not math.isfinite(factor) or factor < 0:
+        raise Bad(
+            f"change {value!r} is not a relative change (write ×0.5, /2, -10%, +25%, halved or "
+            "doubled; or give old and new)"
+        )
+    return factor
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -331,6 +331,7 @@ class Plan:
             self.store.read("interruptions", run=run).column("interruption_id").to_pylist()
         )
         seen: dict[tuple[Any, ...], int] = {}
+        ids = {a["label"]: a["attempt_id"] for a in self.lineup.get(run, [])}
         for row in (i for i in self.found.interruptions if i["run"] == run):
             content = tuple(sorted((k, v) for k, v in row.items() if k != "seq"))
             n = seen[content] = seen.get(content, 0) + 1  # the same content twice: two rows
@@ -338,8 +339,12 @@ class Plan:
             if row_id in on_record:
                 result.skipped += 1
                 continue
+            label = row.get("label")
+            fields = {k: v for k, v in row.items() if k != "label"}
+            if label is not None:
+                fields["attempt_id"] = ids.get(label)
             self.interruption_rows[run].append(
-                {**row, "interruption_id": row_id, "recorded_at": _now()}
+                {**fields, "interruption_id": row_id, "recorded_at": _now()}
             )
             result.interruptions += row["count"]
 

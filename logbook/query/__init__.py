@@ -115,9 +115,14 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
 
 
 FAILURES = lineages.FAILURES
+# An ended attempt's class as every report names it: the crash class, else "hung" for an attempt
+# the hang watch stopped (the status's word, as `incidents` and `goodput` say it; the event is
+# `hang`). One expression, so `show`, `incidents`, `goodput` and the chronicle agree (#16).
+ATTEMPT_CLASS = "coalesce(a.crash_class, case when a.status = 'hung' then 'hung' end)"
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
     gpu_count.HOSTS_VIEW,
+    gpu_count.ATTEMPT_GPUS_VIEW,
     lineages.ATTEMPT_LINEAGE_VIEW,
     attempt_time.VIEW,
     lineages.VIEW,
@@ -209,12 +214,11 @@ _DERIVED_VIEWS = (
                as checkpoint_s
         from events where kind = 'checkpoint' group by attempt_id
     ),
-    g as (  -- summed over the hosts of a launch over several
-        select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
-    ),
+    g as (select attempt_id, gpus, gpus_basis from attempt_gpus),  -- query/gpu_count.py
     s1 as (
         -- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
         select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, g.gpus,
+               coalesce(g.gpus_basis, 'unknown: no GPU count on record') as gpus_basis,
                p.counted_s as wall,
                -- the time an earlier attempt covered comes off the start (least() and greatest()
                -- skip nulls: unknown stays unknown only through the case)
@@ -246,7 +250,7 @@ _DERIVED_VIEWS = (
                        when wall is not null then 0 end as checkpoint_part
         from s4
     )
-    select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
+    select run, label, attempt_id, status, start_time, gpus, gpus_basis, wall as wall_s,
            -- time not split is filed under unknown, not productive; of an attempt whose own
            -- time is unknown (known only to a day or range), every part is unknown (#16)
            case when split_known and lost_known then rest - lost_part - checkpoint_part
@@ -418,9 +422,9 @@ def show_run(store: Store, run: str) -> pa.Table:
     store.check_run(run)
     return run_sql(
         store,
-        """
+        f"""
         select a.label, a.lineage, a.parent_label as parent, a.status,
-               coalesce(a.crash_class, case when a.status = 'hung' then 'hang' end) as class,
+               {ATTEMPT_CLASS} as class,
                coalesce(cast(a.exit_code as varchar), a.signal_name) as exit,
                round(a.wall_s, 1) as duration_s,
                a.resumed_from_step as resumed_from,
@@ -517,17 +521,17 @@ def incidents_by_class(store: Store, run: str) -> pa.Table:
              by_class as (
                  select class, count(*) as count, {sums()}, {floors()},
                         bool_or(status in ({failures})) as is_failure,
-                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
+                        string_agg(label || ': ' || unknown, '; ' order by time, label) as unknown
                  from i group by class),
              failed as (
                  select count(*) as count, {sums()}, {floors()},
-                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
+                        string_agg(label || ': ' || unknown, '; ' order by time, label) as unknown
                  from i where class in (select class from by_class where is_failure)),
              lin as (select lineage, started, mtbf_s, failures, counted_s from lineages
                      where run = $run and (select count(*) from lineages where run = $run) > 1),
              by_lineage as (
                  select lineage, count(*) as count, {sums()}, {floors()},
-                        string_agg(label || ': ' || unknown, '; ' order by time) as unknown
+                        string_agg(label || ': ' || unknown, '; ' order by time, label) as unknown
                  from i where status in ({failures}) group by lineage),
              rows as (
                  select class, count, lost_steps, time_lost_s, hung_s, downtime_s,

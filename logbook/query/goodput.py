@@ -4,7 +4,7 @@ this module sums it per run. Attempts that overlap count their shared time once,
 its last evidence (`query/attempt_time.py`), so the total is the run's first start to its last end.
 
 Categories, each in seconds of wall-clock and in GPU-hours (seconds × the attempt's GPU count, from
-its launch snapshot; downtime counts the GPUs of the attempt that followed it, which were waiting):
+its launch snapshot, else the GPUs its telemetry sampled: `attempt_gpus`, query/gpu_count.py; downtime counts the GPUs of the attempt that followed it, which were waiting):
 
 - productive: training that moved the run forward;
 - lost work: the steps of an attempt that did not complete which the run did not keep, from the
@@ -152,7 +152,7 @@ def goodput_by_attempt(store: Store, run: str) -> pa.Table:
     cols = ", ".join(f"round({col}, 1) as {col}" for _, col in CATEGORIES)
     return query.run_sql(
         store,
-        f"select label, status, gpus, round(wall_s, 1) as wall_s, {cols}, lost_steps, open, "
+        f"select label, status, gpus, gpus_basis, round(wall_s, 1) as wall_s, {cols}, lost_steps, open, "
         "round(overlap_s, 1) as overlap_s, overlapped_by, note "
         "from goodput where run = $run order by start_time",
         {"run": run},

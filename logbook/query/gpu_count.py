@@ -11,7 +11,11 @@ hand-made row says. The count, the first that applies:
 3. what an imported history declares (`declared` snapshot rows of its hardware rows);
 4. the launcher's LOCAL_WORLD_SIZE, SLURM_GPUS_ON_NODE, or WORLD_SIZE ÷ GROUP_WORLD_SIZE (or
    SLURM_NNODES);
-5. null: the snapshot does not say (`logbook cost` then counts the GPUs in the samples).
+5. null: the snapshot does not say.
+
+A host whose snapshot gives no count has the GPUs its telemetry sampled (measured); else its count
+is unknown. `attempt_gpus` sums the hosts of each attempt that way, as `logbook cost` does, for
+`logbook goodput` (null when a host's count is unknown: never summed as 0).
 
 Each basis starts with its kind (#16): the inventory is measured; one GPU per wrapped worker or per
 launcher slot is estimated. `host_known` says whether the host's own facts are on record (any `host`
@@ -101,4 +105,38 @@ select a.attempt_id,
             when a.host is not null then 'measured: the host on record'
             else 'unknown: no host on record' end as hosts_basis
 from attempts a left join n using (attempt_id) left join d using (attempt_id)
+"""
+
+_KINDS = "['measured', 'declared', 'estimated', 'unknown']"
+# The GPUs of each attempt, summed over its hosts (#16): the launch snapshot's count, else the GPUs
+# the sampler read on that host (as logbook/cost/report.py counts them), else unknown.
+ATTEMPT_GPUS_VIEW = f"""
+create view attempt_gpus as
+with ah as (
+    select a.attempt_id, coalesce(a.host, '') as a_host, n.attempt_id is not null as multi
+    from attempts a left join (select distinct attempt_id from nodes) n using (attempt_id)
+),
+sampled as (
+    select attempt_id, {HOST_KEY} as hk, count(*) as gpus_sampled
+    from (select distinct attempt_id, host, gpu_index from samples where gpu_index is not null)
+    join ah using (attempt_id) group by all
+),
+per_host as (
+    select coalesce(l.attempt_id, s.attempt_id) as attempt_id,
+           coalesce(l.gpus, s.gpus_sampled) as gpus,
+           case when l.gpus is not null then l.gpus_basis
+                when s.gpus_sampled is not null
+                    then printf('measured: telemetry: %d GPUs sampled', s.gpus_sampled)
+                else 'unknown: no GPU count on record' end as gpus_basis
+    from launch_gpus l full join sampled s on s.attempt_id = l.attempt_id and s.hk = l.host
+)
+select attempt_id,
+       case when bool_and(gpus is not null) then sum(gpus) end as gpus,
+       case when count(*) = 1 then any_value(gpus_basis)
+            -- the weakest kind among the hosts' (logbook/cost/basis.py's order)
+            else printf('%s: %d hosts', {_KINDS}[max(list_position({_KINDS},
+                                                          split_part(gpus_basis, ':', 1)))],
+                        count(*)) end
+           as gpus_basis
+from per_host group by attempt_id
 """

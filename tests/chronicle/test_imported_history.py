@@ -242,6 +242,15 @@ def test_each_end_is_one_journal_entry(site: Path) -> None:
     assert not [b for b in bullets if "completed: completed" in b]
 
 
+def test_a_hung_attempt_is_hung_everywhere(site: Path) -> None:
+    """One word for the class of an attempt the hang watch stopped (#16), as incidents and goodput."""
+    md, html = _md(site), (site / "index.html").read_text()
+    for page in (md, html):
+        assert not re.search(r"\bhang\b", page.replace("hang_stopped", ""))
+        assert "hung (hung)" not in page
+    assert "| hung " in _section(md, "## Incidents", "## Training curves")
+
+
 def test_rows_of_one_time_keep_their_file_order(site: Path) -> None:
     for page in (_md(site), (site / "index.html").read_text()):
         journal = page[page.index('id="journal"' if "<html" in page else "## Journal") :]

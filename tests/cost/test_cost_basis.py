@@ -123,6 +123,29 @@ def test_a_total_with_an_unknown_attempt_is_unknown_and_names_the_known_part(
     )
 
 
+def test_the_basis_notes_come_strongest_kind_first_and_the_same_each_time(
+    invoke, lineage, store_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    ids = lineage(
+        "notes",
+        [
+            {"label": "1.00", "start": at(0), "end": at(3600), "status": "crashed"},
+            {"label": "1.01", "start": at(4000), "end": at(7600), "status": "crashed"},
+            # an end known to a range: its hours are unknown, and so is the total
+            {"label": "1.02", "start": at(8000), "end": f"{at(9000)}/{at(9900)}", "status": "completed"},
+        ],
+    )  # fmt: skip
+    gpu_box(Store(store_path), "notes", ids["1.01"])  # the others have no host on record
+    printed = [invoke(["cost", "notes", "--store", str(store_path)]).stdout for _ in range(2)]
+    assert printed[0] == printed[1]
+    notes = printed[0].split("Basis:")[1].splitlines()
+    gpus = [n.strip() for n in notes if n.strip().startswith("gpus: ")]
+    assert gpus[0].startswith("gpus: 1.01: measured:")
+    assert gpus[1].startswith("gpus: 1.00 1.02: unknown:")
+    hours = next(n.strip() for n in notes if n.strip().startswith("hours: total:"))
+    assert hours.startswith("hours: total: unknown: 1.02 without a known wall time"), hours
+
+
 def test_a_real_run_keeps_its_figures_each_with_a_kind(
     run_logbook, invoke, store_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

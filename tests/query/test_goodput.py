@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from cost.gpubox import gpu_samples
 from helpers import T0
 
 from logbook.query import run_sql
@@ -79,6 +80,29 @@ def test_each_part_of_the_time_is_counted_once(invoke, store_path: Path, tmp_pat
         store, "select sum(productive_s) / sum(wall_s + downtime_before_s) as g from goodput"
     ).to_pylist()
     assert share["g"] == 200 / 320
+
+
+def test_without_a_declared_count_the_sampled_gpus_count(  # type: ignore[no-untyped-def]
+    invoke, store_path: Path, tmp_path: Path
+) -> None:
+    """No launch snapshot: 1.00's telemetry read 4 GPUs, 1.01 has none on record (#16)."""
+    history = tmp_path / "h.jsonl"
+    history.write_text("".join(json.dumps(row) + "\n" for row in HISTORY))
+    invoke(["import", str(history), "--run", "g", "--store", str(store_path)])
+    store = Store(store_path)
+    first = run_sql(store, "select attempt_id from attempts where label = '1.00'").column(0)[0]
+    gpu_samples(store, "g", first.as_py(), start=0, seconds=130, gpus=4)
+    args = ["--store", str(store_path), "--format", "json"]
+    each = json.loads(invoke(["goodput", "g", "--each", *args]).stdout)
+    assert [(e["label"], e["gpus"], e["gpus_basis"]) for e in each] == [
+        ("1.00", 4, "measured: telemetry: 4 GPUs sampled"),
+        ("1.01", None, "unknown: no GPU count on record"),
+    ]
+    cost = json.loads(invoke(["cost", "g", *args]).stdout)
+    assert [c["gpus"] for c in cost[:2]] == [4, None]  # as cost counts them
+    lost = next(c for c in json.loads(invoke(["goodput", "g", *args]).stdout)
+                if c["category"] == "lost work")  # fmt: skip
+    assert lost["gpu_hours"] == round(50 * 4 / 3600, 3)  # all in 1.00, whose count is known
 
 
 def test_a_real_run_with_crashes(invoke, run_logbook, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
