@@ -115,6 +115,128 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
 
 
 FAILURES = lineages.FAILURES
+# The phases goodput splits off (#19), in the order they are taken from the time: (phase, column).
+GOODPUT_PHASES = (
+    ("checkpoint_save", "checkpoint_s"),
+    ("checkpoint_restore", "restore_s"),
+    ("evaluation", "evaluation_s"),
+    ("compilation", "compilation_s"),
+    ("data_loading", "data_loading_s"),
+)
+
+
+def _goodput_view() -> str:
+    """The `goodput` view. A phase that began before the attempt's first step comes off its
+    start-up, a later one off its trained time (after the lost work); each in turn, so that the
+    parts never exceed the time they come from (least(time, sum of the first k) - least(time, sum
+    of the first k-1)). Where several sources timed one phase (the output, the API, a callback),
+    the one that saw the most counts, never their sum. A checkpoint save is the longer of the
+    `phase` events and the writes --checkpoint-dir measured."""
+    names = [p for p, _ in GOODPUT_PHASES]
+    sums = ", ".join(
+        f"sum(d) filter (where phase = '{p}' and pre) as {p}_pre, "
+        f"sum(d) filter (where phase = '{p}' and not pre) as {p}_post"
+        for p in names
+    )
+    maxes = ", ".join(f"max({p}_pre) as {p}_pre, max({p}_post) as {p}_post" for p in names)
+    raw = ", ".join(
+        f"coalesce(ph.{p}_pre, 0) as x_{p}_pre, "
+        + (
+            f"greatest(coalesce(ph.{p}_post, 0), coalesce(ck.checkpoint_s, 0)) as x_{p}_post"
+            if p == "checkpoint_save"
+            else f"coalesce(ph.{p}_post, 0) as x_{p}_post"
+        )
+        for p in names
+    )
+
+    def cum(k: int, when: str) -> str:
+        return " + ".join([f"x_{p}_{when}" for p in names[:k]] or ["0"])
+
+    def carved(k: int, when: str, avail: str) -> str:
+        return f"(least({avail}, {cum(k + 1, when)}) - least({avail}, {cum(k, when)}))"
+
+    pre_all = f"least(startup_part, {cum(len(names), 'pre')})"
+    post_all = f"least(rest - coalesce(lost_part, 0), {cum(len(names), 'post')})"
+    # of an attempt whose own time is unknown (known only to a day or range), every part is
+    # unknown (#16)
+    parts = ", ".join(
+        f"case when wall is not null then"
+        f" case when startup_part is not null then {carved(k, 'pre', 'startup_part')} else 0 end"
+        f" + case when split_known then {carved(k, 'post', 'rest - coalesce(lost_part, 0)')}"
+        f" else 0 end end as {col}"
+        for k, (_, col) in enumerate(GOODPUT_PHASES)
+    )
+    cols = ", ".join(col for _, col in GOODPUT_PHASES)
+    return f"""
+    create view goodput as
+    with ck as (
+        select attempt_id, sum(coalesce(try_cast(json_extract(data, '$.write_s') as double), 0))
+               as checkpoint_s
+        from events where kind = 'checkpoint' group by attempt_id
+    ),
+    pe as (  -- the phases (#19): before the first step or after, by source
+        select e.attempt_id, json_extract_string(e.data, '$.phase') as phase,
+               coalesce(json_extract_string(e.data, '$.how'), e.source) as how,
+               greatest(coalesce(try_cast(json_extract(e.data, '$.duration_s') as double), 0), 0)
+                   as d,
+               t.first_step_time is null or e.time < t.first_step_time as pre
+        from events e join attempt_time t using (attempt_id)
+        where e.kind = 'phase'
+    ),
+    pb as (select attempt_id, how, {sums} from pe group by attempt_id, how),
+    ph as (select attempt_id, {maxes} from pb group by attempt_id),
+    g as (  -- summed over the hosts of a launch over several
+        select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
+    ),
+    s1 as (
+        -- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
+        select p.*, {raw}, g.gpus,
+               p.counted_s as wall,
+               -- the time an earlier attempt covered comes off the start (least() and greatest()
+               -- skip nulls: unknown stays unknown only through the case)
+               case when p.startup_time_s is not null
+                    then least(greatest(p.startup_time_s - p.overlap_s, 0), p.counted_s) end
+                   as startup_part,
+               l.lost_steps, l.lost_work_s,
+               p.status in ('completed', 'running') or l.lost_work_s is not null as lost_known
+        from attempt_pace p left join ck using (attempt_id) left join g using (attempt_id)
+               left join lost_work l using (attempt_id) left join ph using (attempt_id)
+    ),
+    s2 as (
+        select *, case when hung_time_s is not null
+                       then least(hung_time_s, wall - coalesce(startup_part, 0)) end as hung_part
+        from s1
+    ),
+    s3 as (
+        select *, wall - coalesce(startup_part, 0) - coalesce(hung_part, 0) as rest,
+               startup_part is not null and hung_part is not null as split_known
+        from s2
+    ),
+    s4 as (
+        select *, case when split_known and lost_known
+                       then least(coalesce(lost_work_s, 0), rest) end as lost_part
+        from s3
+    ),
+    s5 as (
+        select *, {parts},
+               case when split_known then {post_all} else 0 end as phases_post
+        from s4
+    )
+    select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
+           -- time not split is filed under unknown, not productive (#16)
+           case when split_known and lost_known then rest - lost_part - phases_post
+                when wall is not null then 0 end as productive_s,
+           lost_part as lost_s, lost_steps, hung_part as hung_s,
+           startup_part - {pre_all} as startup_s, {cols},
+           case when split_known and lost_known then 0
+                when split_known then rest - phases_post else rest end as unknown_s,
+           gap_before_s as downtime_before_s,
+           is_open as open, overlap_s, case when overlap_s > 0 then covered_by end as overlapped_by,
+           time_note as note
+    from s5
+    """
+
+
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
     gpu_count.HOSTS_VIEW,
@@ -199,67 +321,12 @@ _DERIVED_VIEWS = (
     """,
     # Where each attempt's wall-clock time went, counted once where attempts overlap
     # (attempt_time.py): start-up until the first step, time hung, lost work (its steps the run
-    # did not keep, lost_work.py), checkpoint writes, the rest productive; and unknown, what
-    # cannot be split: an attempt without step times, or a failed one whose lost work is not
-    # known. Plus the downtime since the attempts before it. The parts add up to wall_s.
-    """
-    create view goodput as
-    with ck as (
-        select attempt_id, sum(coalesce(try_cast(json_extract(data, '$.write_s') as double), 0))
-               as checkpoint_s
-        from events where kind = 'checkpoint' group by attempt_id
-    ),
-    g as (  -- summed over the hosts of a launch over several
-        select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
-    ),
-    s1 as (
-        -- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
-        select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, g.gpus,
-               p.counted_s as wall,
-               -- the time an earlier attempt covered comes off the start (least() and greatest()
-               -- skip nulls: unknown stays unknown only through the case)
-               case when p.startup_time_s is not null
-                    then least(greatest(p.startup_time_s - p.overlap_s, 0), p.counted_s) end
-                   as startup_part,
-               l.lost_steps, l.lost_work_s,
-               p.status in ('completed', 'running') or l.lost_work_s is not null as lost_known
-        from attempt_pace p left join ck using (attempt_id) left join g using (attempt_id)
-               left join lost_work l using (attempt_id)
-    ),
-    s2 as (
-        select *, case when hung_time_s is not null
-                       then least(hung_time_s, wall - coalesce(startup_part, 0)) end as hung_part
-        from s1
-    ),
-    s3 as (
-        select *, wall - coalesce(startup_part, 0) - coalesce(hung_part, 0) as rest,
-               startup_part is not null and hung_part is not null as split_known
-        from s2
-    ),
-    s4 as (
-        select *, case when split_known and lost_known
-                       then least(coalesce(lost_work_s, 0), rest) end as lost_part
-        from s3
-    ),
-    s5 as (
-        select *, case when split_known then least(ck_s, rest - coalesce(lost_part, 0))
-                       when wall is not null then 0 end as checkpoint_part
-        from s4
-    )
-    select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
-           -- time not split is filed under unknown, not productive; of an attempt whose own
-           -- time is unknown (known only to a day or range), every part is unknown (#16)
-           case when split_known and lost_known then rest - lost_part - checkpoint_part
-                when wall is not null then 0 end as productive_s,
-           lost_part as lost_s, lost_steps, hung_part as hung_s, startup_part as startup_s,
-           checkpoint_part as checkpoint_s,
-           case when split_known and lost_known then 0
-                when split_known then rest - checkpoint_part else rest end as unknown_s,
-           gap_before_s as downtime_before_s,
-           is_open as open, overlap_s, case when overlap_s > 0 then covered_by end as overlapped_by,
-           time_note as note
-    from s5
-    """,
+    # did not keep, lost_work.py), the phases (checkpoint saves and restores, evaluation,
+    # compilation, data loading: `phase` events, #19, and checkpoint writes), the rest productive;
+    # and unknown, what cannot be split: an attempt without step times, or a failed one whose lost
+    # work is not known. Plus the downtime since the attempts before it. The parts add up to
+    # wall_s.
+    _goodput_view(),
 )
 
 

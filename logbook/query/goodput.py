@@ -14,7 +14,12 @@ its launch snapshot; downtime counts the GPUs of the attempt that followed it, w
 - hung: from the last sign of progress until logbook stopped the command;
 - downtime: between the end of an attempt and the start of the next;
 - start-up: from launch to the first step (all of an attempt that failed before one);
-- checkpoints: writing checkpoints, as `--checkpoint-dir` measured them;
+- checkpoints: saving checkpoints: the trainer's save lines, `logbook.phase("checkpoint_save")`
+  or a callback (`phase` events, #19), or the writes `--checkpoint-dir` measured (the longer);
+- checkpoint restore, evaluation, compilation, data loading: the `phase` events of each
+  (logbook/record/phases.py: the trainers' lines, the API, the callbacks). A phase before the first
+  step comes off start-up, a later one off the trained time; a phase no source saw is 0 in its
+  category and its time stays in productive or start-up: these split what logbook can see;
 - unknown: time that cannot be split (#16): an attempt without step times (imported ones, a
   recorded one that logged no step), a hung one with no sign of its last progress, or the trained
   part of a failed attempt whose lost work is not known. Never filed under start-up or productive.
@@ -38,6 +43,10 @@ CATEGORIES = (
     ("downtime", "downtime_before_s"),
     ("start-up", "startup_s"),
     ("checkpoints", "checkpoint_s"),
+    ("checkpoint restore", "restore_s"),
+    ("evaluation", "evaluation_s"),
+    ("compilation", "compilation_s"),
+    ("data loading", "data_loading_s"),
     ("unknown", "unknown_s"),
 )
 
