@@ -44,7 +44,7 @@ import uuid
 import weakref
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -319,14 +319,21 @@ class Recorder:
         try:
             yield
         finally:
-            took = time.monotonic() - t0
-            data = {
-                "phase": name,
-                "duration_s": round(took, 3),
-                "end": _now().isoformat(),
-                "how": "api",
-            }
-            self._event("phase", f"{name} {took:.1f} s", step=step, data=data, at=start)
+            self.record_phase(name, start, time.monotonic() - t0, step=step)
+
+    def record_phase(
+        self, name: str, start: datetime, seconds: float, *, step: int | None = None,
+        how: str = "api",
+    ) -> None:
+        """Record a phase that began at `start` and lasted `seconds` (what `phase` and the
+        callbacks write, #19); `how`: api or callback."""
+        data = {
+            "phase": name,
+            "duration_s": round(max(seconds, 0.0), 3),
+            "end": (start + timedelta(seconds=max(seconds, 0.0))).isoformat(),
+            "how": how,
+        }
+        self._event("phase", f"{name} {seconds:.1f} s", step=step, data=data, at=start)
 
     def note(self, text: str, *, step: int | None = None) -> None:
         """Record a note for people, as `logbook note` does."""
