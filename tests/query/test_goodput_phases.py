@@ -91,3 +91,31 @@ def test_a_phase_outside_the_vocabulary_is_refused(store_path: Path) -> None:
             pass
     [row] = run_sql(Store(store_path), "select step, data from events where kind = 'phase'").to_pylist()
     assert row["step"] == 0 and json.loads(row["data"])["phase"] == "compilation"
+
+
+SLOW_STEP = textwrap.dedent(
+    """
+    import time
+    for n in range(1, 15):
+        print(f"step {n}: loss={3.0 - n / 10:.2f}", flush=True)
+        time.sleep(3.0 if n == 10 else 0.3)
+    """
+)
+
+
+def test_step_deviation_names_the_slow_step(run_logbook, invoke, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "train.py"
+    script.write_text(SLOW_STEP)
+    run_logbook("run", "--run", "s", "--store", str(store_path), "--", sys.executable, str(script),
+                check=0)  # fmt: skip
+    rows = json.loads(
+        invoke(["goodput", "s", "--steps", "--store", str(store_path), "--format", "json"]).stdout
+    )
+    assert rows and {r["label"] for r in rows} == {"1.00"}
+    assert rows[0]["median_s"] is None and rows[0]["deviation"] is None  # nothing before it
+    slow = [r for r in rows if r["slow"]]
+    # the step printed after the 3 s sleep: step 11 (step 10 printed, then the wait)
+    assert [r["step"] for r in slow] == [11], rows
+    assert slow[0]["step_s"] == pytest.approx(3.0, abs=0.6)
+    assert slow[0]["deviation"] >= 4
+    invoke(["goodput", "s", "--steps", "--each", "--store", str(store_path)], code=2)
