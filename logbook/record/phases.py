@@ -66,6 +66,7 @@ _MARKS: tuple[tuple[re.Pattern[bytes], str, str], ...] = (
 # What every marked line holds: a cheap test of the whole chunk before the expressions (the
 # parse's hot path, #19). Case as the trainers print them, and the lowered variants.
 _KEYWORDS = (b"heckpoint", b"Evaluation", b"Validation", b"validation", b"oading model", b"states")
+_ANY_KEYWORD = re.compile(b"|".join(re.escape(k) for k in _KEYWORDS))
 
 
 @dataclass
@@ -92,17 +93,26 @@ class Phase:
         }
 
 
-def marked_lines(chunk: bytes) -> list[tuple[int, str, str, bytes]]:
-    """The phase lines of a chunk of whole lines: (index as `split_lines` counts, phase, start or
-    end, line); cheap when the chunk holds none."""
-    if not any(k in chunk for k in _KEYWORDS):
-        return []
-    from logbook.record.batch import split_lines
+def has_marks(chunk: bytes) -> bool:
+    """Whether `chunk` may hold a phase line (a few substring searches)."""
+    return any(k in chunk for k in _KEYWORDS)
 
+
+def marked_lines(
+    chunk: bytes, lines: list[bytes] | None = None
+) -> list[tuple[int, str, str, bytes]]:
+    """The phase lines of a chunk of whole lines: (index as `split_lines` counts, phase, start or
+    end, line); cheap when the chunk holds none. `lines`: the chunk already split, if it is."""
+    if not has_marks(chunk):
+        return []
+    if lines is None:
+        from logbook.record.batch import split_lines
+
+        lines = split_lines(chunk)
     out = []
-    for i, line in enumerate(split_lines(chunk)):
-        if not any(k in line for k in _KEYWORDS):
-            continue
+    search = _ANY_KEYWORD.search
+    for i in [i for i, line in enumerate(lines) if search(line)]:
+        line = lines[i]
         for pattern, phase, what in _MARKS:
             if pattern.search(line):
                 out.append((i, phase, what, line))

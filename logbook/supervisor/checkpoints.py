@@ -436,18 +436,17 @@ class Checkpoints:
                 del self._times[: HISTORY // 2], self._steps[: HISTORY // 2]
 
     @staticmethod
-    def marked_lines(chunk: bytes) -> list[tuple[int, bytes]]:
+    def marked_lines(chunk: bytes, lines: list[bytes] | None = None) -> list[tuple[int, bytes]]:
         """The save and resume lines of a chunk (whole lines), with their index as
-        `logbook.record.batch.split_lines` counts lines; cheap when the chunk holds none."""
+        `logbook.record.batch.split_lines` counts lines; cheap when the chunk holds none.
+        `lines`: the chunk already split, if it is (the phases share the split, #19)."""
         if not any(k in chunk for k in _KEYWORDS):
             return []
-        from logbook.record.batch import split_lines
+        if lines is None:
+            from logbook.record.batch import split_lines
 
-        return [
-            (i, line)
-            for i, line in enumerate(split_lines(chunk))
-            if any(k in line for k in _KEYWORDS) and _is_marked(line)
-        ]
+            lines = split_lines(chunk)
+        return [(i, line) for i, line in enumerate(lines) if any(k in line for k in _KEYWORDS) and _is_marked(line)]
 
     def saw_line(self, line: bytes, at: float, last_step: int | None) -> bool:
         """Whether `line` is a save or resume line (then not progress); `last_step`: the last

@@ -352,7 +352,14 @@ class Progress:
         self.last_output_time = stamp
         at = self.checkpoints.written_by(stamp.timestamp())  # dates a checkpoint's step
         # Save and resume lines: their steps are not progress; each is told the step before it.
-        marked = self.checkpoints.marked_lines(chunk)
+        # One split of the chunk for the save lines and the phase lines, only when either may
+        # be there (#19).
+        lines = None
+        if self._on_phase is not None and phases.has_marks(chunk):
+            from logbook.record.batch import split_lines
+
+            lines = split_lines(chunk)
+        marked = self.checkpoints.marked_lines(chunk, lines)
         skip = frozenset(i for i, _ in marked)
         before = self.stream.last_step
         fed = self.stream.feed(chunk, skip_step_lines=skip)
@@ -360,7 +367,7 @@ class Progress:
         for i, line in marked:
             self.checkpoints.saw_line(line, at, fed.step_before(i, before))
         if self._on_phase is not None:
-            marks = phases.marked_lines(chunk)
+            marks = phases.marked_lines(chunk, lines) if lines is not None else []
             if marks or self.phases.open is not None or fed.step_lines:
                 step_lines = fed.step_line.tolist() if marks else [0] * bool(fed.step_lines)
                 self._phases_ended(self.phases.feed(marks, step_lines, stamp, before))
