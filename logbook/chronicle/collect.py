@@ -120,11 +120,12 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
 
     run = rec.run
     if not rec.sections["attempts"]:  # the reports below want a run with attempts
-        for name in ("incidents", "goodput", "cost", "cost_notes", "datamix"):
+        for name in ("incidents", "goodput", "cost", "cost_notes", "datamix", "step_deviation"):
             rec.sections[name] = []
     else:
         rec.sections["incidents"] = query.incidents_by_class(store, run).to_pylist()
         rec.sections["goodput"] = goodput.goodput(store, run).to_pylist()
+        rec.sections["step_deviation"] = goodput.step_deviation(store, run).to_pylist()  # #19
         report = cost_report(store, run, settings)
         rec.sections["cost"] = report.to_pylist()
         rec.sections["cost_notes"] = basis_notes(report)

@@ -122,3 +122,9 @@ def test_step_deviation_names_the_slow_step(run_logbook, invoke, store_path: Pat
     assert max(rows, key=lambda r: r["deviation"] or 0) is slow
     assert [r["slow"] for r in rows[:3]] == [None, None, None]  # no median yet
     invoke(["goodput", "s", "--steps", "--each", "--store", str(store_path)], code=2)
+    # the chronicle's figure of it (logbook/chronicle/plots.py step_deviation)
+    site = tmp_path / "site"
+    invoke(["chronicle", "s", "--store", str(store_path), "--out", str(site)])
+    svg = (site / "img" / "step-deviation.svg").read_text()
+    assert "slow step" in svg and "running median" in svg
+    assert "img/step-deviation.svg" in (site / "chronicle.md").read_text()
