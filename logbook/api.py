@@ -322,7 +322,12 @@ class Recorder:
             self.record_phase(name, start, time.monotonic() - t0, step=step)
 
     def record_phase(
-        self, name: str, start: datetime, seconds: float, *, step: int | None = None,
+        self,
+        name: str,
+        start: datetime,
+        seconds: float,
+        *,
+        step: int | None = None,
         how: str = "api",
     ) -> None:
         """Record a phase that began at `start` and lasted `seconds` (what `phase` and the

@@ -578,7 +578,8 @@ def test_lightning_times_validation_and_saves_as_phases(tmp_path: Path) -> None:
     ]
     evaluations = [g for g in got if g[0] == "evaluation"]
     assert [(p, s, how) for p, s, how, _ in evaluations] == [
-        ("evaluation", 4, "callback"), ("evaluation", 8, "callback")
+        ("evaluation", 4, "callback"),
+        ("evaluation", 8, "callback"),
     ]
     assert all(0.4 <= d < 3 for *_, d in evaluations)  # two batches of 0.2 s each
     saves = sorted(g[1] for g in got if g[0] == "checkpoint_save")

@@ -433,7 +433,7 @@ def step_deviation(rows: Sequence[dict[str, Any]]) -> str | None:
     with figure(2.6) as fig:
         ax = fig.subplots()
         ax.plot(times, dev, color=LINE_COLOUR, lw=0.9, marker=".", ms=3, label="step time / median")
-        slow = [(t, d) for t, d, r in zip(times, dev, known) if r["slow"]]
+        slow = [(t, d) for t, d, r in zip(times, dev, known, strict=True) if r["slow"]]
         if slow:
             ax.scatter([t for t, _ in slow], [d for _, d in slow], color=STATUS_COLOURS["crashed"],
                        s=14, zorder=3, label="slow step")  # fmt: skip

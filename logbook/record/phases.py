@@ -60,7 +60,11 @@ _MARKS: tuple[tuple[re.Pattern[bytes], str, str], ...] = (
         "checkpoint_restore",
         "start",
     ),
-    (re.compile(rb"\*+ Running Evaluation \*+|\bValidation DataLoader \d+:"), "evaluation", "start"),
+    (
+        re.compile(rb"\*+ Running Evaluation \*+|\bValidation DataLoader \d+:"),
+        "evaluation",
+        "start",
+    ),
     (re.compile(rb"\bvalidation loss at iteration\b"), "evaluation", "end"),
 )
 # What every marked line holds: a cheap test of the whole chunk before the expressions (the

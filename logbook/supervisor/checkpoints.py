@@ -446,7 +446,11 @@ class Checkpoints:
             from logbook.record.batch import split_lines
 
             lines = split_lines(chunk)
-        return [(i, line) for i, line in enumerate(lines) if any(k in line for k in _KEYWORDS) and _is_marked(line)]
+        return [
+            (i, line)
+            for i, line in enumerate(lines)
+            if any(k in line for k in _KEYWORDS) and _is_marked(line)
+        ]
 
     def saw_line(self, line: bytes, at: float, last_step: int | None) -> bool:
         """Whether `line` is a save or resume line (then not progress); `last_step`: the last

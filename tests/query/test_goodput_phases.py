@@ -74,7 +74,9 @@ def test_trainer_lines_and_api_phases_split_the_time(
     assert each["restore_s"] == 0 and each["compilation_s"] == 0
     assert each["startup_s"] > 0.3
     assert sum(each[c] for c in SPLIT) == pytest.approx(each["wall_s"], abs=0.3)  # rounding
-    total = json.loads(invoke(["goodput", "p", "--store", str(store_path), "--format", "json"]).stdout)
+    total = json.loads(
+        invoke(["goodput", "p", "--store", str(store_path), "--format", "json"]).stdout
+    )
     by = {c["category"]: c["seconds"] for c in total}
     assert by["evaluation"] == pytest.approx(each["evaluation_s"], abs=0.1)
     assert sum(v for k, v in by.items() if k != "total") == pytest.approx(by["total"], abs=0.5)
@@ -89,7 +91,9 @@ def test_a_phase_outside_the_vocabulary_is_refused(store_path: Path) -> None:
                 pass
         with rec.phase("compilation", step=0):
             pass
-    [row] = run_sql(Store(store_path), "select step, data from events where kind = 'phase'").to_pylist()
+    [row] = run_sql(
+        Store(store_path), "select step, data from events where kind = 'phase'"
+    ).to_pylist()
     assert row["step"] == 0 and json.loads(row["data"])["phase"] == "compilation"
 
 
@@ -103,7 +107,9 @@ SLOW_STEP = textwrap.dedent(
 )
 
 
-def test_step_deviation_names_the_slow_step(run_logbook, invoke, store_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_step_deviation_names_the_slow_step(
+    run_logbook, invoke, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     script = tmp_path / "train.py"
     script.write_text(SLOW_STEP)
     run_logbook("run", "--run", "s", "--store", str(store_path), "--", sys.executable, str(script),
