@@ -1,0 +1,70 @@
+"""The phases in a training's output (#19): which lines open and close which phase."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from logbook.record import phases
+from logbook.record.batch import split_lines
+from logbook.record.stream import MetricStream
+from logbook.supervisor.checkpoints import Checkpoints
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _feed(chunks: list[bytes]) -> list[tuple[str, float, int | None]]:
+    """Each chunk read one second after the one before, as the wrapper reads them
+    (supervisor/progress.py); (phase, seconds, step) of each."""
+    marks = phases.PhaseMarks()
+    stream = MetricStream("auto")
+    done: list[phases.Phase] = []
+    for k, chunk in enumerate(chunks):
+        lines = split_lines(chunk)
+        skip = frozenset(i for i, _ in Checkpoints.marked_lines(chunk, lines))
+        before = stream.last_step
+        fed = stream.feed(chunk, skip_step_lines=skip)
+        stamp = T0 + timedelta(seconds=k)
+        done += marks.feed(phases.marked_lines(chunk, lines), fed.step_line.tolist(), stamp, before)
+    done += marks.finish(T0 + timedelta(seconds=len(chunks)))
+    return [(p.phase, p.duration_s, p.step) for p in done]
+
+
+def test_megatron_saves_loads_and_validation() -> None:
+    # Megatron-LM's lines (megatron/training/checkpointing.py, training.py)
+    got = _feed(
+        [
+            b"loading checkpoint from /ckpt at iteration 100\n",
+            b" successfully loaded checkpoint from /ckpt [ t 0, p 0 ] at iteration 100\n",
+            b" iteration      110/    1000 | lm loss: 2.3E+00 |\n",
+            b"saving checkpoint at iteration     110 to /ckpt in torch format\n",
+            b"\n",
+            b"  successfully saved checkpoint from iteration     110 to /ckpt [ t 1/1, p 1/1 ]\n",
+            b" iteration      120/    1000 | lm loss: 2.2E+00 |\n",
+            b"\n",
+            b" validation loss at iteration 120 | lm loss value: 2.3E+00 | lm loss PPL: 9.9E+00 |\n",
+        ]
+    )
+    assert got == [
+        ("checkpoint_restore", 1.0, None),
+        ("checkpoint_save", 2.0, 110),
+        ("evaluation", 2.0, 120),  # from the step line before it
+    ]
+
+
+def test_a_step_line_or_the_end_closes_a_phase_and_redraws_are_one() -> None:
+    got = _feed(
+        [
+            b"step 1: loss=2.0\n",
+            b"Saving model checkpoint to out/checkpoint-1\n",
+            b"Configuration saved in out/checkpoint-1/config.json\n",
+            b"step 2: loss=1.9\n",
+            b"Validation DataLoader 0:  50%|#####     | 1/2\rValidation DataLoader 0: 100%|##| 2/2\n",
+            b"Validation DataLoader 0: 100%|##########| 2/2\n",
+        ]
+    )
+    assert got == [("checkpoint_save", 2.0, 1), ("evaluation", 2.0, 2)]
+
+
+def test_prose_is_no_phase() -> None:
+    chunk = b"will save checkpoints every 100 steps\nValidation set: 1000 examples\n"
+    assert phases.marked_lines(chunk) == []
