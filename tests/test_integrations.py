@@ -120,6 +120,12 @@ def test_transformers_records_metrics_checkpoints_settings(tmp_path: Path) -> No
     first = trainer(rec, 6)
     first.train()
     rec.close()
+    # the saves as phases (#19), from the step's end to on_save
+    saves = [
+        (e["step"], e["data"]["how"], e["data"]["duration_s"]) for e in _events(store, "phase")
+    ]
+    assert [s[:2] for s in saves] == [(3, "callback"), (6, "callback")]
+    assert all(0 < s[2] < 30 for s in saves)
 
     attempt = _sql(store, "select attempt_id, status from attempts")
     assert attempt == [{"attempt_id": rec.attempt_id, "status": "completed"}]
