@@ -68,8 +68,16 @@ _MARKS: tuple[tuple[re.Pattern[bytes], str, str], ...] = (
     (re.compile(rb"\bvalidation loss at iteration\b"), "evaluation", "end"),
 )
 # What every marked line holds: a cheap test of the whole chunk before the expressions (the
-# parse's hot path, #19). Case as the trainers print them, and the lowered variants.
-_KEYWORDS = (b"heckpoint", b"Evaluation", b"Validation", b"validation", b"oading model", b"states")
+# parse's hot path, #19), as the trainers print them (every save and restore line names a
+# checkpoint but Transformers' `Loading model from`). Specific, so that a chunk without a marked
+# line pays a few substring searches and nothing more.
+_KEYWORDS = (
+    b"heckpoint",
+    b"Running Evaluation",
+    b"Validation DataLoader",
+    b"validation loss at",
+    b"Loading model from",
+)
 _ANY_KEYWORD = re.compile(b"|".join(re.escape(k) for k in _KEYWORDS))
 
 
