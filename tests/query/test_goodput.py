@@ -165,6 +165,10 @@ def test_a_time_known_to_the_day_leaves_a_floor_and_no_share(  # type: ignore[no
         "downtime": (600, None, "seconds"),  # before 1.01; before 1.02 not known
         "start-up": (660, None, "seconds"),
         "checkpoints": (None, None, None),
+        "checkpoint restore": (None, None, None),  # the phases (#19): as lost work
+        "evaluation": (None, None, None),
+        "compilation": (None, None, None),
+        "data loading": (None, None, None),
         "unknown": (None, None, None),
         "total": (7800, None, "seconds"),
     }
