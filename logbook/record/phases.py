@@ -31,6 +31,7 @@ come from the API and the callbacks only.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,18 +68,17 @@ _MARKS: tuple[tuple[re.Pattern[bytes], str, str], ...] = (
     ),
     (re.compile(rb"\bvalidation loss at iteration\b"), "evaluation", "end"),
 )
-# What every marked line holds: a cheap test of the whole chunk before the expressions (the
-# parse's hot path, #19), as the trainers print them (every save and restore line names a
-# checkpoint but Transformers' `Loading model from`). Specific, so that a chunk without a marked
-# line pays a few substring searches and nothing more.
-_KEYWORDS = (
+# What every marked line holds, as the trainers print them (every save and restore line names a
+# checkpoint but Transformers' `Loading model from`): the wrapper finds the lines that hold one
+# in the same search of a chunk as the save lines (logbook/record/keyword_lines.py), so a chunk
+# without them pays nothing more here.
+KEYWORDS = (
     b"heckpoint",
     b"Running Evaluation",
     b"Validation DataLoader",
     b"validation loss at",
     b"Loading model from",
 )
-_ANY_KEYWORD = re.compile(b"|".join(re.escape(k) for k in _KEYWORDS))
 
 
 @dataclass
@@ -105,26 +105,13 @@ class Phase:
         }
 
 
-def has_marks(chunk: bytes) -> bool:
-    """Whether `chunk` may hold a phase line (a few substring searches)."""
-    return any(k in chunk for k in _KEYWORDS)
-
-
-def marked_lines(
-    chunk: bytes, lines: list[bytes] | None = None
-) -> list[tuple[int, str, str, bytes]]:
-    """The phase lines of a chunk of whole lines: (index as `split_lines` counts, phase, start or
-    end, line); cheap when the chunk holds none. `lines`: the chunk already split, if it is."""
-    if not has_marks(chunk):
-        return []
-    if lines is None:
-        from logbook.record.batch import split_lines
-
-        lines = split_lines(chunk)
+def marked_lines(found: list[tuple[int, bytes]]) -> list[tuple[int, str, str, bytes]]:
+    """The phase lines among `found`, the (index, line) of a chunk's lines that hold one of
+    KEYWORDS (logbook/record/keyword_lines.py): (index, phase, start or end, line)."""
     out = []
-    search = _ANY_KEYWORD.search
-    for i in [i for i, line in enumerate(lines) if search(line)]:
-        line = lines[i]
+    for i, line in found:
+        if not any(k in line for k in KEYWORDS):
+            continue
         for pattern, phase, what in _MARKS:
             if pattern.search(line):
                 out.append((i, phase, what, line))
@@ -147,10 +134,10 @@ class PhaseMarks:
         last_step: int | None,
     ) -> list[Phase]:
         """The phases ended by this chunk (read at `stamp`); `step_lines`: the indexes of its
-        lines that named a step. Never raises."""
+        lines that named a step, in order. Never raises."""
         done: list[Phase] = []
         try:
-            first_step = min(step_lines) if step_lines else None
+            first_step = step_lines[0] if len(step_lines) else None
             for i, phase, what, line in marks:
                 if first_step is not None and first_step < i:
                     self._close(done, stamp)  # a step between the last mark and this one
@@ -164,7 +151,8 @@ class PhaseMarks:
                     self._close(done, stamp)
                 elif self.open is None and self.last_step_at is not None:
                     done.append(Phase(phase, self.last_step_at, stamp, last_step, text))
-                first_step = min((s for s in step_lines if s > i), default=None)
+                k = bisect.bisect_right(step_lines, i)  # the first step line after this one
+                first_step = step_lines[k] if k < len(step_lines) else None
             if first_step is not None:
                 self._close(done, stamp)
             if step_lines:

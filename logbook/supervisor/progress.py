@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logbook.record import phases
+from logbook.record.keyword_lines import KeywordLines
 from logbook.record.parsers import MAX_LINE as MAX_LINE_READ
 from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end
+from logbook.supervisor.checkpoints import KEYWORDS as CHECKPOINT_KEYWORDS
 from logbook.supervisor.checkpoints import Checkpoint, CheckpointMemory, Checkpoints
 
 if TYPE_CHECKING:
@@ -108,6 +110,9 @@ class Progress:
         self._on_settings = on_settings
         self._on_phase = on_phase
         self.phases = phases.PhaseMarks()  # checkpoint saves, evaluations... in the output (#19)
+        self._keyword_lines = KeywordLines(
+            CHECKPOINT_KEYWORDS + (phases.KEYWORDS if on_phase is not None else ())
+        )
         self._read = MIN_READ  # bytes per read, sized to CHUNK_S of parsing
         self._lock = threading.Lock()  # one parser at a time: the follower, or `stop`
         self._commit = threading.Lock()  # a parsed chunk is committed whole, or dropped
@@ -352,14 +357,9 @@ class Progress:
         self.last_output_time = stamp
         at = self.checkpoints.written_by(stamp.timestamp())  # dates a checkpoint's step
         # Save and resume lines: their steps are not progress; each is told the step before it.
-        # One split of the chunk for the save lines and the phase lines, only when either may
-        # be there (#19).
-        lines = None
-        if self._on_phase is not None and phases.has_marks(chunk):
-            from logbook.record.batch import split_lines
-
-            lines = split_lines(chunk)
-        marked = self.checkpoints.marked_lines(chunk, lines)
+        # One search of the chunk finds them and the phase lines (#19).
+        found = self._keyword_lines.find(chunk)
+        marked = self.checkpoints.marked_lines(found)
         skip = frozenset(i for i, _ in marked)
         before = self.stream.last_step
         fed = self.stream.feed(chunk, skip_step_lines=skip)
@@ -367,7 +367,7 @@ class Progress:
         for i, line in marked:
             self.checkpoints.saw_line(line, at, fed.step_before(i, before))
         if self._on_phase is not None:
-            marks = phases.marked_lines(chunk, lines) if lines is not None else []
+            marks = phases.marked_lines(found) if found else []
             if marks or self.phases.open is not None or fed.step_lines:
                 step_lines = fed.step_line.tolist() if marks else [0] * bool(fed.step_lines)
                 self._phases_ended(self.phases.feed(marks, step_lines, stamp, before))

@@ -6,10 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 from logbook.record import phases
 from logbook.record.batch import split_lines
+from logbook.record.keyword_lines import KeywordLines
 from logbook.record.stream import MetricStream
-from logbook.supervisor.checkpoints import Checkpoints
+from logbook.supervisor.checkpoints import KEYWORDS, Checkpoints
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+FIND = KeywordLines(KEYWORDS + phases.KEYWORDS)  # as supervisor/progress.py finds them
 
 
 def _feed(chunks: list[bytes]) -> list[tuple[str, float, int | None]]:
@@ -19,12 +21,12 @@ def _feed(chunks: list[bytes]) -> list[tuple[str, float, int | None]]:
     stream = MetricStream("auto")
     done: list[phases.Phase] = []
     for k, chunk in enumerate(chunks):
-        lines = split_lines(chunk)
-        skip = frozenset(i for i, _ in Checkpoints.marked_lines(chunk, lines))
+        found = FIND.find(chunk)
+        skip = frozenset(i for i, _ in Checkpoints.marked_lines(found))
         before = stream.last_step
         fed = stream.feed(chunk, skip_step_lines=skip)
         stamp = T0 + timedelta(seconds=k)
-        done += marks.feed(phases.marked_lines(chunk, lines), fed.step_line.tolist(), stamp, before)
+        done += marks.feed(phases.marked_lines(found), fed.step_line.tolist(), stamp, before)
     done += marks.finish(T0 + timedelta(seconds=len(chunks)))
     return [(p.phase, p.duration_s, p.step) for p in done]
 
@@ -67,4 +69,16 @@ def test_a_step_line_or_the_end_closes_a_phase_and_redraws_are_one() -> None:
 
 def test_prose_is_no_phase() -> None:
     chunk = b"will save checkpoints every 100 steps\nValidation set: 1000 examples\n"
-    assert phases.marked_lines(chunk) == []
+    assert phases.marked_lines(FIND.find(chunk)) == []
+
+
+def test_the_keyword_lines_are_counted_as_the_parse_counts_lines() -> None:
+    """One search of the chunk (RE2) finds the save and phase lines, each with its index as
+    `split_lines` counts: `\\r`, `\\r\\n` and empty lines, and bytes that are not UTF-8."""
+    chunk = (
+        b"step 1\r\n\n\xff\xfe Saving model checkpoint to out/checkpoint-1\rstep 2\r"
+        b"\r ***** Running Evaluation *****\nresumed from ckpt 7\n\n"
+    )
+    want = [(i, line) for i, line in enumerate(split_lines(chunk)) if i in (1, 3, 4)]
+    assert FIND.find(chunk) == want
+    assert FIND.find(b"step 3\nstep 4\n") == []
