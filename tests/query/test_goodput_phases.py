@@ -119,12 +119,13 @@ def test_step_deviation_names_the_slow_step(
     )
     assert rows and {r["label"] for r in rows} == {"1.00"}
     assert rows[0]["median_s"] is None and rows[0]["deviation"] is None  # nothing before it
-    # the step printed after the 3 s sleep: step 11 (step 10 printed, then the wait); on a busy
-    # machine a late reading of the wrapper's may be slow too, never as slow as that one
-    [slow] = [r for r in rows if r["step"] == 11]
+    # the reading past the 3 s sleep after step 10: step 11, or on a busy machine 11 and the
+    # steps after it read together; a late reading of the wrapper's may be slow too, never as
+    # slow as that one
+    slow = next(r for r in rows if r["step"] > 10)
     assert slow["slow"] is True
-    assert slow["step_s"] == pytest.approx(3.0, abs=0.6)
-    assert slow["deviation"] >= 4
+    assert slow["step_s"] * slow["steps"] == pytest.approx(3.0 + 0.3 * (slow["steps"] - 1), abs=0.6)
+    assert slow["deviation"] >= 3
     assert max(rows, key=lambda r: r["deviation"] or 0) is slow
     assert [r["slow"] for r in rows[:3]] == [None, None, None]  # no median yet
     invoke(["goodput", "s", "--steps", "--each", "--store", str(store_path)], code=2)
