@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
 from logbook.errors import BadQuery, ReadOnlyQuery, StoreCorrupt
-from logbook.query import attempt_time, gpu_count, lineages, lost_work
+from logbook.query import attempt_time, gpu_count, kept_metrics, lineages, lost_work
 from logbook.store import Snapshot, Store, layout, parts
 
 if TYPE_CHECKING:
@@ -29,27 +29,9 @@ _STATUS_RANK = "case status when 'running' then 0 else 1 end"
 _CHANGES = {"attempts": "attempt_changes", "nodes": "node_changes"}
 # Every metric point recorded; the `metrics` view leaves out the output's copies of API points.
 _RAW = {**_CHANGES, "metrics": "all_metrics"}
-# A point the output printed is the API's point printed (#17) when it is of the same attempt,
-# name and step, and agrees to the digits printed (0.5%: three significant digits, as the
-# shortest trainers print); or when it has no step and the API records that name in the attempt
-# (the Transformers Trainer prints every dict it logs, with no step). The API's point is kept: it
-# has the exact value and the trainer's step. NaN agrees with NaN.
-METRICS_VIEW = """
-    create view metrics as
-    select * from all_metrics where source is distinct from 'parser'
-    union all
-    select * from all_metrics m where m.source = 'parser'
-      and not exists (
-        select 1 from all_metrics a
-        where a.source = 'api' and a.run = m.run and a.attempt_id = m.attempt_id
-          and a.name = m.name and a.step = m.step
-          and (a.value = m.value or abs(a.value - m.value) <= 0.005 * abs(a.value)
-               or (isnan(a.value) and isnan(m.value))))
-      and (m.step is not null or not exists (
-        select 1 from all_metrics a
-        where a.source = 'api' and a.run = m.run and a.attempt_id = m.attempt_id
-          and a.name = m.name))
-"""
+METRICS_VIEW = (
+    kept_metrics.VIEW
+)  # query/kept_metrics.py: the output's copies of API points left out
 
 
 def connect(store: Store, run: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -82,7 +64,11 @@ def _connection() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")  # a library prints nothing (long scans drew one)
-    _load(con, Snapshot({t: [] for t in schemas.tables()}, {t: [] for t in schemas.tables()}))
+    _load(
+        con,
+        Snapshot({t: [] for t in schemas.tables()}, {t: [] for t in schemas.tables()}),
+        views=False,
+    )
     for table in schemas.tables():
         _create_view(con, table, _RAW.get(table, table))
     for table, key, replace in (
@@ -95,6 +81,8 @@ def _connection() -> duckdb.DuckDBPyConnection:
             f"{_STATUS_RANK} desc) as _n from {_CHANGES[table]}) where _n = 1"
         )
     con.execute(METRICS_VIEW)
+    con.execute(attempt_time.OPEN_VIEW)
+    con.execute(attempt_time.open_points_view(False))
     for sql in _DERIVED_VIEWS:
         con.execute(sql)
     con.execute("set enable_external_access = false")
@@ -102,8 +90,9 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
-    """Point the views at `snap`: its parts as pyarrow datasets, its journal rows as tables."""
+def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot, *, views: bool = True) -> None:
+    """Point the views at `snap`: its parts as pyarrow datasets, its journal rows as tables;
+    `views`: the views exist (not yet while `_connection` makes them)."""
     for table in schemas.tables():
         con.register(f"_parts_{table}", _dataset(table, snap.parts[table]))
         journal = parts.to_arrow(table, snap.journal_rows[table], with_partitions=True)
@@ -112,6 +101,9 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
 
     held = pa.table({"attempt_id": pa.array(sorted(snap.journal_attempts), pa.string())})
     con.register("_journal_attempt_ids", held)
+    if views:  # the open attempts' points: none to read most often (attempt_time.py)
+        row = con.execute("select exists (select 1 from _open_attempts)").fetchone()
+        con.execute(attempt_time.open_points_view(bool(row and row[0])))
 
 
 FAILURES = lineages.FAILURES
@@ -126,7 +118,7 @@ GOODPUT_PHASES = (
 
 
 def _goodput_view() -> str:
-    """The `goodput` view. A phase that began before the attempt's first step comes off its
+    """The `_goodput_time` view, `goodput` without the GPUs. A phase that began before the attempt's first step comes off its
     start-up, a later one off its trained time (after the lost work); each in turn, so that the
     parts never exceed the time they come from (least(time, sum of the first k) - least(time, sum
     of the first k-1)). Where several sources timed one phase (the output, the API, a callback),
@@ -168,7 +160,7 @@ def _goodput_view() -> str:
     )
     cols = ", ".join(col for _, col in GOODPUT_PHASES)
     return f"""
-    create view goodput as
+    create view _goodput_time as
     with ck as (
         select attempt_id, sum(coalesce(try_cast(json_extract(data, '$.write_s') as double), 0))
                as checkpoint_s
@@ -185,12 +177,8 @@ def _goodput_view() -> str:
     ),
     pb as (select attempt_id, how, {sums} from pe group by attempt_id, how),
     ph as (select attempt_id, {maxes} from pb group by attempt_id),
-    g as (  -- summed over the hosts of a launch over several
-        select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
-    ),
     s1 as (
-        -- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
-        select p.*, {raw}, g.gpus,
+        select p.*, {raw},
                p.counted_s as wall,
                -- the time an earlier attempt covered comes off the start (least() and greatest()
                -- skip nulls: unknown stays unknown only through the case)
@@ -199,7 +187,7 @@ def _goodput_view() -> str:
                    as startup_part,
                l.lost_steps, l.lost_work_s,
                p.status in ('completed', 'running') or l.lost_work_s is not null as lost_known
-        from attempt_pace p left join ck using (attempt_id) left join g using (attempt_id)
+        from attempt_pace p left join ck using (attempt_id)
                left join lost_work l using (attempt_id) left join ph using (attempt_id)
     ),
     s2 as (
@@ -222,7 +210,7 @@ def _goodput_view() -> str:
                case when split_known then {post_all} else 0 end as phases_post
         from s4
     )
-    select run, label, attempt_id, status, start_time, gpus, wall as wall_s,
+    select run, label, attempt_id, status, start_time, wall as wall_s,
            -- time not split is filed under unknown, not productive (#16)
            case when split_known and lost_known then rest - lost_part - phases_post
                 when wall is not null then 0 end as productive_s,
@@ -235,6 +223,20 @@ def _goodput_view() -> str:
            time_note as note
     from s5
     """
+
+
+# The split with each attempt's GPUs: the time alone (`_goodput_time`) does without the launch
+# snapshots, whose million rows on the OPT-size store cost more than the rest (#19).
+GOODPUT_VIEW = """
+create view goodput as
+with g as (  -- summed over the hosts of a launch over several
+    select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
+)
+-- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
+select t.run, t.label, t.attempt_id, t.status, t.start_time, g.gpus,
+       t.* exclude (run, label, attempt_id, status, start_time)
+from _goodput_time t left join g using (attempt_id)
+"""
 
 
 _DERIVED_VIEWS = (
@@ -327,6 +329,7 @@ _DERIVED_VIEWS = (
     # work is not known. Plus the downtime since the attempts before it. The parts add up to
     # wall_s.
     _goodput_view(),
+    GOODPUT_VIEW,
 )
 
 

@@ -56,26 +56,34 @@ with ah as (
     from attempts a left join (select distinct attempt_id from nodes) n using (attempt_id)
 ),
 h as (
+    -- each aggregate reads its rows through a case, not a filter: DuckDB works out an
+    -- aggregate's argument for every row before its filter, and the casts and the regex of a
+    -- million snapshot rows (a GPU's facts each) were most of goodput's time (#19)
     select sn.run, sn.attempt_id, {HOST_KEY} as host,
-        max(try_cast(value as integer)) filter (where kind = 'gpu' and name = 'count') as inv_gpus,
-        coalesce(mode(value) filter (where kind = 'gpu' and name like '%.name'),
-                 any_value(value) filter (where kind = 'declared' and name = 'gpu_model'))
+        max(case when kind = 'gpu' and name = 'count' then try_cast(value as integer) end)
+            as inv_gpus,
+        coalesce(mode(case when kind = 'gpu' and name like '%.name' then value end),
+                 any_value(case when kind = 'declared' and name = 'gpu_model' then value end))
             as gpu_name,
-        max(try_cast(value as integer)) filter (where kind = 'declared' and name = 'gpus')
+        max(case when kind = 'declared' and name = 'gpus' then try_cast(value as integer) end)
             as declared_gpus,
-        max(try_cast(value as double)) filter (where kind = 'host' and name = 'memory_bytes')
+        max(case when kind = 'host' and name = 'memory_bytes' then try_cast(value as double) end)
             as mem_bytes,
         count(*) filter (where kind = 'host') > 0 as host_known,
-        coalesce(bool_or(regexp_matches(value, 'aarch64|arm64', 'i'))
-                 filter (where kind = 'host' and name = 'os'), false) as is_arm,
-        count(distinct value) filter (where kind = 'launcher' and name = 'LOCAL_RANK') as workers,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'LOCAL_WORLD_SIZE')
-            as local_world,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'SLURM_GPUS_ON_NODE')
-            as slurm_gpus,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'WORLD_SIZE') as world,
-        max(try_cast(value as integer)) filter (where kind = 'launcher'
-            and name in ('GROUP_WORLD_SIZE', 'SLURM_NNODES', 'SLURM_JOB_NUM_NODES')) as nodes
+        coalesce(bool_or(case when kind = 'host' and name = 'os'
+                              then regexp_matches(value, 'aarch64|arm64', 'i') end), false)
+            as is_arm,
+        count(distinct case when kind = 'launcher' and name = 'LOCAL_RANK' then value end)
+            as workers,
+        max(case when kind = 'launcher' and name = 'LOCAL_WORLD_SIZE'
+                 then try_cast(value as integer) end) as local_world,
+        max(case when kind = 'launcher' and name = 'SLURM_GPUS_ON_NODE'
+                 then try_cast(value as integer) end) as slurm_gpus,
+        max(case when kind = 'launcher' and name = 'WORLD_SIZE'
+                 then try_cast(value as integer) end) as world,
+        max(case when kind = 'launcher'
+                      and name in ('GROUP_WORLD_SIZE', 'SLURM_NNODES', 'SLURM_JOB_NUM_NODES')
+                 then try_cast(value as integer) end) as nodes
     from snapshots sn join ah using (attempt_id)
     where value is not null and status = 'ok'
     group by all
