@@ -229,8 +229,8 @@ def _goodput_view() -> str:
 # snapshots, whose million rows on the OPT-size store cost more than the rest (#19).
 GOODPUT_VIEW = """
 create view goodput as
-with g as (  -- summed over the hosts of a launch over several
-    select attempt_id, sum(gpus) as gpus from launch_gpus group by attempt_id
+with g as (  -- summed over the hosts of a launch over several (gpu_count.py)
+    select attempt_id, sum(gpus) as gpus from _launch_gpu_count group by attempt_id
 )
 -- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
 select t.run, t.label, t.attempt_id, t.status, t.start_time, g.gpus,
@@ -241,6 +241,7 @@ from _goodput_time t left join g using (attempt_id)
 
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
+    gpu_count.COUNT_VIEW,
     gpu_count.HOSTS_VIEW,
     lineages.ATTEMPT_LINEAGE_VIEW,
     attempt_time.VIEW,

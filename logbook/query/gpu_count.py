@@ -49,30 +49,18 @@ _BASIS = """case
                                greatest(coalesce(nodes, 1), 1))
     end"""
 
-VIEW = f"""
-create view launch_gpus as
-with ah as (
+_HOSTS = """ah as (
     select a.attempt_id, coalesce(a.host, '') as a_host, n.attempt_id is not null as multi
     from attempts a left join (select distinct attempt_id from nodes) n using (attempt_id)
-),
-h as (
-    -- each aggregate reads its rows through a case, not a filter: DuckDB works out an
-    -- aggregate's argument for every row before its filter, and the casts and the regex of a
-    -- million snapshot rows (a GPU's facts each) were most of goodput's time (#19)
-    select sn.run, sn.attempt_id, {HOST_KEY} as host,
+)"""
+# What _COUNT reads. Each aggregate reads its rows through a case, not a filter: DuckDB works out
+# an aggregate's argument for every row before its filter, and the casts of a million snapshot
+# rows (a GPU's facts each) were most of goodput's time (#19).
+_COUNT_INPUTS = """
         max(case when kind = 'gpu' and name = 'count' then try_cast(value as integer) end)
             as inv_gpus,
-        coalesce(mode(case when kind = 'gpu' and name like '%.name' then value end),
-                 any_value(case when kind = 'declared' and name = 'gpu_model' then value end))
-            as gpu_name,
         max(case when kind = 'declared' and name = 'gpus' then try_cast(value as integer) end)
             as declared_gpus,
-        max(case when kind = 'host' and name = 'memory_bytes' then try_cast(value as double) end)
-            as mem_bytes,
-        count(*) filter (where kind = 'host') > 0 as host_known,
-        coalesce(bool_or(case when kind = 'host' and name = 'os'
-                              then regexp_matches(value, 'aarch64|arm64', 'i') end), false)
-            as is_arm,
         count(distinct case when kind = 'launcher' and name = 'LOCAL_RANK' then value end)
             as workers,
         max(case when kind = 'launcher' and name = 'LOCAL_WORLD_SIZE'
@@ -83,12 +71,43 @@ h as (
                  then try_cast(value as integer) end) as world,
         max(case when kind = 'launcher'
                       and name in ('GROUP_WORLD_SIZE', 'SLURM_NNODES', 'SLURM_JOB_NUM_NODES')
-                 then try_cast(value as integer) end) as nodes
+                 then try_cast(value as integer) end) as nodes"""
+
+VIEW = f"""
+create view launch_gpus as
+with {_HOSTS},
+h as (
+    select sn.run, sn.attempt_id, {HOST_KEY} as host, {_COUNT_INPUTS},
+        coalesce(mode(case when kind = 'gpu' and name like '%.name' then value end),
+                 any_value(case when kind = 'declared' and name = 'gpu_model' then value end))
+            as gpu_name,
+        max(case when kind = 'host' and name = 'memory_bytes' then try_cast(value as double) end)
+            as mem_bytes,
+        count(*) filter (where kind = 'host') > 0 as host_known,
+        coalesce(bool_or(case when kind = 'host' and name = 'os'
+                              then regexp_matches(value, 'aarch64|arm64', 'i') end), false)
+            as is_arm
     from snapshots sn join ah using (attempt_id)
     where value is not null and status = 'ok'
     group by all
 )
 select *, {_COUNT} as gpus, {_BASIS} as gpus_basis from h
+"""
+
+# The GPU count alone (goodput's GPU-hours), from the rows it is made of: a host without them has
+# no count in launch_gpus either, and the model and the host's facts are not worked out.
+COUNT_VIEW = f"""
+create view _launch_gpu_count as
+with {_HOSTS},
+h as (
+    select sn.attempt_id, {HOST_KEY} as host, {_COUNT_INPUTS}
+    from snapshots sn join ah using (attempt_id)
+    where value is not null and status = 'ok'
+      and (kind = 'launcher' or (kind = 'gpu' and name = 'count')
+           or (kind = 'declared' and name = 'gpus'))
+    group by all
+)
+select attempt_id, host, {_COUNT} as gpus from h
 """
 
 # How many hosts each attempt ran on (#16), the first that applies: the hosts of a launch over
