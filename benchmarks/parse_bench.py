@@ -12,6 +12,11 @@ Each chunk figure is the second pass over the data (the first learns the templat
 prints the same few lines all run long), and what the two give must be equal: a difference is
 printed as `DIFFERS` and makes the script exit 1. Also the first chunk with nothing learnt yet,
 `--metrics none`, and the peak memory (Arrow and numpy allocations) of one chunk over its size.
+
+`--scan` times the wrapper's whole scan of a chunk instead (supervisor/progress.py
+`_scan_chunk`: the parse, the checkpoint save and resume lines, the phase lines, #19) on the
+mixed log, whose prose holds Transformers' save lines (3 % of its lines), and on the same log
+without them: what a chunk without such lines pays for looking for them.
 """
 
 from __future__ import annotations
@@ -171,11 +176,42 @@ def peak_ratio(chunk: bytes) -> float:
     return (peak + arrow) / len(chunk)
 
 
+def scan(data: bytes) -> tuple[int, float, float]:
+    """Lines, and lines/s by the wall clock and by CPU time, of the wrapper's per-chunk scan over
+    `data` in 4 MiB chunks, the second pass (the first learns the templates)."""
+    import inspect
+    from datetime import datetime, timezone
+
+    from logbook.supervisor.progress import Progress
+
+    pieces = chunks(data)
+    phases = "on_phase" in inspect.signature(Progress).parameters  # (older trees: none)
+    kw = {"on_phase": lambda _: None} if phases else {}
+    progress = Progress([], None, parser=LineParser("auto"), **kw)
+
+    def once() -> None:
+        for c in pieces:
+            progress._scan_chunk(c, datetime.now(timezone.utc))
+
+    once()
+    t, c, _ = timed(once)
+    n = len(split_lines(data))
+    return n, n / t, n / c
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--size-mb", type=float, default=20)
+    ap.add_argument("--scan", action="store_true", help="the wrapper's per-chunk scan (#19)")
     args = ap.parse_args()
     size = int(args.size_mb * 1e6)
+    if args.scan:
+        mixed = make_mixed(size)
+        plain = b"".join(line for line in mixed.splitlines(True) if b"heckpoint" not in line)
+        for name, data in (("mixed, with save lines", mixed), ("mixed, without", plain)):
+            n, wall, cpu = scan(data)
+            print(f"{name:<24} {n:>10,} lines {wall:>12,.0f} lines/s (CPU {cpu:,.0f})")
+        return
     print(
         f"{'format':<14} {'lines':>10} {'LineParser/s':>13} {'ChunkParser/s':>14} {'MB/s':>6} {'x':>6}"
         f" {'CPU: Line/s':>12} {'Chunk/s':>10} {'x':>6}  check"

@@ -10,6 +10,7 @@ TYPE_CHECKING = (
 )
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from contextlib import AbstractContextManager
     from pathlib import Path
     from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "log",
     "note",
     "open_store",
+    "phase",
 ]
 
 
@@ -106,6 +108,16 @@ def config(values: Mapping[str, Any]) -> None:
     from logbook.api import get_recorder
 
     get_recorder().config(values)
+
+
+def phase(name: str, *, step: int | None = None) -> AbstractContextManager[None]:
+    """Time a stretch that is not training as a `phase` event, e.g.
+    `with logbook.phase("checkpoint_save"): save(model)`; `name` is one of checkpoint_save,
+    checkpoint_restore, evaluation, compilation, data_loading. `logbook goodput` files its time
+    under that phase (#19)."""
+    from logbook.api import get_recorder
+
+    return get_recorder().phase(name, step=step)
 
 
 def flush() -> None:

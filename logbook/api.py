@@ -33,6 +33,7 @@ A child that ends with `os._exit` (multiprocessing does) skips atexit: call `flu
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import os
@@ -42,8 +43,8 @@ import time
 import uuid
 import weakref
 from array import array
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -300,6 +301,45 @@ class Recorder:
         """Record an event of `kind`; keyword arguments become its JSON data."""
         self._event(kind, message, step=step, severity=severity, data=data or None)
 
+    @contextlib.contextmanager
+    def phase(self, name: str, *, step: int | None = None) -> Iterator[None]:
+        """Time a stretch that is not training, e.g. `with rec.phase("checkpoint_save"):`, as a
+        `phase` event at its start with its duration (#19); `logbook goodput` files its time under
+        the phase. `name` is one of checkpoint_save, checkpoint_restore, evaluation, compilation,
+        data_loading (logbook/record/phases.py).
+
+        Raises:
+            ValueError: `name` is not a phase.
+        """
+        from logbook.record.phases import PHASES
+
+        if name not in PHASES:
+            raise ValueError(f"unknown phase {name!r}: use one of {', '.join(PHASES)}")
+        start, t0 = _now(), time.monotonic()
+        try:
+            yield
+        finally:
+            self.record_phase(name, start, time.monotonic() - t0, step=step)
+
+    def record_phase(
+        self,
+        name: str,
+        start: datetime,
+        seconds: float,
+        *,
+        step: int | None = None,
+        how: str = "api",
+    ) -> None:
+        """Record a phase that began at `start` and lasted `seconds` (what `phase` and the
+        callbacks write, #19); `how`: api or callback."""
+        data = {
+            "phase": name,
+            "duration_s": round(max(seconds, 0.0), 3),
+            "end": (start + timedelta(seconds=max(seconds, 0.0))).isoformat(),
+            "how": how,
+        }
+        self._event("phase", f"{name} {seconds:.1f} s", step=step, data=data, at=start)
+
     def note(self, text: str, *, step: int | None = None) -> None:
         """Record a note for people, as `logbook note` does."""
         self._event("note", text, step=step)
@@ -449,6 +489,7 @@ class Recorder:
         step: int | None = None,
         severity: str = "info",
         data: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> None:
         if self.store is None or self._closed:
             return
@@ -463,6 +504,7 @@ class Recorder:
             step=step,
             severity=severity,
             data=data,
+            at=at,
         )
         with self._lock:
             self._rows["events"].append(row)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,12 @@ def test_transformers_records_metrics_checkpoints_settings(tmp_path: Path) -> No
     first = trainer(rec, 6)
     first.train()
     rec.close()
+    # the saves as phases (#19), from the step's end to on_save
+    saves = [
+        (e["step"], e["data"]["how"], e["data"]["duration_s"]) for e in _events(store, "phase")
+    ]
+    assert [s[:2] for s in saves] == [(3, "callback"), (6, "callback")]
+    assert all(0 < s[2] < 30 for s in saves)
 
     attempt = _sql(store, "select attempt_id, status from attempts")
     assert attempt == [{"attempt_id": rec.attempt_id, "status": "completed"}]
@@ -534,3 +541,52 @@ def test_lightning_logger_records_what_lightning_logs(tmp_path: Path) -> None:
     config = _config(store)
     assert (config["lr"], config["width"]) == (0.05, 4)  # log_hyperparams
     assert _sql(store, "select status from attempts") == [{"status": "completed"}]
+
+
+@pytest.mark.filterwarnings(_LEAFSPEC)
+@pytest.mark.filterwarnings("ignore:The '\\w+_dataloader' does not have many workers")
+def test_lightning_times_validation_and_saves_as_phases(tmp_path: Path) -> None:
+    """#19: on_validation_start/end and on_save_checkpoint give `phase` events."""
+    pl = _lightning()
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from logbook.integrations.lightning import LogbookCallback
+
+    store = tmp_path / "store"
+    rec = Recorder(store, "lit")
+    model = _module(pl)
+    step = type(model).validation_step
+
+    def slow_validation(self: Any, batch: Any, batch_idx: int) -> None:
+        time.sleep(0.2)
+        step(self, batch, batch_idx)
+
+    type(model).validation_step = slow_validation  # type: ignore[method-assign]
+    trainer = pl.Trainer(
+        max_steps=8,
+        accelerator="cpu",
+        logger=False,
+        val_check_interval=4,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        callbacks=[
+            ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=4, save_top_k=-1),
+            LogbookCallback(rec),
+        ],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, _loader(), _loader())
+    rec.close()
+    got = [
+        (e["data"]["phase"], e["step"], e["data"]["how"], e["data"]["duration_s"])
+        for e in _events(store, "phase")
+    ]
+    evaluations = [g for g in got if g[0] == "evaluation"]
+    assert [(p, s, how) for p, s, how, _ in evaluations] == [
+        ("evaluation", 4, "callback"),
+        ("evaluation", 8, "callback"),
+    ]
+    assert all(0.4 <= d < 3 for *_, d in evaluations)  # two batches of 0.2 s each
+    saves = sorted(g[1] for g in got if g[0] == "checkpoint_save")
+    assert saves == [4, 8]

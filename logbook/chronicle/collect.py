@@ -55,7 +55,7 @@ def gather(
     if not _has_any_rows(store, run):
         store.check_run(run)  # raises NoSuchRun, naming the runs there are
     rec = Record(run)
-    con = query.connect(store, run)
+    con = query.connect(store, run, gpu_samples=False)
     try:
         rec.sections["run"] = _one(con, "select * from runs where run = $run", run) or {}
         attempts = _rows(
@@ -120,11 +120,12 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
 
     run = rec.run
     if not rec.sections["attempts"]:  # the reports below want a run with attempts
-        for name in ("incidents", "goodput", "cost", "cost_notes", "datamix"):
+        for name in ("incidents", "goodput", "cost", "cost_notes", "datamix", "step_deviation"):
             rec.sections[name] = []
     else:
         rec.sections["incidents"] = query.incidents_by_class(store, run).to_pylist()
         rec.sections["goodput"] = goodput.goodput(store, run).to_pylist()
+        rec.sections["step_deviation"] = goodput.step_deviation(store, run).to_pylist()  # #19
         report = cost_report(store, run, settings)
         rec.sections["cost"] = report.to_pylist()
         rec.sections["cost_notes"] = basis_notes(report)

@@ -111,7 +111,7 @@ def export(
 
     folder.mkdir(parents=True, exist_ok=True)
     out: list[Published] = []
-    con = query.connect(store, run)
+    con = query.connect(store, run, gpu_samples=False)
     try:
         for table, view in VIEWS.items():
             # Batch by batch, so memory stays bounded: metrics and snapshots run to millions.

@@ -47,6 +47,7 @@ def draw(s: dict[str, Any]) -> dict[str, str]:
         ),
         "datamix": plots.datamix(s["datamix"]),
         "utilization": plots.utilization(s["utilization"]),
+        "step-deviation": plots.step_deviation(s.get("step_deviation") or []),
     }
     for i, c in enumerate(s["curves"]):
         made[f"curve-{i + 1}-{slug(c['name'])}"] = plots.curves(

@@ -50,6 +50,7 @@ __all__ = [
     "downsample",
     "incidents",
     "inline",
+    "step_deviation",
     "timeline",
     "utilization",
 ]
@@ -403,6 +404,46 @@ def utilization(rows: Sequence[dict[str, Any]]) -> str | None:
         date_axis(ax.xaxis)
         ax.set_xlabel("time (UTC)")
         fig.legend(handles=handles, loc="outside upper right", ncols=2)
+        return to_svg(fig)
+
+
+def step_deviation(rows: Sequence[dict[str, Any]]) -> str | None:
+    """Step-time deviation over time (#19): each reading's step time over its attempt's running
+    median (1 = as usual), slow ones in red, a dashed line at `SLOW`.
+
+    Args:
+        rows: dicts with time (UTC-aware), deviation (None before the median is known: not
+            drawn) and slow, as `logbook goodput --steps` gives them; in time order.
+
+    Returns:
+        SVG text, or None without a deviation to draw.
+    """
+    from logbook.query.goodput import SLOW
+
+    known = [r for r in rows if r.get("deviation") is not None]
+    if not known:
+        return None
+    if len(known) > MAX_POINTS:  # keep every slow one, thin the rest
+        step = math.ceil(len(known) / MAX_POINTS)
+        known = [r for i, r in enumerate(known) if r["slow"] or i % step == 0]
+    from matplotlib.dates import date2num
+
+    times = [float(date2num(r["time"])) for r in known]
+    dev = [float(r["deviation"]) for r in known]
+    with figure(2.6) as fig:
+        ax = fig.subplots()
+        ax.plot(times, dev, color=LINE_COLOUR, lw=0.9, marker=".", ms=3, label="step time / median")
+        slow = [(t, d) for t, d, r in zip(times, dev, known, strict=True) if r["slow"]]
+        if slow:
+            ax.scatter([t for t, _ in slow], [d for _, d in slow], color=STATUS_COLOURS["crashed"],
+                       s=14, zorder=3, label="slow step")  # fmt: skip
+        ax.axhline(1.0, color=OTHER_COLOUR, lw=0.8)
+        ax.axhline(SLOW, color=STATUS_COLOURS["crashed"], lw=0.8, ls="--")
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("× running median")
+        date_axis(ax.xaxis)
+        ax.set_xlabel("time (UTC)")
+        ax.legend(loc="upper right", fontsize=7)
         return to_svg(fig)
 
 

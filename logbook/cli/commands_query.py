@@ -152,21 +152,33 @@ COMMANDS.append(metrics)
 @click.command()
 @click.argument("run_name", metavar="RUN")
 @click.option("--each", is_flag=True, help="One line per attempt instead of totals by category.")
+@click.option(
+    "--steps",
+    is_flag=True,
+    help="Step times instead: each against its attempt's running median (deviation).",
+)
 @store_option
 @format_option
-def goodput(run_name: str, each: bool, store: Path | None, fmt: str) -> None:
+def goodput(run_name: str, each: bool, steps: bool, store: Path | None, fmt: str) -> None:
     """Where a run's wall-clock and GPU time went: productive training, lost work, hangs,
-    downtime, start-up and checkpoints, with the share of each.
+    downtime, start-up, checkpoint saves and restores, evaluation, compilation, data loading,
+    with the share of each.
 
     \b
         logbook goodput gpt
         logbook goodput gpt --each --format json
+        logbook goodput gpt --steps
     """
     from logbook.query.goodput import goodput as by_category
-    from logbook.query.goodput import goodput_by_attempt
+    from logbook.query.goodput import goodput_by_attempt, step_deviation
 
+    if each and steps:
+        raise click.UsageError("--each and --steps are two different tables: choose one")
     s = open_store(store)
-    data = goodput_by_attempt(s, run_name) if each else by_category(s, run_name)
+    if steps:
+        data = step_deviation(s, run_name)
+    else:
+        data = goodput_by_attempt(s, run_name) if each else by_category(s, run_name)
     render(data, fmt, title=f"goodput of {run_name}" if fmt == "table" else None)
 
 

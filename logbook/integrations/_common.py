@@ -9,6 +9,8 @@ it has one, so `logbook events` and the chronicle read them alike:
   inside `logbook run --checkpoint-dir` (LOGBOOK_CHECKPOINT_DIR): the wrapper records those.
 - `train_start`, `train_end`: at the trainer's global step (a resumed run starts past 0); data
   `framework`, `version`, `max_steps`.
+- `phase` (#19): an evaluation or a checkpoint save the trainer's hooks timed, as
+  `logbook.phase` records it, with data `how` = callback (logbook/record/phases.py).
 - `exception`: an exception the trainer saw, with the message and data of the wrapper's `crash`
   event: `class` (from logbook.forensics' rules: gpu_oom, numerical, data_io...), `exception`
   (type, message, file, line, function) and `lines` (the traceback's last lines). It is not a
@@ -24,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,6 +98,14 @@ class CallbackBase:
             path=path,
             size_bytes=size_of(path) if path else None,
         )
+
+    def record_phase(self, name: str, began_ns: int, step: int | None) -> None:
+        """A phase from `began_ns` (time.time_ns()) until now."""
+        from datetime import datetime, timezone
+
+        start = datetime.fromtimestamp(began_ns / 1e9, timezone.utc)
+        seconds = (time.time_ns() - began_ns) / 1e9
+        self.recorder.record_phase(name, start, seconds, step=step, how="callback")
 
     def record_exception(self, exc: BaseException, step: int | None) -> None:
         from logbook.forensics.exceptions import describe_exception

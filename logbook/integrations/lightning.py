@@ -83,6 +83,7 @@ class LogbookCallback(pl.Callback, CallbackBase):
         self._trainer: Any = None
         self._pending: list[tuple[int, int]] = []  # (global step, time ns) of saves under way
         self._seen: set[tuple[str, int]] = set()  # (path, mtime ns) of checkpoints recorded
+        self._validating: int | None = None  # time ns the validation began (#19)
 
     def __getstate__(self) -> dict[str, Any]:
         state = CallbackBase.__getstate__(self)
@@ -183,9 +184,13 @@ class LogbookCallback(pl.Callback, CallbackBase):
     def on_validation_start(self, trainer: Any, *args: Any, **kw: Any) -> None:
         if self._pending:
             self._record_saves(trainer)
+        self._validating = time.time_ns()
 
     @guarded
     def on_validation_end(self, trainer: Any, *args: Any, **kw: Any) -> None:
+        began, self._validating = self._validating, None
+        if began is not None and trainer.is_global_zero:  # the sanity check's too: it is time
+            self.record_phase("evaluation", began, trainer.global_step)
         if self._pending:
             self._record_saves(trainer)
 
@@ -218,6 +223,8 @@ class LogbookCallback(pl.Callback, CallbackBase):
                 written.remove(found)
                 self._seen.add((found[1], found[0]))
             self.record_checkpoint(step, found[1] if found is not None else None)
+            # the save from when it began to this hook, once written (#19)
+            self.record_phase("checkpoint_save", began, step)
 
     # metrics (through _Relay) ------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ own rank check. Events and their data keys: see logbook.integrations._common.
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -61,6 +62,25 @@ class LogbookCallback(TrainerCallback, CallbackBase):
 
     def __init__(self, recorder: Recorder | None = None) -> None:
         CallbackBase.__init__(self, recorder)
+        # When the trainer last stood between two things (#19): the end of a step, its training
+        # log, an evaluation. `_maybe_log_save_evaluate` (transformers/trainer.py) runs after
+        # on_step_end: the training log (on_log), the evaluation (its on_log, then on_evaluate),
+        # the save (then on_save); so an evaluation and a save each run from this mark to their hook.
+        self._mark: int | None = None
+
+    @guarded
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        self._mark = time.time_ns()
+
+    @guarded
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        if state.is_world_process_zero and self._mark is not None:
+            self.record_phase("evaluation", self._mark, state.global_step)
+        self._mark = time.time_ns()
 
     @guarded
     def on_train_begin(
@@ -97,6 +117,8 @@ class LogbookCallback(TrainerCallback, CallbackBase):
     ) -> None:
         if state.is_world_process_zero and logs:
             self.recorder.log(numbers(logs), step=state.global_step)
+        if logs and not any(str(k).startswith("eval_") for k in logs):
+            self._mark = time.time_ns()  # the training log: an evaluation starts after it
 
     @guarded
     def on_save(
@@ -109,6 +131,9 @@ class LogbookCallback(TrainerCallback, CallbackBase):
         path = os.path.join(args.output_dir or "", f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         # A hyperparameter search saves under a trial's folder: no path rather than a wrong one.
         self.record_checkpoint(state.global_step, path if os.path.isdir(path) else None)
+        if self._mark is not None:
+            self.record_phase("checkpoint_save", self._mark, state.global_step)
+            self._mark = None
 
     @guarded
     def on_train_end(

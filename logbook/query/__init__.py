@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from logbook import schema as schemas
 from logbook.errors import BadQuery, ReadOnlyQuery, StoreCorrupt
-from logbook.query import attempt_time, gpu_count, lineages, lost_work
+from logbook.query import attempt_time, gpu_count, kept_metrics, lineages, lost_work
 from logbook.store import Snapshot, Store, layout, parts
 
 if TYPE_CHECKING:
@@ -29,30 +29,14 @@ _STATUS_RANK = "case status when 'running' then 0 else 1 end"
 _CHANGES = {"attempts": "attempt_changes", "nodes": "node_changes"}
 # Every metric point recorded; the `metrics` view leaves out the output's copies of API points.
 _RAW = {**_CHANGES, "metrics": "all_metrics"}
-# A point the output printed is the API's point printed (#17) when it is of the same attempt,
-# name and step, and agrees to the digits printed (0.5%: three significant digits, as the
-# shortest trainers print); or when it has no step and the API records that name in the attempt
-# (the Transformers Trainer prints every dict it logs, with no step). The API's point is kept: it
-# has the exact value and the trainer's step. NaN agrees with NaN.
-METRICS_VIEW = """
-    create view metrics as
-    select * from all_metrics where source is distinct from 'parser'
-    union all
-    select * from all_metrics m where m.source = 'parser'
-      and not exists (
-        select 1 from all_metrics a
-        where a.source = 'api' and a.run = m.run and a.attempt_id = m.attempt_id
-          and a.name = m.name and a.step = m.step
-          and (a.value = m.value or abs(a.value - m.value) <= 0.005 * abs(a.value)
-               or (isnan(a.value) and isnan(m.value))))
-      and (m.step is not null or not exists (
-        select 1 from all_metrics a
-        where a.source = 'api' and a.run = m.run and a.attempt_id = m.attempt_id
-          and a.name = m.name))
-"""
+METRICS_VIEW = (
+    kept_metrics.VIEW
+)  # query/kept_metrics.py: the output's copies of API points left out
 
 
-def connect(store: Store, run: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    store: Store, run: str | None = None, *, gpu_samples: bool = True
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per table of `store`; with `run`, the views
     hold that run's rows only, and only its journals and parts are read (a live view refreshes
     every few seconds on a store of many runs).
@@ -62,12 +46,16 @@ def connect(store: Store, run: str | None = None) -> duckdb.DuckDBPyConnection:
     export, install or load a file, nor turn that back on (`allowed_directories` would still let
     COPY and ATTACH write inside the store).
 
+    `gpu_samples=False` leaves `attempt_gpus` (and `goodput`) without the sampled GPU counts, for
+    callers that never read them (see `_load`).
+
     Raises:
         StoreCorrupt: the store's parts kept vanishing while they were listed.
     """
     con = _connection()
     try:
-        _load(con, store.reading(lambda: store.snapshot(schemas.tables(), run)))
+        snap = store.reading(lambda: store.snapshot(schemas.tables(), run))
+        _load(con, snap, gpu_samples=gpu_samples)
     except BaseException:
         con.close()
         raise
@@ -82,7 +70,11 @@ def _connection() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")  # a library prints nothing (long scans drew one)
-    _load(con, Snapshot({t: [] for t in schemas.tables()}, {t: [] for t in schemas.tables()}))
+    _load(
+        con,
+        Snapshot({t: [] for t in schemas.tables()}, {t: [] for t in schemas.tables()}),
+        views=False,
+    )
     for table in schemas.tables():
         _create_view(con, table, _RAW.get(table, table))
     for table, key, replace in (
@@ -95,6 +87,9 @@ def _connection() -> duckdb.DuckDBPyConnection:
             f"{_STATUS_RANK} desc) as _n from {_CHANGES[table]}) where _n = 1"
         )
     con.execute(METRICS_VIEW)
+    con.execute(attempt_time.OPEN_VIEW)
+    con.execute(attempt_time.open_points_view(False))
+    con.execute(gpu_count.sampled_view([]))
     for sql in _DERIVED_VIEWS:
         con.execute(sql)
     con.execute("set enable_external_access = false")
@@ -102,8 +97,18 @@ def _connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
-    """Point the views at `snap`: its parts as pyarrow datasets, its journal rows as tables."""
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    *,
+    views: bool = True,
+    gpu_samples: bool = True,
+) -> None:
+    """Point the views at `snap`: its parts as pyarrow datasets, its journal rows as tables;
+    `views`: the views exist (not yet while `_connection` makes them), and then the views whose
+    constant filters depend on the data are written; `gpu_samples`: also the GPU samples that
+    `attempt_gpus` reads (a read of the launch snapshots, about 0.3 s at OPT's size, so only for
+    SQL that reads them: `uses_gpu_samples`)."""
     for table in schemas.tables():
         con.register(f"_parts_{table}", _dataset(table, snap.parts[table]))
         journal = parts.to_arrow(table, snap.journal_rows[table], with_partitions=True)
@@ -112,6 +117,12 @@ def _load(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> None:
 
     held = pa.table({"attempt_id": pa.array(sorted(snap.journal_attempts), pa.string())})
     con.register("_journal_attempt_ids", held)
+    if views:  # the open attempts' points: none to read most often (attempt_time.py)
+        row = con.execute("select exists (select 1 from _open_attempts)").fetchone()
+        con.execute(attempt_time.open_points_view(bool(row and row[0])))
+    if views and gpu_samples:
+        needs = [r[0] for r in con.execute(gpu_count.NEEDS_SAMPLES).fetchall()]
+        con.execute(gpu_count.sampled_view(needs))
 
 
 FAILURES = lineages.FAILURES
@@ -119,8 +130,141 @@ FAILURES = lineages.FAILURES
 # the hang watch stopped (the status's word, as `incidents` and `goodput` say it; the event is
 # `hang`). One expression, so `show`, `incidents`, `goodput` and the chronicle agree (#16).
 ATTEMPT_CLASS = "coalesce(a.crash_class, case when a.status = 'hung' then 'hung' end)"
+
+# The phases goodput splits off (#19), in the order they are taken from the time: (phase, column).
+GOODPUT_PHASES = (
+    ("checkpoint_save", "checkpoint_s"),
+    ("checkpoint_restore", "restore_s"),
+    ("evaluation", "evaluation_s"),
+    ("compilation", "compilation_s"),
+    ("data_loading", "data_loading_s"),
+)
+
+
+def _goodput_view() -> str:
+    """The `_goodput_time` view, `goodput` without the GPUs. A phase that began before the attempt's first step comes off its
+    start-up, a later one off its trained time (after the lost work); each in turn, so that the
+    parts never exceed the time they come from (least(time, sum of the first k) - least(time, sum
+    of the first k-1)). Where several sources timed one phase (the output, the API, a callback),
+    the one that saw the most counts, never their sum. A checkpoint save is the longer of the
+    `phase` events and the writes --checkpoint-dir measured."""
+    names = [p for p, _ in GOODPUT_PHASES]
+    sums = ", ".join(
+        f"sum(d) filter (where phase = '{p}' and pre) as {p}_pre, "
+        f"sum(d) filter (where phase = '{p}' and not pre) as {p}_post"
+        for p in names
+    )
+    maxes = ", ".join(f"max({p}_pre) as {p}_pre, max({p}_post) as {p}_post" for p in names)
+    raw = ", ".join(
+        f"coalesce(ph.{p}_pre, 0) as x_{p}_pre, "
+        + (
+            f"greatest(coalesce(ph.{p}_post, 0), coalesce(ck.checkpoint_s, 0)) as x_{p}_post"
+            if p == "checkpoint_save"
+            else f"coalesce(ph.{p}_post, 0) as x_{p}_post"
+        )
+        for p in names
+    )
+
+    def cum(k: int, when: str) -> str:
+        return " + ".join([f"x_{p}_{when}" for p in names[:k]] or ["0"])
+
+    def carved(k: int, when: str, avail: str) -> str:
+        return f"(least({avail}, {cum(k + 1, when)}) - least({avail}, {cum(k, when)}))"
+
+    pre_all = f"least(startup_part, {cum(len(names), 'pre')})"
+    post_all = f"least(rest - coalesce(lost_part, 0), {cum(len(names), 'post')})"
+    # of an attempt whose own time is unknown (known only to a day or range), every part is
+    # unknown (#16)
+    parts = ", ".join(
+        f"case when wall is not null then"
+        f" case when startup_part is not null then {carved(k, 'pre', 'startup_part')} else 0 end"
+        f" + case when split_known then {carved(k, 'post', 'rest - coalesce(lost_part, 0)')}"
+        f" else 0 end end as {col}"
+        for k, (_, col) in enumerate(GOODPUT_PHASES)
+    )
+    cols = ", ".join(col for _, col in GOODPUT_PHASES)
+    return f"""
+    create view _goodput_time as
+    with ck as (
+        select attempt_id, sum(coalesce(try_cast(json_extract(data, '$.write_s') as double), 0))
+               as checkpoint_s
+        from events where kind = 'checkpoint' group by attempt_id
+    ),
+    pe as (  -- the phases (#19): before the first step or after, by source
+        select e.attempt_id, json_extract_string(e.data, '$.phase') as phase,
+               coalesce(json_extract_string(e.data, '$.how'), e.source) as how,
+               greatest(coalesce(try_cast(json_extract(e.data, '$.duration_s') as double), 0), 0)
+                   as d,
+               t.first_step_time is null or e.time < t.first_step_time as pre
+        from events e join attempt_time t using (attempt_id)
+        where e.kind = 'phase'
+    ),
+    pb as (select attempt_id, how, {sums} from pe group by attempt_id, how),
+    ph as (select attempt_id, {maxes} from pb group by attempt_id),
+    s1 as (
+        select p.*, {raw},
+               p.counted_s as wall,
+               -- the time an earlier attempt covered comes off the start (least() and greatest()
+               -- skip nulls: unknown stays unknown only through the case)
+               case when p.startup_time_s is not null
+                    then least(greatest(p.startup_time_s - p.overlap_s, 0), p.counted_s) end
+                   as startup_part,
+               l.lost_steps, l.lost_work_s,
+               p.status in ('completed', 'running') or l.lost_work_s is not null as lost_known
+        from attempt_pace p left join ck using (attempt_id)
+               left join lost_work l using (attempt_id) left join ph using (attempt_id)
+    ),
+    s2 as (
+        select *, case when hung_time_s is not null
+                       then least(hung_time_s, wall - coalesce(startup_part, 0)) end as hung_part
+        from s1
+    ),
+    s3 as (
+        select *, wall - coalesce(startup_part, 0) - coalesce(hung_part, 0) as rest,
+               startup_part is not null and hung_part is not null as split_known
+        from s2
+    ),
+    s4 as (
+        select *, case when split_known and lost_known
+                       then least(coalesce(lost_work_s, 0), rest) end as lost_part
+        from s3
+    ),
+    s5 as (
+        select *, {parts},
+               case when split_known then {post_all} else 0 end as phases_post
+        from s4
+    )
+    select run, label, attempt_id, status, start_time, wall as wall_s,
+           -- time not split is filed under unknown, not productive (#16)
+           case when split_known and lost_known then rest - lost_part - phases_post
+                when wall is not null then 0 end as productive_s,
+           lost_part as lost_s, lost_steps, hung_part as hung_s,
+           startup_part - {pre_all} as startup_s, {cols},
+           case when split_known and lost_known then 0
+                when split_known then rest - phases_post else rest end as unknown_s,
+           gap_before_s as downtime_before_s,
+           is_open as open, overlap_s, case when overlap_s > 0 then covered_by end as overlapped_by,
+           time_note as note
+    from s5
+    """
+
+
+# The split with each attempt's GPUs: the time alone (`_goodput_time`) does without the launch
+# snapshots, whose million rows on the OPT-size store cost more than the rest (#19).
+GOODPUT_VIEW = """
+create view goodput as
+-- summed over the hosts of a launch over several, else the GPUs sampled (gpu_count.py); a GPU
+-- count not on record is unknown, and so are its GPU-hours (#16), never 0
+select t.run, t.label, t.attempt_id, t.status, t.start_time, g.gpus,
+       coalesce(g.gpus_basis, 'unknown: no GPU count on record') as gpus_basis,
+       t.* exclude (run, label, attempt_id, status, start_time)
+from _goodput_time t left join attempt_gpus g using (attempt_id)
+"""
+
+
 _DERIVED_VIEWS = (
     gpu_count.VIEW,
+    gpu_count.COUNT_VIEW,
     gpu_count.HOSTS_VIEW,
     gpu_count.ATTEMPT_GPUS_VIEW,
     lineages.ATTEMPT_LINEAGE_VIEW,
@@ -204,66 +348,13 @@ _DERIVED_VIEWS = (
     """,
     # Where each attempt's wall-clock time went, counted once where attempts overlap
     # (attempt_time.py): start-up until the first step, time hung, lost work (its steps the run
-    # did not keep, lost_work.py), checkpoint writes, the rest productive; and unknown, what
-    # cannot be split: an attempt without step times, or a failed one whose lost work is not
-    # known. Plus the downtime since the attempts before it. The parts add up to wall_s.
-    """
-    create view goodput as
-    with ck as (
-        select attempt_id, sum(coalesce(try_cast(json_extract(data, '$.write_s') as double), 0))
-               as checkpoint_s
-        from events where kind = 'checkpoint' group by attempt_id
-    ),
-    g as (select attempt_id, gpus, gpus_basis from attempt_gpus),  -- query/gpu_count.py
-    s1 as (
-        -- a GPU count not on record is unknown, and so are its GPU-hours (#16), never 0
-        select p.*, coalesce(ck.checkpoint_s, 0) as ck_s, g.gpus,
-               coalesce(g.gpus_basis, 'unknown: no GPU count on record') as gpus_basis,
-               p.counted_s as wall,
-               -- the time an earlier attempt covered comes off the start (least() and greatest()
-               -- skip nulls: unknown stays unknown only through the case)
-               case when p.startup_time_s is not null
-                    then least(greatest(p.startup_time_s - p.overlap_s, 0), p.counted_s) end
-                   as startup_part,
-               l.lost_steps, l.lost_work_s,
-               p.status in ('completed', 'running') or l.lost_work_s is not null as lost_known
-        from attempt_pace p left join ck using (attempt_id) left join g using (attempt_id)
-               left join lost_work l using (attempt_id)
-    ),
-    s2 as (
-        select *, case when hung_time_s is not null
-                       then least(hung_time_s, wall - coalesce(startup_part, 0)) end as hung_part
-        from s1
-    ),
-    s3 as (
-        select *, wall - coalesce(startup_part, 0) - coalesce(hung_part, 0) as rest,
-               startup_part is not null and hung_part is not null as split_known
-        from s2
-    ),
-    s4 as (
-        select *, case when split_known and lost_known
-                       then least(coalesce(lost_work_s, 0), rest) end as lost_part
-        from s3
-    ),
-    s5 as (
-        select *, case when split_known then least(ck_s, rest - coalesce(lost_part, 0))
-                       when wall is not null then 0 end as checkpoint_part
-        from s4
-    )
-    select run, label, attempt_id, status, start_time, gpus, gpus_basis, wall as wall_s,
-           -- time not split is filed under unknown, not productive; of an attempt whose own
-           -- time is unknown (known only to a day or range), every part is unknown (#16)
-           case when split_known and lost_known then rest - lost_part - checkpoint_part
-                when wall is not null then 0 end as productive_s,
-           lost_part as lost_s, lost_steps, hung_part as hung_s, startup_part as startup_s,
-           checkpoint_part as checkpoint_s,
-           case when split_known and lost_known then 0
-                when split_known then rest - checkpoint_part else rest end as unknown_s,
-           gap_before_s as downtime_before_s,
-           is_open as open, overlap_s, case when overlap_s > 0 then covered_by end as overlapped_by,
-           time_note as note
-    from s5
-    """,
+    # did not keep, lost_work.py), the phases (checkpoint saves and restores, evaluation,
+    # compilation, data loading: `phase` events, #19, and checkpoint writes), the rest productive;
+    # and unknown, what cannot be split: an attempt without step times, or a failed one whose lost
+    # work is not known. Plus the downtime since the attempts before it. The parts add up to
+    # wall_s.
+    _goodput_view(),
+    GOODPUT_VIEW,
 )
 
 
@@ -362,6 +453,12 @@ def _refuse_writes(error: Exception) -> None:
         ) from error
 
 
+def uses_gpu_samples(sql: str) -> bool:
+    """Whether `sql` may read `attempt_gpus` (itself, or the goodput view built on it)."""
+    lowered = sql.lower()
+    return "attempt_gpus" in lowered or "goodput" in lowered
+
+
 class _ViewsFailed(Exception):
     """Our own views did not bind: a part's contents are damaged, not the user's SQL."""
 
@@ -377,7 +474,7 @@ def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) 
         except duckdb.Error as e:
             raise _ViewsFailed(str(e).strip()) from e
         try:
-            _load(con, store.snapshot(schemas.tables()))
+            _load(con, store.snapshot(schemas.tables()), gpu_samples=uses_gpu_samples(sql))
             result = con.sql(sql, params=params or None)
             if result is None:  # a statement with no result set (create view ...)
                 import pyarrow as pa

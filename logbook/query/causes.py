@@ -92,7 +92,7 @@ def incidents_by_cause(store: Store, run: str) -> pa.Table:
             -- #16), else a share would be made of the known attempts only
             select {sums}, bool_and(wall_s is not null and downtime_before_s is not null
                                     and unknown_s is not null) as whole
-            from goodput where run = $run
+            from _goodput_time where run = $run  -- goodput without the GPUs it needs not
         ),
         effective as (
             select case when ({total}) > 0 and unknown_s = 0 and whole

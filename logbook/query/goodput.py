@@ -14,7 +14,12 @@ its launch snapshot, else the GPUs its telemetry sampled: `attempt_gpus`, query/
 - hung: from the last sign of progress until logbook stopped the command;
 - downtime: between the end of an attempt and the start of the next;
 - start-up: from launch to the first step (all of an attempt that failed before one);
-- checkpoints: writing checkpoints, as `--checkpoint-dir` measured them;
+- checkpoints: saving checkpoints: the trainer's save lines, `logbook.phase("checkpoint_save")`
+  or a callback (`phase` events, #19), or the writes `--checkpoint-dir` measured (the longer);
+- checkpoint restore, evaluation, compilation, data loading: the `phase` events of each
+  (logbook/record/phases.py: the trainers' lines, the API, the callbacks). A phase before the first
+  step comes off start-up, a later one off the trained time; a phase no source saw is 0 in its
+  category and its time stays in productive or start-up: these split what logbook can see;
 - unknown: time that cannot be split (#16): an attempt without step times (imported ones, a
   recorded one that logged no step), a hung one with no sign of its last progress, or the trained
   part of a failed attempt whose lost work is not known. Never filed under start-up or productive.
@@ -38,6 +43,10 @@ CATEGORIES = (
     ("downtime", "downtime_before_s"),
     ("start-up", "startup_s"),
     ("checkpoints", "checkpoint_s"),
+    ("checkpoint restore", "restore_s"),
+    ("evaluation", "evaluation_s"),
+    ("compilation", "compilation_s"),
+    ("data loading", "data_loading_s"),
     ("unknown", "unknown_s"),
 )
 
@@ -155,5 +164,61 @@ def goodput_by_attempt(store: Store, run: str) -> pa.Table:
         f"select label, status, gpus, gpus_basis, round(wall_s, 1) as wall_s, {cols}, lost_steps, open, "
         "round(overlap_s, 1) as overlap_s, overlapped_by, note "
         "from goodput where run = $run order by start_time",
+        {"run": run},
+    )
+
+
+SLOW = 2.0  # a step this many times its attempt's running median is `slow`...
+SLOW_BY_S = 1.0  # ...when its reading is also this much longer than the median would make it:
+# readings come every 0.5 s, so a smaller excess is the reading's own jitter
+MEDIAN_OF = 3  # readings before a running median is given
+
+
+def step_deviation(store: Store, run: str) -> pa.Table:
+    """Step-time deviation over time (#19): each step's time against the running median of the
+    steps before it in its attempt, a line per reading, oldest first.
+
+    Steps are timed when logbook read their lines (every 0.5 s or so while output flows), so steps
+    read together share a time: a line is one reading, its `step` the last step it saw, `steps`
+    how many it gained, `step_s` the time since the reading before over those steps. `median_s`
+    is the median `step_s` of the attempt's readings before it (null before MEDIAN_OF of them),
+    `deviation` step_s / median_s (null where unknown), `slow` whether that is at least SLOW and
+    the reading took SLOW_BY_S longer than the median would make it (beyond the reading jitter).
+
+    Raises:
+        NoSuchRun: the run is unknown.
+    """
+    store.check_run(run)
+    return query.run_sql(
+        store,
+        f"""
+        with s as (  -- when each step was first seen
+            select m.attempt_id, m.step, min(m.time) as t from metrics m
+            where m.run = $run and m.step is not null group by m.attempt_id, m.step
+        ),
+        r as (  -- readings: the steps first seen at one time
+            select attempt_id, t, max(step) as step from s group by attempt_id, t
+        ),
+        d as (
+            select attempt_id, t, step,
+                   step - lag(step) over w as steps,
+                   epoch(t - lag(t) over w) / nullif(step - lag(step) over w, 0) as step_s
+            from r window w as (partition by attempt_id order by t)
+        ),
+        m as (
+            select *, case when count(*) over before >= {MEDIAN_OF}
+                           then median(step_s) over before end as median_s
+            from d where step_s is not null and step_s > 0
+            window before as (partition by attempt_id order by t
+                              rows between unbounded preceding and 1 preceding)
+        )
+        select a.label, m.t as time, m.step, m.steps, round(m.step_s, 3) as step_s,
+               round(m.median_s, 3) as median_s,
+               round(m.step_s / nullif(m.median_s, 0), 2) as deviation,
+               m.step_s / nullif(m.median_s, 0) >= {SLOW}
+                   and (m.step_s - m.median_s) * m.steps >= {SLOW_BY_S} as slow
+        from m join attempts a using (attempt_id)
+        order by a.start_time, m.t
+        """,
         {"run": run},
     )

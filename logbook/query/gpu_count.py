@@ -53,38 +53,75 @@ _BASIS = """case
                                greatest(coalesce(nodes, 1), 1))
     end"""
 
-VIEW = f"""
-create view launch_gpus as
-with ah as (
+_HOSTS = """ah as (
     select a.attempt_id, coalesce(a.host, '') as a_host, n.attempt_id is not null as multi
     from attempts a left join (select distinct attempt_id from nodes) n using (attempt_id)
-),
-h as (
-    select sn.run, sn.attempt_id, {HOST_KEY} as host,
-        max(try_cast(value as integer)) filter (where kind = 'gpu' and name = 'count') as inv_gpus,
-        coalesce(mode(value) filter (where kind = 'gpu' and name like '%.name'),
-                 any_value(value) filter (where kind = 'declared' and name = 'gpu_model'))
-            as gpu_name,
-        max(try_cast(value as integer)) filter (where kind = 'declared' and name = 'gpus')
+)"""
+# What _COUNT reads. Each aggregate reads its rows through a case, not a filter: DuckDB works out
+# an aggregate's argument for every row before its filter, and the casts of a million snapshot
+# rows (a GPU's facts each) were most of goodput's time (#19).
+_COUNT_INPUTS = """
+        max(case when kind = 'gpu' and name = 'count' then try_cast(value as integer) end)
+            as inv_gpus,
+        max(case when kind = 'declared' and name = 'gpus' then try_cast(value as integer) end)
             as declared_gpus,
-        max(try_cast(value as double)) filter (where kind = 'host' and name = 'memory_bytes')
+        count(distinct case when kind = 'launcher' and name = 'LOCAL_RANK' then value end)
+            as workers,
+        max(case when kind = 'launcher' and name = 'LOCAL_WORLD_SIZE'
+                 then try_cast(value as integer) end) as local_world,
+        max(case when kind = 'launcher' and name = 'SLURM_GPUS_ON_NODE'
+                 then try_cast(value as integer) end) as slurm_gpus,
+        max(case when kind = 'launcher' and name = 'WORLD_SIZE'
+                 then try_cast(value as integer) end) as world,
+        max(case when kind = 'launcher'
+                      and name in ('GROUP_WORLD_SIZE', 'SLURM_NNODES', 'SLURM_JOB_NUM_NODES')
+                 then try_cast(value as integer) end) as nodes"""
+
+VIEW = f"""
+create view launch_gpus as
+with {_HOSTS},
+h as (
+    select sn.run, sn.attempt_id, {HOST_KEY} as host, {_COUNT_INPUTS},
+        coalesce(mode(case when kind = 'gpu' and name like '%.name' then value end),
+                 any_value(case when kind = 'declared' and name = 'gpu_model' then value end))
+            as gpu_name,
+        max(case when kind = 'host' and name = 'memory_bytes' then try_cast(value as double) end)
             as mem_bytes,
         count(*) filter (where kind = 'host') > 0 as host_known,
-        coalesce(bool_or(regexp_matches(value, 'aarch64|arm64', 'i'))
-                 filter (where kind = 'host' and name = 'os'), false) as is_arm,
-        count(distinct value) filter (where kind = 'launcher' and name = 'LOCAL_RANK') as workers,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'LOCAL_WORLD_SIZE')
-            as local_world,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'SLURM_GPUS_ON_NODE')
-            as slurm_gpus,
-        max(try_cast(value as integer)) filter (where kind = 'launcher' and name = 'WORLD_SIZE') as world,
-        max(try_cast(value as integer)) filter (where kind = 'launcher'
-            and name in ('GROUP_WORLD_SIZE', 'SLURM_NNODES', 'SLURM_JOB_NUM_NODES')) as nodes
+        coalesce(bool_or(case when kind = 'host' and name = 'os'
+                              then regexp_matches(value, 'aarch64|arm64', 'i') end), false)
+            as is_arm
     from snapshots sn join ah using (attempt_id)
     where value is not null and status = 'ok'
     group by all
 )
 select *, {_COUNT} as gpus, {_BASIS} as gpus_basis from h
+"""
+
+# The GPU count alone (goodput's GPU-hours), from the rows it is made of: a host without them has
+# no count in launch_gpus either, and the model and the host's facts are not worked out.
+COUNT_VIEW = f"""
+create view _launch_gpu_count as
+with {_HOSTS},
+h as (
+    select sn.attempt_id, {HOST_KEY} as host, {_COUNT_INPUTS}
+    from snapshots sn join ah using (attempt_id)
+    where value is not null and status = 'ok'
+      and (kind = 'launcher' or (kind = 'gpu' and name = 'count')
+           or (kind = 'declared' and name = 'gpus'))
+    group by all
+),
+named as (  -- the model, for the basis: a few rows a host, read only where a count is
+    select sn.attempt_id, {HOST_KEY} as host,
+           coalesce(mode(case when kind = 'gpu' then value end),
+                    any_value(case when kind = 'declared' then value end)) as gpu_name
+    from snapshots sn join ah using (attempt_id)
+    where value is not null and status = 'ok'
+      and ((kind = 'gpu' and name like '%.name') or (kind = 'declared' and name = 'gpu_model'))
+    group by all
+)
+select attempt_id, host, {_COUNT} as gpus, {_BASIS} as gpus_basis
+from h left join named using (attempt_id, host)
 """
 
 # How many hosts each attempt ran on (#16), the first that applies: the hosts of a launch over
@@ -118,7 +155,7 @@ with ah as (
 ),
 sampled as (
     select attempt_id, {HOST_KEY} as hk, count(*) as gpus_sampled
-    from (select distinct attempt_id, host, gpu_index from samples where gpu_index is not null)
+    from (select distinct attempt_id, host, gpu_index from _sampled_gpus)
     join ah using (attempt_id) group by all
 ),
 per_host as (
@@ -128,7 +165,7 @@ per_host as (
                 when s.gpus_sampled is not null
                     then printf('measured: telemetry: %d GPUs sampled', s.gpus_sampled)
                 else 'unknown: no GPU count on record' end as gpus_basis
-    from launch_gpus l full join sampled s on s.attempt_id = l.attempt_id and s.hk = l.host
+    from _launch_gpu_count l full join sampled s on s.attempt_id = l.attempt_id and s.hk = l.host
 )
 select attempt_id,
        case when bool_and(gpus is not null) then sum(gpus) end as gpus,
@@ -140,3 +177,24 @@ select attempt_id,
            as gpus_basis
 from per_host group by attempt_id
 """
+
+
+# The attempts whose launch leaves a GPU count unknown: only their samples are read for
+# `attempt_gpus`. A distinct over every sample cost 4 s and 0.9 GB at OPT's size for each goodput
+# even when no attempt needed it (DuckDB scans a semi-join's probe side even when the other side
+# is empty), so the filter is a constant, written into `_sampled_gpus` once the store is loaded.
+NEEDS_SAMPLES = """
+select attempt_id from attempts
+where attempt_id not in (select attempt_id from _launch_gpu_count where gpus is not null)
+   or attempt_id in (select attempt_id from _launch_gpu_count where gpus is null)
+"""
+
+
+def sampled_view(attempt_ids: list[str]) -> str:
+    """`_sampled_gpus`: the GPU samples of these attempts (none: a constant false, not scanned)."""
+    quoted = ", ".join("'" + a.replace("'", "''") + "'" for a in attempt_ids)
+    where = f"attempt_id in ({quoted})" if attempt_ids else "false"
+    return (
+        "create or replace view _sampled_gpus as select attempt_id, host, gpu_index from samples "
+        f"where gpu_index is not null and {where}"
+    )

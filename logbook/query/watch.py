@@ -213,7 +213,7 @@ def watch_state(
         if tries == 2:
             store.check_all_parts()
         try:
-            con = connect(store, run)
+            con = connect(store, run, gpu_samples=False)
         except duckdb.InterruptException:  # Ctrl-C, not the store's fault
             raise
         except duckdb.Error as e:

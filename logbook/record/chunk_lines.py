@@ -58,6 +58,12 @@ def _spans(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return starts[keep], lengths[keep], keep, ends
 
 
+def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Where each non-empty line of `data` starts, and its length (as `split_chunk` counts)."""
+    starts, lengths, _, _ = _spans(data)
+    return starts, lengths
+
+
 def split_chunk(data: bytes) -> ChunkLines:
     starts, lengths, segments, ends = _spans(data)
     try:

@@ -436,23 +436,18 @@ class Checkpoints:
                 del self._times[: HISTORY // 2], self._steps[: HISTORY // 2]
 
     @staticmethod
-    def marked_lines(chunk: bytes) -> list[tuple[int, bytes]]:
-        """The save and resume lines of a chunk (whole lines), with their index as
-        `logbook.record.batch.split_lines` counts lines; cheap when the chunk holds none."""
-        if not any(k in chunk for k in _KEYWORDS):
-            return []
-        from logbook.record.batch import split_lines
-
+    def marked_lines(found: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """The save and resume lines among `found`, the (index, line) of a chunk's lines that
+        hold one of KEYWORDS (`logbook.record.keyword_lines`, one search shared with the phase
+        lines, #19)."""
         return [
-            (i, line)
-            for i, line in enumerate(split_lines(chunk))
-            if any(k in line for k in _KEYWORDS) and _is_marked(line)
+            (i, line) for i, line in found if any(k in line for k in KEYWORDS) and _is_marked(line)
         ]
 
     def saw_line(self, line: bytes, at: float, last_step: int | None) -> bool:
         """Whether `line` is a save or resume line (then not progress); `last_step`: the last
         step the logs named before it. Never raises."""
-        if not any(k in line for k in _KEYWORDS):
+        if not any(k in line for k in KEYWORDS):
             return False
         try:
             return self._resume_line(line) or self._save_line(line, at, last_step)
@@ -620,7 +615,7 @@ def _utc(at: float) -> datetime:
 
 
 # What every save or resume line holds (a cheap test before the regular expressions).
-_KEYWORDS = (b"heckpoint", b"ckpt", b"esum", b"estor", b"ontinuing")
+KEYWORDS = (b"heckpoint", b"ckpt", b"esum", b"estor", b"ontinuing")
 
 
 def _is_marked(line: bytes) -> bool:

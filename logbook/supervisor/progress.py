@@ -23,8 +23,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logbook.record import phases
+from logbook.record.keyword_lines import KeywordLines
 from logbook.record.parsers import MAX_LINE as MAX_LINE_READ
 from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end
+from logbook.supervisor.checkpoints import KEYWORDS as CHECKPOINT_KEYWORDS
 from logbook.supervisor.checkpoints import Checkpoint, CheckpointMemory, Checkpoints
 
 if TYPE_CHECKING:
@@ -78,6 +81,7 @@ class Progress:
         on_settings: Callable[[dict[str, float]], None] | None = None,
         checkpoint_patterns: list[str] | None = None,
         checkpoint_memory: CheckpointMemory | None = None,
+        on_phase: Callable[[phases.Phase], None] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -104,6 +108,11 @@ class Progress:
         self.stream = MetricStream(parser.mode if parser is not None else "none")
         self._on_metrics = on_metrics
         self._on_settings = on_settings
+        self._on_phase = on_phase
+        self.phases = phases.PhaseMarks()  # checkpoint saves, evaluations... in the output (#19)
+        self._keyword_lines = KeywordLines(
+            CHECKPOINT_KEYWORDS + (phases.KEYWORDS if on_phase is not None else ())
+        )
         self._read = MIN_READ  # bytes per read, sized to CHUNK_S of parsing
         self._lock = threading.Lock()  # one parser at a time: the follower, or `stop`
         self._commit = threading.Lock()  # a parsed chunk is committed whole, or dropped
@@ -167,6 +176,7 @@ class Progress:
         if not self.unparsed and not self._abandoned:
             self._settle()
         self._parsed()  # the coverage names every log, and how far each is parsed
+        self._phases_ended(self.phases.finish(self.last_output_time))
         self.end_parse_s = time.monotonic() - started
         self.checkpoints.scan(final=True)
 
@@ -314,6 +324,11 @@ class Progress:
             **self._state,
         }
 
+    def _phases_ended(self, ended: list[phases.Phase]) -> None:
+        if self._on_phase is not None:
+            for p in ended:
+                self._on_phase(p)
+
     def _parsed(self) -> None:
         if self._on_parsed is not None:
             self._on_parsed(self.coverage())
@@ -342,13 +357,23 @@ class Progress:
         self.last_output_time = stamp
         at = self.checkpoints.written_by(stamp.timestamp())  # dates a checkpoint's step
         # Save and resume lines: their steps are not progress; each is told the step before it.
-        marked = self.checkpoints.marked_lines(chunk)
+        # One search of the chunk finds them and the phase lines (#19).
+        found = self._keyword_lines.find(chunk)
+        marked = self.checkpoints.marked_lines(found)
         skip = frozenset(i for i, _ in marked)
         before = self.stream.last_step
         fed = self.stream.feed(chunk, skip_step_lines=skip)
         self.parsed_lines += fed.lines
         for i, line in marked:
             self.checkpoints.saw_line(line, at, fed.step_before(i, before))
+        if self._on_phase is not None:
+            marks = phases.marked_lines(found) if found else []
+            if marks or self.phases.open is not None or fed.step_lines:
+                step_lines = fed.step_line.tolist() if marks else [0] * bool(fed.step_lines)
+                ended = self.phases.feed(
+                    marks, step_lines, stamp, before, lambda i: fed.step_before(i, before)
+                )
+                self._phases_ended(ended)
         if fed.step_lines:  # one time for the whole chunk: its last step is the one that counts
             self.checkpoints.saw_step(at, int(fed.step_value[-1]))
         if fed.step_lines:

@@ -131,8 +131,10 @@ class Recorder:
         source: str = "supervisor",
         data: dict[str, Any] | None = None,
         step: int | None = None,
+        at: datetime | None = None,
     ) -> None:
-        """Queue an event; safe to call from a signal handler (no import, no lock but the queue's)."""
+        """Queue an event (at `at`, default now); safe to call from a signal handler (no import,
+        no lock but the queue's)."""
         row = event_row(
             self.run,
             self.attempt_id,
@@ -142,6 +144,7 @@ class Recorder:
             step=step,
             severity=severity,
             data=data,
+            at=at,
         )
         row["host"] = self.host
         if self._ended:  # its journal is folded: a late event (a hook still running) is a part

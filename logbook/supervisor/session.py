@@ -338,6 +338,16 @@ class Session:
                 },
             )
 
+        def phase(p: Any) -> None:
+            recorder.event(
+                "phase",
+                f"{p.phase} {p.duration_s:.1f} s",
+                source="parser",
+                step=p.step,
+                at=p.start,
+                data=p.data("output"),
+            )
+
         watch = Watch(
             launching=launching,
             started=started,
@@ -348,6 +358,7 @@ class Session:
             metrics=on_metrics if metrics is not None else None,
             parsed=metrics.parsed if metrics is not None else None,
             settings=on_settings if metrics is not None else None,
+            phase=phase,
         )
         self.finisher = None
         ended = run_attempt(spec, forwarder, watch)

@@ -72,6 +72,11 @@ def test_each_part_of_the_time_is_counted_once(invoke, store_path: Path, tmp_pat
         ("downtime", 30, 9.4, round(30 * 8 / 3600, 3)),
         ("start-up", 20, 6.3, round(20 * 8 / 3600, 3)),
         ("checkpoints", 5, 1.6, round(5 * 8 / 3600, 3)),
+        # no phase on record (#19): nothing split off
+        ("checkpoint restore", 0, 0, 0),
+        ("evaluation", 0, 0, 0),
+        ("compilation", 0, 0, 0),
+        ("data loading", 0, 0, 0),
         ("unknown", 0, 0, 0),  # every attempt has step times and a known restart step
         ("total", 320, 100, round(320 * 8 / 3600, 3)),
     ]
@@ -184,6 +189,10 @@ def test_a_time_known_to_the_day_leaves_a_floor_and_no_share(  # type: ignore[no
         "downtime": (600, None, "seconds"),  # before 1.01; before 1.02 not known
         "start-up": (660, None, "seconds"),
         "checkpoints": (None, None, None),
+        "checkpoint restore": (None, None, None),  # the phases (#19): as lost work
+        "evaluation": (None, None, None),
+        "compilation": (None, None, None),
+        "data loading": (None, None, None),
         "unknown": (None, None, None),
         "total": (7800, None, "seconds"),
     }

@@ -90,7 +90,8 @@ def test_goodput_counts_each_second_once_and_says_what_is_unknown(  # type: igno
     total = {c["category"]: c for c in _json(invoke, "goodput", "h", "--store", s)}
     assert {k: c["seconds"] for k, c in total.items()} == {
         "productive": 21500, "lost work": 2500, "hung": 8000, "downtime": 3000,
-        "start-up": 5000, "checkpoints": 0, "unknown": 20000, "total": 60000,
+        "start-up": 5000, "checkpoints": 0, "checkpoint restore": 0, "evaluation": 0,
+        "compilation": 0, "data loading": 0, "unknown": 20000, "total": 60000,
     }  # fmt: skip  # first start to last evidence, once
 
 
@@ -239,3 +240,19 @@ def test_lost_work_is_bounded_by_the_attempt_that_lost_it(  # type: ignore[no-un
     assert i["time_lost_s"] == 86400 + 82800 + 600 + 600
     lost = {c["category"]: c["seconds"] for c in _json(invoke, "goodput", "sparse", "--store", s)}
     assert lost["lost work"] == 86400 and lost["hung"] == 82800
+
+
+def test_an_open_attempt_counts_to_its_last_point(  # type: ignore[no-untyped-def]
+    invoke, store_path: Path, tmp_path: Path
+) -> None:
+    """An open attempt whose last evidence is a point that names no step: its points are read
+    (#19: they are read only when some attempt is open)."""
+    history = tmp_path / "o.jsonl"
+    rows = [
+        {"type": "attempt", "label": "1.00", "start": _at(0), "status": "running"},
+        {"type": "metric", "time": _at(700), "name": "loss", "value": 2.0},
+    ]
+    history.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    s = str(store_path)
+    invoke(["import", str(history), "--run", "o", "--store", s])
+    assert [e["wall_s"] for e in _json(invoke, "goodput", "o", "--each", "--store", s)] == [700]

@@ -159,9 +159,9 @@ def test_large_text_is_fast_and_chunks_agree() -> None:
     token = TOKENS["github classic"]
     line = "+    loss = model(batch).loss  # compute the loss over some tokens\n"
     text = (line * 20_000 + f"+ remote = 'https://u:{token}@github.com/x'\n") * 2
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a loaded machine's waits are not the regexes'
     out = redact_text(text)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert token not in out
     assert out.count("https://***@github.com/x") == 2
     assert len(out.splitlines()) == len(text.splitlines())
