@@ -140,7 +140,7 @@ _RUN_SETTINGS = (
     "hook_specs",
     multiple=True,
     metavar="EVENT=COMMAND",
-    help="Run COMMAND on on_start, on_crash, on_hang, on_restart or on_end (repeatable).",
+    help="Run COMMAND on on_start, on_crash, on_hang, on_slow_step, on_restart or on_end (repeatable).",
 )
 @click.option(
     "--tty/--no-tty",
