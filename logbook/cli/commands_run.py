@@ -85,7 +85,8 @@ _RUN_SETTINGS = (
     type=DURATION,
     metavar="DURATION",
     help="No output and no new step for this long is a hang "
-    "(e.g. 30m): recorded, on_hang hooks run, the command is stopped.",
+    "(e.g. 30m): recorded, on_hang hooks run, the command is stopped. The ceiling of the "
+    "budgets learned per phase (a checkpoint save, training) from the run.",
 )
 @click.option(
     "--checkpoint-dir",
