@@ -88,3 +88,26 @@ def test_a_slow_step_is_an_event_and_a_hook_and_the_training_goes_on(
     assert payload["step"] == slow["step"] and payload["evidence"]["ratio"] == data["ratio"]
     [ran] = run_sql(store, "select data from events where kind = 'hook'").to_pylist()
     assert json.loads(ran["data"])["event"] == "on_slow_step"
+
+
+def test_the_budgets_rules_as_documented() -> None:
+    from logbook.supervisor.hang_budget import HangBudget
+
+    b = HangBudget(600.0)  # floor: 60 s
+    assert (b.budget(None, False).seconds, b.budget(None, False).phase) == (600.0, "start_up")
+    assert b.budget("evaluation", True).seconds == 600.0  # never seen: the ceiling
+    b.learn_prior([{"phase": "evaluation", "duration_s": 30.0}])
+    assert (
+        b.budget("evaluation", True).seconds == 150.0
+        and "1 in earlier" in b.budget("evaluation", True).how
+    )
+    b.saw_phase("evaluation", 200.0)  # longer than 600 / 5: the ceiling
+    assert b.budget("evaluation", True).seconds == 600.0
+    for _ in range(5):
+        b.saw_gap(2.0)
+        assert b.saw_reading(2.0, 1) is None
+    assert b.budget(None, True).seconds == 60.0  # 5 x 2 s and 2 x (10 x 2 s): under the floor
+    slow = b.saw_reading(2.0 + 25.0, 2)  # one step at 2 s, the other 25 s: 12.5 x
+    assert slow is not None and slow.step_s == 25.0 and slow.ratio == 12.5
+    b.saw_gap(27.0)
+    assert b.budget(None, True).seconds == 135.0  # 5 x the longest silence
