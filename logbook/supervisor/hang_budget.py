@@ -19,7 +19,8 @@ as the longest observed interval times `safety_factor`, 5 by default); for train
 HANG_OF_SLOW x the slow-step threshold, so that a slow step is flagged well before it could be a
 hang. It is never below the floor (a tenth of the ceiling, 1 s at least: a learned budget must
 not turn a rare pause never yet seen, like an epoch's first batch, into a kill) and never above
-the ceiling, the user's `--hang-timeout`; a phase never seen gets the ceiling. The longest seen
+the ceiling, the user's `--hang-timeout`; a phase never seen gets the ceiling. A learned budget
+is rounded up to the whole second (output is timed to 0.2-0.5 s). The longest seen
 only grows, so a budget never shrinks under a training that once paused longer.
 
 A step is slow when a reading's slowest step (its time less the others' at the median) is at
@@ -31,6 +32,7 @@ a stop.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -164,6 +166,7 @@ class HangBudget:
 
     def _clamp(self, seconds: float, phase: str, how: str) -> Budget:
         ceiling = self.ceiling_s or float("inf")
+        seconds = math.ceil(seconds)  # whole seconds: the watch times output to 0.2-0.5 s
         if seconds >= ceiling:
             return Budget(ceiling, phase, f"the ceiling ({how} is longer)", False)
         if seconds < self.floor_s:
