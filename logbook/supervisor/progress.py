@@ -150,7 +150,10 @@ class Progress:
     def saw_output(self) -> None:
         now = time.monotonic()
         if self.hang_budget is not None and self.last_step is not None and self.phases.open is None:
-            self.hang_budget.saw_gap(now - self.last_output)  # a silence while training
+            try:  # in the passthrough's thread: nothing here may ever stop the output
+                self.hang_budget.saw_gap(now - self.last_output)  # a silence while training
+            except Exception:
+                pass
         self.last_output = now
         self._wake.set()
 
@@ -161,9 +164,12 @@ class Progress:
         if self.hang_budget is None:
             return None
         open_phase = self.phases.open
-        return self.hang_budget.budget(
-            open_phase[0] if open_phase is not None else None, self.last_step is not None
-        )
+        try:
+            return self.hang_budget.budget(
+                open_phase[0] if open_phase is not None else None, self.last_step is not None
+            )
+        except Exception:  # a bug here leaves the fixed timeout in force, never the watch down
+            return None
 
     def watch_until(self, deadline: float | None, wake: Callable[[], None]) -> None:
         """The hang watch sleeps until `deadline` (monotonic); `wake` it if what is parsed
@@ -175,7 +181,7 @@ class Progress:
         budget = self.hang_budget_now() if watching is not None else None
         if watching is not None and budget is not None:
             if self.last_activity() + budget.seconds < watching[0] - 0.05:
-                watching[1]()
+                watching[1]()  # Wakeup.poke: never raises, nor blocks
 
     # --- the follower -------------------------------------------------------------------------
 
@@ -371,9 +377,12 @@ class Progress:
         last, self._last_reading = self._last_reading, mono
         if last is None or not clean or self.hang_budget is None:
             return
-        slow = self.hang_budget.saw_reading(mono - last, gained)
-        if slow is not None and self._on_slow_step is not None and self.last_step is not None:
-            self._on_slow_step(self.last_step, slow)
+        try:  # inside a chunk's parse: a bug here must not cost its points
+            slow = self.hang_budget.saw_reading(mono - last, gained)
+            if slow is not None and self._on_slow_step is not None and self.last_step is not None:
+                self._on_slow_step(self.last_step, slow)
+        except Exception:
+            pass
 
     def _parsed(self) -> None:
         if self._on_parsed is not None:
