@@ -78,6 +78,22 @@ class SlowStep:
     def ratio(self) -> float:
         return self.step_s / self.median_s if self.median_s > 0 else float("inf")
 
+    def message(self, step: int) -> str:
+        return (
+            f"step {step} took {self.step_s:.1f} s, {self.ratio:.0f} x the median "
+            f"{self.median_s:.2f} s"
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        """The `slow_step` event's data."""
+        return {
+            "step_s": round(self.step_s, 3),
+            "median_s": round(self.median_s, 4),
+            "ratio": round(self.ratio, 1),
+            "steps": self.steps,
+            "rule": f">= {SLOW:g} x the running median and {SLOW_BY_S:g} s beyond it",
+        }
+
 
 class HangBudget:
     """What one attempt has learned; fed by the log follower and the pump's pings (two threads:

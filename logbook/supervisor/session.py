@@ -24,7 +24,7 @@ from logbook.store import Store
 from logbook.supervisor import lineage, narrate, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.checkpoints import CheckpointMemory
-from logbook.supervisor.hang_budget import SLOW, SLOW_BY_S, Budget, HangBudget, SlowStep
+from logbook.supervisor.hang_budget import Budget, HangBudget, SlowStep
 from logbook.supervisor.launch_snapshots import start_capture, start_settings
 from logbook.supervisor.lifecycle_hooks import LifecycleHooks
 from logbook.supervisor.policy import Decision, History, Outcome, decide
@@ -343,7 +343,7 @@ class Session:
             message = f"no output and no progress for {quiet_s:.0f} s"
             learned = ""
             if budget is not None and budget.learned:  # the phase's budget, under the ceiling
-                learned = f" in {budget.phase}, over its learned budget of {budget.seconds:.1f} s"
+                learned = f" in {budget.phase}, over its learned budget of {budget.seconds:g} s"
             message += f"{learned} (--hang-timeout {opts.hang_timeout_s:g} s)"
             data = {"quiet_s": round(quiet_s, 1), "last_step": progress.last_step, "lines": tail}
             data.update(budget.evidence() if budget is not None else {})
@@ -392,17 +392,7 @@ class Session:
                 if slow_steps["events"] == MAX_SLOW_STEP_EVENTS + 1:
                     recorder.warn(f"{MAX_SLOW_STEP_EVENTS} slow steps; the next are not recorded")
                 return
-            message = (
-                f"step {step} took {slow.step_s:.1f} s, {slow.ratio:.0f} x the median "
-                f"{slow.median_s:.2f} s"
-            )
-            data = {
-                "step_s": round(slow.step_s, 3),
-                "median_s": round(slow.median_s, 4),
-                "ratio": round(slow.ratio, 1),
-                "steps": slow.steps,
-                "rule": f">= {SLOW:g} x the running median and {SLOW_BY_S:g} s beyond it",
-            }
+            message, data = slow.message(step), slow.evidence()
             recorder.event("slow_step", message, severity="warning", step=step, data=data)
             running = slow_steps["hook"]
             if running is not None and running.is_alive():

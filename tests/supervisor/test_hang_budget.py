@@ -56,7 +56,7 @@ def test_a_save_within_its_learned_budget_is_no_hang_and_a_stall_past_trainings_
     assert data["lines"][-1].endswith("successfully saved checkpoint from iteration 50 to ckpt")
     assert data["phase"] == "training" and data["learned"] is True, data
     assert data["budget_s"] == 3 and "median step" in data["budget"], data
-    assert "in training, over its learned budget" in hang["message"]
+    assert "in training, over its learned budget of 3 s (--hang-timeout 10 s)" in hang["message"]
     [save] = run_sql(
         store, "select data from events where kind = 'phase' and attempt_id != 'a0'"
     ).to_pylist()
