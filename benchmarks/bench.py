@@ -331,6 +331,16 @@ def quiet(self: Bench) -> None:
     there is none), and their wake-ups per minute; then the whole run's CPU, start-up included."""
     s, secs = "quiet child", self.a.quiet_s
     cmd = self.wrap(self.tmp / "quiet-store", "sleep", f"{secs:g}")
+    if self.a.quiet_steps:  # steps first, then silence: the hang watch's learned budget (#19)
+        s = f"quiet child after {self.a.quiet_steps} steps"
+        n, script = self.a.quiet_steps, "import sys, time\nfor i in range(1, {n} + 1):\n" \
+            "    print(f'step={{i}}', flush=True); time.sleep(0.02)\ntime.sleep({secs})\n"  # fmt: skip
+        cmd = self.wrap(
+            self.tmp / "quiet-store",
+            sys.executable,
+            "-c",
+            script.format(n=n, secs=max(0.0, secs - 0.02 * n)),
+        )
     cmd[cmd.index("--") : cmd.index("--")] = ["--hang-timeout", "1h", "--checkpoint-dir",
                                               str(self.tmp), "--sample-every", "10s"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -423,6 +433,8 @@ def main() -> int:
     ap.add_argument("--rows-per-part", type=int, default=3)
     ap.add_argument("--runs", type=int, default=10, help="runs the parts are spread over")
     ap.add_argument("--quiet-s", type=float, default=60.0, help="how long the quiet child sleeps")
+    ap.add_argument("--quiet-steps", type=int, default=0,
+                    help="the quiet child prints this many steps (0.02 s apart) first (#19)")  # fmt: skip
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"some of {','.join(SECTIONS)}")
     ap.add_argument("--tmp", help="parent of the temporary folder (default: the system's)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")

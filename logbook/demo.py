@@ -34,11 +34,11 @@ LR, NEW_LR = 0.5, 0.2
 MIX = {"web": 0.6, "code": 0.25, "books": 0.15}
 NEW_MIX = {"web": 0.45, "code": 0.4, "books": 0.15}
 TIMEOUT_S = 180.0  # one step of the story; it takes under 30 s
-QUIET_S = 2.0  # a silence this long is worth a word (the hang watch waits 4 s)
+QUIET_S = 1.0  # a silence this long is worth a word (the hang watch waits 3 s)
 _STEP = re.compile(r"step=(\d+) ")
 
 RUN_ARGS = [
-    "run", "--run", RUN, "--restarts", "5", "--backoff", "1s", "--hang-timeout", "4s",
+    "run", "--run", RUN, "--restarts", "5", "--backoff", "1s", "--hang-timeout", "3s",
     "--checkpoint-dir", "ckpt", "--config", "cfg.yaml", "--data-mix", "mix.yaml", "--",
     "python", "train.py", "--config", "cfg.yaml", "--data-mix", "mix.yaml",
     "--crash-at", str(CRASH_AT), "--hang-at", str(HANG_AT), "--spike-at", str(SPIKE_AT),
@@ -122,8 +122,9 @@ def _launch(work: Path, store: Path, say: Callable[[str], None]) -> int:
     """Step 1: a crash, a hang, a loss spike, then Ctrl-C. Returns the spike's step."""
     say(
         f"1/4 Launch. train.py is set to crash at step {CRASH_AT}, hang at step {HANG_AT} and take\n"
-        f"    a bad batch at step {SPIKE_AT}; logbook may relaunch it 5 times, and calls 4 s with\n"
-        f"    no output a hang. At step {STOP_AT} we stop it by hand (Ctrl-C).\n{_shown(RUN_ARGS)}"
+        f"    a bad batch at step {SPIKE_AT}; logbook may relaunch it 5 times, and calls 3 s with\n"
+        f"    no output a hang, less once it has learned the training's pace. At step {STOP_AT} we\n"
+        f"    stop it by hand (Ctrl-C).\n{_shown(RUN_ARGS)}"
     )
     step = "step 1 (the launch)"
     _logbook(RUN_ARGS, work, step, _Narrator(say, stop_at=STOP_AT))

@@ -85,7 +85,8 @@ _RUN_SETTINGS = (
     type=DURATION,
     metavar="DURATION",
     help="No output and no new step for this long is a hang "
-    "(e.g. 30m): recorded, on_hang hooks run, the command is stopped.",
+    "(e.g. 30m): recorded, on_hang hooks run, the command is stopped. The ceiling of the "
+    "budgets learned per phase (a checkpoint save, training) from the run.",
 )
 @click.option(
     "--checkpoint-dir",
@@ -140,7 +141,7 @@ _RUN_SETTINGS = (
     "hook_specs",
     multiple=True,
     metavar="EVENT=COMMAND",
-    help="Run COMMAND on on_start, on_crash, on_hang, on_restart or on_end (repeatable).",
+    help="Run COMMAND on on_start, on_crash, on_hang, on_slow_step, on_restart or on_end (repeatable).",
 )
 @click.option(
     "--tty/--no-tty",

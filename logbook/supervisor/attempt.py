@@ -15,6 +15,7 @@ from logbook.pump.wakeup import Wakeup
 from logbook.record.parsers import LineParser
 from logbook.supervisor import launch
 from logbook.supervisor.checkpoints import CheckpointMemory
+from logbook.supervisor.hang_budget import HangBudget, SlowStep
 from logbook.supervisor.oom import OomWatch
 from logbook.supervisor.passthrough import Passthrough
 from logbook.supervisor.progress import Progress
@@ -41,6 +42,7 @@ class Launch:
     catch_up_s: float = 1.0  # after the end, parse for at most this long (the rest: off the path)
     checkpoint_patterns: list[str] | None = None  # --checkpoint-pattern; None: the default rule
     checkpoint_memory: CheckpointMemory | None = None  # steps of the run's earlier checkpoints
+    hang_budget: HangBudget | None = None  # the hang watch's budgets per phase, learned (#19)
 
 
 @dataclass
@@ -69,7 +71,9 @@ class Watch:
     launching: Callable[[datetime], None]  # before the spawn: the start is on record first
     started: Callable[[int, datetime], None]
     signal: Callable[[int], None]
-    hang: Callable[[int, float, Progress], Any]  # may return the thread of its on_hang hooks
+    # the pid, the silence, the progress and the budget it exceeded (None: the fixed timeout);
+    # may return the thread of its on_hang hooks
+    hang: Callable[[int, float, Progress, Any], Any]
     warn: Callable[[str], None]
     checkpoint: Callable[[Any], None]
     # a chunk's points (step, name, value), when read, from which log (stdout, stderr)
@@ -77,6 +81,7 @@ class Watch:
     parsed: Callable[[dict[str, Any]], None] | None = None  # the logs' coverage, after each chunk
     settings: Callable[[dict[str, float]], None] | None = None  # a config echo, at the end
     phase: Callable[[Any], None] | None = None  # a phase the output showed has ended (#19)
+    slow_step: Callable[[int, SlowStep], None] | None = None  # a step SLOW x the median (#19)
 
 
 def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
@@ -100,6 +105,8 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         checkpoint_patterns=spec.checkpoint_patterns,
         checkpoint_memory=spec.checkpoint_memory,
         on_phase=watch.phase,
+        hang_budget=spec.hang_budget,
+        on_slow_step=watch.slow_step,
     )
     # The pump before the command: its output never meets a pipe that nobody reads. (And before
     # the start is journaled: the pump's own start-up overlaps the journal's fsyncs.)
@@ -165,12 +172,18 @@ def _wait(
             now = time.monotonic()
             due = [forwarder.next_due()]
             if spec.hang_timeout_s and hung_s is None:
+                # The budget of the phase the output shows, learned; the timeout is its ceiling.
+                budget = progress.hang_budget_now()
+                limit = budget.seconds if budget is not None else spec.hang_timeout_s
                 quiet = now - progress.last_activity()
-                if quiet >= spec.hang_timeout_s:
+                if quiet >= limit:
                     hung_s, stop_pending = quiet, True
-                    hooks = watch.hang(proc.pid, quiet, progress)
-                else:  # output moves the deadline on: we wake at the old one and look again
-                    due.append(now + spec.hang_timeout_s - quiet)
+                    progress.watch_until(None, wake.poke)
+                    hooks = watch.hang(proc.pid, quiet, progress, budget)
+                else:  # output moves the deadline on: we wake at the old one and look again;
+                    # the follower wakes us sooner if a phase's end shortens the budget
+                    due.append(now + limit - quiet)
+                    progress.watch_until(due[-1], wake.poke)
             if stop_pending and (hooks is None or not hooks.is_alive()):
                 stop_pending = False
                 forwarder.stop_group(spec.grace_s)
@@ -181,6 +194,7 @@ def _wait(
             wake.wait(min(times) - time.monotonic() if times else None)
         return hung_s
     finally:
+        progress.watch_until(None, wake.poke)
         wake.close()
 
 

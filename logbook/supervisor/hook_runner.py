@@ -1,4 +1,5 @@
-"""Lifecycle hooks: executables run at on_start, on_crash, on_hang, on_restart and on_end.
+"""Lifecycle hooks: executables run at on_start, on_crash, on_hang, on_slow_step,
+on_restart and on_end.
 
 A hook gets the event as JSON on stdin (`{"schema": "logbook.hook/1", "event": ..., ...}`, described
 by schemas/hook.json) and as `LOGBOOK_*` environment variables. It runs in its own process group with a
@@ -27,7 +28,7 @@ from typing import IO, Any
 
 from logbook.errors import ConfigError
 
-EVENTS = ("on_start", "on_crash", "on_hang", "on_restart", "on_end")
+EVENTS = ("on_start", "on_crash", "on_hang", "on_slow_step", "on_restart", "on_end")
 PAYLOAD_SCHEMA = "logbook.hook/1"
 OUTPUT_LIMIT = 64 * 1024  # characters of hook output kept with the event
 DEFAULT_TIMEOUT_S = 60.0

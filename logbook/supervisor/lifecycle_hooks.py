@@ -1,6 +1,7 @@
-"""The lifecycle hooks of `logbook run` (on_start, on_hang, on_crash, on_restart, on_end): what
-each gets, and running them so that each result becomes a `hook` event and nothing they do (fail,
-hang, outlive the attempt) touches the training. Hooks run once a launch: on its leader."""
+"""The lifecycle hooks of `logbook run` (on_start, on_hang, on_slow_step, on_crash, on_restart,
+on_end): what each gets, and running them so that each result becomes a `hook` event and nothing
+they do (fail, hang, outlive the attempt) touches the training. Hooks run once a launch: on its
+leader."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from logbook.record.parsers import MAX_LINE as MAX_LINE_READ
 from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end
 from logbook.supervisor.checkpoints import KEYWORDS as CHECKPOINT_KEYWORDS
 from logbook.supervisor.checkpoints import Checkpoint, CheckpointMemory, Checkpoints
+from logbook.supervisor.hang_budget import Budget, HangBudget, SlowStep
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -82,6 +83,8 @@ class Progress:
         checkpoint_patterns: list[str] | None = None,
         checkpoint_memory: CheckpointMemory | None = None,
         on_phase: Callable[[phases.Phase], None] | None = None,
+        hang_budget: HangBudget | None = None,
+        on_slow_step: Callable[[int, SlowStep], None] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -110,6 +113,11 @@ class Progress:
         self._on_settings = on_settings
         self._on_phase = on_phase
         self.phases = phases.PhaseMarks()  # checkpoint saves, evaluations... in the output (#19)
+        # What the hang watch learns of this attempt's phases and steps (#19): fed here.
+        self.hang_budget = hang_budget
+        self._on_slow_step = on_slow_step
+        self._last_reading: float | None = None  # monotonic time of the last reading of steps
+        self._watching: tuple[float, Callable[[], None]] | None = None  # the hang watch's wake
         self._keyword_lines = KeywordLines(
             CHECKPOINT_KEYWORDS + (phases.KEYWORDS if on_phase is not None else ())
         )
@@ -140,8 +148,40 @@ class Progress:
     # --- fed by the pumps -------------------------------------------------------------------
 
     def saw_output(self) -> None:
-        self.last_output = time.monotonic()
+        now = time.monotonic()
+        if self.hang_budget is not None and self.last_step is not None and self.phases.open is None:
+            try:  # in the passthrough's thread: nothing here may ever stop the output
+                self.hang_budget.saw_gap(now - self.last_output)  # a silence while training
+            except Exception:
+                pass
+        self.last_output = now
         self._wake.set()
+
+    # --- the hang watch (#19) -----------------------------------------------------------------
+
+    def hang_budget_now(self) -> Budget | None:
+        """How long the phase the output shows now may stay silent (None: not learning)."""
+        if self.hang_budget is None:
+            return None
+        open_phase = self.phases.open
+        try:
+            return self.hang_budget.budget(
+                open_phase[0] if open_phase is not None else None, self.last_step is not None
+            )
+        except Exception:  # a bug here leaves the fixed timeout in force, never the watch down
+            return None
+
+    def watch_until(self, deadline: float | None, wake: Callable[[], None]) -> None:
+        """The hang watch sleeps until `deadline` (monotonic); `wake` it if what is parsed
+        brings the deadline sooner (a phase ended, training's budget learned). None: stopped."""
+        self._watching = (deadline, wake) if deadline is not None else None
+
+    def _sooner(self) -> None:
+        watching = self._watching
+        budget = self.hang_budget_now() if watching is not None else None
+        if watching is not None and budget is not None:
+            if self.last_activity() + budget.seconds < watching[0] - 0.05:
+                watching[1]()  # Wakeup.poke: never raises, nor blocks
 
     # --- the follower -------------------------------------------------------------------------
 
@@ -325,9 +365,24 @@ class Progress:
         }
 
     def _phases_ended(self, ended: list[phases.Phase]) -> None:
-        if self._on_phase is not None:
-            for p in ended:
+        for p in ended:
+            if self.hang_budget is not None:
+                self.hang_budget.saw_phase(p.phase, p.duration_s)
+            if self._on_phase is not None:
                 self._on_phase(p)
+
+    def _time_steps(self, mono: float, gained: int, clean: bool) -> None:
+        """A reading that gained steps: timed against the reading before unless a phase came
+        between them (`clean`), and judged slow or not (#19)."""
+        last, self._last_reading = self._last_reading, mono
+        if last is None or not clean or self.hang_budget is None:
+            return
+        try:  # inside a chunk's parse: a bug here must not cost its points
+            slow = self.hang_budget.saw_reading(mono - last, gained)
+            if slow is not None and self._on_slow_step is not None and self.last_step is not None:
+                self._on_slow_step(self.last_step, slow)
+        except Exception:
+            pass
 
     def _parsed(self) -> None:
         if self._on_parsed is not None:
@@ -366,6 +421,8 @@ class Progress:
         self.parsed_lines += fed.lines
         for i, line in marked:
             self.checkpoints.saw_line(line, at, fed.step_before(i, before))
+        in_phase = self.phases.open is not None
+        marks = []
         if self._on_phase is not None:
             marks = phases.marked_lines(found) if found else []
             if marks or self.phases.open is not None or fed.step_lines:
@@ -382,4 +439,9 @@ class Progress:
             if self.stream.last_step != before:
                 self.last_step_mono = mono
             self.last_step, self.last_step_time = self.stream.last_step, stamp
+            now = self.stream.last_step
+            if now is not None and now != before:
+                gained = now - before if before is not None else 0
+                self._time_steps(mono, gained, before is not None and not marks and not in_phase)
+        self._sooner()
         return fed

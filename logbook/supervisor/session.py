@@ -24,6 +24,7 @@ from logbook.store import Store
 from logbook.supervisor import lineage, narrate, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.checkpoints import CheckpointMemory
+from logbook.supervisor.hang_budget import Budget, HangBudget, SlowStep
 from logbook.supervisor.launch_snapshots import start_capture, start_settings
 from logbook.supervisor.lifecycle_hooks import LifecycleHooks
 from logbook.supervisor.policy import Decision, History, Outcome, decide
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 AUTO_COMPACT_PARTS = 64  # a folder with this many small parts is merged when `logbook run` ends
 CAPTURE_WAIT_S = 60.0  # after the child ends, how long to wait for the launch snapshot to finish
 SCHEDULER_VARS = ("SLURM_JOB_ID", "KUBERNETES_SERVICE_HOST", "PBS_JOBID", "LSB_JOBID")
+MAX_SLOW_STEP_EVENTS = 50  # per attempt: a training that stays slow is told, not logged per step
 
 
 class Session:
@@ -62,6 +64,10 @@ class Session:
         self.recorder: Recorder | None = None
         self.history = History()
         self.checkpoint_memory = CheckpointMemory(self._recorded_checkpoints)
+        # The run's phases on record, for the hang watch's budgets (#19): read once, then kept
+        # up to date by this session's attempts.
+        self.phase_history: list[dict[str, Any]] | None = None
+        self.session_phases: list[dict[str, Any]] = []
         # Metrics from the output: "none" keeps only the step finder of the hang watch. The
         # other hosts of a launch leave metrics to the leader (their ranks rarely print any).
         leads = self.node is None or self.node.leader
@@ -177,6 +183,38 @@ class Session:
             [self.run],
         ).to_pylist()
 
+    def _recorded_phases(self) -> list[dict[str, Any]]:
+        """The run's `phase` events on record: their phase and duration."""
+        if self.store is None or not self.previous:
+            return []
+        from logbook.query import run_sql
+
+        return run_sql(  # type: ignore[no-any-return]
+            self.store,
+            "select json_extract_string(data, '$.phase') as phase, "
+            "try_cast(json_extract_string(data, '$.duration_s') as double) as duration_s "
+            "from events where run = ? and kind = 'phase'",
+            [self.run],
+        ).to_pylist()
+
+    def _learn_phases(self, budget: HangBudget) -> None:
+        """Give the budget the run's earlier phases; the first time, read in a thread (DuckDB's
+        import and the read cost a few hundred ms: never on the command's way)."""
+        if self.phase_history is not None:
+            budget.learn_prior(self.phase_history + self.session_phases)
+            return
+
+        def load() -> None:
+            try:
+                self.phase_history = self._recorded_phases()
+            except Exception as e:  # the ceiling stays in force: the training comes first
+                self.phase_history = []
+                if self.recorder is not None:
+                    self.recorder.warn(f"could not read the run's phases: {e}", event=False)
+            budget.learn_prior(self.phase_history + self.session_phases)
+
+        threading.Thread(target=load, name="logbook-phases", daemon=True).start()
+
     def attempt(self, forwarder: Forwarder, restart_count: int) -> tuple[int, Decision]:
         opts, first_of_run = self.opts, not self.previous
         node = self.node
@@ -223,6 +261,7 @@ class Session:
             opts.catch_up_s,
             opts.checkpoint_patterns,
             self.checkpoint_memory,
+            HangBudget(opts.hang_timeout_s),
         )
         metrics = (
             MetricBuffer(recorder, mode=opts.metrics)
@@ -289,6 +328,8 @@ class Session:
                 self.hooks.payload(attempt, recorder, pid=pid, status="running"),
                 background=True,
             )
+            if opts.hang_timeout_s and spec.hang_budget is not None:
+                self._learn_phases(spec.hang_budget)
             if opts.sample_every_s > 0:
                 from logbook.telemetry import start_sampler
 
@@ -297,15 +338,20 @@ class Session:
                     start_sampler(recorder, pid, opts.sample_every_s, env, machine=machine)
                 )
 
-        def hang(pid: int, quiet_s: float, progress: Any) -> Any:
+        def hang(pid: int, quiet_s: float, progress: Any, budget: Budget | None) -> Any:
             tail = tail_lines(spec.log_dir)
-            message = f"no output and no progress for {quiet_s:.0f} s (--hang-timeout {opts.hang_timeout_s:g} s)"
+            message = f"no output and no progress for {quiet_s:.0f} s"
+            learned = ""
+            if budget is not None and budget.learned:  # the phase's budget, under the ceiling
+                learned = f" in {budget.phase}, over its learned budget of {budget.seconds:g} s"
+            message += f"{learned} (--hang-timeout {opts.hang_timeout_s:g} s)"
             data = {"quiet_s": round(quiet_s, 1), "last_step": progress.last_step, "lines": tail}
+            data.update(budget.evidence() if budget is not None else {})
             recorder.event("hang", message, severity="error", data=data, step=progress.last_step)
             at = f" at step {progress.last_step}" if progress.last_step is not None else ""
             self.narrator.say(
                 f"{self.placement.label} hung{at}: no output and no progress for "
-                f"{quiet_s:.0f} s; stopping it",
+                f"{quiet_s:.0f} s{learned}; stopping it",
                 stderr_log=self._stderr_log(),
             )
             # In the background: the hung command is stopped once its hooks are done (a
@@ -338,7 +384,32 @@ class Session:
                 },
             )
 
+        slow_steps: dict[str, Any] = {"events": 0, "hook": None}  # this attempt's
+
+        def slow_step(step: int, slow: SlowStep) -> None:
+            slow_steps["events"] += 1
+            if slow_steps["events"] > MAX_SLOW_STEP_EVENTS:
+                if slow_steps["events"] == MAX_SLOW_STEP_EVENTS + 1:
+                    recorder.warn(f"{MAX_SLOW_STEP_EVENTS} slow steps; the next are not recorded")
+                return
+            message, data = slow.message(step), slow.evidence()
+            recorder.event("slow_step", message, severity="warning", step=step, data=data)
+            running = slow_steps["hook"]
+            if running is not None and running.is_alive():
+                return  # one at a time: a training that stays slow does not fork a hook a step
+            payload = self.hooks.payload(
+                attempt,
+                recorder,
+                pid=recorder.attempt.get("pid"),
+                status="running",
+                summary=message,
+                evidence=data,
+                step=step,
+            )
+            slow_steps["hook"] = self.hooks.run("on_slow_step", recorder, payload, background=True)
+
         def phase(p: Any) -> None:
+            self.session_phases.append({"phase": p.phase, "duration_s": p.duration_s})
             recorder.event(
                 "phase",
                 f"{p.phase} {p.duration_s:.1f} s",
@@ -359,6 +430,7 @@ class Session:
             parsed=metrics.parsed if metrics is not None else None,
             settings=on_settings if metrics is not None else None,
             phase=phase,
+            slow_step=slow_step,
         )
         self.finisher = None
         ended = run_attempt(spec, forwarder, watch)
