@@ -76,6 +76,7 @@ class Watch:
     metrics: Callable[[Any, datetime, str], None] | None = None
     parsed: Callable[[dict[str, Any]], None] | None = None  # the logs' coverage, after each chunk
     settings: Callable[[dict[str, float]], None] | None = None  # a config echo, at the end
+    steps: Callable[[Any, datetime], None] | None = None  # a chunk's steps, when read (#19)
 
 
 def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
@@ -98,6 +99,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         on_settings=watch.settings,
         checkpoint_patterns=spec.checkpoint_patterns,
         checkpoint_memory=spec.checkpoint_memory,
+        on_steps=watch.steps,
     )
     # The pump before the command: its output never meets a pipe that nobody reads. (And before
     # the start is journaled: the pump's own start-up overlaps the journal's fsyncs.)

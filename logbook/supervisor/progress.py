@@ -64,6 +64,7 @@ class Progress:
         on_settings: called once at the end with the values printed before the first step that
             never recurred (a config echo: settings, not metrics).
         end_budget_s: how long `stop` may parse what the command left (--catch-up).
+        on_steps: called with each chunk's steps and the time they were read.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class Progress:
         on_settings: Callable[[dict[str, float]], None] | None = None,
         checkpoint_patterns: list[str] | None = None,
         checkpoint_memory: CheckpointMemory | None = None,
+        on_steps: Callable[[Any, datetime], None] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -104,6 +106,7 @@ class Progress:
         self.stream = MetricStream(parser.mode if parser is not None else "none")
         self._on_metrics = on_metrics
         self._on_settings = on_settings
+        self._on_steps = on_steps  # each chunk's steps and when they were read (#19, node_steps)
         self._read = MIN_READ  # bytes per read, sized to CHUNK_S of parsing
         self._lock = threading.Lock()  # one parser at a time: the follower, or `stop`
         self._commit = threading.Lock()  # a parsed chunk is committed whole, or dropped
@@ -357,4 +360,6 @@ class Progress:
             if self.stream.last_step != before:
                 self.last_step_mono = mono
             self.last_step, self.last_step_time = self.stream.last_step, stamp
+            if self._on_steps is not None:
+                self._on_steps(fed.step_value, stamp)
         return fed
