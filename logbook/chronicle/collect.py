@@ -135,7 +135,7 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
     # (a run of notes alone has neither attempts nor counts: no table)
     causes = incidents_by_cause(store, run).to_pylist() if run in store.run_names() else []
     rec.sections["causes"] = causes if causes and causes[-1]["count"] else []
-    rec.sections["stragglers"] = _stragglers(store, run, rec.sections["attempts"])
+    rec.sections["stragglers"] = stragglers(store, run, rec.sections["attempts"])
     if not rec.sections["incidents"] and rec.sections["attempts"]:
         rec.missing["incidents"] = "No failures: every attempt completed, or is still running."
     if not rec.sections["datamix"]:
@@ -150,7 +150,7 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
         rec.missing["utilization"] = "No GPU telemetry: no GPU, or the sampler was off."
 
 
-def _stragglers(store: Store, run: str, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def stragglers(store: Store, run: str, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The hosts that lagged the others of their launch (#19, `query/stragglers.py`)."""
     from logbook.query.stragglers import read_paces
 
