@@ -79,16 +79,13 @@ def host_paces(
             continue
         common = sorted(set.intersection(*(set(s) for s in by_node.values())))
         judged = range(max(window, len(common) - last), len(common))
-
-        def pace(node: int, i: int) -> float:
-            t = by_node[node]
-            return (t[common[i]] - t[common[i - window]]) / (common[i] - common[i - window])
-
         for node in sorted(by_node):
             mine, theirs, ratios, slow = [], [], [], 0
             for i in judged:
-                own = pace(node, i)
-                med = statistics.median(pace(n, i) for n in by_node if n != node)
+                own = _pace(by_node[node], common, i, window)
+                med = statistics.median(
+                    _pace(by_node[n], common, i, window) for n in by_node if n != node
+                )
                 mine.append(own)
                 theirs.append(med)
                 if own > 0 and own >= ratio * med:
@@ -111,6 +108,12 @@ def host_paces(
                 )
             )
     return out
+
+
+def _pace(times: Mapping[int, float], common: list[int], i: int, window: int) -> float:
+    """Seconds a step over the `window` common steps up to the i-th."""
+    a, b = common[i - window], common[i]
+    return (times[b] - times[a]) / (b - a)
 
 
 def read_paces(store: Any, run: str, **knobs: Any) -> list[HostPace]:

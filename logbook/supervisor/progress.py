@@ -361,5 +361,8 @@ class Progress:
                 self.last_step_mono = mono
             self.last_step, self.last_step_time = self.stream.last_step, stamp
             if self._on_steps is not None:
-                self._on_steps(fed.step_value, stamp)
+                try:  # a side record: it must never stop the chunk's commit
+                    self._on_steps(fed.step_value, stamp)
+                except Exception:
+                    pass
         return fed

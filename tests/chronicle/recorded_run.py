@@ -5,12 +5,11 @@ and a secret that slipped into the record past the redaction at write time."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import os
 import subprocess
 import textwrap
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
