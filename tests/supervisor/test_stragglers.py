@@ -11,12 +11,14 @@ import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from helpers import logbook_cmd
 
+from logbook import schema
 from logbook.chronicle.collect import stragglers
 from logbook.query import run_sql
 from logbook.query.stragglers import host_paces
-from logbook.store import Store
+from logbook.store import Store, parts
 
 STEPS = 14
 TRAIN = textwrap.dedent(
@@ -66,6 +68,9 @@ def test_the_slowed_host_is_named_and_no_other(store_path: Path, tmp_path: Path)
         "(select count(*) from metrics where name = 'loss') as losses",
     ).to_pylist()[0]
     assert counts == {"steps": 4 * STEPS, "losses": STEPS}
+    want = parts.part_schema(schema.load("node_steps").arrow())
+    for part in (store_path / "node_steps").rglob("*.parquet"):
+        assert pq.read_schema(part).remove_metadata() == want.remove_metadata(), part
     shown = subprocess.run(
         [*logbook_cmd("stragglers", "pace", "--store", str(store_path), "--format", "json")],
         capture_output=True,
