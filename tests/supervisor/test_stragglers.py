@@ -31,41 +31,50 @@ TRAIN = textwrap.dedent(
 )
 
 
-def _launch(store_path: Path, paces: list[float]) -> None:
+def _launch(store_path: Path, run: str, paces: list[float]) -> list[subprocess.Popen[bytes]]:
+    """One srun step of len(paces) tasks (its job id: the run), each wrapper posing as a host."""
     procs = []
     for rank, pace in enumerate(paces):
         env = {
             **os.environ,
-            "SLURM_JOB_ID": "77",
+            "SLURM_JOB_ID": run,
             "SLURM_STEP_ID": "0",
             "SLURM_STEP_NUM_TASKS": str(len(paces)),
             "SLURM_PROCID": str(rank),
             "LOGBOOK_HOST": f"host-{rank}",
         }
         argv = logbook_cmd(
-            "run", "--run", "pace", "--store", str(store_path), "--no-capture",
+            "run", "--run", run, "--store", str(store_path), "--no-capture",
             "--sample-every", "0", "--quiet",
         )  # fmt: skip
         cmd = [*argv, "--", "python", "-c", TRAIN, str(pace), str(STEPS)]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return procs
+
+
+def _wait(procs: list[subprocess.Popen[bytes]]) -> None:
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()[-2000:]
 
 
 def test_the_slowed_host_is_named_and_no_other(store_path: Path, tmp_path: Path) -> None:
-    _launch(store_path, [0.15, 0.15, 0.45, 0.15])
+    # two launches at once: one with host-2 slowed, one with every host at the same pace
+    _wait(
+        _launch(store_path, "pace", [0.15, 0.15, 0.45, 0.15])
+        + _launch(store_path, "even", [0.15] * 4)
+    )
     store = Store(store_path)
     events = run_sql(
-        store, "select attempt_id, host, data from events where kind = 'straggler' and run = 'pace'"
+        store, "select run, attempt_id, host, data from events where kind = 'straggler'"
     ).to_pylist()
-    assert [e["host"] for e in events] == ["host-2"], events
+    assert [(e["run"], e["host"]) for e in events] == [("pace", "host-2")], events
     assert json.loads(events[0]["data"])["ratio"] >= 2
     # every host's steps are on record, and the leader's metrics are not doubled by the others
     counts = run_sql(
         store,
-        "select (select count(*) from node_steps) as steps, "
-        "(select count(*) from metrics where name = 'loss') as losses",
+        "select (select count(*) from node_steps where run = 'pace') as steps, "
+        "(select count(*) from metrics where name = 'loss' and run = 'pace') as losses",
     ).to_pylist()[0]
     assert counts == {"steps": 4 * STEPS, "losses": STEPS}
     want = parts.part_schema(schema.load("node_steps").arrow())
