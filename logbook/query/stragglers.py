@@ -116,8 +116,29 @@ def _pace(times: Mapping[int, float], common: list[int], i: int, window: int) ->
     return (times[b] - times[a]) / (b - a)
 
 
-def read_paces(store: Any, run: str, **knobs: Any) -> list[HostPace]:
-    """`host_paces` over a run's `node_steps` on record (parts and nothing else: the rows are
-    written by each wrapper as it goes and at its end)."""
-    rows = store.read("node_steps", run=run).to_pylist()
-    return host_paces(rows, **knobs)
+def read_paces(store: Any, run: str, attempt_id: str | None = None, **knobs: Any) -> list[HostPace]:
+    """`host_paces` over a run's `node_steps` on record (or one attempt's). Only the last
+    `last` + `window` common steps of each attempt are read: a long run on many hosts holds a
+    row a step a host, and the wrapper's end must not pay for all of them."""
+    from logbook.query import run_sql
+
+    keep = knobs.get("last", LAST) + knobs.get("window", WINDOW)
+    rows = run_sql(store, _LAST_COMMON, {"run": run, "attempt": attempt_id, "keep": keep})
+    return host_paces(rows.to_pylist(), **knobs)
+
+
+# Each attempt's rows at its last `keep` steps that every one of its nodes saw.
+_LAST_COMMON = """
+with s as (
+    select attempt_id, node, any_value(host) as host, step, min(time) as time from node_steps
+    where run = $run and ($attempt is null or attempt_id = $attempt) group by attempt_id, node, step
+), n as (select attempt_id, count(distinct node) as nodes from s group by attempt_id),
+common as (
+    select attempt_id, step,
+           row_number() over (partition by attempt_id order by step desc) as k
+    from s join n using (attempt_id)
+    group by attempt_id, step, nodes having count(*) = any_value(nodes)
+)
+select s.attempt_id, s.node, s.host, s.step, s.time from s join common using (attempt_id, step)
+where common.k <= $keep
+"""

@@ -471,7 +471,7 @@ class Session:
         from logbook.query.stragglers import read_paces
 
         assert self.node is not None and self.store is not None
-        for p in read_paces(self.store, self.run):
+        for p in read_paces(self.store, self.run, recorder.attempt_id):
             if p.attempt_id == recorder.attempt_id and p.node == self.node.rank and p.straggler:
                 recorder.event(
                     "straggler",
