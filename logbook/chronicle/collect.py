@@ -145,6 +145,7 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
         [run],
     ).to_pylist()
     rec.sections["uncounted"] = counted[0] if counted and counted[0]["n"] else {}
+    rec.sections["stragglers"] = stragglers(store, run, rec.sections["attempts"])
     if not rec.sections["incidents"] and rec.sections["attempts"]:
         rec.missing["incidents"] = "No failures: every attempt completed, or is still running."
     if not rec.sections["datamix"]:
@@ -157,6 +158,18 @@ def _reports(store: Store, rec: Record, settings: CostSettings | None) -> None:
         )
     if not rec.sections["utilization"]:
         rec.missing["utilization"] = "No GPU telemetry: no GPU, or the sampler was off."
+
+
+def stragglers(store: Store, run: str, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The hosts that lagged the others of their launch (#19, `query/stragglers.py`)."""
+    from logbook.query.stragglers import read_paces
+
+    labels = {a["attempt_id"]: a.get("label") for a in attempts}
+    return [
+        {**p.as_row(), "label": labels.get(p.attempt_id)}
+        for p in read_paces(store, run)
+        if p.straggler
+    ]
 
 
 def _has_any_rows(store: Store, run: str) -> bool:

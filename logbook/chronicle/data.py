@@ -30,6 +30,7 @@ VIEWS = {
     "runs": "runs",
     "attempts": "attempt_changes",
     "nodes": "node_changes",
+    "node_steps": "node_steps",
     "events": "events",
     "interruptions": "interruptions",
     "snapshots": "snapshots",

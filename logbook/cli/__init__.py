@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     "incidents": "commands_query",
     "metrics": "commands_query",
     "goodput": "commands_query",
+    "stragglers": "commands_query",
     "note": "commands_events",
     "event": "commands_events",
     "events": "commands_events",

@@ -1,8 +1,9 @@
-"""logbook query, runs, show."""
+"""logbook query, runs, show, incidents, metrics, goodput, stragglers."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -183,3 +184,60 @@ def goodput(run_name: str, each: bool, steps: bool, store: Path | None, fmt: str
 
 
 COMMANDS.append(goodput)
+
+
+@click.command()
+@click.argument("run_name", metavar="RUN")
+@click.option(
+    "--only", is_flag=True, help="Only the hosts named stragglers (default: every host compared)."
+)
+@store_option
+@format_option
+def stragglers(run_name: str, only: bool, store: Path | None, fmt: str) -> None:
+    """Hosts of a launch over several hosts that lagged the others, step by step (#19).
+
+    \b
+        logbook stragglers gpt
+        logbook stragglers gpt --only --format json
+    """
+    import pyarrow as pa
+
+    from logbook.query import run_sql
+    from logbook.query.stragglers import read_paces
+
+    s = open_store(store)
+    s.check_run(run_name)
+    rows = [p.as_row() for p in read_paces(s, run_name) if p.straggler or not only]
+    labels = {
+        r["attempt_id"]: r["label"]
+        for r in run_sql(
+            s, "select attempt_id, label from attempts where run = ?", [run_name]
+        ).to_pylist()
+    } if rows else {}  # fmt: skip
+    for r in rows:
+        r["attempt"] = labels.get(r["attempt_id"])
+    schema = _pace_schema()
+    data = pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+    render(data, fmt, title=f"host pace of {run_name}" if fmt == "table" else None)
+
+
+def _pace_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("attempt", pa.string()),
+            ("node", pa.int32()),
+            ("host", pa.string()),
+            ("straggler", pa.bool_()),
+            ("ratio", pa.float64()),
+            ("step_s", pa.float64()),
+            ("others_step_s", pa.float64()),
+            ("slow_steps", pa.int64()),
+            ("steps", pa.int64()),
+            ("attempt_id", pa.string()),
+        ]
+    )
+
+
+COMMANDS.append(stragglers)

@@ -82,6 +82,7 @@ class Watch:
     settings: Callable[[dict[str, float]], None] | None = None  # a config echo, at the end
     phase: Callable[[Any], None] | None = None  # a phase the output showed has ended (#19)
     slow_step: Callable[[int, SlowStep], None] | None = None  # a step SLOW x the median (#19)
+    steps: Callable[[Any, datetime], None] | None = None  # a chunk's steps, when read (#19)
 
 
 def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
@@ -107,6 +108,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         on_phase=watch.phase,
         hang_budget=spec.hang_budget,
         on_slow_step=watch.slow_step,
+        on_steps=watch.steps,
     )
     # The pump before the command: its output never meets a pipe that nobody reads. (And before
     # the start is journaled: the pump's own start-up overlaps the journal's fsyncs.)

@@ -5,8 +5,8 @@ Each wrapper is a node, ranked by the scheduler. They agree on the attempt's id 
 each other: it is derived from the run, the launch key the scheduler gives them all, and the
 restart count. Node 0, the leader, places the attempt in the lineage, writes its row, snapshots the
 settings and runs the hooks, as a lone wrapper does. Every node, the leader too, writes a `nodes`
-row (its host, how its command ended), its launch snapshot, its samples and its events, each with
-its host, so the run's GPU counts, GPU-hours and energy sum over the hosts.
+row (its host, how its command ended), its launch snapshot, its samples, its events and when it saw
+each step (`node_steps`, for stragglers), each with its host, so the run's GPU counts, GPU-hours and energy sum over the hosts.
 """
 
 from __future__ import annotations

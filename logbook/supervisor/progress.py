@@ -68,6 +68,7 @@ class Progress:
         on_settings: called once at the end with the values printed before the first step that
             never recurred (a config echo: settings, not metrics).
         end_budget_s: how long `stop` may parse what the command left (--catch-up).
+        on_steps: called with each chunk's steps and the time they were read.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class Progress:
         on_phase: Callable[[phases.Phase], None] | None = None,
         hang_budget: HangBudget | None = None,
         on_slow_step: Callable[[int, SlowStep], None] | None = None,
+        on_steps: Callable[[Any, datetime], None] | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -121,6 +123,7 @@ class Progress:
         self._keyword_lines = KeywordLines(
             CHECKPOINT_KEYWORDS + (phases.KEYWORDS if on_phase is not None else ())
         )
+        self._on_steps = on_steps  # each chunk's steps and when they were read (#19, node_steps)
         self._read = MIN_READ  # bytes per read, sized to CHUNK_S of parsing
         self._lock = threading.Lock()  # one parser at a time: the follower, or `stop`
         self._commit = threading.Lock()  # a parsed chunk is committed whole, or dropped
@@ -443,5 +446,10 @@ class Progress:
             if now is not None and now != before:
                 gained = now - before if before is not None else 0
                 self._time_steps(mono, gained, before is not None and not marks and not in_phase)
+            if self._on_steps is not None:
+                try:  # a side record: it must never stop the chunk's commit
+                    self._on_steps(fed.step_value, stamp)
+                except Exception:
+                    pass
         self._sooner()
         return fed

@@ -19,6 +19,7 @@ from logbook.record.detector_feed import observe_points
 from logbook.record.detectors import Detectors
 from logbook.record.ending import end_fields, judge, tail_lines, unparsed_message
 from logbook.record.metrics import MetricBuffer
+from logbook.record.node_steps import NodeSteps
 from logbook.record.parsers import LineParser
 from logbook.store import Store
 from logbook.supervisor import lineage, narrate, nodes
@@ -269,6 +270,12 @@ class Session:
             else None
         )
         detectors = Detectors(opts.detectors)
+        # Under a launch over several hosts every node dates its steps, so hosts compare (#19).
+        steps = (
+            NodeSteps(recorder, self.node.rank)
+            if self.node is not None and self.store is not None
+            else None
+        )
 
         def on_metrics(points: Any, at: Any, log: str) -> None:
             assert metrics is not None
@@ -431,6 +438,7 @@ class Session:
             settings=on_settings if metrics is not None else None,
             phase=phase,
             slow_step=slow_step,
+            steps=steps.add if steps is not None else None,
         )
         self.finisher = None
         ended = run_attempt(spec, forwarder, watch)
@@ -441,6 +449,9 @@ class Session:
             if ended.progress is not None and ended.progress.unparsed:
                 self.finish_later(recorder, metrics, ended.progress)
             metrics.close()
+        if steps is not None:
+            steps.flush()
+            recorder._safe("the pace of this host", lambda: self.judge_pace(recorder))
         if ended.start_error is not None:
             return self.could_not_start(recorder, attempt, ended)
         for t in capture:
@@ -533,6 +544,26 @@ class Session:
         self.say_end(attempt["label"], fields, decision, forwarder.stopping)
         code = ExitCode.SIGNAL_BASE + sig if sig else ended.returncode
         return int(code), decision
+
+    def judge_pace(self, recorder: Recorder) -> None:
+        """Name this host in a `straggler` event if it lagged the launch's other hosts (#19).
+
+        Each node judges only itself, at its own end, from every node's steps on record: no two
+        wrappers write the same verdict, and a straggler, ending last, sees the others' steps
+        whole."""
+        from logbook.query.stragglers import read_paces
+
+        assert self.node is not None and self.store is not None
+        for p in read_paces(self.store, self.run, recorder.attempt_id):
+            if p.attempt_id == recorder.attempt_id and p.node == self.node.rank and p.straggler:
+                recorder.event(
+                    "straggler",
+                    f"{self.host} (node {p.node}) was a straggler: {p.ratio}x the other hosts' "
+                    f"step time on {p.slow_steps} of the last {p.steps} common steps",
+                    severity="warning",
+                    source="logbook",
+                    data=p.as_row(),
+                )
 
     def say_end(
         self, label: str, fields: dict[str, Any], decision: Decision, asked_to_stop: bool

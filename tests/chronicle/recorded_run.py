@@ -9,6 +9,7 @@ import os
 import subprocess
 import textwrap
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,19 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
         "gpt",
         [event_row("gpt", None, "note", f"pushed with token={SLIPPED}", source="cli")],
     )
+    # Two wrappers of 1.02 on its host, node 0 printing its steps at half the other's pace (#19).
+    last = s.read("attempts", "gpt").sort_by("start_time")["attempt_id"][-1].as_py()
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    s.write(
+        "node_steps",
+        "gpt",
+        [
+            {"run": "gpt", "attempt_id": last, "node": node, "host": HOST, "step": step,
+             "time": t0 + timedelta(seconds=step * (2.0 if node == 0 else 1.0))}
+            for node in (0, 1)
+            for step in range(20)
+        ],
+    )  # fmt: skip
     return Recorded(store, "gpt", work)
 
 

@@ -65,6 +65,7 @@ def test_the_pages_tell_the_run(site: Path) -> None:
         assert "books" in page  # the data source added by hand
         assert "For model cards and regulators" in page
         assert "Reproducibility card" in page
+        assert "Stragglers" in page and "2.00x" in page  # 1.02's node 0 (recorded_run.py)
     # lineage: 1.01 resumed from the last checkpoint before the crash at 45, losing 5 steps
     row = re.search(r"<tr><td>1\.01</td>.*?</tr>", html, re.S)
     assert row and ">40<" in row.group(0)
