@@ -148,7 +148,12 @@ class Progress:
         deadline = started + max(0.0, self.end_budget_s - END_RESERVE)
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
+        if self._thread is not None and not self._fits(deadline):
+            # A flood: the rest, the follower's chunk in flight included, goes to the background
+            # finish whatever that chunk does; waiting for it (up to CHUNK_S of parsing) held
+            # the exit for points the finish parses anyway.
+            self.handed_over = True
+        elif self._thread is not None:
             self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread is not None and self._thread.is_alive():
             with self._commit:  # its chunk in flight is dropped: the coverage stays before it
