@@ -136,12 +136,13 @@ def previous_attempts(store: Store, run: str) -> list[tuple[str, str]]:
 
 
 def first_rows(
-    store: Store, run: str
+    store: Store, run: str, *, index: bool = True
 ) -> tuple[attempt_index.Key | None, list[attempt_index.First]]:
     """Each of the run's attempts' first row (id, label, start, recorded), from the run's index
     while it is current (no pyarrow), else read from the Parquet and indexed; with the key of the
-    files they come from, or None where no index can vouch for them (attempt_index.py)."""
-    key = attempt_index.current_key(store.root, run)
+    files they come from, or None where no index can vouch for them (attempt_index.py).
+    `index=False`: the Parquet alone, nothing written (a remote store's spool and cache)."""
+    key = attempt_index.current_key(store.root, run) if index else None
     if key is not None:
         if not key:
             return key, []  # no attempt yet: nothing to read

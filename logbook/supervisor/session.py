@@ -594,7 +594,7 @@ def _open_for_recording(
     except Exception as e:  # it is tried again by the next writer; the training comes first
         print(f"logbook: warning: could not recover earlier records: {e}", file=sys.stderr)
     try:
-        key, firsts = lineage.first_rows(store, run)
+        key, firsts = lineage.first_rows(store, run, index=opts.remote is None)
     except Exception:
         return None, None, []
     if opts.remote is not None:  # other hosts' attempts may be in the remote store alone
@@ -614,7 +614,7 @@ def _previous_elsewhere(
         cache = remote.catch_up(url, store.root, run)
         if cache is None:
             return previous
-        theirs = lineage.first_rows(Store(cache), run)[1]
+        theirs = lineage.first_rows(Store(cache), run, index=False)[1]
     except Exception:  # the uploads say so once; the training comes first
         return previous
     known = {p[0] for p in previous}
