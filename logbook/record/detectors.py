@@ -13,6 +13,7 @@ curve stays quiet. One detector speaks at most once per COOLDOWN_STEPS of its me
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import deque
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, float] = {
 MEDIAN_EVERY = 8  # points between recomputations of a metric's rolling median (and its MAD)
 
 
+@functools.lru_cache(maxsize=4096)  # per point under a flood: a few names, asked again and again
 def _is_loss(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     return (
@@ -46,6 +48,7 @@ def _is_loss(name: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_rate(name: str) -> bool:
     return name.endswith("_per_s") or name in ("throughput", "tflops", "mfu")
 
@@ -100,10 +103,11 @@ class Detectors:
     def observe(self, step: int | None, values: Mapping[str, float]) -> list[Finding]:
         out: list[Finding] = []
         for name, value in values.items():
-            out.extend(self._one(name, step, value))
+            out.extend(self.observe_point(name, step, value))
         return out
 
-    def _one(self, name: str, step: int | None, value: float) -> list[Finding]:
+    def observe_point(self, name: str, step: int | None, value: float) -> list[Finding]:
+        """One point: `observe` without a dict per point (detector_feed.py's thousands a chunk)."""
         if not math.isfinite(value):  # any metric (#15); never part of a history
             found = [Finding("nan", name, step, value, f"{name} is {value}{_at(step)}")]
             return self._cooled(found, step)
