@@ -126,6 +126,25 @@ def wait_parsed(store: Path, timeout: float = 1800.0) -> float:
     return round(time.perf_counter() - t0, 1)
 
 
+def wait_finishers(store: Path, timeout: float = 60.0) -> None:
+    """Wait until the background finishes named in the store's coverage have exited: one still
+    writes (the attempt's widened steps) after the logs are marked parsed, and a store removed
+    under it fails the removal ("Directory not empty")."""
+    pids = set()
+    for p in store.glob("logs/run=*/*/parsed.json"):
+        pid = (json.loads(p.read_text()).get("finisher") or {}).get("pid")
+        if pid:
+            pids.add(int(pid))
+    end = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.05)
+
+
 def count_in(path: Path, token: bytes) -> int:
     """How often `token` occurs in the file, read in 16 MiB chunks (one split across two is
     counted too: the last bytes of a chunk, too few to hold it, start the next)."""
@@ -223,6 +242,7 @@ class Bench:
         self.add(s, "background finish done after logbook run returned", waited, "s")
         self.check(s, "every loss= line on record after the finish", final == lines,
                    f"{final} of {lines}")  # fmt: skip
+        wait_finishers(store)
         shutil.rmtree(store)
 
     def python_child(self) -> None:
@@ -250,6 +270,7 @@ class Bench:
                     at_return = loss_points(store)
                     on_record[k].append((at_return, wait_parsed(store)))
                     res[k][-1]["final"] = loss_points(store)
+                    wait_finishers(store)
                     shutil.rmtree(store)
         t = {k: med(r) for k, r in res.items()}
         self.add(s, "output per run", round(res["plain, buffered"][0]["bytes"] / 2**20, 1), "MB")

@@ -131,6 +131,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 _AT_ONCE = False
+_CONSOLE = False  # the process is the console command's own (`main`), not a caller's
+
+
+def console_process() -> bool:
+    """Whether the command runs from the console entry, in a process of its own."""
+    return _CONSOLE
 
 
 def exit_at_once() -> None:
@@ -144,6 +150,8 @@ def exit_at_once() -> None:
 
 def main() -> Any:
     """Console-script entry point."""
+    global _CONSOLE
+    _CONSOLE = True
     try:
         return cli(prog_name="logbook")
     except SystemExit as e:

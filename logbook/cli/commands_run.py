@@ -226,9 +226,13 @@ def run(
         quiet=quiet,
         **resolve_run_settings(flags, config, hook_specs, config_path),
     )
-    code = supervisor.run(opts)
-    from logbook.cli import exit_at_once
+    from logbook.cli import console_process, exit_at_once
 
+    if console_process():  # this process is the wrapper's alone: no pandas in it (arrow_pool)
+        from logbook.supervisor.arrow_pool import leave_pandas_out
+
+        leave_pandas_out()
+    code = supervisor.run(opts)
     exit_at_once()
     sys.exit(code)
 

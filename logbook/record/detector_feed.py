@@ -57,5 +57,5 @@ def observe_points(detectors: Detectors, points: pa.Table, log: str | None = Non
     picked = points.take(pa.array(rows, pa.int64())).to_pydict()
     found: list[Finding] = []
     for step, name, value in zip(picked["step"], picked["name"], picked["value"], strict=True):
-        found.extend(detectors.observe(step, {name: value}))
+        found.extend(detectors.observe_point(name, step, value))
     return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import Any
 
 
@@ -25,6 +26,8 @@ def pid_namespace() -> str | None:
 def process_start(pid: int) -> float | None:
     """When `pid` started; None if there is no such process, or only its zombie (killed, not yet
     waited for by its parent: it does nothing any more)."""
+    if sys.platform.startswith("linux"):  # psutil's own figure, without its import (29 ms of
+        return _linux_start(pid)  # `logbook run` before its command starts, #15)
     import psutil
 
     try:
@@ -33,6 +36,23 @@ def process_start(pid: int) -> float | None:
             return None
         return float(proc.create_time())
     except (psutil.Error, OSError):
+        return None
+
+
+def _linux_start(pid: int) -> float | None:
+    """/proc/PID/stat's start (clock ticks after boot) plus /proc/stat's boot time: what psutil's
+    `create_time` computes on Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) "
+        if fields[0] == b"Z":
+            return None
+        ticks = int(fields[19])
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
         return None
 
 

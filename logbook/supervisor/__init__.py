@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from logbook.supervisor import lineage
+from logbook.supervisor import arrow_pool, lineage
 from logbook.supervisor.policy import RestartPolicy
 from logbook.supervisor.session import Session, child_env
 from logbook.supervisor.signals import Forwarder
@@ -66,10 +66,12 @@ def run(opts: RunOptions) -> int:
     """
     from logbook.store import layout
 
-    system_memory_pool()
     run_name = layout.check_run_name(
         lineage.default_run_name(opts.command) if opts.run is None else opts.run
     )
+    if opts.env is None:  # the training's environment, as it was before the pool's variable
+        opts = replace(opts, env=dict(os.environ))
+    arrow_pool.ask()
     uploader = _start_uploads(opts)
     try:
         session = Session(opts, run_name)
@@ -80,6 +82,7 @@ def run(opts: RunOptions) -> int:
         finally:
             forwarder.restore()
     finally:
+        arrow_pool.settle()  # where no command was spawned
         if uploader is not None:
             _finish_uploads(uploader)
 
@@ -110,23 +113,3 @@ def _finish_uploads(up: Any) -> None:
         up.finish()
     except Exception as e:  # never the training's exit code
         print(f"logbook: warning: uploads to {up.url} stopped: {e}", file=sys.stderr)
-
-
-def system_memory_pool() -> None:
-    """Make the system allocator pyarrow's pool in the wrapper, not the training. Parsing makes and
-    frees arrays by the megabyte; pyarrow's default pool (mimalloc or jemalloc) keeps what they
-    free, the system's gives it back: the chaos suite's hostile-output trial (10 M lines) peaked
-    at 196-201 MB with mimalloc, 135-148 with the system pool (aim < 150). Arrow reads the choice
-    once, on the pool's first use (`pa.set_memory_pool` does not reach the compute kernels)."""
-    key = "ARROW_DEFAULT_MEMORY_POOL"
-    if key in os.environ:
-        return  # the user's choice
-    os.environ[key] = "system"
-    try:
-        import pyarrow as pa
-
-        pa.default_memory_pool()
-    except Exception:  # no pyarrow to ask: the default is right too
-        pass
-    finally:
-        del os.environ[key]  # never the training's environment

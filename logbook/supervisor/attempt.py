@@ -13,7 +13,7 @@ from typing import Any
 
 from logbook.pump.wakeup import Wakeup
 from logbook.record.parsers import LineParser
-from logbook.supervisor import launch
+from logbook.supervisor import arrow_pool, launch
 from logbook.supervisor.checkpoints import CheckpointMemory
 from logbook.supervisor.hang_budget import HangBudget, SlowStep
 from logbook.supervisor.oom import OomWatch
@@ -124,6 +124,8 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         output.join(DRAIN_WAIT_S)  # the write ends are closed: the pump sees the end at once
         code = 127 if isinstance(e, FileNotFoundError) else 126  # the shell's codes
         return Ended(code, start, _now(), None, None, False, None, None, start_error=e)
+    finally:
+        arrow_pool.settle()  # pyarrow's import, once the command runs (before the threads below)
     output.attach(proc.pid)
     forwarder.attach(proc.pid)
     oom = OomWatch(proc.pid)

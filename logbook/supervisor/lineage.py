@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from logbook.errors import ConfigError
 from logbook.store import layout
+from logbook.supervisor import attempt_index
 
 if TYPE_CHECKING:
     from logbook.store import Store
@@ -131,15 +132,38 @@ def _label_of(name: str) -> str:
 
 def previous_attempts(store: Store, run: str) -> list[tuple[str, str]]:
     """The run's attempts so far as (attempt_id, label), oldest first, for `place`."""
+    return attempt_index.ordered(first_rows(store, run)[1])
+
+
+def first_rows(
+    store: Store, run: str, *, index: bool = True
+) -> tuple[attempt_index.Key | None, list[attempt_index.First]]:
+    """Each of the run's attempts' first row (id, label, start, recorded), from the run's index
+    while it is current (no pyarrow), else read from the Parquet and indexed; with the key of the
+    files they come from, or None where no index can vouch for them (attempt_index.py).
+    `index=False`: the Parquet alone, nothing written (a remote store's spool and cache)."""
+    key = attempt_index.current_key(store.root, run) if index else None
+    if key is not None:
+        if not key:
+            return key, []  # no attempt yet: nothing to read
+        cached = attempt_index.load(store.root, run, key)
+        if cached is not None:
+            return key, cached
     data = store.read("attempts", run=run)
     rows = sorted(
         data.select(["attempt_id", "label", "start_time", "recorded_at"]).to_pylist(),
         key=lambda r: (r["start_time"], r["recorded_at"]),
     )
-    seen: dict[str, str] = {}
+    seen: dict[str, attempt_index.First] = {}
     for r in rows:
-        seen.setdefault(r["attempt_id"], r["label"])
-    return list(seen.items())
+        seen.setdefault(
+            r["attempt_id"], (r["attempt_id"], r["label"], r["start_time"], r["recorded_at"])
+        )
+    firsts = list(seen.values())
+    if key is None or attempt_index.current_key(store.root, run) != key:
+        return None, firsts  # the files changed while they were read: no index from this read
+    attempt_index.save(store.root, run, key, firsts)
+    return key, firsts
 
 
 # The lineage a label belongs to, in SQL over `label` (the attempts view) and in Python: the label

@@ -200,7 +200,12 @@ class Progress:
         deadline = started + max(0.0, self.end_budget_s - END_RESERVE)
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
+        if self._thread is not None and not self._fits(deadline):
+            # A flood: the rest, the follower's chunk in flight included, goes to the background
+            # finish whatever that chunk does; waiting for it (up to CHUNK_S of parsing) held
+            # the exit for points the finish parses anyway.
+            self.handed_over = True
+        elif self._thread is not None:
             self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread is not None and self._thread.is_alive():
             with self._commit:  # its chunk in flight is dropped: the coverage stays before it
@@ -320,9 +325,10 @@ class Progress:
         # CPU time, not wall: the follower yields to the command, and the end's rate is wanted.
         t0 = time.thread_time()
         self._take(path, data, final and len(data) < size)  # at the end, a last unended line
-        if self._abandoned:
-            return False
-        self._parsed()  # writes a part every so many points: its cost is the parse's too
+        with self._commit:  # a `stop` that gives up on this thread waits for the part under way:
+            if self._abandoned:  # the end writes the coverage, then the process may exit, and a
+                return False  # part still being written then was lost (its points counted parsed)
+            self._parsed()  # writes a part every so many points: its cost is the parse's too
         took = time.thread_time() - t0
         if len(data) >= 64 << 10 and took > 0:  # size the next read to CHUNK_S of parsing
             self._rate = 0.5 * self._rate + 0.5 * len(data) / took

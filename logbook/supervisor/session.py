@@ -22,7 +22,7 @@ from logbook.record.metrics import MetricBuffer
 from logbook.record.node_steps import NodeSteps
 from logbook.record.parsers import LineParser
 from logbook.store import Store
-from logbook.supervisor import lineage, narrate, nodes
+from logbook.supervisor import attempt_index, lineage, narrate, nodes
 from logbook.supervisor.attempt import Ended, Launch, Watch, run_attempt
 from logbook.supervisor.checkpoints import CheckpointMemory
 from logbook.supervisor.hang_budget import Budget, HangBudget, SlowStep
@@ -52,7 +52,10 @@ class Session:
         env = opts.env if opts.env is not None else os.environ
         self.host = nodes.host_name(env)
         self.node = nodes.node_of(env)  # ConfigError: nothing started yet
-        self.store, self.previous = _open_for_recording(opts, run_name)
+        self.store, self.index_key, firsts = _open_for_recording(opts, run_name)
+        self.previous = attempt_index.ordered(firsts)
+        self.indexed = firsts  # with this session's attempts, the run's index at the end
+        self.journal_ids: list[str] = []  # this session's journals: their parts are ours
         self.early_warnings: list[str] = []
         if self.node is not None:
             self._join_launch(self.node)
@@ -106,6 +109,7 @@ class Session:
             )
             self.node = None
             return
+        self.index_key = None  # the leader writes the attempt; the index is its to keep
         # The leader may have recorded the attempt already; it is ours, not a previous one.
         self.previous = [p for p in self.previous if p[0] != first]
 
@@ -131,6 +135,7 @@ class Session:
                 # Their events are the attempt's, written late but written.
                 self.hooks.join(hurry=forwarder.stopping)
                 self.tidy()
+                self.keep_index()
                 return code
             restart_count += 1
             self.previous.append(
@@ -151,6 +156,15 @@ class Session:
         except Exception as e:  # tidying is optional; the record is complete without it
             if self.recorder is not None:
                 self.recorder.warn(f"could not merge the run's parts: {e}", event=False)
+
+    def keep_index(self) -> None:
+        """Add this session's attempts to the run's index, so that the next `logbook run` names
+        its attempt without reading Parquet; only where every file added since is ours."""
+        if self.store is None or self.index_key is None:
+            return
+        after = attempt_index.current_key(self.store.root, self.run)
+        if after is not None and attempt_index.only_ours(self.index_key, after, self.journal_ids):
+            attempt_index.save(self.store.root, self.run, after, self.indexed)
 
     def backoff(self, delay_s: float, forwarder: Forwarder) -> bool:
         """Wait before relaunching; False if logbook was asked to stop meanwhile."""
@@ -310,10 +324,11 @@ class Session:
             )
             # On record before the command exists: a kill of logbook from here on leaves an
             # attempt (lost, then), never a training with no attempt at all.
-            recorder.started(
-                {**attempt, "status": "running", "start_time": start, "recorded_at": _now()},
-                first_of_run=first_of_run,
-            )
+            row = {**attempt, "status": "running", "start_time": start, "recorded_at": _now()}
+            recorder.started(row, first_of_run=first_of_run)
+            if recorder.journal_id is not None:
+                self.journal_ids.append(recorder.journal_id)
+                self.indexed.append((attempt_id, self.placement.label, start, row["recorded_at"]))
             if metrics is not None:
                 recorder._safe("how far the raw logs are parsed", metrics.begin)
 
@@ -677,12 +692,15 @@ def _warm_the_end() -> None:
     threading.Thread(target=warm, name="logbook-warm", daemon=True).start()
 
 
-def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[tuple[str, str]]]:
-    """The store and the run's earlier attempts; (None, []) when the store cannot be used."""
+def _open_for_recording(
+    opts: RunOptions, run: str
+) -> tuple[Store | None, attempt_index.Key | None, list[attempt_index.First]]:
+    """The store, the key of the run's index (None: no index to keep) and the first rows of the
+    run's earlier attempts; (None, None, []) when the store cannot be used."""
     try:
         store = Store.open(opts.store, create=True, source=opts.store_source)
     except Exception:  # unwritable, full, or damaged beyond reading: run unrecorded
-        return None, []
+        return None, None, []
     try:  # a writer first finishes what dead recorders left: their metrics, their attempts' ends
         from logbook.record.recover import recover_store
 
@@ -690,17 +708,17 @@ def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[
     except Exception as e:  # it is tried again by the next writer; the training comes first
         print(f"logbook: warning: could not recover earlier records: {e}", file=sys.stderr)
     try:
-        previous = lineage.previous_attempts(store, run)
+        key, firsts = lineage.first_rows(store, run, index=opts.remote is None)
     except Exception:
-        return None, []
-    if opts.remote is not None:
-        previous = _previous_elsewhere(opts.remote, store, run, previous)
-    return store, previous
+        return None, None, []
+    if opts.remote is not None:  # other hosts' attempts may be in the remote store alone
+        return store, None, _previous_elsewhere(opts.remote, store, run, firsts)
+    return store, key, firsts
 
 
 def _previous_elsewhere(
-    url: str, store: Store, run: str, previous: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
+    url: str, store: Store, run: str, previous: list[attempt_index.First]
+) -> list[attempt_index.First]:
     """The run's attempts that the remote store has and this host's spool lacks (another host
     recorded them, or the spool was cleared), merged with the spool's, oldest first. Waits for
     the store at most a second; a store that does not answer leaves the spool's alone."""
@@ -710,10 +728,10 @@ def _previous_elsewhere(
         cache = remote.catch_up(url, store.root, run)
         if cache is None:
             return previous
-        theirs = lineage.previous_attempts(Store(cache), run)
+        theirs = lineage.first_rows(Store(cache), run, index=False)[1]
     except Exception:  # the uploads say so once; the training comes first
         return previous
-    known = {attempt_id for attempt_id, _ in previous}
-    if all(attempt_id in known for attempt_id, _ in theirs):
+    known = {p[0] for p in previous}
+    if all(t[0] in known for t in theirs):
         return previous
-    return theirs + [p for p in previous if p[0] not in {a for a, _ in theirs}]
+    return theirs + [p for p in previous if p[0] not in {t[0] for t in theirs}]

@@ -31,9 +31,9 @@ def test_under_a_flood_the_other_detectors_see_a_sample_in_order() -> None:
     seen: list[int | None] = []
 
     class Counting(Detectors):
-        def observe(self, step, values):  # type: ignore[no-untyped-def]
+        def observe_point(self, name, step, value):  # type: ignore[no-untyped-def]
             seen.append(step)
-            return super().observe(step, values)
+            return super().observe_point(name, step, value)
 
     observe_points(Counting(), _points(50_000, nan_at=-1))
     assert len(seen) == EVERY_POINT and seen == sorted(seen) and seen[-1] == 49_999
@@ -46,9 +46,9 @@ def test_names_no_detector_watches_are_not_fed() -> None:
     seen: list[str] = []
 
     class Counting(Detectors):
-        def observe(self, step, values):  # type: ignore[no-untyped-def]
-            seen.extend(values)
-            return super().observe(step, values)
+        def observe_point(self, name, step, value):  # type: ignore[no-untyped-def]
+            seen.append(name)
+            return super().observe_point(name, step, value)
 
     observe_points(Counting(), _points(100, nan_at=-1, name="epoch"))
     assert seen == []

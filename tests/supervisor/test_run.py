@@ -151,7 +151,7 @@ def test_the_wrappers_memory_pool_stays_out_of_the_childs_environment(
     run_logbook, store_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """logbook run picks pyarrow's system pool for itself through ARROW_DEFAULT_MEMORY_POOL
-    (supervisor.system_memory_pool); the training gets the environment it was given."""
+    (supervisor.arrow_pool); the training gets the environment it was given."""
     code = "import os; print(os.environ.get('ARROW_DEFAULT_MEMORY_POOL', 'unset'))"
     base = ["run", "--store", str(store_path), "--run", "pool", "--", sys.executable, "-c", code]
     assert run_logbook(*base, check=0).stdout.strip() == b"unset"
