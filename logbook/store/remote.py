@@ -360,6 +360,29 @@ def _catch_up(url: str, spool: Path, run: str) -> Path:
     return mirror(url, remote=up, under=[f"attempts/run={run}"])
 
 
+def claim(root: Path, rel: str) -> bool:
+    """Claim in the remote store the file `rel` just created (exclusively) in the spool `root`: a
+    label's claim, which the exclusive create makes unique on this host only. False if another
+    host holds it; True if this one does, or if the store cannot tell (no answer: the wrapper goes
+    on as the local claim says; the training comes first). Either way the file is noted as sent:
+    the uploads never put this host's claim over another's.
+    """
+    from logbook.store.put_if_absent import put_if_absent
+
+    url = spool_url(root)
+    if url is None:
+        return True
+    path = Path(root) / rel
+    try:
+        won = put_if_absent(url, rel, path.read_bytes())
+        if won is not None:
+            st = path.stat()
+            Ledger(root, url).note(rel, st.st_size, st.st_mtime_ns)
+    except OSError:  # the spool itself failing: the local claim stands
+        return True
+    return won is not False
+
+
 def _same(path: Path, info: Listed) -> bool:
     try:
         st = path.stat()
@@ -496,7 +519,11 @@ def pending(
         if listed is None:
             return ours
         info = listed.get(rel)
-        if info is None or info.size != st.st_size:
+        if info is None:
+            return False
+        if rel.startswith(layout.LABELS_DIR + "/"):  # a claim, ours or the host's that won it
+            return True
+        if info.size != st.st_size:
             return False
         return ours or rel.endswith(layout.PART_SUFFIX)  # parts never change
 

@@ -341,3 +341,35 @@ def test_the_ledger_reads_only_what_was_added_and_stays_small(tmp_path: Path) ->
     one.reload()
     assert one.sent["metrics/run=gpt/m.parquet"] == (3, 2)
     assert one.sent["_journal/run=gpt/j.jsonl"] == (1599, 1499)
+
+
+def test_hosts_claiming_labels_at_once_get_distinct_ones(s3: S3Server, tmp_path: Path) -> None:  # noqa: F811
+    import threading
+
+    from logbook.store import layout
+    from logbook.supervisor import lineage
+
+    hosts = 8
+    spools = [remote.make_spool(URL).with_name(f"host{i}") for i in range(hosts)]
+    for spool in spools:  # a spool each, as on hosts of their own, none knowing the others
+        spool.mkdir()
+        (spool / remote.SPOOL_MARK).write_text(f'{{"url": "{URL}"}}\n')
+    start = threading.Barrier(hosts)
+    labels: list[str] = []
+
+    def claim(spool: Path) -> None:
+        start.wait()
+        labels.append(lineage.place([], None, layout.labels_dir(spool, "gpt")).label)
+
+    threads = [threading.Thread(target=claim, args=(spool,)) for spool in spools]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(labels) == [f"1.0{i}" for i in range(hosts)]
+    assert len(s3.objects("logs", "team/gpt/_labels/run=gpt/")) == hosts
+    # the losers' own claims never go over the winners' in the bucket
+    before = s3.objects("logs", "team/gpt/_labels/")
+    for spool in spools:
+        assert remote.push(spool, remote.Remote(URL), check=True).done
+    assert s3.objects("logs", "team/gpt/_labels/") == before
