@@ -138,6 +138,10 @@ def set_current(uploader: Uploader | None) -> None:
         _current = uploader
 
 
+def current() -> Uploader | None:
+    return _current
+
+
 def nudge() -> None:
     """A part was written in this process: let its uploader (if any) push it now."""
     up = _current

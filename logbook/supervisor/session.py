@@ -580,26 +580,7 @@ def _open_for_recording(opts: RunOptions, run: str) -> tuple[Store | None, list[
     except Exception:
         return None, []
     if opts.remote is not None:
-        previous = _previous_elsewhere(opts.remote, store, run, previous)
+        from logbook.record.attempt import previous_elsewhere
+
+        previous = previous_elsewhere(opts.remote, store, run, previous)
     return store, previous
-
-
-def _previous_elsewhere(
-    url: str, store: Store, run: str, previous: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """The run's attempts that the remote store has and this host's spool lacks (another host
-    recorded them, or the spool was cleared), merged with the spool's, oldest first. Waits for
-    the store at most a second; a store that does not answer leaves the spool's alone."""
-    try:
-        from logbook.store import remote
-
-        cache = remote.catch_up(url, store.root, run)
-        if cache is None:
-            return previous
-        theirs = lineage.previous_attempts(Store(cache), run)
-    except Exception:  # the uploads say so once; the training comes first
-        return previous
-    known = {attempt_id for attempt_id, _ in previous}
-    if all(attempt_id in known for attempt_id, _ in theirs):
-        return previous
-    return theirs + [p for p in previous if p[0] not in {a for a, _ in theirs}]

@@ -373,3 +373,28 @@ def test_hosts_claiming_labels_at_once_get_distinct_ones(s3: S3Server, tmp_path:
     for spool in spools:
         assert remote.push(spool, remote.Remote(URL), check=True).done
     assert s3.objects("logs", "team/gpt/_labels/") == before
+
+
+def test_the_python_api_alone_records_into_s3(s3: S3Server, tmp_path: Path) -> None:  # noqa: F811
+    script = tmp_path / "api_train.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import logbook
+            logbook.init(run="api", store={URL!r}, config={{"lr": 0.1}})
+            for step in range(50):
+                logbook.log({{"loss": 1.0 / (step + 1)}}, step=step)
+            logbook.note("done")
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    # read back from the bucket, not from this host's spool
+    sql = (
+        "select (select count(*) from metrics where run = 'api') || ' ' || "
+        "(select count(*) from attempts where status = 'completed') || ' ' || "
+        "(select count(*) from events where kind = 'note')"
+    )
+    out = _cli("query", sql, "--store", URL, "--format", "csv")
+    assert out.stdout.splitlines()[1] == "50 1 1"
