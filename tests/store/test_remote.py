@@ -80,6 +80,12 @@ def test_a_run_into_s3_is_read_back_from_s3(s3: S3Server, trainer: Path) -> None
     # object is what pyarrow leaves in place of the last file it deletes in a folder)
     assert not any("/_journal/" in k and not k.endswith("/") for k in keys)
 
+    # once all went up, the bulk left the spool; what a relaunch and doctor read stayed (#18)
+    spool = remote.spool_dir(URL)
+    assert not list((spool / "metrics").rglob("*.parquet"))
+    assert list((spool / "attempts").rglob("*.parquet"))
+    assert list((spool / "logs").rglob("stdout.log"))
+
     shown = _cli("show", "gpt", "--store", URL, code=0)
     assert "1.00" in shown.stdout and "crashed" in shown.stdout
     assert _count("select count(*) from metrics where name = 'loss'", URL) == 6
@@ -398,3 +404,25 @@ def test_the_python_api_alone_records_into_s3(s3: S3Server, tmp_path: Path) -> N
     )
     out = _cli("query", sql, "--store", URL, "--format", "csv")
     assert out.stdout.splitlines()[1] == "50 1 1"
+
+
+def test_a_pruned_part_is_never_deleted_from_the_store(s3: S3Server) -> None:  # noqa: F811
+    from datetime import datetime, timezone
+
+    from logbook.store import Store
+    from logbook.store.prune import prune
+
+    root = remote.make_spool(URL)
+    store = Store.open(root, create=True)
+    now = datetime.now(timezone.utc)
+    row = {"run": "gpt", "attempt_id": "a", "time": now, "step": 1, "name": "loss", "value": 1.0}
+    store.write("metrics", "gpt", [{**row, "source": "api"}])
+    up = remote.Remote(URL)
+    assert remote.push(root, up).done
+    stale = remote.Ledger(root, URL)  # another pusher on this host, its view from before the prune
+    assert prune(root, remote.Ledger(root, URL), listed=up.list()) == 1
+    assert not list((root / "metrics").rglob("*.parquet"))
+    # it finds the part gone here, its ledger still naming it: pruned, not replaced, so kept there
+    assert remote.pending(root, stale) == ([], [])
+    assert remote.push(root, up, ledger=stale, check=True).deleted == 0
+    assert any(k.endswith(".parquet") for k in s3.objects("logs", "team/gpt/metrics/"))
