@@ -151,6 +151,8 @@ class Recorder:
         self._attempt: dict[str, Any] = {}
         self._closed = False
         self._owner = False  # this process journals the attempt's start and end
+        self.url: str | None = None  # a remote store's: `store` is then this host's spool of it
+        self._uploader: Any = None  # logbook.store.uploader.Uploader, for a remote store
         if not self.active:
             return
         self._open(store)
@@ -160,15 +162,22 @@ class Recorder:
     # setup -----------------------------------------------------------------------------------
 
     def _open(self, store: str | Path | None) -> None:
-        from logbook.settings import find_store
+        from logbook.settings import find_store, store_url
         from logbook.store import Store, layout
 
         try:
             root = Path(os.environ["LOGBOOK_STORE"]) if self.joined and store is None else None
-            if root is None:
+            url = None if root is not None else store_url(store)
+            if url is not None:  # recorded into this host's spool of it and uploaded, as by
+                from logbook.store import remote  # the wrapper (store/uploader.py)
+
+                root = remote.make_spool(url)
+            elif root is None:
                 root, _ = find_store(store)
             layout.check_run_name(self.run)
             self.store = Store.open(root, create=True)
+            if url is not None:
+                self._start_uploads(url)
         except Exception as e:
             self._warn(
                 f"cannot use the store ({_reason(e)}); nothing from this process is recorded"
@@ -177,6 +186,28 @@ class Recorder:
             return
         if not self.joined:
             self._start_attempt()
+
+    def _start_uploads(self, url: str) -> None:
+        """The thread that uploads the spool of the remote store `url`, finished at `close`."""
+        from logbook.store import uploader
+
+        assert self.store is not None
+        self.url = url
+        self._uploader = uploader.Uploader(self.store.root, url, say=self._warn).start()
+        if uploader.current() is None:  # parts written in this process nudge it
+            uploader.set_current(self._uploader)
+        self._uploader.nudge()  # what an earlier process left in the spool goes up first
+
+    def _finish_uploads(self) -> None:
+        """The last uploads, at most uploader.FINISH_S; what stays is named in a warning."""
+        from logbook.store import uploader
+
+        up, self._uploader = self._uploader, None
+        if up is None or self._pid != os.getpid():  # a forked child: its parent uploads
+            return
+        if uploader.current() is up:
+            uploader.set_current(None)
+        self._safe("the last uploads", up.finish)
 
     def _start_attempt(self) -> None:
         from logbook.record.attempt import AttemptJournal, attempt_row, place, runs_row
@@ -187,7 +218,7 @@ class Recorder:
         store = self.store
         self.attempt_id = uuid.uuid4().hex
         try:
-            placement = place(store, self.run)
+            placement = place(store, self.run, url=self.url)
             self._attempt = attempt_row(
                 self.run,
                 self.attempt_id,
@@ -437,7 +468,10 @@ class Recorder:
 
     def _close(self, exit_status: int | None) -> None:
         """`exit_status`: the process's, at exit (0 unless `sys.exit` gave another)."""
-        if self.store is None or self._closed:
+        if self.store is None:  # the attempt could not start: what the spool holds still goes up
+            self._finish_uploads()
+            return
+        if self._closed:
             return
         if self.skipped:
             self._event(
@@ -470,6 +504,7 @@ class Recorder:
                 self._journal = None
             if how != "folded":
                 self._warn(f"the end of the attempt is {how} (the next logbook command folds it)")
+        self._finish_uploads()
 
     def __enter__(self) -> Recorder:
         return self

@@ -103,6 +103,7 @@ def _push(s, url: str, *, dry_run: bool):  # type: ignore[no-untyped-def]
         return Problem(Path("."), f"{len(todo)} file(s) may not be in {url} yet", f"none: {e}")
     todo, gone = remote.pending(s.root, ledger, listed=listed)
     if not todo and not gone:
+        _prune(s.root, ledger, listed, dry_run=dry_run)
         return None
     what = f"{len(todo)} file(s) not yet uploaded to {url}" + (
         f", {len(gone)} part(s) replaced here still there" if gone else ""
@@ -114,7 +115,19 @@ def _push(s, url: str, *, dry_run: bool):  # type: ignore[no-untyped-def]
     action = f"uploaded {result.uploaded}, deleted {result.deleted}"
     if result.error:
         action += f"; {len(result.pending)} left: {result.error}"
+    else:  # what was up before this push (the listing's) leaves the spool
+        _prune(s.root, ledger, listed, dry_run=dry_run)
     return Problem(Path("."), what, action)
+
+
+def _prune(root: Path, ledger, listed, *, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+    """Prune from a spool the bulk parts the store holds (store/prune.py)."""
+    from logbook.store.prune import prune
+
+    if not dry_run:
+        n = prune(root, ledger, listed=listed)
+        if n:
+            click.echo(f"pruned {n} uploaded part(s) from the spool", err=True)
 
 
 @click.command()

@@ -22,17 +22,45 @@ if TYPE_CHECKING:
 Rows = list[tuple[str, dict[str, Any]]]
 
 
-def place(store: Store, run: str, label: str | None = None) -> Placement:
+def place(store: Store, run: str, label: str | None = None, *, url: str | None = None) -> Placement:
     """Claim the new attempt's label after the run's attempts so far (unique under any number
     of simultaneous starts: see logbook/supervisor/lineage.py).
+
+    Args:
+        url: the remote store `store` is this host's spool of: its attempts count too.
 
     Raises:
         ConfigError: `label` is malformed or already taken.
     """
-    from logbook.supervisor import lineage
+    from logbook.supervisor import attempt_index, lineage
 
-    previous = lineage.previous_attempts(store, run)
+    # a spool keeps no attempt index (the run's attempts are also elsewhere): the Parquet
+    previous = attempt_index.ordered(lineage.first_rows(store, run, index=url is None)[1])
+    if url is not None:
+        previous = previous_elsewhere(url, store, run, previous)
     return lineage.place(previous, label, lineage.claims_dir(store, run))
+
+
+def previous_elsewhere(
+    url: str, store: Store, run: str, previous: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The run's attempts that the remote store has and this host's spool lacks (another host
+    recorded them, or the spool was cleared), merged with the spool's, oldest first. Waits for
+    the store at most a second; a store that does not answer leaves the spool's alone."""
+    from logbook.store import Store, remote
+    from logbook.supervisor import attempt_index, lineage
+
+    try:
+        cache = remote.catch_up(url, store.root, run)
+        if cache is None:
+            return previous
+        theirs = attempt_index.ordered(lineage.first_rows(Store(cache), run, index=False)[1])
+    except Exception:  # the uploads say so once; the training comes first
+        return previous
+    known = {attempt_id for attempt_id, _ in previous}
+    if all(attempt_id in known for attempt_id, _ in theirs):
+        return previous
+    return theirs + [p for p in previous if p[0] not in {a for a, _ in theirs}]
 
 
 def attempt_row(

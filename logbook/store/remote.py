@@ -360,6 +360,29 @@ def _catch_up(url: str, spool: Path, run: str) -> Path:
     return mirror(url, remote=up, under=[f"attempts/run={run}"])
 
 
+def claim(root: Path, rel: str) -> bool:
+    """Claim in the remote store the file `rel` just created (exclusively) in the spool `root`: a
+    label's claim, which the exclusive create makes unique on this host only. False if another
+    host holds it; True if this one does, or if the store cannot tell (no answer: the wrapper goes
+    on as the local claim says; the training comes first). Either way the file is noted as sent:
+    the uploads never put this host's claim over another's.
+    """
+    from logbook.store.put_if_absent import put_if_absent
+
+    url = spool_url(root)
+    if url is None:
+        return True
+    path = Path(root) / rel
+    try:
+        won = put_if_absent(url, rel, path.read_bytes())
+        if won is not None:
+            st = path.stat()
+            Ledger(root, url).note(rel, st.st_size, st.st_mtime_ns)
+    except OSError:  # the spool itself failing: the local claim stands
+        return True
+    return won is not False
+
+
 def _same(path: Path, info: Listed) -> bool:
     try:
         st = path.stat()
@@ -430,15 +453,32 @@ class Ledger:
                 doc = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a kill
-            if doc.get("deleted"):
+            if doc.get("deleted") or doc.get("pruned"):
                 self.sent.pop(doc["path"], None)
             else:
                 self.sent[doc["path"]] = (int(doc["size"]), int(doc["mtime_ns"]))
 
-    def note(self, rel: str, size: int = 0, mtime_ns: int = 0, *, deleted: bool = False) -> None:
+    def note(
+        self,
+        rel: str,
+        size: int = 0,
+        mtime_ns: int = 0,
+        *,
+        deleted: bool = False,
+        pruned: bool = False,
+    ) -> None:
+        """Say `rel` went up as (size, mtime_ns); or was `deleted` there; or, `pruned`, removed
+        here only, once it was up (store/prune.py): it stays there."""
         doc: dict[str, Any] = {"path": rel}
-        if deleted:
-            doc["deleted"] = True
+        if pruned:
+            with self._lock:  # first the guard, which `tidy` never rewrites (see `pruned`)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self._pruned_path, "a") as f:
+                    f.write(json.dumps(rel) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+        if deleted or pruned:
+            doc["deleted" if deleted else "pruned"] = True
             self.sent.pop(rel, None)
         else:
             doc.update(size=size, mtime_ns=mtime_ns)
@@ -448,6 +488,27 @@ class Ledger:
             with open(self.path, "a") as f:
                 f.write(json.dumps(doc) + "\n")
             self._lines += 1
+
+    @property
+    def _pruned_path(self) -> Path:
+        return self.path.with_name(self.path.name.replace(".jsonl", ".pruned.jsonl"))
+
+    def pruned(self) -> set[str]:
+        """Every file pruned from this store once it was up: never to be deleted there. Kept
+        apart from the ledger, whose lines a pusher with an older view could rewrite (`tidy`) or
+        act on (a part gone here that its `sent` still names reads as replaced)."""
+        try:
+            with open(self._pruned_path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return set()
+        out = set()
+        for line in data.splitlines():
+            try:
+                out.add(str(json.loads(line)))
+            except ValueError:
+                continue
+        return out
 
     def tidy(self) -> None:
         """Rewrite the file with one line per file once it is mostly old lines (a journal goes up
@@ -496,7 +557,11 @@ def pending(
         if listed is None:
             return ours
         info = listed.get(rel)
-        if info is None or info.size != st.st_size:
+        if info is None:
+            return False
+        if rel.startswith(layout.LABELS_DIR + "/"):  # a claim, ours or the host's that won it
+            return True
+        if info.size != st.st_size:
             return False
         return ours or rel.endswith(layout.PART_SUFFIX)  # parts never change
 
@@ -509,6 +574,9 @@ def pending(
         and not (root / rel).exists()
         and (logs or not rel.startswith(layout.LOGS_DIR + "/"))
     )
+    if gone:  # pruned here, not replaced: they stay there
+        kept = ledger.pruned()
+        gone = [rel for rel in gone if rel not in kept]
     return todo, gone
 
 

@@ -6,7 +6,7 @@ a part (`nudge`), else every TICK_S. A failure is retried with a doubling pause 
 BACKOFF_MAX_S) and warned about once; when the store answers again, a line says so. At the end
 (`finish`) one last push, the raw logs included, gets at most a bounded time; what it could not
 send stays in the spool, named in a warning, for the next `logbook run`, `logbook push` or
-`logbook doctor`.
+`logbook doctor`. When all went up, the bulk of it is pruned from the spool (store/prune.py).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Uploader:
         self.remote = remotes.Remote(url, retries=2)
         self.failing: str | None = None  # the error of the last try, while the store fails
         self.last: remotes.PushResult | None = None
+        self.pruned = 0  # parts pruned from the spool once all went up
         self._wake = threading.Event()
         self._stopping = False
         self._final = threading.Event()  # the last push is over
@@ -90,11 +91,21 @@ class Uploader:
                     break
                 ok = self._push(logs=False)
                 pause = 0.0 if ok else min(BACKOFF_MAX_S, max(BACKOFF_S, pause * 2))
-            self._push(logs=True, final=True)
+            if self._push(logs=True, final=True):
+                self._prune()
         except Exception as e:  # never the training's business
             self.failing = remotes.describe(e)
         finally:
             self._final.set()
+
+    def _prune(self) -> None:
+        """All went up: the bulk of it leaves the spool (store/prune.py)."""
+        from logbook.store.prune import prune
+
+        try:
+            self.pruned = prune(self.spool, self._get_ledger())
+        except Exception as e:  # a spool kept whole is no fault
+            self.say(f"logbook: warning: could not prune the spool {self.spool}: {e}")
 
     def _push(self, *, logs: bool, final: bool = False) -> bool:
         try:
@@ -136,6 +147,10 @@ def set_current(uploader: Uploader | None) -> None:
     global _current
     with _lock:
         _current = uploader
+
+
+def current() -> Uploader | None:
+    return _current
 
 
 def nudge() -> None:

@@ -96,8 +96,9 @@ def claimed(claims: Path | None) -> set[str]:
 
 def _claim(claims: Path | None, label: str, parent_id: str | None) -> bool:
     """Claim `label`: False if someone did first. An exclusive create is atomic on local file
-    systems and on NFS v3 and later, so this needs no lock. Claims stay: removing one would let a
-    wrapper whose view of the store predates its attempt take the label again."""
+    systems and on NFS v3 and later, so this needs no lock; in a remote store's spool, a
+    conditional PUT then claims it among all hosts (store/remote.py `claim`). Claims stay:
+    removing one would let a wrapper whose view of the store predates its attempt take it again."""
     if claims is None:
         return True
     try:
@@ -118,7 +119,9 @@ def _claim(claims: Path | None, label: str, parent_id: str | None) -> bool:
         pass
     finally:
         os.close(fd)
-    return True
+    from logbook.store import remote
+
+    return remote.claim(claims.parents[1], f"{layout.LABELS_DIR}/{claims.name}/{_file_name(label)}")
 
 
 def _file_name(label: str) -> str:

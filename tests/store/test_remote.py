@@ -81,6 +81,12 @@ def test_a_run_into_s3_is_read_back_from_s3(s3: S3Server, trainer: Path) -> None
     # object is what pyarrow leaves in place of the last file it deletes in a folder)
     assert not any("/_journal/" in k and not k.endswith("/") for k in keys)
 
+    # once all went up, the bulk left the spool; what a relaunch and doctor read stayed (#18)
+    spool = remote.spool_dir(URL)
+    assert not list((spool / "metrics").rglob("*.parquet"))
+    assert list((spool / "attempts").rglob("*.parquet"))
+    assert list((spool / "logs").rglob("stdout.log"))
+
     shown = _cli("show", "gpt", "--store", URL, code=0)
     assert "1.00" in shown.stdout and "crashed" in shown.stdout
     assert _count("select count(*) from metrics where name = 'loss'", URL) == 6
@@ -379,3 +385,82 @@ def test_gs_and_az_stores_take_a_run_a_second_host_and_a_push(
     assert ": 0 file(s) uploaded" not in _cli("push", "--store", str(local), "--to", archive).stderr
     assert ": 0 file(s) uploaded" in _cli("push", "--store", str(local), "--to", archive).stderr
     assert _count("select count(*) from metrics", archive) == 5
+
+
+def test_hosts_claiming_labels_at_once_get_distinct_ones(s3: S3Server, tmp_path: Path) -> None:  # noqa: F811
+    import threading
+
+    from logbook.store import layout
+    from logbook.supervisor import lineage
+
+    hosts = 8
+    spools = [remote.make_spool(URL).with_name(f"host{i}") for i in range(hosts)]
+    for spool in spools:  # a spool each, as on hosts of their own, none knowing the others
+        spool.mkdir()
+        (spool / remote.SPOOL_MARK).write_text(f'{{"url": "{URL}"}}\n')
+    start = threading.Barrier(hosts)
+    labels: list[str] = []
+
+    def claim(spool: Path) -> None:
+        start.wait()
+        labels.append(lineage.place([], None, layout.labels_dir(spool, "gpt")).label)
+
+    threads = [threading.Thread(target=claim, args=(spool,)) for spool in spools]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(labels) == [f"1.0{i}" for i in range(hosts)]
+    assert len(s3.objects("logs", "team/gpt/_labels/run=gpt/")) == hosts
+    # the losers' own claims never go over the winners' in the bucket
+    before = s3.objects("logs", "team/gpt/_labels/")
+    for spool in spools:
+        assert remote.push(spool, remote.Remote(URL), check=True).done
+    assert s3.objects("logs", "team/gpt/_labels/") == before
+
+
+def test_the_python_api_alone_records_into_s3(s3: S3Server, tmp_path: Path) -> None:  # noqa: F811
+    script = tmp_path / "api_train.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import logbook
+            logbook.init(run="api", store={URL!r}, config={{"lr": 0.1}})
+            for step in range(50):
+                logbook.log({{"loss": 1.0 / (step + 1)}}, step=step)
+            logbook.note("done")
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    # read back from the bucket, not from this host's spool
+    sql = (
+        "select (select count(*) from metrics where run = 'api') || ' ' || "
+        "(select count(*) from attempts where status = 'completed') || ' ' || "
+        "(select count(*) from events where kind = 'note')"
+    )
+    out = _cli("query", sql, "--store", URL, "--format", "csv")
+    assert out.stdout.splitlines()[1] == "50 1 1"
+
+
+def test_a_pruned_part_is_never_deleted_from_the_store(s3: S3Server) -> None:  # noqa: F811
+    from datetime import datetime, timezone
+
+    from logbook.store import Store
+    from logbook.store.prune import prune
+
+    root = remote.make_spool(URL)
+    store = Store.open(root, create=True)
+    now = datetime.now(timezone.utc)
+    row = {"run": "gpt", "attempt_id": "a", "time": now, "step": 1, "name": "loss", "value": 1.0}
+    store.write("metrics", "gpt", [{**row, "source": "api"}])
+    up = remote.Remote(URL)
+    assert remote.push(root, up).done
+    stale = remote.Ledger(root, URL)  # another pusher on this host, its view from before the prune
+    assert prune(root, remote.Ledger(root, URL), listed=up.list()) == 1
+    assert not list((root / "metrics").rglob("*.parquet"))
+    # it finds the part gone here, its ledger still naming it: pruned, not replaced, so kept there
+    assert remote.pending(root, stale) == ([], [])
+    assert remote.push(root, up, ledger=stale, check=True).deleted == 0
+    assert any(k.endswith(".parquet") for k in s3.objects("logs", "team/gpt/metrics/"))
