@@ -17,8 +17,10 @@ What is learned, and from where:
 The budget of a phase is SAFETY x the longest seen (nvidia-resiliency-ext computes its timeouts
 as the longest observed interval times `safety_factor`, 5 by default); for training also at least
 HANG_OF_SLOW x the slow-step threshold, so that a slow step is flagged well before it could be a
-hang. It is never below the floor (a tenth of the ceiling, 1 s at least: a learned budget must
-not turn a rare pause never yet seen, like an epoch's first batch, into a kill) and never above
+hang. It is never below the floor (half the ceiling, 1 s at least: a learned budget must not
+turn a rare pause never yet seen, like an epoch's first batch or a save that prints nothing, into
+a kill of a healthy training; a tenth let a silent 4-minute save die under a 30-minute ceiling)
+and never above
 the ceiling, the user's `--hang-timeout`; a phase never seen gets the ceiling. A learned budget
 is rounded up to the whole second (output is timed to 0.2-0.5 s). The longest seen
 only grows, so a budget never shrinks under a training that once paused longer.
@@ -41,7 +43,7 @@ SAFETY = 5.0  # x the longest duration seen (nvidia-resiliency-ext's safety_fact
 SLOW = 10.0  # a step this many times the running median is slow...
 SLOW_BY_S = 1.0  # ...and this much longer than it (query/goodput.py's SLOW_BY_S)
 HANG_OF_SLOW = 2.0  # training's budget is at least this many times the slow-step threshold
-FLOOR_SHARE, MIN_FLOOR_S = 0.1, 1.0  # a budget is at least this share of the ceiling, and 1 s
+FLOOR_SHARE, MIN_FLOOR_S = 0.5, 1.0  # a budget is at least this share of the ceiling, and 1 s
 MIN_GAPS = 5  # silences between outputs in training before its budget is learned
 MIN_READINGS = 3  # readings of steps before a running median is given (goodput's MEDIAN_OF)
 MEDIAN_WINDOW = 101  # the running median is over this many latest readings
