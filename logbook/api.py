@@ -346,6 +346,8 @@ class Recorder:
 
         if name not in PHASES:
             raise ValueError(f"unknown phase {name!r}: use one of {', '.join(PHASES)}")
+        if step is None and self._last_step >= 0:  # a save holds the last step logged before it
+            step = self._last_step
         start, t0 = _now(), time.monotonic()
         try:
             yield

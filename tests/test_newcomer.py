@@ -169,6 +169,7 @@ def test_the_readme_integrations_in_order(tmp_path: Path) -> None:
         {"kind": "data_mix", "step": 1200},
         {"kind": "eval", "step": 1200},
         {"kind": "note", "step": 1200},
+        {"kind": "phase", "step": 1201},  # the last step logged before it
     ]
     snapshots = sql(
         "select kind, name, value from snapshots where kind in ('tag', 'group', 'api_config') "

@@ -17,6 +17,7 @@ from logbook.store import user_name
 if TYPE_CHECKING:
     from logbook.store import Store
     from logbook.store.journal import Journal
+    from logbook.supervisor.attempt_index import First
     from logbook.supervisor.lineage import Placement
 
 Rows = list[tuple[str, dict[str, Any]]]
@@ -35,32 +36,30 @@ def place(store: Store, run: str, label: str | None = None, *, url: str | None =
     from logbook.supervisor import attempt_index, lineage
 
     # a spool keeps no attempt index (the run's attempts are also elsewhere): the Parquet
-    previous = attempt_index.ordered(lineage.first_rows(store, run, index=url is None)[1])
+    firsts = lineage.first_rows(store, run, index=url is None)[1]
     if url is not None:
-        previous = previous_elsewhere(url, store, run, previous)
-    return lineage.place(previous, label, lineage.claims_dir(store, run))
+        firsts = previous_elsewhere(url, store, run, firsts)
+    return lineage.place(attempt_index.ordered(firsts), label, lineage.claims_dir(store, run))
 
 
-def previous_elsewhere(
-    url: str, store: Store, run: str, previous: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """The run's attempts that the remote store has and this host's spool lacks (another host
-    recorded them, or the spool was cleared), merged with the spool's, oldest first. Waits for
-    the store at most a second; a store that does not answer leaves the spool's alone."""
+def previous_elsewhere(url: str, store: Store, run: str, previous: list[First]) -> list[First]:
+    """The first rows of the run's attempts that the remote store has and this host's spool
+    lacks (another host recorded them, or the spool was cleared), with the spool's. Waits for the
+    store at most a second; a store that does not answer leaves the spool's alone."""
     from logbook.store import Store, remote
-    from logbook.supervisor import attempt_index, lineage
+    from logbook.supervisor import lineage
 
     try:
         cache = remote.catch_up(url, store.root, run)
         if cache is None:
             return previous
-        theirs = attempt_index.ordered(lineage.first_rows(Store(cache), run, index=False)[1])
+        theirs = lineage.first_rows(Store(cache), run, index=False)[1]
     except Exception:  # the uploads say so once; the training comes first
         return previous
-    known = {attempt_id for attempt_id, _ in previous}
-    if all(attempt_id in known for attempt_id, _ in theirs):
+    known = {p[0] for p in previous}
+    if all(t[0] in known for t in theirs):
         return previous
-    return theirs + [p for p in previous if p[0] not in {a for a, _ in theirs}]
+    return theirs + [p for p in previous if p[0] not in {t[0] for t in theirs}]
 
 
 def attempt_row(

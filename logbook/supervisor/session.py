@@ -712,26 +712,7 @@ def _open_for_recording(
     except Exception:
         return None, None, []
     if opts.remote is not None:  # other hosts' attempts may be in the remote store alone
-        return store, None, _previous_elsewhere(opts.remote, store, run, firsts)
+        from logbook.record.attempt import previous_elsewhere
+
+        return store, None, previous_elsewhere(opts.remote, store, run, firsts)
     return store, key, firsts
-
-
-def _previous_elsewhere(
-    url: str, store: Store, run: str, previous: list[attempt_index.First]
-) -> list[attempt_index.First]:
-    """The run's attempts that the remote store has and this host's spool lacks (another host
-    recorded them, or the spool was cleared), merged with the spool's, oldest first. Waits for
-    the store at most a second; a store that does not answer leaves the spool's alone."""
-    try:
-        from logbook.store import remote
-
-        cache = remote.catch_up(url, store.root, run)
-        if cache is None:
-            return previous
-        theirs = lineage.first_rows(Store(cache), run, index=False)[1]
-    except Exception:  # the uploads say so once; the training comes first
-        return previous
-    known = {p[0] for p in previous}
-    if all(t[0] in known for t in theirs):
-        return previous
-    return theirs + [p for p in previous if p[0] not in {t[0] for t in theirs}]
