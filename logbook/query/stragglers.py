@@ -3,7 +3,11 @@ found by comparing when each host saw the same steps (the `node_steps` table).
 
 At each step that every host of the attempt printed, a host's step time is the time it took over
 the last WINDOW of those common steps, per step: the wrapper dates a step when it reads its line
-(every half second while output flows), and a window smooths that out. The host is compared with
+(every half second while output flows), and a window smooths that out. Steps read together in one
+chunk share its date, which is true only of the last of them: a backlog (the lines a child printed
+while its wrapper was still starting, or under load) would read as steps taking no time and then
+one taking all of it. So a host's time at a step is interpolated between the last steps of its
+chunks, and steps before its first chunk's last are not judged. The host is compared with
 the median of the other hosts at the same step. It straggles when it is at least RATIO times as
 slow on at least SHARE of the last LAST common steps, with at least MIN_STEPS of them compared.
 
@@ -15,6 +19,7 @@ compute, or loosely coupled workers.
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -77,14 +82,23 @@ def host_paces(
         by_node = seen[attempt_id]
         if len(by_node) < 2:
             continue
-        common = sorted(set.intersection(*(set(s) for s in by_node.values())))
+        dated = {node: _chunk_ends(steps) for node, steps in by_node.items()}
+        common = sorted(
+            set.intersection(
+                *(
+                    {s for s in steps if dated[node][0][0] <= s <= dated[node][-1][0]}
+                    for node, steps in by_node.items()
+                )
+            )
+        )
+        times = {node: {s: _at(dated[node], s) for s in common} for node in by_node}
         judged = range(max(window, len(common) - last), len(common))
         for node in sorted(by_node):
             mine, theirs, ratios, slow = [], [], [], 0
             for i in judged:
-                own = _pace(by_node[node], common, i, window)
+                own = _pace(times[node], common, i, window)
                 med = statistics.median(
-                    _pace(by_node[n], common, i, window) for n in by_node if n != node
+                    _pace(times[n], common, i, window) for n in by_node if n != node
                 )
                 mine.append(own)
                 theirs.append(med)
@@ -108,6 +122,24 @@ def host_paces(
                 )
             )
     return out
+
+
+def _chunk_ends(steps: Mapping[int, float]) -> list[tuple[int, float]]:
+    """(step, time) of the last step read at each distinct time, by step: the steps whose date is
+    true to within one read."""
+    last: dict[float, int] = {}
+    for step, t in steps.items():
+        last[t] = max(step, last.get(t, step))
+    return sorted((step, t) for t, step in last.items())
+
+
+def _at(ends: list[tuple[int, float]], step: int) -> float:
+    """The time of `step`, interpolated between the chunk ends around it (within their span)."""
+    i = bisect.bisect_left(ends, (step, float("-inf")))
+    if ends[i][0] == step:
+        return ends[i][1]
+    (s0, t0), (s1, t1) = ends[i - 1], ends[i]
+    return t0 + (t1 - t0) * (step - s0) / (s1 - s0)
 
 
 def _pace(times: Mapping[int, float], common: list[int], i: int, window: int) -> float:

@@ -133,6 +133,7 @@ class Progress:
         self._stop = threading.Event()
         self._wake = threading.Event()  # output seen, or stop: the idle follower reads at once
         self._thread: threading.Thread | None = None
+        self._niced = False  # the follower yields the CPU once output floods (`_yield_cpu`)
 
     @property
     def checkpoint(self) -> Checkpoint | None:
@@ -240,10 +241,6 @@ class Progress:
         return max(self.last_output, self.last_step_mono, self.checkpoints.activity)
 
     def _follow(self) -> None:
-        try:  # Linux niceness is per thread: parsing yields the CPU to the command and the passthrough
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
-        except (OSError, AttributeError):
-            pass
         next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S
         while not self._idle_wait(next_ckpt if self._ckpt_dir is not None else None):
             try:
@@ -330,10 +327,23 @@ class Progress:
                 return False  # part still being written then was lost (its points counted parsed)
             self._parsed()  # writes a part every so many points: its cost is the parse's too
         took = time.thread_time() - t0
+        if len(data) == size and not self._niced and threading.current_thread() is self._thread:
+            self._yield_cpu()
         if len(data) >= 64 << 10 and took > 0:  # size the next read to CHUNK_S of parsing
             self._rate = 0.5 * self._rate + 0.5 * len(data) / took
             self._read = int(min(MAX_READ, max(MIN_READ, self._rate * CHUNK_S)))
         return len(data) == size
+
+    def _yield_cpu(self) -> None:
+        """A flood: from now on the follower yields the CPU to the command and the passthrough.
+        Only then, and for good (an unprivileged thread cannot take its priority back): a
+        follower niced from the start starved on a busy machine, the end's second ran out
+        before its first chunk was parsed, and the steps a non-leading host saw were lost."""
+        self._niced = True
+        try:  # Linux niceness is per thread
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
+        except (OSError, AttributeError):
+            pass
 
     def _left(self) -> dict[str, int]:
         left = {}

@@ -190,3 +190,40 @@ def test_a_long_idle_child_is_running_on_record(store_path: Path, tmp_path: Path
     assert json.dumps(run_sql(Store(store_path), "select status from attempts").to_pylist()) == (
         '[{"status": "completed"}]'
     )
+
+
+def _niceness(tid: int) -> int:
+    """A thread's niceness, as the kernel holds it (field 19 of its stat)."""
+    stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def test_the_follower_yields_the_cpu_only_once_output_floods(tmp_path: Path) -> None:
+    # Niced from the start, the follower starved on a busy machine: the end's second ran out before
+    # its first chunk was parsed, and a non-leading host's steps were lost (#19). A trickle leaves
+    # it at the process's priority; a flood (a full read: it is behind) makes it yield, for good.
+    log = tmp_path / "stdout.log"
+    log.write_bytes(b"")
+    prog = Progress([log], None, on_steps=lambda steps, at: None)
+    prog.start()
+    try:
+        with log.open("ab") as f:
+            for step in range(1, 6):
+                f.write(f"step {step} loss=1.0\n".encode())
+                f.flush()
+                prog.saw_output()
+                time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while prog.last_step != 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert prog._thread is not None and prog._thread.native_id is not None
+        tid, base = prog._thread.native_id, os.getpriority(os.PRIO_PROCESS, 0)
+        assert prog.last_step == 5 and _niceness(tid) == base
+        with log.open("ab") as f:  # more than a read at once
+            f.write(b"".join(f"step {s} loss=1.0\n".encode() for s in range(6, 200_000)))
+        prog.saw_output()
+        while prog.last_step != 199_999 and time.monotonic() < deadline + 30:
+            time.sleep(0.05)
+        assert prog.last_step == 199_999 and _niceness(tid) == max(base, 15)
+    finally:
+        prog.stop()
