@@ -83,6 +83,7 @@ class Watch:
     phase: Callable[[Any], None] | None = None  # a phase the output showed has ended (#19)
     slow_step: Callable[[int, SlowStep], None] | None = None  # a step SLOW x the median (#19)
     steps: Callable[[Any, datetime], None] | None = None  # a chunk's steps, when read (#19)
+    exited: Callable[[], None] | None = None  # the command has ended; its output still drains
 
 
 def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
@@ -134,6 +135,8 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
     watch.started(proc.pid, start)
     hung_s = _wait(proc, spec, forwarder, progress, watch)
     end = _now()
+    if watch.exited is not None:  # what the end does beside the drain and the parse starts now
+        watch.exited()
     forwarded, killed_after_grace = forwarder.stopping_signal, forwarder.killed_after_grace
     forwarder.detach()
     output.join(DRAIN_WAIT_S)

@@ -441,6 +441,10 @@ class Session:
                 data=p.data("output"),
             )
 
+        def exited() -> None:
+            for sampler in filter(None, samplers):
+                recorder._safe("the sampler's last reading", sampler.stop_soon)
+
         watch = Watch(
             launching=launching,
             started=started,
@@ -454,6 +458,7 @@ class Session:
             phase=phase,
             slow_step=slow_step,
             steps=steps.add if steps is not None else None,
+            exited=exited,
         )
         self.finisher = None
         ended = run_attempt(spec, forwarder, watch)

@@ -117,6 +117,7 @@ class Sampler:
         self.cpu_s = 0.0  # the thread's own CPU time, once it has stopped (benchmarks/)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ending: threading.Thread | None = None  # the last reading and write (`stop_soon`)
         self._host = recorder.host
         self._procs: dict[int, Any] = {}  # pid -> psutil.Process, kept so cpu_percent has a base
         self._tree_at = -float("inf")
@@ -133,16 +134,36 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="logbook-sampler", daemon=True)
         self._thread.start()
 
+    def stop_soon(self) -> None:
+        """The command has ended: take the last reading and write what is buffered, in a thread
+        of its own while the caller goes on with the rest of the end (the output's drain). That
+        thread is the caller's, not the sampler's: the sampler's is niced, and on a busy machine
+        its last write held the job's exit for a third of a second."""
+        if self._thread is None or self._ending is not None:
+            return
+        self._stop.set()
+        self._ending = threading.Thread(target=self._end, name="logbook-sampler-end", daemon=True)
+        self._ending.start()
+
     def stop(self, timeout: float = STOP_WAIT_S) -> None:
         """Take the last reading, write what is buffered, and stop (waiting at most `timeout`)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        self.stop_soon()
+        if self._ending is not None:
+            self._ending.join(timeout)
+            if self._ending.is_alive():
                 self.recorder.warn(
                     f"the telemetry sampler did not finish within {timeout:g} s; "
                     "its last readings are not recorded"
                 )
+
+    def _end(self) -> None:
+        assert self._thread is not None
+        self._thread.join()  # its reading in flight
+        cpu = time.thread_time()
+        self._guard("last reading", self.tick)
+        self._guard("write", self.flush)
+        self._guard("close", self._close)
+        self.cpu_s += time.thread_time() - cpu
 
     def _run(self) -> None:
         try:  # Linux niceness is per thread: the sampler yields the CPU to the command
@@ -156,10 +177,7 @@ class Sampler:
             next_at += self.every_s
             if next_at <= time.monotonic():  # a slow tick (swapping host): skip, do not catch up
                 next_at = time.monotonic() + self.every_s
-        self._guard("last reading", self.tick)
-        self._guard("write", self.flush)
-        self._guard("close", self._close)
-        self.cpu_s = time.thread_time()
+        self.cpu_s = time.thread_time()  # the last reading and write: `_end`
 
     def _close(self) -> None:
         if self._gpus is not None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -343,3 +345,35 @@ def test_a_long_attempt_merges_its_samples_as_it_goes(store_path: Path) -> None:
     assert len(parts) <= 5, len(parts)
     assert sampler.parts == 2 * sampling.COMPACT_EVERY + 3
     assert len(_samples(store_path, "long")) == sampler.written > 0
+
+
+def test_the_last_reading_is_taken_at_the_callers_priority_while_the_end_goes_on(
+    store_path: Path, tmp_path: Path
+) -> None:
+    # The sampler's thread is niced; its last reading and write were too, and on a busy machine
+    # they held the job's exit. `stop_soon` (the command has ended) hands them to a thread of the
+    # caller's priority and returns at once; `stop` waits for them.
+    rec = _recorder(store_path, "last")
+    child = psutil.Popen(["sleep", "1.2"])
+    sampler = Sampler(rec, child.pid, 0.5, {"PATH": str(tmp_path)})
+    seen: list[tuple[str, int]] = []  # each reading's thread and its niceness
+    real_tick = sampler.tick
+
+    def tick() -> None:
+        me = threading.current_thread().name
+        seen.append((me, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        real_tick()
+
+    sampler.tick = tick  # type: ignore[method-assign]
+    sampler.start()
+    child.wait()
+    sampler.stop_soon()
+    ending = sampler._ending
+    assert ending is not None
+    sampler.stop()
+    rec.ended(status="completed", end_time=_now())
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert not ending.is_alive() and len(seen) >= 3, seen
+    assert set(seen[:-1]) == {("logbook-sampler", max(base, 15))}, seen
+    assert seen[-1] == ("logbook-sampler-end", base)
+    assert sampler.written == len(_samples(store_path, "last")) > 0
