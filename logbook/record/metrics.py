@@ -83,6 +83,7 @@ class MetricBuffer:
         self.dropped_points = 0
         self.written = 0
         self.coverage: dict[str, Any] | None = None  # as of the last point added
+        self.on_disk: dict[str, Any] | None = None  # the coverage as last written
         self.failed = False  # a part could not be written: leave the rest to recovery
         self._next_flush = time.monotonic() + self.FLUSH_S
         self._lock = threading.Lock()
@@ -174,10 +175,14 @@ class MetricBuffer:
             "complete": complete,
         }
         coverage.write(log_dir, doc)
+        self.on_disk = self.coverage
 
     def close(self) -> None:
         """Write what is left, mark the logs parsed if they all are, say what was dropped."""
         self.flush(complete=self._all_parsed())
+        self._say_dropped()
+
+    def _say_dropped(self) -> None:
         if self.dropped_points:
             self.recorder.event(
                 "logbook_warning",
@@ -190,6 +195,37 @@ class MetricBuffer:
                     "example_names": sorted(self.dropped_names)[:20],
                 },
             )
+
+    def hand_over(self, finisher: dict[str, Any] | None) -> dict[str, int] | None:
+        """The end hands the rest of the logs to the background finish (`finisher`; None: to the
+        next writer): the points parsed since the last part are not written here, the exit does
+        not wait for them, and the finish parses them again from where the coverage on disk
+        says. Returns the bytes of each log that are not on record (None: nothing written)."""
+        if self.on_disk is None or self.failed:
+            return None
+        with self._lock:
+            self.chunks, self.rows = [], 0
+        self.coverage = {**self.on_disk, "finisher": finisher}
+        self.recorder._safe(
+            "how far the raw logs are parsed", lambda: self._write_coverage(complete=False)
+        )
+        self._say_dropped()
+        return self._left(self.on_disk)
+
+    def _left(self, cov: dict[str, Any]) -> dict[str, int]:
+        """Bytes of each raw log beyond what `cov` says is parsed."""
+        log_dir = self.recorder.log_dir()
+        streams = cov.get("streams") or {}
+        left: dict[str, int] = {}
+        for log in Path(log_dir).glob("*.log") if log_dir is not None else ():
+            try:
+                size = log.stat().st_size
+            except OSError:
+                continue
+            n = size - int((streams.get(log.stem) or {}).get("to") or 0)
+            if n > 0:
+                left[log.stem] = n
+        return left
 
     def _all_parsed(self) -> bool:
         log_dir = self.recorder.log_dir()

@@ -462,13 +462,20 @@ class Session:
         )
         self.finisher = None
         ended = run_attempt(spec, forwarder, watch)
-        for sampler in filter(None, samplers):
-            sampler.stop()  # its last reading and write; never raises
-            ended.hardware_faults += sampler.faults
         if metrics is not None:
-            if ended.progress is not None and ended.progress.unparsed:
-                self.finish_later(recorder, metrics, ended.progress)
-            metrics.close()
+            progress = ended.progress
+            if progress is not None and progress.unparsed:
+                self.finish_later(recorder, metrics, progress)
+            left = None
+            if progress is not None and progress.handed_over:  # a flood: the exit waits for none
+                left = metrics.hand_over(self.finisher)
+            if left is not None:
+                progress.unparsed = left  # what the finish parses: what is not on record
+            else:
+                metrics.close()
+        for sampler in filter(None, samplers):
+            sampler.stop()  # its last reading and write (begun at the exit); never raises
+            ended.hardware_faults += sampler.faults
         if steps is not None:
             steps.flush()
             recorder._safe("the pace of this host", lambda: self.judge_pace(recorder))
@@ -618,7 +625,7 @@ class Session:
         if self.store is None or metrics.failed or metrics.coverage is None:
             return
         self.finisher = start_background(self.store.root, self.run, recorder.attempt_id)
-        metrics.coverage = {**metrics.coverage, "finisher": self.finisher}
+        metrics.coverage = {**metrics.coverage, "finisher": self.finisher}  # for `close`
 
     def _stderr_log(self) -> Path | None:
         """The raw log of the current attempt's stderr: whether it stopped mid-line."""

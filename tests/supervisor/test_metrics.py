@@ -441,6 +441,21 @@ def test_what_the_end_left_is_parsed_by_the_next_writer_when_no_finisher_runs(
     )  # fmt: skip
     [before] = _metrics(store_path, "select count(*) as n from metrics where name = 'loss'")
     assert before["n"] < n
+    # A flood's end writes none of the points parsed since the last part (the exit does not wait
+    # for them): what is on record is exactly the lines the coverage on disk names, and the
+    # warning counts the bytes beyond it, which are what the finish (here doctor) parses.
+    from logbook.store import coverage
+
+    [log_dir] = store_path.glob("logs/run=*/*")
+    cov = coverage.read(log_dir)
+    assert cov is not None and not cov["complete"]
+    to = int((cov["streams"].get("stdout") or {}).get("to") or 0)
+    raw = (log_dir / "stdout.log").read_bytes()
+    assert before["n"] == raw[:to].count(b"\n")
+    [warning] = run_sql(
+        Store(store_path), "select data from events where kind = 'logbook_warning'"
+    ).to_pylist()
+    assert json.loads(warning["data"])["unparsed_bytes"] == {"stdout": len(raw) - to}
     found = run_logbook("doctor", "--store", str(store_path), check=1)  # 1: it found (and fixed)
     assert b"were never parsed" in found.stdout
     run_logbook("compact", "--store", str(store_path), check=0)
