@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -60,3 +61,30 @@ def test_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for name in COMMAND_MODULES:
         assert f"  {name} " in result.output
+
+
+def test_a_reading_command_loads_neither_pandas_nor_the_wrapper(tmp_path) -> None:
+    # pyarrow.dataset imported pandas, and the lineage SQL of every query imported the whole
+    # wrapper (its session): 0.45 s of each reading command's start together (#19).
+    probe = (
+        "import sys; from logbook.cli import main\n"
+        "sys.argv = ['logbook', 'runs', '--format', 'json']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as e:\n"
+        "    heavy = ('pandas', 'logbook.supervisor.session')\n"
+        "    print(e.code, [m for m in heavy if m in sys.modules], file=sys.stderr)\n"
+    )
+    env = {"LOGBOOK_STORE": str(tmp_path / "store"), "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [sys.executable, "-m", "logbook", "run", "--run", "r", "--no-capture", "--", "true"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert out.stderr.splitlines()[-1] == "0 []", out.stderr
+    assert [r["run"] for r in json.loads(out.stdout)] == ["r"]
