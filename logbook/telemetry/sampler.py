@@ -34,7 +34,6 @@ COMPACT_EVERY = 64  # parts written, then the run's samples are merged (a week i
 TREE_CPU_SHARE = 0.002
 STOP_WAIT_S = 15.0  # at the end, how long the wrapper waits for the last reading and write
 MAX_XID_EVENTS = 50  # per attempt; an Xid storm is counted, not recorded line by line
-NICENESS = 15
 _ECC = (("ecc_corrected", "corrected", "warning"), ("ecc_uncorrected", "uncorrected", "error"))
 
 
@@ -136,9 +135,9 @@ class Sampler:
 
     def stop_soon(self) -> None:
         """The command has ended: take the last reading and write what is buffered, in a thread
-        of its own while the caller goes on with the rest of the end (the output's drain). That
-        thread is the caller's, not the sampler's: the sampler's is niced, and on a busy machine
-        its last write held the job's exit for a third of a second."""
+        of its own while the caller goes on with the rest of the end (the output's drain and
+        parse); after them, on a busy machine, they held the job's exit for a third of a
+        second."""
         if self._thread is None or self._ending is not None:
             return
         self._stop.set()
@@ -166,10 +165,6 @@ class Sampler:
         self.cpu_s += time.thread_time() - cpu
 
     def _run(self) -> None:
-        try:  # Linux niceness is per thread: the sampler yields the CPU to the command
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
-        except (OSError, AttributeError):
-            pass
         self._guard("start", self._open)
         next_at = time.monotonic() + self.every_s
         while not self._stop.wait(max(0.0, next_at - time.monotonic())):
