@@ -342,6 +342,7 @@ class Recorder:
         Raises:
             ValueError: `name` is not a phase.
         """
+        from logbook.record import phase_marks
         from logbook.record.phases import PHASES
 
         if name not in PHASES:
@@ -349,10 +350,13 @@ class Recorder:
         if step is None and self._last_step >= 0:  # a save holds the last step logged before it
             step = self._last_step
         start, t0 = _now(), time.monotonic()
+        phase_marks.mark("start", name)  # the wrapper's hang watch sees it now
         try:
             yield
         finally:
-            self.record_phase(name, start, time.monotonic() - t0, step=step)
+            seconds = time.monotonic() - t0
+            phase_marks.mark("end", name, seconds)
+            self.record_phase(name, start, seconds, step=step)
 
     def record_phase(
         self,

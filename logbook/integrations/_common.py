@@ -103,9 +103,18 @@ class CallbackBase:
         """A phase from `began_ns` (time.time_ns()) until now."""
         from datetime import datetime, timezone
 
+        from logbook.record import phase_marks
+
         start = datetime.fromtimestamp(began_ns / 1e9, timezone.utc)
         seconds = (time.time_ns() - began_ns) / 1e9
+        phase_marks.mark("end", name, seconds)  # the wrapper's hang watch learns it now
         self.recorder.record_phase(name, start, seconds, step=step, how="callback")
+
+    def mark_phase_start(self, name: str) -> None:
+        """A phase begins: the wrapper's hang watch gives the silence that follows its budget."""
+        from logbook.record import phase_marks
+
+        phase_marks.mark("start", name)
 
     def record_exception(self, exc: BaseException, step: int | None) -> None:
         from logbook.forensics.exceptions import describe_exception

@@ -158,6 +158,7 @@ class LogbookCallback(pl.Callback, CallbackBase):
         # Called as the checkpoint is put together, before it is written.
         if trainer.is_global_zero:
             self._pending.append((trainer.global_step, time.time_ns()))
+            self.mark_phase_start("checkpoint_save")
 
     # Hooks after which a save made by ModelCheckpoint (ordered last) has been written.
     @guarded
@@ -185,6 +186,8 @@ class LogbookCallback(pl.Callback, CallbackBase):
         if self._pending:
             self._record_saves(trainer)
         self._validating = time.time_ns()
+        if trainer.is_global_zero:
+            self.mark_phase_start("evaluation")
 
     @guarded
     def on_validation_end(self, trainer: Any, *args: Any, **kw: Any) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from logbook.pump.wakeup import Wakeup
+from logbook.record import phase_marks
 from logbook.record.parsers import LineParser
 from logbook.supervisor import arrow_pool, launch
 from logbook.supervisor.checkpoints import CheckpointMemory
@@ -110,6 +111,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         hang_budget=spec.hang_budget,
         on_slow_step=watch.slow_step,
         on_steps=watch.steps,
+        phase_marks=Path(marks) if (marks := spec.env.get(phase_marks.ENV)) else None,
     )
     # The pump before the command: its output never meets a pipe that nobody reads. (And before
     # the start is journaled: the pump's own start-up overlaps the journal's fsyncs.)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from logbook.record import phases
 from logbook.record.keyword_lines import KeywordLines
 from logbook.record.parsers import MAX_LINE as MAX_LINE_READ
+from logbook.record.phase_marks import PhaseMarksFile
 from logbook.record.stream import MAX_LINE, Fed, MetricStream, last_line_end
 from logbook.supervisor.checkpoints import KEYWORDS as CHECKPOINT_KEYWORDS
 from logbook.supervisor.checkpoints import Checkpoint, CheckpointMemory, Checkpoints
@@ -87,6 +88,7 @@ class Progress:
         hang_budget: HangBudget | None = None,
         on_slow_step: Callable[[int, SlowStep], None] | None = None,
         on_steps: Callable[[Any, datetime], None] | None = None,
+        phase_marks: Path | None = None,
     ) -> None:
         self.started = time.monotonic()
         self.last_output = self.started  # monotonic; written by the pumps, read by the hang watch
@@ -124,6 +126,8 @@ class Progress:
             CHECKPOINT_KEYWORDS + (phases.KEYWORDS if on_phase is not None else ())
         )
         self._on_steps = on_steps  # each chunk's steps and when they were read (#19, node_steps)
+        # The phases the API marks (`with logbook.phase(...)`), for the hang watch (#19).
+        self.api_phases = PhaseMarksFile(phase_marks) if phase_marks is not None else None
         self._read = MIN_READ  # bytes per read, sized to CHUNK_S of parsing
         self._lock = threading.Lock()  # one parser at a time: the follower, or `stop`
         self._commit = threading.Lock()  # a parsed chunk is committed whole, or dropped
@@ -169,11 +173,22 @@ class Progress:
             return None
         open_phase = self.phases.open
         try:
-            return self.hang_budget.budget(
-                open_phase[0] if open_phase is not None else None, self.last_step is not None
-            )
+            phase = self._api_phase()  # the API's, else the output's
+            if phase is None and open_phase is not None:
+                phase = open_phase[0]
+            return self.hang_budget.budget(phase, self.last_step is not None)
         except Exception:  # a bug here leaves the fixed timeout in force, never the watch down
             return None
+
+    def _api_phase(self) -> str | None:
+        """The phase the API says is open now, once what it marked since is read; the phases
+        that ended meanwhile teach the budget their duration."""
+        if self.api_phases is None:
+            return None
+        for phase, seconds in self.api_phases.poll():
+            if self.hang_budget is not None:
+                self.hang_budget.saw_phase(phase, seconds)
+        return self.api_phases.current()
 
     def watch_until(self, deadline: float | None, wake: Callable[[], None]) -> None:
         """The hang watch sleeps until `deadline` (monotonic); `wake` it if what is parsed
@@ -238,7 +253,8 @@ class Progress:
 
     def last_activity(self) -> float:
         """Monotonic time of the last output, step or checkpoint."""
-        return max(self.last_output, self.last_step_mono, self.checkpoints.activity)
+        marked = self.api_phases.last_mark if self.api_phases is not None else -float("inf")
+        return max(self.last_output, self.last_step_mono, self.checkpoints.activity, marked)
 
     def _follow(self) -> None:
         next_ckpt = time.monotonic() + CHECKPOINT_EVERY_S

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from logbook.exitcodes import ExitCode
 from logbook.pump.wakeup import Wakeup
+from logbook.record import phase_marks as phase_marks_env
 from logbook.record.attempt import attempt_row
 from logbook.record.detector_feed import observe_points
 from logbook.record.detectors import Detectors
@@ -250,6 +251,7 @@ class Session:
             attempt_id=attempt_id,
             restart_count=restart_count,
             checkpoint_dir=opts.checkpoint_dir,
+            phase_marks=self._phase_marks(recorder),
         )
         from logbook.record.redact import redact_command
 
@@ -469,9 +471,9 @@ class Session:
             left = None
             if progress is not None and progress.handed_over:  # a flood: the exit waits for none
                 left = metrics.hand_over(self.finisher)
-            if left is not None:
-                progress.unparsed = left  # what the finish parses: what is not on record
-            else:
+                if left is not None:
+                    progress.unparsed = left  # what the finish parses: what is not on record
+            if left is None:
                 metrics.close()
         for sampler in filter(None, samplers):
             sampler.stop()  # its last reading and write (begun at the exit); never raises
@@ -571,6 +573,13 @@ class Session:
         self.say_end(attempt["label"], fields, decision, forwarder.stopping)
         code = ExitCode.SIGNAL_BASE + sig if sig else ended.returncode
         return int(code), decision
+
+    def _phase_marks(self, recorder: Recorder) -> Path | None:
+        """Where the API marks its phases for the hang watch: only under --hang-timeout."""
+        if not self.opts.hang_timeout_s:
+            return None
+        log_dir = recorder.log_dir()
+        return log_dir / phase_marks_env.FILE_NAME if log_dir is not None else None
 
     def judge_pace(self, recorder: Recorder) -> None:
         """Name this host in a `straggler` event if it lagged the launch's other hosts (#19).
@@ -672,9 +681,11 @@ def child_env(
     attempt_id: str,
     restart_count: int = 0,
     checkpoint_dir: Path | None = None,
+    phase_marks: Path | None = None,
 ) -> dict[str, str]:
     """The command's environment: ours, plus where to record, and Python unbuffered. With
-    LOGBOOK_CHECKPOINT_DIR the callbacks leave the folder's checkpoints to the wrapper."""
+    LOGBOOK_CHECKPOINT_DIR the callbacks leave the folder's checkpoints to the wrapper; with
+    LOGBOOK_PHASE_MARKS the API marks its phases for the hang watch (record/phase_marks.py)."""
     env = dict(base)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["LOGBOOK_STORE"] = str(store_root)
@@ -686,6 +697,10 @@ def child_env(
         env["LOGBOOK_CHECKPOINT_DIR"] = str(checkpoint_dir)
     else:
         env.pop("LOGBOOK_CHECKPOINT_DIR", None)  # an outer wrapper's is not ours
+    if phase_marks is not None:
+        env[phase_marks_env.ENV] = str(phase_marks)
+    else:
+        env.pop(phase_marks_env.ENV, None)
     return env
 
 

@@ -111,3 +111,30 @@ def test_the_budgets_rules_as_documented() -> None:
     assert slow is not None and slow.step_s == 25.0 and slow.ratio == 12.5
     b.saw_gap(70.0)
     assert b.budget(None, True).seconds == 350.0  # 5 x the longest silence
+
+
+def test_a_silent_save_marked_through_the_api_gets_the_saves_budget_not_trainings(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # A save that prints nothing, timed with `logbook.phase`: the hang watch reads the API's
+    # marks (LOGBOOK_PHASE_MARKS) and gives it the save's budget (the ceiling: none seen yet),
+    # where training's learned budget (the floor, 5 s) would have stopped it as hung.
+    script = tmp_path / "train.py"
+    script.write_text(
+        STEPS + "import logbook\n"
+        "with logbook.phase('checkpoint_save'):\n"
+        "    time.sleep(7.0)\n"
+        "print('step=51', flush=True)\n"
+    )
+    run_logbook("run", "--store", str(store_path), "--run", "m", "--hang-timeout", CEILING,
+                "--grace", "1", "--no-capture", "--", sys.executable, str(script), check=0)  # fmt: skip
+    store = Store(store_path)
+    [a] = run_sql(store, "select status, hung_s, last_step from attempts").to_pylist()
+    assert a == {"status": "completed", "hung_s": None, "last_step": 51}, a
+    assert run_sql(store, "select * from events where kind = 'hang'").to_pylist() == []
+    [save] = run_sql(store, "select data from events where kind = 'phase'").to_pylist()
+    data = json.loads(save["data"])
+    assert data["phase"] == "checkpoint_save" and data["how"] == "api"
+    assert data["duration_s"] >= 6.9
+    [marks] = store_path.glob("logs/run=m/*/phase-marks.jsonl")
+    assert [json.loads(line)["what"] for line in marks.read_text().splitlines()] == ["start", "end"]
