@@ -9,6 +9,8 @@ METRICS_VIEW), and `all_metrics` holds every point. Reports bind user values as 
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -62,9 +64,11 @@ def connect(
     return con
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
+def _connection(sql: str | None = None) -> duckdb.DuckDBPyConnection:
     """The views over empty tables, locked; `_load` then gives them a snapshot of the store. The
-    views are made first so that little time passes between listing the parts and reading them."""
+    views are made first so that little time passes between listing the parts and reading them.
+    With `sql`, only the derived views it names, and theirs (`_derived_for`): binding them all
+    took DuckDB 0.3-1 s, every reading command's fixed cost (#19)."""
     import duckdb
 
     con = duckdb.connect(":memory:")
@@ -90,11 +94,47 @@ def _connection() -> duckdb.DuckDBPyConnection:
     con.execute(attempt_time.OPEN_VIEW)
     con.execute(attempt_time.open_points_view(False))
     con.execute(gpu_count.sampled_view([]))
-    for sql in _DERIVED_VIEWS:
-        con.execute(sql)
+    for view in _derived_for(sql):
+        con.execute(view)
     con.execute("set enable_external_access = false")
     con.execute("set lock_configuration = true")
     return con
+
+
+_VIEW_NAME = re.compile(r"create\s+(?:or\s+replace\s+)?view\s+(\w+)", re.IGNORECASE)
+
+
+@functools.cache
+def _derived_views() -> tuple[tuple[str, str, frozenset[str]], ...]:
+    """(name, SQL, the derived views it reads) of each derived view, in creation order."""
+    named = []
+    for view in _DERIVED_VIEWS:
+        found = _VIEW_NAME.search(view)
+        assert found is not None, view
+        named.append((found.group(1), view))
+    return tuple(
+        (name, view, frozenset(n for n, _ in named if n != name and _names(view, n)))
+        for name, view in named
+    )
+
+
+def _names(sql: str, view: str) -> bool:
+    return re.search(rf"\b{view}\b", sql, re.IGNORECASE) is not None
+
+
+def _derived_for(sql: str | None) -> list[str]:
+    """The derived views `sql` may read, directly or through another (every one without `sql`;
+    a name in a comment or a string costs a view, never a missing one); and those the load's own
+    queries read (`gpu_count.NEEDS_SAMPLES`)."""
+    views = _derived_views()
+    if sql is None:
+        return [view for _, view, _ in views]
+    text = sql + gpu_count.NEEDS_SAMPLES
+    want = {name for name, _, _ in views if _names(text, name)}
+    for name, _, deps in reversed(views):  # a view reads only views made before it
+        if name in want:
+            want |= deps
+    return [view for name, view, _ in views if name in want]
 
 
 def _load(
@@ -470,7 +510,7 @@ def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) 
 
     def attempt() -> pa.Table:
         try:
-            con = _connection()
+            con = _connection(sql)
         except duckdb.Error as e:
             raise _ViewsFailed(str(e).strip()) from e
         try:
