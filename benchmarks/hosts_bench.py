@@ -41,6 +41,7 @@ for s in range(1, n + 1):
 
 
 ENV: dict[str, str] = dict(os.environ)  # the S3 server's variables with --s3
+LEFT: dict[str, int] = {}  # the last S3 part count, by table
 
 
 def logbook(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -127,7 +128,13 @@ def part_count(store: str, server: Any = None) -> int | None:
                           aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
         keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
-        return sum(1 for k in keys if k.endswith(".parquet") and "/_quarantine/" not in k)
+        parts = [k for k in keys if k.endswith(".parquet") and "/_quarantine/" not in k]
+        LEFT.clear()  # which folders hold more than one, and what (journals still listed)
+        for k in parts:
+            folder = k.split("/")[-3] if k.count("/") >= 2 else k
+            LEFT[folder] = LEFT.get(folder, 0) + 1
+        LEFT["journals listed"] = sum(1 for k in keys if "/_journal/" in k and k.endswith(".jsonl"))
+        return len(parts)
     root = Path(store)
     return sum(1 for p in root.rglob("*.parquet") if "_quarantine" not in p.parts)
 
@@ -170,6 +177,8 @@ def one(hosts: int, points: int, store: str, work: Path, server: Any = None) -> 
     if compacted.returncode != 0 or "Warning" in compacted.stderr:
         figures["compact"] = compacted.stderr.strip()[-300:]
     figures["parts_after"] = part_count(store, server)
+    if server is not None:
+        figures["parts_after_by_table"] = dict(LEFT)
     [again] = query(store, "select (select count(*) from metrics) points, "
                     "(select count(*) from nodes) nodes, (select count(*) from attempts) attempts")  # fmt: skip
     if (again["points"], again["nodes"], again["attempts"]) != (row["points"], row["nodes"], 1):

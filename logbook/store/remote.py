@@ -299,7 +299,7 @@ def mirror(
         rel: info
         for folder in folders
         for rel, info in remote.list(folder).items()
-        if _mirrored(rel) and not _hidden(rel)
+        if _mirrored(rel) and not _hidden(rel) and not rel.endswith("/" + _LOCK_NAME)
     }
     if not listed and folders == [""]:
         raise StoreCorrupt(
