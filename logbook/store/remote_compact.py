@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from logbook import schema as schemas
-from logbook.errors import ConfigError
+from logbook.errors import ConfigError, LogbookError
 from logbook.store import layout
 from logbook.store.compact import (
     MANIFEST_PREFIX,
@@ -121,8 +121,11 @@ def renew(lease: Lease, *, lease_s: float = LEASE_S) -> bool:
 
 
 def release(lease: Lease) -> None:
-    """Delete the lease if it is still ours; one taken over stays its new owner's."""
-    request(lease.url, lease.rel, "DELETE", conditions={"if-match": lease.etag})
+    """Delete the lease if it is still ours; one taken over stays its new owner's. A server that
+    refuses a conditional delete gets a plain one (a takeover happens only past the expiry)."""
+    answer = request(lease.url, lease.rel, "DELETE", conditions={"if-match": lease.etag})
+    if answer is not None and answer[0] not in (200, 204, 404, 412):
+        request(lease.url, lease.rel, "DELETE")
 
 
 def compact_remote(
@@ -176,7 +179,12 @@ def compact_remote(
                     continue
                 if progress is not None:
                     progress(f"compacting {folder}")
-                _compact_folder(up, table, folder, result, min_parts, live, Path(work), lease_s)
+                try:
+                    _compact_folder(up, table, folder, result, min_parts, live, Path(work), lease_s)
+                except LogbookError:
+                    raise
+                except Exception as e:  # the client's errors: one line, naming the store
+                    raise up.unreachable(e) from e
     return result
 
 

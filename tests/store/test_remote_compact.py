@@ -253,3 +253,10 @@ def test_a_spool_never_merges_what_it_already_uploaded(s3: S3Server, tmp_path: P
 def test_other_clouds_are_not_compacted_and_say_why(url: str) -> None:
     out = _cli("compact", "--store", url, code=1)
     assert "logbook compacts only s3:// stores" in out.stderr
+
+
+def test_a_store_that_does_not_answer_is_a_clear_error(s3: S3Server, tmp_path: Path) -> None:  # noqa: F811
+    _events_spool(2, tmp_path)
+    s3.stop()
+    out = _cli("compact", "--store", URL, code=1)
+    assert "cannot reach the store s3://logs/team/gpt" in out.stderr
