@@ -8,7 +8,8 @@ runs a Python child that prints --points `step=N loss=X` lines. All start at onc
   over the wall; the other hosts of a launch leave metrics to the leader, see supervisor/session);
 - the record checked: one attempt, N `nodes` rows each with its own host, the leader's points all
   there once, one label claimed;
-- parts in the store before and after `logbook compact`, and `logbook show` latency after it.
+- parts in the store before and after `logbook compact` (in the bucket itself with --s3), the
+  record checked again after it, and `logbook show` latency after it.
 
     python benchmarks/hosts_bench.py --hosts 1,8,128 --points 10000
     python benchmarks/hosts_bench.py --hosts 1,8,128 --s3    # into moto's S3 server on localhost
@@ -40,6 +41,7 @@ for s in range(1, n + 1):
 
 
 ENV: dict[str, str] = dict(os.environ)  # the S3 server's variables with --s3
+LEFT: dict[str, int] = {}  # the last S3 part count, by table
 
 
 def logbook(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -126,7 +128,13 @@ def part_count(store: str, server: Any = None) -> int | None:
                           aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
         keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
-        return sum(1 for k in keys if k.endswith(".parquet") and "/_quarantine/" not in k)
+        parts = [k for k in keys if k.endswith(".parquet") and "/_quarantine/" not in k]
+        LEFT.clear()  # which folders hold more than one, and what (journals still listed)
+        for k in parts:
+            folder = k.split("/")[-3] if k.count("/") >= 2 else k
+            LEFT[folder] = LEFT.get(folder, 0) + 1
+        LEFT["journals listed"] = sum(1 for k in keys if "/_journal/" in k and k.endswith(".jsonl"))
+        return len(parts)
     root = Path(store)
     return sum(1 for p in root.rglob("*.parquet") if "_quarantine" not in p.parts)
 
@@ -157,13 +165,24 @@ def one(hosts: int, points: int, store: str, work: Path, server: Any = None) -> 
     figures["points_per_s"] = round(points / float(figures["wall_s"]))  # type: ignore[arg-type]
     figures["lines_per_s_all_hosts"] = round(hosts * points / float(figures["wall_s"]))  # type: ignore[arg-type]
     figures["parts_before"] = part_count(store, server)
-    if server is None:  # a remote store is not compacted yet: each wrapper merges in its spool
+    if server is not None:  # `show` before compaction, from a cold cache, for comparison
+        ENV["LOGBOOK_CACHE"] = str(work / "cold-cache-before")
         t = time.perf_counter()
-        compacted = logbook("compact", "--store", store)
-        figures["compact_s"] = round(time.perf_counter() - t, 2)
-        if compacted.returncode != 0:
-            figures["compact"] = compacted.stderr.strip()[-300:]
-        figures["parts_after"] = part_count(store, server)
+        logbook("show", "hosts", "--store", store, "--format", "json")
+        figures["show_s_before_compact_cold_cache"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    compacted = logbook("compact", "--store", store)  # a folder, or the bucket in place (#18)
+    figures["compact_s"] = round(time.perf_counter() - t, 2)
+    figures["compact_says"] = compacted.stdout.strip()
+    if compacted.returncode != 0 or "Warning" in compacted.stderr:
+        figures["compact"] = compacted.stderr.strip()[-300:]
+    figures["parts_after"] = part_count(store, server)
+    if server is not None:
+        figures["parts_after_by_table"] = dict(LEFT)
+    [again] = query(store, "select (select count(*) from metrics) points, "
+                    "(select count(*) from nodes) nodes, (select count(*) from attempts) attempts")  # fmt: skip
+    if (again["points"], again["nodes"], again["attempts"]) != (row["points"], row["nodes"], 1):
+        figures["record"] = f"WRONG after compact: {again} (before: {row})"
     if server is not None:
         ENV["LOGBOOK_CACHE"] = str(work / "cold-cache")
         server.record()

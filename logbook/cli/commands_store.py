@@ -64,21 +64,24 @@ def doctor(dry_run: bool, store: Path | None, fmt: str) -> None:
 def compact(store: Path | None) -> None:
     """Merge small parts into one per table and run, losing and duplicating nothing.
 
+    An s3:// store is compacted in place, one folder at a time under a lease.
+
     \b
         logbook compact
+        logbook compact --store s3://bucket/prefix
     """
-    from logbook.errors import ConfigError
     from logbook.settings import store_url
-    from logbook.store.compact import compact as do_compact
 
     url = store_url(store)
-    if url is not None:
-        raise ConfigError(
-            f"{url}: logbook cannot yet compact a remote store (it stays readable as it is)",
-            hint="each wrapper compacts its run in its spool before uploading",
-        )
     with progress_on_stderr() as progress:
-        result = do_compact(open_store(store), progress=progress)
+        if url is not None:
+            from logbook.store.remote_compact import compact_remote
+
+            result = compact_remote(url, progress=progress)
+        else:
+            from logbook.store.compact import compact as do_compact
+
+            result = do_compact(open_store(store), progress=progress)
     click.echo(
         f"merged {result.parts_before} parts into {result.parts_after} in {result.folders} "
         f"folders ({result.rows} rows)"
@@ -101,7 +104,11 @@ def _push(s, url: str, *, dry_run: bool):  # type: ignore[no-untyped-def]
     except remote.StoreUnreachable as e:
         todo, _ = remote.pending(s.root, ledger)
         return Problem(Path("."), f"{len(todo)} file(s) may not be in {url} yet", f"none: {e}")
-    todo, gone = remote.pending(s.root, ledger, listed=listed)
+    try:
+        todo, gone = remote.pending(s.root, ledger, listed=listed, remote=up)
+    except remote.StoreUnreachable as e:
+        todo, _ = remote.pending(s.root, ledger)
+        return Problem(Path("."), f"{len(todo)} file(s) may not be in {url} yet", f"none: {e}")
     if not todo and not gone:
         _prune(s.root, ledger, listed, dry_run=dry_run)
         return None

@@ -107,6 +107,7 @@ def compact(
     else:
         store.fold_dead_journals()
     result = CompactResult()
+    uploaded = _uploaded(store.root)
     for table in tables or schemas.tables():
         pattern = f"run={layout.check_run_name(run)}" if run else "run=*"
         for directory in sorted((store.root / table).glob(pattern)):
@@ -114,8 +115,18 @@ def compact(
                 continue
             if progress is not None:
                 progress(f"compacting {table}/{directory.name}")
-            _compact_folder(store.root, table, directory, result, min_parts)
+            _compact_folder(store.root, table, directory, result, min_parts, uploaded)
     return result
+
+
+def _uploaded(root: Path) -> set[str]:
+    """In a remote store's spool, the parts already uploaded (by relative path): the store's own
+    compaction (store/remote_compact.py) merges those there, and a merge of them here too would
+    upload their rows a second time under the new part's name (#18). Empty elsewhere."""
+    from logbook.store import remote
+
+    url = remote.spool_url(root)
+    return set(remote.Ledger(root, url).sent) if url is not None else set()
 
 
 def _worth_locking(directory: Path, min_parts: int) -> bool:
@@ -134,7 +145,12 @@ def _worth_locking(directory: Path, min_parts: int) -> bool:
 
 
 def _compact_folder(
-    root: Path, table: str, directory: Path, result: CompactResult, min_parts: int
+    root: Path,
+    table: str,
+    directory: Path,
+    result: CompactResult,
+    min_parts: int,
+    uploaded: set[str],
 ) -> None:
     rel = directory.relative_to(root)
     try:
@@ -150,10 +166,10 @@ def _compact_folder(
             result.notes.append(
                 f"{rel}: took over the lock of a compaction that died ({held.took_over.describe()})"
             )
-        _pause("locked")
+        pause("locked")
         for name, what, action in finish_interrupted(directory):
             result.notes.append(f"{rel}/{name}: {what}; {action}")
-        inputs = _inputs(root, table, directory, result)
+        inputs = _inputs(root, table, directory, result, uploaded)
         if len(inputs) < max(2, min_parts):
             return
         _merge(root, table, directory, inputs, result, held)
@@ -161,8 +177,10 @@ def _compact_folder(
         held.release()
 
 
-def _inputs(root: Path, table: str, directory: Path, result: CompactResult) -> list[Path]:
-    """The small whole parts of the folder; taken with the lock held."""
+def _inputs(
+    root: Path, table: str, directory: Path, result: CompactResult, uploaded: set[str]
+) -> list[Path]:
+    """The small whole parts of the folder, less those `uploaded`; taken with the lock held."""
     run = layout.run_of(directory)
     # Listed now, under the lock: a journal's parts (folded, or its start) must not be merged
     # while the journal is there, or folding it again would write their rows a second time.
@@ -170,6 +188,8 @@ def _inputs(root: Path, table: str, directory: Path, result: CompactResult) -> l
     inputs = []
     for path in parts.iter_part_files(root, table, run):
         if layout.journal_of_part(path.name) in live:
+            continue
+        if uploaded and path.relative_to(root).as_posix() in uploaded:
             continue
         if not parts.looks_whole(path):
             result.skipped.append(str(path.relative_to(root)))
@@ -179,7 +199,9 @@ def _inputs(root: Path, table: str, directory: Path, result: CompactResult) -> l
     return inputs
 
 
-class _Damaged(Exception):
+class Damaged(Exception):
+    """An input part that could not be read to its end."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
@@ -198,8 +220,8 @@ def _merge(
         output = layout.new_part_name(OUTPUT_PREFIX)
         tmp = directory / f".{output}.tmp"
         try:
-            rows = _write_merged(tmp, table, inputs)
-        except _Damaged as e:  # damaged inside; leave it for `logbook doctor`, merge the rest
+            rows = write_merged(tmp, table, inputs)
+        except Damaged as e:  # damaged inside; leave it for `logbook doctor`, merge the rest
             tmp.unlink(missing_ok=True)
             result.skipped.append(str(e.path.relative_to(root)))
             inputs = [p for p in inputs if p != e.path]
@@ -209,28 +231,32 @@ def _merge(
             raise
         break
     try:
+        uploaded = _uploaded(root)  # a spool's uploader may have sent one while we merged
+        if uploaded and any(p.relative_to(root).as_posix() in uploaded for p in inputs):
+            result.skipped.append(f"{directory.relative_to(root)} (uploaded while merged)")
+            return
         if not held.still_ours():  # only if we stalled so long that another host took it over
             result.skipped.append(f"{directory.relative_to(root)} (lost the lock mid-merge)")
             return
-        _pause("manifest-before")
+        pause("manifest-before")
         manifest = directory / f"{MANIFEST_PREFIX}{uuid.uuid4().hex[:12]}.json"
         _write_durably(
             manifest, {"output": output, "inputs": [p.name for p in inputs], "rows": rows}
         )
-        _pause("manifest")
+        pause("manifest")
         os.replace(tmp, directory / output)
         parts.fsync_dir(directory)
     finally:
         tmp.unlink(missing_ok=True)
-    _pause("renamed")
+    pause("renamed")
     with locks.deleting(root / layout.MARKER) as free:
         if free:
             for i, p in enumerate(inputs):
                 if i == len(inputs) // 2:
-                    _pause("deleting")
+                    pause("deleting")
                 p.unlink(missing_ok=True)
             parts.fsync_dir(directory)  # inputs gone for good before the manifest that hides them
-            _pause("deleted")
+            pause("deleted")
             manifest.unlink()
         else:  # long reads hold them: readers see the output; the next compaction deletes them
             result.notes.append(
@@ -242,11 +268,11 @@ def _merge(
     result.rows += rows
 
 
-def _write_merged(tmp: Path, table: str, inputs: list[Path]) -> int:
+def write_merged(tmp: Path, table: str, inputs: list[Path]) -> int:
     """Stream `inputs` into one Parquet file at `tmp`, fsync'd; returns its row count.
 
     Raises:
-        _Damaged: an input could not be read to its end.
+        Damaged: an input could not be read to its end.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -272,7 +298,7 @@ def _write_merged(tmp: Path, table: str, inputs: list[Path]) -> int:
                     writer.write_table(pa.concat_tables(buffer))
                     buffer.clear()
             if i == 0:
-                _pause("writing")
+                pause("writing")
         if buffer:
             writer.write_table(pa.concat_tables(buffer))
     fd = os.open(tmp, os.O_RDONLY)
@@ -301,7 +327,7 @@ def _conformed(path: Path, target: pa.Schema, table: str) -> Iterator[pa.Table]:
                 piece = conform(pa.Table.from_batches([batch]), target)
                 yield piece if done else redaction.redact_table(piece, table)
     except Exception as e:  # pyarrow raises several types for damaged files
-        raise _Damaged(path) from e
+        raise Damaged(path) from e
 
 
 def interrupted(directory: Path) -> list[tuple[str, dict | None, bool]]:  # type: ignore[type-arg]
@@ -382,7 +408,7 @@ def _write_durably(path: Path, doc: dict) -> None:  # type: ignore[type-arg]
     parts.fsync_dir(path.parent)
 
 
-def _pause(point: str) -> None:
+def pause(point: str) -> None:
     """Test-only: with LOGBOOK_TEST_COMPACT_PAUSE=<point>[,<point>...], say so on stderr and stop
     (SIGSTOP) there, so that a test can `kill -9` a compaction at a chosen step, or act and then
     let it go on (SIGCONT)."""

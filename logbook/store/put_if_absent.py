@@ -1,5 +1,7 @@
-"""One conditional write to S3: PUT with `If-None-Match: *`, which the store refuses (412) when the
-object exists, so of several hosts creating one key at once exactly one wins (#18: label claims).
+"""Conditional requests to S3: PUT with `If-None-Match: *`, which the store refuses (412) when the
+object exists, so of several hosts creating one key at once exactly one wins (#18: label claims);
+and, for the lease of a remote compaction (store/remote_compact.py), a GET that reads an object's
+ETag, a PUT with `If-Match: <etag>` (replace it only as it was read) and a DELETE with it.
 
 pyarrow's S3 client (the store's, store/remote.py) cannot send that header, and boto3 is no
 dependency of logbook, so this is one request signed here (AWS Signature Version 4, standard
@@ -19,6 +21,7 @@ import urllib.parse
 from datetime import datetime, timezone
 
 TIMEOUT_S = 1.0  # a claim is on the wrapper's way to the training's start
+REQUEST_S = 10.0  # a compaction's lease is on nobody's way
 
 
 def put_if_absent(url: str, rel: str, body: bytes) -> bool | None:
@@ -27,18 +30,15 @@ def put_if_absent(url: str, rel: str, body: bytes) -> bool | None:
     Returns:
         True if this call created it, False if it was there already, None if it cannot tell.
     """
-    scheme, _, rest = url.partition("://")
-    bucket, _, prefix = rest.partition("/")
-    if scheme != "s3" or not bucket:
+    target = _target(url, rel)
+    if target is None:
         return None
-    creds = _credentials()
-    if creds is None:
-        return None
-    key = f"{prefix}/{rel}" if prefix else rel
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    bucket, key, region, creds = target
     for _ in range(3):
         try:
-            status, headers = _put(bucket, key, body, region, creds)
+            status, headers, _ = _send(
+                "PUT", bucket, key, body, region, creds, {"if-none-match": "*"}
+            )
         except (OSError, http.client.HTTPException):
             return None
         if status == 200:
@@ -54,6 +54,21 @@ def put_if_absent(url: str, rel: str, body: bytes) -> bool | None:
             continue
         return None
     return False
+
+
+def _target(url: str, rel: str) -> tuple[str, str, str, tuple[str, str, str | None]] | None:
+    """(bucket, key, region, credentials) of `rel` under the store `url`; None if not s3:// or
+    without credentials."""
+    scheme, _, rest = url.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme != "s3" or not bucket:
+        return None
+    creds = _credentials()
+    if creds is None:
+        return None
+    key = f"{prefix}/{rel}" if prefix else rel
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return bucket, key, region, creds
 
 
 def _credentials() -> tuple[str, str, str | None] | None:
@@ -72,9 +87,45 @@ def _credentials() -> tuple[str, str, str | None] | None:
         return None
 
 
-def _put(
-    bucket: str, key: str, body: bytes, region: str, creds: tuple[str, str, str | None]
-) -> tuple[int, dict[str, str]]:
+def request(
+    url: str, rel: str, method: str, body: bytes = b"", conditions: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes] | None:
+    """One signed request for the object `rel` under the store `url` (s3://bucket/prefix).
+
+    Args:
+        conditions: headers such as `if-match` (lower case), signed with the request.
+
+    Returns:
+        (status, headers in lower case, body), or None where it cannot be sent (not s3://, no
+        credentials, no answer).
+    """
+    target = _target(url, rel)
+    if target is None:
+        return None
+    bucket, key, region, creds = target
+    for _ in range(2):
+        try:
+            answer = _send(method, bucket, key, body, region, creds, conditions or {}, REQUEST_S)
+        except (OSError, http.client.HTTPException):
+            return None
+        moved = answer[1].get("x-amz-bucket-region")
+        if answer[0] in (301, 400) and moved and moved != region:
+            region = moved
+            continue
+        return answer
+    return None
+
+
+def _send(
+    method: str,
+    bucket: str,
+    key: str,
+    body: bytes,
+    region: str,
+    creds: tuple[str, str, str | None],
+    conditions: dict[str, str],
+    timeout_s: float = TIMEOUT_S,
+) -> tuple[int, dict[str, str], bytes]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     quoted = urllib.parse.quote(key, safe="/-_.~")
     if endpoint:  # another server (MinIO, a gateway, moto): path-style, as pyarrow's client does
@@ -85,20 +136,26 @@ def _put(
         secure, host, path = True, f"s3.{region}.amazonaws.com", f"/{bucket}/{quoted}"
     else:
         secure, host, path = True, f"{bucket}.s3.{region}.amazonaws.com", f"/{quoted}"
-    headers = _signed(host, path, body, region, creds)
+    headers = _signed(method, host, path, body, region, creds, conditions)
     conn_type = http.client.HTTPSConnection if secure else http.client.HTTPConnection
-    conn = conn_type(host, timeout=TIMEOUT_S)
+    conn = conn_type(host, timeout=timeout_s)
     try:
-        conn.request("PUT", path, body=body, headers=headers)
+        conn.request(method, path, body=body if method == "PUT" else None, headers=headers)
         response = conn.getresponse()
-        response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}
+        data = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
     finally:
         conn.close()
 
 
 def _signed(
-    host: str, path: str, body: bytes, region: str, creds: tuple[str, str, str | None]
+    method: str,
+    host: str,
+    path: str,
+    body: bytes,
+    region: str,
+    creds: tuple[str, str, str | None],
+    conditions: dict[str, str],
 ) -> dict[str, str]:
     """The request's headers with its AWS Signature Version 4 (the header form)."""
     access, secret, token = creds
@@ -106,7 +163,7 @@ def _signed(
     stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
     headers = {
         "host": host,
-        "if-none-match": "*",
+        **conditions,
         "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
         "x-amz-date": stamp,
     }
@@ -115,7 +172,7 @@ def _signed(
     names = ";".join(sorted(headers))
     canonical = "\n".join(
         [
-            "PUT",
+            method,
             path,
             "",
             *(f"{k}:{headers[k].strip()}" for k in sorted(headers)),

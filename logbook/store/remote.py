@@ -199,6 +199,18 @@ class Remote:
             while chunk := f.read(1 << 20):
                 out.write(chunk)
 
+    def read(self, rel: str) -> bytes:
+        """One small file's bytes (a compaction manifest)."""
+        self._count("get")
+        with self.fs.open_input_stream(self._path(rel)) as src:
+            return bytes(src.read())
+
+    def put_bytes(self, body: bytes, rel: str) -> None:
+        """Upload `body` as the file `rel`."""
+        self._count("put")
+        with self.fs.open_output_stream(self._path(rel)) as out:
+            out.write(body)
+
     def delete(self, rel: str) -> None:
         self._count("delete")
         try:
@@ -287,7 +299,7 @@ def mirror(
         rel: info
         for folder in folders
         for rel, info in remote.list(folder).items()
-        if _mirrored(rel) and not _hidden(rel)
+        if _mirrored(rel) and not _hidden(rel) and not rel.endswith("/" + _LOCK_NAME)
     }
     if not listed and folders == [""]:
         raise StoreCorrupt(
@@ -297,7 +309,6 @@ def mirror(
         )
     cache = into or cache_dir(remote.url)
     cache.mkdir(parents=True, exist_ok=True)
-    wanted = [rel for rel, info in listed.items() if not _same(cache / rel, info)]
 
     def fetch(rel: str) -> None:
         dest = cache / rel
@@ -307,6 +318,13 @@ def mirror(
             os.utime(dest, ns=(mtime, mtime))
 
     try:
+        # The compaction manifests first (few and small): the parts a listed merged part replaced
+        # are neither fetched nor kept, as a compaction left them for its next run to delete.
+        for rel in [r for r in listed if _is_manifest(r) and not _same(cache / r, listed[r])]:
+            fetch(rel)
+        for rel in replaced_in(listed, lambda r: (cache / r).read_bytes()):
+            listed.pop(rel, None)
+        wanted = [rel for rel, info in listed.items() if not _same(cache / rel, info)]
         if len(wanted) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -325,6 +343,45 @@ def mirror(
             if rel not in listed and not _hidden(rel) and _mirrored(rel):
                 path.unlink(missing_ok=True)
     return cache
+
+
+MANIFEST_PREFIX = "_compact-"  # as store/compact.py names them (imported there: pyarrow-free here)
+
+
+def _is_manifest(rel: str) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    return name.startswith(MANIFEST_PREFIX) and name.endswith(".json")
+
+
+def manifests_in(listed: Iterable[str], read: Callable[[str], bytes]) -> dict[str, dict[str, Any]]:
+    """The compaction manifests among the listed paths, by path, read with `read` (a download or
+    a cached copy); one that cannot be read or parsed is left out."""
+    out = {}
+    for rel in listed:
+        if not _is_manifest(rel):
+            continue
+        try:
+            doc = json.loads(read(rel))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("inputs"), list):
+            out[rel] = doc
+    return out
+
+
+def replaced_in(
+    listed: Iterable[str], read: Callable[[str], bytes], *, any_manifest: bool = False
+) -> set[str]:
+    """Paths of the parts that a compaction merged into a part that is listed: a reader skips
+    them. With `any_manifest`, the parts named by any listed manifest, its merged part listed or
+    not: a writer never uploads them again (#18)."""
+    names = set(listed)
+    out: set[str] = set()
+    for rel, doc in manifests_in(names, read).items():
+        folder = rel.rsplit("/", 1)[0]
+        if any_manifest or f"{folder}/{doc.get('output')}" in names:
+            out.update(f"{folder}/{name}" for name in doc["inputs"] if isinstance(name, str))
+    return out
 
 
 def catch_up(url: str, spool: Path, run: str, *, timeout_s: float = 1.0) -> Path | None:
@@ -528,7 +585,12 @@ class Ledger:
 
 
 def pending(
-    root: Path, ledger: Ledger, *, logs: bool = True, listed: dict[str, Listed] | None = None
+    root: Path,
+    ledger: Ledger,
+    *,
+    logs: bool = True,
+    listed: dict[str, Listed] | None = None,
+    remote: Remote | None = None,
 ) -> tuple[list[str], list[str]]:
     """What of the store at `root` is not yet at the ledger's URL as it is here, and what the
     ledger says was uploaded but is gone here (replaced by a compaction or a reparse).
@@ -537,6 +599,9 @@ def pending(
         listed: the remote's listing, to trust it over the ledger: a file the ledger names but
             the store lacks (a bucket emptied, a server that lost its state) goes up again, and a
             part already there (pushed from elsewhere) does not.
+        remote: with `listed`, where to read the compaction manifests of the folders in which a
+            part here is not listed: a part a remote compaction merged is never uploaded again
+            (it would count twice beside the merged part). Raises StoreUnreachable.
     """
     here: dict[str, os.stat_result] = {}
     root = Path(root)
@@ -566,6 +631,8 @@ def pending(
         return ours or rel.endswith(layout.PART_SUFFIX)  # parts never change
 
     todo = sorted((rel for rel, st in here.items() if not there(rel, st)), key=_upload_order)
+    if listed is not None and remote is not None:
+        todo = _not_replaced(todo, listed, remote)
     gone = sorted(
         rel
         for rel in ledger.sent
@@ -581,6 +648,24 @@ def pending(
 
 
 _LOCK_NAME = "_compact.lock"
+
+
+def _not_replaced(todo: list[str], listed: dict[str, Listed], remote: Remote) -> list[str]:
+    """`todo` less the parts named by a compaction manifest of the store (#18); the manifests
+    are read only in the folders where a part to upload is not listed."""
+    folders = {
+        rel.rsplit("/", 1)[0]
+        for rel in todo
+        if rel.endswith(layout.PART_SUFFIX) and rel not in listed and "/" in rel
+    }
+    if not folders:
+        return todo
+    near = [rel for rel in listed if _is_manifest(rel) and rel.rsplit("/", 1)[0] in folders]
+    try:
+        gone = replaced_in(near, remote.read, any_manifest=True)
+    except Exception as e:
+        raise remote.unreachable(e) from e
+    return [rel for rel in todo if rel not in gone]
 
 
 def _is_journal(rel: str) -> bool:
@@ -628,7 +713,11 @@ def push(
         except StoreUnreachable as e:
             todo, _ = pending(root, ledger, logs=logs)
             return PushResult(pending=todo, error=e.message.split(": ", 1)[-1])
-    todo, gone = pending(root, ledger, logs=logs, listed=listed)
+    try:
+        todo, gone = pending(root, ledger, logs=logs, listed=listed, remote=remote)
+    except StoreUnreachable as e:
+        todo, _ = pending(root, ledger, logs=logs)
+        return PushResult(pending=todo, error=e.message.split(": ", 1)[-1])
     result = PushResult(pending=list(todo))
     for rel in todo:
         if stop is not None and stop():

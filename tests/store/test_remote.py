@@ -328,11 +328,6 @@ def test_bad_urls_are_refused_clearly(value: str, message: str) -> None:
     assert message in out.stderr
 
 
-def test_local_only_commands_refuse_a_url_clearly() -> None:
-    out = _cli("compact", "--store", URL, code=1)
-    assert "cannot yet compact a remote store" in out.stderr
-
-
 def test_the_ledger_reads_only_what_was_added_and_stays_small(tmp_path: Path) -> None:
     one, two = remote.Ledger(tmp_path, URL), remote.Ledger(tmp_path, URL)
     for beat in range(1500):  # a journal that goes up at each heartbeat
