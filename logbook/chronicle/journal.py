@@ -106,13 +106,25 @@ def entries(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def describe(event: dict[str, Any]) -> str:
-    """An event's text for people: its message, else what its data says, else its kind."""
+    """An event's text for people: its message, else what its data says, else its kind; a change
+    that did not take effect (`took_effect` false in its data, #16) says so, wherever it is told
+    (the journal, the decisions, a curve's marker)."""
+    data = event_data(event)
+    text = _said(event, data)
+    if data.get("took_effect") is False and NOT_IN_EFFECT not in text:
+        text += f" ({NOT_IN_EFFECT})"
+    return text
+
+
+NOT_IN_EFFECT = "did not take effect"
+
+
+def _said(event: dict[str, Any], data: dict[str, Any]) -> str:
     if event.get("message"):
         return str(event["message"])
-    data = event_data(event)
-    if event["kind"] == "hparam_change" and "key" in data:
+    if event["kind"] in ("hparam_change", "software_change") and ("key" in data or "package" in data):
         old, new = (setting(data.get(k), k in data) for k in ("old", "new"))
-        return f"{data['key']}: {old} → {new}"
+        return f"{data.get('key', data.get('package'))}: {old} → {new}"
     return str(event["kind"]).replace("_", " ")
 
 

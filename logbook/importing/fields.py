@@ -185,6 +185,11 @@ def parse_text(value: Any, field: str) -> str:
     raise Bad(f"{field} {value!r} is not text")
 
 
+def parse_bool(value: Any, field: str) -> bool:
+    """`true` or `false` (JSON, or the text in a CSV cell)."""
+    return _bool(value, field)
+
+
 def _bool(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value
