@@ -161,10 +161,8 @@ def test_spare_hosts_are_declared_beside_the_hardware_in_use(  # type: ignore[no
          "source": "final_update.md"},
     ]  # fmt: skip
     # The spares are no GPUs of the training: cost counts the 992 in use.
-    cost = json.loads(
-        invoke(["cost", RUN, "--store", str(store_path), "--format", "json"]).stdout
-    )
-    assert [(row["attempt"], row["gpus"]) for row in cost if row.get("attempt")] == [
+    cost = json.loads(invoke(["cost", RUN, "--store", str(store_path), "--format", "json"]).stdout)
+    assert [(row["attempt"], row["gpus"]) for row in cost if row["attempt"] != "total"] == [
         ("12.00", 992),
         ("12.01", 992),
     ]
@@ -177,3 +175,49 @@ def test_spare_hosts_are_declared_beside_the_hardware_in_use(  # type: ignore[no
     assert "line 1: hosts and gpus_per_host are at least 1, gpus and spare_hosts at least 0" in (
         r.stderr
     )
+
+
+def test_an_attempt_known_by_its_duration(invoke, tmp_path: Path, store_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # "the three longest attempts so far, in the two weeks before December 16, lasted 1.5, 2.8
+    # and 2 days": when each ran is a range, how long it ran is stated
+    rows = [
+        {"type": "attempt", "label": "12.20", "start": "2021-12-02/2021-12-16",
+         "end": "2021-12-02/2021-12-16", "status": "ended", "duration": "2.8 days"},
+        {"type": "attempt", "label": "12.21", "start": "2021-12-02/2021-12-16",
+         "end": "2021-12-02/2021-12-16", "status": "ended", "duration": "~36 h"},
+        {"type": "attempt", "label": "12.22", "start": "2021-12-17T00:00:00Z",
+         "end": "2021-12-18T00:00:00Z", "status": "crashed", "duration": 86400},
+    ]  # fmt: skip
+    path = _write(tmp_path / "durations.jsonl", rows)
+    invoke(["import", str(path), "--run", RUN, "--store", str(store_path)])
+    got = _sql(
+        invoke,
+        store_path,
+        "select label, duration_s, duration_stated_s, duration_approx from attempts order by label",
+    )
+    assert got == [
+        {"label": "12.20", "duration_s": None, "duration_stated_s": 241920.0,
+         "duration_approx": None},
+        {"label": "12.21", "duration_s": None, "duration_stated_s": 129600.0,
+         "duration_approx": True},
+        {"label": "12.22", "duration_s": 86400.0, "duration_stated_s": 86400.0,
+         "duration_approx": None},
+    ]  # fmt: skip
+    # Stated, not summed: the wall time of the attempts known only to a range stays unknown.
+    walls = _sql(invoke, store_path, "select label, wall_s from attempt_time order by label")
+    assert [w["wall_s"] for w in walls] == [None, None, 86400.0]
+    out = tmp_path / "site"
+    invoke(["chronicle", RUN, "--out", str(out), "--store", str(store_path)])
+    md = (out / "chronicle.md").read_text()
+    assert "attempt 12.20 ended, having run 2 d 19 h (as stated)" in md
+    assert "attempt 12.21 ended, having run ≈ 1 d 12 h (as stated)" in md
+    bad = _write(
+        tmp_path / "bad.jsonl",
+        [{"type": "attempt", "label": "1.00", "start": "2021-12-02", "end": "2021-12-03",
+          "status": "ended", "duration": "a while"},
+         {"type": "attempt", "label": "1.01", "start": "2021-12-04", "end": "2021-12-05",
+          "status": "ended", "duration": -3}],
+    )  # fmt: skip
+    r = invoke(["import", str(bad), "--run", "other", "--store", str(store_path)], code=1)
+    assert "line 1: duration 'a while' is not a duration" in r.stderr
+    assert "line 2: duration -3 is not a duration above 0" in r.stderr

@@ -13,6 +13,7 @@ from logbook.importing.fields import (
     MIN_INT,
     attempt_converters,
     parse_bool,
+    parse_duration,
     parse_float,
     parse_int,
     parse_label,
@@ -204,6 +205,10 @@ class Collector:
             if key == "signal":
                 fields.update(_signal(value))
                 continue
+            if key == "duration":  # "ran ~3 days", the times known only to a day or range (#16)
+                seconds, approx = parse_duration(value)
+                fields["duration_stated_s"], fields["duration_approx"] = seconds, approx or None
+                continue
             column = _ATTEMPT_ALIASES.get(key, key)
             if column in _ATTEMPT_TIMES:
                 when = parse_when(value, key)
@@ -310,7 +315,12 @@ class Collector:
         note = row.get("message", row.get("note"))
         message = words if note is None else f"{words}: {parse_text(note, 'message')}"
         event = {**row, "kind": "hardware_change", "scope": "attempt" if label else "run"}
-        for key in ("type", "message", "note", *_HARDWARE_FIELDS - {"run", "time", "attempt", "source"}):
+        for key in (
+            "type",
+            "message",
+            "note",
+            *_HARDWARE_FIELDS - {"run", "time", "attempt", "source"},
+        ):
             event.pop(key, None)
         source = event.pop("source", None)
         data = declared if source is None else {**declared, "source": redact_value(source)}
@@ -538,7 +548,7 @@ def _software_change(data: dict[str, Any], message: Any) -> Any:
     for key in ("old", "new"):
         if data.get(key) is not None:
             if isinstance(data[key], (bool, dict, list)):
-                raise Bad(f"{key} {data[key]!r} is not a version (write it as text: \"2.6\")")
+                raise Bad(f'{key} {data[key]!r} is not a version (write it as text: "2.6")')
             data[key] = str(data[key])
     if message is not None:
         return message

@@ -404,7 +404,7 @@ class Plan:
         on_record = _declared_on_record(self.store, run)
         for a in attempts:
             declared: dict[str, Any] = {}
-            lines = []
+            lines: list[int] = []
             for h in rows:
                 if h["label"] is None and h["time"] <= a["start_time"]:
                     if h["declared"].keys() == {"spare_hosts"}:  # the spares change alone

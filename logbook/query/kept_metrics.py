@@ -45,4 +45,3 @@ def view(any_api: bool) -> str:
     if any_api:
         return "create or replace view metrics as" + kept("all_metrics")
     return "create or replace view metrics as select * from all_metrics"
-
