@@ -644,7 +644,9 @@ def test_declared_hardware_goes_to_the_attempts_it_covers(  # type: ignore[no-un
     assert len(sql("select * from snapshots")) == before
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"type": "hardware", "time": "2021", "gpus": -1}])
     r = do_import(invoke, store_path, bad, "--run", "opt", code=1)
-    assert "line 1: hosts and gpus_per_host are at least 1, gpus at least 0" in r.stderr
+    assert "line 1: hosts and gpus_per_host are at least 1, gpus and spare_hosts at least 0" in (
+        r.stderr
+    )
 
 
 def test_an_end_whose_reason_is_unknown_is_ended_not_a_failure(  # type: ignore[no-untyped-def]

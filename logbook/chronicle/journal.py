@@ -106,13 +106,27 @@ def entries(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def describe(event: dict[str, Any]) -> str:
-    """An event's text for people: its message, else what its data says, else its kind."""
+    """An event's text for people: its message, else what its data says, else its kind; a change
+    that did not take effect (`took_effect` false in its data, #16) says so, wherever it is told
+    (the journal, the decisions, a curve's marker)."""
+    data = event_data(event)
+    text = _said(event, data)
+    if data.get("took_effect") is False and NOT_IN_EFFECT not in text:
+        text += f" ({NOT_IN_EFFECT})"
+    return text
+
+
+NOT_IN_EFFECT = "did not take effect"
+
+
+def _said(event: dict[str, Any], data: dict[str, Any]) -> str:
     if event.get("message"):
         return str(event["message"])
-    data = event_data(event)
-    if event["kind"] == "hparam_change" and "key" in data:
+    if event["kind"] in ("hparam_change", "software_change") and (
+        "key" in data or "package" in data
+    ):
         old, new = (setting(data.get(k), k in data) for k in ("old", "new"))
-        return f"{data['key']}: {old} → {new}"
+        return f"{data.get('key', data.get('package'))}: {old} → {new}"
     return str(event["kind"]).replace("_", " ")
 
 
@@ -136,6 +150,13 @@ def _end(a: dict[str, Any], told: list[str]) -> dict[str, Any]:
     text = f"attempt {a['label']} {status}"
     if a["class"] and a["class"] != status:
         text += f" ({a['class']})"
+    stated = a.get("duration_stated_s")
+    if stated is not None:  # "ran ~3 days", where its times are a day or a range (#16)
+        from logbook.chronicle.summary import duration
+
+        text += (
+            f", having run {'≈ ' if a.get('duration_approx') else ''}{duration(stated)} (as stated)"
+        )
     # The summary and the ending events often open with the status or class ("hung: ...").
     prefixes = tuple(f"{p}: " for p in (status, a["class"]) if p)
     said: list[str] = []

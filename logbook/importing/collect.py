@@ -12,6 +12,8 @@ from logbook.importing.fields import (
     MAX_INT,
     MIN_INT,
     attempt_converters,
+    parse_bool,
+    parse_duration,
     parse_float,
     parse_int,
     parse_label,
@@ -58,6 +60,7 @@ _EVENT_FIELDS = {
 }  # fmt: skip
 SCOPES = ("attempt", "run")
 _HARDWARE_FIELDS = {"type", "run", "time", "attempt", "hosts", "gpus", "gpus_per_host", "gpu_model"}
+_HARDWARE_FIELDS |= {"spare_hosts"}  # buffer hosts held but idle (#16)
 _HARDWARE_FIELDS |= {"message", "note", "source"}
 _NOTE_FIELDS = {"text", "tags"} | _EVENT_FIELDS - {"kind"}
 _METRIC_FIELDS = {"type", "run", "time", "step", "name", "value", "metrics", "attempt"}
@@ -202,6 +205,10 @@ class Collector:
             if key == "signal":
                 fields.update(_signal(value))
                 continue
+            if key == "duration":  # "ran ~3 days", the times known only to a day or range (#16)
+                seconds, approx = parse_duration(value)
+                fields["duration_stated_s"], fields["duration_approx"] = seconds, approx or None
+                continue
             column = _ATTEMPT_ALIASES.get(key, key)
             if column in _ATTEMPT_TIMES:
                 when = parse_when(value, key)
@@ -245,10 +252,18 @@ class Collector:
             )
         data = self._data(row, _EVENT_FIELDS)
         message = row.get("message")
+        if "took_effect" in data:  # a change made that did not take effect (a bug ignored it; #16)
+            data["took_effect"] = parse_bool(data["took_effect"], "took_effect")
         if kind == "hparam_change":
             self._setting_change(run, data)
             if message is None and "change" in data and data.get("key") is not None:
                 message = _change_words(data)
+                if data.get("took_effect") is False:
+                    message += " (did not take effect)"
+        if kind == "software_change":
+            message = _software_change(data, message)
+        if message is None and data.get("took_effect") is False and "key" in data:
+            message = f"{_setting_words(data)} (did not take effect)"
         self._keep(line, run, row, kind, message, data)
 
     def _setting_change(self, run: str, data: dict[str, Any]) -> None:
@@ -264,7 +279,9 @@ class Collector:
             old = data.get("old")
             if "new" not in data and isinstance(old, (int, float)) and not isinstance(old, bool):
                 data["new"] = float(f"{old * factor:.12g}")  # no float noise (1.2e-4 × 0.9)
-        if key is not None and data.get("new") is not None:
+        # A change that did not take effect leaves the setting as it was: a later relative change
+        # (halved, -10%) is of the value in force.
+        if key is not None and data.get("new") is not None and data.get("took_effect") is not False:
             self._settings[(run, key)] = data["new"]
 
     def _hardware(self, line: int, run: str, row: dict[str, Any]) -> None:
@@ -276,19 +293,19 @@ class Collector:
             raise Bad(f"hardware rows have no field {extra[0]!r} (see schemas/import.md)")
         counts = {
             key: parse_int(row[key], key)
-            for key in ("hosts", "gpus", "gpus_per_host")
+            for key in ("hosts", "gpus", "gpus_per_host", "spare_hosts")
             if row.get(key) is not None
         }
-        if any(v < (0 if k == "gpus" else 1) for k, v in counts.items()):
-            raise Bad("hosts and gpus_per_host are at least 1, gpus at least 0")
+        if any(v < (0 if k in ("gpus", "spare_hosts") else 1) for k, v in counts.items()):
+            raise Bad("hosts and gpus_per_host are at least 1, gpus and spare_hosts at least 0")
         if "gpus" not in counts and {"hosts", "gpus_per_host"} <= counts.keys():
             counts["gpus"] = counts["hosts"] * counts["gpus_per_host"]
         model = row.get("gpu_model")
         declared: dict[str, Any] = {**counts}
         if model is not None:
             declared["gpu_model"] = redact_value(parse_text(model, "gpu_model").strip())
-        if not declared.keys() & {"hosts", "gpus", "gpu_model"}:
-            raise Bad("a hardware row needs hosts, gpus or gpu_model")
+        if not declared.keys() & {"hosts", "gpus", "gpu_model", "spare_hosts"}:
+            raise Bad("a hardware row needs hosts, gpus, gpu_model or spare_hosts")
         label = self._attempt_ref(line, run, row)
         self.hardware.append(
             {"line": line, "run": run, "label": label, "time": parse_when(row.get("time")).time}
@@ -298,7 +315,12 @@ class Collector:
         note = row.get("message", row.get("note"))
         message = words if note is None else f"{words}: {parse_text(note, 'message')}"
         event = {**row, "kind": "hardware_change", "scope": "attempt" if label else "run"}
-        for key in ("type", "message", "note", "hosts", "gpus", "gpus_per_host", "gpu_model"):
+        for key in (
+            "type",
+            "message",
+            "note",
+            *_HARDWARE_FIELDS - {"run", "time", "attempt", "source"},
+        ):
             event.pop(key, None)
         source = event.pop("source", None)
         data = declared if source is None else {**declared, "source": redact_value(source)}
@@ -506,6 +528,35 @@ def _signal(value: Any) -> dict[str, Any]:
     return {"signal": number, "signal_name": signal_name(number)}
 
 
+def _setting_words(data: dict[str, Any]) -> str:
+    """'lr: 0.0001 -> 5e-05', 'lr -> 5e-05' without the value before."""
+    new = data.get("new")
+    return f"{data['key']}: {data['old']} -> {new}" if "old" in data else f"{data['key']} -> {new}"
+
+
+def _software_change(data: dict[str, Any], message: Any) -> Any:
+    """A software change (#16: a new PyTorch, NCCL or Megatron): `package` with its versions
+    `old` and `new` (kept as text: "2.4" is not 2.40), and a message written from them when the
+    row has none ('megatron-lm: 2.4 -> 2.6'). Rows without `package` are kept as they were
+    imported before it (a `repo` or `key` names what changed), so a file imports as it did."""
+    if "package" not in data:
+        return message
+    package = parse_text(data["package"], "package").strip()
+    if not package:
+        raise Bad("package is empty")
+    data["package"] = package
+    for key in ("old", "new"):
+        if data.get(key) is not None:
+            if isinstance(data[key], (bool, dict, list)):
+                raise Bad(f'{key} {data[key]!r} is not a version (write it as text: "2.6")')
+            data[key] = str(data[key])
+    if message is not None:
+        return message
+    old, new = data.get("old"), data.get("new")
+    words = f"{package}: {old or 'not recorded'} -> {new or 'not recorded'}"
+    return words + (" (did not take effect)" if data.get("took_effect") is False else "")
+
+
 def _change_words(data: dict[str, Any]) -> str:
     """'lr: 0.0001 -> 5e-05 (halved)', or 'lr halved' where the value before is not known."""
     if data.get("new") is None:
@@ -516,11 +567,15 @@ def _change_words(data: dict[str, Any]) -> str:
 def _hardware_words(declared: dict[str, Any]) -> str:
     """'992 GPUs (A100 80GB) on 124 hosts', from what a hardware row declares."""
     gpus, model, hosts = declared.get("gpus"), declared.get("gpu_model"), declared.get("hosts")
+    spare = declared.get("spare_hosts")
     what = f"{gpus:,} GPU{'' if gpus == 1 else 's'}" if gpus is not None else "GPUs"
     if model:
         what += f" ({model})"
     if hosts is not None:
         what += f" on {hosts:,} host{'' if hosts == 1 else 's'}"
+    if spare is not None:
+        spares = f"{spare:,} spare host{'' if spare == 1 else 's'} (held, idle)"
+        what = spares if declared.keys() == {"spare_hosts"} else f"{what}, and {spares}"
     return f"hardware: {what} (declared)"
 
 

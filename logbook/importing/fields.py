@@ -31,6 +31,7 @@ _ATTEMPT_DERIVED = {
     "end_precision",
     "end_until",
     "steps_approx",  # from the steps as given (parse_step)
+    "duration_approx",  # from the duration as given (parse_duration)
 }
 
 
@@ -185,6 +186,11 @@ def parse_text(value: Any, field: str) -> str:
     raise Bad(f"{field} {value!r} is not text")
 
 
+def parse_bool(value: Any, field: str) -> bool:
+    """`true` or `false` (JSON, or the text in a CSV cell)."""
+    return _bool(value, field)
+
+
 def _bool(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -316,3 +322,38 @@ def _float(text: str) -> float | None:
         return float(text)
     except ValueError:
         return None
+
+
+# A duration as a hand-kept history states it (#16): "~3 days", "2.8 days", "36 h", "90 min".
+_DURATION = re.compile(
+    r"^\s*(?P<approx>~|≈|about\s+|around\s+|roughly\s+|approximately\s+|ca\.?\s+)?\s*"
+    r"(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[a-z]+)\s*$",
+    re.I,
+)
+_DURATION_UNITS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+    **dict.fromkeys(("d", "day", "days"), 86400.0),
+    **dict.fromkeys(("w", "wk", "week", "weeks"), 7 * 86400.0),
+}
+
+
+def parse_duration(value: Any, field: str = "duration") -> tuple[float, bool]:
+    """A duration and whether it is approximate: seconds as a number, or text with a unit
+    ("~3 days", "2.8 d", "36 h", "90 min", "about 2 weeks")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds, approx = float(value), False
+    else:
+        m = _DURATION.match(value) if isinstance(value, str) else None
+        unit = _DURATION_UNITS.get(m.group("unit").lower()) if m else None
+        if m is None or unit is None:
+            raise Bad(
+                f'{field} {value!r} is not a duration (write e.g. 259200, "3 days", "~36 h" '
+                'or "90 min")'
+            )
+        seconds = round(float(m.group("n")) * unit, 3)  # 2.8 days: 241920, not ...19.99999999997
+        approx = m.group("approx") is not None
+    if not seconds > 0 or seconds == float("inf"):
+        raise Bad(f"{field} {value!r} is not a duration above 0")
+    return seconds, approx

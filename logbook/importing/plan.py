@@ -404,10 +404,13 @@ class Plan:
         on_record = _declared_on_record(self.store, run)
         for a in attempts:
             declared: dict[str, Any] = {}
-            lines = []
+            lines: list[int] = []
             for h in rows:
                 if h["label"] is None and h["time"] <= a["start_time"]:
-                    declared, lines = {**h["declared"]}, [h["line"]]  # the latest in force
+                    if h["declared"].keys() == {"spare_hosts"}:  # the spares change alone
+                        declared, lines = declared | h["declared"], [*lines, h["line"]]
+                    else:
+                        declared, lines = {**h["declared"]}, [h["line"]]  # the latest in force
             for h in rows:
                 if h["label"] == a["label"]:
                     declared |= h["declared"]

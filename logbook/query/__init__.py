@@ -160,6 +160,11 @@ def _load(
     if views:  # the open attempts' points: none to read most often (attempt_time.py)
         row = con.execute("select exists (select 1 from _open_attempts)").fetchone()
         con.execute(attempt_time.open_points_view(bool(row and row[0])))
+        # Points of the Python API: none in most runs, and then no point is a copy of one.
+        row = con.execute(
+            "select exists (select 1 from all_metrics where source = 'api')"
+        ).fetchone()
+        con.execute(kept_metrics.view(bool(row and row[0])))
     if views and gpu_samples:
         needs = [r[0] for r in con.execute(gpu_count.NEEDS_SAMPLES).fetchall()]
         con.execute(gpu_count.sampled_view(needs))
