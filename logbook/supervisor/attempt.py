@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -119,6 +120,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
     output.start()
     start = _now()
     watch.launching(start)
+    before = OomWatch(os.getpid())  # the count of the cgroup the command starts in
     try:
         proc = launch.spawn(
             spec.command, env=spec.env, cwd=spec.cwd, stdout=streams[0], stderr=streams[1]
@@ -131,7 +133,7 @@ def run_attempt(spec: Launch, forwarder: Forwarder, watch: Watch) -> Ended:
         arrow_pool.settle()  # pyarrow's import, once the command runs (before the threads below)
     output.attach(proc.pid)
     forwarder.attach(proc.pid)
-    oom = OomWatch(proc.pid)
+    oom = OomWatch(proc.pid, before)
     forwarder.on_winch = output.resize if ptys else None
     progress.start()
     watch.started(proc.pid, start)

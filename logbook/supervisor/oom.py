@@ -51,9 +51,16 @@ def _read_count(f: Path) -> int | None:
 class OomWatch:
     """The OOM-kill counter of a process's memory cgroup, read at start and on demand."""
 
-    def __init__(self, pid: int) -> None:
-        self.file = _counter_file(pid)
-        self.start = _read_count(self.file) if self.file else None
+    def __init__(self, pid: int, before: OomWatch | None = None) -> None:
+        """`before`: the wrapper's own cgroup read before the spawn, where the command starts.
+        Read only after it, the count missed a command killed at once (a first allocation
+        too big) while the wrapper was still importing, and its OOM kill went unproven."""
+        self.file: Path | None = _counter_file(pid) or (before.file if before is not None else None)
+        self.start: int | None
+        if before is not None and before.file == self.file:
+            self.start = before.start
+        else:
+            self.start = _read_count(self.file) if self.file else None
 
     def kills_since_start(self) -> int:
         if self.file is None or self.start is None:

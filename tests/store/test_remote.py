@@ -359,7 +359,10 @@ def test_gs_and_az_stores_take_a_run_a_second_host_and_a_push(
     assert done.returncode == 3 and done.stdout == _expected_output(6)
     assert "arning" not in done.stderr, done.stderr
     monkeypatch.setenv("LOGBOOK_SPOOL", str(tmp_path / "other-host"))  # another host, empty spool
-    assert _run(trainer, "--store", url).returncode == 0
+    second = _run(trainer, "--store", url)
+    assert second.returncode == 0, second.stderr
+    if "not yet in" in second.stderr:  # the exit waits 2 s at most (a busy machine): the spool
+        _cli("push", "--store", str(remote.make_spool(url)), "--to", url)  # keeps the rest
     out = _cli(
         "query",
         "select label, status from attempts order by label",

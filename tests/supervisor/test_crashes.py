@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -44,6 +45,45 @@ def _memory_cgroup(limit_bytes: int) -> Path:
                 pass
         return cg
     pytest.skip("no writable memory cgroup here")
+
+
+def _rmdir(cg: Path) -> None:
+    import time
+
+    for _ in range(50):
+        try:
+            cg.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+def test_an_oom_kill_before_the_wrapper_looks_is_still_counted() -> None:
+    # The wrapper spawns the command, then imports pyarrow; a command killed at once by the OOM
+    # killer was dead before the count was first read, and its kill went unproven (a SIGKILL
+    # guessed as OOM). The count of the cgroup it starts in, read before the spawn, proves it.
+    from logbook.supervisor.oom import OomWatch
+
+    cg = _memory_cgroup(100 << 20)
+    holder = subprocess.Popen(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec sleep 30"])
+    try:
+        for _ in range(100):  # the holder stands for the wrapper, in the command's cgroup
+            if cg.name in Path(f"/proc/{holder.pid}/cgroup").read_text():
+                break
+            time.sleep(0.05)
+        before = OomWatch(holder.pid)
+        assert before.file is not None and before.start is not None
+        child = subprocess.Popen(
+            ["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec {sys.executable} -c "
+             "'x = bytearray(1 << 30)'"]
+        )  # fmt: skip
+        assert child.wait(timeout=60) == -9
+        assert OomWatch(child.pid).kills_since_start() == 0  # looked only after: missed
+        assert OomWatch(child.pid, before).kills_since_start() == 1
+    finally:
+        holder.kill()
+        holder.wait()
+        _rmdir(cg)
 
 
 def test_the_kernel_oom_killer_is_named_with_proof(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_a_metric_printed_after_a_long_silence_is_parsed_at_once(
     assert by_name["loss"]["step"] == 7 and by_name["loss"]["value"] == 0.25, rows
     printed = by_name["printed_at"]["value"]
     parsed = by_name["loss"]["time"].timestamp()
-    assert 0 <= parsed - printed < 1.5, (parsed - printed, rows)
+    assert -0.001 <= parsed - printed < 1.5, (parsed - printed, rows)  # printed_at: to the ms
 
 
 @pytest.mark.parametrize("ping_first", [True, False])
