@@ -37,6 +37,15 @@ def _counter_file(pid: int) -> Path | None:
     return None
 
 
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (not a zombie, not gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])
+
+
 def _read_count(f: Path) -> int | None:
     try:
         for line in f.read_text().splitlines():
@@ -55,7 +64,10 @@ class OomWatch:
         """`before`: the wrapper's own cgroup read before the spawn, where the command starts.
         Read only after it, the count missed a command killed at once (a first allocation
         too big) while the wrapper was still importing, and its OOM kill went unproven."""
-        self.file: Path | None = _counter_file(pid) or (before.file if before is not None else None)
+        # A command already dead (a zombie) reads as in the root cgroup (v1): then the cgroup it
+        # started in is the wrapper's.
+        own = _counter_file(pid) if _alive(pid) or before is None else None
+        self.file: Path | None = own or (before.file if before is not None else None)
         self.start: int | None
         if before is not None and before.file == self.file:
             self.start = before.start
