@@ -115,6 +115,17 @@ def end_report(store: Path) -> dict:
     return json.loads(rows[0][0]) if rows else {}
 
 
+def remove(store: Path) -> None:
+    """Remove a store a background finish may still be tidying (a compaction's lock file comes
+    and goes under the removal): again until it is gone."""
+    for _ in range(50):
+        shutil.rmtree(store, ignore_errors=True)
+        if not store.exists():
+            return
+        time.sleep(0.2)
+    shutil.rmtree(store)
+
+
 def wait_parsed(store: Path, timeout: float = 1800.0) -> float:
     """Seconds until every raw log of the store is marked parsed (the background finish)."""
     t0 = time.perf_counter()
@@ -203,7 +214,7 @@ class Bench:
                 logs = raw_logs(store)
                 self.check(s, f"raw log size, run {len(into)}{'' if into is wrapped else ' (--metrics none)'}",
                            logs == [size], f"{logs} vs {size}")  # fmt: skip
-                shutil.rmtree(store)
+                remove(store)
             tee.append(drain(["sh", "-c", 'cat "$1" | tee "$2"', "-", str(f), str(store)]))
             os.unlink(store)
         mb = size / 2**20
@@ -243,7 +254,7 @@ class Bench:
         self.check(s, "every loss= line on record after the finish", final == lines,
                    f"{final} of {lines}")  # fmt: skip
         wait_finishers(store)
-        shutil.rmtree(store)
+        remove(store)
 
     def python_child(self) -> None:
         """The child alone and wrapped, with the same buffering each time (logbook run sets
@@ -271,7 +282,7 @@ class Bench:
                     on_record[k].append((at_return, wait_parsed(store)))
                     res[k][-1]["final"] = loss_points(store)
                     wait_finishers(store)
-                    shutil.rmtree(store)
+                    remove(store)
         t = {k: med(r) for k, r in res.items()}
         self.add(s, "output per run", round(res["plain, buffered"][0]["bytes"] / 2**20, 1), "MB")
         for k in cases:
