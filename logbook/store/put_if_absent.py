@@ -30,29 +30,17 @@ def put_if_absent(url: str, rel: str, body: bytes) -> bool | None:
     Returns:
         True if this call created it, False if it was there already, None if it cannot tell.
     """
-    target = _target(url, rel)
-    if target is None:
-        return None
-    bucket, key, region, creds = target
     for _ in range(3):
-        try:
-            status, headers, _ = _send(
-                "PUT", bucket, key, body, region, creds, {"if-none-match": "*"}
-            )
-        except (OSError, http.client.HTTPException):
+        answer = request(url, rel, "PUT", body, {"if-none-match": "*"}, timeout_s=TIMEOUT_S)
+        if answer is None:
             return None
-        if status == 200:
+        if answer[0] == 200:
             return True
-        if status == 412:
+        if answer[0] == 412:
             return False
-        if status == 409:  # another conditional write of this key is in flight: it will win
-            time.sleep(0.05)
-            continue
-        moved = headers.get("x-amz-bucket-region")
-        if status in (301, 400) and moved and moved != region:
-            region = moved  # the bucket lives in another region than the one configured
-            continue
-        return None
+        if answer[0] != 409:
+            return None
+        time.sleep(0.05)  # another conditional write of this key is in flight: it will win
     return False
 
 
@@ -88,7 +76,13 @@ def _credentials() -> tuple[str, str, str | None] | None:
 
 
 def request(
-    url: str, rel: str, method: str, body: bytes = b"", conditions: dict[str, str] | None = None
+    url: str,
+    rel: str,
+    method: str,
+    body: bytes = b"",
+    conditions: dict[str, str] | None = None,
+    *,
+    timeout_s: float = REQUEST_S,
 ) -> tuple[int, dict[str, str], bytes] | None:
     """One signed request for the object `rel` under the store `url` (s3://bucket/prefix).
 
@@ -105,12 +99,12 @@ def request(
     bucket, key, region, creds = target
     for _ in range(2):
         try:
-            answer = _send(method, bucket, key, body, region, creds, conditions or {}, REQUEST_S)
+            answer = _send(method, bucket, key, body, region, creds, conditions or {}, timeout_s)
         except (OSError, http.client.HTTPException):
             return None
         moved = answer[1].get("x-amz-bucket-region")
         if answer[0] in (301, 400) and moved and moved != region:
-            region = moved
+            region = moved  # the bucket lives in another region than the one configured
             continue
         return answer
     return None
