@@ -122,14 +122,7 @@ def test_the_kernel_oom_killer_is_named_with_proof(tmp_path: Path) -> None:
         )
         assert row["summary"].startswith("killed by the kernel OOM killer (memory cgroup")
     finally:
-        for _ in range(50):
-            try:
-                cg.rmdir()
-                break
-            except OSError:
-                import time
-
-                time.sleep(0.1)
+        _rmdir(cg)
 
 
 def test_a_segfault_is_a_fatal_signal(tmp_path: Path) -> None:
