@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+_ROOTS = (CGROUP_ROOT, CGROUP_ROOT / "memory", CGROUP_ROOT / "unified")
 _KILLED = re.compile(
     r"(?:Out of memory|Memory cgroup out of memory): Killed process (\d+) \(([^)]*)\)"
 )
@@ -67,6 +68,8 @@ class OomWatch:
         # A command already dead (a zombie) reads as in the root cgroup (v1): then the cgroup it
         # started in is the wrapper's.
         own = _counter_file(pid) if _alive(pid) or before is None else None
+        if before is not None and own is not None and own.parent in _ROOTS:
+            own = None  # an exiting command is moved to the root cgroup (v1) before its zombie
         self.file: Path | None = own or (before.file if before is not None else None)
         self.start: int | None
         if before is not None and before.file == self.file:
