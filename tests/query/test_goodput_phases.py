@@ -102,7 +102,7 @@ SLOW_STEP = textwrap.dedent(
     import time
     for n in range(1, 15):
         print(f"step {n}: loss={3.0 - n / 10:.2f}", flush=True)
-        time.sleep(3.0 if n == 10 else 0.3)
+        time.sleep(4.0 if n == 10 else 0.3)
     """
 )
 
@@ -119,12 +119,12 @@ def test_step_deviation_names_the_slow_step(
     )
     assert rows and {r["label"] for r in rows} == {"1.00"}
     assert rows[0]["median_s"] is None and rows[0]["deviation"] is None  # nothing before it
-    # the reading past the 3 s sleep after step 10: step 11, or on a busy machine 11 and the
+    # the reading past the 4 s sleep after step 10: step 11, or on a busy machine 11 and the
     # steps after it read together; a late reading of the wrapper's may be slow too, never as
     # slow as that one
     slow = next(r for r in rows if r["step"] > 10)
     assert slow["slow"] is True
-    assert slow["step_s"] * slow["steps"] == pytest.approx(3.0 + 0.3 * (slow["steps"] - 1), abs=0.6)
+    assert slow["step_s"] * slow["steps"] == pytest.approx(4.0 + 0.3 * (slow["steps"] - 1), abs=0.6)
     assert slow["deviation"] >= 3
     assert max(rows, key=lambda r: r["deviation"] or 0) is slow
     assert [r["slow"] for r in rows[:3]] == [None, None, None]  # no median yet
