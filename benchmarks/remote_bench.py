@@ -30,13 +30,16 @@ TRAIN = textwrap.dedent(
     for i in range(1, n + 1):
         print(f"step={i} loss={1.0 / i:.4f}", flush=True)
         time.sleep(pause)
+    print(f"ended {time.time()}", flush=True)
     """
 )
 
 
 def wrapped(
     store: str, train: Path, steps: int, pause: float, env: dict[str, str]
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
+    """`logbook run`'s wall, its start-up (to the training's first line), and the training's own
+    wall (its first line to its last, as it measures them)."""
     cmd = [sys.executable, "-m", "logbook", "run", "--run", "bench", "--store", store, "--"]
     t0 = time.time()
     out = subprocess.run(
@@ -47,8 +50,9 @@ def wrapped(
         check=True,
     )
     wall = time.time() - t0
-    started = float(out.stdout.splitlines()[0].split()[1])
-    return wall, started - t0
+    lines = out.stdout.splitlines()
+    started, ended = float(lines[0].split()[1]), float(lines[-1].split()[1])
+    return wall, started - t0, ended - started
 
 
 def main() -> None:
@@ -77,20 +81,28 @@ def main() -> None:
                 check=True,
             )
             bare.append(time.time() - t0)
-        results: dict[str, list[tuple[float, float]]] = {"local": [], "s3": []}
+        results: dict[str, list[tuple[float, float, float]]] = {"local": [], "s3": []}
         for i in range(args.reps):  # alternated, so the machine's load falls on both alike
             results["local"].append(
                 wrapped(str(tmp / f"local{i}"), train, args.steps, args.pause, env)
             )
             results["s3"].append(wrapped(f"s3://bench/r{i}", train, args.steps, args.pause, env))
         print(f"unwrapped: wall {statistics.median(bare):.2f} s (median of {args.reps})")
+        medians = {}
         for name, rows in results.items():
-            walls, starts = zip(*rows, strict=True)
+            walls, starts, owns = zip(*rows, strict=True)
+            medians[name] = statistics.median(walls), statistics.median(owns)
             print(
                 f"{name:6} wall {statistics.median(walls):.2f} s  start-up "
-                f"{statistics.median(starts):.3f} s  (median of {args.reps}; "
+                f"{statistics.median(starts):.3f} s  training's own wall "
+                f"{statistics.median(owns):.3f} s  (median of {args.reps}; "
                 f"walls {', '.join(f'{w:.2f}' for w in walls)})"
             )
+        (s3_wall, s3_own), (local_wall, local_own) = medians["s3"], medians["local"]
+        print(
+            f"s3 / local: logbook run's wall {s3_wall / local_wall:.3f}, the training's own wall "
+            f"{s3_own / local_own:.3f} (aim <= 1.05)"
+        )
         server.record()
         wrapped("s3://bench/counted", train, args.steps, args.pause, env)
         print(f"one s3 run: {server.request_count()} requests (its catch-up, uploads)")
