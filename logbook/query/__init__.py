@@ -123,6 +123,7 @@ _LEADING_COMMENTS = re.compile(r"\s*(?:--[^\n]*(?:\n|$)\s*|/\*.*?\*/\s*)*", re.D
 _STRINGS_AND_COMMENTS = re.compile(
     r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.DOTALL
 )
+_LITERALS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _HEAD = re.compile(r"(select|with)\b(\s+recursive\b)?", re.IGNORECASE)
 
 
@@ -161,18 +162,25 @@ def _names(sql: str, view: str) -> bool:
 
 
 def _derived_for(sql: str | None) -> list[str]:
-    """The derived views `sql` may read, directly or through another (every one without `sql`;
-    a name in a comment or a string costs a view, never a missing one); and those the load's own
-    queries read (`gpu_count.NEEDS_SAMPLES`)."""
+    """The derived views `sql` may read, directly or through another (every one without `sql`);
+    and those the load's own queries read (`gpu_count.NEEDS_SAMPLES`)."""
     views = _derived_views()
     if sql is None:
         return [view for _, view, _ in views]
-    text = sql + gpu_count.NEEDS_SAMPLES
-    want = {name for name, _, _ in views if _names(text, name)}
+    want = _wanted(sql + gpu_count.NEEDS_SAMPLES)
+    return [view for name, view, _ in views if name in want]
+
+
+def _wanted(sql: str) -> set[str]:
+    """The names of the derived views `sql` reads, directly or through another (a name in a
+    comment or a string literal reads none: `incidents --by cause` named goodput in comments)."""
+    views = _derived_views()
+    sql = _LITERALS_AND_COMMENTS.sub(" ", sql)
+    want = {name for name, _, _ in views if _names(sql, name)}
     for name, _, deps in reversed(views):  # a view reads only views made before it
         if name in want:
             want |= deps
-    return [view for name, view, _ in views if name in want]
+    return want
 
 
 def _load(
@@ -181,12 +189,15 @@ def _load(
     *,
     views: bool = True,
     gpu_samples: bool = True,
+    metrics: bool = True,
 ) -> None:
     """Point the views at `snap`: its parts as pyarrow datasets, its journal rows as tables;
     `views`: the views exist (not yet while `_connection` makes them), and then the views whose
     constant filters depend on the data are written; `gpu_samples`: also the GPU samples that
     `attempt_gpus` reads (a read of the launch snapshots, about 0.3 s at OPT's size, so only for
-    SQL that reads them: `uses_gpu_samples`)."""
+    SQL that reads them: `uses_gpu_samples`); `metrics`: the SQL may read the `metrics` view,
+    whose test of the API's points is left out where there are none (a scan for them; without
+    `metrics` the view keeps the test, which costs only where it is read)."""
     for table in schemas.tables():
         con.register(f"_parts_{table}", _dataset(table, snap.parts[table]))
         journal = parts.to_arrow(table, snap.journal_rows[table], with_partitions=True)
@@ -199,9 +210,13 @@ def _load(
         row = con.execute("select exists (select 1 from _open_attempts)").fetchone()
         con.execute(attempt_time.open_points_view(bool(row and row[0])))
         # Points of the Python API: none in most runs, and then no point is a copy of one.
-        row = con.execute(
-            "select exists (select 1 from all_metrics where source = 'api')"
-        ).fetchone()
+        row = (
+            (True,)
+            if not metrics
+            else con.execute(
+                "select exists (select 1 from all_metrics where source = 'api')"
+            ).fetchone()
+        )
         con.execute(kept_metrics.view(bool(row and row[0])))
     if views and gpu_samples:
         needs = [r[0] for r in con.execute(gpu_count.NEEDS_SAMPLES).fetchall()]
@@ -536,10 +551,17 @@ def _refuse_writes(error: Exception) -> None:
         ) from error
 
 
+def _reads_metrics(sql: str) -> bool:
+    """Whether `sql` may read the `metrics` view, itself or through a derived view."""
+    text = " ".join([_LITERALS_AND_COMMENTS.sub(" ", sql), *_derived_for(sql)])
+    return _names(_LITERALS_AND_COMMENTS.sub(" ", text), "metrics")
+
+
 def uses_gpu_samples(sql: str) -> bool:
-    """Whether `sql` may read `attempt_gpus` (itself, or the goodput view built on it)."""
-    lowered = sql.lower()
-    return "attempt_gpus" in lowered or "goodput" in lowered
+    """Whether `sql` may read `attempt_gpus` (itself, or a view built on it: `goodput`), or the
+    samples it counts. `_goodput_time`, the split without the GPUs, does not: `incidents --by
+    cause` paid the check of the GPU counts for nothing (#19)."""
+    return _names(sql, "_sampled_gpus") or "attempt_gpus" in _wanted(sql)
 
 
 class _ViewsFailed(Exception):
@@ -552,6 +574,7 @@ def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) 
     import duckdb
 
     inlined = _inlined(sql)
+    reads = {"gpu_samples": uses_gpu_samples(sql), "metrics": _reads_metrics(sql)}
 
     def attempt() -> pa.Table:
         try:
@@ -559,7 +582,7 @@ def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) 
         except duckdb.Error as e:
             raise _ViewsFailed(str(e).strip()) from e
         try:
-            _load(con, store.snapshot(schemas.tables()), gpu_samples=uses_gpu_samples(sql))
+            _load(con, store.snapshot(schemas.tables()), **reads)
             if inlined is not None:
                 try:
                     return con.sql(inlined, params=params or None).to_arrow_table()
@@ -567,7 +590,7 @@ def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) 
                     pass  # said again below, of the SQL as written: the message is of its text
                 con.close()
                 con = _connection(sql)
-                _load(con, store.snapshot(schemas.tables()), gpu_samples=uses_gpu_samples(sql))
+                _load(con, store.snapshot(schemas.tables()), **reads)
             result = con.sql(sql, params=params or None)
             if result is None:  # a statement with no result set (create view ...)
                 import pyarrow as pa

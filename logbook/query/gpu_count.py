@@ -111,18 +111,22 @@ h as (
 )"""
 COUNT_VIEW = f"""
 create view _launch_gpu_count as
-with {_COUNTED},
-named as (  -- the model, for the basis: a few rows a host, read only where a count is
-    select sn.attempt_id, {HOST_KEY} as host,
-           coalesce(mode(case when kind = 'gpu' then value end),
-                    any_value(case when kind = 'declared' then value end)) as gpu_name
+with {_HOSTS},
+h as (  -- one scan: the count's rows, and the model's for the basis (a row a GPU, or declared)
+    select sn.attempt_id, {HOST_KEY} as host, {_COUNT_INPUTS},
+        coalesce(mode(case when kind = 'gpu' and name like '%.name' then value end),
+                 any_value(case when kind = 'declared' and name = 'gpu_model' then value end))
+            as gpu_name,
+        -- a host with a model but none of the count's rows has no count here at all
+        count(case when kind = 'launcher' or name in ('count', 'gpus') then 1 end) > 0
+            as counted
     from snapshots sn join ah using (attempt_id)
     where value is not null and status = 'ok'
-      and ((kind = 'gpu' and name like '%.name') or (kind = 'declared' and name = 'gpu_model'))
+      and (kind = 'launcher' or (kind = 'gpu' and (name = 'count' or name like '%.name'))
+           or (kind = 'declared' and name in ('gpus', 'gpu_model')))
     group by all
 )
-select attempt_id, host, {_COUNT} as gpus, {_BASIS} as gpus_basis
-from h left join named using (attempt_id, host)
+select attempt_id, host, {_COUNT} as gpus, {_BASIS} as gpus_basis from h where counted
 """
 
 # How many hosts each attempt ran on (#16), the first that applies: the hosts of a launch over

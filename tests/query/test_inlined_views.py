@@ -93,3 +93,35 @@ def test_a_mistake_is_named_as_through_the_views(
             run_sql(demo_store, sql)
         assert message == str(caught.value)  # of the user's own text, not the views' bodies
     assert "no_such_column" in inlined[0] and "no_such_table" in inlined[2]
+
+
+def test_a_view_named_in_a_comment_or_a_string_is_not_read() -> None:
+    from logbook.query import uses_gpu_samples
+
+    split = "select * from _goodput_time -- goodput's split, without its GPUs\n"
+    assert not uses_gpu_samples(split)  # the check of the GPU counts is not paid for a comment
+    assert not uses_gpu_samples("select 'goodput' as word from attempts")
+    assert uses_gpu_samples("select * from goodput")
+    assert uses_gpu_samples('select * from "attempt_gpus"')
+    assert _inlined("select 'lost_work' as w, * from attempts /* incidents */") == (
+        "select 'lost_work' as w, * from attempts /* incidents */"
+    )
+
+
+def test_the_scan_for_api_points_is_paid_only_by_sql_that_reads_metrics(demo_store: Store) -> None:
+    from logbook import schema
+    from logbook.query import _connection, _load, _reads_metrics
+
+    assert _reads_metrics("select m.value from metrics m")
+    assert not _reads_metrics("select * from goodput -- no metrics here")
+    # made without the scan, the metrics view keeps its test of the API's points: the same points
+    counted = "select count(*) as n, sum(value) as s, count(distinct attempt_id) as a from metrics"
+    answers = []
+    for scan in (True, False):
+        con = _connection(counted)
+        try:
+            _load(con, demo_store.snapshot(schema.tables()), metrics=scan)
+            answers.append(con.execute(counted).fetchall())
+        finally:
+            con.close()
+    assert answers[0] == answers[1] and answers[0][0][0] > 0
