@@ -47,8 +47,9 @@ RECENT_S = 2.0
 IDLE_READ_S = 10.0
 CHECKPOINT_EVERY_S = 5.0  # the checkpoint folder is looked at this often while no output flows
 CHUNK_S = 0.2  # a chunk is sized to about this much parsing: the end and a stop wait no longer
-MIN_READ, MAX_READ = 256 << 10, 1 << 20  # bytes per read of a log (the engine needs ~8x that;
-# chaos.py hostile-output: 155 MB peak RSS at 2 MiB, 148 at 1 MiB, aim < 150)
+MIN_READ, MAX_READ = 256 << 10, 768 << 10  # bytes per read of a log (the engine needs ~8x that;
+# chaos.py hostile-output, aim < 150 MB peak RSS: 155 at 2 MiB, 148 at 1 MiB, later 151-155 at
+# 1 MiB, 143-146 at 768 KiB, 140-146 at 512; bench.py's buffered python child 1.00 at 768 KiB)
 MIN_TURN = 64 << 10  # bytes read from a log with a little left, beside one with a flood
 END_BUDGET_S = 1.0  # after the command ends, parse for at most this long (#15)
 END_RESERVE = 0.15  # of the budget, kept for the last part and the coverage after the parse
