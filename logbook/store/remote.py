@@ -42,7 +42,6 @@ PUSHED_DIR = "_pushed"  # in any store pushed somewhere: what went where, one le
 _LOCAL_ONLY = {PUSHED_DIR, SPOOL_MARK, layout.QUARANTINE_DIR}
 # A reader's cache holds the tables (and their compaction manifests) and journals, not the logs.
 _NOT_MIRRORED = {PUSHED_DIR, SPOOL_MARK, layout.QUARANTINE_DIR, layout.LOGS_DIR}
-_COUNTING = threading.Lock()  # `Remote.requests` counts from the upload threads
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 20.0
 
@@ -154,8 +153,7 @@ class Remote:
         return f"{self._base}/{rel}" if rel else self._base
 
     def _count(self, kind: str) -> None:
-        with _COUNTING:  # uploads run in several threads (`_put_all`)
-            self.requests[kind] = self.requests.get(kind, 0) + 1
+        self.requests[kind] = self.requests.get(kind, 0) + 1
 
     def list(self, under: str = "") -> dict[str, Listed]:
         """Every file under the store's root (or its folder `under`), by path relative to it.
@@ -686,73 +684,6 @@ def _upload_order(rel: str) -> tuple[int, str]:
     return (2, rel)
 
 
-PUT_AT_ONCE = 8  # uploads in flight: an attempt's end sends a handful of small files, and one
-# after the other they held the exit 0.2 s against a server on this very machine (#18)
-
-
-def _put_all(
-    root: Path,
-    remote: Remote,
-    todo: list[str],
-    ledger: Ledger,
-    result: PushResult,
-    stop: Callable[[], bool] | None,
-) -> bool:
-    """Upload `todo`, PUT_AT_ONCE at a time, a batch after the other; whether all went up. The
-    first failure ends the push after its batch (what the batch sent is noted)."""
-
-    def put(rel: str) -> os.stat_result | None:
-        path = Path(root) / rel
-        try:
-            st = path.stat()
-            remote.put(path, rel)
-        except FileNotFoundError:  # compacted away meanwhile
-            return None
-        return st
-
-    pool = None
-    try:
-        for at in range(0, len(todo), PUT_AT_ONCE):
-            if stop is not None and stop():
-                return False
-            batch = todo[at : at + PUT_AT_ONCE]
-            outcomes = None
-            if len(batch) > 1:
-                try:
-                    if pool is None:
-                        from concurrent.futures import ThreadPoolExecutor
-
-                        pool = ThreadPoolExecutor(PUT_AT_ONCE, thread_name_prefix="logbook-put")
-                    outcomes = list(pool.map(lambda rel: _outcome(put, rel), batch))
-                except RuntimeError:  # at the interpreter's exit (the API's last push): in turn
-                    pass
-            if outcomes is None:
-                outcomes = [_outcome(put, rel) for rel in batch]
-            for rel, (st, error) in zip(batch, outcomes, strict=True):
-                if error is not None:
-                    result.error = result.error or error
-                    continue
-                if st is not None:
-                    ledger.note(rel, st.st_size, st.st_mtime_ns)
-                    result.uploaded += 1
-                result.pending.remove(rel)
-            if result.error is not None:
-                return False
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-    return True
-
-
-def _outcome(
-    put: Callable[[str], os.stat_result | None], rel: str
-) -> tuple[os.stat_result | None, str | None]:
-    try:
-        return put(rel), None
-    except Exception as e:
-        return None, describe(e)
-
-
 def push(
     root: Path,
     remote: Remote,
@@ -788,8 +719,22 @@ def push(
         todo, _ = pending(root, ledger, logs=logs)
         return PushResult(pending=todo, error=e.message.split(": ", 1)[-1])
     result = PushResult(pending=list(todo))
-    if not _put_all(root, remote, todo, ledger, result, stop):
-        return result
+    for rel in todo:
+        if stop is not None and stop():
+            return result
+        path = Path(root) / rel
+        try:
+            st = path.stat()
+            remote.put(path, rel)
+        except FileNotFoundError:  # compacted away meanwhile
+            result.pending.remove(rel)
+            continue
+        except Exception as e:
+            result.error = describe(e)
+            return result
+        ledger.note(rel, st.st_size, st.st_mtime_ns)
+        result.pending.remove(rel)
+        result.uploaded += 1
     for rel in gone:
         if listed is not None and rel not in listed:
             ledger.note(rel, deleted=True)
