@@ -488,6 +488,10 @@ class Ledger:
     def __init__(self, root: Path, url: str) -> None:
         self.path = Path(root) / PUSHED_DIR / f"{_key(url)}.jsonl"
         self.sent: dict[str, tuple[int, int]] = {}
+        # Sent, but not known to have arrived: a PUT whose answer never came may have been
+        # taken. Such a file deleted here is deleted there too (`pending`'s `gone`), or a
+        # journal folded here, or a part merged here, stayed in the store for good.
+        self.tried: set[str] = set()
         self._lock = threading.Lock()
         self._read = 0  # bytes of the file read so far: a reload reads only what was added
         self._lines = 0
@@ -497,7 +501,7 @@ class Ledger:
         try:
             with open(self.path, "rb") as f:
                 if os.fstat(f.fileno()).st_size < self._read:  # rewritten by `tidy`
-                    self.sent, self._read, self._lines = {}, 0, 0
+                    self.sent, self.tried, self._read, self._lines = {}, set(), 0, 0
                 f.seek(self._read)
                 data = f.read()
         except OSError:
@@ -510,6 +514,10 @@ class Ledger:
                 doc = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a kill
+            if doc.get("tried"):
+                self.tried.add(doc["path"])
+                continue
+            self.tried.discard(doc["path"])
             if doc.get("deleted") or doc.get("pruned"):
                 self.sent.pop(doc["path"], None)
             else:
@@ -523,10 +531,19 @@ class Ledger:
         *,
         deleted: bool = False,
         pruned: bool = False,
+        tried: bool = False,
     ) -> None:
         """Say `rel` went up as (size, mtime_ns); or was `deleted` there; or, `pruned`, removed
-        here only, once it was up (store/prune.py): it stays there."""
+        here only, once it was up (store/prune.py): it stays there; or, `tried`, is being sent
+        (said before the PUT: see `tried`)."""
         doc: dict[str, Any] = {"path": rel}
+        if tried:
+            if rel in self.tried:
+                return
+            self.tried.add(rel)
+            self._append({**doc, "tried": True})
+            return
+        self.tried.discard(rel)
         if pruned:
             with self._lock:  # first the guard, which `tidy` never rewrites (see `pruned`)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -540,6 +557,9 @@ class Ledger:
         else:
             doc.update(size=size, mtime_ns=mtime_ns)
             self.sent[rel] = (size, mtime_ns)
+        self._append(doc)
+
+    def _append(self, doc: dict[str, Any]) -> None:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
@@ -571,17 +591,20 @@ class Ledger:
         """Rewrite the file with one line per file once it is mostly old lines (a journal goes up
         at each heartbeat). A line another pusher appends meanwhile may be lost: its file then
         goes up once more, which is harmless (the same bytes under the same name)."""
-        if self._lines < 1000 or self._lines < 4 * len(self.sent):
+        if self._lines < 1000 or self._lines < 4 * (len(self.sent) + len(self.tried)):
             return
         with self._lock:
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            lines = (
-                json.dumps({"path": rel, "size": size, "mtime_ns": mtime})
-                for rel, (size, mtime) in sorted(self.sent.items())
-            )
+            lines = [
+                *(json.dumps({"path": rel, "tried": True}) for rel in sorted(self.tried)),
+                *(
+                    json.dumps({"path": rel, "size": size, "mtime_ns": mtime})
+                    for rel, (size, mtime) in sorted(self.sent.items())
+                ),
+            ]
             tmp.write_text("".join(f"{line}\n" for line in lines))
             os.replace(tmp, self.path)
-            self._read, self._lines = self.path.stat().st_size, len(self.sent)
+            self._read, self._lines = self.path.stat().st_size, len(lines)
 
 
 def pending(
@@ -635,7 +658,7 @@ def pending(
         todo = _not_replaced(todo, listed, remote)
     gone = sorted(
         rel
-        for rel in ledger.sent
+        for rel in set(ledger.sent) | ledger.tried
         if rel not in here
         and (rel.endswith(layout.PART_SUFFIX) or _is_journal(rel))
         and not (root / rel).exists()
@@ -725,6 +748,8 @@ def push(
         path = Path(root) / rel
         try:
             st = path.stat()
+            if rel.endswith(layout.PART_SUFFIX) or _is_journal(rel):  # what `gone` may delete
+                ledger.note(rel, tried=True)
             remote.put(path, rel)
         except FileNotFoundError:  # compacted away meanwhile
             result.pending.remove(rel)

@@ -462,3 +462,35 @@ def test_a_pruned_part_is_never_deleted_from_the_store(s3: S3Server) -> None:  #
     assert remote.pending(root, stale) == ([], [])
     assert remote.push(root, up, ledger=stale, check=True).deleted == 0
     assert any(k.endswith(".parquet") for k in s3.objects("logs", "team/gpt/metrics/"))
+
+
+def test_a_put_taken_whose_answer_never_came_is_deleted_there_with_its_file_here(
+    s3: S3Server,  # noqa: F811
+) -> None:
+    """Under load a PUT can reach the store and its answer time out: the ledger never learns it
+    went up. A journal folded here afterwards (or a part merged here) stayed in the store for
+    good, listed beside the rows that replaced it (#18: 16 of 128 hosts' journals, with eight
+    uploads at once)."""
+    from logbook.store import layout
+
+    root = remote.make_spool(URL)
+    journal = root / layout.JOURNAL_DIR / "run=gpt" / "attempt-a.jsonl"
+    journal.parent.mkdir(parents=True)
+    journal.write_text('{"kind": "start"}\n')
+    rel = journal.relative_to(root).as_posix()
+
+    class AnswerLost(remote.Remote):
+        def put(self, src: Path, rel: str) -> None:
+            super().put(src, rel)  # the store has it...
+            raise TimeoutError("the answer never came")  # ...and the pusher does not know
+
+    lossy = remote.push(root, AnswerLost(URL))
+    assert not lossy.done and "answer never came" in (lossy.error or "")
+    assert f"team/gpt/{rel}" in s3.objects("logs", "team/gpt/_journal/")
+    assert rel not in remote.Ledger(root, URL).sent and rel in remote.Ledger(root, URL).tried
+
+    journal.unlink()  # folded into parts here, as an attempt's end does
+    done = remote.push(root, remote.Remote(URL))
+    assert done.done and done.deleted == 1
+    assert not [k for k in s3.objects("logs", "team/gpt/_journal/") if k.endswith(".jsonl")]
+    assert not remote.Ledger(root, URL).tried  # nothing left in doubt
