@@ -348,6 +348,15 @@ def test_the_ledger_reads_only_what_was_added_and_stays_small(tmp_path: Path) ->
 # gs:// and az://, against real emulators of each (tests/cloudservers.py) -----------------------
 
 
+def _push_if_cut_short(stderr: str, url: str) -> None:
+    """The exit waits 2 s at most for its last uploads: on a busy machine the spool keeps the
+    rest, said in a warning, and a push sends it. Any other warning fails the test."""
+    warned = [line for line in stderr.splitlines() if "arning" in line]
+    assert all("not yet in" in line for line in warned), stderr
+    if warned:
+        _cli("push", "--store", str(remote.make_spool(url)), "--to", url)
+
+
 def test_gs_and_az_stores_take_a_run_a_second_host_and_a_push(
     cloud: Emulator,  # noqa: F811
     trainer: Path,
@@ -357,12 +366,11 @@ def test_gs_and_az_stores_take_a_run_a_second_host_and_a_push(
     url = f"{cloud.scheme}://logs/team/gpt"
     done = _run(trainer, "--store", url, steps=6, code=3)
     assert done.returncode == 3 and done.stdout == _expected_output(6)
-    assert "arning" not in done.stderr, done.stderr
+    _push_if_cut_short(done.stderr, url)
     monkeypatch.setenv("LOGBOOK_SPOOL", str(tmp_path / "other-host"))  # another host, empty spool
     second = _run(trainer, "--store", url)
     assert second.returncode == 0, second.stderr
-    if "not yet in" in second.stderr:  # the exit waits 2 s at most (a busy machine): the spool
-        _cli("push", "--store", str(remote.make_spool(url)), "--to", url)  # keeps the rest
+    _push_if_cut_short(second.stderr, url)
     out = _cli(
         "query",
         "select label, status from attempts order by label",
