@@ -32,9 +32,12 @@ HISTORY = [
 ]  # fmt: skip
 
 
-def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+def _import(  # type: ignore[no-untyped-def]
+    invoke, store: Path, path: Path, rows: list[dict[str, Any]], *, run: str = RUN, code: int = 0
+):
+    """`rows` written to `path` as JSON lines, and `logbook import` of them into `store`."""
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return invoke(["import", str(path), "--run", run, "--store", str(store)], code=code)
 
 
 def _sql(invoke, store: Path, query: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
@@ -45,8 +48,8 @@ def _sql(invoke, store: Path, query: str) -> list[dict[str, Any]]:  # type: igno
 def test_a_change_that_did_not_take_effect_and_software_upgrades(  # type: ignore[no-untyped-def]
     invoke, tmp_path: Path, store_path: Path
 ) -> None:
-    path = _write(tmp_path / "history.jsonl", HISTORY)
-    invoke(["import", str(path), "--run", RUN, "--store", str(store_path)])
+    path = tmp_path / "history.jsonl"
+    _import(invoke, store_path, path, HISTORY)
     rows = _sql(
         invoke,
         store_path,
@@ -113,8 +116,7 @@ def test_bad_change_fields_are_named(invoke, tmp_path: Path, store_path: Path) -
         {"type": "event", "time": "2021-11-12", "kind": "software_change", "package": "nccl",
          "new": [2, 10]},
     ]  # fmt: skip
-    path = _write(tmp_path / "bad.jsonl", rows)
-    r = invoke(["import", str(path), "--run", RUN, "--store", str(store_path)], code=1)
+    r = _import(invoke, store_path, tmp_path / "bad.jsonl", rows, code=1)
     assert "line 2: took_effect 'maybe' is not true or false" in r.stderr
     assert "line 3: package is empty" in r.stderr
     assert "line 4: new [2, 10] is not a version" in r.stderr
@@ -134,8 +136,7 @@ def test_spare_hosts_are_declared_beside_the_hardware_in_use(  # type: ignore[no
         {"type": "attempt", "label": "12.01", "start": "2021-12-20T00:00:00Z",
          "end": "2021-12-21T00:00:00Z", "status": "crashed"},
     ]  # fmt: skip
-    path = _write(tmp_path / "spares.jsonl", rows)
-    invoke(["import", str(path), "--run", RUN, "--store", str(store_path)])
+    _import(invoke, store_path, tmp_path / "spares.jsonl", rows)
     declared = _sql(
         invoke,
         store_path,
@@ -170,8 +171,8 @@ def test_spare_hosts_are_declared_beside_the_hardware_in_use(  # type: ignore[no
     invoke(["chronicle", RUN, "--out", str(out), "--store", str(store_path)])
     md = (out / "chronicle.md").read_text()
     assert "12 spare hosts (held, idle)" in md
-    bad = _write(tmp_path / "bad.jsonl", [{"type": "hardware", "time": "2021", "spare_hosts": -1}])
-    r = invoke(["import", str(bad), "--run", RUN, "--store", str(store_path)], code=1)
+    bad = [{"type": "hardware", "time": "2021", "spare_hosts": -1}]
+    r = _import(invoke, store_path, tmp_path / "bad.jsonl", bad, code=1)
     assert "line 1: hosts and gpus_per_host are at least 1, gpus and spare_hosts at least 0" in (
         r.stderr
     )
@@ -188,8 +189,7 @@ def test_an_attempt_known_by_its_duration(invoke, tmp_path: Path, store_path: Pa
         {"type": "attempt", "label": "12.22", "start": "2021-12-17T00:00:00Z",
          "end": "2021-12-18T00:00:00Z", "status": "crashed", "duration": 86400},
     ]  # fmt: skip
-    path = _write(tmp_path / "durations.jsonl", rows)
-    invoke(["import", str(path), "--run", RUN, "--store", str(store_path)])
+    _import(invoke, store_path, tmp_path / "durations.jsonl", rows)
     got = _sql(
         invoke,
         store_path,
@@ -211,13 +211,12 @@ def test_an_attempt_known_by_its_duration(invoke, tmp_path: Path, store_path: Pa
     md = (out / "chronicle.md").read_text()
     assert "attempt 12.20 ended, having run 2 d 19 h (as stated)" in md
     assert "attempt 12.21 ended, having run ≈ 1 d 12 h (as stated)" in md
-    bad = _write(
-        tmp_path / "bad.jsonl",
-        [{"type": "attempt", "label": "1.00", "start": "2021-12-02", "end": "2021-12-03",
-          "status": "ended", "duration": "a while"},
-         {"type": "attempt", "label": "1.01", "start": "2021-12-04", "end": "2021-12-05",
-          "status": "ended", "duration": -3}],
-    )  # fmt: skip
-    r = invoke(["import", str(bad), "--run", "other", "--store", str(store_path)], code=1)
+    bad = [
+        {"type": "attempt", "label": "1.00", "start": "2021-12-02", "end": "2021-12-03",
+         "status": "ended", "duration": "a while"},
+        {"type": "attempt", "label": "1.01", "start": "2021-12-04", "end": "2021-12-05",
+         "status": "ended", "duration": -3},
+    ]  # fmt: skip
+    r = _import(invoke, store_path, tmp_path / "bad.jsonl", bad, run="other", code=1)
     assert "line 1: duration 'a while' is not a duration" in r.stderr
     assert "line 2: duration -3 is not a duration above 0" in r.stderr

@@ -254,16 +254,17 @@ class Collector:
         message = row.get("message")
         if "took_effect" in data:  # a change made that did not take effect (a bug ignored it; #16)
             data["took_effect"] = parse_bool(data["took_effect"], "took_effect")
+        words = None  # a message written from the data, where the row has none
         if kind == "hparam_change":
             self._setting_change(run, data)
-            if message is None and "change" in data and data.get("key") is not None:
-                message = _change_words(data)
-                if data.get("took_effect") is False:
-                    message += " (did not take effect)"
+            if "change" in data and data.get("key") is not None:
+                words = _change_words(data)
         if kind == "software_change":
-            message = _software_change(data, message)
-        if message is None and data.get("took_effect") is False and "key" in data:
-            message = f"{_setting_words(data)} (did not take effect)"
+            words = _software_change(data)
+        if words is None and data.get("took_effect") is False and "key" in data:
+            words = _setting_words(data)
+        if message is None and words is not None:
+            message = words + (" (did not take effect)" if data.get("took_effect") is False else "")
         self._keep(line, run, row, kind, message, data)
 
     def _setting_change(self, run: str, data: dict[str, Any]) -> None:
@@ -534,13 +535,13 @@ def _setting_words(data: dict[str, Any]) -> str:
     return f"{data['key']}: {data['old']} -> {new}" if "old" in data else f"{data['key']} -> {new}"
 
 
-def _software_change(data: dict[str, Any], message: Any) -> Any:
+def _software_change(data: dict[str, Any]) -> str | None:
     """A software change (#16: a new PyTorch, NCCL or Megatron): `package` with its versions
-    `old` and `new` (kept as text: "2.4" is not 2.40), and a message written from them when the
-    row has none ('megatron-lm: 2.4 -> 2.6'). Rows without `package` are kept as they were
-    imported before it (a `repo` or `key` names what changed), so a file imports as it did."""
+    `old` and `new` (kept as text: "2.4" is not 2.40), and the words for a row with no message
+    ('megatron-lm: 2.4 -> 2.6'). Rows without `package` are kept as they were imported before it
+    (a `repo` or `key` names what changed), so a file imports as it did."""
     if "package" not in data:
-        return message
+        return None
     package = parse_text(data["package"], "package").strip()
     if not package:
         raise Bad("package is empty")
@@ -550,11 +551,8 @@ def _software_change(data: dict[str, Any], message: Any) -> Any:
             if isinstance(data[key], (bool, dict, list)):
                 raise Bad(f'{key} {data[key]!r} is not a version (write it as text: "2.6")')
             data[key] = str(data[key])
-    if message is not None:
-        return message
     old, new = data.get("old"), data.get("new")
-    words = f"{package}: {old or 'not recorded'} -> {new or 'not recorded'}"
-    return words + (" (did not take effect)" if data.get("took_effect") is False else "")
+    return f"{package}: {old or 'not recorded'} -> {new or 'not recorded'}"
 
 
 def _change_words(data: dict[str, Any]) -> str:

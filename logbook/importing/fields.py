@@ -188,10 +188,6 @@ def parse_text(value: Any, field: str) -> str:
 
 def parse_bool(value: Any, field: str) -> bool:
     """`true` or `false` (JSON, or the text in a CSV cell)."""
-    return _bool(value, field)
-
-
-def _bool(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -264,7 +260,7 @@ def attempt_converters() -> dict[str, Callable[[Any], Any]]:
         "int64": parse_int,
         "int32": parse_int,
         "float64": parse_float,
-        "bool": _bool,
+        "bool": parse_bool,
         "string": parse_text,
     }
 
