@@ -118,15 +118,9 @@ def rule_keys() -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def _tables() -> dict[str, Any]:
-    import sys
-    from importlib import resources
+    from logbook.forensics.rules import shipped_file
 
-    text = resources.files("logbook.forensics").joinpath("crash_rules.toml").read_text("utf-8")
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    data = tomllib.loads(text)
+    data = shipped_file()
     return {
         "xid": data.get("xid", {}),
         "reason": data.get("reason", {}),

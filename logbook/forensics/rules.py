@@ -135,7 +135,8 @@ def rules_markdown() -> str:
 
 
 @lru_cache(maxsize=1)
-def _shipped() -> tuple[Rule, ...]:
+def shipped_file() -> dict[str, Any]:
+    """crash_rules.toml, read once: its rules, and the component tables (forensics/components.py)."""
     from importlib import resources
 
     text = resources.files("logbook.forensics").joinpath("crash_rules.toml").read_text("utf-8")
@@ -143,7 +144,12 @@ def _shipped() -> tuple[Rule, ...]:
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
-    tables = tomllib.loads(text).get("rule", [])
+    return tomllib.loads(text)
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> tuple[Rule, ...]:
+    tables = shipped_file().get("rule", [])
     return tuple(_parse_all(tables, origin="shipped", where="crash_rules.toml"))
 
 

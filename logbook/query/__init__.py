@@ -31,9 +31,8 @@ _STATUS_RANK = "case status when 'running' then 0 else 1 end"
 _CHANGES = {"attempts": "attempt_changes", "nodes": "node_changes"}
 # Every metric point recorded; the `metrics` view leaves out the output's copies of API points.
 _RAW = {**_CHANGES, "metrics": "all_metrics"}
-METRICS_VIEW = (
-    kept_metrics.VIEW
-)  # query/kept_metrics.py: the output's copies of API points left out
+# query/kept_metrics.py: the output's copies of API points left out (`_load` writes it anew)
+METRICS_VIEW = kept_metrics.view(any_api=True)
 
 
 def connect(
@@ -120,9 +119,6 @@ def _derived_views() -> tuple[tuple[str, str, frozenset[str]], ...]:
 
 
 _LEADING_COMMENTS = re.compile(r"\s*(?:--[^\n]*(?:\n|$)\s*|/\*.*?\*/\s*)*", re.DOTALL)
-_STRINGS_AND_COMMENTS = re.compile(
-    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.DOTALL
-)
 _LITERALS_AND_COMMENTS = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 _HEAD = re.compile(r"(select|with)\b(\s+recursive\b)?", re.IGNORECASE)
 
@@ -140,7 +136,11 @@ def _inlined(sql: str) -> str | None:
         return sql
     body = sql[_LEADING_COMMENTS.match(sql).end() :]  # type: ignore[union-attr]
     head = _HEAD.match(body)
-    if head is None or head.group(2) or ";" in _STRINGS_AND_COMMENTS.sub("", body).rstrip("; \n\t"):
+    if (
+        head is None
+        or head.group(2)
+        or ";" in _LITERALS_AND_COMMENTS.sub("", body).rstrip("; \n\t")
+    ):
         return None
     ctes = []
     for view in views:
@@ -171,7 +171,8 @@ def _derived_for(sql: str | None) -> list[str]:
     return [view for name, view, _ in views if name in want]
 
 
-def _wanted(sql: str) -> set[str]:
+@functools.lru_cache(maxsize=32)  # asked of one SQL by the inlining, the load and the checks
+def _wanted(sql: str) -> frozenset[str]:
     """The names of the derived views `sql` reads, directly or through another (a name in a
     comment or a string literal reads none: `incidents --by cause` named goodput in comments)."""
     views = _derived_views()
@@ -180,7 +181,7 @@ def _wanted(sql: str) -> set[str]:
     for name, _, deps in reversed(views):  # a view reads only views made before it
         if name in want:
             want |= deps
-    return want
+    return frozenset(want)
 
 
 def _load(
@@ -210,13 +211,8 @@ def _load(
         row = con.execute("select exists (select 1 from _open_attempts)").fetchone()
         con.execute(attempt_time.open_points_view(bool(row and row[0])))
         # Points of the Python API: none in most runs, and then no point is a copy of one.
-        row = (
-            (True,)
-            if not metrics
-            else con.execute(
-                "select exists (select 1 from all_metrics where source = 'api')"
-            ).fetchone()
-        )
+        api = "select exists (select 1 from all_metrics where source = 'api')"
+        row = con.execute(api).fetchone() if metrics else (True,)  # unread: the view with its test
         con.execute(kept_metrics.view(bool(row and row[0])))
     if views and gpu_samples:
         needs = [r[0] for r in con.execute(gpu_count.NEEDS_SAMPLES).fetchall()]
@@ -553,7 +549,7 @@ def _refuse_writes(error: Exception) -> None:
 
 def _reads_metrics(sql: str) -> bool:
     """Whether `sql` may read the `metrics` view, itself or through a derived view."""
-    text = " ".join([_LITERALS_AND_COMMENTS.sub(" ", sql), *_derived_for(sql)])
+    text = " ".join([sql, *_derived_for(sql)])
     return _names(_LITERALS_AND_COMMENTS.sub(" ", text), "metrics")
 
 

@@ -34,9 +34,6 @@ def kept(points: str) -> str:
 """
 
 
-VIEW = "create view metrics as" + kept("all_metrics")
-
-
 def view(any_api: bool) -> str:
     """The `metrics` view for a snapshot with (`any_api`) or without points of the Python API
     (`query._load` asks). Without any, every point is kept and the test is left out: it is the

@@ -468,12 +468,14 @@ class Session:
             progress = ended.progress
             if progress is not None and progress.unparsed:
                 self.finish_later(recorder, metrics, progress)
-            left = None
-            if progress is not None and progress.handed_over:  # a flood: the exit waits for none
-                left = metrics.hand_over(self.finisher)
-                if left is not None:
-                    progress.unparsed = left  # what the finish parses: what is not on record
-            if left is None:
+            # A flood: the rest is the finish's, and the exit waits for none of it.
+            if (
+                progress is not None
+                and progress.handed_over
+                and (left := metrics.hand_over(self.finisher)) is not None
+            ):
+                progress.unparsed = left  # what the finish parses: what is not on record
+            else:
                 metrics.close()
         for sampler in filter(None, samplers):
             sampler.stop()  # its last reading and write (begun at the exit); never raises
