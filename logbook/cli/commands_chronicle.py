@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from logbook.cli.options import open_store, store_option
+from logbook.cli.options import read_store, store_option, wait_option
 from logbook.cli.render import progress_on_stderr
 
 
@@ -38,6 +38,7 @@ from logbook.cli.render import progress_on_stderr
     show_default=True,
     help="Publish the telemetry samples in data/ (often most of the bytes).",
 )
+@wait_option
 @store_option
 def chronicle(
     run_name: str,
@@ -63,7 +64,7 @@ def chronicle(
     settings = resolve_settings({}, config, config_path)
     with progress_on_stderr() as progress:
         built = build(
-            open_store(store),
+            read_store(store, run_name),
             run_name,
             out,
             anonymize=anonymize,

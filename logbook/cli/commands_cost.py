@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from logbook.cli.options import format_option, open_store, store_option
+from logbook.cli.options import format_option, read_store, store_option, wait_option
 from logbook.cli.render import render, text_width
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     help="Tokens per optimizer step (global batch × sequence length), e.g. 4M. "
     "Default: [compute] tokens-per-step, else the config (tokens_per_step, tokens_per_batch).",
 )
+@wait_option
 @store_option
 @format_option
 def cost(
@@ -82,7 +83,7 @@ def cost(
         "tokens_per_step": tokens_per_step,
     }
     settings = resolve_settings(flags, config, config_path)
-    report = cost_report(open_store(store), run_name, settings)
+    report = cost_report(read_store(store, run_name), run_name, settings)
     if fmt not in ("table", "markdown"):
         render(report, fmt)
         return

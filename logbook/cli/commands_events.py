@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from logbook.cli.options import format_option, open_store, store_option
+from logbook.cli.options import format_option, open_store, read_store, store_option, wait_option
 from logbook.cli.render import render
 
 # Which columns a narrow terminal keeps first (the others follow in table order; --wide: all).
@@ -119,6 +119,7 @@ def event_add(
 @click.argument("run_name", metavar="RUN")
 @click.option("--kind", "kinds", metavar="KINDS", help="Only these kinds (comma-separated).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the last N.")
+@wait_option
 @store_option
 @format_option
 def events(
@@ -132,7 +133,7 @@ def events(
     from logbook.record.events import list_events
 
     wanted = [k.strip() for k in (kinds or "").split(",") if k.strip()]
-    events = list_events(open_store(store), run_name, kinds=wanted, limit=limit)
+    events = list_events(read_store(store, run_name), run_name, kinds=wanted, limit=limit)
     render(events, fmt, priority=EVENTS_FIRST)
 
 

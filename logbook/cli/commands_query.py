@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from logbook.cli.options import format_option, open_store, store_option
+from logbook.cli.options import format_option, read_store, store_option, wait_option
 from logbook.cli.render import render
 
 # Which columns a narrow terminal keeps first (the others follow in table order; --wide: all).
@@ -18,6 +18,7 @@ INCIDENTS_FIRST = ("label", "class", "summary", "time_lost_s", "lost_steps", "de
 
 @click.command()
 @click.argument("sql")
+@wait_option
 @store_option
 @format_option
 def query(sql: str, store: Path | None, fmt: str) -> None:
@@ -28,10 +29,11 @@ def query(sql: str, store: Path | None, fmt: str) -> None:
     """
     from logbook.query import run_sql
 
-    render(run_sql(open_store(store), sql), fmt)
+    render(run_sql(read_store(store), sql), fmt)
 
 
 @click.command()
+@wait_option
 @store_option
 @format_option
 def runs(store: Path | None, fmt: str) -> None:
@@ -42,11 +44,12 @@ def runs(store: Path | None, fmt: str) -> None:
     """
     from logbook.query import list_runs
 
-    render(list_runs(open_store(store)), fmt, priority=RUNS_FIRST)
+    render(list_runs(read_store(store)), fmt, priority=RUNS_FIRST)
 
 
 @click.command()
 @click.argument("run_name", metavar="RUN")
+@wait_option
 @store_option
 @format_option
 def show(run_name: str, store: Path | None, fmt: str) -> None:
@@ -58,7 +61,7 @@ def show(run_name: str, store: Path | None, fmt: str) -> None:
     from logbook.query import show_run
 
     render(
-        show_run(open_store(store), run_name),
+        show_run(read_store(store, run_name), run_name),
         fmt,
         title=f"run {run_name}" if fmt == "table" else None,
         priority=SHOW_FIRST,
@@ -79,6 +82,7 @@ COMMANDS = [query, runs, show]
     help="Totals by crash class, or by cause: the component, planned or not, relaunched "
     "automatically or by hand, and the effective training time (#19).",
 )
+@wait_option
 @store_option
 @format_option
 def incidents(run_name: str, each: bool, by: str, store: Path | None, fmt: str) -> None:
@@ -93,7 +97,7 @@ def incidents(run_name: str, each: bool, by: str, store: Path | None, fmt: str) 
 
     if each and by == "cause":
         raise click.UsageError("--each lists incidents one by one; leave out --by cause")
-    s = open_store(store)
+    s = read_store(store, run_name)
     if by == "cause":
         from logbook.query.causes import incidents_by_cause
 
@@ -124,6 +128,7 @@ COMMANDS.append(incidents)
     help="One point per N steps: the last of steps 1..N, N+1..2N, ... (step 0 alone).",
 )
 @click.option("--attempt", metavar="LABEL", help="Only this attempt.")
+@wait_option
 @store_option
 @format_option
 def metrics(
@@ -143,7 +148,10 @@ def metrics(
 
     wanted = [n.strip() for n in (names or "").split(",") if n.strip()]
     render(
-        read_metrics(open_store(store), run_name, names=wanted, every=every, attempt=attempt), fmt
+        read_metrics(
+            read_store(store, run_name), run_name, names=wanted, every=every, attempt=attempt
+        ),
+        fmt,
     )
 
 
@@ -158,6 +166,7 @@ COMMANDS.append(metrics)
     is_flag=True,
     help="Step times instead: each against its attempt's running median (deviation).",
 )
+@wait_option
 @store_option
 @format_option
 def goodput(run_name: str, each: bool, steps: bool, store: Path | None, fmt: str) -> None:
@@ -175,7 +184,7 @@ def goodput(run_name: str, each: bool, steps: bool, store: Path | None, fmt: str
 
     if each and steps:
         raise click.UsageError("--each and --steps are two different tables: choose one")
-    s = open_store(store)
+    s = read_store(store, run_name)
     if steps:
         data = step_deviation(s, run_name)
     else:
@@ -191,6 +200,7 @@ COMMANDS.append(goodput)
 @click.option(
     "--only", is_flag=True, help="Only the hosts named stragglers (default: every host compared)."
 )
+@wait_option
 @store_option
 @format_option
 def stragglers(run_name: str, only: bool, store: Path | None, fmt: str) -> None:
@@ -205,7 +215,7 @@ def stragglers(run_name: str, only: bool, store: Path | None, fmt: str) -> None:
     from logbook.query import run_sql
     from logbook.query.stragglers import read_paces
 
-    s = open_store(store)
+    s = read_store(store, run_name)
     s.check_run(run_name)
     rows = [p.as_row() for p in read_paces(s, run_name) if p.straggler or not only]
     labels = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from logbook.cli.options import format_option, open_store, store_option
+from logbook.cli.options import format_option, open_store, read_store, store_option, wait_option
 from logbook.cli.render import render
 
 
@@ -61,6 +61,7 @@ def repro(run_name: str, label: str, script: Path | None, fmt: str, store: Path 
 @click.argument("run_name", metavar="RUN")
 @click.argument("a_label", metavar="A")
 @click.argument("b_label", metavar="B")
+@wait_option
 @store_option
 @format_option
 def diff(run_name: str, a_label: str, b_label: str, store: Path | None, fmt: str) -> None:
@@ -73,7 +74,7 @@ def diff(run_name: str, a_label: str, b_label: str, store: Path | None, fmt: str
     """
     from logbook.repro.diff import diff_attempts
 
-    changes = diff_attempts(open_store(store), run_name, a_label, b_label)
+    changes = diff_attempts(read_store(store, run_name), run_name, a_label, b_label)
     if changes.num_rows == 0 and fmt in ("table", "markdown"):
         click.echo("no differences")
         return

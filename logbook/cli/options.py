@@ -95,3 +95,33 @@ def open_store(path: Path | str | None, *, create: bool = False):  # type: ignor
     from logbook.store import open_any
 
     return open_any(path, create=create)
+
+
+def wait_option(f: F) -> F:
+    """--no-wait for the commands that read metrics (kept in the context, as --wide is: the
+    command's `read_store` reads it there)."""
+    return click.option(
+        "--no-wait",
+        is_flag=True,
+        expose_value=False,
+        callback=_keep_no_wait,
+        help="Answer at once, without waiting for the background parse of output a run's end "
+        "left unparsed (its metrics and steps are then missing, and a warning says so).",
+    )(f)
+
+
+def _keep_no_wait(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    ctx.meta["logbook.no_wait"] = value
+
+
+def read_store(path: Path | str | None, run: str | None = None):  # type: ignore[no-untyped-def]
+    """open_store for a command that reads metrics: the background parses of `run` (None: of
+    every run) are waited for first, and output left unparsed is named on stderr
+    (record/unparsed.py)."""
+    from logbook.record.unparsed import settle
+
+    s = open_store(path)
+    ctx = click.get_current_context(silent=True)
+    wait = not (ctx is not None and ctx.meta.get("logbook.no_wait"))
+    settle(s.root, None if run is None else {run}, wait=wait, say=lambda m: click.echo(m, err=True))
+    return s

@@ -73,10 +73,10 @@ def recover_metrics(
         if doc is None or doc.get("complete"):
             continue
         until = time.monotonic() + wait_s
-        while _recorder_alive(store.root, doc) and time.monotonic() < until:
+        while recorder_alive(store.root, doc) and time.monotonic() < until:
             time.sleep(0.1)
             doc = coverage.read(log_dir) or doc
-        if _recorder_alive(store.root, doc) or _finisher_alive(doc):
+        if recorder_alive(store.root, doc) or finisher_alive(doc):
             continue
         held = locks.take(log_dir)  # one parser of the rest at a time (recovery, reparse)
         if held is None:
@@ -95,7 +95,7 @@ def recover_metrics(
     return out
 
 
-def _recorder_alive(root: Path, doc: dict[str, Any]) -> bool:
+def recorder_alive(root: Path, doc: dict[str, Any]) -> bool:
     run, journal_id = doc.get("run"), doc.get("journal")
     if not run or not journal_id:
         return False
@@ -103,7 +103,7 @@ def _recorder_alive(root: Path, doc: dict[str, Any]) -> bool:
     return jf is not None and jf.is_alive()
 
 
-def _finisher_alive(doc: dict[str, Any]) -> bool:
+def finisher_alive(doc: dict[str, Any]) -> bool:
     """Whether another process, the background finish `logbook run` handed the rest to, is at
     work on it (it is named before it takes the lock)."""
     f = doc.get("finisher")
@@ -126,25 +126,36 @@ def parse_stretches(
     """Parse stretches of logs through `stream`, handing `write` a table of points (`time`,
     `step`, `name`, `value`) every BATCH points; (lines, points).
 
+    `write` runs in a thread of its own, one batch at a time, while the next is parsed: writing
+    Parquet (which releases the GIL) took a third of a flood's finish when it waited its turn.
+
     Raises:
         OSError: a log cannot be read, or `write` failed.
     """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     import pyarrow as pa
 
     lines = points = pending = 0
     chunks: list[pa.Table] = []
     time_type = pa.timestamp("us", tz="UTC")
-    for _name, data, _offset in interleaved(stretches):
-        fed = stream.feed(data)
-        lines += fed.lines
-        n = fed.points.num_rows
-        if n:
-            times = pa.repeat(pa.scalar(stamp, time_type), n)
-            chunks.append(fed.points.append_column("time", times))
-            pending, points = pending + n, points + n
-        if pending >= BATCH:
-            write(pa.concat_tables(chunks))
-            chunks, pending = [], 0
+    with ThreadPoolExecutor(1, thread_name_prefix="logbook-write") as writer:
+        written: Future[None] | None = None
+        for _name, data, _offset in interleaved(stretches):
+            fed = stream.feed(data)
+            lines += fed.lines
+            n = fed.points.num_rows
+            if n:
+                times = pa.repeat(pa.scalar(stamp, time_type), n)
+                chunks.append(fed.points.append_column("time", times))
+                pending, points = pending + n, points + n
+            if pending >= BATCH:
+                if written is not None:
+                    written.result()  # one batch in flight: memory stays bounded
+                written = writer.submit(write, pa.concat_tables(chunks))
+                chunks, pending = [], 0
+        if written is not None:
+            written.result()
     if chunks:
         write(pa.concat_tables(chunks))
     return lines, points
@@ -265,11 +276,13 @@ def recover_store(store: Store, run: str | None = None) -> list[Recovered]:
 
 __all__ = [
     "Recovered",
+    "finisher_alive",
     "log_files",
     "parse_stretches",
     "progress_of",
     "recover_metrics",
     "recover_store",
+    "recorder_alive",
     "update_steps",
     "write_printed",
 ]

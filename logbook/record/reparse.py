@@ -89,7 +89,7 @@ def reparse(
             continue
         doc = coverage.read(log_dir)
         if doc is not None and (
-            recover._recorder_alive(store.root, doc) or recover._finisher_alive(doc)
+            recover.recorder_alive(store.root, doc) or recover.finisher_alive(doc)
         ):
             raise LogbookError(
                 f"attempt {row['label']} of run {run} is still being recorded",
