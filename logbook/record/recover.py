@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from logbook.record import parse_pool
 from logbook.record.stream import MetricStream, interleaved, line_start
 from logbook.store import coverage, layout, owner
 from logbook.store import journal as journals
@@ -128,6 +129,7 @@ def parse_stretches(
 
     `write` runs in a thread of its own, one batch at a time, while the next is parsed: writing
     Parquet (which releases the GIL) took a third of a flood's finish when it waited its turn.
+    A long stretch is parsed by worker processes (`record/parse_pool.py`), fed here in order.
 
     Raises:
         OSError: a log cannot be read, or `write` failed.
@@ -139,10 +141,14 @@ def parse_stretches(
     lines = points = pending = 0
     chunks: list[pa.Table] = []
     time_type = pa.timestamp("us", tz="UTC")
+    total = sum(b - a for _path, spans in stretches.values() for a, b in spans)
+    parsed = parse_pool.parsed_in_order(
+        stream.parser, interleaved(stretches), parse_pool.workers_for(total)
+    )
     with ThreadPoolExecutor(1, thread_name_prefix="logbook-write") as writer:
         written: Future[None] | None = None
-        for _name, data, _offset in interleaved(stretches):
-            fed = stream.feed(data)
+        for _name, chunk, _offset in parsed:
+            fed = stream.feed_parsed(chunk)
             lines += fed.lines
             n = fed.points.num_rows
             if n:

@@ -32,6 +32,8 @@ from logbook.record.batch import ChunkParser
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from logbook.record.batch import ParsedChunk
+
 MAX_HELD = 1000  # names held before the first step; beyond it, stepless values are dropped
 MAX_LINE = 1 << 20  # a line with no end this long is no metric line: it is cut
 
@@ -109,11 +111,17 @@ class MetricStream:
             skip_step_lines: lines whose step is not progress (a resume line names where the
                 training starts from).
         """
+        return self.feed_parsed(self.parser.parse(data), skip_step_lines=skip_step_lines)
+
+    def feed_parsed(
+        self, chunk: ParsedChunk, *, skip_step_lines: frozenset[int] = frozenset()
+    ) -> Fed:
+        """`feed` of a chunk already parsed (by a `ChunkParser` of this mode, maybe in another
+        process: `record/parse_pool.py`)."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        chunk = self.parser.parse(data)
         steps = chunk.steps
         if skip_step_lines and steps.num_rows:
             keep = pc.invert(pc.is_in(steps["line"], pa.array(sorted(skip_step_lines), pa.int32())))
