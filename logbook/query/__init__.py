@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.dataset as pads
 
+    from logbook.record.unparsed import Unparsed
+
 _STATUS_RANK = "case status when 'running' then 0 else 1 end"
 # Tables of states appended over time: the view of the table's name keeps the newest row of each.
 _CHANGES = {"attempts": "attempt_changes", "nodes": "node_changes"}
@@ -597,6 +599,15 @@ def _execute(store: Store, sql: str, params: list[Any] | dict[str, Any] | None) 
             con.close()
 
     return store.reading(attempt)
+
+
+def wait_parsed(store: Store, run: str | None = None) -> list[Unparsed]:
+    """Wait until no background parse of `run` (None: of any run) is at work, as the CLI's
+    reading commands do first (record/unparsed.py); the ended attempts whose output is still
+    unparsed after that (their finish was killed: `logbook reparse` parses them)."""
+    from logbook.record.unparsed import settle
+
+    return settle(store.root, None if run is None else {run}, say=lambda _message: None)
 
 
 def list_runs(store: Store) -> pa.Table:

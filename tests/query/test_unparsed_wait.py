@@ -9,10 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from helpers import logbook_cmd
+
+from logbook import query
+from logbook.store import Store
 
 FLOOD = r"""
 import sys
@@ -59,10 +63,18 @@ def test_a_query_waits_for_the_background_parse_and_counts_every_line(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        left: list = []
+        library = threading.Thread(target=lambda: left.extend(query.wait_parsed(Store(store_path))))
+        library.start()
         time.sleep(1.5)
         assert waiting.poll() is None, "the query answered while the parse was held"
+        assert library.is_alive(), "query.wait_parsed returned while the parse was held"
     finally:
         os.kill(pid, signal.SIGCONT)
+    library.join(timeout=120)
+    assert not library.is_alive() and left == []
+    [row] = query.run_sql(Store(store_path), COUNT).to_pylist()
+    assert row["n"] == N
     out, err_b = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err_b
     assert _count(out) == N
@@ -83,6 +95,8 @@ def test_output_nobody_parses_is_named_and_reparse_parses_it(
     err = got.stderr.decode()
     assert "not parsed yet" in err and "`logbook reparse flood`" in err
     assert "waiting" not in err  # nobody to wait for
+    [left] = query.wait_parsed(Store(store_path), "flood")
+    assert (left.run, left.parser, left.pid) == ("flood", "nobody", None) and left.bytes > 0
     run_logbook("reparse", "flood", "--store", str(store_path), check=0)
     again = run_logbook("query", COUNT, "--store", str(store_path), "--format", "json", check=0)
     assert _count(again.stdout) == N and again.stderr == b""
