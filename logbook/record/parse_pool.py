@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class _Worker:
 
 def parsed_in_order(
     parser: ChunkParser, chunks: Iterable[tuple[str, bytes, int]], workers: int
-) -> Iterator[tuple[str, ParsedChunk, int]]:
+) -> Generator[tuple[str, ParsedChunk, int], None, None]:
     """(log name, parsed chunk, offset) for each of `chunks`, in their order: parsed by
     `workers` processes, or by `parser` here when 0 or where a worker fails."""
     if workers <= 0:

@@ -121,11 +121,12 @@ def log_files(log_dir: Path) -> dict[str, Path]:
 def parse_stretches(
     stream: MetricStream,
     stretches: dict[str, tuple[Path, list[tuple[int, int]]]],
-    write: Callable[[pa.Table], None],
+    write: Callable[[pa.Table, dict[str, int], dict[str, Any]], None],
     stamp: datetime,
 ) -> tuple[int, int]:
     """Parse stretches of logs through `stream`, handing `write` a table of points (`time`,
-    `step`, `name`, `value`) every BATCH points; (lines, points).
+    `step`, `name`, `value`) every BATCH points, with how far each log's whole lines were parsed
+    for them ({log name: offset}) and the stream's `state()` after them; (lines, points).
 
     `write` runs in a thread of its own, one batch at a time, while the next is parsed: writing
     Parquet (which releases the GIL) took a third of a flood's finish when it waited its turn.
@@ -135,20 +136,23 @@ def parse_stretches(
         OSError: a log cannot be read, or `write` failed.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
+    from contextlib import closing
 
     import pyarrow as pa
 
     lines = points = pending = 0
     chunks: list[pa.Table] = []
+    reached: dict[str, int] = {}
     time_type = pa.timestamp("us", tz="UTC")
     total = sum(b - a for _path, spans in stretches.values() for a, b in spans)
     parsed = parse_pool.parsed_in_order(
         stream.parser, interleaved(stretches), parse_pool.workers_for(total)
     )
-    with ThreadPoolExecutor(1, thread_name_prefix="logbook-write") as writer:
+    with closing(parsed), ThreadPoolExecutor(1, thread_name_prefix="logbook-write") as writer:
         written: Future[None] | None = None
-        for _name, chunk, _offset in parsed:
+        for name, chunk, offset in parsed:
             fed = stream.feed_parsed(chunk)
+            reached[name] = offset
             lines += fed.lines
             n = fed.points.num_rows
             if n:
@@ -158,12 +162,13 @@ def parse_stretches(
             if pending >= BATCH:
                 if written is not None:
                     written.result()  # one batch in flight: memory stays bounded
-                written = writer.submit(write, pa.concat_tables(chunks))
+                batch = pa.concat_tables(chunks)
+                written = writer.submit(write, batch, dict(reached), stream.state())
                 chunks, pending = [], 0
         if written is not None:
             written.result()
     if chunks:
-        write(pa.concat_tables(chunks))
+        write(pa.concat_tables(chunks), dict(reached), stream.state())
     return lines, points
 
 
@@ -199,8 +204,17 @@ def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered |
         if name in logs
     }
 
-    def write(points: pa.Table) -> None:
+    def write(points: pa.Table, reached: dict[str, int], state: dict[str, Any]) -> None:
+        """A part, then the coverage that names it: a finish killed after it leaves no part
+        that the next parser of the rest would write again."""
         write_metrics(store, run, points_table(attempt_id, [points]))
+        left = {name: _left(spans, reached.get(name)) for name, (_p, spans) in stretches.items()}
+        streams = {
+            name: _coverage_of(left.get(name, []), size) if name in left else cov
+            for name, size in sizes.items()
+            for cov in [(doc.get("streams") or {}).get(name) or {"to": 0, "holes": []}]
+        }
+        coverage.write(log_dir, {**doc, **state, "streams": streams, "complete": False})
 
     result.lines, result.points = parse_stretches(stream, stretches, write, stamp)
     write_printed(store, run, attempt_id, stream.finish())
@@ -214,6 +228,26 @@ def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered |
     coverage.write(log_dir, {**done, "finisher": None})
     update_steps(store, run, attempt_id, stream.first_step, stream.last_step, stamp)
     return result if result.lines else None
+
+
+def _left(spans: list[tuple[int, int]], reached: int | None) -> list[tuple[int, int]]:
+    """What is left of `spans` (in order) once their whole lines are parsed to `reached`."""
+    if reached is None:
+        return list(spans)
+    for k, (a, b) in enumerate(spans):
+        if a <= reached < b:
+            return [(reached, b), *spans[k + 1 :]]
+        if reached == b:
+            return list(spans[k + 1 :])
+    return list(spans)
+
+
+def _coverage_of(left: list[tuple[int, int]], size: int) -> dict[str, Any]:
+    """A stream's coverage (`to`, `holes`) whose unparsed stretches are `left` (coverage.unparsed
+    reads it back as them)."""
+    if left and left[-1][1] >= size:
+        return {"to": left[-1][0], "holes": [list(x) for x in left[:-1]]}
+    return {"to": size, "holes": [list(x) for x in left]}
 
 
 def update_steps(

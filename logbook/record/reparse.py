@@ -182,7 +182,7 @@ def _replace(
                     if rest.num_rows:
                         writer.write_table(parts.with_run(rest, run))
 
-            def write(points: pa.Table) -> None:
+            def write(points: pa.Table, _reached: dict[str, int], _state: dict[str, Any]) -> None:
                 table = points_table(attempt_id, [points])
                 table = table.take(pc.sort_indices(table, sort_keys=[("name", "ascending")]))
                 table = redaction.redact_table(table, "metrics").cast(target)

@@ -1,0 +1,82 @@
+"""A background finish killed midway leaves a coverage that names exactly the points it wrote, so
+the next writer parses the rest once (#15: before, its coverage moved only at the end, and a kill
+after its first part made the next writer record those points twice)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import logbook_cmd
+
+N = 600_000  # 1.2 M points: three parts of recover.BATCH
+FLOOD = (
+    "import sys\nn = int(sys.argv[1])\n"
+    "sys.stdout.write(''.join(f'step={i} loss={1 + i % 1000 / 1000:.4f} grad_norm=0.5\\n' "
+    "for i in range(n)))\n"
+)
+
+
+def _to(cov: Path) -> int:
+    """How far the coverage says the stdout log is parsed."""
+    return int((json.loads(cov.read_text())["streams"].get("stdout") or {}).get("to") or 0)
+
+
+def _count(run_logbook, store: Path, sql: str) -> dict:  # type: ignore[no-untyped-def]
+    got = run_logbook("query", "--no-wait", sql, "--store", str(store), "--format", "json", check=0)
+    return json.loads(got.stdout)[0]
+
+
+def test_a_finish_killed_after_a_part_leaves_the_rest_to_be_parsed_once(
+    run_logbook, store_path: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "flood.py"
+    script.write_text(FLOOD)
+    run_logbook(
+        "run", "--store", str(store_path), "--run", "f", "--no-capture", "--catch-up", "0", "--",
+        sys.executable, str(script), str(N), check=0, env={"LOGBOOK_TEST_NO_FINISHER": "1"},
+    )  # fmt: skip
+    [cov] = store_path.glob("logs/run=f/*/parsed.json")
+    log = cov.parent / "stdout.log"
+    start = _to(cov)
+    assert start < log.stat().st_size
+    finish = subprocess.Popen(
+        logbook_cmd(
+            "reparse", "f", "--rest", "--attempt-id", cov.parent.name, "--store", str(store_path)
+        ),  # fmt: skip
+        env={**os.environ, "LOGBOOK_PARSE_WORKERS": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until its first part is named in the coverage
+            if _to(cov) > start:
+                os.kill(finish.pid, signal.SIGSTOP)
+                break
+            time.sleep(0.005)
+        doc = json.loads(cov.read_text())
+        assert not doc["complete"], "the finish ended before the test could stop it"
+        to = _to(cov)
+        assert start < to < log.stat().st_size
+        # what is on record is exactly what the coverage names
+        lines = log.read_bytes()[:to].count(b"\n")
+        assert _count(
+            run_logbook, store_path, "select count(*) as n from metrics where name = 'loss'"
+        ) == {"n": lines}
+    finally:
+        finish.kill()
+        finish.wait()
+    run_logbook(
+        "doctor", "--store", str(store_path), check=1
+    )  # a writer: parses the rest (1: found)
+    assert _count(
+        run_logbook,
+        store_path,
+        "select count(*) as n, count(distinct step) as steps from metrics where name = 'loss'",
+    ) == {"n": N, "steps": N}
