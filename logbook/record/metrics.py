@@ -147,8 +147,14 @@ class MetricBuffer:
             return
         if count:
             table = points_table(self.recorder.attempt_id, chunks)
+            part = part_path(store, self.recorder.run)
+            if self.coverage is not None:  # the part named first: a kill between is no harm
+                self.recorder._safe(
+                    "how far the raw logs are parsed",
+                    lambda: self._write_coverage(complete, before=part),
+                )
             if self.recorder._safe(
-                "metrics", lambda: write_metrics(store, self.recorder.run, table)
+                "metrics", lambda: write_metrics(store, self.recorder.run, table, name=part.name)
             ):
                 self.written += count
             else:
@@ -159,7 +165,8 @@ class MetricBuffer:
                 "how far the raw logs are parsed", lambda: self._write_coverage(complete)
             )
 
-    def _write_coverage(self, complete: bool) -> None:
+    def _write_coverage(self, complete: bool, before: Path | None = None) -> None:
+        """The coverage; `before` a part: the coverage that part brings, named ahead of it."""
         from logbook.store import coverage
 
         log_dir = self.recorder.log_dir()
@@ -174,6 +181,9 @@ class MetricBuffer:
             **self.coverage,
             "complete": complete,
         }
+        if before is not None:
+            coverage.before_part(log_dir, before, doc)
+            return
         coverage.write(log_dir, doc)
         self.on_disk = self.coverage
 
@@ -254,10 +264,13 @@ METRICS_PARQUET: dict[str, Any] = {
 }
 
 
-def write_metrics(store: Any, run: str, table: pa.Table, *, by_name: bool = False) -> Path:
+def write_metrics(
+    store: Any, run: str, table: pa.Table, *, by_name: bool = False, name: str | None = None
+) -> Path:
     """Write points as one metrics part, the one way every producer does (the wrapper's parser,
     recovery, the Python API): sorted by name, stably so that each name's points stay in time
-    order, and encoded so. `by_name`: the caller sorted them already.
+    order, and encoded so. `by_name`: the caller sorted them already. `name`: the part's, named
+    beforehand (`part_path`) in the coverage that waits for it.
 
     Returns:
         The new part.
@@ -269,7 +282,16 @@ def write_metrics(store: Any, run: str, table: pa.Table, *, by_name: bool = Fals
 
     if not by_name:
         table = table.take(name_order(table["name"]))
-    return parts.write_part(layout.run_dir(store.root, "metrics", run), table, **METRICS_PARQUET)
+    return parts.write_part(
+        layout.run_dir(store.root, "metrics", run), table, name, **METRICS_PARQUET
+    )
+
+
+def part_path(store: Any, run: str) -> Path:
+    """Where a new metrics part of `run` will be (its name, for `write_metrics(name=...)`)."""
+    from logbook.store import layout
+
+    return layout.run_dir(store.root, "metrics", run) / layout.new_part_name()
 
 
 def name_order(names: pa.ChunkedArray | pa.Array) -> Any:

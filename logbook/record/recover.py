@@ -187,7 +187,7 @@ def write_printed(store: Store, run: str, attempt_id: str, settings: dict[str, f
 
 
 def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered | None:
-    from logbook.record.metrics import points_table, write_metrics
+    from logbook.record.metrics import part_path, points_table, write_metrics
 
     run, attempt_id = str(doc["run"]), str(doc["attempt_id"])
     logs = log_files(log_dir)
@@ -205,16 +205,20 @@ def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered |
     }
 
     def write(points: pa.Table, reached: dict[str, int], state: dict[str, Any]) -> None:
-        """A part, then the coverage that names it: a finish killed after it leaves no part
-        that the next parser of the rest would write again."""
-        write_metrics(store, run, points_table(attempt_id, [points]))
+        """A part and the coverage it brings (named before it: see coverage.before_part), so
+        that a finish killed at any moment leaves no point that the next parser of the rest
+        would write again, and none it would miss."""
         left = {name: _left(spans, reached.get(name)) for name, (_p, spans) in stretches.items()}
         streams = {
             name: _coverage_of(left.get(name, []), size) if name in left else cov
             for name, size in sizes.items()
             for cov in [(doc.get("streams") or {}).get(name) or {"to": 0, "holes": []}]
         }
-        coverage.write(log_dir, {**doc, **state, "streams": streams, "complete": False})
+        after = {**doc, **state, "streams": streams, "complete": False}
+        part = part_path(store, run)
+        coverage.before_part(log_dir, part, after)
+        write_metrics(store, run, points_table(attempt_id, [points]), name=part.name)
+        coverage.write(log_dir, after)
 
     result.lines, result.points = parse_stretches(stream, stretches, write, stamp)
     write_printed(store, run, attempt_id, stream.finish())

@@ -50,13 +50,35 @@ def write(log_dir: Path, doc: dict[str, Any]) -> None:
         raise
 
 
+def before_part(log_dir: Path, part: Path, after: dict[str, Any]) -> None:
+    """Say, before a metrics part is written, the coverage it brings: the file keeps what it
+    said and names the part (`pending`); `read` gives `after` once the part is in place, and
+    what it said while it is not. A writer killed between its part and its coverage then leaves
+    neither points parsed twice (the part without the coverage) nor lost. Then the part, then
+    `write(after)`.
+
+    Raises:
+        OSError: as `write`.
+    """
+    now = read(log_dir) or {k: v for k, v in after.items() if k in ("run", "attempt_id")}
+    pending = {"part": os.path.relpath(part, log_dir), "doc": after}
+    write(log_dir, {**now, "pending": pending})
+
+
 def read(log_dir: Path) -> dict[str, Any] | None:
-    """The coverage of the logs in `log_dir`; None when there is none or it cannot be read."""
+    """The coverage of the logs in `log_dir` (a `pending` part resolved: see `before_part`);
+    None when there is none or it cannot be read."""
     try:
         doc = json.loads(path_in(log_dir).read_bytes())
     except (OSError, ValueError):
         return None
-    return doc if isinstance(doc, dict) and doc.get("version") == VERSION else None
+    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        return None
+    pending = doc.pop("pending", None)
+    if isinstance(pending, dict) and isinstance(pending.get("doc"), dict):
+        if (log_dir / str(pending.get("part"))).exists():
+            return {**pending["doc"], "version": VERSION}
+    return doc
 
 
 def unparsed(doc: dict[str, Any], sizes: dict[str, int]) -> dict[str, list[tuple[int, int]]]:
