@@ -5,7 +5,8 @@ unparsed to a background finish (`record/finish.py`). A reading command that ans
 would count the points parsed so far as if they were all: a loss curve cut short, a NaN not yet
 raised, an attempt's last step too low, and nothing to say so. So the reading commands first wait
 for the background finishes of the runs they read (`settle`), saying on stderr what they wait for;
-`--no-wait` answers at once. Whatever stays unparsed is named in a warning, with who parses it.
+`--no-wait` answers at once; a finish whose coverage stays still for STALL_S is waited for no
+more. Whatever stays unparsed is named in a warning, with who parses it.
 
 Neither waited for nor named: an attempt still recorded (its `logbook run` is alive). A live
 run's points come as it runs and its status says so, and a reader that run started (a hook) would
@@ -27,6 +28,10 @@ from logbook.store import coverage, layout
 
 POLL_S = 0.1
 SAY_EVERY_S = 15.0
+# A finish writes its coverage with each part (every 500,000 points: about a second): one whose
+# coverage stays still this long is stopped, or on another host, where it cannot be asked
+# whether it is alive (a shared folder), so the wait ends there.
+STALL_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -115,17 +120,37 @@ def _wait(root: Path, pending: list[Unparsed], say: Callable[[str], Any]) -> lis
         f"logbook: waiting for the background parse of {mb:.1f} MB of output of run {runs} "
         "(--no-wait: answer at once with what is on record)"
     )
-    t0 = last_said = time.monotonic()
+    t0 = last_said = last_moved = time.monotonic()
+    marks = _marks(busy)
     while busy:
         time.sleep(POLL_S)
         busy = [
             u for u in (_unparsed(root, u.log_dir) for u in busy) if u and u.parser == "finisher"
         ]
         now = time.monotonic()
+        if _marks(busy) != marks:
+            marks, last_moved = _marks(busy), now
+        elif busy and now - last_moved >= STALL_S:
+            say(
+                f"logbook: the background parse has written nothing for {STALL_S:.0f} s (stopped, "
+                "or on a host whose processes this one cannot see); answering without waiting more"
+            )
+            break
         if busy and now - last_said >= SAY_EVERY_S:
             say(f"logbook: still waiting for the background parse ({now - t0:.0f} s)")
             last_said = now
     return [u for u in (_unparsed(root, u.log_dir) for u in pending) if u is not None]
+
+
+def _marks(busy: list[Unparsed]) -> list[tuple[Path, int]]:
+    """When each busy attempt's coverage last moved (the finish writes it with each part)."""
+    out = []
+    for u in busy:
+        try:
+            out.append((u.log_dir, coverage.path_in(u.log_dir).stat().st_mtime_ns))
+        except OSError:
+            out.append((u.log_dir, 0))
+    return out
 
 
 def _warning(u: Unparsed) -> str:

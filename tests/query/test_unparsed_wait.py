@@ -135,3 +135,28 @@ def test_a_live_run_is_neither_waited_for_nor_warned_of(
     finally:
         live.terminate()
         live.communicate(timeout=60)
+
+
+def test_a_finish_that_writes_nothing_for_a_while_is_waited_for_no_more(
+    run_logbook, store_path: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A stopped finish, or one on another host sharing the store (whose pid this host cannot
+    ask about), must not hold a reader forever: its coverage stays still, and the wait ends."""
+    from logbook.record import unparsed
+
+    cov = _flood(run_logbook, store_path, tmp_path)
+    doc = json.loads(cov.read_text())
+    assert not doc["complete"], "the background parse ended before the test could hold it"
+    pid = doc["finisher"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        monkeypatch.setattr(unparsed, "STALL_S", 1.5)
+        said: list[str] = []
+        t0 = time.monotonic()
+        left = unparsed.settle(store_path, {"flood"}, say=said.append)
+        assert time.monotonic() - t0 < 30
+        assert [(u.run, u.parser, u.pid) for u in left] == [("flood", "finisher", pid)]
+        assert any("has written nothing for 2 s" in m for m in said), said
+        assert f"a background parse (pid {pid}) is at work on them" in said[-1]
+    finally:
+        os.kill(pid, signal.SIGCONT)
