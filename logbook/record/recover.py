@@ -229,8 +229,10 @@ def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered |
         state["last_step_time"] = stamp
     streams = {name: {"to": size, "holes": []} for name, size in sizes.items()}
     done = {**doc, **state, **stream.state(), "streams": streams, "complete": True}
-    coverage.write(log_dir, {**done, "finisher": None})
+    # The attempt's steps widened before the logs are marked parsed: a reader that waited for
+    # this finish (record/unparsed.py) then sees them (only ever wider: a kill between is no harm)
     update_steps(store, run, attempt_id, stream.first_step, stream.last_step, stamp)
+    coverage.write(log_dir, {**done, "finisher": None})
     return result if result.lines else None
 
 

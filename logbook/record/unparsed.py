@@ -76,7 +76,7 @@ def _unparsed(root: Path, log_dir: Path) -> Unparsed | None:
         return None
     finisher = doc.get("finisher") if isinstance(doc.get("finisher"), dict) else None
     if doc.get("complete") and not (finisher and recover.finisher_alive(doc)):
-        return None  # parsed (a finish that still widens the attempt's steps is waited for)
+        return None  # parsed, the attempt's steps widened first (recover._parse_rest)
     sizes = {}
     for name, path in recover.log_files(log_dir).items():
         try:
