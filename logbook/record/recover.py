@@ -173,10 +173,11 @@ def parse_stretches(
 
 
 def write_printed(store: Store, run: str, attempt_id: str, settings: dict[str, float]) -> None:
-    """Settings the command printed at start-up (a config echo), as snapshots of kind `printed`."""
+    """Settings the command printed at start-up (a config echo), as snapshots of kind `printed`;
+    not again for an attempt that has them (a finish killed after them parses its rest again)."""
     from logbook.record.hparams import printed_rows
 
-    if not settings:
+    if not settings or has_printed(store, run, attempt_id):
         return
     stamp = datetime.now(timezone.utc)
     rows = [
@@ -184,6 +185,15 @@ def write_printed(store: Store, run: str, attempt_id: str, settings: dict[str, f
         for r in printed_rows(settings)
     ]
     store.write("snapshots", run, rows)
+
+
+def has_printed(store: Store, run: str, attempt_id: str) -> bool:
+    """Whether the attempt's printed settings are on record."""
+    import pyarrow.compute as pc
+
+    snaps = store.read("snapshots", run=run)
+    mine = pc.and_(pc.equal(snaps["attempt_id"], attempt_id), pc.equal(snaps["kind"], "printed"))
+    return bool(pc.any(mine).as_py())
 
 
 def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered | None:
@@ -323,6 +333,7 @@ def recover_store(store: Store, run: str | None = None) -> list[Recovered]:
 __all__ = [
     "Recovered",
     "finisher_alive",
+    "has_printed",
     "log_files",
     "parse_stretches",
     "progress_of",

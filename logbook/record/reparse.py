@@ -206,8 +206,7 @@ def _replace(
     finally:
         tmp.unlink(missing_ok=True)
     settings = stream.finish()
-    if settings and not _has_printed(store, run, attempt_id):
-        recover.write_printed(store, run, attempt_id, settings)
+    recover.write_printed(store, run, attempt_id, settings)
     base = doc or {"run": run, "attempt_id": attempt_id, "journal": None}
     streams = {name: {"to": size, "holes": []} for name, size in sizes.items()}
     coverage.write(
@@ -253,14 +252,6 @@ def _holds_parser_points(path: Path, attempt_id: str) -> bool:
     except Exception as e:  # a damaged part: its rows cannot be told apart; doctor's to judge
         raise LogbookError(f"cannot read {path}: {e}", hint='see "logbook doctor"') from e
     mine = pc.and_(pc.equal(t["attempt_id"], attempt_id), pc.equal(t["source"], "parser"))
-    return bool(pc.any(mine).as_py())
-
-
-def _has_printed(store: Store, run: str, attempt_id: str) -> bool:
-    import pyarrow.compute as pc
-
-    snaps = store.read("snapshots", run=run)
-    mine = pc.and_(pc.equal(snaps["attempt_id"], attempt_id), pc.equal(snaps["kind"], "printed"))
     return bool(pc.any(mine).as_py())
 
 

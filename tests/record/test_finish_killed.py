@@ -80,3 +80,22 @@ def test_a_finish_killed_after_a_part_leaves_the_rest_to_be_parsed_once(
         store_path,
         "select count(*) as n, count(distinct step) as steps from metrics where name = 'loss'",
     ) == {"n": N, "steps": N}
+
+
+def test_printed_settings_are_written_once_for_a_finish_parsed_again(store) -> None:  # type: ignore[no-untyped-def]
+    """A finish killed after its printed settings and before it marks the logs parsed is done
+    again by the next writer; the settings stay on record once."""
+    from logbook.query import run_sql
+    from logbook.record.recover import write_printed
+
+    for _ in range(2):
+        write_printed(store, "r", "a1", {"learning_rate": 1e-3, "batch_size": 8.0})
+    write_printed(store, "r", "a2", {"learning_rate": 1e-3})
+    rows = run_sql(
+        store, "select attempt_id, name, value from snapshots where kind = 'printed' order by all"
+    ).to_pylist()
+    assert rows == [
+        {"attempt_id": "a1", "name": "batch_size", "value": "8.0"},
+        {"attempt_id": "a1", "name": "learning_rate", "value": "0.001"},
+        {"attempt_id": "a2", "name": "learning_rate", "value": "0.001"},
+    ]
