@@ -55,6 +55,7 @@ class Recorder:
         self.attempt: dict[str, Any] = {}
         self._unjournaled: list[tuple[str, dict[str, Any]]] = []  # rows a full disk refused
         self._ended = False
+        self._ending = threading.RLock()  # `event` against `ended`: no event falls between
         self._log_dir: Path | None = None
 
     # safety ----------------------------------------------------------------------------------
@@ -147,10 +148,12 @@ class Recorder:
             at=at,
         )
         row["host"] = self.host
-        if self._ended:  # its journal is folded: a late event (a hook still running) is a part
+        with self._ending:  # (reentrant: a signal handler may run inside `ended`'s hold)
+            late = self._ended
+            if not late:
+                self._queue.put(("events", row))
+        if late:  # its journal is folded: a late event (a hook still running) is a part
             self._safe("a late event", lambda: self.store.write("events", self.run, [row]))  # type: ignore[union-attr]
-            return
-        self._queue.put(("events", row))
 
     def snapshots(self, rows: Sequence[Mapping[str, Any]]) -> None:
         stamp = _now()
@@ -165,12 +168,25 @@ class Recorder:
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._ended = True
+        with self._ending:  # an event queued after the heartbeat's last read goes in the end
+            self._ended = True
+            left = []
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    left.append(item)
         self.attempt.update(fields, recorded_at=_now())
         j = self._journal
         if j is None:
+            store = self.store
+            if left and store is not None:
+                rows = [r for _, r in left]
+                self._safe("late events", lambda: store.write("events", self.run, rows))
             return
-        how = j.finish(self._state_rows(), self._unjournaled)
+        how = j.finish([*left, *self._state_rows()], self._unjournaled)
         if how == "reserved":  # a full disk: the next writer folds it once there is room again
             self.warn(
                 "the end of the attempt is kept in the space its journal reserved", event=False
