@@ -20,6 +20,29 @@ def logbook_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "logbook", *args]
 
 
+FLOOD = (
+    "import sys\nn, pad = int(sys.argv[1]), '-' * int(sys.argv[2])\n"
+    "sys.stdout.write(''.join(f'step={i} loss={1 + i % 1000 / 1000:.4f} grad_norm=0.5{pad}\\n' "
+    "for i in range(n)))\n"
+)
+
+
+def run_flood(  # type: ignore[no-untyped-def]
+    run_logbook, store: Path, tmp_path: Path, run: str, n: int, *, pad: int = 0, env=None
+) -> Path:
+    """`logbook run --catch-up 0` of a child that prints `n` lines `step=i loss=.. grad_norm=0.5`
+    (and `pad` dashes) at once: a flood whose rest its end leaves to the background finish. The
+    attempt's coverage file."""
+    script = tmp_path / "flood.py"
+    script.write_text(FLOOD)
+    run_logbook(
+        "run", "--store", str(store), "--run", run, "--no-capture", "--catch-up", "0", "--",
+        sys.executable, str(script), str(n), str(pad), check=0, env=env or {},
+    )  # fmt: skip
+    [cov] = store.glob(f"logs/run={run}/*/parsed.json")
+    return cov
+
+
 def event(i: int, run: str = "r") -> dict[str, Any]:
     """An events row with step i."""
     return {

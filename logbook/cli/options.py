@@ -123,5 +123,5 @@ def read_store(path: Path | str | None, run: str | None = None):  # type: ignore
     s = open_store(path)
     ctx = click.get_current_context(silent=True)
     wait = not (ctx is not None and ctx.meta.get("logbook.no_wait"))
-    settle(s.root, None if run is None else {run}, wait=wait, say=lambda m: click.echo(m, err=True))
+    settle(s.root, run, wait=wait, say=lambda m: click.echo(m, err=True))
     return s

@@ -607,7 +607,7 @@ def wait_parsed(store: Store, run: str | None = None) -> list[Unparsed]:
     unparsed after that (their finish was killed: `logbook reparse` parses them)."""
     from logbook.record.unparsed import settle
 
-    return settle(store.root, None if run is None else {run}, say=lambda _message: None)
+    return settle(store.root, run, say=lambda _message: None)
 
 
 def list_runs(store: Store) -> pa.Table:

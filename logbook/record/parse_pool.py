@@ -101,10 +101,11 @@ class _Worker:
         return None
 
     def close(self) -> None:
+        """Ends it: every answer wanted was read, or none is wanted any more (an error); killed
+        first, so that a feeder blocked on a worker that no one reads ends at once."""
+        self.proc.kill()
         self.todo.put(None)
         self.feeder.join(timeout=10)
-        if self.proc.poll() is None:
-            self.proc.kill()
         self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()

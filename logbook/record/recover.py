@@ -218,12 +218,9 @@ def _parse_rest(store: Store, log_dir: Path, doc: dict[str, Any]) -> Recovered |
         """A part and the coverage it brings (named before it: see coverage.before_part), so
         that a finish killed at any moment leaves no point that the next parser of the rest
         would write again, and none it would miss."""
-        left = {name: _left(spans, reached.get(name)) for name, (_p, spans) in stretches.items()}
-        streams = {
-            name: _coverage_of(left.get(name, []), size) if name in left else cov
-            for name, size in sizes.items()
-            for cov in [(doc.get("streams") or {}).get(name) or {"to": 0, "holes": []}]
-        }
+        streams = dict(doc.get("streams") or {})  # a log with nothing left keeps its own
+        for name, (_path, spans) in stretches.items():
+            streams[name] = coverage.stream_of(_left(spans, reached.get(name)), sizes[name])
         after = {**doc, **state, "streams": streams, "complete": False}
         part = part_path(store, run)
         coverage.before_part(log_dir, part, after)
@@ -256,14 +253,6 @@ def _left(spans: list[tuple[int, int]], reached: int | None) -> list[tuple[int, 
         if reached == b:
             return list(spans[k + 1 :])
     return list(spans)
-
-
-def _coverage_of(left: list[tuple[int, int]], size: int) -> dict[str, Any]:
-    """A stream's coverage (`to`, `holes`) whose unparsed stretches are `left` (coverage.unparsed
-    reads it back as them)."""
-    if left and left[-1][1] >= size:
-        return {"to": left[-1][0], "holes": [list(x) for x in left[:-1]]}
-    return {"to": size, "holes": [list(x) for x in left]}
 
 
 def update_steps(

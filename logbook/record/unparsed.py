@@ -47,35 +47,27 @@ class Unparsed:
     pid: int | None = None
 
 
-def unparsed_logs(root: Path, runs: set[str] | None = None) -> list[Unparsed]:
-    """The attempts of `runs` (None: every run) whose logs are not all parsed."""
+def unparsed_logs(root: Path, run: str | None = None) -> list[Unparsed]:
+    """The ended attempts of `run` (None: of every run) whose logs are not all parsed."""
     logs = root / layout.LOGS_DIR
     if not logs.is_dir():
         return []
-    if runs is None:
-        patterns = ["run=*"]
-    else:
-        try:
-            patterns = [f"run={layout.check_run_name(r)}" for r in sorted(runs)]
-        except ValueError:  # not a run name: the command says so itself
-            return []
-    out = []
-    for pattern in patterns:
-        for cov in sorted(logs.glob(f"{pattern}/*/{coverage.NAME}")) + sorted(
-            logs.glob(f"{pattern}/*/node-*/{coverage.NAME}")
-        ):
-            found = _unparsed(root, cov.parent)
-            if found is not None:
-                out.append(found)
-    return out
+    try:
+        pattern = "run=*" if run is None else f"run={layout.check_run_name(run)}"
+    except ValueError:  # not a run name: the command says so itself
+        return []
+    dirs = sorted(logs.glob(f"{pattern}/*/{coverage.NAME}"))
+    dirs += sorted(logs.glob(f"{pattern}/*/node-*/{coverage.NAME}"))
+    return [u for u in (_unparsed(root, cov.parent) for cov in dirs) if u is not None]
 
 
 def _unparsed(root: Path, log_dir: Path) -> Unparsed | None:
     doc = coverage.read(log_dir)
-    if doc is None:
-        return None
+    if doc is None or recover.recorder_alive(root, doc):
+        return None  # a live run: its points come as it runs, and its status says so
     finisher = doc.get("finisher") if isinstance(doc.get("finisher"), dict) else None
-    if doc.get("complete") and not (finisher and recover.finisher_alive(doc)):
+    busy = finisher is not None and recover.finisher_alive(doc)
+    if doc.get("complete") and not busy:
         return None  # parsed, the attempt's steps widened first (recover._parse_rest)
     sizes = {}
     for name, path in recover.log_files(log_dir).items():
@@ -84,27 +76,25 @@ def _unparsed(root: Path, log_dir: Path) -> Unparsed | None:
         except OSError:
             continue
     left = sum(b - a for spans in coverage.unparsed(doc, sizes).values() for a, b in spans)
-    if recover.recorder_alive(root, doc):
-        return None  # a live run: its points come as it runs, and its status says so
-    if finisher and recover.finisher_alive(doc):
-        parser, pid = "finisher", finisher.get("pid")
-    elif doc.get("complete") or not left:
+    if not busy and not left:
         return None
-    else:
-        parser, pid = "nobody", None
-    return Unparsed(str(doc.get("run")), str(doc.get("attempt_id")), log_dir, left, parser, pid)
+    pid = finisher.get("pid") if busy and finisher is not None else None
+    return Unparsed(
+        str(doc.get("run")), str(doc.get("attempt_id")), log_dir, left,
+        "finisher" if busy else "nobody", pid,
+    )  # fmt: skip
 
 
 def settle(
     root: Path,
-    runs: set[str] | None = None,
+    run: str | None = None,
     *,
     wait: bool = True,
     say: Callable[[str], Any],
 ) -> list[Unparsed]:
-    """Wait until no background finish of `runs` is at work (if `wait`), then warn, through `say`,
-    of each attempt whose output is still unparsed; those attempts."""
-    pending = unparsed_logs(root, runs)
+    """Wait until no background finish of `run` (None: of any run) is at work (if `wait`), then
+    warn, through `say`, of each attempt whose output is still unparsed; those attempts."""
+    pending = unparsed_logs(root, run)
     if wait and any(u.parser == "finisher" for u in pending):
         pending = _wait(root, pending, say)
     for u in pending:
@@ -127,9 +117,9 @@ def _wait(root: Path, pending: list[Unparsed], say: Callable[[str], Any]) -> lis
         busy = [
             u for u in (_unparsed(root, u.log_dir) for u in busy) if u and u.parser == "finisher"
         ]
-        now = time.monotonic()
-        if _marks(busy) != marks:
-            marks, last_moved = _marks(busy), now
+        now, moved = time.monotonic(), _marks(busy)
+        if moved != marks:
+            marks, last_moved = moved, now
         elif busy and now - last_moved >= STALL_S:
             say(
                 f"logbook: the background parse has written nothing for {STALL_S:.0f} s (stopped, "

@@ -94,3 +94,11 @@ def unparsed(doc: dict[str, Any], sizes: dict[str, int]) -> dict[str, list[tuple
         if stretches:
             out[name] = stretches
     return out
+
+
+def stream_of(left: list[tuple[int, int]], size: int) -> dict[str, Any]:
+    """A stream's coverage (`to`, `holes`) whose unparsed stretches are `left`, in order, of a log
+    of `size` bytes: what `unparsed` reads back as them."""
+    if left and left[-1][1] >= size:
+        return {"to": left[-1][0], "holes": [list(x) for x in left[:-1]]}
+    return {"to": size, "holes": [list(x) for x in left]}

@@ -180,11 +180,7 @@ class Recorder:
                     left.append(item)
         self.attempt.update(fields, recorded_at=_now())
         j = self._journal
-        if j is None:
-            store = self.store
-            if left and store is not None:
-                rows = [r for _, r in left]
-                self._safe("late events", lambda: store.write("events", self.run, rows))
+        if j is None:  # no journal: its events went nowhere either
             return
         how = j.finish([*left, *self._state_rows()], self._unjournaled)
         if how == "reserved":  # a full disk: the next writer folds it once there is room again

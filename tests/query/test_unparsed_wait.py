@@ -13,30 +13,17 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import logbook_cmd
+from helpers import logbook_cmd, run_flood
 
 from logbook import query
 from logbook.store import Store
 
-FLOOD = r"""
-import sys
-n = int(sys.argv[1])
-pad = "-" * 80
-sys.stdout.write("".join(f"step={i} loss={1 + i % 1000 / 1000:.4f} {pad}\n" for i in range(n)))
-"""
 N = 300_000  # about 30 MB: its background parse takes a second or more here
 COUNT = "select count(*) as n from metrics where name = 'loss'"
 
 
 def _flood(run_logbook, store: Path, tmp_path: Path, env: dict | None = None) -> Path:  # type: ignore[no-untyped-def]
-    script = tmp_path / "flood.py"
-    script.write_text(FLOOD)
-    run_logbook(
-        "run", "--store", str(store), "--run", "flood", "--no-capture", "--catch-up", "0", "--",
-        sys.executable, str(script), str(N), check=0, env=env or {},
-    )  # fmt: skip
-    [cov] = store.glob("logs/run=flood/*/parsed.json")
-    return cov
+    return run_flood(run_logbook, store, tmp_path, "flood", N, pad=60, env=env)
 
 
 def _count(out: bytes) -> int:
@@ -153,7 +140,7 @@ def test_a_finish_that_writes_nothing_for_a_while_is_waited_for_no_more(
         monkeypatch.setattr(unparsed, "STALL_S", 1.5)
         said: list[str] = []
         t0 = time.monotonic()
-        left = unparsed.settle(store_path, {"flood"}, say=said.append)
+        left = unparsed.settle(store_path, "flood", say=said.append)
         assert time.monotonic() - t0 < 30
         assert [(u.run, u.parser, u.pid) for u in left] == [("flood", "finisher", pid)]
         assert any("has written nothing for 2 s" in m for m in said), said

@@ -8,18 +8,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from helpers import logbook_cmd
+from helpers import logbook_cmd, run_flood
 
 N = 600_000  # 1.2 M points: three parts of recover.BATCH
-FLOOD = (
-    "import sys\nn = int(sys.argv[1])\n"
-    "sys.stdout.write(''.join(f'step={i} loss={1 + i % 1000 / 1000:.4f} grad_norm=0.5\\n' "
-    "for i in range(n)))\n"
-)
 
 
 def _to(cov: Path) -> int:
@@ -35,13 +29,8 @@ def _count(run_logbook, store: Path, sql: str) -> dict:  # type: ignore[no-untyp
 def test_a_finish_killed_after_a_part_leaves_the_rest_to_be_parsed_once(
     run_logbook, store_path: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    script = tmp_path / "flood.py"
-    script.write_text(FLOOD)
-    run_logbook(
-        "run", "--store", str(store_path), "--run", "f", "--no-capture", "--catch-up", "0", "--",
-        sys.executable, str(script), str(N), check=0, env={"LOGBOOK_TEST_NO_FINISHER": "1"},
-    )  # fmt: skip
-    [cov] = store_path.glob("logs/run=f/*/parsed.json")
+    env = {"LOGBOOK_TEST_NO_FINISHER": "1"}
+    cov = run_flood(run_logbook, store_path, tmp_path, "f", N, env=env)
     log = cov.parent / "stdout.log"
     start = _to(cov)
     assert start < log.stat().st_size

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import psutil
+from helpers import run_flood
 
 from logbook.record import parse_pool
 from logbook.record.batch import ChunkParser
@@ -65,16 +65,8 @@ def test_a_worker_killed_midway_costs_only_speed(tmp_path: Path) -> None:
 def test_the_background_finish_with_workers_records_every_line_once(
     run_logbook, store_path: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    script, n = tmp_path / "flood.py", 200_000
-    script.write_text(
-        "import sys\nn = int(sys.argv[1])\n"
-        "sys.stdout.write(''.join(f'step={i} loss={1 + i % 1000 / 1000:.4f} grad_norm=0.5\\n' "
-        "for i in range(n)))\n"
-    )
-    run_logbook(
-        "run", "--store", str(store_path), "--run", "f", "--no-capture", "--catch-up", "0", "--",
-        sys.executable, str(script), str(n), check=0, env={"LOGBOOK_PARSE_WORKERS": "2"},
-    )  # fmt: skip
+    n = 200_000
+    run_flood(run_logbook, store_path, tmp_path, "f", n, env={"LOGBOOK_PARSE_WORKERS": "2"})
     got = run_logbook(
         "query", "select name, count(*) as n, count(distinct step) as steps, max(step) as hi "
         "from metrics group by name order by name", "--store", str(store_path), "--format", "json",
@@ -95,4 +87,3 @@ def test_workers_are_worth_it_only_for_a_long_stretch(monkeypatch) -> None:  # t
     assert parse_pool.workers_for(1 << 30) == 0
     monkeypatch.setenv("LOGBOOK_PARSE_WORKERS", "3")
     assert parse_pool.workers_for(1 << 10) == 3 and parse_pool.workers_for(0) == 0
-    assert sys.executable  # the workers run this Python
